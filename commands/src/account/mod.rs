@@ -1,0 +1,190 @@
+//! The account aggregate: registration, business context, widget settings, LLM on/off.
+
+#[cfg(test)]
+mod tests;
+
+use netia_events::account::*;
+use netia_events::{AccountId, InboxId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{is_clean_text, is_http_url, is_label};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AccountCommand {
+    Register {
+        account_id: AccountId,
+        name: String,
+        owner_user_id: UserId,
+        primary_inbox_id: InboxId,
+    },
+    UpdateBusinessContext {
+        context: BusinessContext,
+    },
+    UpdateWidgetSettings {
+        settings: WidgetSettings,
+    },
+    EnableLlm,
+    DisableLlm,
+}
+
+impl crate::Commutes for AccountCommand {
+    fn commutes(&self) -> bool {
+        matches!(self, AccountCommand::EnableLlm | AccountCommand::DisableLlm)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    #[error("account not found")]
+    NotFound,
+    #[error("account already registered")]
+    AlreadyExists,
+    #[error("account name must be 1 to 100 printable characters")]
+    InvalidName,
+    #[error("{field} is invalid: {reason}")]
+    InvalidField { field: &'static str, reason: &'static str },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: Option<AccountId>,
+    pub name: String,
+    pub business_context: BusinessContext,
+    pub widget_settings: WidgetSettings,
+    pub llm_enabled: bool,
+}
+
+impl Account {
+    pub fn evolve(&mut self, event: &AccountEvent) {
+        match event {
+            AccountEvent::AccountRegistered(e) => {
+                self.id = Some(e.account_id);
+                self.name = e.name.clone();
+            }
+            AccountEvent::BusinessContextUpdated(e) => self.business_context = e.context.clone(),
+            AccountEvent::WidgetSettingsUpdated(e) => self.widget_settings = e.settings.clone(),
+            AccountEvent::LlmEnabled(_) => self.llm_enabled = true,
+            AccountEvent::LlmDisabled(_) => self.llm_enabled = false,
+        }
+    }
+}
+
+impl crate::Decide for Account {
+    fn decide(&self, command: &AccountCommand) -> Result<Vec<AccountEvent>, AccountError> {
+        match (self.id, command) {
+            (
+                None,
+                AccountCommand::Register {
+                    account_id,
+                    name,
+                    owner_user_id,
+                    primary_inbox_id,
+                },
+            ) => {
+                if !is_label(name, 100) {
+                    return Err(AccountError::InvalidName);
+                }
+                Ok(vec![AccountEvent::AccountRegistered(AccountRegistered {
+                    account_id: *account_id,
+                    name: name.trim().to_owned(),
+                    owner_user_id: *owner_user_id,
+                    primary_inbox_id: *primary_inbox_id,
+                })])
+            }
+            (None, _) => Err(AccountError::NotFound),
+            (Some(_), AccountCommand::Register { .. }) => Err(AccountError::AlreadyExists),
+            (Some(_), AccountCommand::UpdateBusinessContext { context }) => {
+                check_context(context)?;
+                Ok(if *context == self.business_context {
+                    Vec::new()
+                } else {
+                    vec![AccountEvent::BusinessContextUpdated(BusinessContextUpdated {
+                        context: context.clone(),
+                    })]
+                })
+            }
+            (Some(_), AccountCommand::UpdateWidgetSettings { settings }) => {
+                check_widget(settings)?;
+                Ok(if *settings == self.widget_settings {
+                    Vec::new()
+                } else {
+                    vec![AccountEvent::WidgetSettingsUpdated(WidgetSettingsUpdated {
+                        settings: settings.clone(),
+                    })]
+                })
+            }
+            (Some(_), AccountCommand::EnableLlm) => Ok(if self.llm_enabled {
+                Vec::new()
+            } else {
+                vec![AccountEvent::LlmEnabled(LlmEnabled {})]
+            }),
+            (Some(_), AccountCommand::DisableLlm) => Ok(if self.llm_enabled {
+                vec![AccountEvent::LlmDisabled(LlmDisabled {})]
+            } else {
+                Vec::new()
+            }),
+        }
+    }
+}
+
+crate::aggregate!(Account, "account", AccountCommand, AccountEvent, AccountError);
+
+fn invalid(field: &'static str, reason: &'static str) -> AccountError {
+    AccountError::InvalidField { field, reason }
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), AccountError> {
+    if value.chars().count() > max {
+        return Err(invalid(field, "too long"));
+    }
+    if !is_clean_text(value) {
+        return Err(invalid(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+fn check_context(c: &BusinessContext) -> Result<(), AccountError> {
+    check_text("business_name", &c.business_name, 200)?;
+    check_text("business_description", &c.business_description, 5_000)?;
+    check_text("instructions", &c.instructions, 10_000)?;
+    match &c.scheduling_link {
+        Some(link) if !is_http_url(link) => Err(invalid("scheduling_link", "must be an http(s) URL")),
+        _ => Ok(()),
+    }
+}
+
+fn check_widget(s: &WidgetSettings) -> Result<(), AccountError> {
+    check_text("title", &s.title, 200)?;
+    check_text("subtitle", &s.subtitle, 500)?;
+    check_text("greeting", &s.greeting, 2_000)?;
+    check_text("new_message_placeholder", &s.new_message_placeholder, 200)?;
+    if !is_color(&s.primary_color) {
+        return Err(invalid("primary_color", "must be #rgb or #rrggbb"));
+    }
+    if s.allowed_origins.len() > 50 {
+        return Err(invalid("allowed_origins", "at most 50 origins"));
+    }
+    if !s.allowed_origins.iter().all(|o| is_origin(o)) {
+        return Err(invalid("allowed_origins", "each must be scheme://host[:port] without a path"));
+    }
+    Ok(())
+}
+
+/// `#rgb` or `#rrggbb`, or empty for the default colour.
+pub fn is_color(s: &str) -> bool {
+    s.is_empty()
+        || (s.starts_with('#') && matches!(s.len(), 4 | 7) && s[1..].chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// A web origin: `http(s)://host[:port]`, no path, query or credentials.
+pub fn is_origin(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && rest.len() <= 253
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+}

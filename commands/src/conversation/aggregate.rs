@@ -1,0 +1,476 @@
+//! Conversation state and its decisions (SPEC §2).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+use netia_events::conversation::*;
+use netia_events::{AccountId, ConversationId, CustomerId, MessageId, UserId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{ConversationCommand, ConversationError};
+use crate::validate::{MAX_BODY_CHARS, MAX_KEY_CHARS, is_clean_text, is_label};
+
+/// Closed conversations idle this long are archived by the hourly job.
+pub const ARCHIVE_AFTER_DAYS: i64 = 14;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    #[default]
+    Open,
+    Closed,
+    Snoozed {
+        until: DateTime<Utc>,
+    },
+}
+
+/// What a conversation must remember to decide: status, ownership and every idempotency key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: Option<ConversationId>,
+    pub account_id: Option<AccountId>,
+    pub customer_id: Option<CustomerId>,
+    pub status: Status,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub archived: bool,
+    pub priority: Option<Priority>,
+    pub assignee: Option<UserId>,
+    pub tags: BTreeSet<String>,
+    /// Set by an agent's public reply: from then on the bot stays silent.
+    pub handed_to_human: bool,
+    pub last_message_id: Option<MessageId>,
+    pub read_up_to: BTreeMap<UserId, MessageId>,
+    pub client_message_ids: BTreeSet<String>,
+    /// Channel ids already recorded, as `email:<id>`, `slack:<id>`, `sms:<sid>`.
+    pub external_ids: BTreeSet<String>,
+    pub bot_triggers: BTreeSet<Uuid>,
+}
+
+type Decision = Result<Vec<ConversationEvent>, ConversationError>;
+
+impl Conversation {
+    fn is_reopenable(&self) -> bool {
+        matches!(self.status, Status::Closed | Status::Snoozed { .. }) || self.archived
+    }
+
+    /// A message from the customer's side reopens a closed, snoozed or archived conversation.
+    fn reopen_for_customer(&self, at: DateTime<Utc>) -> Vec<ConversationEvent> {
+        if self.is_reopenable() {
+            vec![ConversationEvent::ConversationReopened(ConversationReopened {
+                reason: ReopenReason::CustomerMessage,
+                reopened_at: at,
+            })]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn check_customer(&self, customer_id: CustomerId) -> Result<(), ConversationError> {
+        if self.customer_id == Some(customer_id) {
+            Ok(())
+        } else {
+            Err(ConversationError::WrongCustomer)
+        }
+    }
+
+    fn seen_external(&self, kind: &str, id: &str) -> Result<bool, ConversationError> {
+        check_key(id)?;
+        Ok(self.external_ids.contains(&format!("{kind}:{id}")))
+    }
+
+    fn post_message(
+        &self,
+        message_id: MessageId,
+        author: Author,
+        body: &str,
+        private: bool,
+        client_message_id: &Option<String>,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        check_body(body)?;
+        if let Some(key) = client_message_id {
+            check_key(key)?;
+            if self.client_message_ids.contains(key) {
+                return Ok(Vec::new());
+            }
+        }
+        let client_message_id = client_message_id.clone();
+        let body = body.to_owned();
+        match author {
+            Author::Customer { customer_id } => {
+                if private {
+                    return Err(ConversationError::PrivateNoteByCustomer);
+                }
+                self.check_customer(customer_id)?;
+                let mut events = self.reopen_for_customer(at);
+                events.push(ConversationEvent::CustomerMessagePosted(CustomerMessagePosted {
+                    message_id,
+                    customer_id,
+                    body,
+                    client_message_id,
+                    sent_at: at,
+                }));
+                Ok(events)
+            }
+            Author::Agent { user_id } if private => Ok(vec![ConversationEvent::PrivateNoteAdded(PrivateNoteAdded {
+                message_id,
+                user_id,
+                body,
+                client_message_id,
+                sent_at: at,
+            })]),
+            Author::Agent { user_id } => Ok(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
+                message_id,
+                user_id,
+                body,
+                client_message_id,
+                sent_at: at,
+            })]),
+        }
+    }
+
+    fn channel_message(&self, author: Author, at: DateTime<Utc>, event: ConversationEvent) -> Decision {
+        let mut events = match author {
+            Author::Customer { customer_id } => {
+                self.check_customer(customer_id)?;
+                self.reopen_for_customer(at)
+            }
+            Author::Agent { .. } => Vec::new(),
+        };
+        events.push(event);
+        Ok(events)
+    }
+
+    fn decide_existing(&self, command: &ConversationCommand) -> Decision {
+        use ConversationCommand::*;
+        match command {
+            Create { .. } => Err(ConversationError::AlreadyExists),
+            PostMessage {
+                message_id,
+                author,
+                body,
+                private,
+                client_message_id,
+                at,
+            } => self.post_message(*message_id, *author, body, *private, client_message_id, *at),
+            PostBotReply {
+                message_id,
+                body,
+                trigger_event_id,
+                at,
+            } => {
+                check_body(body)?;
+                if self.bot_triggers.contains(trigger_event_id) {
+                    return Ok(Vec::new());
+                }
+                if self.handed_to_human {
+                    return Err(ConversationError::HandedToHuman);
+                }
+                Ok(vec![ConversationEvent::BotMessagePosted(BotMessagePosted {
+                    message_id: *message_id,
+                    body: body.clone(),
+                    trigger_event_id: *trigger_event_id,
+                    sent_at: *at,
+                })])
+            }
+            ReceiveEmail {
+                message_id,
+                author,
+                body,
+                subject,
+                email_message_id,
+                in_reply_to,
+                at,
+            } => {
+                check_body(body)?;
+                check_subject(subject)?;
+                if self.seen_external("email", email_message_id)? {
+                    return Ok(Vec::new());
+                }
+                let event = ConversationEvent::EmailMessageReceived(EmailMessageReceived {
+                    message_id: *message_id,
+                    author: *author,
+                    body: body.clone(),
+                    subject: subject.clone(),
+                    email_message_id: email_message_id.clone(),
+                    in_reply_to: in_reply_to.clone(),
+                    sent_at: *at,
+                });
+                self.channel_message(*author, *at, event)
+            }
+            ReceiveSlackMessage {
+                message_id,
+                author,
+                body,
+                slack_event_id,
+                slack_ts,
+                at,
+            } => {
+                check_body(body)?;
+                if self.seen_external("slack", slack_event_id)? {
+                    return Ok(Vec::new());
+                }
+                let event = ConversationEvent::SlackMessageReceived(SlackMessageReceived {
+                    message_id: *message_id,
+                    author: *author,
+                    body: body.clone(),
+                    slack_event_id: slack_event_id.clone(),
+                    slack_ts: slack_ts.clone(),
+                    sent_at: *at,
+                });
+                self.channel_message(*author, *at, event)
+            }
+            ReceiveSms {
+                message_id,
+                customer_id,
+                body,
+                message_sid,
+                from_number,
+                at,
+            } => {
+                check_body(body)?;
+                if self.seen_external("sms", message_sid)? {
+                    return Ok(Vec::new());
+                }
+                let event = ConversationEvent::SmsMessageReceived(SmsMessageReceived {
+                    message_id: *message_id,
+                    customer_id: *customer_id,
+                    body: body.clone(),
+                    message_sid: message_sid.clone(),
+                    from_number: from_number.clone(),
+                    sent_at: *at,
+                });
+                self.channel_message(
+                    Author::Customer {
+                        customer_id: *customer_id,
+                    },
+                    *at,
+                    event,
+                )
+            }
+            Close { at } => Ok(match self.status {
+                Status::Closed => Vec::new(),
+                _ => vec![ConversationEvent::ConversationClosed(ConversationClosed { closed_at: *at })],
+            }),
+            Reopen { at } => Ok(if self.is_reopenable() {
+                vec![ConversationEvent::ConversationReopened(ConversationReopened {
+                    reason: ReopenReason::Agent,
+                    reopened_at: *at,
+                })]
+            } else {
+                Vec::new()
+            }),
+            Snooze { until, at } => {
+                if until <= at {
+                    return Err(ConversationError::SnoozeInPast);
+                }
+                Ok(match self.status {
+                    Status::Snoozed { until: current } if current == *until => Vec::new(),
+                    _ => vec![ConversationEvent::ConversationSnoozed(ConversationSnoozed { until: *until })],
+                })
+            }
+            Wake { at } => Ok(match self.status {
+                Status::Snoozed { until } if until <= *at => {
+                    vec![ConversationEvent::ConversationWoken(ConversationWoken { woken_at: *at })]
+                }
+                _ => Vec::new(),
+            }),
+            SetPriority { priority } => Ok(if self.priority.unwrap_or(Priority::Normal) == *priority {
+                Vec::new()
+            } else {
+                vec![ConversationEvent::PrioritySet(PrioritySet { priority: *priority })]
+            }),
+            Assign { assignee } => Ok(if self.assignee == *assignee {
+                Vec::new()
+            } else {
+                vec![ConversationEvent::AgentAssigned(AgentAssigned { assignee: *assignee })]
+            }),
+            Tag { tag } => {
+                check_tag(tag)?;
+                Ok(if self.tags.contains(tag) {
+                    Vec::new()
+                } else {
+                    vec![ConversationEvent::ConversationTagged(ConversationTagged { tag: tag.clone() })]
+                })
+            }
+            Untag { tag } => Ok(if self.tags.contains(tag) {
+                vec![ConversationEvent::ConversationUntagged(ConversationUntagged { tag: tag.clone() })]
+            } else {
+                Vec::new()
+            }),
+            MarkRead { user_id } => Ok(match self.last_message_id {
+                Some(last) if self.read_up_to.get(user_id) != Some(&last) => {
+                    vec![ConversationEvent::ConversationRead(ConversationRead {
+                        user_id: *user_id,
+                        last_message_id: last,
+                    })]
+                }
+                _ => Vec::new(),
+            }),
+            Archive { at } => {
+                if self.archived {
+                    return Ok(Vec::new());
+                }
+                let (Status::Closed, Some(closed_at)) = (self.status, self.closed_at) else {
+                    return Err(ConversationError::NotClosed);
+                };
+                if *at - closed_at < Duration::days(ARCHIVE_AFTER_DAYS) {
+                    return Err(ConversationError::ClosedTooRecently {
+                        days: ARCHIVE_AFTER_DAYS,
+                    });
+                }
+                Ok(vec![ConversationEvent::ConversationArchived(ConversationArchived { archived_at: *at })])
+            }
+        }
+    }
+
+    /// Applies one event to the state.
+    pub fn evolve(&mut self, event: &ConversationEvent) {
+        use ConversationEvent::*;
+        match event {
+            ConversationCreated(e) => {
+                self.id = Some(e.conversation_id);
+                self.account_id = Some(e.account_id);
+                self.customer_id = Some(e.customer_id);
+                self.status = Status::Open;
+            }
+            CustomerMessagePosted(e) => self.record_message(e.message_id, e.client_message_id.as_ref()),
+            AgentMessagePosted(e) => {
+                self.record_message(e.message_id, e.client_message_id.as_ref());
+                self.handed_to_human = true;
+            }
+            PrivateNoteAdded(e) => {
+                if let Some(key) = &e.client_message_id {
+                    self.client_message_ids.insert(key.clone());
+                }
+            }
+            BotMessagePosted(e) => {
+                self.record_message(e.message_id, None);
+                self.bot_triggers.insert(e.trigger_event_id);
+            }
+            EmailMessageReceived(e) => {
+                self.record_message(e.message_id, None);
+                self.external_ids.insert(format!("email:{}", e.email_message_id));
+            }
+            SlackMessageReceived(e) => {
+                self.record_message(e.message_id, None);
+                self.external_ids.insert(format!("slack:{}", e.slack_event_id));
+                if matches!(e.author, Author::Agent { .. }) {
+                    self.handed_to_human = true;
+                }
+            }
+            SmsMessageReceived(e) => {
+                self.record_message(e.message_id, None);
+                self.external_ids.insert(format!("sms:{}", e.message_sid));
+            }
+            ConversationClosed(e) => {
+                self.status = Status::Closed;
+                self.closed_at = Some(e.closed_at);
+            }
+            ConversationReopened(_) | ConversationWoken(_) => {
+                self.status = Status::Open;
+                self.closed_at = None;
+                self.archived = false;
+            }
+            ConversationSnoozed(e) => {
+                self.status = Status::Snoozed { until: e.until };
+                self.closed_at = None;
+            }
+            PrioritySet(e) => self.priority = Some(e.priority),
+            AgentAssigned(e) => self.assignee = e.assignee,
+            ConversationTagged(e) => {
+                self.tags.insert(e.tag.clone());
+            }
+            ConversationUntagged(e) => {
+                self.tags.remove(&e.tag);
+            }
+            ConversationRead(e) => {
+                self.read_up_to.insert(e.user_id, e.last_message_id);
+            }
+            ConversationArchived(_) => self.archived = true,
+        }
+    }
+
+    fn record_message(&mut self, message_id: MessageId, client_message_id: Option<&String>) {
+        self.last_message_id = Some(message_id);
+        if let Some(key) = client_message_id {
+            self.client_message_ids.insert(key.clone());
+        }
+    }
+}
+
+impl crate::Decide for Conversation {
+    fn decide(&self, command: &ConversationCommand) -> Decision {
+        match (self.id, command) {
+            (
+                None,
+                ConversationCommand::Create {
+                    conversation_id,
+                    account_id,
+                    customer_id,
+                    inbox_id,
+                    source,
+                    subject,
+                    at,
+                },
+            ) => {
+                check_subject(subject)?;
+                Ok(vec![ConversationEvent::ConversationCreated(ConversationCreated {
+                    conversation_id: *conversation_id,
+                    account_id: *account_id,
+                    customer_id: *customer_id,
+                    inbox_id: *inbox_id,
+                    source: *source,
+                    subject: subject.clone(),
+                    created_at: *at,
+                })])
+            }
+            (None, _) => Err(ConversationError::NotFound),
+            (Some(_), command) => self.decide_existing(command),
+        }
+    }
+}
+
+crate::aggregate!(
+    Conversation,
+    "conversation",
+    ConversationCommand,
+    ConversationEvent,
+    ConversationError
+);
+
+fn check_body(body: &str) -> Result<(), ConversationError> {
+    if body.trim().is_empty() {
+        return Err(ConversationError::EmptyBody);
+    }
+    if body.chars().count() > MAX_BODY_CHARS {
+        return Err(ConversationError::BodyTooLong { max: MAX_BODY_CHARS });
+    }
+    if !is_clean_text(body) {
+        return Err(ConversationError::InvalidBody);
+    }
+    Ok(())
+}
+
+fn check_key(key: &str) -> Result<(), ConversationError> {
+    if is_label(key, MAX_KEY_CHARS) {
+        Ok(())
+    } else {
+        Err(ConversationError::InvalidKey { max: MAX_KEY_CHARS })
+    }
+}
+
+fn check_tag(tag: &str) -> Result<(), ConversationError> {
+    if is_label(tag, 64) && tag.trim() == tag {
+        Ok(())
+    } else {
+        Err(ConversationError::InvalidTag)
+    }
+}
+
+fn check_subject(subject: &Option<String>) -> Result<(), ConversationError> {
+    match subject {
+        Some(s) if s.chars().count() > 255 || s.chars().any(char::is_control) => Err(ConversationError::InvalidSubject),
+        _ => Ok(()),
+    }
+}

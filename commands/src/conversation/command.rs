@@ -1,0 +1,118 @@
+//! What can be asked of a conversation.
+
+use chrono::{DateTime, Utc};
+use netia_events::conversation::{Author, Priority, Source};
+use netia_events::{AccountId, ConversationId, CustomerId, InboxId, MessageId, UserId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Commutes;
+
+/// Commands carry the ids and times they need, so that deciding stays pure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConversationCommand {
+    Create {
+        conversation_id: ConversationId,
+        account_id: AccountId,
+        customer_id: CustomerId,
+        inbox_id: Option<InboxId>,
+        source: Source,
+        subject: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// A chat message from the customer or an agent; `private` makes an agent's message a note.
+    PostMessage {
+        message_id: MessageId,
+        author: Author,
+        body: String,
+        private: bool,
+        client_message_id: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// The LLM's answer to the customer message event `trigger_event_id`.
+    PostBotReply {
+        message_id: MessageId,
+        body: String,
+        trigger_event_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    ReceiveEmail {
+        message_id: MessageId,
+        author: Author,
+        body: String,
+        subject: Option<String>,
+        email_message_id: String,
+        in_reply_to: Option<String>,
+        at: DateTime<Utc>,
+    },
+    ReceiveSlackMessage {
+        message_id: MessageId,
+        author: Author,
+        body: String,
+        slack_event_id: String,
+        slack_ts: Option<String>,
+        at: DateTime<Utc>,
+    },
+    ReceiveSms {
+        message_id: MessageId,
+        customer_id: CustomerId,
+        body: String,
+        message_sid: String,
+        from_number: String,
+        at: DateTime<Utc>,
+    },
+    Close {
+        at: DateTime<Utc>,
+    },
+    Reopen {
+        at: DateTime<Utc>,
+    },
+    Snooze {
+        until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// Ends a snooze whose time has come (the scheduler's job); otherwise a no-op.
+    Wake {
+        at: DateTime<Utc>,
+    },
+    SetPriority {
+        priority: Priority,
+    },
+    Assign {
+        assignee: Option<UserId>,
+    },
+    Tag {
+        tag: String,
+    },
+    Untag {
+        tag: String,
+    },
+    MarkRead {
+        user_id: UserId,
+    },
+    /// Archives a conversation closed for at least [`super::aggregate::ARCHIVE_AFTER_DAYS`] days.
+    Archive {
+        at: DateTime<Utc>,
+    },
+}
+
+impl Commutes for ConversationCommand {
+    fn commutes(&self) -> bool {
+        use ConversationCommand::*;
+        match self {
+            PostMessage { .. }
+            | PostBotReply { .. }
+            | ReceiveEmail { .. }
+            | ReceiveSlackMessage { .. }
+            | ReceiveSms { .. }
+            | Tag { .. }
+            | Untag { .. }
+            | MarkRead { .. }
+            | Wake { .. }
+            | Archive { .. } => true,
+            Create { .. } | Close { .. } | Reopen { .. } | Snooze { .. } | SetPriority { .. } | Assign { .. } => {
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The conversation aggregate: messages of every kind and the conversation's state.
+
+mod aggregate;
+mod command;
+mod error;
+#[cfg(test)]
+mod tests;
+
+pub use aggregate::{Conversation, Status};
+pub use command::ConversationCommand;
+pub use error::ConversationError;

@@ -1,0 +1,205 @@
+//! The customer aggregate: who a customer is and what we know about them.
+
+#[cfg(test)]
+mod tests;
+
+use netia_events::customer::*;
+use netia_events::{AccountId, CustomerId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::validate::{MAX_KEY_CHARS, is_email, is_label};
+
+/// Most metadata keys a customer can carry.
+pub const MAX_METADATA_KEYS: usize = 100;
+/// Largest serialized metadata, in bytes.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CustomerCommand {
+    Create {
+        customer_id: CustomerId,
+        account_id: AccountId,
+        identity: CustomerIdentity,
+        metadata: Map<String, Value>,
+    },
+    Identify {
+        identity: CustomerIdentity,
+    },
+    UpdateMetadata {
+        changes: Map<String, Value>,
+    },
+}
+
+impl crate::Commutes for CustomerCommand {
+    fn commutes(&self) -> bool {
+        !matches!(self, CustomerCommand::Create { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CustomerError {
+    #[error("customer not found")]
+    NotFound,
+    #[error("customer already exists")]
+    AlreadyExists,
+    #[error("email address is invalid")]
+    InvalidEmail,
+    #[error("{field} must be 1 to {max} printable characters")]
+    InvalidField { field: &'static str, max: usize },
+    #[error("metadata may hold at most {MAX_METADATA_KEYS} keys of at most 100 characters and {MAX_METADATA_BYTES} bytes")]
+    MetadataTooLarge,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: Option<CustomerId>,
+    pub account_id: Option<AccountId>,
+    pub identity: CustomerIdentity,
+    pub metadata: Map<String, Value>,
+}
+
+impl Customer {
+    pub fn evolve(&mut self, event: &CustomerEvent) {
+        match event {
+            CustomerEvent::CustomerCreated(e) => {
+                self.id = Some(e.customer_id);
+                self.account_id = Some(e.account_id);
+                self.identity = e.identity.clone();
+                self.metadata = e.metadata.clone();
+            }
+            CustomerEvent::CustomerIdentified(e) => merge_identity(&mut self.identity, &e.identity),
+            CustomerEvent::CustomerMetadataUpdated(e) => merge_metadata(&mut self.metadata, &e.changes),
+        }
+    }
+}
+
+impl crate::Decide for Customer {
+    fn decide(&self, command: &CustomerCommand) -> Result<Vec<CustomerEvent>, CustomerError> {
+        match (self.id, command) {
+            (
+                None,
+                CustomerCommand::Create {
+                    customer_id,
+                    account_id,
+                    identity,
+                    metadata,
+                },
+            ) => {
+                check_identity(identity)?;
+                let mut merged = Map::new();
+                merge_metadata(&mut merged, metadata);
+                check_metadata(&merged)?;
+                Ok(vec![CustomerEvent::CustomerCreated(CustomerCreated {
+                    customer_id: *customer_id,
+                    account_id: *account_id,
+                    identity: normalize(identity),
+                    metadata: merged,
+                })])
+            }
+            (None, _) => Err(CustomerError::NotFound),
+            (Some(_), CustomerCommand::Create { .. }) => Err(CustomerError::AlreadyExists),
+            (Some(_), CustomerCommand::Identify { identity }) => {
+                check_identity(identity)?;
+                let identity = normalize(identity);
+                let changed = CustomerIdentity {
+                    external_id: changed(&self.identity.external_id, &identity.external_id),
+                    email: changed(&self.identity.email, &identity.email),
+                    name: changed(&self.identity.name, &identity.name),
+                    phone: changed(&self.identity.phone, &identity.phone),
+                };
+                Ok(if changed == CustomerIdentity::default() {
+                    Vec::new()
+                } else {
+                    vec![CustomerEvent::CustomerIdentified(CustomerIdentified { identity: changed })]
+                })
+            }
+            (Some(_), CustomerCommand::UpdateMetadata { changes }) => {
+                let mut after = self.metadata.clone();
+                merge_metadata(&mut after, changes);
+                check_metadata(&after)?;
+                let effective: Map<String, Value> = changes
+                    .iter()
+                    .filter(|(k, v)| self.metadata.get(*k) != Some(*v) && !(v.is_null() && !self.metadata.contains_key(*k)))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                Ok(if effective.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![CustomerEvent::CustomerMetadataUpdated(CustomerMetadataUpdated { changes: effective })]
+                })
+            }
+        }
+    }
+}
+
+crate::aggregate!(Customer, "customer", CustomerCommand, CustomerEvent, CustomerError);
+
+fn changed(current: &Option<String>, new: &Option<String>) -> Option<String> {
+    match new {
+        Some(v) if current.as_ref() != Some(v) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn normalize(identity: &CustomerIdentity) -> CustomerIdentity {
+    CustomerIdentity {
+        external_id: identity.external_id.as_ref().map(|s| s.trim().to_owned()),
+        email: identity.email.as_ref().map(|s| s.trim().to_lowercase()),
+        name: identity.name.as_ref().map(|s| s.trim().to_owned()),
+        phone: identity.phone.as_ref().map(|s| s.trim().to_owned()),
+    }
+}
+
+fn check_identity(identity: &CustomerIdentity) -> Result<(), CustomerError> {
+    if let Some(email) = &identity.email
+        && !is_email(email.trim())
+    {
+        return Err(CustomerError::InvalidEmail);
+    }
+    let fields = [
+        ("external_id", &identity.external_id, MAX_KEY_CHARS),
+        ("name", &identity.name, 200),
+        ("phone", &identity.phone, 32),
+    ];
+    for (field, value, max) in fields {
+        if let Some(v) = value
+            && !is_label(v, max)
+        {
+            return Err(CustomerError::InvalidField { field, max });
+        }
+    }
+    Ok(())
+}
+
+fn check_metadata(metadata: &Map<String, Value>) -> Result<(), CustomerError> {
+    let size = serde_json::to_string(metadata).map(|s| s.len()).unwrap_or(usize::MAX);
+    if metadata.len() > MAX_METADATA_KEYS || size > MAX_METADATA_BYTES || metadata.keys().any(|k| !is_label(k, 100)) {
+        return Err(CustomerError::MetadataTooLarge);
+    }
+    Ok(())
+}
+
+fn merge_identity(into: &mut CustomerIdentity, changes: &CustomerIdentity) {
+    let pairs = [
+        (&mut into.external_id, &changes.external_id),
+        (&mut into.email, &changes.email),
+        (&mut into.name, &changes.name),
+        (&mut into.phone, &changes.phone),
+    ];
+    for (slot, change) in pairs {
+        if change.is_some() {
+            slot.clone_from(change);
+        }
+    }
+}
+
+fn merge_metadata(into: &mut Map<String, Value>, changes: &Map<String, Value>) {
+    for (key, value) in changes {
+        if value.is_null() {
+            into.remove(key);
+        } else {
+            into.insert(key.clone(), value.clone());
+        }
+    }
+}

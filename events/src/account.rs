@@ -1,0 +1,66 @@
+//! Account events: registration, business context, widget settings, LLM on/off.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::no_upcasters;
+use crate::event_family;
+use crate::ids::{AccountId, InboxId, UserId};
+
+event_family! {
+    /// Everything that happens to an account.
+    AccountEvent, stream = "account", upcasters = no_upcasters, {
+        AccountRegistered = 1,
+        BusinessContextUpdated = 1,
+        WidgetSettingsUpdated = 1,
+        LlmEnabled = 1,
+        LlmDisabled = 1,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountRegistered {
+    pub account_id: AccountId,
+    pub name: String,
+    pub owner_user_id: UserId,
+    pub primary_inbox_id: InboxId,
+}
+
+/// What the LLM is told about the business (SPEC §5).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusinessContext {
+    pub business_name: String,
+    pub business_description: String,
+    pub instructions: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling_link: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusinessContextUpdated {
+    pub context: BusinessContext,
+}
+
+/// How the chat widget looks and where it may be embedded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WidgetSettings {
+    pub title: String,
+    pub subtitle: String,
+    pub primary_color: String,
+    pub greeting: String,
+    pub new_message_placeholder: String,
+    pub show_agent_availability: bool,
+    pub is_branding_hidden: bool,
+    /// Origins allowed to embed the widget and open sockets; empty means any.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WidgetSettingsUpdated {
+    pub settings: WidgetSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmEnabled {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmDisabled {}

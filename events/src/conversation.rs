@@ -1,0 +1,211 @@
+//! Conversation events: creation, every kind of message, and every state change.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::codec::no_upcasters;
+use crate::event_family;
+use crate::ids::{AccountId, ConversationId, CustomerId, InboxId, MessageId, UserId};
+
+event_family! {
+    /// Everything that happens in a conversation; its messages live in its stream.
+    ConversationEvent, stream = "conversation", upcasters = no_upcasters, {
+        ConversationCreated = 1,
+        CustomerMessagePosted = 1,
+        AgentMessagePosted = 1,
+        PrivateNoteAdded = 1,
+        BotMessagePosted = 1,
+        EmailMessageReceived = 1,
+        SlackMessageReceived = 1,
+        SmsMessageReceived = 1,
+        ConversationClosed = 1,
+        ConversationReopened = 1,
+        ConversationSnoozed = 1,
+        ConversationWoken = 1,
+        PrioritySet = 1,
+        AgentAssigned = 1,
+        ConversationTagged = 1,
+        ConversationUntagged = 1,
+        ConversationRead = 1,
+        ConversationArchived = 1,
+    }
+}
+
+/// Where a conversation started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Chat,
+    Email,
+    Slack,
+    Sms,
+    Api,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Normal,
+    Priority,
+}
+
+/// The author of a message that came from a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Author {
+    Customer { customer_id: CustomerId },
+    Agent { user_id: UserId },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationCreated {
+    pub conversation_id: ConversationId,
+    pub account_id: AccountId,
+    pub customer_id: CustomerId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox_id: Option<InboxId>,
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerMessagePosted {
+    pub message_id: MessageId,
+    pub customer_id: CustomerId,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<String>,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentMessagePosted {
+    pub message_id: MessageId,
+    pub user_id: UserId,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<String>,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// An agents-only note: never shown to the customer or sent to a channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrivateNoteAdded {
+    pub message_id: MessageId,
+    pub user_id: UserId,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<String>,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// An LLM reply; `trigger_event_id` is the customer message event it answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BotMessagePosted {
+    pub message_id: MessageId,
+    pub body: String,
+    pub trigger_event_id: Uuid,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailMessageReceived {
+    pub message_id: MessageId,
+    pub author: Author,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The RFC 5322 Message-ID (or Gmail message id): the dedupe key.
+    pub email_message_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlackMessageReceived {
+    pub message_id: MessageId,
+    pub author: Author,
+    pub body: String,
+    /// Slack's event id: Slack retries deliveries, this dedupes them.
+    pub slack_event_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_ts: Option<String>,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmsMessageReceived {
+    pub message_id: MessageId,
+    pub customer_id: CustomerId,
+    pub body: String,
+    /// Twilio's MessageSid: the dedupe key.
+    pub message_sid: String,
+    pub from_number: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationClosed {
+    pub closed_at: DateTime<Utc>,
+}
+
+/// Why a conversation became open again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReopenReason {
+    Agent,
+    CustomerMessage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationReopened {
+    pub reason: ReopenReason,
+    pub reopened_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSnoozed {
+    pub until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationWoken {
+    pub woken_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrioritySet {
+    pub priority: Priority,
+}
+
+/// `assignee: None` means the conversation was unassigned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentAssigned {
+    pub assignee: Option<UserId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationTagged {
+    pub tag: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationUntagged {
+    pub tag: String,
+}
+
+/// An agent has read the conversation up to and including `last_message_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationRead {
+    pub user_id: UserId,
+    pub last_message_id: MessageId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationArchived {
+    pub archived_at: DateTime<Utc>,
+}

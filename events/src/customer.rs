@@ -1,0 +1,51 @@
+//! Customer events: created, identified, metadata updated.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::codec::no_upcasters;
+use crate::event_family;
+use crate::ids::{AccountId, CustomerId};
+
+event_family! {
+    /// Everything that happens to a customer.
+    CustomerEvent, stream = "customer", upcasters = no_upcasters, {
+        CustomerCreated = 1,
+        CustomerIdentified = 1,
+        CustomerMetadataUpdated = 1,
+    }
+}
+
+/// The ways a customer can be recognised again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerCreated {
+    pub customer_id: CustomerId,
+    pub account_id: AccountId,
+    pub identity: CustomerIdentity,
+    /// Browser and host-page facts sent by the widget, or anything an agent records.
+    pub metadata: Map<String, Value>,
+}
+
+/// Fields newly learnt or changed; absent fields are unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerIdentified {
+    pub identity: CustomerIdentity,
+}
+
+/// Keys set (a `null` value removes the key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerMetadataUpdated {
+    pub changes: Map<String, Value>,
+}

@@ -1,0 +1,14 @@
+//! Netia's events: typed payloads per aggregate, the stored envelope, the hash chain and upcasting. No I/O.
+
+pub mod account;
+pub mod chain;
+pub mod codec;
+pub mod conversation;
+pub mod customer;
+pub mod envelope;
+pub mod ids;
+pub mod user;
+
+pub use codec::{DecodeError, DomainEvent, EventError};
+pub use envelope::{Actor, Checkpoint, Metadata, NewEvent, RecordedEvent, StreamRef};
+pub use ids::{AccountId, ConversationId, CustomerId, EventId, InboxId, MessageId, UserId};

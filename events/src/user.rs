@@ -1,0 +1,62 @@
+//! User (agent) events: invited, registered, role changed, disabled, enabled.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::no_upcasters;
+use crate::event_family;
+use crate::ids::{AccountId, UserId};
+
+event_family! {
+    /// Everything that happens to a user of an account.
+    UserEvent, stream = "user", upcasters = no_upcasters, {
+        UserInvited = 1,
+        UserRegistered = 1,
+        UserRoleChanged = 1,
+        UserDisabled = 1,
+        UserEnabled = 1,
+    }
+}
+
+/// What a user may do (SPEC §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Member,
+    Admin,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserInvited {
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub email: String,
+    pub role: Role,
+    pub invited_by: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRoleChanged {
+    pub role: Role,
+    pub previous_role: Role,
+    pub changed_by: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserDisabled {
+    pub disabled_by: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserEnabled {
+    pub enabled_by: UserId,
+}

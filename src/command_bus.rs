@@ -1,0 +1,141 @@
+//! Executes commands: load the stream, decide, append with the expected version, retry if it commutes.
+
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::Duration;
+
+use netia_commands::{Commutes, Decide};
+use netia_events::{DomainEvent, EventError, Metadata, NewEvent, RecordedEvent, StreamRef};
+
+use crate::store::{EventStore, StoreError, StreamBound};
+
+/// How many times a commuting command is decided again after a concurrent append.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error + 'static> {
+    /// The aggregate refused the command.
+    #[error(transparent)]
+    Domain(E),
+    /// Another writer changed the stream; for non-commuting commands this is the caller's 409.
+    #[error("the {stream} changed concurrently; reload and try again")]
+    Conflict { stream: StreamRef },
+    #[error(transparent)]
+    Corrupt(#[from] EventError),
+    #[error("cannot encode event: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// The result of a command: the events it appended (none for a no-op) and the stream's version.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub events: Vec<RecordedEvent>,
+    pub version: i64,
+    pub attempts: u32,
+}
+
+#[derive(Clone)]
+pub struct CommandBus {
+    store: Arc<dyn EventStore>,
+    max_attempts: u32,
+}
+
+impl CommandBus {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Rebuilds an aggregate from its stream.
+    pub async fn load<A>(&self, id: impl Display) -> Result<(A, i64), CommandError<A::Error>>
+    where
+        A: Decide,
+        A::Event: DomainEvent,
+    {
+        let stream = StreamRef::new(<A::Event as DomainEvent>::STREAM_TYPE, id);
+        self.load_stream(&stream).await
+    }
+
+    async fn load_stream<A>(&self, stream: &StreamRef) -> Result<(A, i64), CommandError<A::Error>>
+    where
+        A: Decide,
+        A::Event: DomainEvent,
+    {
+        let recorded = self
+            .store
+            .read_stream(stream, StreamBound::All)
+            .await
+            .map_err(CommandError::Store)?;
+        let mut state = A::default();
+        let mut version = 0;
+        for event in &recorded {
+            cqrs_es::Aggregate::apply(&mut state, <A::Event as DomainEvent>::decode(event)?);
+            version = event.version;
+        }
+        Ok((state, version))
+    }
+
+    /// Decides `command` against aggregate `id` and appends the outcome.
+    #[tracing::instrument(skip_all, fields(stream_type = <A::Event as DomainEvent>::STREAM_TYPE, id = %id), err(level = "debug"))]
+    pub async fn execute<A>(
+        &self,
+        id: impl Display,
+        command: A::Command,
+        metadata: &Metadata,
+    ) -> Result<Executed, CommandError<A::Error>>
+    where
+        A: Decide,
+        A::Command: Commutes,
+        A::Event: DomainEvent,
+    {
+        let stream = StreamRef::new(<A::Event as DomainEvent>::STREAM_TYPE, id);
+        let metadata = serde_json::to_value(metadata)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (state, version) = self.load_stream::<A>(&stream).await?;
+            let decided = state.decide(&command).map_err(CommandError::Domain)?;
+            if decided.is_empty() {
+                return Ok(Executed {
+                    events: Vec::new(),
+                    version,
+                    attempts: attempt,
+                });
+            }
+            let new_events = decided
+                .iter()
+                .map(|e| Ok(NewEvent::new(e.event_type(), e.event_version(), e.to_payload()?, metadata.clone())))
+                .collect::<Result<Vec<_>, serde_json::Error>>()?;
+            match self.store.append(&stream, version, new_events).await {
+                Ok(events) => {
+                    let version = events.last().map_or(version, |e| e.version);
+                    return Ok(Executed {
+                        events,
+                        version,
+                        attempts: attempt,
+                    });
+                }
+                Err(e) if e.is_conflict() && command.commutes() && attempt < self.max_attempts => {
+                    // Back off a little, with jitter, so that colliding writers spread out.
+                    let micros = fastrand::u64(0..(200 * u64::from(attempt)));
+                    tokio::time::sleep(Duration::from_micros(micros)).await;
+                }
+                Err(e) if e.is_conflict() => return Err(CommandError::Conflict { stream }),
+                Err(e) => return Err(CommandError::Store(e)),
+            }
+        }
+    }
+}

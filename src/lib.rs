@@ -1,0 +1,10 @@
+//! Netia: the server and CLI around the event store — configuration, startup, HTTP, tailing, commands.
+
+pub mod cli;
+pub mod command_bus;
+pub mod http;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod tail;
+pub mod telemetry;

@@ -1,0 +1,170 @@
+//! Settings from environment variables; every invalid value fails startup naming its variable.
+
+use std::collections::HashMap;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Where the log lives when DATABASE_URL is not set.
+pub const DEFAULT_SQLITE_URL: &str = "sqlite://./data/netia.db";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    /// `postgres://…` or `sqlite://…`; may hold a password.
+    pub database_url: SecretString,
+    pub database_max_connections: u32,
+    /// Run migrations at start (`NETIA_MIGRATE`, default on).
+    pub migrate: bool,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {variable}={value:?}: {reason}")]
+pub struct SettingsError {
+    pub variable: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings from a map (tests) instead of the process environment.
+    pub fn from_map(map: &HashMap<&str, &str>) -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| map.get(name).map(|v| (*v).to_owned()))
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let host = get("HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
+        if host.trim().is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("HOST", host, "must be an address or host name to listen on"));
+        }
+        let port = parse("PORT", get("PORT"), 4000u16, "must be a port number from 0 to 65535")?;
+        let database_url = match get("DATABASE_URL").filter(|v| !v.is_empty()) {
+            None => DEFAULT_SQLITE_URL.to_owned(),
+            Some(url) if is_database_url(&url) => url,
+            Some(url) => {
+                let shown = url.split_once("://").map_or("(unrecognised)", |(scheme, _)| scheme).to_owned();
+                return Err(invalid("DATABASE_URL", shown, "must start with postgres://, postgresql:// or sqlite:"));
+            }
+        };
+        let database_max_connections = parse(
+            "DATABASE_MAX_CONNECTIONS",
+            get("DATABASE_MAX_CONNECTIONS"),
+            10u32,
+            "must be a whole number from 1 to 1000",
+        )?;
+        if !(1..=1000).contains(&database_max_connections) {
+            return Err(invalid(
+                "DATABASE_MAX_CONNECTIONS",
+                database_max_connections.to_string(),
+                "must be a whole number from 1 to 1000",
+            ));
+        }
+        let migrate = match get("NETIA_MIGRATE").as_deref().map(str::trim) {
+            None | Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(other) => return Err(invalid("NETIA_MIGRATE", other.to_owned(), "must be 1 or 0 (true/false)")),
+        };
+        let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("text" | "") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(invalid("LOG_FORMAT", other.to_owned(), "must be text or json")),
+        };
+        let log_filter = get("RUST_LOG").unwrap_or_else(|| "info,sqlx=warn".to_owned());
+        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+            return Err(invalid("RUST_LOG", log_filter, "is not a valid tracing filter"));
+        }
+        Ok(Self {
+            host,
+            port,
+            database_url: SecretString::from(database_url),
+            database_max_connections,
+            migrate,
+            log_format,
+            log_filter,
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        let url = self.database_url.expose_secret();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+}
+
+fn is_database_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")
+}
+
+fn invalid(variable: &'static str, value: String, reason: &'static str) -> SettingsError {
+    SettingsError { variable, value, reason }
+}
+
+fn parse<T: std::str::FromStr>(
+    variable: &'static str,
+    value: Option<String>,
+    default: T,
+    reason: &'static str,
+) -> Result<T, SettingsError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| invalid(variable, v, reason)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::from_map(&pairs.iter().copied().collect())
+    }
+
+    #[test]
+    fn defaults_use_sqlite_on_localhost_4000() {
+        let s = settings(&[]).unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 4000));
+        assert_eq!(s.database_url.expose_secret(), DEFAULT_SQLITE_URL);
+        assert!(s.migrate && !s.is_postgres());
+    }
+
+    #[test]
+    fn each_invalid_value_names_its_variable() {
+        let cases = [
+            ("PORT", "http"),
+            ("PORT", "70000"),
+            ("DATABASE_URL", "mysql://x"),
+            ("DATABASE_MAX_CONNECTIONS", "0"),
+            ("NETIA_MIGRATE", "maybe"),
+            ("LOG_FORMAT", "xml"),
+            ("HOST", "a b"),
+            ("RUST_LOG", "info,[[["),
+        ];
+        for (var, value) in cases {
+            let err = settings(&[(var, value)]).unwrap_err();
+            assert_eq!(err.variable, var, "{var}={value}");
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn a_database_url_password_is_never_echoed() {
+        let err = settings(&[("DATABASE_URL", "mysql://root:hunter2@db")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn migrations_can_be_turned_off() {
+        assert!(!settings(&[("NETIA_MIGRATE", "0")]).unwrap().migrate);
+    }
+}

@@ -1,0 +1,81 @@
+//! Wires settings, store and HTTP server into a runnable application.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use crate::http::{self, AppState};
+use crate::settings::Settings;
+use crate::store::{self, EventStore};
+
+/// Opens the event store named by the settings, migrating it unless told not to.
+pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn EventStore>> {
+    let url = settings.database_url.expose_secret();
+    let store = store::connect(url, settings.database_max_connections)
+        .await
+        .with_context(|| format!("cannot open the database ({})", redact(url)))?;
+    if migrate {
+        store.migrate().await.context("database migration failed")?;
+        tracing::info!("database schema is up to date");
+    }
+    Ok(store)
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("{scheme}://…@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Opens the store and binds the HTTP server (port 0 picks a free port, for tests).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = open_store(&settings, settings.migrate).await?;
+        Self::with_store(&settings, store)
+    }
+
+    pub fn with_store(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState { store });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix())
+                .app_data(state.clone())
+                .app_data(web::JsonConfig::default().limit(64 * 1024))
+                .configure(http::routes)
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn tracing_actix() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%r %s %Dms").log_target("netia::http")
+}

@@ -1,0 +1,229 @@
+//! The event store: one trait, two backends (PostgreSQL, SQLite) with the same semantics.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use netia_events::chain::{self, BrokenLink, ChainInput};
+use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Which database holds the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// How much of a stream to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamBound {
+    All,
+    /// Events with `version <= v`.
+    UpToVersion(i64),
+    /// Events recorded at or before the instant.
+    AsOf(DateTime<Utc>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("concurrency conflict on {stream}: expected version {expected}, found {actual}")]
+    Conflict {
+        stream: StreamRef,
+        expected: i64,
+        actual: i64,
+    },
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    #[error("stored event at position {position} is corrupt: {reason}")]
+    Corrupt { position: i64, reason: String },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
+
+/// The append-only log. Every method is safe to call from many tasks and many processes.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Appends `events` to `stream` if its current version is `expected_version` (0: the stream
+    /// must not exist), atomically; returns them as recorded. A mismatch is [`StoreError::Conflict`].
+    async fn append(
+        &self,
+        stream: &StreamRef,
+        expected_version: i64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The stream's events in version order, up to `bound`.
+    async fn read_stream(&self, stream: &StreamRef, bound: StreamBound) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The stream's current version (0 when it does not exist).
+    async fn stream_version(&self, stream: &StreamRef) -> Result<i64, StoreError>;
+
+    /// Up to `limit` committed events after `after`, in `(tx_id, global_position)` order. Never
+    /// returns an event while an older transaction that could still add events before it is open,
+    /// so a reader that advances its checkpoint to the last event returned never skips one.
+    async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// A signal that changes whenever new events may have been committed (by this process or,
+    /// on PostgreSQL, by any process through LISTEN/NOTIFY). Readers still poll as a fallback.
+    fn wake(&self) -> watch::Receiver<u64>;
+
+    /// Brings the schema up to date (idempotent; safe with several nodes starting at once).
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Every stream in the log, for audits.
+    async fn streams(&self) -> Result<Vec<StreamRef>, StoreError>;
+
+    /// Checks a stream's hash chain; `Some` names the first version that does not verify.
+    async fn verify_stream(&self, stream: &StreamRef) -> Result<Option<BrokenLink>, StoreError> {
+        let events = self.read_stream(stream, StreamBound::All).await?;
+        Ok(chain::first_broken_link(
+            events.iter().map(|e| (chain_input(e), e.hash.as_slice())),
+        ))
+    }
+}
+
+/// Opens the store named by a database URL: `postgres://…` or `sqlite://…`.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn EventStore>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    }
+}
+
+pub(crate) fn chain_input(e: &RecordedEvent) -> ChainInput<'_> {
+    ChainInput {
+        event_id: e.event_id,
+        stream_type: &e.stream_type,
+        stream_id: &e.stream_id,
+        version: e.version,
+        event_type: &e.event_type,
+        event_version: e.event_version,
+        payload: &e.payload,
+        metadata: &e.metadata,
+        recorded_at: e.recorded_at,
+    }
+}
+
+/// An event with everything but its position: what both backends insert.
+pub(crate) struct PreparedEvent {
+    pub event_id: uuid::Uuid,
+    pub version: i64,
+    pub event_type: String,
+    pub event_version: i32,
+    pub payload: Value,
+    pub metadata: Value,
+    pub payload_text: String,
+    pub metadata_text: String,
+    pub recorded_at: DateTime<Utc>,
+    pub hash: [u8; 32],
+}
+
+/// Validates an append and computes versions, times and the hash chain from the stream's head.
+pub(crate) fn prepare(
+    stream: &StreamRef,
+    expected_version: i64,
+    prev_hash: &[u8],
+    events: Vec<NewEvent>,
+) -> Result<Vec<PreparedEvent>, StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::Invalid("nothing to append".into()));
+    }
+    if expected_version < 0 {
+        return Err(StoreError::Invalid("expected version cannot be negative".into()));
+    }
+    check_name("stream type", &stream.stream_type, 64)?;
+    check_name("stream id", &stream.stream_id, 200)?;
+    let recorded_at = chain::truncate_to_micros(Utc::now());
+    let mut prev = prev_hash.to_vec();
+    let mut prepared = Vec::with_capacity(events.len());
+    for (i, event) in events.into_iter().enumerate() {
+        check_name("event type", &event.event_type, 100)?;
+        if event.event_version < 1 {
+            return Err(StoreError::Invalid("event version must be at least 1".into()));
+        }
+        if !event.payload.is_object() || !event.metadata.is_object() {
+            return Err(StoreError::Invalid("payload and metadata must be JSON objects".into()));
+        }
+        let payload_text = serde_json::to_string(&event.payload).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let metadata_text = serde_json::to_string(&event.metadata).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        // PostgreSQL's jsonb cannot hold U+0000; refuse it on both backends alike.
+        if payload_text.contains("\\u0000") || metadata_text.contains("\\u0000") {
+            return Err(StoreError::Invalid("JSON text cannot contain U+0000".into()));
+        }
+        let version = expected_version + 1 + i as i64;
+        let hash = chain::link(
+            &prev,
+            &ChainInput {
+                event_id: event.event_id,
+                stream_type: &stream.stream_type,
+                stream_id: &stream.stream_id,
+                version,
+                event_type: &event.event_type,
+                event_version: event.event_version,
+                payload: &event.payload,
+                metadata: &event.metadata,
+                recorded_at,
+            },
+        );
+        prev = hash.to_vec();
+        prepared.push(PreparedEvent {
+            event_id: event.event_id,
+            version,
+            event_type: event.event_type,
+            event_version: event.event_version,
+            payload: event.payload,
+            metadata: event.metadata,
+            payload_text,
+            metadata_text,
+            recorded_at,
+            hash,
+        });
+    }
+    Ok(prepared)
+}
+
+fn check_name(what: &str, value: &str, max: usize) -> Result<(), StoreError> {
+    if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!("{what} must be 1 to {max} printable bytes")));
+    }
+    Ok(())
+}
+
+pub(crate) fn to_recorded(stream: &StreamRef, p: PreparedEvent, global_position: i64, tx_id: u64) -> RecordedEvent {
+    RecordedEvent {
+        global_position,
+        tx_id,
+        event_id: p.event_id,
+        stream_type: stream.stream_type.clone(),
+        stream_id: stream.stream_id.clone(),
+        version: p.version,
+        event_type: p.event_type,
+        event_version: p.event_version,
+        payload: p.payload,
+        metadata: p.metadata,
+        recorded_at: p.recorded_at,
+        hash: p.hash.to_vec(),
+    }
+}

@@ -1,0 +1,241 @@
+//! The SQLite event store (embedded mode): one writer at a time, same semantics as PostgreSQL.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use netia_events::chain::{GENESIS, format_time};
+use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{Backend, EventStore, StoreError, StreamBound, prepare, to_recorded};
+
+const SELECT_COLUMNS: &str = "global_position, tx_id, event_id, stream_type, stream_id, version, event_type, \
+     event_version, payload, metadata, recorded_at, hash";
+
+/// SQLite allows 32,766 bound parameters per statement; an event takes 11.
+const ROWS_PER_INSERT: usize = 2_000;
+
+pub struct SqliteStore {
+    /// A single connection: SQLite has one writer, and serializing here avoids busy retries.
+    writer: SqlitePool,
+    readers: SqlitePool,
+    wake_tx: watch::Sender<u64>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, with its directory) the database at a `sqlite://` URL.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        if let Some(dir) = Path::new(options.get_filename()).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(options.read_only(false))
+            .await?;
+        let (wake_tx, _) = watch::channel(0u64);
+        Ok(Self {
+            writer,
+            readers,
+            wake_tx,
+        })
+    }
+
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.readers
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn decode_row(row: &sqlx::sqlite::SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get("global_position")?;
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt {
+        position,
+        reason: format!("{what}: {e}"),
+    };
+    let tx_id: i64 = row.try_get("tx_id")?;
+    let event_id: String = row.try_get("event_id")?;
+    let payload: String = row.try_get("payload")?;
+    let metadata: String = row.try_get("metadata")?;
+    let recorded_at: String = row.try_get("recorded_at")?;
+    Ok(RecordedEvent {
+        global_position: position,
+        tx_id: u64::try_from(tx_id).map_err(|e| corrupt("tx_id", &e))?,
+        event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt("event_id", &e))?,
+        stream_type: row.try_get("stream_type")?,
+        stream_id: row.try_get("stream_id")?,
+        version: row.try_get("version")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: serde_json::from_str(&payload).map_err(|e| corrupt("payload", &e))?,
+        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt("metadata", &e))?,
+        recorded_at: DateTime::parse_from_rfc3339(&recorded_at)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| corrupt("recorded_at", &e))?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %stream, expected_version), err(level = "debug"))]
+    async fn append(
+        &self,
+        stream: &StreamRef,
+        expected_version: i64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // BEGIN IMMEDIATE takes the write lock now, so positions follow commit order.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let head = sqlx::query(
+            "SELECT version, hash FROM events WHERE stream_type = ?1 AND stream_id = ?2 \
+             ORDER BY version DESC LIMIT 1",
+        )
+        .bind(&stream.stream_type)
+        .bind(&stream.stream_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (version, prev_hash): (i64, Vec<u8>) = match head {
+            Some(row) => (row.try_get("version")?, row.try_get("hash")?),
+            None => (0, GENESIS.to_vec()),
+        };
+        if version != expected_version {
+            return Err(StoreError::Conflict {
+                stream: stream.clone(),
+                expected: expected_version,
+                actual: version,
+            });
+        }
+        let prepared = prepare(stream, expected_version, &prev_hash, events)?;
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)")
+            .fetch_one(&mut *tx)
+            .await?;
+        let tx_id = last + 1;
+        let recorded_at = format_time(prepared[0].recorded_at);
+        for (chunk_index, chunk) in prepared.chunks(ROWS_PER_INSERT).enumerate() {
+            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO events (global_position, tx_id, event_id, stream_type, stream_id, version, \
+                 event_type, event_version, payload, metadata, recorded_at, hash) ",
+            );
+            insert.push_values(chunk.iter().enumerate(), |mut b, (i, p)| {
+                b.push_bind(tx_id + (chunk_index * ROWS_PER_INSERT + i) as i64)
+                    .push_bind(tx_id)
+                    .push_bind(p.event_id.to_string())
+                    .push_bind(&stream.stream_type)
+                    .push_bind(&stream.stream_id)
+                    .push_bind(p.version)
+                    .push_bind(&p.event_type)
+                    .push_bind(p.event_version)
+                    .push_bind(&p.payload_text)
+                    .push_bind(&p.metadata_text)
+                    .push_bind(&recorded_at)
+                    .push_bind(p.hash.as_slice());
+            });
+            match insert.build().execute(&mut *tx).await {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict {
+                        stream: stream.clone(),
+                        expected: expected_version,
+                        actual: version,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        self.wake_tx.send_modify(|n| *n += 1);
+        Ok(prepared
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| to_recorded(stream, p, tx_id + i as i64, tx_id as u64))
+            .collect())
+    }
+
+    async fn read_stream(&self, stream: &StreamRef, bound: StreamBound) -> Result<Vec<RecordedEvent>, StoreError> {
+        let base = format!("SELECT {SELECT_COLUMNS} FROM events WHERE stream_type = ?1 AND stream_id = ?2");
+        let query = match bound {
+            StreamBound::All => base,
+            StreamBound::UpToVersion(_) => format!("{base} AND version <= ?3"),
+            StreamBound::AsOf(_) => format!("{base} AND recorded_at <= ?3"),
+        } + " ORDER BY version";
+        let q = sqlx::query(&query).bind(&stream.stream_type).bind(&stream.stream_id);
+        let q = match bound {
+            StreamBound::All => q,
+            StreamBound::UpToVersion(v) => q.bind(v),
+            StreamBound::AsOf(t) => q.bind(format_time(t)),
+        };
+        let rows = q.fetch_all(&self.readers).await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn stream_version(&self, stream: &StreamRef) -> Result<i64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream_type = ?1 AND stream_id = ?2")
+            .bind(&stream.stream_type)
+            .bind(&stream.stream_id)
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        // Writers are serialized and positions assigned under the write lock, so every committed
+        // position is final and (tx_id, global_position) order is plain position order.
+        let rows = sqlx::query(&format!(
+            "SELECT {SELECT_COLUMNS} FROM events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
+        ))
+        .bind(after.position)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    fn wake(&self) -> watch::Receiver<u64> {
+        self.wake_tx.subscribe()
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite").run(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn streams(&self) -> Result<Vec<StreamRef>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT stream_type, stream_id FROM events ORDER BY 1, 2")
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(StreamRef::new(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+            .collect()
+    }
+}
