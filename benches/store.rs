@@ -1,1 +1,119 @@
-fn main() {}
+//! Event store throughput: appends with 1 and 8 writers, batched appends, and tailing, on both backends.
+//!
+//! `cargo bench --bench store` (PostgreSQL at NETIA_BENCH_DATABASE_URL, default
+//! postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
+//! Scale with NETIA_BENCH_EVENTS (default 16000 per phase).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use netia::store::{EventStore, PgStore, SqliteStore};
+use netia::tail::Tailer;
+use netia_events::{Checkpoint, NewEvent, StreamRef};
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+
+fn event(i: usize) -> NewEvent {
+    NewEvent::new(
+        "CustomerMessagePosted",
+        1,
+        json!({"message_id": uuid::Uuid::now_v7(), "customer_id": uuid::Uuid::now_v7(), "body": format!("hello number {i}, is anyone there?"), "sent_at": "2026-11-25T09:00:00Z"}),
+        json!({"actor": {"kind": "customer", "customer_id": uuid::Uuid::now_v7()}, "account_id": uuid::Uuid::now_v7()}),
+    )
+}
+
+/// `writers` tasks append `per_writer` single events (or batches of `batch`) to their own streams.
+async fn appends(store: &Arc<dyn EventStore>, label: &str, writers: usize, total: usize, batch: usize) -> f64 {
+    let per_writer = total / writers / batch;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = store.clone();
+            let label = label.to_owned();
+            tokio::spawn(async move {
+                let stream = StreamRef::new("bench", format!("{label}-{w}"));
+                let mut version = 0;
+                for i in 0..per_writer {
+                    let events = (0..batch).map(|j| event(i * batch + j)).collect();
+                    version = store
+                        .append(&stream, version, events)
+                        .await
+                        .unwrap()
+                        .last()
+                        .unwrap()
+                        .version;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (per_writer * writers * batch) as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn tail_all(store: &Arc<dyn EventStore>) -> (usize, f64) {
+    let mut tailer = Tailer::new(store.clone(), Checkpoint::START).with_batch(2_000);
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        let batch = tailer.try_next_batch().await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        n += batch.len();
+    }
+    (n, n as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn run(name: &str, store: Arc<dyn EventStore>, total: usize) {
+    let one = appends(&store, "one", 1, total / 4, 1).await;
+    println!("{name:<10} append, 1 writer, 1 event/append      {one:>10.0} events/s");
+    let eight = appends(&store, "eight", 8, total, 1).await;
+    println!("{name:<10} append, 8 writers, 1 event/append     {eight:>10.0} events/s");
+    let batched = appends(&store, "batch", 1, total * 4, 100).await;
+    println!("{name:<10} append, 1 writer, 100 events/append   {batched:>10.0} events/s");
+    let batched8 = appends(&store, "batch8", 8, total * 4, 100).await;
+    println!("{name:<10} append, 8 writers, 100 events/append  {batched8:>10.0} events/s");
+    let (n, tail) = tail_all(&store).await;
+    println!("{name:<10} tail {n} events from the start        {tail:>10.0} events/s");
+}
+
+#[tokio::main]
+async fn main() {
+    let total: usize = std::env::var("NETIA_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16_000);
+
+    let admin_url = std::env::var("NETIA_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    match PgPoolOptions::new().max_connections(1).connect(&admin_url).await {
+        Ok(admin) => {
+            let name = format!("netia_bench_{}", uuid::Uuid::now_v7().simple());
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+            {
+                let store = PgStore::connect(&url, 16).await.unwrap();
+                store.migrate().await.unwrap();
+                run("postgres", Arc::new(store), total).await;
+            }
+            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+        Err(e) => println!("postgres   skipped: {admin_url} not reachable: {e}"),
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&format!("sqlite://{}/bench.db", dir.path().display()), 4)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    run("sqlite", Arc::new(store), total).await;
+}

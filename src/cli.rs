@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "netia", version, about = "Event-sourced customer messaging: live chat, agent inbox, LLM replies")]
+#[command(
+    name = "netia",
+    version,
+    about = "Event-sourced customer messaging: live chat, agent inbox, LLM replies"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -117,7 +117,14 @@ impl CommandBus {
             }
             let new_events = decided
                 .iter()
-                .map(|e| Ok(NewEvent::new(e.event_type(), e.event_version(), e.to_payload()?, metadata.clone())))
+                .map(|e| {
+                    Ok(NewEvent::new(
+                        e.event_type(),
+                        e.event_version(),
+                        e.to_payload()?,
+                        metadata.clone(),
+                    ))
+                })
                 .collect::<Result<Vec<_>, serde_json::Error>>()?;
             match self.store.append(&stream, version, new_events).await {
                 Ok(events) => {

@@ -54,8 +54,15 @@ impl Settings {
             None => DEFAULT_SQLITE_URL.to_owned(),
             Some(url) if is_database_url(&url) => url,
             Some(url) => {
-                let shown = url.split_once("://").map_or("(unrecognised)", |(scheme, _)| scheme).to_owned();
-                return Err(invalid("DATABASE_URL", shown, "must start with postgres://, postgresql:// or sqlite:"));
+                let shown = url
+                    .split_once("://")
+                    .map_or("(unrecognised)", |(scheme, _)| scheme)
+                    .to_owned();
+                return Err(invalid(
+                    "DATABASE_URL",
+                    shown,
+                    "must start with postgres://, postgresql:// or sqlite:",
+                ));
             }
         };
         let database_max_connections = parse(
@@ -74,7 +81,13 @@ impl Settings {
         let migrate = match get("NETIA_MIGRATE").as_deref().map(str::trim) {
             None | Some("1" | "true" | "yes" | "on") => true,
             Some("0" | "false" | "no" | "off") => false,
-            Some(other) => return Err(invalid("NETIA_MIGRATE", other.to_owned(), "must be 1 or 0 (true/false)")),
+            Some(other) => {
+                return Err(invalid(
+                    "NETIA_MIGRATE",
+                    other.to_owned(),
+                    "must be 1 or 0 (true/false)",
+                ));
+            }
         };
         let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("text" | "") => LogFormat::Text,
@@ -107,7 +120,11 @@ fn is_database_url(url: &str) -> bool {
 }
 
 fn invalid(variable: &'static str, value: String, reason: &'static str) -> SettingsError {
-    SettingsError { variable, value, reason }
+    SettingsError {
+        variable,
+        value,
+        reason,
+    }
 }
 
 fn parse<T: std::str::FromStr>(

@@ -120,12 +120,14 @@ where
     I: IntoIterator<Item = (ChainInput<'a>, &'a [u8])>,
 {
     let mut prev: Vec<u8> = GENESIS.to_vec();
-    let mut expected_version = 1;
-    for (input, stored) in events {
+    for (expected_version, (input, stored)) in (1_i64..).zip(events) {
         if input.version != expected_version {
             return Some(BrokenLink {
                 version: expected_version,
-                reason: format!("version {} found where {} was expected", input.version, expected_version),
+                reason: format!(
+                    "version {} found where {} was expected",
+                    input.version, expected_version
+                ),
             });
         }
         let computed = link(&prev, &input);
@@ -136,7 +138,6 @@ where
             });
         }
         prev = stored.to_vec();
-        expected_version += 1;
     }
     None
 }

@@ -30,13 +30,11 @@ pub trait DomainEvent: Sized {
                 },
             });
         }
-        Self::from_stored(&event.event_type, event.event_version, event.payload.clone()).map_err(|source| {
-            EventError {
-                position: event.global_position,
-                stream: format!("{}:{}", event.stream_type, event.stream_id),
-                event_type: event.event_type.clone(),
-                source,
-            }
+        Self::from_stored(&event.event_type, event.event_version, event.payload.clone()).map_err(|source| EventError {
+            position: event.global_position,
+            stream: format!("{}:{}", event.stream_type, event.stream_id),
+            event_type: event.event_type.clone(),
+            source,
         })
     }
 }
@@ -160,4 +158,149 @@ macro_rules! event_family {
 /// For families that have never changed shape.
 pub fn no_upcasters(_event_type: &str, _from: i32) -> Option<Upcaster> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::conversation::{ConversationClosed, ConversationEvent, CustomerMessagePosted};
+    use crate::ids::{CustomerId, MessageId};
+
+    fn posted() -> ConversationEvent {
+        ConversationEvent::CustomerMessagePosted(CustomerMessagePosted {
+            message_id: MessageId(Uuid::from_u128(1)),
+            customer_id: CustomerId(Uuid::from_u128(2)),
+            body: "Where is my order?".to_owned(),
+            client_message_id: Some("c-1".to_owned()),
+            sent_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        })
+    }
+
+    fn recorded(stream_type: &str, event_type: &str, event_version: i32, payload: Value) -> RecordedEvent {
+        RecordedEvent {
+            global_position: 4242,
+            tx_id: 7,
+            event_id: Uuid::from_u128(3),
+            stream_type: stream_type.to_owned(),
+            stream_id: "c1".to_owned(),
+            version: 2,
+            event_type: event_type.to_owned(),
+            event_version,
+            payload,
+            metadata: json!({}),
+            recorded_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            hash: vec![0; 32],
+        }
+    }
+
+    #[test]
+    fn an_event_survives_a_round_trip_through_its_stored_form() {
+        let event = posted();
+        let payload = event.to_payload().unwrap();
+        let back = ConversationEvent::from_stored(event.event_type(), event.event_version(), payload).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(event.event_type(), "CustomerMessagePosted");
+        assert_eq!(event.event_version(), 1);
+    }
+
+    #[test]
+    fn an_event_type_names_its_variant_and_is_listed_in_the_family() {
+        for event in [
+            posted(),
+            ConversationEvent::ConversationClosed(ConversationClosed {
+                closed_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            }),
+        ] {
+            assert!(ConversationEvent::TYPES.contains(&event.event_type()));
+            assert_eq!(cqrs_es::DomainEvent::event_type(&event), event.event_type());
+            assert_eq!(cqrs_es::DomainEvent::event_version(&event), "1");
+        }
+    }
+
+    #[test]
+    fn an_unknown_event_type_is_refused() {
+        let result = ConversationEvent::from_stored("ConversationTeleported", 1, json!({}));
+        assert_eq!(result, Err(DecodeError::UnknownType));
+    }
+
+    #[test]
+    fn a_malformed_payload_is_refused() {
+        let result = ConversationEvent::from_stored("ConversationClosed", 1, json!({"closed_at": "yesterday"}));
+        assert!(matches!(result, Err(DecodeError::Malformed(_))), "{result:?}");
+    }
+
+    #[test]
+    fn a_payload_missing_a_field_is_refused_as_malformed() {
+        let result = ConversationEvent::from_stored("CustomerMessagePosted", 1, json!({"body": "hi"}));
+        assert!(matches!(result, Err(DecodeError::Malformed(_))), "{result:?}");
+    }
+
+    #[test]
+    fn a_version_newer_than_the_current_one_is_refused() {
+        let payload = posted().to_payload().unwrap();
+        let result = ConversationEvent::from_stored("CustomerMessagePosted", 2, payload);
+        assert_eq!(result, Err(DecodeError::UnsupportedVersion { found: 2, newest: 1 }));
+    }
+
+    #[test]
+    fn an_older_version_without_an_upcaster_is_refused() {
+        let payload = posted().to_payload().unwrap();
+        let result = ConversationEvent::from_stored("CustomerMessagePosted", 0, payload);
+        assert_eq!(result, Err(DecodeError::NoUpcaster { from: 0 }));
+    }
+
+    #[test]
+    fn upcasting_applies_each_step_in_order() {
+        fn steps(event_type: &str, from: i32) -> Option<Upcaster> {
+            match (event_type, from) {
+                ("Renamed", 1) => Some(|p| Ok(json!({"body": p["text"]}))),
+                ("Renamed", 2) => Some(|mut p| {
+                    p["private"] = json!(false);
+                    Ok(p)
+                }),
+                _ => None,
+            }
+        }
+        let upcast_payload = upcast("Renamed", 1, 3, json!({"text": "hi"}), steps).unwrap();
+        assert_eq!(upcast_payload, json!({"body": "hi", "private": false}));
+        assert_eq!(upcast("Renamed", 3, 3, json!({"a": 1}), steps), Ok(json!({"a": 1})));
+    }
+
+    #[test]
+    fn decoding_a_recorded_event_returns_the_typed_event() {
+        let event = posted();
+        let stored = recorded("conversation", event.event_type(), 1, event.to_payload().unwrap());
+        assert_eq!(ConversationEvent::decode(&stored), Ok(event));
+    }
+
+    #[test]
+    fn a_decode_error_names_the_position_of_the_event() {
+        let stored = recorded("conversation", "ConversationTeleported", 1, json!({}));
+        let error = ConversationEvent::decode(&stored).unwrap_err();
+        assert_eq!(error.position, 4242);
+        assert_eq!(error.stream, "conversation:c1");
+        assert_eq!(error.event_type, "ConversationTeleported");
+        assert_eq!(error.source, DecodeError::UnknownType);
+        let message = error.to_string();
+        assert!(message.contains("position 4242"), "{message}");
+        assert!(message.contains("conversation:c1"), "{message}");
+    }
+
+    #[test]
+    fn decoding_an_event_of_another_stream_type_is_refused() {
+        let event = posted();
+        let stored = recorded("customer", event.event_type(), 1, event.to_payload().unwrap());
+        let error = ConversationEvent::decode(&stored).unwrap_err();
+        assert_eq!(error.position, 4242);
+        assert_eq!(
+            error.source,
+            DecodeError::WrongStream {
+                expected: "conversation"
+            }
+        );
+    }
 }

@@ -33,11 +33,17 @@ impl std::fmt::Display for StreamRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Actor {
-    Agent { user_id: UserId },
-    Customer { customer_id: CustomerId },
+    Agent {
+        user_id: UserId,
+    },
+    Customer {
+        customer_id: CustomerId,
+    },
     Bot,
     /// Netia itself: the scheduler, a consumer, the CLI.
-    System { component: String },
+    System {
+        component: String,
+    },
 }
 
 /// Context stored beside each event: who, for which account, and the causal chain.
@@ -147,8 +153,5 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Before the first event.
-    pub const START: Checkpoint = Checkpoint {
-        tx_id: 0,
-        position: 0,
-    };
+    pub const START: Checkpoint = Checkpoint { tx_id: 0, position: 0 };
 }

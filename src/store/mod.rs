@@ -1,5 +1,6 @@
 //! The event store: one trait, two backends (PostgreSQL, SQLite) with the same semantics.
 
+mod pg_writer;
 mod postgres;
 mod sqlite;
 
@@ -80,6 +81,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// returns an event while an older transaction that could still add events before it is open,
     /// so a reader that advances its checkpoint to the last event returned never skips one.
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Whether events after `after` exist that [`EventStore::read_all`] is holding back because an
+    /// older transaction is still open. Tailers then retry soon instead of waiting for a wake-up.
+    async fn has_pending(&self, after: Checkpoint) -> Result<bool, StoreError> {
+        let _ = after;
+        Ok(false)
+    }
 
     /// A signal that changes whenever new events may have been committed (by this process or,
     /// on PostgreSQL, by any process through LISTEN/NOTIFY). Readers still poll as a fallback.
@@ -206,7 +214,9 @@ pub(crate) fn prepare(
 
 fn check_name(what: &str, value: &str, max: usize) -> Result<(), StoreError> {
     if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(format!("{what} must be 1 to {max} printable bytes")));
+        return Err(StoreError::Invalid(format!(
+            "{what} must be 1 to {max} printable bytes"
+        )));
     }
     Ok(())
 }

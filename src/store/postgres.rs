@@ -1,6 +1,8 @@
 //! The PostgreSQL event store: short append transactions, gap-free reads in commit order.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,11 +11,11 @@ use netia_events::chain::GENESIS;
 use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
-use tokio::sync::watch;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{Backend, EventStore, StoreError, StreamBound, prepare, to_recorded};
+use super::{Backend, EventStore, StoreError, StreamBound, pg_writer, prepare, to_recorded};
 
 /// The NOTIFY channel that wakes tailers after each append.
 pub const NOTIFY_CHANNEL: &str = "netia_events";
@@ -21,15 +23,27 @@ pub const NOTIFY_CHANNEL: &str = "netia_events";
 const SELECT_COLUMNS: &str = "global_position, tx_id::text AS tx_id, event_id, stream_type, stream_id, version, \
      event_type, event_version, payload, metadata, recorded_at, hash";
 
+/// Heads remembered per stream; cleared when it grows past this many streams.
+const HEAD_CACHE_LIMIT: usize = 100_000;
+
 pub struct PgStore {
     pool: PgPool,
     wake_tx: watch::Sender<u64>,
-    listener: JoinHandle<()>,
+    /// Set after each append; the notifier sends one NOTIFY for any number of appends since the last.
+    notify_needed: Arc<Notify>,
+    /// Each stream's last known `(version, hash)`. A cached head is exact for its version (rows never
+    /// change), so an append at that version skips reading the head; a newer row makes the insert
+    /// fail on the unique constraint, which is the conflict it should be.
+    heads: Mutex<HashMap<StreamRef, (i64, Vec<u8>)>>,
+    appends: mpsc::Sender<pg_writer::Append>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        self.listener.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -50,18 +64,37 @@ impl PgStore {
     /// Wraps an existing pool; starts the LISTEN task that feeds [`EventStore::wake`].
     pub fn from_pool(pool: PgPool) -> Self {
         let (wake_tx, _) = watch::channel(0u64);
+        let notify_needed = Arc::new(Notify::new());
         let listener = tokio::spawn(listen(pool.clone(), wake_tx.clone()));
+        let notifier = tokio::spawn(notify(pool.clone(), notify_needed.clone()));
+        let (appends, mut tasks) = pg_writer::spawn(pool.clone());
+        tasks.extend([listener, notifier]);
         Self {
             pool,
             wake_tx,
-            listener,
+            notify_needed,
+            heads: Mutex::new(HashMap::new()),
+            appends,
+            tasks,
+        }
+    }
+
+    fn cached_head(&self, stream: &StreamRef) -> Option<(i64, Vec<u8>)> {
+        self.heads.lock().ok()?.get(stream).cloned()
+    }
+
+    fn remember_head(&self, stream: &StreamRef, version: i64, hash: &[u8]) {
+        if let Ok(mut heads) = self.heads.lock() {
+            if heads.len() >= HEAD_CACHE_LIMIT {
+                heads.clear();
+            }
+            heads.insert(stream.clone(), (version, hash.to_vec()));
         }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-
 
     async fn head(&self, stream: &StreamRef) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
         let row = sqlx::query(
@@ -84,6 +117,24 @@ impl PgStore {
             stream: stream.clone(),
             expected,
             actual,
+        }
+    }
+}
+
+/// Sends the NOTIFY that wakes other nodes' tailers, outside the append transactions: a NOTIFY inside
+/// a transaction takes a database-wide lock at commit, which serializes every appending transaction's
+/// commit (and WAL flush). Appends in quick succession share one NOTIFY. If the process dies between
+/// a commit and its NOTIFY, other nodes find the events at their next poll.
+async fn notify(pool: PgPool, needed: Arc<Notify>) {
+    loop {
+        needed.notified().await;
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "NOTIFY failed; tailers on other nodes will poll");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -155,7 +206,11 @@ impl EventStore for PgStore {
         expected_version: i64,
         events: Vec<NewEvent>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let (version, prev_hash) = self.head(stream).await?.unwrap_or((0, GENESIS.to_vec()));
+        let head = match self.cached_head(stream) {
+            Some((version, hash)) if version == expected_version => Some((version, hash)),
+            _ => self.head(stream).await?,
+        };
+        let (version, prev_hash) = head.unwrap_or((0, GENESIS.to_vec()));
         if version != expected_version {
             return Err(StoreError::Conflict {
                 stream: stream.clone(),
@@ -164,69 +219,37 @@ impl EventStore for PgStore {
             });
         }
         let prepared = prepare(stream, expected_version, &prev_hash, events)?;
-        let n = prepared.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut versions = Vec::with_capacity(n);
-        let mut types = Vec::with_capacity(n);
-        let mut type_versions = Vec::with_capacity(n);
-        let mut payloads = Vec::with_capacity(n);
-        let mut metadatas = Vec::with_capacity(n);
-        let mut times = Vec::with_capacity(n);
-        let mut hashes = Vec::with_capacity(n);
-        for p in &prepared {
-            ids.push(p.event_id);
-            versions.push(p.version);
-            types.push(p.event_type.as_str());
-            type_versions.push(p.event_version);
-            payloads.push(p.payload_text.as_str());
-            metadatas.push(p.metadata_text.as_str());
-            times.push(p.recorded_at);
-            hashes.push(p.hash.to_vec());
-        }
-        // One statement: atomic on its own, so no explicit transaction (and no extra round trips).
-        // The NOTIFY is sent when it commits.
-        let rows = sqlx::query(
-            "WITH ins AS ( \
-                INSERT INTO events (event_id, stream_type, stream_id, version, event_type, event_version, \
-                                    payload, metadata, recorded_at, hash) \
-                SELECT e, $2, $3, v, t, tv, p::jsonb, m::jsonb, r, h \
-                FROM UNNEST($1::uuid[], $4::bigint[], $5::text[], $6::int[], $7::text[], $8::text[], \
-                            $9::timestamptz[], $10::bytea[]) AS u(e, v, t, tv, p, m, r, h) \
-                RETURNING global_position, tx_id, version) \
-             SELECT ins.global_position, ins.tx_id::text AS tx_id \
-             FROM ins CROSS JOIN (SELECT pg_notify($11, '')) AS n ORDER BY ins.version",
-        )
-        .bind(&ids)
-        .bind(&stream.stream_type)
-        .bind(&stream.stream_id)
-        .bind(&versions)
-        .bind(&types)
-        .bind(&type_versions)
-        .bind(&payloads)
-        .bind(&metadatas)
-        .bind(&times)
-        .bind(&hashes)
-        .bind(NOTIFY_CHANNEL)
-        .fetch_all(&self.pool)
-        .await;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) if is_unique_violation(&e) => return Err(self.conflict(stream, expected_version).await),
-            Err(e) => return Err(e.into()),
+        let (reply, placed) = oneshot::channel();
+        let append = pg_writer::Append {
+            stream: stream.clone(),
+            prepared,
+            reply,
         };
-        if rows.len() != n {
-            return Err(StoreError::Invalid(format!("inserted {} of {n} events", rows.len())));
+        let Ok(()) = self.appends.send(append).await else {
+            return Err(StoreError::Invalid("the store is shutting down".into()));
+        };
+        // A dropped reply means the writer task died mid-append: the outcome is unknown to us,
+        // so report a conflict (the caller reloads and sees whether its events are there).
+        let (prepared, placed) = match placed.await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) if is_unique_violation(&e) => {
+                if let Ok(mut heads) = self.heads.lock() {
+                    heads.remove(stream);
+                }
+                return Err(self.conflict(stream, expected_version).await);
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(self.conflict(stream, expected_version).await),
+        };
+        let recorded: Vec<RecordedEvent> = prepared
+            .into_iter()
+            .zip(placed)
+            .map(|(p, (position, tx_id))| to_recorded(stream, p, position, tx_id))
+            .collect();
+        if let Some(last) = recorded.last() {
+            self.remember_head(stream, last.version, &last.hash);
         }
-        let mut recorded = Vec::with_capacity(n);
-        for (p, row) in prepared.into_iter().zip(rows) {
-            let position: i64 = row.try_get("global_position")?;
-            let tx: String = row.try_get("tx_id")?;
-            let tx_id = tx.parse::<u64>().map_err(|e| StoreError::Corrupt {
-                position,
-                reason: e.to_string(),
-            })?;
-            recorded.push(to_recorded(stream, p, position, tx_id));
-        }
+        self.notify_needed.notify_one();
         self.wake_tx.send_modify(|n| *n += 1);
         Ok(recorded)
     }
@@ -257,7 +280,7 @@ impl EventStore for PgStore {
             "SELECT {SELECT_COLUMNS} FROM events \
              WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
                AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY tx_id, global_position LIMIT $3"
+             ORDER BY events.tx_id, events.global_position LIMIT $3"
         ))
         .bind(after.tx_id.to_string())
         .bind(after.position)
@@ -265,6 +288,17 @@ impl EventStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode_row).collect()
+    }
+
+    async fn has_pending(&self, after: Checkpoint) -> Result<bool, StoreError> {
+        let pending: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2))",
+        )
+        .bind(after.tx_id.to_string())
+        .bind(after.position)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(pending)
     }
 
     fn wake(&self) -> watch::Receiver<u64> {

@@ -58,7 +58,6 @@ impl SqliteStore {
         })
     }
 
-
     pub fn pool(&self) -> &SqlitePool {
         &self.readers
     }
@@ -132,9 +131,10 @@ impl EventStore for SqliteStore {
             });
         }
         let prepared = prepare(stream, expected_version, &prev_hash, events)?;
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)")
-            .fetch_one(&mut *tx)
-            .await?;
+        let last: i64 =
+            sqlx::query_scalar("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)")
+                .fetch_one(&mut *tx)
+                .await?;
         let tx_id = last + 1;
         let recorded_at = format_time(prepared[0].recorded_at);
         for (chunk_index, chunk) in prepared.chunks(ROWS_PER_INSERT).enumerate() {
@@ -195,11 +195,12 @@ impl EventStore for SqliteStore {
     }
 
     async fn stream_version(&self, stream: &StreamRef) -> Result<i64, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream_type = ?1 AND stream_id = ?2")
-            .bind(&stream.stream_type)
-            .bind(&stream.stream_id)
-            .fetch_one(&self.readers)
-            .await?;
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream_type = ?1 AND stream_id = ?2")
+                .bind(&stream.stream_type)
+                .bind(&stream.stream_id)
+                .fetch_one(&self.readers)
+                .await?;
         Ok(v.unwrap_or(0))
     }
 

@@ -165,15 +165,17 @@ fn check_widget(s: &WidgetSettings) -> Result<(), AccountError> {
         return Err(invalid("allowed_origins", "at most 50 origins"));
     }
     if !s.allowed_origins.iter().all(|o| is_origin(o)) {
-        return Err(invalid("allowed_origins", "each must be scheme://host[:port] without a path"));
+        return Err(invalid(
+            "allowed_origins",
+            "each must be scheme://host[:port] without a path",
+        ));
     }
     Ok(())
 }
 
 /// `#rgb` or `#rrggbb`, or empty for the default colour.
 pub fn is_color(s: &str) -> bool {
-    s.is_empty()
-        || (s.starts_with('#') && matches!(s.len(), 4 | 7) && s[1..].chars().all(|c| c.is_ascii_hexdigit()))
+    s.is_empty() || (s.starts_with('#') && matches!(s.len(), 4 | 7) && s[1..].chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// A web origin: `http(s)://host[:port]`, no path, query or credentials.

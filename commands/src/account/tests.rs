@@ -80,7 +80,7 @@ fn registering_an_account_records_it() {
 fn the_account_name_is_trimmed() {
     AccountTest::with(())
         .given_no_previous_events()
-        .when(register("  Acme \t"))
+        .when(register("  Acme  "))
         .then_expect_events(vec![registered()]);
 }
 

@@ -250,7 +250,9 @@ impl Conversation {
             }
             Close { at } => Ok(match self.status {
                 Status::Closed => Vec::new(),
-                _ => vec![ConversationEvent::ConversationClosed(ConversationClosed { closed_at: *at })],
+                _ => vec![ConversationEvent::ConversationClosed(ConversationClosed {
+                    closed_at: *at,
+                })],
             }),
             Reopen { at } => Ok(if self.is_reopenable() {
                 vec![ConversationEvent::ConversationReopened(ConversationReopened {
@@ -266,12 +268,16 @@ impl Conversation {
                 }
                 Ok(match self.status {
                     Status::Snoozed { until: current } if current == *until => Vec::new(),
-                    _ => vec![ConversationEvent::ConversationSnoozed(ConversationSnoozed { until: *until })],
+                    _ => vec![ConversationEvent::ConversationSnoozed(ConversationSnoozed {
+                        until: *until,
+                    })],
                 })
             }
             Wake { at } => Ok(match self.status {
                 Status::Snoozed { until } if until <= *at => {
-                    vec![ConversationEvent::ConversationWoken(ConversationWoken { woken_at: *at })]
+                    vec![ConversationEvent::ConversationWoken(ConversationWoken {
+                        woken_at: *at,
+                    })]
                 }
                 _ => Vec::new(),
             }),
@@ -290,11 +296,15 @@ impl Conversation {
                 Ok(if self.tags.contains(tag) {
                     Vec::new()
                 } else {
-                    vec![ConversationEvent::ConversationTagged(ConversationTagged { tag: tag.clone() })]
+                    vec![ConversationEvent::ConversationTagged(ConversationTagged {
+                        tag: tag.clone(),
+                    })]
                 })
             }
             Untag { tag } => Ok(if self.tags.contains(tag) {
-                vec![ConversationEvent::ConversationUntagged(ConversationUntagged { tag: tag.clone() })]
+                vec![ConversationEvent::ConversationUntagged(ConversationUntagged {
+                    tag: tag.clone(),
+                })]
             } else {
                 Vec::new()
             }),
@@ -319,7 +329,9 @@ impl Conversation {
                         days: ARCHIVE_AFTER_DAYS,
                     });
                 }
-                Ok(vec![ConversationEvent::ConversationArchived(ConversationArchived { archived_at: *at })])
+                Ok(vec![ConversationEvent::ConversationArchived(ConversationArchived {
+                    archived_at: *at,
+                })])
             }
         }
     }
@@ -339,11 +351,8 @@ impl Conversation {
                 self.record_message(e.message_id, e.client_message_id.as_ref());
                 self.handed_to_human = true;
             }
-            PrivateNoteAdded(e) => {
-                if let Some(key) = &e.client_message_id {
-                    self.client_message_ids.insert(key.clone());
-                }
-            }
+            // Notes are messages for agents: they count for read state, not for handing over.
+            PrivateNoteAdded(e) => self.record_message(e.message_id, e.client_message_id.as_ref()),
             BotMessagePosted(e) => {
                 self.record_message(e.message_id, None);
                 self.bot_triggers.insert(e.trigger_event_id);
@@ -351,6 +360,9 @@ impl Conversation {
             EmailMessageReceived(e) => {
                 self.record_message(e.message_id, None);
                 self.external_ids.insert(format!("email:{}", e.email_message_id));
+                if matches!(e.author, Author::Agent { .. }) {
+                    self.handed_to_human = true;
+                }
             }
             SlackMessageReceived(e) => {
                 self.record_message(e.message_id, None);
@@ -375,6 +387,7 @@ impl Conversation {
             ConversationSnoozed(e) => {
                 self.status = Status::Snoozed { until: e.until };
                 self.closed_at = None;
+                self.archived = false;
             }
             PrioritySet(e) => self.priority = Some(e.priority),
             AgentAssigned(e) => self.assignee = e.assignee,

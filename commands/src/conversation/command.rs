@@ -110,9 +110,7 @@ impl Commutes for ConversationCommand {
             | MarkRead { .. }
             | Wake { .. }
             | Archive { .. } => true,
-            Create { .. } | Close { .. } | Reopen { .. } | Snooze { .. } | SetPriority { .. } | Assign { .. } => {
-                false
-            }
+            Create { .. } | Close { .. } | Reopen { .. } | Snooze { .. } | SetPriority { .. } | Assign { .. } => false,
         }
     }
 }

@@ -611,7 +611,6 @@ fn an_agent_slack_reply_hands_the_conversation_to_a_human() {
 }
 
 #[test]
-#[ignore = "BUG: EmailMessageReceived from an agent does not set handed_to_human (Slack and chat replies do)"]
 fn an_agent_email_reply_hands_the_conversation_to_a_human() {
     let mut agent_reply = email_received(agent(), "<reply@example.com>");
     if let ConversationEvent::EmailMessageReceived(e) = &mut agent_reply {
@@ -821,7 +820,10 @@ fn snoozing_until_a_past_time_is_refused() {
 fn snoozing_until_now_is_refused() {
     ConversationTest::with(())
         .given(vec![created()])
-        .when(ConversationCommand::Snooze { until: now(), at: now() })
+        .when(ConversationCommand::Snooze {
+            until: now(),
+            at: now(),
+        })
         .then_expect_error(ConversationError::SnoozeInPast);
 }
 

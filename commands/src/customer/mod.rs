@@ -47,7 +47,9 @@ pub enum CustomerError {
     InvalidEmail,
     #[error("{field} must be 1 to {max} printable characters")]
     InvalidField { field: &'static str, max: usize },
-    #[error("metadata may hold at most {MAX_METADATA_KEYS} keys of at most 100 characters and {MAX_METADATA_BYTES} bytes")]
+    #[error(
+        "metadata may hold at most {MAX_METADATA_KEYS} keys of at most 100 characters and {MAX_METADATA_BYTES} bytes"
+    )]
     MetadataTooLarge,
 }
 
@@ -111,7 +113,9 @@ impl crate::Decide for Customer {
                 Ok(if changed == CustomerIdentity::default() {
                     Vec::new()
                 } else {
-                    vec![CustomerEvent::CustomerIdentified(CustomerIdentified { identity: changed })]
+                    vec![CustomerEvent::CustomerIdentified(CustomerIdentified {
+                        identity: changed,
+                    })]
                 })
             }
             (Some(_), CustomerCommand::UpdateMetadata { changes }) => {
@@ -120,13 +124,22 @@ impl crate::Decide for Customer {
                 check_metadata(&after)?;
                 let effective: Map<String, Value> = changes
                     .iter()
-                    .filter(|(k, v)| self.metadata.get(*k) != Some(*v) && !(v.is_null() && !self.metadata.contains_key(*k)))
+                    .filter(|(k, v)| {
+                        let current = self.metadata.get(*k);
+                        if v.is_null() {
+                            current.is_some()
+                        } else {
+                            current != Some(*v)
+                        }
+                    })
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 Ok(if effective.is_empty() {
                     Vec::new()
                 } else {
-                    vec![CustomerEvent::CustomerMetadataUpdated(CustomerMetadataUpdated { changes: effective })]
+                    vec![CustomerEvent::CustomerMetadataUpdated(CustomerMetadataUpdated {
+                        changes: effective,
+                    })]
                 })
             }
         }

@@ -1,0 +1,313 @@
+//! Customer rules, one per test: creation, identification and metadata.
+
+use cqrs_es::test::TestFramework;
+use netia_events::customer::*;
+use netia_events::{AccountId, CustomerId};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::{Customer, CustomerCommand, CustomerError, MAX_METADATA_KEYS};
+use crate::Commutes;
+
+type CustomerTest = TestFramework<Customer>;
+
+const CUSTOMER: CustomerId = CustomerId(Uuid::from_u128(1));
+const ACCOUNT: AccountId = AccountId(Uuid::from_u128(2));
+
+/// A JSON object literal as a metadata map.
+fn map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn identity() -> CustomerIdentity {
+    CustomerIdentity {
+        external_id: Some("shop-42".to_owned()),
+        email: Some("ada@example.com".to_owned()),
+        name: Some("Ada Lovelace".to_owned()),
+        phone: None,
+    }
+}
+
+fn create(identity: CustomerIdentity, metadata: Value) -> CustomerCommand {
+    CustomerCommand::Create {
+        customer_id: CUSTOMER,
+        account_id: ACCOUNT,
+        identity,
+        metadata: map(metadata),
+    }
+}
+
+fn created(metadata: Value) -> CustomerEvent {
+    CustomerEvent::CustomerCreated(CustomerCreated {
+        customer_id: CUSTOMER,
+        account_id: ACCOUNT,
+        identity: identity(),
+        metadata: map(metadata),
+    })
+}
+
+fn update(changes: Value) -> CustomerCommand {
+    CustomerCommand::UpdateMetadata { changes: map(changes) }
+}
+
+fn metadata_updated(changes: Value) -> CustomerEvent {
+    CustomerEvent::CustomerMetadataUpdated(CustomerMetadataUpdated { changes: map(changes) })
+}
+
+// ----- creation -----
+
+#[test]
+fn creating_a_customer_records_a_normalised_identity() {
+    let messy = CustomerIdentity {
+        external_id: Some(" shop-42 ".to_owned()),
+        email: Some(" Ada@Example.COM ".to_owned()),
+        name: Some("Ada Lovelace  ".to_owned()),
+        phone: None,
+    };
+    CustomerTest::with(())
+        .given_no_previous_events()
+        .when(create(messy, json!({"browser": "Firefox"})))
+        .then_expect_events(vec![created(json!({"browser": "Firefox"}))]);
+}
+
+#[test]
+fn null_metadata_values_are_dropped_at_creation() {
+    CustomerTest::with(())
+        .given_no_previous_events()
+        .when(create(identity(), json!({"browser": "Firefox", "os": null})))
+        .then_expect_events(vec![created(json!({"browser": "Firefox"}))]);
+}
+
+#[test]
+fn creating_a_customer_twice_is_refused() {
+    CustomerTest::with(())
+        .given(vec![created(json!({}))])
+        .when(create(identity(), json!({})))
+        .then_expect_error(CustomerError::AlreadyExists);
+}
+
+#[test]
+fn creating_a_customer_with_an_invalid_email_is_refused() {
+    let mut identity = identity();
+    identity.email = Some("ada@example".to_owned());
+    CustomerTest::with(())
+        .given_no_previous_events()
+        .when(create(identity, json!({})))
+        .then_expect_error(CustomerError::InvalidEmail);
+}
+
+#[test]
+fn a_name_over_200_characters_is_refused() {
+    let mut identity = identity();
+    identity.name = Some("n".repeat(201));
+    CustomerTest::with(())
+        .given_no_previous_events()
+        .when(create(identity, json!({})))
+        .then_expect_error(CustomerError::InvalidField {
+            field: "name",
+            max: 200,
+        });
+}
+
+#[test]
+fn a_blank_external_id_is_refused() {
+    let mut identity = identity();
+    identity.external_id = Some("  ".to_owned());
+    CustomerTest::with(())
+        .given_no_previous_events()
+        .when(create(identity, json!({})))
+        .then_expect_error(CustomerError::InvalidField {
+            field: "external_id",
+            max: 200,
+        });
+}
+
+#[test]
+fn any_command_before_creation_is_refused_as_not_found() {
+    let commands = [
+        CustomerCommand::Identify { identity: identity() },
+        update(json!({"plan": "pro"})),
+    ];
+    for command in commands {
+        CustomerTest::with(())
+            .given_no_previous_events()
+            .when(command)
+            .then_expect_error(CustomerError::NotFound);
+    }
+}
+
+// ----- identification -----
+
+#[test]
+fn identifying_a_customer_records_only_the_changed_fields() {
+    CustomerTest::with(())
+        .given(vec![created(json!({}))])
+        .when(CustomerCommand::Identify {
+            identity: CustomerIdentity {
+                external_id: Some("shop-42".to_owned()),
+                email: Some("ada@analytical.engine".to_owned()),
+                name: Some("Ada Lovelace".to_owned()),
+                phone: Some("+44 20 7946 0000".to_owned()),
+            },
+        })
+        .then_expect_events(vec![CustomerEvent::CustomerIdentified(CustomerIdentified {
+            identity: CustomerIdentity {
+                external_id: None,
+                email: Some("ada@analytical.engine".to_owned()),
+                name: None,
+                phone: Some("+44 20 7946 0000".to_owned()),
+            },
+        })]);
+}
+
+#[test]
+fn identifying_with_nothing_new_is_a_no_op() {
+    CustomerTest::with(())
+        .given(vec![created(json!({}))])
+        .when(CustomerCommand::Identify {
+            identity: CustomerIdentity {
+                external_id: None,
+                email: Some(" ADA@example.com".to_owned()),
+                name: Some("Ada Lovelace".to_owned()),
+                phone: None,
+            },
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn identifying_again_with_a_field_learnt_before_is_a_no_op() {
+    let learnt = CustomerIdentity {
+        phone: Some("+15005550006".to_owned()),
+        ..CustomerIdentity::default()
+    };
+    CustomerTest::with(())
+        .given(vec![
+            created(json!({})),
+            CustomerEvent::CustomerIdentified(CustomerIdentified {
+                identity: learnt.clone(),
+            }),
+        ])
+        .when(CustomerCommand::Identify { identity: learnt })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn identifying_with_an_invalid_email_is_refused() {
+    CustomerTest::with(())
+        .given(vec![created(json!({}))])
+        .when(CustomerCommand::Identify {
+            identity: CustomerIdentity {
+                email: Some("not an email".to_owned()),
+                ..CustomerIdentity::default()
+            },
+        })
+        .then_expect_error(CustomerError::InvalidEmail);
+}
+
+// ----- metadata -----
+
+#[test]
+fn a_metadata_update_records_only_the_effective_changes() {
+    CustomerTest::with(())
+        .given(vec![created(json!({"browser": "Firefox", "plan": "free"}))])
+        .when(update(json!({"browser": "Firefox", "plan": "pro", "seats": 3})))
+        .then_expect_events(vec![metadata_updated(json!({"plan": "pro", "seats": 3}))]);
+}
+
+#[test]
+fn null_removes_a_metadata_key() {
+    CustomerTest::with(())
+        .given(vec![created(json!({"browser": "Firefox", "plan": "free"}))])
+        .when(update(json!({"plan": null})))
+        .then_expect_events(vec![metadata_updated(json!({"plan": null}))]);
+}
+
+#[test]
+fn null_for_an_absent_key_is_a_no_op() {
+    CustomerTest::with(())
+        .given(vec![created(json!({"browser": "Firefox"}))])
+        .when(update(json!({"plan": null})))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn null_for_a_key_removed_before_is_a_no_op() {
+    CustomerTest::with(())
+        .given(vec![
+            created(json!({"browser": "Firefox", "plan": "free"})),
+            metadata_updated(json!({"plan": null})),
+        ])
+        .when(update(json!({"plan": null})))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn an_unchanged_metadata_update_is_a_no_op() {
+    CustomerTest::with(())
+        .given(vec![
+            created(json!({"browser": "Firefox"})),
+            metadata_updated(json!({"plan": "pro"})),
+        ])
+        .when(update(json!({"browser": "Firefox", "plan": "pro"})))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn metadata_beyond_100_keys_is_refused() {
+    let full: Map<String, Value> = (0..MAX_METADATA_KEYS).map(|n| (format!("k{n}"), json!(n))).collect();
+    CustomerTest::with(())
+        .given(vec![created(Value::Object(full))])
+        .when(update(json!({"one_more": true})))
+        .then_expect_error(CustomerError::MetadataTooLarge);
+}
+
+#[test]
+fn replacing_a_key_of_full_metadata_is_accepted() {
+    let full: Map<String, Value> = (0..MAX_METADATA_KEYS).map(|n| (format!("k{n}"), json!(n))).collect();
+    CustomerTest::with(())
+        .given(vec![created(Value::Object(full))])
+        .when(update(json!({"k0": null, "one_more": true})))
+        .then_expect_events(vec![metadata_updated(json!({"k0": null, "one_more": true}))]);
+}
+
+#[test]
+fn creating_a_customer_with_more_than_100_metadata_keys_is_refused() {
+    let too_many: Map<String, Value> = (0..=MAX_METADATA_KEYS).map(|n| (format!("k{n}"), json!(n))).collect();
+    CustomerTest::with(())
+        .given_no_previous_events()
+        .when(create(identity(), Value::Object(too_many)))
+        .then_expect_error(CustomerError::MetadataTooLarge);
+}
+
+#[test]
+fn metadata_over_16_kib_is_refused() {
+    CustomerTest::with(())
+        .given(vec![created(json!({}))])
+        .when(update(json!({"notes": "x".repeat(16 * 1024)})))
+        .then_expect_error(CustomerError::MetadataTooLarge);
+}
+
+#[test]
+fn a_blank_or_overlong_metadata_key_is_refused() {
+    for key in [" ".to_owned(), "k".repeat(101)] {
+        let mut changes = Map::new();
+        changes.insert(key, json!(1));
+        CustomerTest::with(())
+            .given(vec![created(json!({}))])
+            .when(CustomerCommand::UpdateMetadata { changes })
+            .then_expect_error(CustomerError::MetadataTooLarge);
+    }
+}
+
+// ----- concurrency -----
+
+#[test]
+fn identifying_and_metadata_updates_commute_but_creation_does_not() {
+    assert!(CustomerCommand::Identify { identity: identity() }.commutes());
+    assert!(update(json!({"plan": "pro"})).commutes());
+    assert!(!create(identity(), json!({})).commutes());
+}

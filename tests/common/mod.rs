@@ -1,0 +1,132 @@
+//! Test harness: a fresh PostgreSQL database or SQLite file per test.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use netia::store::{EventStore, PgStore, SqliteStore};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, SqlitePool};
+
+/// Where tests create their databases (the server's admin database).
+pub fn admin_url() -> String {
+    std::env::var("NETIA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// In CI (CI=true) or with NETIA_REQUIRE_POSTGRES=1 a missing PostgreSQL fails the test instead of skipping it.
+pub fn postgres_required() -> bool {
+    let set = |v: &str| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    set("CI") || set("NETIA_REQUIRE_POSTGRES")
+}
+
+/// Raw access to the database under the store, for tests that tamper with it.
+pub enum Raw {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+pub struct TestDb {
+    pub store: Arc<dyn EventStore>,
+    pub raw: Raw,
+    pub url: String,
+    db_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A new, migrated PostgreSQL database; `None` (skip) only when PostgreSQL is unreachable outside CI.
+    pub async fn postgres() -> Option<TestDb> {
+        let admin_url = admin_url();
+        let admin = match PgPoolOptions::new().max_connections(1).connect(&admin_url).await {
+            Ok(pool) => pool,
+            Err(e) if !postgres_required() => {
+                eprintln!("SKIPPED: PostgreSQL not reachable at {admin_url}: {e} (set CI=true to fail instead)");
+                return None;
+            }
+            Err(e) => panic!("PostgreSQL is required (CI=true) but not reachable at {admin_url}: {e}"),
+        };
+        let name = format!("netia_test_{}", uuid::Uuid::now_v7().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        let url = replace_db(&admin_url, &name);
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .connect(&url)
+            .await
+            .expect("connect");
+        let store = PgStore::from_pool(pool.clone());
+        store.migrate().await.expect("migrate postgres");
+        Some(TestDb {
+            store: Arc::new(store),
+            raw: Raw::Postgres(pool),
+            url,
+            db_name: Some(name),
+            _dir: None,
+        })
+    }
+
+    /// A new, migrated SQLite file in a temporary directory.
+    pub async fn sqlite() -> Option<TestDb> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/netia.db", dir.path().display());
+        let store = SqliteStore::connect(&url, 4).await.expect("open sqlite");
+        store.migrate().await.expect("migrate sqlite");
+        let pool = SqlitePool::connect(&url).await.expect("raw sqlite");
+        Some(TestDb {
+            store: Arc::new(store),
+            raw: Raw::Sqlite(pool),
+            url,
+            db_name: None,
+            _dir: Some(dir),
+        })
+    }
+
+    /// Drops the PostgreSQL database (the SQLite directory goes with the value).
+    pub async fn cleanup(self) {
+        if let Raw::Postgres(pool) = &self.raw {
+            pool.close().await;
+        }
+        drop(self.store);
+        if let Some(name) = self.db_name
+            && let Ok(admin) = PgPoolOptions::new().max_connections(1).connect(&admin_url()).await
+        {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&admin)
+                .await;
+        }
+    }
+}
+
+fn replace_db(url: &str, name: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{name}")
+}
+
+/// Runs a test body against both backends: `backends!(name, body_fn)` makes `name_postgres` and `name_sqlite`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let Some(db) = $crate::common::TestDb::postgres().await else { return };
+                    super::$test(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let Some(db) = $crate::common::TestDb::sqlite().await else { return };
+                    super::$test(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,354 @@
+//! Event store conformance: the same suite against PostgreSQL and SQLite.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{Raw, TestDb};
+use netia::store::{EventStore, StoreError, StreamBound};
+use netia::tail::Tailer;
+use netia_events::conversation::ConversationEvent;
+use netia_events::{Checkpoint, DomainEvent, NewEvent, RecordedEvent, StreamRef};
+use serde_json::json;
+
+fn event(n: usize) -> NewEvent {
+    NewEvent::new(
+        "Counted",
+        1,
+        json!({"n": n, "text": "héllo ✓", "nested": {"b": 1.5, "a": [1, 2]}}),
+        json!({"actor": {"kind": "bot"}}),
+    )
+}
+
+fn stream(id: &str) -> StreamRef {
+    StreamRef::new("counter", id)
+}
+
+/// Appends with a retry loop, as a commuting writer would.
+async fn append_retrying(store: &Arc<dyn EventStore>, s: &StreamRef, e: NewEvent) -> RecordedEvent {
+    loop {
+        let v = store.stream_version(s).await.unwrap();
+        match store.append(s, v, vec![e.clone()]).await {
+            Ok(mut recorded) => return recorded.remove(0),
+            Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
+            Err(other) => panic!("append failed: {other}"),
+        }
+    }
+}
+
+/// Tails from the start until `n` events arrived (or 30 s passed).
+async fn tail_n(store: &Arc<dyn EventStore>, n: usize) -> Vec<RecordedEvent> {
+    let mut tailer = Tailer::new(store.clone(), Checkpoint::START).with_batch(500);
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let batch = tokio::time::timeout(Duration::from_secs(30), tailer.next_batch())
+            .await
+            .expect("tailer stalled")
+            .unwrap();
+        seen.extend(batch);
+    }
+    assert!(
+        tailer.try_next_batch().await.unwrap().is_empty(),
+        "tailer delivered more than was written"
+    );
+    seen
+}
+
+async fn appended_events_read_back_identically(db: &TestDb) {
+    let s = stream("a");
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    let written = db
+        .store
+        .append(&s, 0, vec![event(1), event(2), event(3)])
+        .await
+        .unwrap();
+    assert_eq!(written.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let read = db.store.read_stream(&s, StreamBound::All).await.unwrap();
+    assert_eq!(read, written);
+    assert_eq!(db.store.stream_version(&s).await.unwrap(), 3);
+    assert_eq!(
+        db.store
+            .read_stream(&s, StreamBound::UpToVersion(2))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        db.store
+            .read_stream(&s, StreamBound::AsOf(before))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        db.store
+            .read_stream(&s, StreamBound::AsOf(Utc::now()))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(db.store.stream_version(&stream("missing")).await.unwrap(), 0);
+    assert_eq!(db.store.streams().await.unwrap(), vec![s]);
+}
+
+async fn a_stale_expected_version_is_a_conflict(db: &TestDb) {
+    let s = stream("c");
+    db.store.append(&s, 0, vec![event(1)]).await.unwrap();
+    for expected in [0, 2, 7] {
+        match db.store.append(&s, expected, vec![event(2)]).await {
+            Err(StoreError::Conflict {
+                expected: e, actual: 1, ..
+            }) => assert_eq!(e, expected),
+            other => panic!("expected a conflict for {expected}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        db.store.stream_version(&s).await.unwrap(),
+        1,
+        "no gap, nothing half-written"
+    );
+}
+
+async fn invalid_appends_write_nothing(db: &TestDb) {
+    let s = stream("bad");
+    let nul = NewEvent::new("Counted", 1, json!({"text": "a\u{0}b"}), json!({}));
+    let not_object = NewEvent::new("Counted", 1, json!([1]), json!({}));
+    let bad_type = NewEvent::new("", 1, json!({}), json!({}));
+    assert!(matches!(
+        db.store.append(&s, 0, vec![]).await,
+        Err(StoreError::Invalid(_))
+    ));
+    for e in [nul, not_object, bad_type] {
+        let result = db.store.append(&s, 0, vec![event(1), e]).await;
+        assert!(matches!(result, Err(StoreError::Invalid(_))), "{result:?}");
+    }
+    let long_id = StreamRef::new("counter", "x".repeat(201));
+    assert!(matches!(
+        db.store.append(&long_id, 0, vec![event(1)]).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(db.store.read_all(Checkpoint::START, 10).await.unwrap().is_empty());
+}
+
+async fn sixteen_writers_on_one_stream_lose_and_duplicate_nothing(db: &TestDb) {
+    let s = stream("shared");
+    let tasks: Vec<_> = (0..16)
+        .map(|w| {
+            let store = db.store.clone();
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    let e = NewEvent::new("Counted", 1, json!({"writer": w, "i": i}), json!({}));
+                    append_retrying(&store, &s, e).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events = db.store.read_stream(&s, StreamBound::All).await.unwrap();
+    assert_eq!(events.len(), 8_000);
+    assert!(
+        events.iter().enumerate().all(|(i, e)| e.version == i as i64 + 1),
+        "versions contiguous"
+    );
+    let pairs: HashSet<(i64, i64)> = events
+        .iter()
+        .map(|e| (e.payload["writer"].as_i64().unwrap(), e.payload["i"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(pairs.len(), 8_000, "every write present exactly once");
+    assert_eq!(db.store.verify_stream(&s).await.unwrap(), None);
+    let tailed = tail_n(&db.store, 8_000).await;
+    assert_eq!(tailed.iter().map(|e| e.event_id).collect::<HashSet<_>>().len(), 8_000);
+}
+
+async fn sixteen_writers_on_distinct_streams_lose_and_duplicate_nothing(db: &TestDb) {
+    let tailer_store = db.store.clone();
+    let tail = tokio::spawn(async move { tail_n(&tailer_store, 8_000).await });
+    let tasks: Vec<_> = (0..16)
+        .map(|w| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                let s = stream(&format!("w{w}"));
+                for i in 0..500 {
+                    store.append(&s, i, vec![event(i as usize)]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let tailed = tail.await.unwrap();
+    assert_eq!(tailed.len(), 8_000);
+    let positions: HashSet<i64> = tailed.iter().map(|e| e.global_position).collect();
+    assert_eq!(positions.len(), 8_000, "no duplicates");
+    let mut per_stream: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for e in &tailed {
+        per_stream.entry(e.stream_id.clone()).or_default().push(e.version);
+    }
+    assert_eq!(per_stream.len(), 16);
+    for versions in per_stream.values() {
+        assert_eq!(
+            versions,
+            &(1..=500).collect::<Vec<i64>>(),
+            "each stream in order, complete"
+        );
+    }
+    let checkpoints: Vec<Checkpoint> = tailed.iter().map(RecordedEvent::checkpoint).collect();
+    assert!(
+        checkpoints.windows(2).all(|w| w[0] < w[1]),
+        "delivered in (tx_id, position) order"
+    );
+}
+
+async fn the_hash_chain_verifies_and_detects_tampering(db: &TestDb) {
+    let s = stream("chain");
+    db.store.append(&s, 0, vec![event(1), event(2)]).await.unwrap();
+    db.store.append(&s, 2, vec![event(3)]).await.unwrap();
+    assert_eq!(db.store.verify_stream(&s).await.unwrap(), None);
+
+    // The log refuses edits outright...
+    let refused = match &db.raw {
+        Raw::Postgres(pool) => {
+            sqlx::query("UPDATE events SET payload = '{\"n\": 9}' WHERE version = 2")
+                .execute(pool)
+                .await
+        }
+        Raw::Sqlite(pool) => sqlx::query("UPDATE events SET payload = '{\"n\": 9}' WHERE version = 2")
+            .execute(pool)
+            .await
+            .map(|_| Default::default()),
+    };
+    assert!(refused.is_err(), "an UPDATE of the log must be refused");
+
+    // ...and an edit made around the guard (an owner disabling it) is detected at its version.
+    match &db.raw {
+        Raw::Postgres(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query(
+                "UPDATE events SET payload = jsonb_set(payload, '{n}', '9') WHERE stream_id = 'chain' AND version = 2",
+            )
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            sqlx::query("ALTER TABLE events ENABLE TRIGGER events_no_update_delete")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        Raw::Sqlite(pool) => {
+            sqlx::query("DROP TRIGGER events_no_update")
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "UPDATE events SET payload = json_set(payload, '$.n', 9) WHERE stream_id = 'chain' AND version = 2",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+    let broken = db.store.verify_stream(&s).await.unwrap().expect("the edit is detected");
+    assert_eq!(broken.version, 2);
+}
+
+async fn a_deleted_event_breaks_the_chain(db: &TestDb) {
+    let s = stream("gap");
+    db.store
+        .append(&s, 0, vec![event(1), event(2), event(3)])
+        .await
+        .unwrap();
+    match &db.raw {
+        Raw::Postgres(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM events WHERE stream_id = 'gap' AND version = 2")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query("ALTER TABLE events ENABLE TRIGGER events_no_update_delete")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        Raw::Sqlite(pool) => {
+            sqlx::query("DROP TRIGGER events_no_delete")
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM events WHERE stream_id = 'gap' AND version = 2")
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(db.store.verify_stream(&s).await.unwrap().map(|b| b.version), Some(2));
+}
+
+async fn an_unknown_event_type_is_reported_with_its_position(db: &TestDb) {
+    let s = StreamRef::new("conversation", "c1");
+    let written = db
+        .store
+        .append(
+            &s,
+            0,
+            vec![NewEvent::new("ConversationTeleported", 1, json!({}), json!({}))],
+        )
+        .await
+        .unwrap();
+    let read = db.store.read_all(Checkpoint::START, 10).await.unwrap();
+    let err = ConversationEvent::decode(&read[0]).unwrap_err();
+    assert_eq!(err.position, written[0].global_position);
+    assert!(
+        err.to_string()
+            .contains(&format!("position {}", written[0].global_position)),
+        "{err}"
+    );
+}
+
+async fn a_tailer_wakes_for_new_events(db: &TestDb) {
+    // A long poll interval: only the wake-up (NOTIFY on PostgreSQL) can deliver promptly.
+    let mut tailer = Tailer::new(db.store.clone(), Checkpoint::START).with_poll(Duration::from_secs(3600));
+    assert!(tailer.try_next_batch().await.unwrap().is_empty());
+    let store = db.store.clone();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        store.append(&stream("wake"), 0, vec![event(1)]).await.unwrap();
+    });
+    let batch = tokio::time::timeout(Duration::from_secs(10), tailer.next_batch())
+        .await
+        .expect("woken")
+        .unwrap();
+    assert_eq!(batch.len(), 1);
+    writer.await.unwrap();
+}
+
+on_both_backends!(
+    appended_events_read_back_identically,
+    a_stale_expected_version_is_a_conflict,
+    invalid_appends_write_nothing,
+    sixteen_writers_on_one_stream_lose_and_duplicate_nothing,
+    sixteen_writers_on_distinct_streams_lose_and_duplicate_nothing,
+    the_hash_chain_verifies_and_detects_tampering,
+    a_deleted_event_breaks_the_chain,
+    an_unknown_event_type_is_reported_with_its_position,
+    a_tailer_wakes_for_new_events,
+);
