@@ -1,0 +1,291 @@
+//! The command bus against real stores: decisions, idempotency, conflicts and bounded retries.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use common::TestDb;
+use netia::command_bus::{CommandBus, CommandError};
+use netia::store::{Backend, EventStore, StoreError, StreamBound};
+use netia_commands::{Conversation, ConversationCommand, ConversationError};
+use netia_events::conversation::{Author, Source};
+use netia_events::{
+    AccountId, Actor, Checkpoint, ConversationId, CustomerId, MessageId, Metadata, NewEvent, RecordedEvent, StreamRef,
+};
+use serde_json::json;
+use tokio::sync::watch;
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn meta() -> Metadata {
+    Metadata::system("test")
+}
+
+async fn create(bus: &CommandBus, customer_id: CustomerId) -> ConversationId {
+    let id = ConversationId::new();
+    let cmd = ConversationCommand::Create {
+        conversation_id: id,
+        account_id: AccountId::new(),
+        customer_id,
+        inbox_id: None,
+        source: Source::Chat,
+        subject: None,
+        at: now(),
+    };
+    bus.execute::<Conversation>(id, cmd, &meta()).await.unwrap();
+    id
+}
+
+fn message(customer_id: CustomerId, body: &str, client_message_id: Option<&str>) -> ConversationCommand {
+    ConversationCommand::PostMessage {
+        message_id: MessageId::new(),
+        author: Author::Customer { customer_id },
+        body: body.into(),
+        private: false,
+        client_message_id: client_message_id.map(Into::into),
+        at: now(),
+    }
+}
+
+/// Appends a foreign event to the stream just before each of the next `races` appends.
+struct RacingStore {
+    inner: Arc<dyn EventStore>,
+    races: AtomicU32,
+}
+
+#[async_trait]
+impl EventStore for RacingStore {
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+    async fn append(
+        &self,
+        stream: &StreamRef,
+        expected: i64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if self.races.load(Ordering::SeqCst) > 0 {
+            self.races.fetch_sub(1, Ordering::SeqCst);
+            let version = self.inner.stream_version(stream).await?;
+            let tag = format!("race-{}", uuid::Uuid::now_v7().simple());
+            let foreign = NewEvent::new(
+                "ConversationTagged",
+                1,
+                json!({"tag": tag}),
+                json!({"actor": {"kind": "bot"}}),
+            );
+            self.inner.append(stream, version, vec![foreign]).await?;
+        }
+        self.inner.append(stream, expected, events).await
+    }
+    async fn read_stream(&self, stream: &StreamRef, bound: StreamBound) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream, bound).await
+    }
+    async fn stream_version(&self, stream: &StreamRef) -> Result<i64, StoreError> {
+        self.inner.stream_version(stream).await
+    }
+    async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    fn wake(&self) -> watch::Receiver<u64> {
+        self.inner.wake()
+    }
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.inner.migrate().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn streams(&self) -> Result<Vec<StreamRef>, StoreError> {
+        self.inner.streams().await
+    }
+}
+
+fn racing(db: &TestDb, races: u32) -> (CommandBus, Arc<RacingStore>) {
+    let store = Arc::new(RacingStore {
+        inner: db.store.clone(),
+        races: AtomicU32::new(races),
+    });
+    (CommandBus::new(store.clone()), store)
+}
+
+async fn a_commuting_command_is_decided_again_after_a_concurrent_append(db: &TestDb) {
+    let (bus, store) = racing(db, 0);
+    let customer = CustomerId::new();
+    let id = create(&bus, customer).await;
+    store.races.store(1, Ordering::SeqCst);
+    let done = bus
+        .execute::<Conversation>(id, message(customer, "hi", None), &meta())
+        .await
+        .unwrap();
+    assert_eq!(done.attempts, 2);
+    assert_eq!(done.version, 3, "created, the racing tag, then our message");
+    let (state, _) = bus.load::<Conversation>(id).await.unwrap();
+    assert!(state.last_message_id.is_some() && state.tags.len() == 1);
+}
+
+async fn a_non_commuting_command_reports_the_conflict(db: &TestDb) {
+    let (bus, store) = racing(db, 0);
+    let id = create(&bus, CustomerId::new()).await;
+    store.races.store(1, Ordering::SeqCst);
+    let err = bus
+        .execute::<Conversation>(id, ConversationCommand::Close { at: now() }, &meta())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommandError::Conflict { .. }), "{err:?}");
+    let (state, version) = bus.load::<Conversation>(id).await.unwrap();
+    assert_eq!(version, 2, "only the racing event was written");
+    assert!(state.closed_at.is_none());
+}
+
+async fn retries_are_bounded(db: &TestDb) {
+    let (bus, store) = racing(db, 0);
+    let bus = bus.with_max_attempts(3);
+    let customer = CustomerId::new();
+    let id = create(&bus, customer).await;
+    store.races.store(u32::MAX, Ordering::SeqCst);
+    let err = bus
+        .execute::<Conversation>(id, message(customer, "hi", None), &meta())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommandError::Conflict { .. }), "{err:?}");
+    assert_eq!(
+        db.store
+            .stream_version(&StreamRef::new("conversation", id))
+            .await
+            .unwrap(),
+        4,
+        "3 racing tags"
+    );
+}
+
+async fn concurrent_messages_to_one_conversation_all_land_once(db: &TestDb) {
+    let bus = CommandBus::new(db.store.clone()).with_max_attempts(200);
+    let customer = CustomerId::new();
+    let id = create(&bus, customer).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|w| {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let key = format!("{w}-{i}");
+                    bus.execute::<Conversation>(id, message(customer, &key, Some(&key)), &meta())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events = db
+        .store
+        .read_stream(&StreamRef::new("conversation", id), StreamBound::All)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 81);
+    assert!(events.iter().enumerate().all(|(i, e)| e.version == i as i64 + 1));
+}
+
+async fn a_repeated_client_message_id_appends_nothing(db: &TestDb) {
+    let bus = CommandBus::new(db.store.clone());
+    let customer = CustomerId::new();
+    let id = create(&bus, customer).await;
+    let first = bus
+        .execute::<Conversation>(id, message(customer, "hi", Some("k1")), &meta())
+        .await
+        .unwrap();
+    let again = bus
+        .execute::<Conversation>(id, message(customer, "hi", Some("k1")), &meta())
+        .await
+        .unwrap();
+    assert_eq!(first.events.len(), 1);
+    assert!(again.events.is_empty());
+    assert_eq!(again.version, 2);
+}
+
+async fn a_bot_reply_to_the_same_trigger_is_written_once(db: &TestDb) {
+    let bus = CommandBus::new(db.store.clone());
+    let customer = CustomerId::new();
+    let id = create(&bus, customer).await;
+    let trigger = bus
+        .execute::<Conversation>(id, message(customer, "hello?", None), &meta())
+        .await
+        .unwrap();
+    let trigger_event_id = trigger.events[0].event_id;
+    let reply = || ConversationCommand::PostBotReply {
+        message_id: MessageId::new(),
+        body: "Hi! How can I help?".into(),
+        trigger_event_id,
+        at: now(),
+    };
+    let bot = Metadata::new(Actor::Bot);
+    let (a, b) = tokio::join!(
+        bus.execute::<Conversation>(id, reply(), &bot),
+        bus.execute::<Conversation>(id, reply(), &bot)
+    );
+    let written = a.unwrap().events.len() + b.unwrap().events.len();
+    assert_eq!(written, 1, "two racing deliveries of one trigger produce one reply");
+}
+
+async fn domain_refusals_and_corrupt_history_are_typed(db: &TestDb) {
+    let bus = CommandBus::new(db.store.clone());
+    let missing = bus
+        .execute::<Conversation>(ConversationId::new(), ConversationCommand::Close { at: now() }, &meta())
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, CommandError::Domain(ConversationError::NotFound)));
+    let note = ConversationCommand::PostMessage {
+        message_id: MessageId::new(),
+        author: Author::Customer {
+            customer_id: CustomerId::new(),
+        },
+        body: "secret".into(),
+        private: true,
+        client_message_id: None,
+        at: now(),
+    };
+    let id = create(&bus, CustomerId::new()).await;
+    let refused = bus.execute::<Conversation>(id, note, &meta()).await.unwrap_err();
+    assert!(matches!(
+        refused,
+        CommandError::Domain(ConversationError::PrivateNoteByCustomer)
+    ));
+
+    // An event the code does not know is reported with its position, not a panic.
+    let stream = StreamRef::new("conversation", id);
+    let bogus = db
+        .store
+        .append(
+            &stream,
+            1,
+            vec![NewEvent::new("ConversationTeleported", 1, json!({}), json!({}))],
+        )
+        .await
+        .unwrap();
+    let err = bus
+        .execute::<Conversation>(id, ConversationCommand::Close { at: now() }, &meta())
+        .await
+        .unwrap_err();
+    match err {
+        CommandError::Corrupt(e) => assert_eq!(e.position, bogus[0].global_position),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+on_both_backends!(
+    a_commuting_command_is_decided_again_after_a_concurrent_append,
+    a_non_commuting_command_reports_the_conflict,
+    retries_are_bounded,
+    concurrent_messages_to_one_conversation_all_land_once,
+    a_repeated_client_message_id_appends_nothing,
+    a_bot_reply_to_the_same_trigger_is_written_once,
+    domain_refusals_and_corrupt_history_are_typed,
+);

@@ -1,0 +1,165 @@
+//! The server as users meet it: the binary, its settings, and the health endpoints over real HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use netia::settings::Settings;
+use netia::startup::Application;
+use serde_json::Value;
+
+fn settings() -> Settings {
+    Settings::from_map(&HashMap::from([("PORT", "0")])).unwrap()
+}
+
+async fn spawn(db: &TestDb) -> String {
+    let app = Application::with_store(&settings(), db.store.clone()).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    base
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn health_endpoints_answer(db: &TestDb) {
+    let base = spawn(db).await;
+    let (status, body) = get(&format!("{base}/health/live")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = get(&format!("{base}/health/ready")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ready");
+    let (status, body) = get(&format!("{base}/nothing/here")).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "not_found");
+}
+
+on_both_backends!(health_endpoints_answer);
+
+#[tokio::test]
+async fn readiness_fails_when_the_database_is_gone() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let base = spawn(&db).await;
+    let common::Raw::Postgres(pool) = &db.raw else {
+        unreachable!()
+    };
+    pool.close().await;
+    let (status, body) = get(&format!("{base}/health/ready")).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"], "unavailable");
+    let (status, _) = get(&format!("{base}/health/live")).await;
+    assert_eq!(status, 200, "still alive");
+    db.cleanup().await;
+}
+
+fn netia() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netia"));
+    for var in [
+        "HOST",
+        "PORT",
+        "DATABASE_URL",
+        "DATABASE_MAX_CONNECTIONS",
+        "NETIA_MIGRATE",
+        "LOG_FORMAT",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+#[test]
+fn invalid_settings_stop_startup_naming_the_variable() {
+    let cases = [
+        ("PORT", "eighty"),
+        ("DATABASE_URL", "mysql://root:secret@db/x"),
+        ("NETIA_MIGRATE", "perhaps"),
+        ("LOG_FORMAT", "yaml"),
+        ("DATABASE_MAX_CONNECTIONS", "-1"),
+    ];
+    for (var, value) in cases {
+        let out = netia().env(var, value).arg("serve").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        assert!(stderr.contains(var), "{var}: {stderr}");
+        assert!(!stderr.contains("secret"), "no password echoed: {stderr}");
+    }
+}
+
+#[test]
+fn an_unknown_subcommand_is_a_usage_error() {
+    let out = netia().arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("frobnicate"));
+}
+
+#[test]
+fn an_unreachable_database_fails_startup_with_a_message() {
+    let out = netia()
+        .env("DATABASE_URL", "postgres://nobody:pw@127.0.0.1:1/none")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot open the database"), "{stderr}");
+    assert!(!stderr.contains(":pw@"), "no password echoed: {stderr}");
+}
+
+/// A plain HTTP/1.1 GET over a socket, for tests without an async runtime.
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+/// With no configuration at all the binary creates ./data/netia.db and serves /health/ready.
+#[test]
+fn with_no_configuration_it_serves_from_sqlite_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = netia()
+        .current_dir(dir.path())
+        .env("PORT", "0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server announced its address");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        match http_get(&addr, "/health/ready") {
+            Ok(response) if response.starts_with("HTTP/1.1 200") => break response,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            _ => panic!("/health/ready did not answer"),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("\"ready\"") && body.contains("sqlite"), "{body}");
+    assert!(dir.path().join("data/netia.db").exists());
+}
