@@ -324,6 +324,23 @@ async fn an_unknown_event_type_is_reported_with_its_position(db: &TestDb) {
     );
 }
 
+async fn a_malformed_payload_is_reported_with_its_position(db: &TestDb) {
+    let s = StreamRef::new("conversation", "m1");
+    let written = db
+        .store
+        .append(
+            &s,
+            0,
+            vec![NewEvent::new("ConversationTagged", 1, json!({"tag": 5}), json!({}))],
+        )
+        .await
+        .unwrap();
+    let read = db.store.read_stream(&s, StreamBound::All).await.unwrap();
+    let err = ConversationEvent::decode(&read[0]).unwrap_err();
+    assert_eq!(err.position, written[0].global_position);
+    assert!(matches!(err.source, netia_events::DecodeError::Malformed(_)), "{err}");
+}
+
 async fn a_tailer_wakes_for_new_events(db: &TestDb) {
     // A long poll interval: only the wake-up (NOTIFY on PostgreSQL) can deliver promptly.
     let mut tailer = Tailer::new(db.store.clone(), Checkpoint::START).with_poll(Duration::from_secs(3600));
@@ -350,5 +367,31 @@ on_both_backends!(
     the_hash_chain_verifies_and_detects_tampering,
     a_deleted_event_breaks_the_chain,
     an_unknown_event_type_is_reported_with_its_position,
+    a_malformed_payload_is_reported_with_its_position,
     a_tailer_wakes_for_new_events,
 );
+
+/// SQLite keeps JSON as text: a row whose text is not JSON is an error naming its position, not a panic.
+#[tokio::test]
+async fn sqlite_a_row_that_is_not_json_is_reported_with_its_position() {
+    let db = TestDb::sqlite().await.unwrap();
+    db.store.append(&stream("ok"), 0, vec![event(1)]).await.unwrap();
+    let Raw::Sqlite(pool) = &db.raw else { unreachable!() };
+    sqlx::query(
+        "INSERT INTO events (global_position, tx_id, event_id, stream_type, stream_id, version, event_type, \
+         event_version, payload, metadata, recorded_at, hash) \
+         VALUES (2, 2, '019ab9b5-3a1e-7f43-9f7c-1c1b5e5b1a11', 'counter', 'broken', 1, 'Counted', 1, '{not json', '{}', '2026-01-01T00:00:00.000000Z', zeroblob(32))",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let mut tailer = Tailer::new(db.store.clone(), Checkpoint::START);
+    match tailer.try_next_batch().await {
+        Err(StoreError::Corrupt { position, reason }) => {
+            assert_eq!(position, 2);
+            assert!(reason.contains("payload"), "{reason}");
+        }
+        other => panic!("expected a corrupt-event error, got {other:?}"),
+    }
+    db.cleanup().await;
+}
