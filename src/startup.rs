@@ -76,6 +76,9 @@ impl Application {
     }
 }
 
+/// Request log lines: method, path (never the query string, which may carry tokens), status, time.
 fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%r %s %Dms").log_target("netia::http")
+    actix_web::middleware::Logger::new("%{method}xi %U %s %Dms")
+        .custom_request_replace("method", |req| req.method().to_string())
+        .log_target("netia::http")
 }
