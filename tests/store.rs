@@ -209,6 +209,32 @@ async fn sixteen_writers_on_distinct_streams_lose_and_duplicate_nothing(db: &Tes
     );
 }
 
+/// Changes the log around its append-only guard, as an owner with DDL rights could.
+async fn tamper(db: &TestDb, postgres_sql: &str, sqlite_sql: &str) {
+    match &db.raw {
+        Raw::Postgres(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            for sql in [
+                "ALTER TABLE events DISABLE TRIGGER events_no_update_delete",
+                postgres_sql,
+                "ALTER TABLE events ENABLE TRIGGER events_no_update_delete",
+            ] {
+                sqlx::query(sql).execute(&mut *tx).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        Raw::Sqlite(pool) => {
+            for sql in [
+                "DROP TRIGGER events_no_update",
+                "DROP TRIGGER events_no_delete",
+                sqlite_sql,
+            ] {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+        }
+    }
+}
+
 async fn the_hash_chain_verifies_and_detects_tampering(db: &TestDb) {
     let s = stream("chain");
     db.store.append(&s, 0, vec![event(1), event(2)]).await.unwrap();
@@ -230,40 +256,32 @@ async fn the_hash_chain_verifies_and_detects_tampering(db: &TestDb) {
     assert!(refused.is_err(), "an UPDATE of the log must be refused");
 
     // ...and an edit made around the guard (an owner disabling it) is detected at its version.
-    match &db.raw {
-        Raw::Postgres(pool) => {
-            let mut tx = pool.begin().await.unwrap();
-            sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            sqlx::query(
-                "UPDATE events SET payload = jsonb_set(payload, '{n}', '9') WHERE stream_id = 'chain' AND version = 2",
-            )
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-            sqlx::query("ALTER TABLE events ENABLE TRIGGER events_no_update_delete")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-        }
-        Raw::Sqlite(pool) => {
-            sqlx::query("DROP TRIGGER events_no_update")
-                .execute(pool)
-                .await
-                .unwrap();
-            sqlx::query(
-                "UPDATE events SET payload = json_set(payload, '$.n', 9) WHERE stream_id = 'chain' AND version = 2",
-            )
-            .execute(pool)
-            .await
-            .unwrap();
-        }
-    }
+    tamper(
+        db,
+        "UPDATE events SET payload = jsonb_set(payload, '{n}', '9') WHERE stream_id = 'chain' AND version = 2",
+        "UPDATE events SET payload = json_set(payload, '$.n', 9) WHERE stream_id = 'chain' AND version = 2",
+    )
+    .await;
     let broken = db.store.verify_stream(&s).await.unwrap().expect("the edit is detected");
     assert_eq!(broken.version, 2);
+}
+
+async fn reordered_events_break_the_chain(db: &TestDb) {
+    let s = stream("order");
+    db.store
+        .append(&s, 0, vec![event(1), event(2), event(3)])
+        .await
+        .unwrap();
+    let swap = "UPDATE events SET payload = o.payload FROM events o \
+                WHERE events.stream_id = 'order' AND o.stream_id = 'order' \
+                  AND events.version IN (1, 2) AND o.version = 3 - events.version";
+    tamper(db, swap, swap).await;
+    let read = db.store.read_stream(&s, StreamBound::All).await.unwrap();
+    assert_eq!(
+        read[0].payload["n"], 2,
+        "the first two events now read in swapped order"
+    );
+    assert_eq!(db.store.verify_stream(&s).await.unwrap().map(|b| b.version), Some(1));
 }
 
 async fn a_deleted_event_breaks_the_chain(db: &TestDb) {
@@ -272,34 +290,8 @@ async fn a_deleted_event_breaks_the_chain(db: &TestDb) {
         .append(&s, 0, vec![event(1), event(2), event(3)])
         .await
         .unwrap();
-    match &db.raw {
-        Raw::Postgres(pool) => {
-            let mut tx = pool.begin().await.unwrap();
-            sqlx::query("ALTER TABLE events DISABLE TRIGGER events_no_update_delete")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            sqlx::query("DELETE FROM events WHERE stream_id = 'gap' AND version = 2")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            sqlx::query("ALTER TABLE events ENABLE TRIGGER events_no_update_delete")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-        }
-        Raw::Sqlite(pool) => {
-            sqlx::query("DROP TRIGGER events_no_delete")
-                .execute(pool)
-                .await
-                .unwrap();
-            sqlx::query("DELETE FROM events WHERE stream_id = 'gap' AND version = 2")
-                .execute(pool)
-                .await
-                .unwrap();
-        }
-    }
+    let delete = "DELETE FROM events WHERE stream_id = 'gap' AND version = 2";
+    tamper(db, delete, delete).await;
     assert_eq!(db.store.verify_stream(&s).await.unwrap().map(|b| b.version), Some(2));
 }
 
@@ -366,6 +358,7 @@ on_both_backends!(
     sixteen_writers_on_distinct_streams_lose_and_duplicate_nothing,
     the_hash_chain_verifies_and_detects_tampering,
     a_deleted_event_breaks_the_chain,
+    reordered_events_break_the_chain,
     an_unknown_event_type_is_reported_with_its_position,
     a_malformed_payload_is_reported_with_its_position,
     a_tailer_wakes_for_new_events,
