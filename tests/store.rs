@@ -136,6 +136,37 @@ async fn invalid_appends_write_nothing(db: &TestDb) {
     assert!(db.store.streams().await.unwrap().is_empty(), "nothing was written");
 }
 
+/// Appends committed together (group commit on PostgreSQL) succeed or fail one by one.
+async fn a_conflicting_append_fails_alone(db: &TestDb) {
+    let taken = stream("taken");
+    db.store.append(&taken, 0, vec![event(0)]).await.unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store = db.store.clone();
+            let taken = taken.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    store
+                        .append(&stream(&format!("fresh{i}")), 0, vec![event(i)])
+                        .await
+                        .is_ok()
+                } else {
+                    store.append(&taken, 0, vec![event(i)]).await.is_ok()
+                }
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        let stored = t.await.unwrap();
+        assert_eq!(stored, i % 2 == 0, "append {i}");
+        ok += usize::from(stored);
+    }
+    assert_eq!(ok, 50);
+    assert_eq!(db.store.stream_version(&taken).await.unwrap(), 1);
+    assert_eq!(db.store.streams().await.unwrap().len(), 51);
+}
+
 async fn sixteen_writers_on_one_stream_lose_and_duplicate_nothing(db: &TestDb) {
     let s = stream("shared");
     let tasks: Vec<_> = (0..16)
@@ -354,6 +385,7 @@ on_both_backends!(
     appended_events_read_back_identically,
     a_stale_expected_version_is_a_conflict,
     invalid_appends_write_nothing,
+    a_conflicting_append_fails_alone,
     sixteen_writers_on_one_stream_lose_and_duplicate_nothing,
     sixteen_writers_on_distinct_streams_lose_and_duplicate_nothing,
     the_hash_chain_verifies_and_detects_tampering,

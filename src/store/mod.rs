@@ -41,6 +41,10 @@ pub enum StoreError {
         expected: i64,
         actual: i64,
     },
+    /// The connection failed while an append ran: it may or may not be stored. Not retried
+    /// automatically, since a retry could store it twice; reload the stream to find out.
+    #[error("the append's outcome is unknown ({0}); reload to see whether it was stored")]
+    OutcomeUnknown(String),
     #[error("invalid append: {0}")]
     Invalid(String),
     #[error("stored event at position {position} is corrupt: {reason}")]

@@ -23,8 +23,28 @@ pub(super) type Placed = Vec<(i64, u64)>;
 pub(super) struct Append {
     pub stream: StreamRef,
     pub prepared: Vec<PreparedEvent>,
-    /// Gets the events back with their placements, or the statement's error.
-    pub reply: oneshot::Sender<Result<(Vec<PreparedEvent>, Placed), sqlx::Error>>,
+    /// Gets the events back with their placements, or why they were not placed.
+    pub reply: oneshot::Sender<Result<(Vec<PreparedEvent>, Placed), WriteError>>,
+}
+
+#[derive(Debug)]
+pub(super) enum WriteError {
+    /// The unique `(stream, version)` constraint refused the append: nothing of it was stored.
+    Conflict,
+    /// The database refused the statement: nothing of it was stored.
+    Refused(sqlx::Error),
+    /// The connection failed while the statement ran: it may or may not have committed.
+    Unknown(String),
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => WriteError::Conflict,
+            sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => WriteError::Refused(e),
+            _ => WriteError::Unknown(e.to_string()),
+        }
+    }
 }
 
 /// Starts the writer tasks; appends are sent through the returned channel.
@@ -55,18 +75,32 @@ async fn write_batches(pool: PgPool, rx: Arc<Mutex<mpsc::Receiver<Append>>>) {
             }
             batch
         };
-        if batch.len() > 1
-            && let Ok(mut placed) = insert(&pool, &batch).await
-        {
-            for append in batch.into_iter().rev() {
-                let placed = placed.pop().unwrap_or_default();
-                let _ = append.reply.send(Ok((append.prepared, placed)));
+        if batch.len() > 1 {
+            match insert(&pool, &batch).await.map_err(WriteError::from) {
+                Ok(mut placed) => {
+                    for append in batch.into_iter().rev() {
+                        let placed = placed.pop().unwrap_or_default();
+                        let _ = append.reply.send(Ok((append.prepared, placed)));
+                    }
+                    continue;
+                }
+                // Some append conflicts, or the database refused the statement: nothing was
+                // stored, so each append can safely be tried alone.
+                Err(WriteError::Conflict | WriteError::Refused(_)) => {}
+                // Retrying after a possible commit could store events twice: report, don't retry.
+                Err(WriteError::Unknown(reason)) => {
+                    for append in batch {
+                        let _ = append.reply.send(Err(WriteError::Unknown(reason.clone())));
+                    }
+                    continue;
+                }
             }
-            continue;
         }
         for append in batch {
             let result = insert(&pool, std::slice::from_ref(&append)).await;
-            let result = result.map(|mut placed| (append.prepared, placed.pop().unwrap_or_default()));
+            let result = result
+                .map(|mut placed| (append.prepared, placed.pop().unwrap_or_default()))
+                .map_err(WriteError::from);
             let _ = append.reply.send(result);
         }
     }
@@ -142,4 +176,27 @@ where
         placed[a][e] = (row.try_get("global_position")?, tx_id);
     }
     Ok(placed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_connection_leaves_the_outcome_unknown() {
+        let io = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"));
+        assert!(matches!(WriteError::from(io), WriteError::Unknown(_)));
+    }
+
+    #[test]
+    fn a_statement_never_sent_was_not_stored() {
+        assert!(matches!(
+            WriteError::from(sqlx::Error::PoolTimedOut),
+            WriteError::Refused(_)
+        ));
+        assert!(matches!(
+            WriteError::from(sqlx::Error::PoolClosed),
+            WriteError::Refused(_)
+        ));
+    }
 }

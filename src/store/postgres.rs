@@ -15,7 +15,8 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{Backend, EventStore, StoreError, StreamBound, pg_writer, prepare, to_recorded};
+use super::pg_writer::{self, WriteError};
+use super::{Backend, EventStore, StoreError, StreamBound, prepare, to_recorded};
 
 /// The NOTIFY channel that wakes tailers after each append.
 pub const NOTIFY_CHANNEL: &str = "netia_events";
@@ -166,10 +167,6 @@ async fn listen(pool: PgPool, wake_tx: watch::Sender<u64>) {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
-}
-
 fn decode_row(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, StoreError> {
     let position: i64 = row.try_get("global_position")?;
     let tx_text: String = row.try_get("tx_id")?;
@@ -226,20 +223,29 @@ impl EventStore for PgStore {
             reply,
         };
         let Ok(()) = self.appends.send(append).await else {
-            return Err(StoreError::Invalid("the store is shutting down".into()));
+            return Err(StoreError::Database(sqlx::Error::PoolClosed));
         };
-        // A dropped reply means the writer task died mid-append: the outcome is unknown to us,
-        // so report a conflict (the caller reloads and sees whether its events are there).
         let (prepared, placed) = match placed.await {
             Ok(Ok(done)) => done,
-            Ok(Err(e)) if is_unique_violation(&e) => {
+            Ok(Err(WriteError::Conflict)) => {
                 if let Ok(mut heads) = self.heads.lock() {
                     heads.remove(stream);
                 }
                 return Err(self.conflict(stream, expected_version).await);
             }
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => return Err(self.conflict(stream, expected_version).await),
+            Ok(Err(WriteError::Refused(e))) => return Err(e.into()),
+            Ok(Err(WriteError::Unknown(reason))) => {
+                if let Ok(mut heads) = self.heads.lock() {
+                    heads.remove(stream);
+                }
+                return Err(StoreError::OutcomeUnknown(reason));
+            }
+            // The writer task is gone (shutdown) mid-append.
+            Err(_) => {
+                return Err(StoreError::OutcomeUnknown(
+                    "the store shut down during the append".into(),
+                ));
+            }
         };
         let recorded: Vec<RecordedEvent> = prepared
             .into_iter()
