@@ -89,7 +89,7 @@ impl CommandBus {
     }
 
     /// Decides `command` against aggregate `id` and appends the outcome.
-    #[tracing::instrument(skip_all, fields(stream_type = <A::Event as DomainEvent>::STREAM_TYPE, id = %id), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(stream_type = <A::Event as DomainEvent>::STREAM_TYPE, id = %id), err(level = "debug"))]
     pub async fn execute<A>(
         &self,
         id: impl Display,

@@ -20,6 +20,8 @@ use super::{Backend, EventStore, StoreError, StreamBound, prepare, to_recorded};
 
 /// The NOTIFY channel that wakes tailers after each append.
 pub const NOTIFY_CHANNEL: &str = "netia_events";
+/// Shortest time between two NOTIFYs from one store: bursts of appends share one.
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(2);
 
 const SELECT_COLUMNS: &str = "global_position, tx_id::text AS tx_id, event_id, stream_type, stream_id, version, \
      event_type, event_version, payload, metadata, recorded_at, hash";
@@ -66,8 +68,10 @@ impl PgStore {
     pub fn from_pool(pool: PgPool) -> Self {
         let (wake_tx, _) = watch::channel(0u64);
         let notify_needed = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(pool.clone(), wake_tx.clone()));
-        let notifier = tokio::spawn(notify(pool.clone(), notify_needed.clone()));
+        // Tells this store's NOTIFYs from other nodes'.
+        let node = uuid::Uuid::now_v7().simple().to_string();
+        let listener = tokio::spawn(listen(pool.clone(), wake_tx.clone(), node.clone()));
+        let notifier = tokio::spawn(notify(pool.clone(), notify_needed.clone(), node));
         let (appends, mut tasks) = pg_writer::spawn(pool.clone());
         tasks.extend([listener, notifier]);
         Self {
@@ -126,22 +130,25 @@ impl PgStore {
 /// a transaction takes a database-wide lock at commit, which serializes every appending transaction's
 /// commit (and WAL flush). Appends in quick succession share one NOTIFY. If the process dies between
 /// a commit and its NOTIFY, other nodes find the events at their next poll.
-async fn notify(pool: PgPool, needed: Arc<Notify>) {
+async fn notify(pool: PgPool, needed: Arc<Notify>, node: String) {
     loop {
         needed.notified().await;
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(NOTIFY_CHANNEL)
+            .bind(&node)
             .execute(&pool)
             .await
         {
             tracing::warn!(error = %e, "NOTIFY failed; tailers on other nodes will poll");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Appends during this pause share the next NOTIFY; local tailers were woken directly.
+        tokio::time::sleep(NOTIFY_INTERVAL).await;
     }
 }
 
 /// Relays NOTIFYs into the watch channel, reconnecting after errors.
-async fn listen(pool: PgPool, wake_tx: watch::Sender<u64>) {
+async fn listen(pool: PgPool, wake_tx: watch::Sender<u64>, node: String) {
     loop {
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
@@ -152,6 +159,8 @@ async fn listen(pool: PgPool, wake_tx: watch::Sender<u64>) {
                     wake_tx.send_modify(|n| *n += 1);
                     loop {
                         match listener.recv().await {
+                            // Our own appends woke local tailers already.
+                            Ok(note) if note.payload() == node => {}
                             Ok(_) => wake_tx.send_modify(|n| *n += 1),
                             Err(e) => {
                                 tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
@@ -196,7 +205,7 @@ impl EventStore for PgStore {
         Backend::Postgres
     }
 
-    #[tracing::instrument(skip_all, fields(stream = %stream, expected_version), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream, expected_version), err(level = "debug"))]
     async fn append(
         &self,
         stream: &StreamRef,

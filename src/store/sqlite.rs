@@ -102,7 +102,7 @@ impl EventStore for SqliteStore {
         Backend::Sqlite
     }
 
-    #[tracing::instrument(skip_all, fields(stream = %stream, expected_version), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream, expected_version), err(level = "debug"))]
     async fn append(
         &self,
         stream: &StreamRef,
