@@ -1,6 +1,8 @@
-//! The command line: `netia [serve]`, `netia migrate`.
+//! The command line: `netia [serve]`, `netia migrate`, `netia replay …`, `netia audit verify`.
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use netia_events::{ConversationId, StreamRef};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,4 +21,49 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Print a stream's events (who, what, when) and its state, from the log alone.
+    Replay {
+        #[command(subcommand)]
+        target: ReplayTarget,
+    },
+    /// Check the event log's integrity.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplayTarget {
+    /// A conversation's history and its state at an instant.
+    Conversation {
+        /// The conversation's id (a UUID).
+        id: ConversationId,
+        /// Replay only events recorded at or before this RFC 3339 instant, e.g. 2026-11-25T10:00:00Z.
+        #[arg(long)]
+        as_of: Option<DateTime<Utc>>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Verify every stream's hash chain (or one stream's); exit status 1 if any link is broken.
+    Verify {
+        /// Only this stream, as TYPE:ID (e.g. conversation:0193…).
+        #[arg(long, value_parser = parse_stream)]
+        stream: Option<StreamRef>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_stream(s: &str) -> Result<StreamRef, String> {
+    match s.split_once(':') {
+        Some((kind, id)) if !kind.is_empty() && !id.is_empty() => Ok(StreamRef::new(kind, id)),
+        _ => Err(format!("{s:?} is not TYPE:ID")),
+    }
 }

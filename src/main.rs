@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use netia::cli::{Cli, Command};
+use netia::audit;
+use netia::cli::{AuditAction, Cli, Command, ReplayTarget};
 use netia::settings::Settings;
 use netia::startup::{Application, open_store};
 use netia::telemetry;
@@ -52,5 +53,81 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             open_store(&settings, true).await?;
             Ok(())
         }
+        Command::Replay {
+            target: ReplayTarget::Conversation { id, as_of, json },
+        } => {
+            let store = open_store(&settings, settings.migrate).await?;
+            let replay = audit::replay_conversation(store.as_ref(), id, as_of).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&replay)?);
+            } else {
+                print!("{}", render_replay(&replay));
+            }
+            Ok(())
+        }
+        Command::Audit {
+            action: AuditAction::Verify { stream, json },
+        } => {
+            let store = open_store(&settings, settings.migrate).await?;
+            let report = audit::verify(store.as_ref(), stream).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for (stream, link) in &report.broken {
+                    println!("BROKEN {stream} at version {}: {}", link.version, link.reason);
+                }
+                println!(
+                    "{} streams, {} events checked; {} broken",
+                    report.streams,
+                    report.events,
+                    report.broken.len()
+                );
+            }
+            if report.broken.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} stream(s) failed verification", report.broken.len())
+            }
+        }
     }
+}
+
+fn render_replay(replay: &audit::Replay) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let instant = replay.as_of.map_or_else(|| "now".to_owned(), |t| t.to_rfc3339());
+    let _ = writeln!(out, "conversation {} as of {instant}", replay.conversation_id);
+    for e in &replay.events {
+        let actor = match &e.actor {
+            Some(netia_events::Actor::Agent { user_id }) => format!("agent:{user_id}"),
+            Some(netia_events::Actor::Customer { customer_id }) => format!("customer:{customer_id}"),
+            Some(netia_events::Actor::Bot) => "bot".to_owned(),
+            Some(netia_events::Actor::System { component }) => format!("system:{component}"),
+            None => "unknown".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  v{:<4} {}  {actor:<46} {:<24} {}",
+            e.version,
+            netia_events::chain::format_time(e.at),
+            e.event_type,
+            e.summary
+        );
+    }
+    let s = &replay.state;
+    let assignee = s.assignee.map_or_else(|| "none".to_owned(), |u| u.to_string());
+    let _ = writeln!(
+        out,
+        "state: {}{} · priority {} · assignee {assignee} · tags [{}] · {} messages{} · version {}",
+        s.status,
+        s.snoozed_until
+            .map(|t| format!(" until {}", t.to_rfc3339()))
+            .unwrap_or_default(),
+        s.priority,
+        s.tags.join(", "),
+        s.messages,
+        if s.archived { " · archived" } else { "" },
+        s.version
+    );
+    out
 }

@@ -143,7 +143,7 @@ where
 }
 
 /// Where a chain stops verifying.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BrokenLink {
     pub version: i64,
     pub reason: String,
