@@ -97,6 +97,27 @@ async fn appended_events_read_back_identically(db: &TestDb) {
     assert_eq!(db.store.streams().await.unwrap(), vec![s]);
 }
 
+/// Numbers as clients send them survive storage and still verify: jsonb respells many of them.
+async fn numbers_in_any_spelling_read_back_and_verify(db: &TestDb) {
+    let s = stream("numbers");
+    let texts = [
+        r#"{"screen": 1e16, "big": 1.7976931348623157e308, "tiny": 1.0035322563707854e-7}"#,
+        r#"{"ratio": 0.37447882052834275, "negzero": -0.0, "whole": 2.0, "max": 18446744073709551615}"#,
+        r#"{"min": -9223372036854775808, "nested": [1e300, -1.5e-300, {"x": 3.0e0}], "s": "\u00e9\ud83d\ude00"}"#,
+    ];
+    let events: Vec<NewEvent> = texts
+        .iter()
+        .map(|t| NewEvent::new("Measured", 1, serde_json::from_str(t).unwrap(), json!({})))
+        .collect();
+    db.store.append(&s, 0, events).await.unwrap();
+    let read = db.store.read_stream(&s, StreamBound::All).await.unwrap();
+    assert_eq!(read.len(), 3);
+    assert_eq!(read[1].payload["ratio"].as_f64(), Some(0.37447882052834275));
+    assert_eq!(read[0].payload["big"].as_f64(), Some(f64::MAX));
+    assert_eq!(db.store.verify_stream(&s).await.unwrap(), None);
+    assert_eq!(tail_n(&db.store, 3).await.len(), 3, "tailers read them too");
+}
+
 async fn a_stale_expected_version_is_a_conflict(db: &TestDb) {
     let s = stream("c");
     db.store.append(&s, 0, vec![event(1)]).await.unwrap();
@@ -113,6 +134,14 @@ async fn a_stale_expected_version_is_a_conflict(db: &TestDb) {
         1,
         "no gap, nothing half-written"
     );
+}
+
+async fn a_reused_event_id_is_refused_not_a_conflict(db: &TestDb) {
+    let first = event(1);
+    db.store.append(&stream("one"), 0, vec![first.clone()]).await.unwrap();
+    let again = db.store.append(&stream("two"), 0, vec![first]).await;
+    assert!(matches!(again, Err(StoreError::Database(_))), "{again:?}");
+    assert_eq!(db.store.stream_version(&stream("two")).await.unwrap(), 0);
 }
 
 async fn invalid_appends_write_nothing(db: &TestDb) {
@@ -383,8 +412,10 @@ async fn a_tailer_wakes_for_new_events(db: &TestDb) {
 
 on_both_backends!(
     appended_events_read_back_identically,
+    numbers_in_any_spelling_read_back_and_verify,
     a_stale_expected_version_is_a_conflict,
     invalid_appends_write_nothing,
+    a_reused_event_id_is_refused_not_a_conflict,
     a_conflicting_append_fails_alone,
     sixteen_writers_on_one_stream_lose_and_duplicate_nothing,
     sixteen_writers_on_distinct_streams_lose_and_duplicate_nothing,

@@ -98,11 +98,26 @@ pub fn write_canonical(out: &mut String, value: &Value) {
     }
 }
 
+/// Numbers are hashed by value, not by spelling: PostgreSQL's jsonb gives `1e16` back as
+/// `10000000000000000` and `1.0` as `1.0` while SQLite keeps the text as written. So a float with no
+/// fractional part that fits a 64-bit integer is written as that integer, other floats in their
+/// shortest round-trip form (serde_json is built with `float_roundtrip`, so reading either spelling
+/// gives the same `f64`), and `-0.0` as `0`.
 fn write_number(out: &mut String, n: &serde_json::Number) {
-    // PostgreSQL's numeric has no negative zero; hash both spellings alike.
-    match n.as_f64() {
-        Some(f) if f == 0.0 && !n.is_i64() && !n.is_u64() => out.push_str("0.0"),
-        _ => out.push_str(&n.to_string()),
+    if let Some(i) = n.as_i64() {
+        out.push_str(&i.to_string());
+    } else if let Some(u) = n.as_u64() {
+        out.push_str(&u.to_string());
+    } else if let Some(f) = n.as_f64() {
+        if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..18_446_744_073_709_551_616.0).contains(&f) {
+            if f < 0.0 {
+                out.push_str(&(f as i64).to_string());
+            } else {
+                out.push_str(&(f as u64).to_string());
+            }
+        } else {
+            out.push_str(&n.to_string());
+        }
     }
 }
 
@@ -183,6 +198,35 @@ mod tests {
         let m = json!({});
         assert_ne!(link(&GENESIS, &input(&a, &m, 1)), link(&GENESIS, &input(&b, &m, 1)));
         assert_ne!(link(&GENESIS, &input(&a, &m, 1)), link(&[1; 32], &input(&a, &m, 1)));
+    }
+
+    fn canonical(text: &str) -> String {
+        let value: Value = serde_json::from_str(text).unwrap_or_default();
+        let mut out = String::new();
+        write_canonical(&mut out, &value);
+        out
+    }
+
+    #[test]
+    fn numbers_are_hashed_by_value_not_spelling() {
+        // Each pair: as a client wrote it, as PostgreSQL's jsonb gives it back.
+        let pairs = [
+            ("1e16", "10000000000000000"),
+            ("1.0", "1"),
+            ("-0.0", "0"),
+            ("-2.0", "-2"),
+            (
+                "1.7976931348623157e308",
+                &format!("17976931348623157{}.0", "0".repeat(292)),
+            ),
+            ("1.0035322563707854e-7", "0.00000010035322563707854"),
+            ("0.37447882052834275", "0.37447882052834275"),
+            ("18446744073709551615", "18446744073709551615"),
+        ];
+        for (written, stored) in pairs {
+            assert_eq!(canonical(written), canonical(stored), "{written} vs {stored}");
+        }
+        assert_ne!(canonical("0.1"), canonical("0.10000000000000002"));
     }
 
     #[test]

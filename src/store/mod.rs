@@ -29,7 +29,8 @@ pub enum StreamBound {
     All,
     /// Events with `version <= v`.
     UpToVersion(i64),
-    /// Events recorded at or before the instant.
+    /// The stream as it stood at the instant: every version up to the last one recorded at or
+    /// before it (a prefix, even if clocks disagreed between writers).
     AsOf(DateTime<Utc>),
 }
 

@@ -40,7 +40,11 @@ pub(super) enum WriteError {
 impl From<sqlx::Error> for WriteError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => WriteError::Conflict,
+            sqlx::Error::Database(db)
+                if db.code().as_deref() == Some("23505") && db.constraint() == Some("events_stream_version") =>
+            {
+                WriteError::Conflict
+            }
             sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => WriteError::Refused(e),
             _ => WriteError::Unknown(e.to_string()),
         }

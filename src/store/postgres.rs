@@ -158,12 +158,18 @@ async fn listen(pool: PgPool, wake_tx: watch::Sender<u64>, node: String) {
                     // Anything committed while we were not listening is found by the next read.
                     wake_tx.send_modify(|n| *n += 1);
                     loop {
-                        match listener.recv().await {
+                        match listener.try_recv().await {
                             // Our own appends woke local tailers already.
-                            Ok(note) if note.payload() == node => {}
-                            Ok(_) => wake_tx.send_modify(|n| *n += 1),
+                            Ok(Some(note)) if note.payload() == node => {}
+                            Ok(Some(_)) => wake_tx.send_modify(|n| *n += 1),
+                            // The connection dropped; the next call reconnects and re-LISTENs.
+                            // NOTIFYs sent meanwhile are lost, so wake readers to look.
+                            Ok(None) => {
+                                tracing::warn!("LISTEN connection lost; reconnecting");
+                                wake_tx.send_modify(|n| *n += 1);
+                            }
                             Err(e) => {
-                                tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                                tracing::warn!(error = %e, "LISTEN failed; reconnecting");
                                 break;
                             }
                         }
@@ -274,7 +280,10 @@ impl EventStore for PgStore {
         let query = match bound {
             StreamBound::All => base,
             StreamBound::UpToVersion(_) => format!("{base} AND version <= $3"),
-            StreamBound::AsOf(_) => format!("{base} AND recorded_at <= $3"),
+            StreamBound::AsOf(_) => format!(
+                "{base} AND version <= (SELECT COALESCE(MAX(version), 0) FROM events \
+                 WHERE stream_type = $1 AND stream_id = $2 AND recorded_at <= $3)"
+            ),
         } + " ORDER BY version";
         let q = sqlx::query(&query).bind(&stream.stream_type).bind(&stream.stream_id);
         let q = match bound {

@@ -63,8 +63,9 @@ impl SqliteStore {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+/// A second event at a stream's version (not, say, a reused event id).
+fn is_version_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation() && db.message().contains("events.version"))
 }
 
 fn decode_row(row: &sqlx::sqlite::SqliteRow) -> Result<RecordedEvent, StoreError> {
@@ -158,7 +159,7 @@ impl EventStore for SqliteStore {
             });
             match insert.build().execute(&mut *tx).await {
                 Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => {
+                Err(e) if is_version_conflict(&e) => {
                     return Err(StoreError::Conflict {
                         stream: stream.clone(),
                         expected: expected_version,
@@ -182,7 +183,10 @@ impl EventStore for SqliteStore {
         let query = match bound {
             StreamBound::All => base,
             StreamBound::UpToVersion(_) => format!("{base} AND version <= ?3"),
-            StreamBound::AsOf(_) => format!("{base} AND recorded_at <= ?3"),
+            StreamBound::AsOf(_) => format!(
+                "{base} AND version <= (SELECT COALESCE(MAX(version), 0) FROM events \
+                 WHERE stream_type = ?1 AND stream_id = ?2 AND recorded_at <= ?3)"
+            ),
         } + " ORDER BY version";
         let q = sqlx::query(&query).bind(&stream.stream_type).bind(&stream.stream_id);
         let q = match bound {
