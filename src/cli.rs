@@ -21,6 +21,13 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Run the projectors alone (no HTTP), following the log until interrupted.
+    Project,
+    /// Read models: where each projection stands.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
     /// Print a stream's events (who, what, when) and its state, from the log alone.
     Replay {
         #[command(subcommand)]
@@ -30,6 +37,16 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsAction {
+    /// Each projection's checkpoint and how far it is behind the log (events and seconds).
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod cli;
 pub mod command_bus;
 pub mod http;
+pub mod projector;
 pub mod settings;
 pub mod startup;
 pub mod store;

@@ -4,10 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use netia::audit;
-use netia::cli::{AuditAction, Cli, Command, ReplayTarget};
+use netia::cli::{AuditAction, Cli, Command, ProjectionsAction, ReplayTarget};
+use netia::projector::{self, Projector};
 use netia::settings::Settings;
 use netia::startup::{Application, open_store};
 use netia::telemetry;
+use secrecy::ExposeSecret;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -51,6 +53,46 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             open_store(&settings, true).await?;
+            Ok(())
+        }
+        Command::Project => {
+            let store = open_store(&settings, settings.migrate).await?;
+            let pool =
+                projector::read_model_pool(settings.database_url.expose_secret(), settings.database_max_connections)
+                    .await?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let mut tasks = Vec::new();
+            for projection in projector::projections() {
+                let projector = Projector::new(store.clone(), pool.clone(), projection);
+                projector.setup().await?;
+                tasks.push(tokio::spawn(projector.run(stopped.clone())));
+            }
+            tracing::info!("projectors running; Ctrl-C stops them");
+            tokio::signal::ctrl_c().await?;
+            let _ = stop.send(true);
+            for task in tasks {
+                let _ = task.await;
+            }
+            Ok(())
+        }
+        Command::Projections {
+            action: ProjectionsAction::Status { json },
+        } => {
+            let store = open_store(&settings, settings.migrate).await?;
+            let pool = projector::read_model_pool(settings.database_url.expose_secret(), 2).await?;
+            let report = projector::status(&store, &pool).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{:<16} {:>22} {:>12} {:>10}",
+                    "projection", "checkpoint (tx, pos)", "lag events", "lag s"
+                );
+                for p in report {
+                    let at = format!("({}, {})", p.checkpoint.tx_id, p.checkpoint.position);
+                    println!("{:<16} {at:>22} {:>12} {:>10.1}", p.name, p.lag_events, p.lag_seconds);
+                }
+            }
             Ok(())
         }
         Command::Replay {

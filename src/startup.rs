@@ -8,7 +8,11 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
 use crate::http::{self, AppState};
+use crate::projector::{self, Projector};
 use crate::settings::Settings;
 use crate::store::{self, EventStore};
 
@@ -39,13 +43,27 @@ pub fn redact(url: &str) -> String {
 pub struct Application {
     port: u16,
     server: Server,
+    stop_projectors: watch::Sender<bool>,
+    projectors: Vec<JoinHandle<()>>,
 }
 
 impl Application {
     /// Opens the store and binds the HTTP server (port 0 picks a free port, for tests).
+    /// Opens the store, starts the projectors and binds the HTTP server.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = open_store(&settings, settings.migrate).await?;
-        Self::with_store(&settings, store)
+        let mut app = Self::with_store(&settings, store.clone())?;
+        let url = settings.database_url.expose_secret();
+        let pool = projector::read_model_pool(url, settings.database_max_connections)
+            .await
+            .with_context(|| format!("cannot open the read-model database ({})", redact(url)))?;
+        for projection in projector::projections() {
+            let projector = Projector::new(store.clone(), pool.clone(), projection);
+            projector.setup().await.context("cannot create read-model tables")?;
+            app.projectors
+                .push(tokio::spawn(projector.run(app.stop_projectors.subscribe())));
+        }
+        Ok(app)
     }
 
     pub fn with_store(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Result<Self> {
@@ -63,7 +81,13 @@ impl Application {
         .listen(listener)?
         .shutdown_timeout(10)
         .run();
-        Ok(Self { port, server })
+        let (stop_projectors, _) = watch::channel(false);
+        Ok(Self {
+            port,
+            server,
+            stop_projectors,
+            projectors: Vec::new(),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -72,7 +96,12 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let _ = self.stop_projectors.send(true);
+        for projector in self.projectors {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), projector).await;
+        }
+        served
     }
 }
 

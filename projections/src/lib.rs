@@ -1,8 +1,45 @@
 //! Netia's read models: what agents, auditors and analysts read, derived from the event log.
 //!
-//! This crate starts with the auditor's history view; the inbox, conversation, customer and
-//! reporting projections build on the same decoded events.
+//! A read model is a [`Projection`]: it owns some tables and applies events to them. The runtime
+//! (in the server) feeds it committed events in log order and advances its checkpoint in the same
+//! transaction as its table writes, so each event is applied exactly once. Applying an event twice
+//! must change nothing either (projections guard with stream versions or keys), so a rebuild or a
+//! replay is always safe. Read models live in the events' database and use SQL that runs unchanged on
+//! PostgreSQL and SQLite through sqlx's `Any` driver: ids and times are stored as text (times in the
+//! fixed-width RFC 3339 form of `netia_events::chain::format_time`, so they sort as text).
 
+pub mod checkpoint;
+pub mod customer;
 pub mod history;
 
+use async_trait::async_trait;
+use netia_events::{EventError, RecordedEvent};
+use sqlx::AnyConnection;
+
+pub use checkpoint::Checkpoints;
+pub use customer::{CustomerProjection, CustomerRow};
 pub use history::{HistoryEntry, history};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored read-model data is invalid: {0}")]
+    Invalid(String),
+}
+
+/// A read model fed from the log.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: the key of its checkpoint.
+    fn name(&self) -> &'static str;
+
+    /// Creates its tables and indexes if they do not exist.
+    async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError>;
+
+    /// Applies one event inside the caller's transaction. Events of streams it does not read are
+    /// ignored; applying an event a second time changes nothing.
+    async fn apply(&self, conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError>;
+}

@@ -94,6 +94,10 @@ pub trait EventStore: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// How far a reader at `after` is behind: the number of events after it, and when the oldest
+    /// of them was recorded.
+    async fn lag(&self, after: Checkpoint) -> Result<(i64, Option<DateTime<Utc>>), StoreError>;
+
     /// A signal that changes whenever new events may have been committed (by this process or,
     /// on PostgreSQL, by any process through LISTEN/NOTIFY). Readers still poll as a fallback.
     fn wake(&self) -> watch::Receiver<u64>;

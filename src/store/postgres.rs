@@ -325,6 +325,18 @@ impl EventStore for PgStore {
         Ok(pending)
     }
 
+    async fn lag(&self, after: Checkpoint) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(recorded_at) AS oldest FROM events \
+             WHERE (tx_id, global_position) > ($1::text::xid8, $2)",
+        )
+        .bind(after.tx_id.to_string())
+        .bind(after.position)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("oldest")?))
+    }
+
     fn wake(&self) -> watch::Receiver<u64> {
         self.wake_tx.subscribe()
     }

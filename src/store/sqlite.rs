@@ -221,6 +221,27 @@ impl EventStore for SqliteStore {
         rows.iter().map(decode_row).collect()
     }
 
+    async fn lag(&self, after: Checkpoint) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n, MIN(recorded_at) AS oldest FROM events WHERE global_position > ?1")
+                .bind(after.position)
+                .fetch_one(&self.readers)
+                .await?;
+        let oldest: Option<String> = row.try_get("oldest")?;
+        let oldest = match oldest {
+            Some(text) => Some(
+                DateTime::parse_from_rfc3339(&text)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| StoreError::Corrupt {
+                        position: after.position,
+                        reason: format!("recorded_at: {e}"),
+                    })?,
+            ),
+            None => None,
+        };
+        Ok((row.try_get("n")?, oldest))
+    }
+
     fn wake(&self) -> watch::Receiver<u64> {
         self.wake_tx.subscribe()
     }

@@ -1,0 +1,57 @@
+//! Where each projection stands in the log, stored beside its tables.
+
+use netia_events::Checkpoint;
+use sqlx::{AnyConnection, Row};
+
+use crate::ProjectionError;
+
+/// The `projection_checkpoints` table.
+pub struct Checkpoints;
+
+impl Checkpoints {
+    pub async fn setup(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS projection_checkpoints (\
+                name TEXT PRIMARY KEY, \
+                tx_id BIGINT NOT NULL, \
+                position BIGINT NOT NULL, \
+                updated_at TEXT NOT NULL)",
+        )
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The checkpoint of `name`, or the start of the log.
+    pub async fn load(conn: &mut AnyConnection, name: &str) -> Result<Checkpoint, ProjectionError> {
+        let row = sqlx::query("SELECT tx_id, position FROM projection_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(conn)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Checkpoint::START);
+        };
+        let tx_id: i64 = row.try_get("tx_id")?;
+        Ok(Checkpoint {
+            tx_id: u64::try_from(tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))?,
+            position: row.try_get("position")?,
+        })
+    }
+
+    /// Moves `name` to `to`; call inside the transaction that applied the events up to it.
+    pub async fn save(conn: &mut AnyConnection, name: &str, to: Checkpoint) -> Result<(), ProjectionError> {
+        let tx_id = i64::try_from(to.tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))?;
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(tx_id)
+        .bind(to.position)
+        .bind(netia_events::chain::format_time(chrono::Utc::now()))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}

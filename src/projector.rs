@@ -1,0 +1,239 @@
+//! The projector runtime: feeds a projection committed events in log order and advances its
+//! checkpoint in the same transaction as its writes (exactly once per event), one active instance
+//! per projection across nodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use netia_events::{Checkpoint, RecordedEvent};
+use netia_projections::{Checkpoints, Projection, ProjectionError};
+use sqlx::{AnyPool, Connection};
+use tokio::sync::watch;
+
+use crate::store::{EventStore, StoreError};
+use crate::tail::Tailer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error("projection {name} failed at position {position}: {source}")]
+    Apply {
+        name: &'static str,
+        position: i64,
+        #[source]
+        source: ProjectionError,
+    },
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Every read model the server keeps up to date.
+pub fn projections() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(netia_projections::CustomerProjection)]
+}
+
+/// Where a projection stands.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProjectionStatus {
+    pub name: &'static str,
+    pub checkpoint: Checkpoint,
+    /// Events committed after the checkpoint.
+    pub lag_events: i64,
+    /// Age of the oldest event not yet applied (0 when caught up).
+    pub lag_seconds: f64,
+}
+
+/// The status of every projection.
+pub async fn status(store: &Arc<dyn EventStore>, db: &AnyPool) -> Result<Vec<ProjectionStatus>, ProjectorError> {
+    let mut out = Vec::new();
+    for projection in projections() {
+        let projector = Projector::new(store.clone(), db.clone(), projection);
+        projector.setup().await?;
+        let checkpoint = projector.checkpoint().await?;
+        let (lag_events, oldest) = store.lag(checkpoint).await?;
+        let lag_seconds = oldest.map_or(0.0, |t| (chrono::Utc::now() - t).as_seconds_f64().max(0.0));
+        out.push(ProjectionStatus {
+            name: projector.name(),
+            checkpoint,
+            lag_events,
+            lag_seconds,
+        });
+    }
+    Ok(out)
+}
+
+/// Opens a pool for read models on the events' database (`postgres://…` or `sqlite://…`).
+pub async fn read_model_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(max_connections.max(2))
+        .connect(url)
+        .await
+}
+
+pub struct Projector {
+    store: Arc<dyn EventStore>,
+    db: AnyPool,
+    projection: Arc<dyn Projection>,
+    batch: usize,
+}
+
+impl Projector {
+    pub fn new(store: Arc<dyn EventStore>, db: AnyPool, projection: Arc<dyn Projection>) -> Self {
+        Self {
+            store,
+            db,
+            projection,
+            batch: 500,
+        }
+    }
+
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    /// Creates the checkpoint table and the projection's tables.
+    pub async fn setup(&self) -> Result<(), ProjectorError> {
+        let mut conn = self.db.acquire().await?;
+        Checkpoints::setup(&mut conn).await?;
+        self.projection.setup(&mut conn).await?;
+        Ok(())
+    }
+
+    pub async fn checkpoint(&self) -> Result<Checkpoint, ProjectorError> {
+        let mut conn = self.db.acquire().await?;
+        Ok(Checkpoints::load(&mut conn, self.name()).await?)
+    }
+
+    /// Applies `events` and moves the checkpoint to the last of them, all in one transaction.
+    pub async fn apply_batch(&self, events: &[RecordedEvent]) -> Result<(), ProjectorError> {
+        let Some(last) = events.last() else { return Ok(()) };
+        let mut conn = self.db.acquire().await?;
+        let mut tx = conn.begin().await?;
+        for event in events {
+            self.projection
+                .apply(&mut tx, event)
+                .await
+                .map_err(|source| ProjectorError::Apply {
+                    name: self.name(),
+                    position: event.global_position,
+                    source,
+                })?;
+        }
+        Checkpoints::save(&mut tx, self.name(), last.checkpoint()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Applies everything committed so far; returns how many events it applied.
+    pub async fn catch_up(&self) -> Result<usize, ProjectorError> {
+        let mut tailer = Tailer::new(self.store.clone(), self.checkpoint().await?).with_batch(self.batch);
+        let mut applied = 0;
+        loop {
+            let events = tailer.try_next_batch().await?;
+            if events.is_empty() {
+                if self.store.has_pending(tailer.checkpoint()).await? {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                return Ok(applied);
+            }
+            self.apply_batch(&events).await?;
+            applied += events.len();
+        }
+    }
+
+    /// Follows the log until `stop` turns true. Only one instance per projection is active across
+    /// nodes (a PostgreSQL advisory lock held on a dedicated connection); the others wait for it.
+    /// A failing batch is retried with backoff: nothing after it is applied until it succeeds.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let name = self.name();
+        let _lease = tokio::select! {
+            lease = self.lease() => lease,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        tracing::info!(projection = name, "projector active");
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let from = match self.checkpoint().await {
+                Ok(from) => from,
+                Err(e) => {
+                    tracing::error!(projection = name, error = %e, "cannot read checkpoint");
+                    if sleep_or_stop(&mut stop, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            let mut tailer = Tailer::new(self.store.clone(), from).with_batch(self.batch);
+            loop {
+                let events = tokio::select! {
+                    events = tailer.next_batch() => events,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                let result = match events {
+                    Ok(events) => self.apply_batch(&events).await,
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = result {
+                    tracing::error!(projection = name, error = %e, "projection stalled; retrying");
+                    if sleep_or_stop(&mut stop, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    break; // restart from the stored checkpoint
+                }
+                backoff = Duration::from_millis(100);
+            }
+        }
+    }
+
+    /// Waits until this instance may run the projection.
+    /// The lease is a session lock on a connection taken out of the pool; dropping it closes the
+    /// connection, which releases the lock.
+    async fn lease(&self) -> Option<sqlx::AnyConnection> {
+        if self.store.backend() != crate::store::Backend::Postgres {
+            return None; // SQLite: one process owns the file
+        }
+        let key = lock_key(self.name());
+        loop {
+            match self.db.acquire().await {
+                Ok(mut conn) => {
+                    let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                        .bind(key)
+                        .fetch_one(&mut *conn)
+                        .await;
+                    if let Ok(true) = got {
+                        return Some(conn.detach());
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot acquire a connection for the projector lease"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+/// A stable 63-bit key for a projection's advisory lock.
+fn lock_key(name: &str) -> i64 {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("netia.projection.{name}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes) & i64::MAX
+}
+
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    }
+}
