@@ -32,7 +32,10 @@ pub enum ProjectorError {
 
 /// Every read model the server keeps up to date.
 pub fn projections() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(netia_projections::CustomerProjection)]
+    vec![
+        Arc::new(netia_projections::CustomerProjection),
+        Arc::new(netia_projections::InboxProjection),
+    ]
 }
 
 /// Where a projection stands.

@@ -86,18 +86,6 @@ async fn history(db: &TestDb, n: usize) -> Vec<CustomerId> {
     ids
 }
 
-/// The whole log, once nothing is held back by open transactions (of other tests' databases too).
-async fn all_events(db: &TestDb) -> Vec<RecordedEvent> {
-    loop {
-        let events = db.store.read_all(Default::default(), 100_000).await.unwrap();
-        let after = events.last().map(RecordedEvent::checkpoint).unwrap_or_default();
-        if !db.store.has_pending(after).await.unwrap() {
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 async fn rows(pool: &AnyPool) -> Vec<CustomerRow> {
     CustomerProjection::all(&mut pool.acquire().await.unwrap())
         .await
@@ -158,7 +146,7 @@ impl Projection for FailOnce {
 
 async fn a_failed_batch_applies_nothing_and_the_next_run_loses_and_repeats_nothing(db: &TestDb) {
     history(db, 6).await;
-    let events = all_events(db).await;
+    let events = common::all_events(db.store.as_ref()).await;
     let fail_at = events[events.len() / 2].global_position;
     let failing = Arc::new(FailOnce {
         inner: CustomerProjection,
@@ -206,7 +194,7 @@ async fn applying_an_event_twice_changes_nothing(db: &TestDb) {
     let (projector, pool) = projector(db, Arc::new(CustomerProjection)).await;
     projector.catch_up().await.unwrap();
     let before = rows(&pool).await;
-    let events = all_events(db).await;
+    let events = common::all_events(db.store.as_ref()).await;
     let mut conn = pool.acquire().await.unwrap();
     let mut tx = conn.begin().await.unwrap();
     for event in &events {

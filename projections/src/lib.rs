@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod customer;
 pub mod history;
+pub mod inbox;
 
 use async_trait::async_trait;
 use netia_events::{EventError, RecordedEvent};
@@ -19,6 +20,7 @@ use sqlx::AnyConnection;
 pub use checkpoint::Checkpoints;
 pub use customer::{CustomerProjection, CustomerRow};
 pub use history::{HistoryEntry, history};
+pub use inbox::{Assignee, InboxProjection, InboxQuery, InboxRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

@@ -7,6 +7,21 @@ use netia::store::{EventStore, PgStore, SqliteStore};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, SqlitePool};
 
+/// The whole log, once nothing is held back by open transactions (of other tests' databases too).
+pub async fn all_events(store: &dyn EventStore) -> Vec<netia_events::RecordedEvent> {
+    loop {
+        let events = store.read_all(Default::default(), 1_000_000).await.expect("read_all");
+        let after = events
+            .last()
+            .map(netia_events::RecordedEvent::checkpoint)
+            .unwrap_or_default();
+        if !store.has_pending(after).await.expect("has_pending") {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Where tests create their databases (the server's admin database).
 pub fn admin_url() -> String {
     std::env::var("NETIA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
