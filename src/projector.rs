@@ -35,6 +35,7 @@ pub fn projections() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(netia_projections::CustomerProjection),
         Arc::new(netia_projections::InboxProjection),
+        Arc::new(netia_projections::ConversationProjection),
     ]
 }
 

@@ -9,6 +9,7 @@
 //! fixed-width RFC 3339 form of `netia_events::chain::format_time`, so they sort as text).
 
 pub mod checkpoint;
+pub mod conversation;
 pub mod customer;
 pub mod history;
 pub mod inbox;
@@ -18,6 +19,7 @@ use netia_events::{EventError, RecordedEvent};
 use sqlx::AnyConnection;
 
 pub use checkpoint::Checkpoints;
+pub use conversation::{ConversationProjection, MessageRow};
 pub use customer::{CustomerProjection, CustomerRow};
 pub use history::{HistoryEntry, history};
 pub use inbox::{Assignee, InboxProjection, InboxQuery, InboxRow};
