@@ -28,6 +28,18 @@ pub enum Command {
         #[command(subcommand)]
         action: ProjectionsAction,
     },
+    /// Write a realistic demo history (one new account) for trying out read models and benchmarks.
+    SeedDemo {
+        /// About how many events to write.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        events: u64,
+        /// Over how many conversations (default: one per 100 events).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        conversations: Option<u64>,
+        /// Seed of the pseudo-random choices, for reproducible histories.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Print a stream's events (who, what, when) and its state, from the log alone.
     Replay {
         #[command(subcommand)]

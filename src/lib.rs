@@ -5,6 +5,7 @@ pub mod cli;
 pub mod command_bus;
 pub mod http;
 pub mod projector;
+pub mod seed;
 pub mod settings;
 pub mod startup;
 pub mod store;

@@ -55,6 +55,24 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             open_store(&settings, true).await?;
             Ok(())
         }
+        Command::SeedDemo {
+            events,
+            conversations,
+            seed,
+        } => {
+            let store = open_store(&settings, settings.migrate).await?;
+            let conversations = conversations.unwrap_or((events / 100).max(1));
+            let report = netia::seed::seed_demo(store, events as usize, conversations as usize, seed).await?;
+            println!(
+                "seeded account {}: {} events over {} conversations in {:.1} s ({:.0} events/s)",
+                report.account_id,
+                report.events,
+                report.conversations,
+                report.seconds,
+                report.events as f64 / report.seconds.max(1e-9)
+            );
+            Ok(())
+        }
         Command::Project => {
             let store = open_store(&settings, settings.migrate).await?;
             let pool =

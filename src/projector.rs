@@ -30,6 +30,27 @@ pub enum ProjectorError {
     Database(#[from] sqlx::Error),
 }
 
+/// Read-your-writes: waits (at most `timeout`) until projection `name` has applied the event at
+/// `target`. True when it has; false on timeout (the caller answers from a slightly older view).
+pub async fn wait_for(db: &AnyPool, name: &str, target: Checkpoint, timeout: Duration) -> Result<bool, ProjectorError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let reached = {
+            let mut conn = db.acquire().await?;
+            Checkpoints::load(&mut conn, name).await? >= target
+        };
+        if reached {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
 /// Every read model the server keeps up to date.
 pub fn projections() -> Vec<Arc<dyn Projection>> {
     vec![

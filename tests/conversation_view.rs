@@ -11,7 +11,7 @@ use netia::command_bus::CommandBus;
 use netia::projector::{Projector, read_model_pool};
 use netia_commands::{Conversation, ConversationCommand};
 use netia_events::conversation::{Author, Source};
-use netia_events::{AccountId, ConversationId, CustomerId, Metadata, MessageId, UserId};
+use netia_events::{AccountId, ConversationId, CustomerId, MessageId, Metadata, UserId};
 use netia_projections::{ConversationProjection, Projection};
 use sqlx::Connection;
 
@@ -63,7 +63,9 @@ async fn messages_are_listed_in_order_with_notes_for_agents_only(db: &TestDb) {
     projector.catch_up().await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
 
-    let for_agents = ConversationProjection::messages(&mut conn, id, true, 0, 100).await.unwrap();
+    let for_agents = ConversationProjection::messages(&mut conn, id, true, 0, 100)
+        .await
+        .unwrap();
     let kinds: Vec<&str> = for_agents.iter().map(|m| m.kind.as_str()).collect();
     assert_eq!(kinds, vec!["customer", "bot", "note", "agent", "customer"]);
     assert_eq!(for_agents[0].body, "<b>hi</b>", "stored as text, unchanged");
@@ -73,10 +75,14 @@ async fn messages_are_listed_in_order_with_notes_for_agents_only(db: &TestDb) {
     assert!(for_agents[4].seen_at.is_none(), "written after the read");
     assert!(for_agents.iter().all(|m| m.delivery_status == "sent"));
 
-    let for_customer = ConversationProjection::messages(&mut conn, id, false, 0, 100).await.unwrap();
+    let for_customer = ConversationProjection::messages(&mut conn, id, false, 0, 100)
+        .await
+        .unwrap();
     assert_eq!(for_customer.len(), 4);
     assert!(for_customer.iter().all(|m| m.private == 0));
-    let after = ConversationProjection::messages(&mut conn, id, false, for_customer[1].version, 100).await.unwrap();
+    let after = ConversationProjection::messages(&mut conn, id, false, for_customer[1].version, 100)
+        .await
+        .unwrap();
     assert_eq!(after.len(), 2, "paging by version");
 
     // Applying every event again changes nothing.
@@ -86,7 +92,12 @@ async fn messages_are_listed_in_order_with_notes_for_agents_only(db: &TestDb) {
         ConversationProjection.apply(&mut tx, event).await.unwrap();
     }
     tx.commit().await.unwrap();
-    assert_eq!(ConversationProjection::messages(&mut conn, id, true, 0, 100).await.unwrap(), for_agents);
+    assert_eq!(
+        ConversationProjection::messages(&mut conn, id, true, 0, 100)
+            .await
+            .unwrap(),
+        for_agents
+    );
 }
 
 on_both_backends!(messages_are_listed_in_order_with_notes_for_agents_only);

@@ -218,12 +218,22 @@ async fn a_running_projector_follows_the_log(db: &TestDb) {
         .last()
         .unwrap()
         .checkpoint();
-    let reader = Projector::new(db.store.clone(), pool.clone(), Arc::new(CustomerProjection));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while reader.checkpoint().await.unwrap() < last {
-        assert!(tokio::time::Instant::now() < deadline, "projector did not catch up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Read-your-writes: the writer waits until the projection has its event.
+    assert!(
+        netia::projector::wait_for(&pool, "customer", last, Duration::from_secs(20))
+            .await
+            .unwrap(),
+        "projector did not catch up"
+    );
+    let unreachable = netia_events::Checkpoint {
+        tx_id: u64::MAX >> 2,
+        position: i64::MAX,
+    };
+    assert!(
+        !netia::projector::wait_for(&pool, "customer", unreachable, Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
     let mut conn = pool.acquire().await.unwrap();
     assert!(CustomerProjection::get(&mut conn, ids[1]).await.unwrap().is_some());
     stop.send(true).unwrap();
@@ -238,6 +248,7 @@ on_both_backends!(
     a_failed_batch_applies_nothing_and_the_next_run_loses_and_repeats_nothing,
     applying_an_event_twice_changes_nothing,
     a_running_projector_follows_the_log,
+    a_seeded_history_projects_consistently,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,4 +279,27 @@ async fn projections_status_shows_checkpoint_and_lag() {
     assert_eq!(caught_up["lag_events"], 0);
     assert_eq!(caught_up["lag_seconds"], 0.0);
     db.cleanup().await;
+}
+
+async fn a_seeded_history_projects_consistently(db: &TestDb) {
+    let report = netia::seed::seed_demo(db.store.clone(), 3_000, 30, 7).await.unwrap();
+    assert!(report.events >= 3_000);
+    let pool = read_model_pool(&db.url, 4).await.unwrap();
+    for projection in netia::projector::projections() {
+        let projector = Projector::new(db.store.clone(), pool.clone(), projection).with_batch(250);
+        projector.setup().await.unwrap();
+        projector.catch_up().await.unwrap();
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    let mut count = async |sql: &str| -> i64 { sqlx::query_scalar(sql).fetch_one(&mut *conn).await.unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM inbox").await, 30);
+    let in_rows = count("SELECT CAST(SUM(message_count) AS BIGINT) FROM inbox").await;
+    let messages = count("SELECT COUNT(*) FROM conversation_messages").await;
+    assert_eq!(in_rows, messages, "inbox counts agree with the conversation view");
+    assert_eq!(
+        count("SELECT CAST(SUM(conversation_count) AS BIGINT) FROM customers").await,
+        30
+    );
+    let verified = netia::audit::verify(db.store.as_ref(), None).await.unwrap();
+    assert_eq!((verified.streams, verified.broken.len()), (60, 0));
 }
