@@ -60,6 +60,15 @@ pub enum ProjectionsAction {
         #[arg(long)]
         json: bool,
     },
+    /// Replay the whole log into fresh tables (live ones keep serving), then swap them in.
+    /// Interrupted rebuilds resume where they stopped.
+    Rebuild {
+        /// Projections to rebuild (default: all).
+        names: Vec<String>,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

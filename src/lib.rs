@@ -5,6 +5,7 @@ pub mod cli;
 pub mod command_bus;
 pub mod http;
 pub mod projector;
+pub mod rebuild;
 pub mod seed;
 pub mod settings;
 pub mod startup;

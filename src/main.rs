@@ -113,6 +113,47 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Projections {
+            action: ProjectionsAction::Rebuild { names, batch },
+        } => {
+            let store = open_store(&settings, settings.migrate).await?;
+            let all = projector::projections();
+            let known: Vec<&str> = all.iter().map(|p| p.name()).collect();
+            if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
+                anyhow::bail!("unknown projection {unknown:?}; known: {}", known.join(", "));
+            }
+            let options = netia::rebuild::RebuildOptions {
+                batch: batch as usize,
+                max_batches: None,
+                progress: true,
+            };
+            for projection in all
+                .into_iter()
+                .filter(|p| names.is_empty() || names.iter().any(|n| n == p.name()))
+            {
+                let name = projection.name();
+                match netia::rebuild::rebuild(
+                    store.clone(),
+                    settings.database_url.expose_secret(),
+                    projection,
+                    &options,
+                )
+                .await?
+                {
+                    netia::rebuild::RebuildOutcome::Swapped { events, seconds } => println!(
+                        "{name}: rebuilt from {events} events in {seconds:.1} s ({:.0} events/s) and swapped in",
+                        events as f64 / seconds.max(1e-9)
+                    ),
+                    netia::rebuild::RebuildOutcome::Interrupted { at } => {
+                        println!(
+                            "{name}: interrupted at ({}, {}); run again to resume",
+                            at.tx_id, at.position
+                        )
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Replay {
             target: ReplayTarget::Conversation { id, as_of, json },
         } => {

@@ -22,6 +22,8 @@ pub enum ProjectorError {
         #[source]
         source: ProjectionError,
     },
+    #[error("the checkpoint of {0} moved under this projector (another instance or a rebuild); restarting")]
+    Moved(&'static str),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
     #[error(transparent)]
@@ -138,8 +140,9 @@ impl Projector {
         Ok(Checkpoints::load(&mut conn, self.name()).await?)
     }
 
-    /// Applies `events` and moves the checkpoint to the last of them, all in one transaction.
-    pub async fn apply_batch(&self, events: &[RecordedEvent]) -> Result<(), ProjectorError> {
+    /// Applies `events` (read after `from`) and moves the checkpoint from `from` to the last of them,
+    /// all in one transaction.
+    pub async fn apply_batch(&self, from: Checkpoint, events: &[RecordedEvent]) -> Result<(), ProjectorError> {
         let Some(last) = events.last() else { return Ok(()) };
         let mut conn = self.db.acquire().await?;
         let mut tx = conn.begin().await?;
@@ -153,7 +156,9 @@ impl Projector {
                     source,
                 })?;
         }
-        Checkpoints::save(&mut tx, self.name(), last.checkpoint()).await?;
+        if !Checkpoints::advance(&mut tx, self.name(), from, last.checkpoint()).await? {
+            return Err(ProjectorError::Moved(self.name()));
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -163,6 +168,7 @@ impl Projector {
         let mut tailer = Tailer::new(self.store.clone(), self.checkpoint().await?).with_batch(self.batch);
         let mut applied = 0;
         loop {
+            let from = tailer.checkpoint();
             let events = tailer.try_next_batch().await?;
             if events.is_empty() {
                 if self.store.has_pending(tailer.checkpoint()).await? {
@@ -171,7 +177,7 @@ impl Projector {
                 }
                 return Ok(applied);
             }
-            self.apply_batch(&events).await?;
+            self.apply_batch(from, &events).await?;
             applied += events.len();
         }
     }
@@ -201,14 +207,19 @@ impl Projector {
             };
             let mut tailer = Tailer::new(self.store.clone(), from).with_batch(self.batch);
             loop {
+                let from = tailer.checkpoint();
                 let events = tokio::select! {
                     events = tailer.next_batch() => events,
                     _ = stop.wait_for(|s| *s) => return,
                 };
                 let result = match events {
-                    Ok(events) => self.apply_batch(&events).await,
+                    Ok(events) => self.apply_batch(from, &events).await,
                     Err(e) => Err(e.into()),
                 };
+                if let Err(ProjectorError::Moved(_)) = result {
+                    tracing::info!(projection = name, "checkpoint moved (rebuild swapped in?); reloading");
+                    break;
+                }
                 if let Err(e) = result {
                     tracing::error!(projection = name, error = %e, "projection stalled; retrying");
                     if sleep_or_stop(&mut stop, backoff).await {

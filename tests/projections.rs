@@ -132,6 +132,9 @@ impl Projection for FailOnce {
     fn name(&self) -> &'static str {
         "customer"
     }
+    fn tables(&self) -> &'static [&'static str] {
+        self.inner.tables()
+    }
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
         self.inner.setup(conn).await
     }

@@ -38,7 +38,36 @@ impl Checkpoints {
         })
     }
 
-    /// Moves `name` to `to`; call inside the transaction that applied the events up to it.
+    /// Moves `name` from `from` to `to` if it still stands at `from`; call inside the transaction
+    /// that applied the events between them. False means another writer moved it (a second
+    /// instance, or a rebuild swapped in new tables): roll back and start again from the stored one.
+    pub async fn advance(
+        conn: &mut AnyConnection,
+        name: &str,
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<bool, ProjectionError> {
+        let tx = |c: Checkpoint| {
+            i64::try_from(c.tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))
+        };
+        let done = sqlx::query(
+            "INSERT INTO projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, \
+             updated_at = excluded.updated_at \
+             WHERE projection_checkpoints.tx_id = $5 AND projection_checkpoints.position = $6",
+        )
+        .bind(name)
+        .bind(tx(to)?)
+        .bind(to.position)
+        .bind(netia_events::chain::format_time(chrono::Utc::now()))
+        .bind(tx(from)?)
+        .bind(from.position)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets `name` to `to` unconditionally (a rebuild swapping in its tables).
     pub async fn save(conn: &mut AnyConnection, name: &str, to: Checkpoint) -> Result<(), ProjectionError> {
         let tx_id = i64::try_from(to.tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))?;
         sqlx::query(

@@ -144,6 +144,10 @@ impl Projection for ConversationProjection {
         "conversation"
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["conversation_accounts", "conversation_messages"]
+    }
+
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
         for statement in [
             "CREATE TABLE IF NOT EXISTS conversation_accounts (conversation_id TEXT PRIMARY KEY, \

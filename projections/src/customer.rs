@@ -182,6 +182,10 @@ impl Projection for CustomerProjection {
         "customer"
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["customers", "customer_conversations"]
+    }
+
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
         for statement in [
             "CREATE TABLE IF NOT EXISTS customers (\

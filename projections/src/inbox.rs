@@ -412,6 +412,10 @@ impl Projection for InboxProjection {
         "inbox"
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["inbox", "inbox_tags", "inbox_reads", "inbox_customers"]
+    }
+
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
         for statement in [
             "CREATE TABLE IF NOT EXISTS inbox (\

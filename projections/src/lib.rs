@@ -40,6 +40,9 @@ pub trait Projection: Send + Sync + 'static {
     /// Stable name: the key of its checkpoint.
     fn name(&self) -> &'static str;
 
+    /// The tables it owns (created by `setup`), for rebuilds to swap in.
+    fn tables(&self) -> &'static [&'static str];
+
     /// Creates its tables and indexes if they do not exist.
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError>;
 

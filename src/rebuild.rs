@@ -1,0 +1,222 @@
+//! `netia projections rebuild`: replays the whole log into shadow tables while the live ones keep
+//! serving, then swaps them in atomically. Interrupted rebuilds resume where they stopped.
+//!
+//! The projection's SQL runs unchanged against the shadow: on PostgreSQL a schema of its own
+//! (`netia_rebuild_<name>`, through `search_path`), on SQLite a database file of its own beside the
+//! main one. The shadow keeps its own checkpoint, which is what makes a rebuild resumable. The swap
+//! moves (PostgreSQL) or copies (SQLite) the tables and sets the live checkpoint in one transaction;
+//! a live projector then finds its checkpoint moved and continues from the new one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use netia_events::Checkpoint;
+use netia_projections::{Checkpoints, Projection};
+use sqlx::{AnyConnection, Connection};
+
+use crate::projector::ProjectorError;
+use crate::store::{Backend, EventStore};
+use crate::tail::Tailer;
+
+#[derive(Debug, Clone)]
+pub struct RebuildOptions {
+    pub batch: usize,
+    /// Stop (resumably) after this many batches: for tests and for spreading work.
+    pub max_batches: Option<usize>,
+    pub progress: bool,
+}
+
+impl Default for RebuildOptions {
+    fn default() -> Self {
+        Self {
+            batch: 2_000,
+            max_batches: None,
+            progress: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RebuildOutcome {
+    /// The rebuilt tables are live; `events` were replayed in this run.
+    Swapped { events: u64, seconds: f64 },
+    /// Stopped before the end; the next run resumes after `at`.
+    Interrupted { at: Checkpoint },
+}
+
+/// Where the shadow lives.
+enum Shadow {
+    Schema(String),
+    File(String),
+}
+
+fn shadow_for(backend: Backend, url: &str, name: &str) -> Shadow {
+    match backend {
+        Backend::Postgres => Shadow::Schema(format!("netia_rebuild_{name}")),
+        Backend::Sqlite => {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or(path);
+            Shadow::File(format!("{path}.rebuild-{name}"))
+        }
+    }
+}
+
+async fn open_shadow(url: &str, shadow: &Shadow) -> Result<AnyConnection, ProjectorError> {
+    sqlx::any::install_default_drivers();
+    match shadow {
+        Shadow::Schema(schema) => {
+            let mut conn = AnyConnection::connect(url).await?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&mut conn)
+                .await?;
+            sqlx::query(&format!("SET search_path TO {schema}"))
+                .execute(&mut conn)
+                .await?;
+            // A shadow can always be rebuilt again: no need to wait for each commit to be durable.
+            sqlx::query("SET synchronous_commit TO off").execute(&mut conn).await?;
+            Ok(conn)
+        }
+        Shadow::File(path) => {
+            let mut conn = AnyConnection::connect(&format!("sqlite://{path}?mode=rwc")).await?;
+            sqlx::query("PRAGMA synchronous = OFF").execute(&mut conn).await?;
+            Ok(conn)
+        }
+    }
+}
+
+/// Rebuilds `projection` from the whole log and swaps it in.
+pub async fn rebuild(
+    store: Arc<dyn EventStore>,
+    url: &str,
+    projection: Arc<dyn Projection>,
+    options: &RebuildOptions,
+) -> Result<RebuildOutcome, ProjectorError> {
+    let name = projection.name();
+    let started = Instant::now();
+    let shadow = shadow_for(store.backend(), url, name);
+    let mut conn = open_shadow(url, &shadow).await?;
+    Checkpoints::setup(&mut conn).await?;
+    projection.setup(&mut conn).await?;
+    let start = Checkpoints::load(&mut conn, name).await?;
+    let (total, _) = store.lag(start).await?;
+    let bar = if options.progress {
+        let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>14} [{bar:40}] {pos}/{len} events  {per_sec}  ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(name);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let mut tailer = Tailer::new(store.clone(), start).with_batch(options.batch);
+    let mut replayed = 0u64;
+    let mut batches = 0;
+    loop {
+        if options.max_batches.is_some_and(|max| batches >= max) {
+            bar.abandon();
+            return Ok(RebuildOutcome::Interrupted {
+                at: tailer.checkpoint(),
+            });
+        }
+        let from = tailer.checkpoint();
+        let events = tailer.try_next_batch().await?;
+        if events.is_empty() {
+            if store.has_pending(from).await? {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            break;
+        }
+        let mut tx = conn.begin().await?;
+        for event in &events {
+            projection
+                .apply(&mut tx, event)
+                .await
+                .map_err(|source| ProjectorError::Apply {
+                    name,
+                    position: event.global_position,
+                    source,
+                })?;
+        }
+        let to = tailer.checkpoint();
+        if !Checkpoints::advance(&mut tx, name, from, to).await? {
+            return Err(ProjectorError::Moved(name));
+        }
+        tx.commit().await?;
+        replayed += events.len() as u64;
+        batches += 1;
+        bar.inc(events.len() as u64);
+    }
+    let reached = tailer.checkpoint();
+    conn.close().await?;
+    swap(url, &shadow, projection.as_ref(), reached).await?;
+    bar.finish();
+    Ok(RebuildOutcome::Swapped {
+        events: replayed,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Replaces the live tables with the shadow's and sets the live checkpoint, in one transaction.
+async fn swap(
+    url: &str,
+    shadow: &Shadow,
+    projection: &dyn Projection,
+    reached: Checkpoint,
+) -> Result<(), ProjectorError> {
+    let mut live = AnyConnection::connect(url).await?;
+    match shadow {
+        Shadow::Schema(schema) => {
+            let current: String = sqlx::query_scalar("SELECT current_schema()::text")
+                .fetch_one(&mut live)
+                .await?;
+            let mut tx = live.begin().await?;
+            for table in projection.tables() {
+                sqlx::query(&format!("DROP TABLE IF EXISTS {current}.{table}"))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&format!("ALTER TABLE {schema}.{table} SET SCHEMA {current}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Checkpoints::setup(&mut tx).await?;
+            Checkpoints::save(&mut tx, projection.name(), reached).await?;
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Shadow::File(path) => {
+            sqlx::query("ATTACH DATABASE $1 AS rebuild")
+                .bind(path.clone())
+                .execute(&mut live)
+                .await?;
+            let mut tx = live.begin().await?;
+            for table in projection.tables() {
+                sqlx::query(&format!("DROP TABLE IF EXISTS main.{table}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            projection.setup(&mut tx).await?;
+            for table in projection.tables() {
+                sqlx::query(&format!("INSERT INTO main.{table} SELECT * FROM rebuild.{table}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Checkpoints::setup(&mut tx).await?;
+            Checkpoints::save(&mut tx, projection.name(), reached).await?;
+            tx.commit().await?;
+            sqlx::query("DETACH DATABASE rebuild").execute(&mut live).await?;
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+        }
+    }
+    live.close().await?;
+    Ok(())
+}
