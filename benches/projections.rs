@@ -1,0 +1,152 @@
+//! Read-model throughput: rebuild speed per projection, and live lag of the inbox under steady load.
+//!
+//! `cargo bench --bench projections` (PostgreSQL at NETIA_BENCH_DATABASE_URL, default
+//! postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
+//! NETIA_BENCH_EVENTS sets the history size (default 100000, over one conversation per 100 events).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use netia::projector::{Projector, projections, read_model_pool};
+use netia::rebuild::{RebuildOptions, RebuildOutcome, rebuild};
+use netia::store::{EventStore, PgStore, SqliteStore};
+use netia_events::conversation::{ConversationCreated, ConversationEvent, CustomerMessagePosted, Source};
+use netia_events::{AccountId, Checkpoint, ConversationId, CustomerId, DomainEvent, MessageId, NewEvent, StreamRef};
+use netia_projections::{Checkpoints, InboxProjection};
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+
+fn encode(event: ConversationEvent) -> NewEvent {
+    NewEvent::new(event.event_type(), event.event_version(), event.to_payload().unwrap(), json!({"actor": {"kind": "bot"}}))
+}
+
+async fn run(name: &str, store: Arc<dyn EventStore>, url: &str, events: usize) {
+    let seeded = netia::seed::seed_demo(store.clone(), events, (events / 100).max(1), 42).await.unwrap();
+    println!(
+        "{name:<9} seed-demo {} events                         {:>10.0} events/s",
+        seeded.events,
+        seeded.events as f64 / seeded.seconds
+    );
+    for projection in projections() {
+        let label = projection.name();
+        let RebuildOutcome::Swapped { events, seconds } =
+            rebuild(store.clone(), url, projection, &RebuildOptions::default()).await.unwrap()
+        else {
+            unreachable!()
+        };
+        println!("{name:<9} rebuild {label:<13} {events} events     {:>10.0} events/s", events as f64 / seconds);
+    }
+    live_lag(name, store, url).await;
+}
+
+/// Appends customer messages at 1,000 events/s for 10 s while the inbox projector runs; prints how
+/// long each event took to reach the inbox.
+async fn live_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
+    let pool = read_model_pool(url, 4).await.unwrap();
+    let projector = Projector::new(store.clone(), pool.clone(), Arc::new(InboxProjection)).with_batch(500);
+    projector.setup().await.unwrap();
+    projector.catch_up().await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(projector.run(stopped));
+
+    let account_id = AccountId::new();
+    let mut streams = Vec::new();
+    for _ in 0..100 {
+        let id = ConversationId::new();
+        let customer_id = CustomerId::new();
+        let created = ConversationEvent::ConversationCreated(ConversationCreated {
+            conversation_id: id,
+            account_id,
+            customer_id,
+            inbox_id: None,
+            source: Source::Chat,
+            subject: None,
+            created_at: Utc::now(),
+        });
+        store.append(&StreamRef::new("conversation", id), 0, vec![encode(created)]).await.unwrap();
+        streams.push((id, customer_id, 1_i64));
+    }
+
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<(Checkpoint, Instant)>();
+    let writer_store = store.clone();
+    let writer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for i in 0..10_000 {
+            tick.tick().await;
+            let (id, customer_id, version) = &mut streams[i % 100];
+            let event = ConversationEvent::CustomerMessagePosted(CustomerMessagePosted {
+                message_id: MessageId::new(),
+                customer_id: *customer_id,
+                body: format!("message {i}"),
+                client_message_id: None,
+                sent_at: Utc::now(),
+            });
+            let at = Instant::now();
+            let recorded = writer_store.append(&StreamRef::new("conversation", *id), *version, vec![encode(event)]).await.unwrap();
+            *version += 1;
+            let _ = sent_tx.send((recorded[0].checkpoint(), at));
+        }
+    });
+
+    let started = Instant::now();
+    let mut lags = Vec::with_capacity(10_000);
+    let mut pending: std::collections::VecDeque<(Checkpoint, Instant)> = Default::default();
+    let mut conn = pool.acquire().await.unwrap();
+    while lags.len() < 10_000 {
+        while let Ok(sent) = sent_rx.try_recv() {
+            pending.push_back(sent);
+        }
+        let at = Checkpoints::load(&mut conn, "inbox").await.unwrap();
+        let now = Instant::now();
+        while pending.front().is_some_and(|(c, _)| *c <= at) {
+            let (_, sent) = pending.pop_front().unwrap();
+            lags.push(now - sent);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let rate = 10_000.0 / started.elapsed().as_secs_f64();
+    writer.await.unwrap();
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    lags.sort();
+    let pct = |p: f64| lags.get(((lags.len() as f64 * p) as usize).min(lags.len().saturating_sub(1))).copied().unwrap_or_default();
+    println!(
+        "{name:<9} inbox live lag at {rate:.0} appends/s: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} events)",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        lags.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        lags.len()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let events: usize = std::env::var("NETIA_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let admin_url = std::env::var("NETIA_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    match PgPoolOptions::new().max_connections(1).connect(&admin_url).await {
+        Ok(admin) => {
+            let db = format!("netia_bench_{}", uuid::Uuid::now_v7().simple());
+            sqlx::query(&format!("CREATE DATABASE {db}")).execute(&admin).await.unwrap();
+            let url = format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0);
+            {
+                let store = PgStore::connect(&url, 16).await.unwrap();
+                store.migrate().await.unwrap();
+                run("postgres", Arc::new(store), &url, events).await;
+            }
+            sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)")).execute(&admin).await.unwrap();
+        }
+        Err(e) => println!("postgres  skipped: {admin_url} not reachable: {e}"),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/bench.db", dir.path().display());
+    let store = SqliteStore::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    run("sqlite", Arc::new(store), &url, events).await;
+}
