@@ -19,11 +19,18 @@ use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 
 fn encode(event: ConversationEvent) -> NewEvent {
-    NewEvent::new(event.event_type(), event.event_version(), event.to_payload().unwrap(), json!({"actor": {"kind": "bot"}}))
+    NewEvent::new(
+        event.event_type(),
+        event.event_version(),
+        event.to_payload().unwrap(),
+        json!({"actor": {"kind": "bot"}}),
+    )
 }
 
 async fn run(name: &str, store: Arc<dyn EventStore>, url: &str, events: usize) {
-    let seeded = netia::seed::seed_demo(store.clone(), events, (events / 100).max(1), 42).await.unwrap();
+    let seeded = netia::seed::seed_demo(store.clone(), events, (events / 100).max(1), 42)
+        .await
+        .unwrap();
     println!(
         "{name:<9} seed-demo {} events                         {:>10.0} events/s",
         seeded.events,
@@ -32,11 +39,16 @@ async fn run(name: &str, store: Arc<dyn EventStore>, url: &str, events: usize) {
     for projection in projections() {
         let label = projection.name();
         let RebuildOutcome::Swapped { events, seconds } =
-            rebuild(store.clone(), url, projection, &RebuildOptions::default()).await.unwrap()
+            rebuild(store.clone(), url, projection, &RebuildOptions::default())
+                .await
+                .unwrap()
         else {
             unreachable!()
         };
-        println!("{name:<9} rebuild {label:<13} {events} events     {:>10.0} events/s", events as f64 / seconds);
+        println!(
+            "{name:<9} rebuild {label:<13} {events} events     {:>10.0} events/s",
+            events as f64 / seconds
+        );
     }
     live_lag(name, store, url).await;
 }
@@ -65,7 +77,10 @@ async fn live_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
             subject: None,
             created_at: Utc::now(),
         });
-        store.append(&StreamRef::new("conversation", id), 0, vec![encode(created)]).await.unwrap();
+        store
+            .append(&StreamRef::new("conversation", id), 0, vec![encode(created)])
+            .await
+            .unwrap();
         streams.push((id, customer_id, 1_i64));
     }
 
@@ -85,7 +100,10 @@ async fn live_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
                 sent_at: Utc::now(),
             });
             let at = Instant::now();
-            let recorded = writer_store.append(&StreamRef::new("conversation", *id), *version, vec![encode(event)]).await.unwrap();
+            let recorded = writer_store
+                .append(&StreamRef::new("conversation", *id), *version, vec![encode(event)])
+                .await
+                .unwrap();
             *version += 1;
             let _ = sent_tx.send((recorded[0].checkpoint(), at));
         }
@@ -115,7 +133,11 @@ async fn live_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
     stop.send(true).unwrap();
     running.await.unwrap();
     lags.sort();
-    let pct = |p: f64| lags.get(((lags.len() as f64 * p) as usize).min(lags.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        lags.get(((lags.len() as f64 * p) as usize).min(lags.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     println!(
         "{name:<9} inbox live lag at {rate:.0} appends/s: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} events)",
         pct(0.50).as_secs_f64() * 1e3,
@@ -127,20 +149,29 @@ async fn live_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
 
 #[tokio::main]
 async fn main() {
-    let events: usize = std::env::var("NETIA_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let events: usize = std::env::var("NETIA_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let admin_url = std::env::var("NETIA_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     match PgPoolOptions::new().max_connections(1).connect(&admin_url).await {
         Ok(admin) => {
             let db = format!("netia_bench_{}", uuid::Uuid::now_v7().simple());
-            sqlx::query(&format!("CREATE DATABASE {db}")).execute(&admin).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {db}"))
+                .execute(&admin)
+                .await
+                .unwrap();
             let url = format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0);
             {
                 let store = PgStore::connect(&url, 16).await.unwrap();
                 store.migrate().await.unwrap();
                 run("postgres", Arc::new(store), &url, events).await;
             }
-            sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)")).execute(&admin).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+                .execute(&admin)
+                .await
+                .unwrap();
         }
         Err(e) => println!("postgres  skipped: {admin_url} not reachable: {e}"),
     }

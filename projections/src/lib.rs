@@ -13,6 +13,7 @@ pub mod conversation;
 pub mod customer;
 pub mod history;
 pub mod inbox;
+pub mod reporting;
 
 use async_trait::async_trait;
 use netia_events::{EventError, RecordedEvent};
@@ -23,6 +24,7 @@ pub use conversation::{ConversationProjection, MessageRow};
 pub use customer::{CustomerProjection, CustomerRow};
 pub use history::{HistoryEntry, history};
 pub use inbox::{Assignee, InboxProjection, InboxQuery, InboxRow};
+pub use reporting::{DayReport, Durations, ReportingProjection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
