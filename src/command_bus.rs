@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use netia_commands::{Commutes, Decide};
-use netia_events::{DomainEvent, EventError, Metadata, NewEvent, RecordedEvent, StreamRef};
+use netia_events::{DomainEvent, EventError, Metadata, RecordedEvent, StreamRef};
 
 use crate::store::{EventStore, StoreError, StreamBound};
 
@@ -115,17 +115,7 @@ impl CommandBus {
                     attempts: attempt,
                 });
             }
-            let new_events = decided
-                .iter()
-                .map(|e| {
-                    Ok(NewEvent::new(
-                        e.event_type(),
-                        e.event_version(),
-                        e.to_payload()?,
-                        metadata.clone(),
-                    ))
-                })
-                .collect::<Result<Vec<_>, serde_json::Error>>()?;
+            let new_events = netia_events::codec::encode(&decided, &metadata)?;
             match self.store.append(&stream, version, new_events).await {
                 Ok(events) => {
                     let version = events.last().map_or(version, |e| e.version);

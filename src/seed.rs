@@ -80,7 +80,13 @@ pub async fn seed_demo(
         };
         let decided = Customer::default().decide(&create).unwrap_or_default();
         let stream = StreamRef::new("customer", customer_id);
-        store.append(&stream, 0, encode(&decided, &meta)?).await?;
+        store
+            .append(
+                &stream,
+                0,
+                netia_events::codec::encode(&decided, &serde_json::to_value(&meta)?)?,
+            )
+            .await?;
         written += decided.len();
 
         let id = ConversationId::new();
@@ -231,19 +237,4 @@ fn next_command(rng: &mut fastrand::Rng, thread: &Thread, agents: &[UserId]) -> 
         ),
         _ => (ConversationCommand::Reopen { at: now }, as_agent),
     }
-}
-
-fn encode<E: DomainEvent>(events: &[E], meta: &Metadata) -> Result<Vec<NewEvent>, SeedError> {
-    let metadata = serde_json::to_value(meta)?;
-    events
-        .iter()
-        .map(|e| {
-            Ok(NewEvent::new(
-                e.event_type(),
-                e.event_version(),
-                e.to_payload()?,
-                metadata.clone(),
-            ))
-        })
-        .collect()
 }

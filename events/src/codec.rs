@@ -39,6 +39,24 @@ pub trait DomainEvent: Sized {
     }
 }
 
+/// Turns typed events into events ready to append, all with the same metadata.
+pub fn encode<E: DomainEvent>(
+    events: &[E],
+    metadata: &serde_json::Value,
+) -> Result<Vec<crate::NewEvent>, serde_json::Error> {
+    events
+        .iter()
+        .map(|e| {
+            Ok(crate::NewEvent::new(
+                e.event_type(),
+                e.event_version(),
+                e.to_payload()?,
+                metadata.clone(),
+            ))
+        })
+        .collect()
+}
+
 /// Why a stored payload could not become a typed event.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
