@@ -306,3 +306,64 @@ async fn a_seeded_history_projects_consistently(db: &TestDb) {
     let verified = netia::audit::verify(db.store.as_ref(), None).await.unwrap();
     assert_eq!((verified.streams, verified.broken.len()), (60, 0));
 }
+
+/// Two nodes run the same projector: one holds the lease and works, the other waits; when the
+/// first stops, the second takes over and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_one_active_projector_per_projection_with_failover() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let common::Raw::Postgres(raw) = &db.raw else {
+        unreachable!()
+    };
+    let pool = read_model_pool(&db.url, 4).await.unwrap();
+    let node = |stopped| {
+        let projector = Projector::new(db.store.clone(), pool.clone(), Arc::new(CustomerProjection));
+        tokio::spawn(projector.run(stopped))
+    };
+    Projector::new(db.store.clone(), pool.clone(), Arc::new(CustomerProjection))
+        .setup()
+        .await
+        .unwrap();
+    let (stop_a, stopped_a) = tokio::sync::watch::channel(false);
+    let (stop_b, stopped_b) = tokio::sync::watch::channel(false);
+    let a = node(stopped_a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = node(stopped_b);
+    let leases = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(raw)
+        .await
+        .unwrap()
+    };
+    let first = history(&db, 2).await;
+    let head = common::all_events(db.store.as_ref()).await.last().unwrap().checkpoint();
+    assert!(
+        netia::projector::wait_for(&pool, "customer", head, Duration::from_secs(20))
+            .await
+            .unwrap()
+    );
+    assert_eq!(leases().await, 1, "one node holds the lease");
+
+    stop_a.send(true).unwrap();
+    a.await.unwrap();
+    let second = history(&db, 2).await;
+    let head = common::all_events(db.store.as_ref()).await.last().unwrap().checkpoint();
+    assert!(
+        netia::projector::wait_for(&pool, "customer", head, Duration::from_secs(20))
+            .await
+            .unwrap(),
+        "the waiting node took over"
+    );
+    assert_eq!(leases().await, 1);
+    let mut conn = pool.acquire().await.unwrap();
+    for id in first.iter().chain(&second) {
+        assert!(CustomerProjection::get(&mut conn, *id).await.unwrap().is_some());
+    }
+    stop_b.send(true).unwrap();
+    b.await.unwrap();
+    drop(conn);
+    db.cleanup().await;
+}
