@@ -147,15 +147,12 @@ impl Projector {
         let Some(last) = events.last() else { return Ok(()) };
         let mut conn = self.db.acquire().await?;
         let mut tx = conn.begin().await?;
-        for event in events {
-            self.projection
-                .apply(&mut tx, event)
-                .await
-                .map_err(|source| ProjectorError::Apply {
-                    name: self.name(),
-                    position: event.global_position,
-                    source,
-                })?;
+        if let Err((position, source)) = self.projection.apply_batch(&mut tx, events).await {
+            return Err(ProjectorError::Apply {
+                name: self.name(),
+                position,
+                source,
+            });
         }
         if !Checkpoints::advance(&mut tx, self.name(), from, last.checkpoint()).await? {
             return Err(ProjectorError::Moved(self.name()));

@@ -133,15 +133,8 @@ pub async fn rebuild(
             break;
         }
         let mut tx = conn.begin().await?;
-        for event in &events {
-            projection
-                .apply(&mut tx, event)
-                .await
-                .map_err(|source| ProjectorError::Apply {
-                    name,
-                    position: event.global_position,
-                    source,
-                })?;
+        if let Err((position, source)) = projection.apply_batch(&mut tx, &events).await {
+            return Err(ProjectorError::Apply { name, position, source });
         }
         let to = tailer.checkpoint();
         if !Checkpoints::advance(&mut tx, name, from, to).await? {

@@ -51,4 +51,18 @@ pub trait Projection: Send + Sync + 'static {
     /// Applies one event inside the caller's transaction. Events of streams it does not read are
     /// ignored; applying an event a second time changes nothing.
     async fn apply(&self, conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError>;
+
+    /// Applies a batch in log order, inside the caller's transaction. The default applies one event
+    /// at a time; projections override it to read and write many rows per statement. On failure it
+    /// names the position of the event it was at (or of the batch's first event).
+    async fn apply_batch(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), (i64, ProjectionError)> {
+        for event in events {
+            self.apply(conn, event).await.map_err(|e| (event.global_position, e))?;
+        }
+        Ok(())
+    }
 }
