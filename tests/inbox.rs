@@ -287,3 +287,70 @@ on_both_backends!(
     pages_follow_the_cursor_without_gaps_or_repeats,
     applying_every_event_twice_changes_nothing,
 );
+
+/// The batch path (used by projectors and rebuilds) and the event-by-event path build the same inbox.
+async fn batches_and_single_events_build_the_same_inbox(db: &TestDb) {
+    let seeded = netia::seed::seed_demo(db.store.clone(), 3_000, 30, 5).await.unwrap();
+    let pool = read_model_pool(&db.url, 2).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    InboxProjection.setup(&mut conn).await.unwrap();
+    let events = common::all_events(db.store.as_ref()).await;
+    let query = InboxQuery {
+        include_archived: true,
+        limit: 200,
+        ..Default::default()
+    };
+    let dump = async |conn: &mut sqlx::AnyConnection| {
+        let rows = InboxProjection::list(conn, &query).await.unwrap();
+        let mut unread = Vec::new();
+        for agent in &seeded.agents {
+            let q = InboxQuery {
+                unread_for: Some(*agent),
+                ..query.clone()
+            };
+            unread.push(InboxProjection::count(conn, &q).await.unwrap());
+        }
+        (rows, unread)
+    };
+
+    let mut tx = conn.begin().await.unwrap();
+    for event in &events {
+        InboxProjection.apply(&mut tx, event).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let one_by_one = dump(&mut conn).await;
+
+    for table in ["inbox", "inbox_tags", "inbox_reads", "inbox_customers"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    for chunk in events.chunks(333) {
+        let mut tx = conn.begin().await.unwrap();
+        InboxProjection
+            .apply_batch(&mut tx, chunk)
+            .await
+            .map_err(|(p, e)| format!("{p}: {e}"))
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let batched = dump(&mut conn).await;
+    assert_eq!(batched.0.len(), 30);
+    assert_eq!(batched, one_by_one);
+
+    // And a batch applied a second time changes nothing.
+    let mut tx = conn.begin().await.unwrap();
+    InboxProjection
+        .apply_batch(&mut tx, &events)
+        .await
+        .map_err(|(p, e)| format!("{p}: {e}"))
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(dump(&mut conn).await, one_by_one);
+}
+
+mod batch {
+    use super::*;
+    on_both_backends!(batches_and_single_events_build_the_same_inbox);
+}

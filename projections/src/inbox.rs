@@ -444,6 +444,14 @@ impl Projection for InboxProjection {
         Ok(())
     }
 
+    async fn apply_batch(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), (i64, ProjectionError)> {
+        crate::inbox_batch::apply_batch(conn, events).await
+    }
+
     async fn apply(&self, conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError> {
         if event.stream_type == ConversationEvent::STREAM_TYPE {
             self.conversation(conn, event).await

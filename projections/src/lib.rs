@@ -13,6 +13,7 @@ pub mod conversation;
 pub mod customer;
 pub mod history;
 pub mod inbox;
+mod inbox_batch;
 pub mod reporting;
 
 use async_trait::async_trait;

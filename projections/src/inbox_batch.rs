@@ -1,0 +1,330 @@
+//! The inbox applied a batch at a time: load the rows the batch touches, apply its events in memory
+//! with the same rules and version guards as the event-by-event path, write the rows back with
+//! multi-row statements. A rebuild then costs a few statements per batch instead of per event.
+
+use std::collections::{BTreeSet, HashMap};
+
+use netia_events::chain::format_time;
+use netia_events::conversation::{Author, ConversationEvent, Priority};
+use netia_events::{DomainEvent, RecordedEvent};
+use sqlx::{AnyConnection, FromRow};
+
+use crate::ProjectionError;
+use crate::inbox::{InboxProjection, PREVIEW_CHARS};
+
+/// Ids per `IN (…)` list and rows per multi-row statement (SQLite allows 32,766 parameters).
+const CHUNK: usize = 500;
+
+#[derive(Debug, Clone, FromRow)]
+struct Row {
+    conversation_id: String,
+    account_id: String,
+    customer_id: String,
+    inbox_id: Option<String>,
+    source: String,
+    subject: Option<String>,
+    status: String,
+    snoozed_until: Option<String>,
+    priority: String,
+    assignee_id: Option<String>,
+    archived: i64,
+    created_at: String,
+    last_message_preview: Option<String>,
+    last_message_at: Option<String>,
+    last_activity_at: String,
+    message_count: i64,
+    last_customer_message_version: i64,
+    version: i64,
+}
+
+const COLUMNS: [&str; 18] = [
+    "conversation_id",
+    "account_id",
+    "customer_id",
+    "inbox_id",
+    "source",
+    "subject",
+    "status",
+    "snoozed_until",
+    "priority",
+    "assignee_id",
+    "archived",
+    "created_at",
+    "last_message_preview",
+    "last_message_at",
+    "last_activity_at",
+    "message_count",
+    "last_customer_message_version",
+    "version",
+];
+
+struct Loaded {
+    row: Row,
+    tags: BTreeSet<String>,
+    dirty: bool,
+    tags_dirty: bool,
+}
+
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) async fn apply_batch(
+    conn: &mut AnyConnection,
+    events: &[RecordedEvent],
+) -> Result<(), (i64, ProjectionError)> {
+    let first = events.first().map_or(0, |e| e.global_position);
+    let at_first = |e: ProjectionError| (first, e);
+    let ids: Vec<String> = events
+        .iter()
+        .filter(|e| e.stream_type == ConversationEvent::STREAM_TYPE)
+        .map(|e| e.stream_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rows: HashMap<String, Loaded> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let list = placeholders(1, chunk.len());
+        let select_rows = format!(
+            "SELECT {} FROM inbox WHERE conversation_id IN ({list})",
+            COLUMNS.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, Row>(&select_rows);
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(|e| at_first(e.into()))? {
+            rows.insert(
+                row.conversation_id.clone(),
+                Loaded {
+                    row,
+                    tags: BTreeSet::new(),
+                    dirty: false,
+                    tags_dirty: false,
+                },
+            );
+        }
+        let select_tags = format!("SELECT conversation_id, tag FROM inbox_tags WHERE conversation_id IN ({list})");
+        let mut q = sqlx::query_as::<_, (String, String)>(&select_tags);
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for (id, tag) in q.fetch_all(&mut *conn).await.map_err(|e| at_first(e.into()))? {
+            if let Some(loaded) = rows.get_mut(&id) {
+                loaded.tags.insert(tag);
+            }
+        }
+    }
+
+    for event in events {
+        let fail = |e: ProjectionError| (event.global_position, e);
+        if event.stream_type != ConversationEvent::STREAM_TYPE {
+            // Customer summaries and other streams: the event-by-event path.
+            crate::Projection::apply(&InboxProjection, conn, event)
+                .await
+                .map_err(fail)?;
+            continue;
+        }
+        let decoded = ConversationEvent::decode(event).map_err(|e| fail(e.into()))?;
+        apply_one(conn, &mut rows, event, decoded).await.map_err(fail)?;
+    }
+
+    let dirty: Vec<&Loaded> = rows.values().filter(|l| l.dirty).collect();
+    for chunk in dirty.chunks(CHUNK) {
+        let mut sql = format!("INSERT INTO inbox ({}) VALUES ", COLUMNS.join(", "));
+        for (i, _) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(&placeholders(i * COLUMNS.len() + 1, COLUMNS.len()));
+            sql.push(')');
+        }
+        let updates: Vec<String> = COLUMNS[1..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
+        sql.push_str(&format!(
+            " ON CONFLICT (conversation_id) DO UPDATE SET {}",
+            updates.join(", ")
+        ));
+        let mut q = sqlx::query(&sql);
+        for l in chunk {
+            let r = &l.row;
+            q = q
+                .bind(r.conversation_id.clone())
+                .bind(r.account_id.clone())
+                .bind(r.customer_id.clone())
+                .bind(r.inbox_id.clone())
+                .bind(r.source.clone())
+                .bind(r.subject.clone())
+                .bind(r.status.clone())
+                .bind(r.snoozed_until.clone())
+                .bind(r.priority.clone())
+                .bind(r.assignee_id.clone())
+                .bind(r.archived)
+                .bind(r.created_at.clone())
+                .bind(r.last_message_preview.clone())
+                .bind(r.last_message_at.clone())
+                .bind(r.last_activity_at.clone())
+                .bind(r.message_count)
+                .bind(r.last_customer_message_version)
+                .bind(r.version);
+        }
+        q.execute(&mut *conn).await.map_err(|e| at_first(e.into()))?;
+    }
+
+    let retagged: Vec<&Loaded> = rows.values().filter(|l| l.tags_dirty).collect();
+    for chunk in retagged.chunks(CHUNK) {
+        let delete = format!(
+            "DELETE FROM inbox_tags WHERE conversation_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut d = sqlx::query(&delete);
+        for l in chunk {
+            d = d.bind(l.row.conversation_id.clone());
+        }
+        d.execute(&mut *conn).await.map_err(|e| at_first(e.into()))?;
+        let pairs: Vec<(&String, &String)> = chunk
+            .iter()
+            .flat_map(|l| l.tags.iter().map(move |t| (&l.row.conversation_id, t)))
+            .collect();
+        for pairs in pairs.chunks(CHUNK) {
+            let values: Vec<String> = (0..pairs.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let insert = format!(
+                "INSERT INTO inbox_tags (conversation_id, tag) VALUES {}",
+                values.join(", ")
+            );
+            let mut ins = sqlx::query(&insert);
+            for (id, tag) in pairs {
+                ins = ins.bind((*id).clone()).bind((*tag).clone());
+            }
+            ins.execute(&mut *conn).await.map_err(|e| at_first(e.into()))?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_one(
+    conn: &mut AnyConnection,
+    rows: &mut HashMap<String, Loaded>,
+    event: &RecordedEvent,
+    decoded: ConversationEvent,
+) -> Result<(), ProjectionError> {
+    use ConversationEvent::*;
+    let id = &event.stream_id;
+    if let ConversationCreated(e) = &decoded {
+        if !rows.contains_key(id) {
+            let at = format_time(e.created_at);
+            let source = serde_json::to_value(e.source)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "chat".to_owned());
+            rows.insert(
+                id.clone(),
+                Loaded {
+                    row: Row {
+                        conversation_id: id.clone(),
+                        account_id: e.account_id.to_string(),
+                        customer_id: e.customer_id.to_string(),
+                        inbox_id: e.inbox_id.map(|i| i.to_string()),
+                        source,
+                        subject: e.subject.clone(),
+                        status: "open".into(),
+                        snoozed_until: None,
+                        priority: "normal".into(),
+                        assignee_id: None,
+                        archived: 0,
+                        created_at: at.clone(),
+                        last_message_preview: None,
+                        last_message_at: None,
+                        last_activity_at: at,
+                        message_count: 0,
+                        last_customer_message_version: 0,
+                        version: event.version,
+                    },
+                    tags: BTreeSet::new(),
+                    dirty: true,
+                    tags_dirty: false,
+                },
+            );
+        }
+        return Ok(());
+    }
+    let Some(loaded) = rows.get_mut(id) else { return Ok(()) };
+    if loaded.row.version >= event.version {
+        return Ok(()); // applied already
+    }
+    loaded.dirty = true;
+    let row = &mut loaded.row;
+    row.version = event.version;
+    let message = match &decoded {
+        CustomerMessagePosted(e) => Some((e.body.as_str(), e.sent_at, true)),
+        AgentMessagePosted(e) => Some((e.body.as_str(), e.sent_at, false)),
+        PrivateNoteAdded(e) => Some((e.body.as_str(), e.sent_at, false)),
+        BotMessagePosted(e) => Some((e.body.as_str(), e.sent_at, false)),
+        EmailMessageReceived(e) => Some((e.body.as_str(), e.sent_at, matches!(e.author, Author::Customer { .. }))),
+        SlackMessageReceived(e) => Some((e.body.as_str(), e.sent_at, matches!(e.author, Author::Customer { .. }))),
+        SmsMessageReceived(e) => Some((e.body.as_str(), e.sent_at, true)),
+        _ => None,
+    };
+    if let Some((body, at, from_customer)) = message {
+        let at = format_time(at);
+        row.last_activity_at = at.clone();
+        row.last_message_preview = Some(body.chars().take(PREVIEW_CHARS).collect());
+        row.last_message_at = Some(at);
+        row.message_count += 1;
+        if from_customer {
+            row.last_customer_message_version = event.version;
+        }
+        return Ok(());
+    }
+    match decoded {
+        ConversationClosed(_) => {
+            row.status = "closed".into();
+            row.snoozed_until = None;
+        }
+        ConversationReopened(_) | ConversationWoken(_) => {
+            row.status = "open".into();
+            row.snoozed_until = None;
+            row.archived = 0;
+        }
+        ConversationSnoozed(e) => {
+            row.status = "snoozed".into();
+            row.archived = 0;
+            row.snoozed_until = Some(format_time(e.until));
+        }
+        PrioritySet(e) => {
+            row.priority = match e.priority {
+                Priority::Priority => "priority",
+                Priority::Normal => "normal",
+            }
+            .into();
+        }
+        AgentAssigned(e) => row.assignee_id = e.assignee.map(|u| u.to_string()),
+        ConversationArchived(_) => row.archived = 1,
+        ConversationTagged(e) => {
+            loaded.tags.insert(e.tag);
+            loaded.tags_dirty = true;
+        }
+        ConversationUntagged(e) => {
+            loaded.tags.remove(&e.tag);
+            loaded.tags_dirty = true;
+        }
+        ConversationRead(e) => {
+            sqlx::query(
+                "INSERT INTO inbox_reads (conversation_id, user_id, read_version) VALUES ($1, $2, $3) \
+                 ON CONFLICT (conversation_id, user_id) DO UPDATE SET read_version = excluded.read_version",
+            )
+            .bind(id.clone())
+            .bind(e.user_id.to_string())
+            .bind(event.version)
+            .execute(conn)
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
