@@ -146,7 +146,12 @@ impl Projector {
     pub async fn apply_batch(&self, from: Checkpoint, events: &[RecordedEvent]) -> Result<(), ProjectorError> {
         let Some(last) = events.last() else { return Ok(()) };
         let mut conn = self.db.acquire().await?;
-        let mut tx = conn.begin().await?;
+        // On SQLite take the write lock up front: a transaction that reads first and writes later
+        // cannot upgrade once another writer (the event store) has committed meanwhile.
+        let mut tx = match self.store.backend() {
+            crate::store::Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            crate::store::Backend::Postgres => conn.begin().await?,
+        };
         if let Err((position, source)) = self.projection.apply_batch(&mut tx, events).await {
             return Err(ProjectorError::Apply {
                 name: self.name(),
