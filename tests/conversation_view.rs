@@ -101,3 +101,65 @@ async fn messages_are_listed_in_order_with_notes_for_agents_only(db: &TestDb) {
 }
 
 on_both_backends!(messages_are_listed_in_order_with_notes_for_agents_only);
+
+/// The batch path (projectors, rebuilds) and the event-by-event path build the same messages.
+async fn batches_and_single_events_build_the_same_messages(db: &TestDb) {
+    netia::seed::seed_demo(db.store.clone(), 3_000, 30, 6).await.unwrap();
+    let pool = read_model_pool(&db.url, 2).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    ConversationProjection.setup(&mut conn).await.unwrap();
+    let events = common::all_events(db.store.as_ref()).await;
+    let dump = async |conn: &mut sqlx::AnyConnection| {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT conversation_id FROM conversation_accounts ORDER BY 1")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let mut all = Vec::new();
+        for id in ids {
+            let id: ConversationId = id.parse().unwrap();
+            all.extend(
+                ConversationProjection::messages(conn, id, true, 0, 1_000)
+                    .await
+                    .unwrap(),
+            );
+        }
+        all
+    };
+    let mut tx = conn.begin().await.unwrap();
+    for event in &events {
+        ConversationProjection.apply(&mut tx, event).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let one_by_one = dump(&mut conn).await;
+    assert!(one_by_one.len() > 1_500 && one_by_one.iter().any(|m| m.seen_at.is_some()));
+
+    for table in ["conversation_accounts", "conversation_messages"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    for chunk in events.chunks(333) {
+        let mut tx = conn.begin().await.unwrap();
+        ConversationProjection
+            .apply_batch(&mut tx, chunk)
+            .await
+            .map_err(|(p, e)| format!("{p}: {e}"))
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(dump(&mut conn).await, one_by_one);
+    let mut tx = conn.begin().await.unwrap();
+    ConversationProjection
+        .apply_batch(&mut tx, &events)
+        .await
+        .map_err(|(p, e)| format!("{p}: {e}"))
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(dump(&mut conn).await, one_by_one, "applied twice: unchanged");
+}
+
+mod batch {
+    use super::*;
+    on_both_backends!(batches_and_single_events_build_the_same_messages);
+}
