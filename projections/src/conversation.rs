@@ -7,7 +7,7 @@ use netia_events::conversation::{Author, ConversationEvent};
 use netia_events::{ConversationId, DomainEvent, RecordedEvent};
 use sqlx::{AnyConnection, FromRow};
 
-use crate::{Projection, ProjectionError};
+use crate::{Projection, ProjectionError, placeholders};
 
 /// One message as the conversation view shows it.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize)]
@@ -277,13 +277,6 @@ impl Projection for ConversationProjection {
 
 /// Ids per `IN (…)` list and rows per multi-row insert.
 const CHUNK: usize = 500;
-
-fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// The message an event adds, if any.
 fn new_message(decoded: &ConversationEvent) -> Option<NewMessage<'_>> {

@@ -257,17 +257,7 @@ impl InboxProjection {
             .await?;
             return Ok(());
         }
-        // (body, sent_at, from the customer's side?) for messages
-        let message = match &event {
-            CustomerMessagePosted(e) => Some((e.body.as_str(), e.sent_at, true)),
-            AgentMessagePosted(e) => Some((e.body.as_str(), e.sent_at, false)),
-            PrivateNoteAdded(e) => Some((e.body.as_str(), e.sent_at, false)),
-            BotMessagePosted(e) => Some((e.body.as_str(), e.sent_at, false)),
-            EmailMessageReceived(e) => Some((e.body.as_str(), e.sent_at, matches!(e.author, Author::Customer { .. }))),
-            SlackMessageReceived(e) => Some((e.body.as_str(), e.sent_at, matches!(e.author, Author::Customer { .. }))),
-            SmsMessageReceived(e) => Some((e.body.as_str(), e.sent_at, true)),
-            _ => None,
-        };
+        let message = message_of(&event);
         let activity = message.map(|(_, at, _)| format_time(at));
         if !Self::advance(conn, recorded, activity.as_deref()).await? {
             return Ok(());
@@ -362,6 +352,22 @@ impl InboxProjection {
         .execute(conn)
         .await?;
         Ok(())
+    }
+}
+
+/// For a message event: its body, when it was sent, and whether it came from the customer's side.
+pub(crate) fn message_of(event: &ConversationEvent) -> Option<(&str, chrono::DateTime<chrono::Utc>, bool)> {
+    use ConversationEvent::*;
+    let from_customer = |author: &Author| matches!(author, Author::Customer { .. });
+    match event {
+        CustomerMessagePosted(e) => Some((e.body.as_str(), e.sent_at, true)),
+        AgentMessagePosted(e) => Some((e.body.as_str(), e.sent_at, false)),
+        PrivateNoteAdded(e) => Some((e.body.as_str(), e.sent_at, false)),
+        BotMessagePosted(e) => Some((e.body.as_str(), e.sent_at, false)),
+        EmailMessageReceived(e) => Some((e.body.as_str(), e.sent_at, from_customer(&e.author))),
+        SlackMessageReceived(e) => Some((e.body.as_str(), e.sent_at, from_customer(&e.author))),
+        SmsMessageReceived(e) => Some((e.body.as_str(), e.sent_at, true)),
+        _ => None,
     }
 }
 

@@ -5,12 +5,12 @@
 use std::collections::{BTreeSet, HashMap};
 
 use netia_events::chain::format_time;
-use netia_events::conversation::{Author, ConversationEvent, Priority};
+use netia_events::conversation::{ConversationEvent, Priority};
 use netia_events::{DomainEvent, RecordedEvent};
 use sqlx::{AnyConnection, FromRow};
 
-use crate::ProjectionError;
 use crate::inbox::{InboxProjection, PREVIEW_CHARS};
+use crate::{ProjectionError, placeholders};
 
 /// Ids per `IN (…)` list and rows per multi-row statement (SQLite allows 32,766 parameters).
 const CHUNK: usize = 500;
@@ -63,13 +63,6 @@ struct Loaded {
     tags: BTreeSet<String>,
     dirty: bool,
     tags_dirty: bool,
-}
-
-fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 pub(crate) async fn apply_batch(
@@ -260,16 +253,7 @@ async fn apply_one(
     loaded.dirty = true;
     let row = &mut loaded.row;
     row.version = event.version;
-    let message = match &decoded {
-        CustomerMessagePosted(e) => Some((e.body.as_str(), e.sent_at, true)),
-        AgentMessagePosted(e) => Some((e.body.as_str(), e.sent_at, false)),
-        PrivateNoteAdded(e) => Some((e.body.as_str(), e.sent_at, false)),
-        BotMessagePosted(e) => Some((e.body.as_str(), e.sent_at, false)),
-        EmailMessageReceived(e) => Some((e.body.as_str(), e.sent_at, matches!(e.author, Author::Customer { .. }))),
-        SlackMessageReceived(e) => Some((e.body.as_str(), e.sent_at, matches!(e.author, Author::Customer { .. }))),
-        SmsMessageReceived(e) => Some((e.body.as_str(), e.sent_at, true)),
-        _ => None,
-    };
+    let message = crate::inbox::message_of(&decoded);
     if let Some((body, at, from_customer)) = message {
         let at = format_time(at);
         row.last_activity_at = at.clone();

@@ -37,6 +37,14 @@ pub enum ProjectionError {
     Invalid(String),
 }
 
+/// `$start, $start+1, …` for `n` parameters (PostgreSQL and SQLite both read `$n`).
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A read model fed from the log.
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {
