@@ -11,8 +11,8 @@ use common::{Raw, TestDb};
 use netia::audit::{AuditError, replay_conversation, verify};
 use netia::command_bus::CommandBus;
 use netia_commands::{Conversation, ConversationCommand};
-use netia_events::conversation::{Author, Source};
-use netia_events::{AccountId, Actor, ConversationId, CustomerId, MessageId, Metadata, StreamRef, UserId};
+use netia_events::conversation::Author;
+use netia_events::{AccountId, Actor, ConversationId, CustomerId, Metadata, StreamRef, UserId};
 use serde_json::Value;
 
 /// A conversation that was opened, answered, tagged, and closed, with pauses between.
@@ -28,24 +28,12 @@ async fn story(db: &TestDb) -> (ConversationId, chrono::DateTime<Utc>, chrono::D
         let meta = meta.clone();
         async move { bus.execute::<Conversation>(id, cmd, &meta).await.unwrap() }
     };
-    let create = ConversationCommand::Create {
-        conversation_id: id,
-        account_id: AccountId::new(),
-        customer_id,
-        inbox_id: None,
-        source: Source::Chat,
-        subject: None,
-        at: Utc::now(),
-    };
-    run(create, &as_customer).await;
-    let post = |author: Author, body: &str| ConversationCommand::PostMessage {
-        message_id: MessageId::new(),
-        author,
-        body: body.into(),
-        private: false,
-        client_message_id: None,
-        at: Utc::now(),
-    };
+    run(
+        common::open_conversation(id, AccountId::new(), customer_id, Utc::now()),
+        &as_customer,
+    )
+    .await;
+    let post = |author: Author, body: &str| common::message(author, body, false, None, Utc::now());
     run(post(Author::Customer { customer_id }, "my order is late"), &as_customer).await;
     run(post(Author::Agent { user_id: agent }, "looking into it"), &as_agent).await;
     tokio::time::sleep(Duration::from_millis(30)).await;
@@ -214,23 +202,8 @@ async fn as_of_matches_the_live_inbox_at_each_instant(db: &TestDb) {
         netia::projector::Projector::new(db.store.clone(), pool.clone(), std::sync::Arc::new(InboxProjection));
     projector.setup().await.unwrap();
     let steps = vec![
-        ConversationCommand::Create {
-            conversation_id: id,
-            account_id: AccountId::new(),
-            customer_id,
-            inbox_id: None,
-            source: Source::Chat,
-            subject: None,
-            at: Utc::now(),
-        },
-        ConversationCommand::PostMessage {
-            message_id: MessageId::new(),
-            author: Author::Customer { customer_id },
-            body: "hi".into(),
-            private: false,
-            client_message_id: None,
-            at: Utc::now(),
-        },
+        common::open_conversation(id, AccountId::new(), customer_id, Utc::now()),
+        common::message(Author::Customer { customer_id }, "hi", false, None, Utc::now()),
         ConversationCommand::SetPriority {
             priority: Priority::Priority,
         },

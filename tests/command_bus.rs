@@ -12,7 +12,7 @@ use common::TestDb;
 use netia::command_bus::{CommandBus, CommandError};
 use netia::store::{Backend, EventStore, StoreError, StreamBound};
 use netia_commands::{Conversation, ConversationCommand, ConversationError};
-use netia_events::conversation::{Author, Source};
+use netia_events::conversation::Author;
 use netia_events::{
     AccountId, Actor, Checkpoint, ConversationId, CustomerId, MessageId, Metadata, NewEvent, RecordedEvent, StreamRef,
 };
@@ -29,15 +29,7 @@ fn meta() -> Metadata {
 
 async fn create(bus: &CommandBus, customer_id: CustomerId) -> ConversationId {
     let id = ConversationId::new();
-    let cmd = ConversationCommand::Create {
-        conversation_id: id,
-        account_id: AccountId::new(),
-        customer_id,
-        inbox_id: None,
-        source: Source::Chat,
-        subject: None,
-        at: now(),
-    };
+    let cmd = common::open_conversation(id, AccountId::new(), customer_id, now());
     bus.execute::<Conversation>(id, cmd, &meta()).await.unwrap();
     id
 }

@@ -10,7 +10,7 @@ use common::TestDb;
 use netia::command_bus::CommandBus;
 use netia::projector::{Projector, read_model_pool};
 use netia_commands::{Conversation, ConversationCommand};
-use netia_events::conversation::{Author, Source};
+use netia_events::conversation::Author;
 use netia_events::{AccountId, ConversationId, CustomerId, MessageId, Metadata, UserId};
 use netia_projections::{ConversationProjection, Projection};
 use sqlx::Connection;
@@ -26,24 +26,10 @@ async fn messages_are_listed_in_order_with_notes_for_agents_only(db: &TestDb) {
         let meta = meta.clone();
         async move { bus.execute::<Conversation>(id, cmd, &meta).await.unwrap() }
     };
-    let post = |author: Author, body: &str, private: bool, key: Option<&str>| ConversationCommand::PostMessage {
-        message_id: MessageId::new(),
-        author,
-        body: body.into(),
-        private,
-        client_message_id: key.map(Into::into),
-        at: Utc::now(),
+    let post = |author: Author, body: &str, private: bool, key: Option<&str>| {
+        common::message(author, body, private, key, Utc::now())
     };
-    run(ConversationCommand::Create {
-        conversation_id: id,
-        account_id: AccountId::new(),
-        customer_id,
-        inbox_id: None,
-        source: Source::Chat,
-        subject: None,
-        at: Utc::now(),
-    })
-    .await;
+    run(common::open_conversation(id, AccountId::new(), customer_id, Utc::now())).await;
     let trigger = run(post(Author::Customer { customer_id }, "<b>hi</b>", false, Some("c-1"))).await;
     run(ConversationCommand::PostBotReply {
         message_id: MessageId::new(),

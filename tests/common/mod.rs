@@ -7,6 +7,42 @@ use netia::store::{EventStore, PgStore, SqliteStore};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, SqlitePool};
 
+/// The command that opens a chat conversation.
+pub fn open_conversation(
+    conversation_id: netia_events::ConversationId,
+    account_id: netia_events::AccountId,
+    customer_id: netia_events::CustomerId,
+    at: chrono::DateTime<chrono::Utc>,
+) -> netia_commands::ConversationCommand {
+    netia_commands::ConversationCommand::Create {
+        conversation_id,
+        account_id,
+        customer_id,
+        inbox_id: None,
+        source: netia_events::conversation::Source::Chat,
+        subject: None,
+        at,
+    }
+}
+
+/// A chat message (or, with `private`, an agent's note).
+pub fn message(
+    author: netia_events::conversation::Author,
+    body: &str,
+    private: bool,
+    client_message_id: Option<&str>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> netia_commands::ConversationCommand {
+    netia_commands::ConversationCommand::PostMessage {
+        message_id: netia_events::MessageId::new(),
+        author,
+        body: body.into(),
+        private,
+        client_message_id: client_message_id.map(Into::into),
+        at,
+    }
+}
+
 /// The whole log, once nothing is held back by open transactions (of other tests' databases too).
 pub async fn all_events(store: &dyn EventStore) -> Vec<netia_events::RecordedEvent> {
     loop {
