@@ -1,13 +1,17 @@
 //! The `customers` read model: profile, identifiers, last seen, number of conversations.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use netia_events::chain::format_time;
 use netia_events::conversation::{Author, ConversationEvent};
 use netia_events::customer::CustomerEvent;
 use netia_events::{CustomerId, DomainEvent, RecordedEvent};
 use serde_json::{Map, Value};
-use sqlx::{AnyConnection, FromRow, Row};
+use sqlx::{AnyConnection, FromRow};
 
+use crate::rows::{Cell, insert_rows, replace_on, select_in};
 use crate::{Projection, ProjectionError};
 
 /// One customer as agents see it.
@@ -30,8 +34,8 @@ pub struct CustomerRow {
 
 pub struct CustomerProjection;
 
-const COLUMNS: &str = "id, account_id, external_id, email, name, phone, metadata, created_at, last_seen_at, \
-                       conversation_count, version";
+const COLUMNS: &str =
+    "id, account_id, external_id, email, name, phone, metadata, created_at, last_seen_at, conversation_count, version";
 
 impl CustomerProjection {
     pub async fn get(conn: &mut AnyConnection, id: CustomerId) -> Result<Option<CustomerRow>, ProjectionError> {
@@ -48,131 +52,6 @@ impl CustomerProjection {
         Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers ORDER BY id"))
             .fetch_all(conn)
             .await?)
-    }
-
-    async fn customer_event(
-        &self,
-        conn: &mut AnyConnection,
-        recorded: &RecordedEvent,
-        event: CustomerEvent,
-    ) -> Result<(), ProjectionError> {
-        let id = recorded.stream_id.as_str();
-        match event {
-            CustomerEvent::CustomerCreated(e) => {
-                let metadata = Value::Object(e.metadata).to_string();
-                sqlx::query(
-                    "INSERT INTO customers (id, account_id, external_id, email, name, phone, metadata, created_at, \
-                     last_seen_at, conversation_count, version) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, \
-                             (SELECT COUNT(*) FROM customer_conversations WHERE customer_id = $9), $10) \
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(id)
-                .bind(e.account_id.to_string())
-                .bind(e.identity.external_id)
-                .bind(e.identity.email)
-                .bind(e.identity.name)
-                .bind(e.identity.phone)
-                .bind(metadata)
-                .bind(format_time(recorded.recorded_at))
-                .bind(id)
-                .bind(recorded.version)
-                .execute(&mut *conn)
-                .await?;
-            }
-            CustomerEvent::CustomerIdentified(e) => {
-                sqlx::query(
-                    "UPDATE customers SET external_id = COALESCE($1, external_id), email = COALESCE($2, email), \
-                     name = COALESCE($3, name), phone = COALESCE($4, phone), version = $5 \
-                     WHERE id = $6 AND version < $7",
-                )
-                .bind(e.identity.external_id)
-                .bind(e.identity.email)
-                .bind(e.identity.name)
-                .bind(e.identity.phone)
-                .bind(recorded.version)
-                .bind(id)
-                .bind(recorded.version)
-                .execute(&mut *conn)
-                .await?;
-            }
-            CustomerEvent::CustomerMetadataUpdated(e) => {
-                let row = sqlx::query("SELECT metadata, version FROM customers WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                let Some(row) = row else { return Ok(()) };
-                if row.try_get::<i64, _>("version")? >= recorded.version {
-                    return Ok(());
-                }
-                let text: String = row.try_get("metadata")?;
-                let mut metadata: Map<String, Value> =
-                    serde_json::from_str(&text).map_err(|e| ProjectionError::Invalid(format!("metadata: {e}")))?;
-                for (key, value) in e.changes {
-                    if value.is_null() {
-                        metadata.remove(&key);
-                    } else {
-                        metadata.insert(key, value);
-                    }
-                }
-                sqlx::query("UPDATE customers SET metadata = $1, version = $2 WHERE id = $3")
-                    .bind(Value::Object(metadata).to_string())
-                    .bind(recorded.version)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn conversation_event(
-        &self,
-        conn: &mut AnyConnection,
-        event: ConversationEvent,
-    ) -> Result<(), ProjectionError> {
-        use ConversationEvent::*;
-        let seen = match event {
-            ConversationCreated(e) => {
-                let linked = sqlx::query(
-                    "INSERT INTO customer_conversations (customer_id, conversation_id) VALUES ($1, $2) \
-                     ON CONFLICT (customer_id, conversation_id) DO NOTHING",
-                )
-                .bind(e.customer_id.to_string())
-                .bind(e.conversation_id.to_string())
-                .execute(&mut *conn)
-                .await?;
-                if linked.rows_affected() == 1 {
-                    sqlx::query("UPDATE customers SET conversation_count = conversation_count + 1 WHERE id = $1")
-                        .bind(e.customer_id.to_string())
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                return Ok(());
-            }
-            CustomerMessagePosted(e) => Some((e.customer_id, e.sent_at)),
-            SmsMessageReceived(e) => Some((e.customer_id, e.sent_at)),
-            EmailMessageReceived(e) => match e.author {
-                Author::Customer { customer_id } => Some((customer_id, e.sent_at)),
-                Author::Agent { .. } => None,
-            },
-            SlackMessageReceived(e) => match e.author {
-                Author::Customer { customer_id } => Some((customer_id, e.sent_at)),
-                Author::Agent { .. } => None,
-            },
-            _ => None,
-        };
-        if let Some((customer_id, at)) = seen {
-            sqlx::query(
-                "UPDATE customers SET last_seen_at = $1 WHERE id = $2 AND (last_seen_at IS NULL OR last_seen_at < $3)",
-            )
-            .bind(format_time(at))
-            .bind(customer_id.to_string())
-            .bind(format_time(at))
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(())
     }
 }
 
@@ -205,12 +84,250 @@ impl Projection for CustomerProjection {
     }
 
     async fn apply(&self, conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        if event.stream_type == CustomerEvent::STREAM_TYPE {
-            self.customer_event(conn, event, CustomerEvent::decode(event)?).await
-        } else if event.stream_type == ConversationEvent::STREAM_TYPE {
-            self.conversation_event(conn, ConversationEvent::decode(event)?).await
-        } else {
-            Ok(())
+        self.apply_batch(conn, std::slice::from_ref(event))
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    /// Loads the customers and conversation links a batch touches, applies its events in memory
+    /// (customer events each once, guarded by the customer stream's version), then writes the
+    /// changed customers and the new links with multi-row statements.
+    async fn apply_batch(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), (i64, ProjectionError)> {
+        let first = events.first().map_or(0, |e| e.global_position);
+        let mut decoded = Vec::with_capacity(events.len());
+        for event in events {
+            let fail = |e: netia_events::EventError| (event.global_position, ProjectionError::from(e));
+            if event.stream_type == CustomerEvent::STREAM_TYPE {
+                decoded.push((event, Decoded::Customer(CustomerEvent::decode(event).map_err(fail)?)));
+            } else if event.stream_type == ConversationEvent::STREAM_TYPE {
+                decoded.push((
+                    event,
+                    Decoded::Conversation(ConversationEvent::decode(event).map_err(fail)?),
+                ));
+            }
         }
+        let mut batch = Batch::load(conn, &decoded).await.map_err(|e| (first, e.into()))?;
+        for (event, decoded) in decoded {
+            batch.apply(event, decoded).map_err(|e| (event.global_position, e))?;
+        }
+        batch.write(conn).await.map_err(|e| (first, e.into()))
+    }
+}
+
+enum Decoded {
+    Customer(CustomerEvent),
+    Conversation(ConversationEvent),
+}
+
+/// The customer an event of a conversation concerns, and when the customer was seen in it.
+fn seen_in(event: &ConversationEvent) -> Option<(CustomerId, Option<DateTime<Utc>>)> {
+    use ConversationEvent::*;
+    match event {
+        ConversationCreated(e) => Some((e.customer_id, None)),
+        CustomerMessagePosted(e) => Some((e.customer_id, Some(e.sent_at))),
+        SmsMessageReceived(e) => Some((e.customer_id, Some(e.sent_at))),
+        EmailMessageReceived(e) => match e.author {
+            Author::Customer { customer_id } => Some((customer_id, Some(e.sent_at))),
+            Author::Agent { .. } => None,
+        },
+        SlackMessageReceived(e) => match e.author {
+            Author::Customer { customer_id } => Some((customer_id, Some(e.sent_at))),
+            Author::Agent { .. } => None,
+        },
+        _ => None,
+    }
+}
+
+/// What a batch changes, kept in memory until it is written.
+#[derive(Default)]
+struct Batch {
+    customers: HashMap<String, CustomerRow>,
+    dirty: HashSet<String>,
+    /// Links present before the batch, of the conversations it creates.
+    linked: HashSet<(String, String)>,
+    /// Links the batch adds, in order.
+    new_links: Vec<(String, String)>,
+    /// Per customer without a row yet: conversations linked before the batch or in it, counted when
+    /// the customer is created.
+    unowned_links: HashMap<String, i64>,
+}
+
+impl Batch {
+    async fn load(conn: &mut AnyConnection, decoded: &[(&RecordedEvent, Decoded)]) -> Result<Self, sqlx::Error> {
+        let mut customer_ids = BTreeSet::new();
+        let mut created_conversations = BTreeSet::new();
+        for (event, decoded) in decoded {
+            match decoded {
+                Decoded::Customer(_) => {
+                    customer_ids.insert(event.stream_id.clone());
+                }
+                Decoded::Conversation(e) => {
+                    if let Some((customer, _)) = seen_in(e) {
+                        customer_ids.insert(customer.to_string());
+                    }
+                    if let ConversationEvent::ConversationCreated(_) = e {
+                        created_conversations.insert(event.stream_id.clone());
+                    }
+                }
+            }
+        }
+        let customer_ids: Vec<String> = customer_ids.into_iter().collect();
+        let select = format!("SELECT {COLUMNS} FROM customers WHERE id IN ({{ids}})");
+        let customers: Vec<CustomerRow> = select_in(conn, &select, &customer_ids).await?;
+        let customers: HashMap<String, CustomerRow> = customers.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let created: Vec<String> = created_conversations.into_iter().collect();
+        let linked: Vec<(String, String)> = select_in(
+            conn,
+            "SELECT customer_id, conversation_id FROM customer_conversations WHERE conversation_id IN ({ids})",
+            &created,
+        )
+        .await?;
+        let absent: Vec<String> = customer_ids
+            .into_iter()
+            .filter(|id| !customers.contains_key(id))
+            .collect();
+        let unowned_links: Vec<(String, i64)> = select_in(
+            conn,
+            "SELECT customer_id, COUNT(*) AS n FROM customer_conversations WHERE customer_id IN ({ids}) \
+             GROUP BY customer_id",
+            &absent,
+        )
+        .await?;
+        Ok(Self {
+            customers,
+            linked: linked.into_iter().collect(),
+            unowned_links: unowned_links.into_iter().collect(),
+            ..Self::default()
+        })
+    }
+
+    fn apply(&mut self, recorded: &RecordedEvent, decoded: Decoded) -> Result<(), ProjectionError> {
+        let event = match decoded {
+            Decoded::Customer(event) => return self.customer_event(recorded, event),
+            Decoded::Conversation(event) => event,
+        };
+        let Some((customer, seen_at)) = seen_in(&event) else {
+            return Ok(());
+        };
+        let customer = customer.to_string();
+        if let ConversationEvent::ConversationCreated(_) = event {
+            let link = (customer.clone(), recorded.stream_id.clone());
+            if self.linked.insert(link.clone()) {
+                self.new_links.push(link);
+                match self.customers.get_mut(&customer) {
+                    Some(row) => {
+                        row.conversation_count += 1;
+                        self.dirty.insert(customer);
+                    }
+                    None => *self.unowned_links.entry(customer).or_default() += 1,
+                }
+            }
+            return Ok(());
+        }
+        if let (Some(at), Some(row)) = (seen_at, self.customers.get_mut(&customer)) {
+            let at = format_time(at);
+            if row.last_seen_at.as_ref().is_none_or(|last| *last < at) {
+                row.last_seen_at = Some(at);
+                self.dirty.insert(customer);
+            }
+        }
+        Ok(())
+    }
+
+    fn customer_event(&mut self, recorded: &RecordedEvent, event: CustomerEvent) -> Result<(), ProjectionError> {
+        let id = recorded.stream_id.clone();
+        if let CustomerEvent::CustomerCreated(e) = event {
+            if !self.customers.contains_key(&id) {
+                let row = CustomerRow {
+                    id: id.clone(),
+                    account_id: e.account_id.to_string(),
+                    external_id: e.identity.external_id,
+                    email: e.identity.email,
+                    name: e.identity.name,
+                    phone: e.identity.phone,
+                    metadata: Value::Object(e.metadata).to_string(),
+                    created_at: format_time(recorded.recorded_at),
+                    last_seen_at: None,
+                    conversation_count: self.unowned_links.remove(&id).unwrap_or(0),
+                    version: recorded.version,
+                };
+                self.customers.insert(id.clone(), row);
+                self.dirty.insert(id);
+            }
+            return Ok(());
+        }
+        let Some(row) = self.customers.get_mut(&id) else {
+            return Ok(());
+        };
+        if row.version >= recorded.version {
+            return Ok(());
+        }
+        match event {
+            CustomerEvent::CustomerCreated(_) => {}
+            CustomerEvent::CustomerIdentified(e) => {
+                let identity = e.identity;
+                row.external_id = identity.external_id.or(row.external_id.take());
+                row.email = identity.email.or(row.email.take());
+                row.name = identity.name.or(row.name.take());
+                row.phone = identity.phone.or(row.phone.take());
+            }
+            CustomerEvent::CustomerMetadataUpdated(e) => {
+                let mut metadata: Map<String, Value> = serde_json::from_str(&row.metadata)
+                    .map_err(|e| ProjectionError::Invalid(format!("metadata: {e}")))?;
+                for (key, value) in e.changes {
+                    if value.is_null() {
+                        metadata.remove(&key);
+                    } else {
+                        metadata.insert(key, value);
+                    }
+                }
+                row.metadata = Value::Object(metadata).to_string();
+            }
+        }
+        row.version = recorded.version;
+        self.dirty.insert(id);
+        Ok(())
+    }
+
+    async fn write(mut self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        let rows: Vec<Vec<Cell>> = self
+            .dirty
+            .iter()
+            .filter_map(|id| self.customers.remove(id))
+            .map(|c| {
+                vec![
+                    c.id.into(),
+                    c.account_id.into(),
+                    c.external_id.into(),
+                    c.email.into(),
+                    c.name.into(),
+                    c.phone.into(),
+                    c.metadata.into(),
+                    c.created_at.into(),
+                    c.last_seen_at.into(),
+                    c.conversation_count.into(),
+                    c.version.into(),
+                ]
+            })
+            .collect();
+        let columns: Vec<&str> = COLUMNS.split(", ").collect();
+        insert_rows(conn, "customers", &columns, &rows, &replace_on("id", &columns)).await?;
+        let links: Vec<Vec<Cell>> = self
+            .new_links
+            .into_iter()
+            .map(|(customer, conversation)| vec![customer.into(), conversation.into()])
+            .collect();
+        insert_rows(
+            conn,
+            "customer_conversations",
+            &["customer_id", "conversation_id"],
+            &links,
+            "ON CONFLICT (customer_id, conversation_id) DO NOTHING",
+        )
+        .await
     }
 }

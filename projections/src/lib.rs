@@ -15,6 +15,7 @@ pub mod history;
 pub mod inbox;
 mod inbox_batch;
 pub mod reporting;
+mod rows;
 
 use async_trait::async_trait;
 use netia_events::{EventError, RecordedEvent};

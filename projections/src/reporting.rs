@@ -1,15 +1,16 @@
 //! The `reporting` read model: per account and day, conversations opened and closed, messages by
 //! kind and per agent, first-response and resolution times (average and median).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netia_events::chain::format_time;
 use netia_events::conversation::{Author, ConversationEvent};
 use netia_events::{AccountId, DomainEvent, RecordedEvent};
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow, Row};
 
+use crate::rows::{Cell, insert_rows, replace_on, select_in};
 use crate::{Projection, ProjectionError};
 
 pub struct ReportingProjection;
@@ -62,26 +63,6 @@ pub struct DayReport {
 
 fn day(at: DateTime<Utc>) -> String {
     format_time(at)[..10].to_owned()
-}
-
-async fn bump(
-    conn: &mut AnyConnection,
-    account: &str,
-    day: &str,
-    metric: &str,
-    user: &str,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "INSERT INTO reporting_daily (account_id, day, metric, user_id, value) VALUES ($1, $2, $3, $4, 1) \
-         ON CONFLICT (account_id, day, metric, user_id) DO UPDATE SET value = reporting_daily.value + 1",
-    )
-    .bind(account.to_owned())
-    .bind(day.to_owned())
-    .bind(metric.to_owned())
-    .bind(user.to_owned())
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 impl ReportingProjection {
@@ -202,50 +183,126 @@ impl Projection for ReportingProjection {
     }
 
     async fn apply(&self, conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        use ConversationEvent::*;
-        if event.stream_type != ConversationEvent::STREAM_TYPE {
-            return Ok(());
+        self.apply_batch(conn, std::slice::from_ref(event))
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    /// Loads the conversations a batch touches, applies its events in memory (each once: a
+    /// conversation's row records the last version applied), then writes the rows, the
+    /// resolutions and the summed day counters with a few multi-row statements.
+    async fn apply_batch(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), (i64, ProjectionError)> {
+        let first = events.first().map_or(0, |e| e.global_position);
+        let ids: Vec<String> = events
+            .iter()
+            .filter(|e| e.stream_type == ConversationEvent::STREAM_TYPE)
+            .map(|e| e.stream_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let select = format!(
+            "SELECT {} FROM reporting_conversations WHERE conversation_id IN ({{ids}})",
+            CONVERSATION.join(", ")
+        );
+        let loaded: Vec<Conversation> = select_in(conn, &select, &ids).await.map_err(|e| (first, e.into()))?;
+        let mut batch = Batch {
+            conversations: loaded.into_iter().map(|c| (c.conversation_id.clone(), c)).collect(),
+            ..Batch::default()
+        };
+        for event in events {
+            if event.stream_type == ConversationEvent::STREAM_TYPE {
+                let decoded = ConversationEvent::decode(event).map_err(|e| (event.global_position, e.into()))?;
+                batch.apply(event, decoded).map_err(|e| (event.global_position, e))?;
+            }
         }
-        let id = event.stream_id.clone();
-        let decoded = ConversationEvent::decode(event)?;
+        batch.write(conn).await.map_err(|e| (first, e.into()))
+    }
+}
+
+/// A conversation's row: when it opened and what is known about its first response.
+#[derive(Debug, Clone, FromRow)]
+struct Conversation {
+    conversation_id: String,
+    account_id: String,
+    opened_at: String,
+    opened_day: String,
+    first_customer_at: Option<String>,
+    first_response_ms: Option<i64>,
+    version: i64,
+    #[sqlx(skip)]
+    dirty: bool,
+}
+
+const CONVERSATION: [&str; 7] = [
+    "conversation_id",
+    "account_id",
+    "opened_at",
+    "opened_day",
+    "first_customer_at",
+    "first_response_ms",
+    "version",
+];
+
+/// What a batch changes, kept in memory until it is written.
+#[derive(Default)]
+struct Batch {
+    conversations: HashMap<String, Conversation>,
+    /// (account, day, metric, user) → increment.
+    counters: BTreeMap<(String, String, String, String), i64>,
+    /// (conversation, version, account, day, resolution ms).
+    resolutions: Vec<Vec<Cell>>,
+}
+
+fn parse(time: &str) -> Result<DateTime<Utc>, ProjectionError> {
+    DateTime::parse_from_rfc3339(time)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| ProjectionError::Invalid(format!("time {time:?}: {e}")))
+}
+
+impl Batch {
+    fn count(&mut self, account: &str, at: DateTime<Utc>, metric: &str, user: &str) {
+        *self
+            .counters
+            .entry((account.to_owned(), day(at), metric.to_owned(), user.to_owned()))
+            .or_default() += 1;
+    }
+
+    fn apply(&mut self, event: &RecordedEvent, decoded: ConversationEvent) -> Result<(), ProjectionError> {
+        use ConversationEvent::*;
+        let id = &event.stream_id;
         if let ConversationCreated(e) = &decoded {
-            let inserted = sqlx::query(
-                "INSERT INTO reporting_conversations (conversation_id, account_id, opened_at, opened_day, \
-                 first_customer_at, first_response_ms, version) VALUES ($1, $2, $3, $4, NULL, NULL, $5) \
-                 ON CONFLICT (conversation_id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(e.account_id.to_string())
-            .bind(format_time(e.created_at))
-            .bind(day(e.created_at))
-            .bind(event.version)
-            .execute(&mut *conn)
-            .await?;
-            if inserted.rows_affected() == 1 {
-                bump(conn, &e.account_id.to_string(), &day(e.created_at), "opened", "").await?;
+            if !self.conversations.contains_key(id) {
+                let account = e.account_id.to_string();
+                self.count(&account, e.created_at, "opened", "");
+                self.conversations.insert(
+                    id.clone(),
+                    Conversation {
+                        conversation_id: id.clone(),
+                        account_id: account,
+                        opened_at: format_time(e.created_at),
+                        opened_day: day(e.created_at),
+                        first_customer_at: None,
+                        first_response_ms: None,
+                        version: event.version,
+                        dirty: true,
+                    },
+                );
             }
             return Ok(());
         }
         // Exactly once per event: only when the conversation's row moves past this version.
-        let row = sqlx::query(
-            "UPDATE reporting_conversations SET version = $1 WHERE conversation_id = $2 AND version < $3 \
-             RETURNING account_id, opened_at, first_customer_at, first_response_ms",
-        )
-        .bind(event.version)
-        .bind(id.clone())
-        .bind(event.version)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(row) = row else { return Ok(()) };
-        let account: String = row.try_get("account_id")?;
-        let opened_at: String = row.try_get("opened_at")?;
-        let first_customer_at: Option<String> = row.try_get("first_customer_at")?;
-        let first_response_ms: Option<i64> = row.try_get("first_response_ms")?;
-        let parse = |t: &str| {
-            DateTime::parse_from_rfc3339(t)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| ProjectionError::Invalid(format!("time {t:?}: {e}")))
+        let Some(conversation) = self.conversations.get_mut(id) else {
+            return Ok(());
         };
+        if conversation.version >= event.version {
+            return Ok(());
+        }
+        conversation.version = event.version;
+        conversation.dirty = true;
         let (kind, at, from_customer, agent) = match &decoded {
             CustomerMessagePosted(e) => ("customer", e.sent_at, true, None),
             AgentMessagePosted(e) => ("agent", e.sent_at, false, Some(e.user_id.to_string())),
@@ -261,42 +318,80 @@ impl Projection for ReportingProjection {
             },
             SmsMessageReceived(e) => ("sms", e.sent_at, true, None),
             ConversationClosed(e) => {
-                let resolution = (e.closed_at - parse(&opened_at)?).num_milliseconds().max(0);
-                sqlx::query(
-                    "INSERT INTO reporting_resolutions (conversation_id, version, account_id, day, resolution_ms) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (conversation_id, version) DO NOTHING",
-                )
-                .bind(id)
-                .bind(event.version)
-                .bind(account.clone())
-                .bind(day(e.closed_at))
-                .bind(resolution)
-                .execute(&mut *conn)
-                .await?;
-                return bump(conn, &account, &day(e.closed_at), "closed", "").await;
+                let resolution = (e.closed_at - parse(&conversation.opened_at)?)
+                    .num_milliseconds()
+                    .max(0);
+                let account = conversation.account_id.clone();
+                self.resolutions.push(vec![
+                    id.clone().into(),
+                    event.version.into(),
+                    account.clone().into(),
+                    day(e.closed_at).into(),
+                    resolution.into(),
+                ]);
+                self.count(&account, e.closed_at, "closed", "");
+                return Ok(());
             }
             _ => return Ok(()),
         };
-        bump(conn, &account, &day(at), &format!("messages:{kind}"), "").await?;
-        if from_customer && first_customer_at.is_none() {
-            sqlx::query("UPDATE reporting_conversations SET first_customer_at = $1 WHERE conversation_id = $2")
-                .bind(format_time(at))
-                .bind(id.clone())
-                .execute(&mut *conn)
-                .await?;
+        if from_customer && conversation.first_customer_at.is_none() {
+            conversation.first_customer_at = Some(format_time(at));
         }
-        if let Some(user) = agent {
-            bump(conn, &account, &day(at), "agent_reply", &user).await?;
-            if let (Some(first), None) = (first_customer_at, first_response_ms) {
-                let ms = (at - parse(&first)?).num_milliseconds().max(0);
-                sqlx::query("UPDATE reporting_conversations SET first_response_ms = $1 WHERE conversation_id = $2")
-                    .bind(ms)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
+        if agent.is_some() && conversation.first_response_ms.is_none() {
+            if let Some(first) = &conversation.first_customer_at {
+                conversation.first_response_ms = Some((at - parse(first)?).num_milliseconds().max(0));
             }
         }
+        let account = conversation.account_id.clone();
+        self.count(&account, at, &format!("messages:{kind}"), "");
+        if let Some(user) = agent {
+            self.count(&account, at, "agent_reply", &user);
+        }
         Ok(())
+    }
+
+    async fn write(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        let rows: Vec<Vec<Cell>> = self
+            .conversations
+            .into_values()
+            .filter(|c| c.dirty)
+            .map(|c| {
+                vec![
+                    c.conversation_id.into(),
+                    c.account_id.into(),
+                    c.opened_at.into(),
+                    c.opened_day.into(),
+                    c.first_customer_at.into(),
+                    c.first_response_ms.into(),
+                    c.version.into(),
+                ]
+            })
+            .collect();
+        let replace = replace_on("conversation_id", &CONVERSATION);
+        insert_rows(conn, "reporting_conversations", &CONVERSATION, &rows, &replace).await?;
+        insert_rows(
+            conn,
+            "reporting_resolutions",
+            &["conversation_id", "version", "account_id", "day", "resolution_ms"],
+            &self.resolutions,
+            "ON CONFLICT (conversation_id, version) DO NOTHING",
+        )
+        .await?;
+        let counters: Vec<Vec<Cell>> = self
+            .counters
+            .into_iter()
+            .map(|((account, day, metric, user), value)| {
+                vec![account.into(), day.into(), metric.into(), user.into(), value.into()]
+            })
+            .collect();
+        insert_rows(
+            conn,
+            "reporting_daily",
+            &["account_id", "day", "metric", "user_id", "value"],
+            &counters,
+            "ON CONFLICT (account_id, day, metric, user_id) DO UPDATE SET value = reporting_daily.value + excluded.value",
+        )
+        .await
     }
 }
 

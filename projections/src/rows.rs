@@ -1,0 +1,108 @@
+//! Many rows per statement, for the read models that apply a batch at a time: fetch the rows whose
+//! key is in a list, and insert (or upsert) rows with multi-row `INSERT … VALUES (…), (…)`.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, FromRow};
+
+use crate::placeholders;
+
+/// Ids per `IN (…)` list, and the most parameters per statement (SQLite allows 32,766).
+const IDS_PER_LIST: usize = 500;
+const PARAMETERS: usize = 30_000;
+
+/// One value of a row to insert; read models store only text and integers.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl From<String> for Cell {
+    fn from(value: String) -> Self {
+        Cell::Text(Some(value))
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(value: &str) -> Self {
+        Cell::Text(Some(value.to_owned()))
+    }
+}
+
+impl From<Option<String>> for Cell {
+    fn from(value: Option<String>) -> Self {
+        Cell::Text(value)
+    }
+}
+
+impl From<i64> for Cell {
+    fn from(value: i64) -> Self {
+        Cell::Int(Some(value))
+    }
+}
+
+impl From<Option<i64>> for Cell {
+    fn from(value: Option<i64>) -> Self {
+        Cell::Int(value)
+    }
+}
+
+/// Runs `select` once per chunk of `ids`, with `{ids}` in it replaced by the chunk's placeholders,
+/// and collects the rows.
+pub(crate) async fn select_in<T>(conn: &mut AnyConnection, select: &str, ids: &[String]) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+{
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(IDS_PER_LIST) {
+        let sql = select.replace("{ids}", &placeholders(1, chunk.len()));
+        let mut q = sqlx::query_as::<_, T>(&sql);
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        rows.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}
+
+/// `INSERT INTO table (columns) VALUES (…), … {conflict}`, as few statements as the parameter limit
+/// allows. Every row must have one cell per column.
+pub(crate) async fn insert_rows(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: &[Vec<Cell>],
+    conflict: &str,
+) -> Result<(), sqlx::Error> {
+    let width = columns.len();
+    debug_assert!(rows.iter().all(|row| row.len() == width));
+    for chunk in rows.chunks((PARAMETERS / width.max(1)).max(1)) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(i * width + 1, width)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES {} {conflict}",
+            columns.join(", "),
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for cell in chunk.iter().flatten() {
+            q = match cell {
+                Cell::Text(text) => q.bind(text.clone()),
+                Cell::Int(int) => q.bind(*int),
+            };
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// `ON CONFLICT (key) DO UPDATE SET c = excluded.c, …` for every column but the key.
+pub(crate) fn replace_on(key: &str, columns: &[&str]) -> String {
+    let set: Vec<String> = columns
+        .iter()
+        .filter(|c| **c != key)
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!("ON CONFLICT ({key}) DO UPDATE SET {}", set.join(", "))
+}
