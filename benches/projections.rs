@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --bench projections` (PostgreSQL at NETIA_BENCH_DATABASE_URL, default
 //! postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
-//! NETIA_BENCH_EVENTS sets the history size (default 100000, over one conversation per 100 events).
+//! NETIA_BENCH_EVENTS sets the history size (default 100000, over one conversation per 100 events);
+//! NETIA_BENCH_ONLY (comma-separated: projection names, `postgres`, `sqlite`, `lag`) runs a subset.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -38,6 +39,9 @@ async fn run(name: &str, store: Arc<dyn EventStore>, url: &str, events: usize) {
     );
     for projection in projections() {
         let label = projection.name();
+        if !selected(label) {
+            continue;
+        }
         let RebuildOutcome::Swapped { events, seconds } =
             rebuild(store.clone(), url, projection, &RebuildOptions::default())
                 .await
@@ -50,7 +54,21 @@ async fn run(name: &str, store: Arc<dyn EventStore>, url: &str, events: usize) {
             events as f64 / seconds
         );
     }
-    live_lag(name, store, url).await;
+    if selected("lag") {
+        live_lag(name, store, url).await;
+    }
+}
+
+/// Whether NETIA_BENCH_ONLY (if set) names this part; backends and parts are filtered separately.
+fn selected(part: &str) -> bool {
+    let Ok(only) = std::env::var("NETIA_BENCH_ONLY") else {
+        return true;
+    };
+    let names: Vec<&str> = only.split(',').map(str::trim).collect();
+    let backends = ["postgres", "sqlite"];
+    let is_backend = backends.contains(&part);
+    let names_any = names.iter().any(|n| backends.contains(n) == is_backend);
+    !names_any || names.contains(&part)
 }
 
 /// Appends customer messages at 1,000 events/s for 10 s while the inbox projector runs; prints how
@@ -156,6 +174,7 @@ async fn main() {
     let admin_url = std::env::var("NETIA_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     match PgPoolOptions::new().max_connections(1).connect(&admin_url).await {
+        _ if !selected("postgres") => {}
         Ok(admin) => {
             let db = format!("netia_bench_{}", uuid::Uuid::now_v7().simple());
             sqlx::query(&format!("CREATE DATABASE {db}"))
@@ -174,6 +193,9 @@ async fn main() {
                 .unwrap();
         }
         Err(e) => println!("postgres  skipped: {admin_url} not reachable: {e}"),
+    }
+    if !selected("sqlite") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/bench.db", dir.path().display());

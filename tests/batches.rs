@@ -40,7 +40,10 @@ async fn history(db: &TestDb) -> Vec<RecordedEvent> {
             .unwrap();
         let changes: Map<String, Value> = [
             ("plan".to_owned(), json!(["free", "pro"][i % 2])),
-            ("browser".to_owned(), if i % 3 == 0 { Value::Null } else { json!("Edge") }),
+            (
+                "browser".to_owned(),
+                if i % 3 == 0 { Value::Null } else { json!("Edge") },
+            ),
         ]
         .into_iter()
         .collect();
@@ -118,7 +121,11 @@ async fn batch_boundaries_do_not_change_any_read_model(db: &TestDb) {
         for size in [7, 333, events.len()] {
             clear(&mut conn, projection).await;
             apply_in(&mut conn, projection, &events, size).await;
-            assert_eq!(dump(&mut conn, projection).await, one_by_one, "{name}: batches of {size}");
+            assert_eq!(
+                dump(&mut conn, projection).await,
+                one_by_one,
+                "{name}: batches of {size}"
+            );
         }
         apply_in(&mut conn, projection, &events, 500).await;
         assert_eq!(dump(&mut conn, projection).await, one_by_one, "{name}: applied twice");

@@ -1,13 +1,16 @@
 //! The `conversation` read model: each conversation's messages in order, with kind, author, private
 //! flag, seen and delivery state.
 
+use std::collections::{BTreeSet, HashMap};
+
 use async_trait::async_trait;
 use netia_events::chain::format_time;
 use netia_events::conversation::{Author, ConversationEvent};
 use netia_events::{ConversationId, DomainEvent, RecordedEvent};
 use sqlx::{AnyConnection, FromRow};
 
-use crate::{Projection, ProjectionError, placeholders};
+use crate::rows::{Cell, insert_rows, select_in};
+use crate::{Projection, ProjectionError};
 
 /// One message as the conversation view shows it.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize)]
@@ -132,36 +135,6 @@ impl<'a> NewMessage<'a> {
     }
 }
 
-async fn insert(conn: &mut AnyConnection, event: &RecordedEvent, m: NewMessage<'_>) -> Result<(), ProjectionError> {
-    let (customer_id, user_id) = match m.author {
-        Some(Author::Customer { customer_id }) => (Some(customer_id.to_string()), None),
-        Some(Author::Agent { user_id }) => (None, Some(user_id.to_string())),
-        None => (None, None),
-    };
-    sqlx::query(
-        "INSERT INTO conversation_messages (message_id, conversation_id, account_id, version, kind, customer_id, \
-         user_id, body, private, client_message_id, external_id, sent_at, seen_at, delivery_status) \
-         SELECT $1, $2, account_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, 'sent' \
-         FROM conversation_accounts WHERE conversation_id = $12 \
-         ON CONFLICT (message_id) DO NOTHING",
-    )
-    .bind(m.message_id)
-    .bind(event.stream_id.clone())
-    .bind(event.version)
-    .bind(m.kind)
-    .bind(customer_id)
-    .bind(user_id)
-    .bind(m.body.to_owned())
-    .bind(i64::from(m.private))
-    .bind(m.client_message_id.map(str::to_owned))
-    .bind(m.external_id.map(str::to_owned))
-    .bind(format_time(m.sent_at))
-    .bind(event.stream_id.clone())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 #[async_trait]
 impl Projection for ConversationProjection {
     fn name(&self) -> &'static str {
@@ -190,30 +163,14 @@ impl Projection for ConversationProjection {
     }
 
     async fn apply(&self, conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        use ConversationEvent::*;
-        if event.stream_type != ConversationEvent::STREAM_TYPE {
-            return Ok(());
-        }
-        let decoded = ConversationEvent::decode(event)?;
-        match &decoded {
-            ConversationCreated(e) => {
-                let link = (
-                    event.stream_id.clone(),
-                    e.account_id.to_string(),
-                    e.customer_id.to_string(),
-                );
-                insert_accounts(conn, &[link]).await
-            }
-            ConversationRead(_) => mark_seen(conn, event).await,
-            _ => match new_message(&decoded) {
-                Some(m) => insert(conn, event, m).await,
-                None => Ok(()),
-            },
-        }
+        self.apply_batch(conn, std::slice::from_ref(event))
+            .await
+            .map_err(|(_, e)| e)
     }
 
-    /// Reads the accounts of the conversations a batch touches once, and inserts its messages with
-    /// multi-row statements; the result equals applying the events one by one.
+    /// Reads the accounts of the conversations a batch touches once, collects its messages and
+    /// read receipts in memory, then marks earlier messages seen with one statement and inserts the
+    /// new ones with multi-row statements.
     async fn apply_batch(
         &self,
         conn: &mut AnyConnection,
@@ -225,58 +182,132 @@ impl Projection for ConversationProjection {
             .iter()
             .filter(|e| e.stream_type == ConversationEvent::STREAM_TYPE)
             .map(|e| e.stream_id.clone())
-            .collect::<std::collections::BTreeSet<_>>()
+            .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut accounts: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT conversation_id, account_id FROM conversation_accounts WHERE conversation_id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, (String, String)>(&sql);
-            for id in chunk {
-                q = q.bind(id.clone());
-            }
-            accounts.extend(q.fetch_all(&mut *conn).await.map_err(|e| (first, e.into()))?);
-        }
-        let mut links = Vec::new();
-        let mut pending: Vec<MessageRow> = Vec::new();
+        let select = "SELECT conversation_id, account_id FROM conversation_accounts WHERE conversation_id IN ({ids})";
+        let loaded: Vec<(String, String)> = select_in(conn, select, &ids).await.map_err(|e| (first, e.into()))?;
+        let mut accounts: HashMap<String, String> = loaded.into_iter().collect();
+        let mut links: Vec<Vec<Cell>> = Vec::new();
+        let mut messages: Vec<MessageRow> = Vec::new();
+        let mut by_conversation: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut reads: Vec<(String, i64, String)> = Vec::new();
         for event in events {
             if event.stream_type != ConversationEvent::STREAM_TYPE {
                 continue;
             }
-            let fail = |e: ProjectionError| (event.global_position, e);
-            let decoded = ConversationEvent::decode(event).map_err(|e| fail(e.into()))?;
+            let decoded = ConversationEvent::decode(event).map_err(|e| (event.global_position, e.into()))?;
             match &decoded {
                 ConversationCreated(e) => {
                     if !accounts.contains_key(&event.stream_id) {
                         accounts.insert(event.stream_id.clone(), e.account_id.to_string());
-                        links.push((
-                            event.stream_id.clone(),
-                            e.account_id.to_string(),
-                            e.customer_id.to_string(),
-                        ));
+                        links.push(vec![
+                            event.stream_id.clone().into(),
+                            e.account_id.to_string().into(),
+                            e.customer_id.to_string().into(),
+                        ]);
                     }
                 }
                 ConversationRead(_) => {
-                    // Seen receipts cover earlier messages, including this batch's.
-                    flush(conn, &mut links, &mut pending).await.map_err(fail)?;
-                    mark_seen(conn, event).await.map_err(fail)?;
+                    // An agent has read everything before this event: the customer's messages are seen.
+                    let at = format_time(event.recorded_at);
+                    for &i in by_conversation.get(&event.stream_id).into_iter().flatten() {
+                        let m = &mut messages[i];
+                        if m.version < event.version && m.customer_id.is_some() && m.seen_at.is_none() {
+                            m.seen_at = Some(at.clone());
+                        }
+                    }
+                    reads.push((event.stream_id.clone(), event.version, at));
                 }
                 _ => {
                     if let (Some(m), Some(account)) = (new_message(&decoded), accounts.get(&event.stream_id)) {
-                        pending.push(m.into_row(event, account));
+                        by_conversation
+                            .entry(event.stream_id.clone())
+                            .or_default()
+                            .push(messages.len());
+                        messages.push(m.into_row(event, account));
                     }
                 }
             }
         }
-        flush(conn, &mut links, &mut pending).await.map_err(|e| (first, e))
+        let write = async {
+            mark_seen(conn, &reads).await?;
+            insert_rows(
+                conn,
+                "conversation_accounts",
+                &["conversation_id", "account_id", "customer_id"],
+                &links,
+                "ON CONFLICT (conversation_id) DO NOTHING",
+            )
+            .await?;
+            let rows: Vec<Vec<Cell>> = messages.into_iter().map(MessageRow::into_cells).collect();
+            let columns: Vec<&str> = COLUMNS.split(", ").collect();
+            insert_rows(
+                conn,
+                "conversation_messages",
+                &columns,
+                &rows,
+                "ON CONFLICT (message_id) DO NOTHING",
+            )
+            .await
+        };
+        write.await.map_err(|e| (first, e.into()))
     }
 }
 
-/// Ids per `IN (…)` list and rows per multi-row insert.
-const CHUNK: usize = 500;
+impl MessageRow {
+    fn into_cells(self) -> Vec<Cell> {
+        vec![
+            self.message_id.into(),
+            self.conversation_id.into(),
+            self.account_id.into(),
+            self.version.into(),
+            self.kind.into(),
+            self.customer_id.into(),
+            self.user_id.into(),
+            self.body.into(),
+            self.private.into(),
+            self.client_message_id.into(),
+            self.external_id.into(),
+            self.sent_at.into(),
+            self.seen_at.into(),
+            self.delivery_status.into(),
+        ]
+    }
+}
+
+/// Read receipts per statement (each takes three parameters, used twice).
+const READS: usize = 300;
+
+/// Marks the stored customer messages that each read receipt covers (`conversation`, `version`,
+/// `at`): a message is seen at the first receipt after it, in log order.
+async fn mark_seen(conn: &mut AnyConnection, reads: &[(String, i64, String)]) -> Result<(), sqlx::Error> {
+    for chunk in reads.chunks(READS) {
+        let cases: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "WHEN conversation_id = ${} AND version < ${} THEN ${}",
+                    3 * i + 1,
+                    3 * i + 2,
+                    3 * i + 3
+                )
+            })
+            .collect();
+        let case = format!("CASE {} END", cases.join(" "));
+        let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", 3 * i + 1)).collect();
+        let sql = format!(
+            "UPDATE conversation_messages SET seen_at = {case} WHERE conversation_id IN ({}) \
+             AND customer_id IS NOT NULL AND seen_at IS NULL AND {case} IS NOT NULL",
+            ids.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (conversation, version, at) in chunk {
+            q = q.bind(conversation.clone()).bind(*version).bind(at.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
 
 /// The message an event adds, if any.
 fn new_message(decoded: &ConversationEvent) -> Option<NewMessage<'_>> {
@@ -315,80 +346,4 @@ fn new_message(decoded: &ConversationEvent) -> Option<NewMessage<'_>> {
         }
         _ => return None,
     })
-}
-
-/// An agent has read everything before this event: the customer's messages are seen.
-async fn mark_seen(conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "UPDATE conversation_messages SET seen_at = $1 WHERE conversation_id = $2 AND version < $3 \
-         AND customer_id IS NOT NULL AND seen_at IS NULL",
-    )
-    .bind(format_time(event.recorded_at))
-    .bind(event.stream_id.clone())
-    .bind(event.version)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_accounts(conn: &mut AnyConnection, links: &[(String, String, String)]) -> Result<(), ProjectionError> {
-    for chunk in links.chunks(CHUNK) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(3 * i + 1, 3)))
-            .collect();
-        let sql = format!(
-            "INSERT INTO conversation_accounts (conversation_id, account_id, customer_id) VALUES {} \
-             ON CONFLICT (conversation_id) DO NOTHING",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (conversation, account, customer) in chunk {
-            q = q
-                .bind(conversation.clone())
-                .bind(account.clone())
-                .bind(customer.clone());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// Writes the batch's pending conversation links and messages.
-async fn flush(
-    conn: &mut AnyConnection,
-    links: &mut Vec<(String, String, String)>,
-    pending: &mut Vec<MessageRow>,
-) -> Result<(), ProjectionError> {
-    insert_accounts(conn, links).await?;
-    links.clear();
-    for chunk in pending.chunks(CHUNK) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(14 * i + 1, 14)))
-            .collect();
-        let sql = format!(
-            "INSERT INTO conversation_messages ({COLUMNS}) VALUES {} ON CONFLICT (message_id) DO NOTHING",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for m in chunk {
-            q = q
-                .bind(m.message_id.clone())
-                .bind(m.conversation_id.clone())
-                .bind(m.account_id.clone())
-                .bind(m.version)
-                .bind(m.kind.clone())
-                .bind(m.customer_id.clone())
-                .bind(m.user_id.clone())
-                .bind(m.body.clone())
-                .bind(m.private)
-                .bind(m.client_message_id.clone())
-                .bind(m.external_id.clone())
-                .bind(m.sent_at.clone())
-                .bind(m.seen_at.clone())
-                .bind(m.delivery_status.clone());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    pending.clear();
-    Ok(())
 }

@@ -10,9 +10,10 @@ use netia_events::{DomainEvent, RecordedEvent};
 use sqlx::{AnyConnection, FromRow};
 
 use crate::inbox::{InboxProjection, PREVIEW_CHARS};
+use crate::rows::{Cell, insert_rows, replace_on, select_in};
 use crate::{ProjectionError, placeholders};
 
-/// Ids per `IN (…)` list and rows per multi-row statement (SQLite allows 32,766 parameters).
+/// Ids per `DELETE … IN (…)` statement.
 const CHUNK: usize = 500;
 
 #[derive(Debug, Clone, FromRow)]
@@ -78,37 +79,32 @@ pub(crate) async fn apply_batch(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut rows: HashMap<String, Loaded> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(CHUNK) {
-        let list = placeholders(1, chunk.len());
-        let select_rows = format!(
-            "SELECT {} FROM inbox WHERE conversation_id IN ({list})",
-            COLUMNS.join(", ")
-        );
-        let mut q = sqlx::query_as::<_, Row>(&select_rows);
-        for id in chunk {
-            q = q.bind(id.clone());
-        }
-        for row in q.fetch_all(&mut *conn).await.map_err(|e| at_first(e.into()))? {
-            rows.insert(
-                row.conversation_id.clone(),
-                Loaded {
-                    row,
-                    tags: BTreeSet::new(),
-                    dirty: false,
-                    tags_dirty: false,
-                },
-            );
-        }
-        let select_tags = format!("SELECT conversation_id, tag FROM inbox_tags WHERE conversation_id IN ({list})");
-        let mut q = sqlx::query_as::<_, (String, String)>(&select_tags);
-        for id in chunk {
-            q = q.bind(id.clone());
-        }
-        for (id, tag) in q.fetch_all(&mut *conn).await.map_err(|e| at_first(e.into()))? {
-            if let Some(loaded) = rows.get_mut(&id) {
-                loaded.tags.insert(tag);
-            }
+    let select_rows = format!(
+        "SELECT {} FROM inbox WHERE conversation_id IN ({{ids}})",
+        COLUMNS.join(", ")
+    );
+    let loaded: Vec<Row> = select_in(conn, &select_rows, &ids)
+        .await
+        .map_err(|e| at_first(e.into()))?;
+    let mut rows: HashMap<String, Loaded> = loaded
+        .into_iter()
+        .map(|row| {
+            let loaded = Loaded {
+                row,
+                tags: BTreeSet::new(),
+                dirty: false,
+                tags_dirty: false,
+            };
+            (loaded.row.conversation_id.clone(), loaded)
+        })
+        .collect();
+    let select_tags = "SELECT conversation_id, tag FROM inbox_tags WHERE conversation_id IN ({ids})";
+    let tags: Vec<(String, String)> = select_in(conn, select_tags, &ids)
+        .await
+        .map_err(|e| at_first(e.into()))?;
+    for (id, tag) in tags {
+        if let Some(loaded) = rows.get_mut(&id) {
+            loaded.tags.insert(tag);
         }
     }
 
@@ -125,78 +121,70 @@ pub(crate) async fn apply_batch(
         apply_one(conn, &mut rows, event, decoded).await.map_err(fail)?;
     }
 
-    let dirty: Vec<&Loaded> = rows.values().filter(|l| l.dirty).collect();
-    for chunk in dirty.chunks(CHUNK) {
-        let mut sql = format!("INSERT INTO inbox ({}) VALUES ", COLUMNS.join(", "));
-        for (i, _) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            sql.push_str(&placeholders(i * COLUMNS.len() + 1, COLUMNS.len()));
-            sql.push(')');
-        }
-        let updates: Vec<String> = COLUMNS[1..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
-        sql.push_str(&format!(
-            " ON CONFLICT (conversation_id) DO UPDATE SET {}",
-            updates.join(", ")
-        ));
-        let mut q = sqlx::query(&sql);
-        for l in chunk {
-            let r = &l.row;
-            q = q
-                .bind(r.conversation_id.clone())
-                .bind(r.account_id.clone())
-                .bind(r.customer_id.clone())
-                .bind(r.inbox_id.clone())
-                .bind(r.source.clone())
-                .bind(r.subject.clone())
-                .bind(r.status.clone())
-                .bind(r.snoozed_until.clone())
-                .bind(r.priority.clone())
-                .bind(r.assignee_id.clone())
-                .bind(r.archived)
-                .bind(r.created_at.clone())
-                .bind(r.last_message_preview.clone())
-                .bind(r.last_message_at.clone())
-                .bind(r.last_activity_at.clone())
-                .bind(r.message_count)
-                .bind(r.last_customer_message_version)
-                .bind(r.version);
-        }
-        q.execute(&mut *conn).await.map_err(|e| at_first(e.into()))?;
-    }
+    write(conn, rows).await.map_err(|e| at_first(e.into()))
+}
 
-    let retagged: Vec<&Loaded> = rows.values().filter(|l| l.tags_dirty).collect();
+async fn write(conn: &mut AnyConnection, rows: HashMap<String, Loaded>) -> Result<(), sqlx::Error> {
+    let mut upserts: Vec<Vec<Cell>> = Vec::new();
+    let mut retagged: Vec<String> = Vec::new();
+    let mut tags: Vec<Vec<Cell>> = Vec::new();
+    for (
+        id,
+        Loaded {
+            row: r,
+            tags: set,
+            dirty,
+            tags_dirty,
+        },
+    ) in rows
+    {
+        if tags_dirty {
+            tags.extend(set.into_iter().map(|tag| vec![id.clone().into(), tag.into()]));
+            retagged.push(id);
+        }
+        if dirty {
+            upserts.push(vec![
+                r.conversation_id.into(),
+                r.account_id.into(),
+                r.customer_id.into(),
+                r.inbox_id.into(),
+                r.source.into(),
+                r.subject.into(),
+                r.status.into(),
+                r.snoozed_until.into(),
+                r.priority.into(),
+                r.assignee_id.into(),
+                r.archived.into(),
+                r.created_at.into(),
+                r.last_message_preview.into(),
+                r.last_message_at.into(),
+                r.last_activity_at.into(),
+                r.message_count.into(),
+                r.last_customer_message_version.into(),
+                r.version.into(),
+            ]);
+        }
+    }
+    insert_rows(
+        conn,
+        "inbox",
+        &COLUMNS,
+        &upserts,
+        &replace_on("conversation_id", &COLUMNS),
+    )
+    .await?;
     for chunk in retagged.chunks(CHUNK) {
         let delete = format!(
             "DELETE FROM inbox_tags WHERE conversation_id IN ({})",
             placeholders(1, chunk.len())
         );
         let mut d = sqlx::query(&delete);
-        for l in chunk {
-            d = d.bind(l.row.conversation_id.clone());
+        for id in chunk {
+            d = d.bind(id.clone());
         }
-        d.execute(&mut *conn).await.map_err(|e| at_first(e.into()))?;
-        let pairs: Vec<(&String, &String)> = chunk
-            .iter()
-            .flat_map(|l| l.tags.iter().map(move |t| (&l.row.conversation_id, t)))
-            .collect();
-        for pairs in pairs.chunks(CHUNK) {
-            let values: Vec<String> = (0..pairs.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-                .collect();
-            let insert = format!(
-                "INSERT INTO inbox_tags (conversation_id, tag) VALUES {}",
-                values.join(", ")
-            );
-            let mut ins = sqlx::query(&insert);
-            for (id, tag) in pairs {
-                ins = ins.bind((*id).clone()).bind((*tag).clone());
-            }
-            ins.execute(&mut *conn).await.map_err(|e| at_first(e.into()))?;
-        }
+        d.execute(&mut *conn).await?;
     }
+    insert_rows(conn, "inbox_tags", &["conversation_id", "tag"], &tags, "").await?;
     Ok(())
 }
 
