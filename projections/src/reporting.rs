@@ -337,10 +337,11 @@ impl Batch {
         if from_customer && conversation.first_customer_at.is_none() {
             conversation.first_customer_at = Some(format_time(at));
         }
-        if agent.is_some() && conversation.first_response_ms.is_none() {
-            if let Some(first) = &conversation.first_customer_at {
-                conversation.first_response_ms = Some((at - parse(first)?).num_milliseconds().max(0));
-            }
+        if agent.is_some()
+            && conversation.first_response_ms.is_none()
+            && let Some(first) = &conversation.first_customer_at
+        {
+            conversation.first_response_ms = Some((at - parse(first)?).num_milliseconds().max(0));
         }
         let account = conversation.account_id.clone();
         self.count(&account, at, &format!("messages:{kind}"), "");
