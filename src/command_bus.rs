@@ -89,7 +89,6 @@ impl CommandBus {
     }
 
     /// Decides `command` against aggregate `id` and appends the outcome.
-    #[tracing::instrument(level = "debug", skip_all, fields(stream_type = <A::Event as DomainEvent>::STREAM_TYPE, id = %id), err(level = "debug"))]
     pub async fn execute<A>(
         &self,
         id: impl Display,
@@ -101,13 +100,40 @@ impl CommandBus {
         A::Command: Commutes,
         A::Event: DomainEvent,
     {
+        self.execute_all::<A>(id, std::slice::from_ref(&command), metadata)
+            .await
+    }
+
+    /// Decides `commands` in order (each against the state the previous ones left) and appends all
+    /// their events in one append: all or nothing. Retried after a concurrent append only if every
+    /// command commutes.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream_type = <A::Event as DomainEvent>::STREAM_TYPE, id = %id), err(level = "debug"))]
+    pub async fn execute_all<A>(
+        &self,
+        id: impl Display,
+        commands: &[A::Command],
+        metadata: &Metadata,
+    ) -> Result<Executed, CommandError<A::Error>>
+    where
+        A: Decide,
+        A::Command: Commutes,
+        A::Event: DomainEvent,
+    {
         let stream = StreamRef::new(<A::Event as DomainEvent>::STREAM_TYPE, id);
         let metadata = serde_json::to_value(metadata)?;
+        let commutes = commands.iter().all(Commutes::commutes);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (state, version) = self.load_stream::<A>(&stream).await?;
-            let decided = state.decide(&command).map_err(CommandError::Domain)?;
+            let (mut state, version) = self.load_stream::<A>(&stream).await?;
+            let mut decided = Vec::new();
+            for command in commands {
+                let events = state.decide(command).map_err(CommandError::Domain)?;
+                for event in &events {
+                    cqrs_es::Aggregate::apply(&mut state, event.clone());
+                }
+                decided.extend(events);
+            }
             if decided.is_empty() {
                 return Ok(Executed {
                     events: Vec::new(),
@@ -125,7 +151,7 @@ impl CommandBus {
                         attempts: attempt,
                     });
                 }
-                Err(e) if e.is_conflict() && command.commutes() && attempt < self.max_attempts => {
+                Err(e) if e.is_conflict() && commutes && attempt < self.max_attempts => {
                     // Back off a little, with jitter, so that colliding writers spread out.
                     let micros = fastrand::u64(0..(200 * u64::from(attempt)));
                     tokio::time::sleep(Duration::from_micros(micros)).await;

@@ -1,6 +1,7 @@
 //! Netia: the server and CLI around the event store — configuration, startup, HTTP, tailing, commands.
 
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod command_bus;
 pub mod http;

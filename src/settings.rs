@@ -24,6 +24,10 @@ pub struct Settings {
     pub migrate: bool,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// Lifetime of an agent session token (`SESSION_TTL_SECONDS`, default one day).
+    pub session_ttl_seconds: i64,
+    /// Lifetime of a renew token (`RENEW_TTL_SECONDS`, default 30 days).
+    pub renew_ttl_seconds: i64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -98,6 +102,16 @@ impl Settings {
         if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
             return Err(invalid("RUST_LOG", log_filter, "is not a valid tracing filter"));
         }
+        let ttl = |variable: &'static str, default: i64| -> Result<i64, SettingsError> {
+            let reason = "must be a whole number of seconds from 1 to 31536000";
+            let value = parse(variable, get(variable), default, reason)?;
+            if !(1..=31_536_000).contains(&value) {
+                return Err(invalid(variable, value.to_string(), reason));
+            }
+            Ok(value)
+        };
+        let session_ttl_seconds = ttl("SESSION_TTL_SECONDS", 86_400)?;
+        let renew_ttl_seconds = ttl("RENEW_TTL_SECONDS", 30 * 86_400)?;
         Ok(Self {
             host,
             port,
@@ -106,6 +120,8 @@ impl Settings {
             migrate,
             log_format,
             log_filter,
+            session_ttl_seconds,
+            renew_ttl_seconds,
         })
     }
 

@@ -11,6 +11,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::Auth;
 use crate::http::{self, AppState};
 use crate::projector::{self, Projector};
 use crate::settings::Settings;
@@ -48,45 +49,45 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store and binds the HTTP server (port 0 picks a free port, for tests).
-    /// Opens the store, starts the projectors and binds the HTTP server.
+    /// Opens the store named by the settings, then [`Application::start`]s on it.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = open_store(&settings, settings.migrate).await?;
-        let mut app = Self::with_store(&settings, store.clone())?;
+        Self::start(&settings, store).await
+    }
+
+    /// Starts the projectors and binds the HTTP server on an open store (port 0 picks a free port,
+    /// for tests).
+    pub async fn start(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Result<Self> {
         let url = settings.database_url.expose_secret();
         let pool = projector::read_model_pool(url, settings.database_max_connections)
             .await
             .with_context(|| format!("cannot open the read-model database ({})", redact(url)))?;
+        let (stop_projectors, _) = watch::channel(false);
+        let mut projectors = Vec::new();
         for projection in projector::projections() {
             let projector = Projector::new(store.clone(), pool.clone(), projection);
             projector.setup().await.context("cannot create read-model tables")?;
-            app.projectors
-                .push(tokio::spawn(projector.run(app.stop_projectors.subscribe())));
+            projectors.push(tokio::spawn(projector.run(stop_projectors.subscribe())));
         }
-        Ok(app)
-    }
-
-    pub fn with_store(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Result<Self> {
+        let auth = Auth::new(pool.clone(), settings.session_ttl_seconds, settings.renew_ttl_seconds);
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState { store });
+        let state = web::Data::new(AppState::new(store, pool, auth));
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(tracing_actix())
                 .app_data(state.clone())
-                .app_data(web::JsonConfig::default().limit(64 * 1024))
                 .configure(http::routes)
         })
         .listen(listener)?
         .shutdown_timeout(10)
         .run();
-        let (stop_projectors, _) = watch::channel(false);
         Ok(Self {
             port,
             server,
             stop_projectors,
-            projectors: Vec::new(),
+            projectors,
         })
     }
 

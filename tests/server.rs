@@ -3,25 +3,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestDb;
-use netia::settings::Settings;
-use netia::startup::Application;
 use serde_json::Value;
 
-fn settings() -> Settings {
-    Settings::from_map(&HashMap::from([("PORT", "0")])).unwrap()
-}
-
 async fn spawn(db: &TestDb) -> String {
-    let app = Application::with_store(&settings(), db.store.clone()).unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    base
+    common::api::Api::start(db).await.base
 }
 
 async fn get(url: &str) -> (u16, Value) {

@@ -62,6 +62,40 @@ impl ConversationProjection {
         .fetch_all(conn)
         .await?)
     }
+
+    /// The account a conversation belongs to, once the read model has seen it created.
+    pub async fn account_of(conn: &mut AnyConnection, id: ConversationId) -> Result<Option<String>, ProjectionError> {
+        Ok(
+            sqlx::query_scalar("SELECT account_id FROM conversation_accounts WHERE conversation_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(conn)
+                .await?,
+        )
+    }
+
+    pub async fn message(conn: &mut AnyConnection, message_id: &str) -> Result<Option<MessageRow>, ProjectionError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM conversation_messages WHERE message_id = $1"
+        ))
+        .bind(message_id.to_owned())
+        .fetch_optional(conn)
+        .await?)
+    }
+
+    /// The message a client sent with this idempotency key in this conversation.
+    pub async fn message_by_client_id(
+        conn: &mut AnyConnection,
+        id: ConversationId,
+        client_message_id: &str,
+    ) -> Result<Option<MessageRow>, ProjectionError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM conversation_messages WHERE conversation_id = $1 AND client_message_id = $2"
+        ))
+        .bind(id.to_string())
+        .bind(client_message_id.to_owned())
+        .fetch_optional(conn)
+        .await?)
+    }
 }
 
 struct NewMessage<'a> {

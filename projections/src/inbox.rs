@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use netia_events::chain::format_time;
 use netia_events::conversation::{Author, ConversationEvent, Priority};
 use netia_events::customer::CustomerEvent;
-use netia_events::{AccountId, DomainEvent, RecordedEvent, UserId};
+use netia_events::{AccountId, ConversationId, DomainEvent, RecordedEvent, UserId};
 use sqlx::{AnyConnection, FromRow};
 
 use crate::{Projection, ProjectionError};
@@ -61,6 +61,7 @@ pub struct InboxQuery {
     pub assignee: Option<Assignee>,
     pub tag: Option<String>,
     pub inbox_id: Option<String>,
+    pub customer_id: Option<String>,
     pub source: Option<String>,
     /// Only conversations with customer messages this agent has not read.
     pub unread_for: Option<UserId>,
@@ -113,6 +114,25 @@ impl InboxProjection {
     }
 
     /// How many conversations match.
+    /// One conversation's row, with its tags.
+    pub async fn get(conn: &mut AnyConnection, id: ConversationId) -> Result<Option<InboxRow>, ProjectionError> {
+        let sql = format!("{SELECT} WHERE i.conversation_id = $1");
+        let Some(mut row) = sqlx::query_as::<_, InboxRow>(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tags: Vec<String> =
+            sqlx::query_scalar("SELECT tag FROM inbox_tags WHERE conversation_id = $1 ORDER BY tag")
+                .bind(&row.conversation_id)
+                .fetch_all(&mut *conn)
+                .await?;
+        row.tags = (!tags.is_empty()).then(|| tags.join(","));
+        Ok(Some(row))
+    }
+
     pub async fn count(conn: &mut AnyConnection, query: &InboxQuery) -> Result<i64, ProjectionError> {
         let mut sql = Sql::new(
             "SELECT COUNT(*) FROM inbox i LEFT JOIN inbox_customers c ON c.customer_id = i.customer_id WHERE 1 = 1",
@@ -156,6 +176,9 @@ impl InboxProjection {
             )
             .text(tag)
             .push(")");
+        }
+        if let Some(customer) = &q.customer_id {
+            sql.push(" AND i.customer_id = ").text(customer);
         }
         if let Some(inbox) = &q.inbox_id {
             sql.push(" AND i.inbox_id = ").text(inbox);

@@ -1,25 +1,119 @@
 //! The HTTP edge: routes, shared state and the JSON error shape.
 
+mod accounts;
+mod caller;
+mod conversations;
 mod health;
+mod session;
+mod widget;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use netia_events::{Checkpoint, RecordedEvent};
 use serde_json::json;
+use sqlx::AnyPool;
 
+use crate::auth::{Auth, AuthError};
+use crate::command_bus::{CommandBus, CommandError};
 use crate::store::EventStore;
+
+pub use caller::{Agent, CustomerCaller};
+
+/// Largest JSON body accepted, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// How long a write waits for its read model before answering (read-your-writes).
+const READ_YOUR_WRITES: Duration = Duration::from_secs(3);
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
+    pub bus: CommandBus,
+    /// Read models and credentials.
+    pub db: AnyPool,
+    pub auth: Auth,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn EventStore>, db: AnyPool, auth: Auth) -> Self {
+        Self {
+            bus: CommandBus::new(store.clone()),
+            store,
+            db,
+            auth,
+        }
+    }
+
+    /// Waits (bounded) until the named read model has applied `events`, so that the caller reads its
+    /// own write. Returns even when the projector is slow: the write itself has succeeded.
+    pub async fn caught_up(&self, projection: &str, events: &[RecordedEvent]) {
+        let Some(last) = events.iter().map(RecordedEvent::checkpoint).max() else {
+            return;
+        };
+        self.wait_for(projection, last).await;
+    }
+
+    async fn wait_for(&self, projection: &str, at: Checkpoint) {
+        match crate::projector::wait_for(&self.db, projection, at, READ_YOUR_WRITES).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                projection,
+                "read model did not catch up within the read-your-writes bound"
+            ),
+            Err(e) => tracing::warn!(projection, error = %e, "cannot wait for the read model"),
+        }
+    }
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health/live", web::get().to(health::live))
+    cfg.app_data(json_config())
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .route("/health/live", web::get().to(health::live))
         .route("/health/ready", web::get().to(health::ready))
+        .configure(session::routes)
+        .configure(widget::routes)
+        .service(web::scope("/api/v1").configure(agent_routes))
+        .service(web::scope("/api").configure(agent_routes))
         .default_service(web::to(not_found));
+}
+
+/// The agent API, served under `/api` (session tokens) and `/api/v1` (API keys too).
+fn agent_routes(cfg: &mut web::ServiceConfig) {
+    accounts::routes(cfg);
+    conversations::routes(cfg);
+}
+
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default().limit(MAX_BODY).error_handler(|err, _| {
+        let api = match &err {
+            JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+                ApiError::TooLarge(format!("request body is larger than {limit} bytes"))
+            }
+            JsonPayloadError::ContentType => {
+                ApiError::BadRequest("request body must be JSON (Content-Type: application/json)".into())
+            }
+            JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Invalid(e.to_string()),
+            JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
+            other => ApiError::BadRequest(other.to_string()),
+        };
+        actix_web::error::InternalError::from_response(err, api.error_response()).into()
+    })
+}
+
+fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+    let api = ApiError::BadRequest(format!("invalid path: {err}"));
+    actix_web::error::InternalError::from_response(err, api.error_response()).into()
+}
+
+fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api = ApiError::BadRequest(format!("invalid query string: {err}"));
+    actix_web::error::InternalError::from_response(err, api.error_response()).into()
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
@@ -30,7 +124,19 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -40,17 +146,69 @@ pub enum ApiError {
 impl ApiError {
     fn code(&self) -> &'static str {
         match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge(_) => "payload_too_large",
+            ApiError::Invalid(_) => "invalid",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
+    }
+
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(e.into())
+    }
+
+    /// A command's failure: the aggregate's refusal is the caller's mistake (422, or 404 when the
+    /// thing does not exist), a concurrent change is a 409, the rest is ours.
+    pub fn from_command<E: std::error::Error + Send + Sync + 'static>(
+        e: CommandError<E>,
+        not_found: impl Fn(&E) -> bool,
+    ) -> Self {
+        match e {
+            CommandError::Domain(e) if not_found(&e) => ApiError::NotFound(e.to_string()),
+            CommandError::Domain(e) => ApiError::Invalid(e.to_string()),
+            CommandError::Conflict { .. } => ApiError::Conflict(e.to_string()),
+            other => ApiError::internal(anyhow::anyhow!(other.to_string())),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::EmailTaken => ApiError::Conflict(e.to_string()),
+            AuthError::WeakPassword => ApiError::Invalid(e.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<netia_projections::ProjectionError> for ApiError {
+    fn from(e: netia_projections::ProjectionError) -> Self {
+        ApiError::internal(e)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -60,6 +218,16 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(cause) = self {
             tracing::error!(error = ?cause, "request failed");
         }
-        HttpResponse::build(self.status_code()).json(json!({"error": self.code(), "message": self.to_string()}))
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::Unauthorized(_) = self {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(json!({"error": self.code(), "message": self.to_string()}))
     }
+}
+
+/// Parses an id from a path segment; a malformed one is a 400 naming what was expected.
+pub fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::BadRequest(format!("{what} must be a UUID")))
 }

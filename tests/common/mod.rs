@@ -1,6 +1,8 @@
 //! Test harness: a fresh PostgreSQL database or SQLite file per test.
 #![allow(dead_code)]
 
+pub mod api;
+
 use std::sync::Arc;
 
 use netia::store::{EventStore, PgStore, SqliteStore};

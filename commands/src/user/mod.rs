@@ -78,6 +78,7 @@ pub struct User {
     pub account_id: Option<AccountId>,
     pub status: UserStatus,
     pub email: String,
+    pub display_name: String,
     pub role: Option<Role>,
     pub disabled: bool,
 }
@@ -96,6 +97,7 @@ impl User {
                 self.id = Some(e.user_id);
                 self.account_id = Some(e.account_id);
                 self.email = e.email.clone();
+                self.display_name = e.display_name.clone();
                 self.role = Some(e.role);
                 self.status = UserStatus::Registered;
             }

@@ -1,0 +1,137 @@
+//! Who is calling: an agent (session token, or a personal API key under `/api/v1`) or a widget
+//! customer (customer token). Tokens come as `Authorization: Bearer …`. An agent's role and
+//! disabled flag are read from the user's own stream on every request, so a role change or a
+//! disable takes effect at once.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use netia_commands::User;
+use netia_commands::user::UserStatus;
+use netia_events::user::Role;
+use netia_events::{AccountId, CustomerId, UserId};
+
+use super::{ApiError, AppState};
+use crate::auth::TokenKind;
+
+/// An authenticated, enabled agent of one account.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub role: Role,
+    pub email: String,
+    pub display_name: String,
+    /// The session or API key used (to end the session on logout).
+    pub token_id: String,
+    pub via_api_key: bool,
+}
+
+impl Agent {
+    /// Refuses (403) callers below `role`: viewers read, members answer, admins manage.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            let needed = match role {
+                Role::Viewer => "viewer",
+                Role::Member => "member",
+                Role::Admin => "admin",
+            };
+            Err(ApiError::Forbidden(format!("this needs the {needed} role or higher")))
+        }
+    }
+}
+
+/// The widget's customer, from a customer token.
+#[derive(Debug, Clone, Copy)]
+pub struct CustomerCaller {
+    pub customer_id: CustomerId,
+    pub account_id: AccountId,
+}
+
+pub fn bearer(req: &HttpRequest) -> Option<String> {
+    let header = req.headers().get("Authorization")?.to_str().ok()?;
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::Unauthorized("a valid, unexpired token is required (Authorization: Bearer …)".into())
+}
+
+impl Agent {
+    async fn from_token(state: web::Data<AppState>, token: Option<String>, api: bool) -> Result<Self, ApiError> {
+        let token = token.ok_or_else(unauthorized)?;
+        let kinds: &[TokenKind] = if api {
+            &[TokenKind::Session, TokenKind::ApiKey]
+        } else {
+            &[TokenKind::Session]
+        };
+        let holder = state.auth.holder(&token, kinds).await?.ok_or_else(unauthorized)?;
+        let user_id = holder.user_id.ok_or_else(unauthorized)?;
+        let (user, _) = state
+            .bus
+            .load::<User>(user_id)
+            .await
+            .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+        if user.status != UserStatus::Registered || user.account_id != Some(holder.account_id) {
+            return Err(unauthorized());
+        }
+        if user.disabled {
+            return Err(ApiError::Unauthorized("this user is disabled".into()));
+        }
+        Ok(Agent {
+            user_id,
+            account_id: holder.account_id,
+            role: user.role.unwrap_or(Role::Viewer),
+            email: user.email,
+            display_name: user.display_name,
+            token_id: holder.token_id,
+            via_api_key: holder.kind == TokenKind::ApiKey,
+        })
+    }
+}
+
+impl FromRequest for Agent {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let api = req.path().starts_with("/api/v1/");
+        let state = state(req);
+        Box::pin(async move { Agent::from_token(state?, token, api).await })
+    }
+}
+
+impl FromRequest for CustomerCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = state(req);
+        Box::pin(async move {
+            let state = state?;
+            let token = token.ok_or_else(unauthorized)?;
+            let holder = state
+                .auth
+                .holder(&token, &[TokenKind::Customer])
+                .await?
+                .ok_or_else(unauthorized)?;
+            Ok(CustomerCaller {
+                customer_id: holder.customer_id.ok_or_else(unauthorized)?,
+                account_id: holder.account_id,
+            })
+        })
+    }
+}

@@ -1,0 +1,568 @@
+//! Conversations and messages for agents: the inbox with filters, counts and cursor paging, one
+//! conversation (now or as of an instant), its history, updates, and messages. Writes are commands;
+//! reads come from the read models, after waiting for the caller's own write.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use netia_commands::user::UserStatus;
+use netia_commands::{Conversation, ConversationCommand, ConversationError, User};
+use netia_events::chain::format_time;
+use netia_events::conversation::{Author, Priority};
+use netia_events::user::Role;
+use netia_events::{Actor, ConversationId, DomainEvent, MessageId, Metadata, UserId};
+use netia_projections::{Assignee, ConversationProjection, InboxProjection, InboxQuery, InboxRow, MessageRow};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Agent, ApiError, AppState, parse_id};
+use crate::store::StreamBound;
+use netia_events::StreamRef;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/conversations")
+            .route(web::get().to(list))
+            .route(web::post().to(super::widget::create_conversation)),
+    )
+    .route("/conversations/count", web::get().to(count))
+    .route(
+        "/conversations/customer",
+        web::get().to(super::widget::customer_conversations),
+    )
+    .service(
+        web::resource("/conversations/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::put().to(update)),
+    )
+    .route("/conversations/{id}/history", web::get().to(history))
+    .route("/conversations/{id}/read", web::post().to(mark_read))
+    .service(
+        web::resource("/conversations/{id}/messages")
+            .route(web::get().to(messages))
+            .route(web::post().to(post_message)),
+    );
+}
+
+/// A conversation as the API shows it.
+pub fn conversation_json(row: &InboxRow) -> Value {
+    let tags: Vec<&str> = row.tags.as_deref().map_or_else(Vec::new, |t| t.split(',').collect());
+    json!({
+        "id": row.conversation_id,
+        "account_id": row.account_id,
+        "customer_id": row.customer_id,
+        "customer": {"id": row.customer_id, "name": row.customer_name, "email": row.customer_email},
+        "inbox_id": row.inbox_id,
+        "source": row.source,
+        "subject": row.subject,
+        "status": row.status,
+        "snoozed_until": row.snoozed_until,
+        "priority": row.priority,
+        "assignee_id": row.assignee_id,
+        "archived": row.archived != 0,
+        "tags": tags,
+        "created_at": row.created_at,
+        "last_activity_at": row.last_activity_at,
+        "last_message": row.last_message_at.as_ref().map(|at| json!({
+            "preview": row.last_message_preview, "sent_at": at,
+        })),
+        "message_count": row.message_count,
+    })
+}
+
+/// A message in Papercups' shape; never an agent's email address.
+pub fn message_json(m: &MessageRow) -> Value {
+    let source = match m.kind.as_str() {
+        "email" | "slack" | "sms" => m.kind.as_str(),
+        _ => "chat",
+    };
+    json!({
+        "id": m.message_id,
+        "conversation_id": m.conversation_id,
+        "account_id": m.account_id,
+        "body": m.body,
+        "type": m.kind,
+        "private": m.private != 0,
+        "source": source,
+        "customer_id": m.customer_id,
+        "user_id": m.user_id,
+        "customer": m.customer_id.as_ref().map(|id| json!({"id": id})),
+        "user": m.user_id.as_ref().map(|id| json!({"id": id})),
+        "client_message_id": m.client_message_id,
+        "sent_at": m.sent_at,
+        "seen_at": m.seen_at,
+        "delivery_status": m.delivery_status,
+        "version": m.version,
+    })
+}
+
+/// Whether conversation `id` belongs to the caller's account; anything else is "not found".
+pub async fn owned(state: &AppState, agent: &Agent, id: ConversationId) -> Result<(), ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let account = match ConversationProjection::account_of(&mut conn, id).await? {
+        Some(account) => Some(account),
+        // Not projected yet (just created): the log decides.
+        None => {
+            let (conversation, _) = state
+                .bus
+                .load::<Conversation>(id)
+                .await
+                .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+            conversation.account_id.map(|a| a.to_string())
+        }
+    };
+    if account == Some(agent.account_id.to_string()) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("conversation not found".into()))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Filters {
+    status: Option<String>,
+    priority: Option<String>,
+    /// `me`, `unassigned` or a user id.
+    assignee: Option<String>,
+    tag: Option<String>,
+    inbox_id: Option<String>,
+    source: Option<String>,
+    /// `true`: only conversations with messages the caller has not read.
+    unread: Option<bool>,
+    /// Text search in subject, last message and customer name/email.
+    q: Option<String>,
+    archived: Option<bool>,
+    /// The `next` cursor of the previous page.
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+fn one_of(field: &str, value: Option<String>, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::BadRequest(format!(
+            "{field} must be one of {}",
+            allowed.join(", ")
+        ))),
+        other => Ok(other),
+    }
+}
+
+fn bounded_text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) => Err(
+            ApiError::BadRequest(format!("{field} must be 1 to {max} printable characters")),
+        ),
+        other => Ok(other),
+    }
+}
+
+impl Filters {
+    fn query(self, agent: &Agent) -> Result<InboxQuery, ApiError> {
+        let assignee = match self.assignee.as_deref() {
+            None => None,
+            Some("me") => Some(Assignee::User(agent.user_id)),
+            Some("unassigned") => Some(Assignee::Unassigned),
+            Some(id) => Some(Assignee::User(parse_id(id, "assignee (me, unassigned or a user id)")?)),
+        };
+        let inbox_id = match self.inbox_id {
+            Some(id) => Some(parse_id::<netia_events::InboxId>(&id, "inbox_id")?.to_string()),
+            None => None,
+        };
+        let after = match self.after {
+            None => None,
+            Some(cursor) => {
+                let bad = || ApiError::BadRequest("after must be a cursor returned as next".into());
+                let (at, id) = cursor.rsplit_once('~').ok_or_else(bad)?;
+                DateTime::parse_from_rfc3339(at).map_err(|_| bad())?;
+                let id: ConversationId = id.parse().map_err(|_| bad())?;
+                Some((at.to_owned(), id.to_string()))
+            }
+        };
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=netia_projections::inbox::MAX_PAGE).contains(&limit) {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be from 1 to {}",
+                netia_projections::inbox::MAX_PAGE
+            )));
+        }
+        Ok(InboxQuery {
+            account_id: Some(agent.account_id),
+            status: one_of("status", self.status, &["open", "closed", "snoozed"])?,
+            priority: one_of("priority", self.priority, &["normal", "priority"])?,
+            assignee,
+            tag: bounded_text("tag", self.tag, 64)?,
+            inbox_id,
+            customer_id: None,
+            source: one_of("source", self.source, &["chat", "email", "slack", "sms", "api"])?,
+            unread_for: self.unread.unwrap_or(false).then_some(agent.user_id),
+            text: bounded_text("q", self.q, 200)?,
+            include_archived: self.archived.unwrap_or(false),
+            after,
+            limit,
+        })
+    }
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    agent: Agent,
+    filters: web::Query<Filters>,
+) -> Result<HttpResponse, ApiError> {
+    let query = filters.into_inner().query(&agent)?;
+    let mut conn = state.db.acquire().await?;
+    let rows = InboxProjection::list(&mut conn, &query).await?;
+    let next = (rows.len() as i64 == query.limit)
+        .then(|| {
+            rows.last()
+                .map(|r| format!("{}~{}", r.last_activity_at, r.conversation_id))
+        })
+        .flatten();
+    let data: Vec<Value> = rows.iter().map(conversation_json).collect();
+    Ok(HttpResponse::Ok().json(json!({"data": data, "next": next})))
+}
+
+/// Counts for the inbox's filters.
+async fn count(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let base = InboxQuery {
+        account_id: Some(agent.account_id),
+        ..InboxQuery::default()
+    };
+    let open = |q: InboxQuery| InboxQuery {
+        status: Some("open".into()),
+        ..q
+    };
+    let queries = [
+        ("open", open(base.clone())),
+        (
+            "closed",
+            InboxQuery {
+                status: Some("closed".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "snoozed",
+            InboxQuery {
+                status: Some("snoozed".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "priority",
+            open(InboxQuery {
+                priority: Some("priority".into()),
+                ..base.clone()
+            }),
+        ),
+        (
+            "assigned_to_me",
+            open(InboxQuery {
+                assignee: Some(Assignee::User(agent.user_id)),
+                ..base.clone()
+            }),
+        ),
+        (
+            "unassigned",
+            open(InboxQuery {
+                assignee: Some(Assignee::Unassigned),
+                ..base.clone()
+            }),
+        ),
+        (
+            "unread",
+            open(InboxQuery {
+                unread_for: Some(agent.user_id),
+                ..base.clone()
+            }),
+        ),
+    ];
+    let mut counts = serde_json::Map::new();
+    for (name, query) in queries {
+        counts.insert(name.into(), json!(InboxProjection::count(&mut conn, &query).await?));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "data": counts })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsOf {
+    as_of: Option<String>,
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+    query: web::Query<AsOf>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ConversationId = parse_id(&id, "conversation id")?;
+    owned(&state, &agent, id).await?;
+    if let Some(as_of) = &query.as_of {
+        let at = DateTime::parse_from_rfc3339(as_of)
+            .map_err(|_| ApiError::BadRequest("as_of must be an RFC 3339 time".into()))?
+            .with_timezone(&Utc);
+        let replay = crate::audit::replay_conversation(state.store.as_ref(), id, Some(at))
+            .await
+            .map_err(|e| match e {
+                crate::audit::AuditError::NotFound(_) | crate::audit::AuditError::NotYet(..) => {
+                    ApiError::NotFound(e.to_string())
+                }
+                other => ApiError::internal(other),
+            })?;
+        return Ok(HttpResponse::Ok().json(json!({"data": {
+            "id": id, "as_of": format_time(at), "state": replay.state, "events": replay.events,
+        }})));
+    }
+    let mut conn = state.db.acquire().await?;
+    let row = InboxProjection::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("conversation not found".into()))?;
+    Ok(HttpResponse::Ok().json(json!({ "data": conversation_json(&row) })))
+}
+
+async fn history(state: web::Data<AppState>, agent: Agent, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id: ConversationId = parse_id(&id, "conversation id")?;
+    owned(&state, &agent, id).await?;
+    let stream = StreamRef::new(netia_events::conversation::ConversationEvent::STREAM_TYPE, id);
+    let events = state
+        .store
+        .read_stream(&stream, StreamBound::All)
+        .await
+        .map_err(ApiError::internal)?;
+    let entries = netia_projections::history(&events).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(json!({ "data": entries })))
+}
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Update {
+    /// `open`, `closed` or `snoozed` (with `snooze_until`).
+    status: Option<String>,
+    snooze_until: Option<DateTime<Utc>>,
+    priority: Option<String>,
+    /// A user id, or `null` to unassign.
+    #[serde(default, deserialize_with = "nullable")]
+    assignee_id: Option<Option<UserId>>,
+    /// The complete set of tags.
+    tags: Option<Vec<String>>,
+}
+
+fn meta(agent: &Agent) -> Metadata {
+    Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id)
+}
+
+fn conversation_error(e: crate::command_bus::CommandError<ConversationError>) -> ApiError {
+    ApiError::from_command(e, |e| matches!(e, ConversationError::NotFound))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+    body: web::Json<Update>,
+) -> Result<HttpResponse, ApiError> {
+    agent.require(Role::Member)?;
+    let id: ConversationId = parse_id(&id, "conversation id")?;
+    owned(&state, &agent, id).await?;
+    let body = body.into_inner();
+    let now = Utc::now();
+    let mut commands = Vec::new();
+    match (body.status.as_deref(), body.snooze_until) {
+        (None, None) => {}
+        (Some("open"), None) => commands.push(ConversationCommand::Reopen { at: now }),
+        (Some("closed"), None) => commands.push(ConversationCommand::Close { at: now }),
+        (Some("snoozed") | None, Some(until)) => commands.push(ConversationCommand::Snooze { until, at: now }),
+        (Some("snoozed"), None) => return Err(ApiError::Invalid("status snoozed needs snooze_until".into())),
+        (Some("open" | "closed"), Some(_)) => {
+            return Err(ApiError::Invalid("snooze_until goes with status snoozed".into()));
+        }
+        (Some(_), _) => return Err(ApiError::Invalid("status must be open, closed or snoozed".into())),
+    }
+    if let Some(priority) = body.priority.as_deref() {
+        let priority = match priority {
+            "normal" => Priority::Normal,
+            "priority" => Priority::Priority,
+            _ => return Err(ApiError::Invalid("priority must be normal or priority".into())),
+        };
+        commands.push(ConversationCommand::SetPriority { priority });
+    }
+    if let Some(assignee) = body.assignee_id {
+        if let Some(user) = assignee {
+            let (user, _) = state
+                .bus
+                .load::<User>(user)
+                .await
+                .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+            if user.status != UserStatus::Registered || user.account_id != Some(agent.account_id) || user.disabled {
+                return Err(ApiError::Invalid(
+                    "assignee_id is not an active user of this account".into(),
+                ));
+            }
+        }
+        commands.push(ConversationCommand::Assign { assignee });
+    }
+    if let Some(tags) = body.tags {
+        if tags.len() > 50 {
+            return Err(ApiError::Invalid("at most 50 tags".into()));
+        }
+        let wanted: std::collections::BTreeSet<String> = tags.into_iter().map(|t| t.trim().to_owned()).collect();
+        let (current, _) = state
+            .bus
+            .load::<Conversation>(id)
+            .await
+            .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+        for tag in current.tags.difference(&wanted) {
+            commands.push(ConversationCommand::Untag { tag: tag.clone() });
+        }
+        for tag in wanted.difference(&current.tags) {
+            commands.push(ConversationCommand::Tag { tag: tag.clone() });
+        }
+    }
+    let executed = state
+        .bus
+        .execute_all::<Conversation>(id, &commands, &meta(&agent))
+        .await
+        .map_err(conversation_error)?;
+    state.caught_up("inbox", &executed.events).await;
+    let mut conn = state.db.acquire().await?;
+    let row = InboxProjection::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("conversation not found".into()))?;
+    Ok(HttpResponse::Ok().json(json!({ "data": conversation_json(&row) })))
+}
+
+async fn mark_read(state: web::Data<AppState>, agent: Agent, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    agent.require(Role::Viewer)?;
+    let id: ConversationId = parse_id(&id, "conversation id")?;
+    owned(&state, &agent, id).await?;
+    let executed = state
+        .bus
+        .execute::<Conversation>(
+            id,
+            ConversationCommand::MarkRead { user_id: agent.user_id },
+            &meta(&agent),
+        )
+        .await
+        .map_err(conversation_error)?;
+    state.caught_up("inbox", &executed.events).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    /// Messages after this version (the `version` of the last one seen).
+    after_version: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn messages(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+    page: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ConversationId = parse_id(&id, "conversation id")?;
+    owned(&state, &agent, id).await?;
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=1_000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be from 1 to 1000".into()));
+    }
+    let mut conn = state.db.acquire().await?;
+    let rows =
+        ConversationProjection::messages(&mut conn, id, true, page.after_version.unwrap_or(0).max(0), limit).await?;
+    let data: Vec<Value> = rows.iter().map(message_json).collect();
+    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    pub body: String,
+    #[serde(default)]
+    pub private: bool,
+    pub client_message_id: Option<String>,
+}
+
+/// Posts `body` as `author` and answers with the saved message: 201 the first time, 200 with the
+/// same message when `client_message_id` was already used.
+pub async fn post_as(
+    state: &AppState,
+    id: ConversationId,
+    author: Author,
+    message: NewMessage,
+    meta: &Metadata,
+) -> Result<HttpResponse, ApiError> {
+    let message_id = MessageId::new();
+    let client_message_id = message.client_message_id.clone();
+    let executed = state
+        .bus
+        .execute::<Conversation>(
+            id,
+            ConversationCommand::PostMessage {
+                message_id,
+                author,
+                body: message.body,
+                private: message.private,
+                client_message_id: message.client_message_id,
+                at: Utc::now(),
+            },
+            meta,
+        )
+        .await
+        .map_err(conversation_error)?;
+    let created = !executed.events.is_empty();
+    if created {
+        state.caught_up("conversation", &executed.events).await;
+    }
+    let deadline = tokio::time::Instant::now() + super::READ_YOUR_WRITES;
+    let saved = loop {
+        let mut conn = state.db.acquire().await?;
+        let found = match (&client_message_id, created) {
+            // A repeat: the first post may still be on its way to the read model.
+            (Some(key), false) => ConversationProjection::message_by_client_id(&mut conn, id, key).await?,
+            _ => ConversationProjection::message(&mut conn, &message_id.to_string()).await?,
+        };
+        match found {
+            Some(found) => break found,
+            None if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            None => {
+                return Err(ApiError::Unavailable(
+                    "the message is saved but not readable yet; list the messages shortly".into(),
+                ));
+            }
+        }
+    };
+    let body = json!({ "data": message_json(&saved) });
+    Ok(if created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
+}
+
+async fn post_message(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+    body: web::Json<NewMessage>,
+) -> Result<HttpResponse, ApiError> {
+    agent.require(Role::Member)?;
+    let id: ConversationId = parse_id(&id, "conversation id")?;
+    owned(&state, &agent, id).await?;
+    let author = Author::Agent { user_id: agent.user_id };
+    post_as(&state, id, author, body.into_inner(), &meta(&agent)).await
+}

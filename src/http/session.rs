@@ -1,0 +1,159 @@
+//! Registration, login, logout and session renewal.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use netia_commands::{Account, AccountCommand, AccountError, Decide, User, UserCommand, UserError};
+use netia_events::chain::format_time;
+use netia_events::user::Role;
+use netia_events::{AccountId, Actor, InboxId, Metadata, UserId};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Agent, ApiError, AppState};
+use crate::auth::{Auth, Issued};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/registration", web::post().to(register))
+        .route("/api/session", web::post().to(login))
+        .route("/api/session", web::delete().to(logout))
+        .route("/api/session/renew", web::post().to(renew));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Registration {
+    email: String,
+    password: String,
+    account_name: String,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+fn session_body(user: UserId, account: AccountId, session: &Issued, renew: &Issued) -> serde_json::Value {
+    let time = |t: Option<DateTime<Utc>>| t.map(format_time);
+    json!({"data": {
+        "token": session.token,
+        "renew_token": renew.token,
+        "expires_at": time(session.expires_at),
+        "renew_expires_at": time(renew.expires_at),
+        "user_id": user,
+        "account_id": account,
+    }})
+}
+
+/// A new account with its first admin and primary inbox, signed in.
+async fn register(state: web::Data<AppState>, body: web::Json<Registration>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let account_id = AccountId::new();
+    let user_id = UserId::new();
+    let inbox_id = InboxId::new();
+    let email = body.email.trim().to_lowercase();
+    let display_name = body
+        .display_name
+        .clone()
+        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().chars().take(100).collect());
+    let create_account = AccountCommand::Register {
+        account_id,
+        name: body.account_name.trim().to_owned(),
+        owner_user_id: user_id,
+        primary_inbox_id: inbox_id,
+    };
+    let create_user = UserCommand::Register {
+        user_id,
+        account_id,
+        email: email.clone(),
+        display_name,
+        role: Role::Admin,
+    };
+    // Validate everything before anything is written.
+    Account::default()
+        .decide(&create_account)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    User::default()
+        .decide(&create_user)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let hash = Auth::hash_password(&body.password).await?;
+    state.auth.claim(user_id, account_id, &email, &hash).await?;
+    let meta = Metadata::new(Actor::Agent { user_id }).with_account(account_id);
+    let written = async {
+        state
+            .bus
+            .execute::<Account>(account_id, create_account, &meta)
+            .await
+            .map_err(|e| ApiError::from_command(e, |e| matches!(e, AccountError::NotFound)))?;
+        state
+            .bus
+            .execute::<User>(user_id, create_user, &meta)
+            .await
+            .map_err(|e| ApiError::from_command(e, |e| matches!(e, UserError::NotFound)))
+    };
+    if let Err(e) = written.await {
+        state.auth.release(user_id).await?;
+        return Err(e);
+    }
+    let (session, renew) = state.auth.start_session(user_id, account_id).await?;
+    let mut body = session_body(user_id, account_id, &session, &renew);
+    body["data"]["inbox_id"] = json!(inbox_id);
+    Ok(HttpResponse::Created().json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    email: String,
+    password: String,
+}
+
+async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
+    let refused = || ApiError::Unauthorized("email or password is wrong".into());
+    if body.email.len() > 320 || body.password.chars().count() > crate::auth::MAX_PASSWORD {
+        return Err(refused());
+    }
+    let (user_id, account_id) = state
+        .auth
+        .login(&body.email, &body.password)
+        .await?
+        .ok_or_else(refused)?;
+    let (user, _) = state
+        .bus
+        .load::<User>(user_id)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+    if user.disabled {
+        return Err(ApiError::Unauthorized("this user is disabled".into()));
+    }
+    let (session, renew) = state.auth.start_session(user_id, account_id).await?;
+    Ok(HttpResponse::Created().json(session_body(user_id, account_id, &session, &renew)))
+}
+
+async fn logout(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+    if agent.via_api_key {
+        return Err(ApiError::BadRequest("API keys are revoked, not logged out".into()));
+    }
+    state.auth.end_session(&agent.token_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Renew {
+    renew_token: Option<String>,
+}
+
+/// Exchanges a renew token (body `renew_token`, or `Authorization: Bearer`) for a new session.
+async fn renew(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: Option<web::Json<Renew>>,
+) -> Result<HttpResponse, ApiError> {
+    let token = body
+        .and_then(|b| b.into_inner().renew_token)
+        .or_else(|| super::caller::bearer(&req))
+        .ok_or_else(|| ApiError::Unauthorized("a renew token is required".into()))?;
+    let (user, account, session, renew) = state
+        .auth
+        .renew(&token)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the renew token is invalid, expired or used".into()))?;
+    Ok(HttpResponse::Created().json(session_body(user, account, &session, &renew)))
+}

@@ -1,0 +1,210 @@
+//! The widget's public endpoints: settings, creating the customer (which yields the customer token
+//! the socket and these endpoints take), its conversations, and its metadata.
+
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use netia_commands::{Account, Conversation, ConversationCommand, Customer, CustomerCommand, CustomerError};
+use netia_events::conversation::Source;
+use netia_events::customer::CustomerIdentity;
+use netia_events::{AccountId, Actor, ConversationId, CustomerId, InboxId, Metadata};
+use netia_projections::{InboxProjection, InboxQuery};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::conversations::conversation_json;
+use super::{ApiError, AppState, CustomerCaller, parse_id};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/widget_settings", web::get().to(settings))
+        .route("/api/customers", web::post().to(create_customer))
+        .route("/api/customers/{id}/metadata", web::put().to(update_metadata));
+}
+
+async fn account(state: &AppState, id: AccountId) -> Result<Account, ApiError> {
+    let (account, _) = state
+        .bus
+        .load::<Account>(id)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+    if account.id.is_none() {
+        return Err(ApiError::NotFound("account not found".into()));
+    }
+    Ok(account)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsQuery {
+    account_id: String,
+    inbox_id: Option<String>,
+}
+
+async fn settings(state: web::Data<AppState>, query: web::Query<SettingsQuery>) -> Result<HttpResponse, ApiError> {
+    let account_id: AccountId = parse_id(&query.account_id, "account_id")?;
+    if let Some(inbox) = &query.inbox_id {
+        parse_id::<InboxId>(inbox, "inbox_id")?;
+    }
+    let account = account(&state, account_id).await?;
+    let s = &account.widget_settings;
+    Ok(HttpResponse::Ok().json(json!({"data": {
+        "account_id": account_id,
+        "account_name": account.name,
+        "title": s.title,
+        "subtitle": s.subtitle,
+        "primary_color": s.primary_color,
+        "greeting": s.greeting,
+        "new_message_placeholder": s.new_message_placeholder,
+        "show_agent_availability": s.show_agent_availability,
+        "is_branding_hidden": s.is_branding_hidden,
+    }})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCustomer {
+    account_id: String,
+    external_id: Option<String>,
+    email: Option<String>,
+    name: Option<String>,
+    phone: Option<String>,
+    #[serde(default)]
+    metadata: Map<String, Value>,
+}
+
+fn customer_error(e: crate::command_bus::CommandError<CustomerError>) -> ApiError {
+    ApiError::from_command(e, |e| matches!(e, CustomerError::NotFound))
+}
+
+/// A new customer for the widget, with the token it uses from now on.
+async fn create_customer(state: web::Data<AppState>, body: web::Json<NewCustomer>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let account_id: AccountId = parse_id(&body.account_id, "account_id")?;
+    account(&state, account_id).await?;
+    let customer_id = CustomerId::new();
+    let identity = CustomerIdentity {
+        external_id: body.external_id,
+        email: body.email,
+        name: body.name,
+        phone: body.phone,
+    };
+    let meta = Metadata::new(Actor::Customer { customer_id }).with_account(account_id);
+    let command = CustomerCommand::Create {
+        customer_id,
+        account_id,
+        identity,
+        metadata: body.metadata,
+    };
+    state
+        .bus
+        .execute::<Customer>(customer_id, command, &meta)
+        .await
+        .map_err(customer_error)?;
+    let (customer, _) = state.bus.load::<Customer>(customer_id).await.map_err(customer_error)?;
+    let token = state.auth.customer_token(customer_id, account_id).await?;
+    Ok(HttpResponse::Created().json(json!({"data": {
+        "id": customer_id,
+        "account_id": account_id,
+        "external_id": customer.identity.external_id,
+        "email": customer.identity.email,
+        "name": customer.identity.name,
+        "phone": customer.identity.phone,
+        "metadata": customer.metadata,
+        "token": token.token,
+    }})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataUpdate {
+    metadata: Map<String, Value>,
+}
+
+async fn update_metadata(
+    state: web::Data<AppState>,
+    caller: CustomerCaller,
+    id: web::Path<String>,
+    body: web::Json<MetadataUpdate>,
+) -> Result<HttpResponse, ApiError> {
+    let id: CustomerId = parse_id(&id, "customer id")?;
+    if id != caller.customer_id {
+        return Err(ApiError::NotFound("customer not found".into()));
+    }
+    let meta = Metadata::new(Actor::Customer { customer_id: id }).with_account(caller.account_id);
+    let command = CustomerCommand::UpdateMetadata {
+        changes: body.into_inner().metadata,
+    };
+    state
+        .bus
+        .execute::<Customer>(id, command, &meta)
+        .await
+        .map_err(customer_error)?;
+    let (customer, _) = state.bus.load::<Customer>(id).await.map_err(customer_error)?;
+    Ok(HttpResponse::Ok().json(json!({"data": {"id": id, "metadata": customer.metadata}})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewConversation {
+    account_id: String,
+    customer_id: String,
+    inbox_id: Option<String>,
+}
+
+/// The widget opens a conversation for its own customer (customer token).
+pub async fn create_conversation(
+    state: web::Data<AppState>,
+    caller: CustomerCaller,
+    body: web::Json<NewConversation>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id: AccountId = parse_id(&body.account_id, "account_id")?;
+    let customer_id: CustomerId = parse_id(&body.customer_id, "customer_id")?;
+    if account_id != caller.account_id || customer_id != caller.customer_id {
+        return Err(ApiError::Forbidden(
+            "a customer token opens conversations only for its own customer and account".into(),
+        ));
+    }
+    let inbox_id = match &body.inbox_id {
+        Some(id) => Some(parse_id::<InboxId>(id, "inbox_id")?),
+        None => None,
+    };
+    let id = ConversationId::new();
+    let meta = Metadata::new(Actor::Customer { customer_id }).with_account(account_id);
+    let command = ConversationCommand::Create {
+        conversation_id: id,
+        account_id,
+        customer_id,
+        inbox_id,
+        source: Source::Chat,
+        subject: None,
+        at: Utc::now(),
+    };
+    let executed = state
+        .bus
+        .execute::<Conversation>(id, command, &meta)
+        .await
+        .map_err(|e| ApiError::from_command(e, |_| false))?;
+    state.caught_up("inbox", &executed.events).await;
+    let mut conn = state.db.acquire().await?;
+    let row = InboxProjection::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::Unavailable("the conversation is saved but not readable yet".into()))?;
+    Ok(HttpResponse::Created().json(json!({ "data": conversation_json(&row) })))
+}
+
+/// The caller's (customer token) conversations, newest activity first.
+pub async fn customer_conversations(
+    state: web::Data<AppState>,
+    caller: CustomerCaller,
+) -> Result<HttpResponse, ApiError> {
+    let query = InboxQuery {
+        account_id: Some(caller.account_id),
+        customer_id: Some(caller.customer_id.to_string()),
+        include_archived: true,
+        limit: netia_projections::inbox::MAX_PAGE,
+        ..InboxQuery::default()
+    };
+    let mut conn = state.db.acquire().await?;
+    let rows = InboxProjection::list(&mut conn, &query).await?;
+    let data: Vec<Value> = rows.iter().map(conversation_json).collect();
+    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+}

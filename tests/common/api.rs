@@ -1,0 +1,136 @@
+//! A running server on a test database, and a small HTTP client for its API.
+
+use std::collections::HashMap;
+
+use netia::settings::Settings;
+use netia::startup::Application;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::TestDb;
+
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// An agent signed in: their token and ids.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: String,
+    pub renew_token: String,
+    pub user_id: String,
+    pub account_id: String,
+}
+
+impl Api {
+    /// Starts a server (projectors included) on `db`, with extra settings.
+    pub async fn start_with(db: &TestDb, extra: &[(&str, &str)]) -> Api {
+        let mut vars: HashMap<&str, &str> = HashMap::from([("PORT", "0"), ("DATABASE_URL", db.url.as_str())]);
+        vars.extend(extra.iter().copied());
+        let settings = Settings::from_map(&vars).unwrap();
+        let app = Application::start(&settings, db.store.clone()).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        Api {
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn start(db: &TestDb) -> Api {
+        Self::start_with(db, &[]).await
+    }
+
+    /// Sends `body` (JSON, if any) with an optional bearer token; returns status and JSON body
+    /// (`Null` when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text}"))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(token), Some(body)).await
+    }
+
+    /// Registers a new account; its admin is signed in.
+    pub async fn register(&self, email: &str) -> Session {
+        let (status, body) = self
+            .post(
+                "/api/registration",
+                None,
+                json!({"email": email, "password": "correct horse battery", "account_name": "Acme"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        session(&body)
+    }
+
+    /// A widget customer of `account_id` and its token.
+    pub async fn customer(&self, account_id: &str) -> (String, String) {
+        let (status, body) = self
+            .post(
+                "/api/customers",
+                None,
+                json!({"account_id": account_id, "name": "Ada", "email": "ada@example.com"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["data"]["id"].as_str().unwrap().to_owned(),
+            body["data"]["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A conversation opened by a new widget customer of `account_id`: (conversation id, customer token).
+    pub async fn conversation(&self, account_id: &str) -> (String, String) {
+        let (customer_id, token) = self.customer(account_id).await;
+        let (status, body) = self
+            .post(
+                "/api/conversations",
+                Some(&token),
+                json!({"account_id": account_id, "customer_id": customer_id}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (body["data"]["id"].as_str().unwrap().to_owned(), token)
+    }
+}
+
+pub fn session(body: &Value) -> Session {
+    let data = &body["data"];
+    Session {
+        token: data["token"].as_str().unwrap().to_owned(),
+        renew_token: data["renew_token"].as_str().unwrap().to_owned(),
+        user_id: data["user_id"].as_str().unwrap().to_owned(),
+        account_id: data["account_id"].as_str().unwrap().to_owned(),
+    }
+}
