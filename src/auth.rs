@@ -35,6 +35,7 @@ pub enum TokenKind {
     Renew,
     ApiKey,
     Customer,
+    Invitation,
 }
 
 impl TokenKind {
@@ -44,6 +45,7 @@ impl TokenKind {
             TokenKind::Renew => "renew",
             TokenKind::ApiKey => "api_key",
             TokenKind::Customer => "customer",
+            TokenKind::Invitation => "invitation",
         }
     }
 
@@ -54,13 +56,20 @@ impl TokenKind {
             TokenKind::Renew => "ntr_",
             TokenKind::ApiKey => "ntk_",
             TokenKind::Customer => "ntc_",
+            TokenKind::Invitation => "nti_",
         }
     }
 
     fn parse(kind: &str) -> Option<Self> {
-        [Self::Session, Self::Renew, Self::ApiKey, Self::Customer]
-            .into_iter()
-            .find(|k| k.as_str() == kind)
+        [
+            Self::Session,
+            Self::Renew,
+            Self::ApiKey,
+            Self::Customer,
+            Self::Invitation,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == kind)
     }
 }
 
@@ -357,6 +366,65 @@ impl Auth {
         let id = uuid::Uuid::now_v7().to_string();
         self.issue(TokenKind::Customer, &id, account, None, Some(customer), None, None)
             .await
+    }
+
+    /// An invitation for `user` (already invited in the log) to join `account`, valid for a week.
+    pub async fn invitation(&self, user: UserId, account: AccountId, email: &str) -> Result<Issued, AuthError> {
+        self.issue(
+            TokenKind::Invitation,
+            &user.to_string(),
+            account,
+            Some(user),
+            None,
+            Some(email),
+            Some(Duration::days(7)),
+        )
+        .await
+    }
+
+    /// Pending invitations of an account: (invited user id, email, expires_at).
+    pub async fn invitations(&self, account: AccountId) -> Result<Vec<(String, String, String)>, AuthError> {
+        Ok(sqlx::query_as(
+            "SELECT token_id, label, expires_at FROM auth_tokens WHERE account_id = $1 AND kind = 'invitation' \
+             AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at",
+        )
+        .bind(account.to_string())
+        .bind(format_time(Utc::now()))
+        .fetch_all(&self.db)
+        .await?)
+    }
+
+    /// Withdraws (or uses up) the invitation of `user`; false if there was none pending.
+    pub async fn end_invitation(&self, account: AccountId, user: UserId) -> Result<bool, AuthError> {
+        let ended = sqlx::query(
+            "UPDATE auth_tokens SET revoked_at = $1 WHERE token_id = $2 AND account_id = $3 AND kind = 'invitation' \
+             AND revoked_at IS NULL",
+        )
+        .bind(format_time(Utc::now()))
+        .bind(user.to_string())
+        .bind(account.to_string())
+        .execute(&self.db)
+        .await?;
+        Ok(ended.rows_affected() > 0)
+    }
+
+    /// Whether an address is taken by a registered user.
+    pub async fn email_taken(&self, email: &str) -> Result<bool, AuthError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM auth_credentials WHERE email = $1")
+            .bind(email.trim().to_lowercase())
+            .fetch_one(&self.db)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// The registered users of an account, by id.
+    pub async fn users(&self, account: AccountId) -> Result<Vec<String>, AuthError> {
+        Ok(sqlx::query_scalar(
+            "SELECT user_id FROM auth_credentials WHERE account_id = $1 ORDER BY created_at, user_id",
+        )
+        .bind(account.to_string())
+        .fetch_all(&self.db)
+        .await?)
     }
 
     async fn revoke(&self, token_id: &str, kinds: &[&str]) -> Result<(), AuthError> {

@@ -11,10 +11,11 @@ CREATE TABLE auth_credentials (
     created_at    TEXT NOT NULL
 );
 
--- Opaque bearer tokens, stored as the SHA-256 of the secret. `kind`: session, renew, api_key, customer.
+-- Opaque bearer tokens, stored as the SHA-256 of the secret. `kind`: session, renew, api_key, customer,
+-- invitation (label: the invited address).
 CREATE TABLE auth_tokens (
     token_hash   TEXT PRIMARY KEY,
-    kind         TEXT NOT NULL CHECK (kind IN ('session', 'renew', 'api_key', 'customer')),
+    kind         TEXT NOT NULL CHECK (kind IN ('session', 'renew', 'api_key', 'customer', 'invitation')),
     -- Pairs a session with its renew token; an API key's public id.
     token_id     TEXT NOT NULL,
     account_id   TEXT NOT NULL,

@@ -5,6 +5,7 @@ mod caller;
 mod conversations;
 mod health;
 mod session;
+mod team;
 mod widget;
 
 use std::sync::Arc;
@@ -87,6 +88,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 fn agent_routes(cfg: &mut web::ServiceConfig) {
     accounts::routes(cfg);
     conversations::routes(cfg);
+    team::routes(cfg);
 }
 
 pub fn json_config() -> web::JsonConfig {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Agent, ApiError, AppState};
-use crate::auth::{Auth, Issued};
+use crate::auth::{Auth, Issued, TokenKind};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/registration", web::post().to(register))
@@ -24,7 +24,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 struct Registration {
     email: String,
     password: String,
-    account_name: String,
+    /// A new account's name; or, to join an account, the `invitation_token` its admin sent.
+    account_name: Option<String>,
+    invitation_token: Option<String>,
     #[serde(default)]
     display_name: Option<String>,
 }
@@ -41,20 +43,33 @@ fn session_body(user: UserId, account: AccountId, session: &Issued, renew: &Issu
     }})
 }
 
-/// A new account with its first admin and primary inbox, signed in.
+fn display_name(body: &Registration, email: &str) -> String {
+    body.display_name
+        .clone()
+        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().chars().take(100).collect())
+}
+
+/// A new account with its first admin and primary inbox, signed in; or, with an invitation token,
+/// the invited user joining their account with the invited role.
 async fn register(state: web::Data<AppState>, body: web::Json<Registration>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let account_name = match (&body.account_name, &body.invitation_token) {
+        (Some(name), None) => name.trim().to_owned(),
+        (None, Some(token)) => return accept_invitation(&state, &body, token).await,
+        _ => {
+            return Err(ApiError::Invalid(
+                "give either account_name (a new account) or invitation_token (join one)".into(),
+            ));
+        }
+    };
     let account_id = AccountId::new();
     let user_id = UserId::new();
     let inbox_id = InboxId::new();
     let email = body.email.trim().to_lowercase();
-    let display_name = body
-        .display_name
-        .clone()
-        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().chars().take(100).collect());
+    let display_name = display_name(&body, &email);
     let create_account = AccountCommand::Register {
         account_id,
-        name: body.account_name.trim().to_owned(),
+        name: account_name,
         owner_user_id: user_id,
         primary_inbox_id: inbox_id,
     };
@@ -95,6 +110,46 @@ async fn register(state: web::Data<AppState>, body: web::Json<Registration>) -> 
     let mut body = session_body(user_id, account_id, &session, &renew);
     body["data"]["inbox_id"] = json!(inbox_id);
     Ok(HttpResponse::Created().json(body))
+}
+
+async fn accept_invitation(state: &AppState, body: &Registration, token: &str) -> Result<HttpResponse, ApiError> {
+    let refused = || ApiError::Unauthorized("the invitation is invalid, expired or used".into());
+    let holder = state
+        .auth
+        .holder(token, &[TokenKind::Invitation])
+        .await?
+        .ok_or_else(refused)?;
+    let user_id = holder.user_id.ok_or_else(refused)?;
+    let account_id = holder.account_id;
+    let (invited, _) = state
+        .bus
+        .load::<User>(user_id)
+        .await
+        .map_err(|e| ApiError::from_command(e, |e| matches!(e, UserError::NotFound)))?;
+    let email = body.email.trim().to_lowercase();
+    if email != invited.email {
+        return Err(ApiError::Invalid("email must be the invited address".into()));
+    }
+    let register = UserCommand::Register {
+        user_id,
+        account_id,
+        email: email.clone(),
+        display_name: display_name(body, &email),
+        role: invited.role.unwrap_or(Role::Viewer),
+    };
+    invited
+        .decide(&register)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let hash = Auth::hash_password(&body.password).await?;
+    state.auth.claim(user_id, account_id, &email, &hash).await?;
+    let meta = Metadata::new(Actor::Agent { user_id }).with_account(account_id);
+    if let Err(e) = state.bus.execute::<User>(user_id, register, &meta).await {
+        state.auth.release(user_id).await?;
+        return Err(ApiError::from_command(e, |e| matches!(e, UserError::NotFound)));
+    }
+    state.auth.end_invitation(account_id, user_id).await?;
+    let (session, renew) = state.auth.start_session(user_id, account_id).await?;
+    Ok(HttpResponse::Created().json(session_body(user_id, account_id, &session, &renew)))
 }
 
 #[derive(Debug, Deserialize)]
