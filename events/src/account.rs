@@ -1,4 +1,4 @@
-//! Account events: registration, business context, widget settings, LLM on/off.
+//! Account events: registration, business context, widget settings, LLM on/off, canned responses.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,8 @@ event_family! {
         WidgetSettingsUpdated = 1,
         LlmEnabled = 1,
         LlmDisabled = 1,
+        CannedResponseSaved = 1,
+        CannedResponseDeleted = 1,
     }
 }
 
@@ -64,3 +66,16 @@ pub struct LlmEnabled {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlmDisabled {}
+
+/// A reply agents can insert (created, or replaced when the id exists).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CannedResponseSaved {
+    pub canned_response_id: uuid::Uuid,
+    pub name: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CannedResponseDeleted {
+    pub canned_response_id: uuid::Uuid,
+}

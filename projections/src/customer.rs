@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use netia_events::chain::format_time;
 use netia_events::conversation::{Author, ConversationEvent};
 use netia_events::customer::CustomerEvent;
-use netia_events::{CustomerId, DomainEvent, RecordedEvent};
+use netia_events::{AccountId, CustomerId, DomainEvent, RecordedEvent};
 use serde_json::{Map, Value};
 use sqlx::{AnyConnection, FromRow};
 
@@ -45,6 +45,64 @@ impl CustomerProjection {
                 .fetch_optional(conn)
                 .await?,
         )
+    }
+
+    /// An account's customers, newest first, optionally matching `text` (name, email, phone or
+    /// external id, case-insensitive), after the `(created_at, id)` cursor.
+    pub async fn list(
+        conn: &mut AnyConnection,
+        account: AccountId,
+        text: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: i64,
+    ) -> Result<Vec<CustomerRow>, ProjectionError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM customers WHERE account_id = $1");
+        let pattern = text.map(|t| {
+            let escaped = t
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        if pattern.is_some() {
+            sql.push_str(
+                " AND (LOWER(COALESCE(name, '')) LIKE $2 ESCAPE '\\' OR LOWER(COALESCE(email, '')) LIKE $2 ESCAPE '\\' \
+                 OR LOWER(COALESCE(phone, '')) LIKE $2 ESCAPE '\\' OR LOWER(COALESCE(external_id, '')) LIKE $2 ESCAPE '\\')",
+            );
+        } else {
+            sql.push_str(" AND $2 = $2");
+        }
+        if after.is_some() {
+            sql.push_str(" AND (created_at < $3 OR (created_at = $3 AND id < $4))");
+        } else {
+            sql.push_str(" AND $3 = $3 AND $4 = $4");
+        }
+        sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT $5");
+        let (at, id) = after.unwrap_or(("", ""));
+        Ok(sqlx::query_as(&sql)
+            .bind(account.to_string())
+            .bind(pattern.unwrap_or_default())
+            .bind(at.to_owned())
+            .bind(id.to_owned())
+            .bind(limit.clamp(1, 200))
+            .fetch_all(conn)
+            .await?)
+    }
+
+    /// The account's customer with this external id (the newest, if several).
+    pub async fn by_external_id(
+        conn: &mut AnyConnection,
+        account: AccountId,
+        external_id: &str,
+    ) -> Result<Option<CustomerRow>, ProjectionError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM customers WHERE account_id = $1 AND external_id = $2 ORDER BY created_at DESC LIMIT 1"
+        ))
+        .bind(account.to_string())
+        .bind(external_id.to_owned())
+        .fetch_optional(conn)
+        .await?)
     }
 
     /// Every customer, in id order (for comparisons and exports).

@@ -3,8 +3,10 @@
 mod accounts;
 mod caller;
 mod conversations;
+mod customers;
 mod health;
 mod session;
+mod settings;
 mod team;
 mod widget;
 
@@ -78,7 +80,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/health/live", web::get().to(health::live))
         .route("/health/ready", web::get().to(health::ready))
         .configure(session::routes)
-        .configure(widget::routes)
         .service(web::scope("/api/v1").configure(agent_routes))
         .service(web::scope("/api").configure(agent_routes))
         .default_service(web::to(not_found));
@@ -88,6 +89,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 fn agent_routes(cfg: &mut web::ServiceConfig) {
     accounts::routes(cfg);
     conversations::routes(cfg);
+    customers::routes(cfg);
+    settings::routes(cfg);
     team::routes(cfg);
 }
 

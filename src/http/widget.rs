@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
-use netia_commands::{Account, Conversation, ConversationCommand, Customer, CustomerCommand, CustomerError};
+use netia_commands::{Account, Conversation, ConversationCommand, Customer, CustomerCommand};
 use netia_events::conversation::Source;
 use netia_events::customer::CustomerIdentity;
 use netia_events::{AccountId, Actor, ConversationId, CustomerId, InboxId, Metadata};
@@ -12,13 +12,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::conversations::conversation_json;
+use super::customers::customer_error;
 use super::{ApiError, AppState, CustomerCaller, parse_id};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/widget_settings", web::get().to(settings))
-        .route("/api/customers", web::post().to(create_customer))
-        .route("/api/customers/{id}/metadata", web::put().to(update_metadata));
-}
 
 async fn account(state: &AppState, id: AccountId) -> Result<Account, ApiError> {
     let (account, _) = state
@@ -34,12 +29,12 @@ async fn account(state: &AppState, id: AccountId) -> Result<Account, ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SettingsQuery {
+pub struct SettingsQuery {
     account_id: String,
     inbox_id: Option<String>,
 }
 
-async fn settings(state: web::Data<AppState>, query: web::Query<SettingsQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn settings(state: web::Data<AppState>, query: web::Query<SettingsQuery>) -> Result<HttpResponse, ApiError> {
     let account_id: AccountId = parse_id(&query.account_id, "account_id")?;
     if let Some(inbox) = &query.inbox_id {
         parse_id::<InboxId>(inbox, "inbox_id")?;
@@ -61,7 +56,7 @@ async fn settings(state: web::Data<AppState>, query: web::Query<SettingsQuery>) 
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewCustomer {
+pub struct NewCustomer {
     account_id: String,
     external_id: Option<String>,
     email: Option<String>,
@@ -71,12 +66,11 @@ struct NewCustomer {
     metadata: Map<String, Value>,
 }
 
-fn customer_error(e: crate::command_bus::CommandError<CustomerError>) -> ApiError {
-    ApiError::from_command(e, |e| matches!(e, CustomerError::NotFound))
-}
-
 /// A new customer for the widget, with the token it uses from now on.
-async fn create_customer(state: web::Data<AppState>, body: web::Json<NewCustomer>) -> Result<HttpResponse, ApiError> {
+pub async fn create_customer(
+    state: web::Data<AppState>,
+    body: web::Json<NewCustomer>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let account_id: AccountId = parse_id(&body.account_id, "account_id")?;
     account(&state, account_id).await?;
@@ -115,11 +109,11 @@ async fn create_customer(state: web::Data<AppState>, body: web::Json<NewCustomer
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MetadataUpdate {
+pub struct MetadataUpdate {
     metadata: Map<String, Value>,
 }
 
-async fn update_metadata(
+pub async fn update_metadata(
     state: web::Data<AppState>,
     caller: CustomerCaller,
     id: web::Path<String>,

@@ -1,4 +1,4 @@
-//! The account aggregate: registration, business context, widget settings, LLM on/off.
+//! The account aggregate: registration, business context, widget settings, LLM on/off, canned responses.
 
 #[cfg(test)]
 mod tests;
@@ -25,11 +25,25 @@ pub enum AccountCommand {
     },
     EnableLlm,
     DisableLlm,
+    SaveCannedResponse {
+        canned_response_id: uuid::Uuid,
+        name: String,
+        body: String,
+    },
+    DeleteCannedResponse {
+        canned_response_id: uuid::Uuid,
+    },
 }
 
 impl crate::Commutes for AccountCommand {
     fn commutes(&self) -> bool {
-        matches!(self, AccountCommand::EnableLlm | AccountCommand::DisableLlm)
+        matches!(
+            self,
+            AccountCommand::EnableLlm
+                | AccountCommand::DisableLlm
+                | AccountCommand::SaveCannedResponse { .. }
+                | AccountCommand::DeleteCannedResponse { .. }
+        )
     }
 }
 
@@ -43,6 +57,20 @@ pub enum AccountError {
     InvalidName,
     #[error("{field} is invalid: {reason}")]
     InvalidField { field: &'static str, reason: &'static str },
+    #[error("canned response not found")]
+    CannedResponseNotFound,
+    #[error("an account has at most {MAX_CANNED_RESPONSES} canned responses")]
+    TooManyCannedResponses,
+}
+
+/// Canned responses per account.
+pub const MAX_CANNED_RESPONSES: usize = 500;
+
+/// A saved reply: name and body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CannedResponse {
+    pub name: String,
+    pub body: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,6 +80,7 @@ pub struct Account {
     pub business_context: BusinessContext,
     pub widget_settings: WidgetSettings,
     pub llm_enabled: bool,
+    pub canned_responses: std::collections::BTreeMap<uuid::Uuid, CannedResponse>,
 }
 
 impl Account {
@@ -65,6 +94,18 @@ impl Account {
             AccountEvent::WidgetSettingsUpdated(e) => self.widget_settings = e.settings.clone(),
             AccountEvent::LlmEnabled(_) => self.llm_enabled = true,
             AccountEvent::LlmDisabled(_) => self.llm_enabled = false,
+            AccountEvent::CannedResponseSaved(e) => {
+                self.canned_responses.insert(
+                    e.canned_response_id,
+                    CannedResponse {
+                        name: e.name.clone(),
+                        body: e.body.clone(),
+                    },
+                );
+            }
+            AccountEvent::CannedResponseDeleted(e) => {
+                self.canned_responses.remove(&e.canned_response_id);
+            }
         }
     }
 }
@@ -123,6 +164,46 @@ impl crate::Decide for Account {
             } else {
                 Vec::new()
             }),
+            (
+                Some(_),
+                AccountCommand::SaveCannedResponse {
+                    canned_response_id,
+                    name,
+                    body,
+                },
+            ) => {
+                if !is_label(name, 100) {
+                    return Err(invalid("name", "must be 1 to 100 printable characters"));
+                }
+                if body.trim().is_empty() {
+                    return Err(invalid("body", "is empty"));
+                }
+                check_text("body", body, 5_000)?;
+                let saved = CannedResponse {
+                    name: name.trim().to_owned(),
+                    body: body.clone(),
+                };
+                match self.canned_responses.get(canned_response_id) {
+                    Some(existing) if *existing == saved => return Ok(Vec::new()),
+                    None if self.canned_responses.len() >= MAX_CANNED_RESPONSES => {
+                        return Err(AccountError::TooManyCannedResponses);
+                    }
+                    _ => {}
+                }
+                Ok(vec![AccountEvent::CannedResponseSaved(CannedResponseSaved {
+                    canned_response_id: *canned_response_id,
+                    name: saved.name,
+                    body: saved.body,
+                })])
+            }
+            (Some(_), AccountCommand::DeleteCannedResponse { canned_response_id }) => {
+                if !self.canned_responses.contains_key(canned_response_id) {
+                    return Err(AccountError::CannedResponseNotFound);
+                }
+                Ok(vec![AccountEvent::CannedResponseDeleted(CannedResponseDeleted {
+                    canned_response_id: *canned_response_id,
+                })])
+            }
         }
     }
 }

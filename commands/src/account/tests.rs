@@ -322,3 +322,92 @@ fn only_llm_switches_commute() {
     assert!(!AccountCommand::UpdateBusinessContext { context: context() }.commutes());
     assert!(!update_widget(widget()).commutes());
 }
+
+// ----- canned responses -----
+
+const CANNED: Uuid = Uuid::from_u128(10);
+
+fn save(name: &str, body: &str) -> AccountCommand {
+    AccountCommand::SaveCannedResponse {
+        canned_response_id: CANNED,
+        name: name.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+fn saved(name: &str, body: &str) -> AccountEvent {
+    AccountEvent::CannedResponseSaved(CannedResponseSaved {
+        canned_response_id: CANNED,
+        name: name.to_owned(),
+        body: body.to_owned(),
+    })
+}
+
+#[test]
+fn a_canned_response_is_saved_with_a_trimmed_name() {
+    AccountTest::with(())
+        .given(vec![registered()])
+        .when(save("  Greeting ", "Hello!\nHow can we help?"))
+        .then_expect_events(vec![saved("Greeting", "Hello!\nHow can we help?")]);
+}
+
+#[test]
+fn saving_the_same_canned_response_again_changes_nothing_and_a_new_body_replaces_it() {
+    AccountTest::with(())
+        .given(vec![registered(), saved("Greeting", "Hello!")])
+        .when(save("Greeting", "Hello!"))
+        .then_expect_events(vec![]);
+    AccountTest::with(())
+        .given(vec![registered(), saved("Greeting", "Hello!")])
+        .when(save("Greeting", "Hi!"))
+        .then_expect_events(vec![saved("Greeting", "Hi!")]);
+}
+
+#[test]
+fn an_invalid_canned_response_is_refused() {
+    for (name, body, field) in [
+        ("", "body", "name"),
+        ("name", "   ", "body"),
+        ("name", "bad\u{0}body", "body"),
+        (&"n".repeat(101) as &str, "body", "name"),
+        ("name", &"b".repeat(5_001) as &str, "body"),
+    ] {
+        let result = AccountTest::with(())
+            .given(vec![registered()])
+            .when(save(name, body))
+            .inspect_result();
+        assert!(
+            matches!(result, Err(AccountError::InvalidField { field: f, .. }) if f == field),
+            "{name:?}/{body:.10?}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn deleting_a_canned_response_removes_it_and_an_unknown_one_is_not_found() {
+    AccountTest::with(())
+        .given(vec![registered(), saved("Greeting", "Hello!")])
+        .when(AccountCommand::DeleteCannedResponse {
+            canned_response_id: CANNED,
+        })
+        .then_expect_events(vec![AccountEvent::CannedResponseDeleted(CannedResponseDeleted {
+            canned_response_id: CANNED,
+        })]);
+    AccountTest::with(())
+        .given(vec![
+            registered(),
+            saved("Greeting", "Hello!"),
+            AccountEvent::CannedResponseDeleted(CannedResponseDeleted {
+                canned_response_id: CANNED,
+            }),
+        ])
+        .when(AccountCommand::DeleteCannedResponse {
+            canned_response_id: CANNED,
+        })
+        .then_expect_error(AccountError::CannedResponseNotFound);
+}
+
+#[test]
+fn canned_response_commands_commute() {
+    assert!(save("a", "b").commutes());
+}

@@ -1,0 +1,167 @@
+//! Customers for agents: list and search, one customer, identity updates; and `identify`, which
+//! finds an account's customer by the host site's external id.
+
+use actix_web::{HttpResponse, web};
+use netia_commands::{Customer, CustomerCommand, CustomerError};
+use netia_events::customer::CustomerIdentity;
+use netia_events::user::Role;
+use netia_events::{AccountId, Actor, CustomerId, Metadata};
+use netia_projections::{CustomerProjection, CustomerRow};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Agent, ApiError, AppState, parse_id};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/customers")
+            .route(web::get().to(list))
+            .route(web::post().to(super::widget::create_customer)),
+    )
+    .route("/customers/identify", web::get().to(identify))
+    .service(
+        web::resource("/customers/{id}")
+            .route(web::get().to(get))
+            .route(web::put().to(update)),
+    )
+    .route(
+        "/customers/{id}/metadata",
+        web::put().to(super::widget::update_metadata),
+    );
+}
+
+pub fn customer_json(c: &CustomerRow) -> Value {
+    let metadata: Value = serde_json::from_str(&c.metadata).unwrap_or_else(|_| json!({}));
+    json!({
+        "id": c.id,
+        "account_id": c.account_id,
+        "external_id": c.external_id,
+        "email": c.email,
+        "name": c.name,
+        "phone": c.phone,
+        "metadata": metadata,
+        "created_at": c.created_at,
+        "last_seen_at": c.last_seen_at,
+        "conversation_count": c.conversation_count,
+    })
+}
+
+pub fn customer_error(e: crate::command_bus::CommandError<CustomerError>) -> ApiError {
+    ApiError::from_command(e, |e| matches!(e, CustomerError::NotFound))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    q: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    agent: Agent,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be from 1 to 200".into()));
+    }
+    if query.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::BadRequest("q must be at most 200 characters".into()));
+    }
+    let after = match &query.after {
+        None => None,
+        Some(cursor) => {
+            let bad = || ApiError::BadRequest("after must be a cursor returned as next".into());
+            let (at, id) = cursor.rsplit_once('~').ok_or_else(bad)?;
+            chrono::DateTime::parse_from_rfc3339(at).map_err(|_| bad())?;
+            id.parse::<CustomerId>().map_err(|_| bad())?;
+            Some((at, id))
+        }
+    };
+    let mut conn = state.db.acquire().await?;
+    let rows = CustomerProjection::list(&mut conn, agent.account_id, query.q.as_deref(), after, limit).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|c| format!("{}~{}", c.created_at, c.id)))
+        .flatten();
+    let data: Vec<Value> = rows.iter().map(customer_json).collect();
+    Ok(HttpResponse::Ok().json(json!({"data": data, "next": next})))
+}
+
+async fn owned(state: &AppState, agent: &Agent, raw: &str) -> Result<CustomerId, ApiError> {
+    let id: CustomerId = parse_id(raw, "customer id")?;
+    let (customer, _) = state.bus.load::<Customer>(id).await.map_err(customer_error)?;
+    if customer.account_id == Some(agent.account_id) {
+        Ok(id)
+    } else {
+        Err(ApiError::NotFound("customer not found".into()))
+    }
+}
+
+async fn get(state: web::Data<AppState>, agent: Agent, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = owned(&state, &agent, &id).await?;
+    let mut conn = state.db.acquire().await?;
+    let row = CustomerProjection::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("customer not found".into()))?;
+    Ok(HttpResponse::Ok().json(json!({ "data": customer_json(&row) })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identity {
+    external_id: Option<String>,
+    email: Option<String>,
+    name: Option<String>,
+    phone: Option<String>,
+}
+
+/// Sets the given identity fields (absent fields stay as they are).
+async fn update(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+    body: web::Json<Identity>,
+) -> Result<HttpResponse, ApiError> {
+    agent.require(Role::Member)?;
+    let id = owned(&state, &agent, &id).await?;
+    let b = body.into_inner();
+    let identity = CustomerIdentity {
+        external_id: b.external_id,
+        email: b.email,
+        name: b.name,
+        phone: b.phone,
+    };
+    let meta = Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id);
+    let executed = state
+        .bus
+        .execute::<Customer>(id, CustomerCommand::Identify { identity }, &meta)
+        .await
+        .map_err(customer_error)?;
+    state.caught_up("customer", &executed.events).await;
+    let mut conn = state.db.acquire().await?;
+    let row = CustomerProjection::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("customer not found".into()))?;
+    Ok(HttpResponse::Ok().json(json!({ "data": customer_json(&row) })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentifyQuery {
+    account_id: String,
+    external_id: String,
+}
+
+/// The id of the account's customer with this external id (`data: null` if none). Public, as the
+/// widget calls it; it reveals only an id, which is useless without that customer's token.
+async fn identify(state: web::Data<AppState>, query: web::Query<IdentifyQuery>) -> Result<HttpResponse, ApiError> {
+    let account: AccountId = parse_id(&query.account_id, "account_id")?;
+    if query.external_id.is_empty() || query.external_id.chars().count() > 255 {
+        return Err(ApiError::BadRequest("external_id must be 1 to 255 characters".into()));
+    }
+    let mut conn = state.db.acquire().await?;
+    let found = CustomerProjection::by_external_id(&mut conn, account, &query.external_id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "data": found.map(|c| json!({"customer_id": c.id})) })))
+}
