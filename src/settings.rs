@@ -28,6 +28,12 @@ pub struct Settings {
     pub session_ttl_seconds: i64,
     /// Lifetime of a renew token (`RENEW_TTL_SECONDS`, default 30 days).
     pub renew_ttl_seconds: i64,
+    /// Public requests per client IP and minute (`RATE_LIMIT_IP_PER_MINUTE`, default 300).
+    pub rate_limit_ip_per_minute: u32,
+    /// Requests per customer token and minute (`RATE_LIMIT_CUSTOMER_PER_MINUTE`, default 120).
+    pub rate_limit_customer_per_minute: u32,
+    /// Trust `X-Forwarded-For` for the client address (`NETIA_TRUST_PROXY`, default off).
+    pub trust_proxy: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -82,17 +88,7 @@ impl Settings {
                 "must be a whole number from 1 to 1000",
             ));
         }
-        let migrate = match get("NETIA_MIGRATE").as_deref().map(str::trim) {
-            None | Some("1" | "true" | "yes" | "on") => true,
-            Some("0" | "false" | "no" | "off") => false,
-            Some(other) => {
-                return Err(invalid(
-                    "NETIA_MIGRATE",
-                    other.to_owned(),
-                    "must be 1 or 0 (true/false)",
-                ));
-            }
-        };
+        let migrate = flag("NETIA_MIGRATE", get("NETIA_MIGRATE"), true)?;
         let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("text" | "") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -112,6 +108,17 @@ impl Settings {
         };
         let session_ttl_seconds = ttl("SESSION_TTL_SECONDS", 86_400)?;
         let renew_ttl_seconds = ttl("RENEW_TTL_SECONDS", 30 * 86_400)?;
+        let per_minute = |variable: &'static str, default: u32| -> Result<u32, SettingsError> {
+            let reason = "must be a whole number of requests per minute from 1 to 1000000";
+            let value = parse(variable, get(variable), default, reason)?;
+            if !(1..=1_000_000).contains(&value) {
+                return Err(invalid(variable, value.to_string(), reason));
+            }
+            Ok(value)
+        };
+        let rate_limit_ip_per_minute = per_minute("RATE_LIMIT_IP_PER_MINUTE", 300)?;
+        let rate_limit_customer_per_minute = per_minute("RATE_LIMIT_CUSTOMER_PER_MINUTE", 120)?;
+        let trust_proxy = flag("NETIA_TRUST_PROXY", get("NETIA_TRUST_PROXY"), false)?;
         Ok(Self {
             host,
             port,
@@ -122,6 +129,9 @@ impl Settings {
             log_filter,
             session_ttl_seconds,
             renew_ttl_seconds,
+            rate_limit_ip_per_minute,
+            rate_limit_customer_per_minute,
+            trust_proxy,
         })
     }
 
@@ -140,6 +150,15 @@ fn invalid(variable: &'static str, value: String, reason: &'static str) -> Setti
         variable,
         value,
         reason,
+    }
+}
+
+fn flag(variable: &'static str, value: Option<String>, default: bool) -> Result<bool, SettingsError> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(invalid(variable, other.to_owned(), "must be 1 or 0 (true/false)")),
     }
 }
 

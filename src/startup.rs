@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
+use crate::http::limits::{Limiter, Limits};
 use crate::http::{self, AppState};
 use crate::projector::{self, Projector};
 use crate::settings::Settings;
@@ -74,10 +75,18 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState::new(store, pool, auth));
+        let limiter = web::Data::new(Limiter::new(Limits {
+            per_ip_per_minute: settings.rate_limit_ip_per_minute,
+            per_customer_per_minute: settings.rate_limit_customer_per_minute,
+            trust_proxy: settings.trust_proxy,
+        }));
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(http::limits::limit))
+                .wrap(http::cors())
                 .wrap(tracing_actix())
                 .app_data(state.clone())
+                .app_data(limiter.clone())
                 .configure(http::routes)
         })
         .listen(listener)?

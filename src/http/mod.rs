@@ -5,6 +5,7 @@ mod caller;
 mod conversations;
 mod customers;
 mod health;
+pub mod limits;
 mod session;
 mod settings;
 mod team;
@@ -92,6 +93,21 @@ fn agent_routes(cfg: &mut web::ServiceConfig) {
     customers::routes(cfg);
     settings::routes(cfg);
     team::routes(cfg);
+}
+
+/// Cross-origin calls: any origin may call with a bearer token (no cookies are used, so a foreign page
+/// cannot act for a visitor); the widget endpoints check the account's allowed origins themselves.
+pub fn cors() -> actix_cors::Cors {
+    actix_cors::Cors::default()
+        .allow_any_origin()
+        .send_wildcard()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+        ])
+        .expose_headers(["Retry-After"])
+        .max_age(3600)
 }
 
 pub fn json_config() -> web::JsonConfig {

@@ -1,7 +1,7 @@
 //! The widget's public endpoints: settings, creating the customer (which yields the customer token
 //! the socket and these endpoints take), its conversations, and its metadata.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use netia_commands::{Account, Conversation, ConversationCommand, Customer, CustomerCommand};
 use netia_events::conversation::Source;
@@ -14,6 +14,26 @@ use serde_json::{Map, Value, json};
 use super::conversations::conversation_json;
 use super::customers::customer_error;
 use super::{ApiError, AppState, CustomerCaller, parse_id};
+
+/// Refuses (403) a browser call from an origin the account has not allowed. Calls without an
+/// `Origin` header (servers, curl) and from Netia's own pages (origin host = request host) pass;
+/// an empty allow-list allows every origin.
+pub fn check_origin(req: &HttpRequest, account: &Account) -> Result<(), ApiError> {
+    let allowed = &account.widget_settings.allowed_origins;
+    let Some(origin) = req.headers().get("Origin").and_then(|o| o.to_str().ok()) else {
+        return Ok(());
+    };
+    let own = origin
+        .split_once("://")
+        .is_some_and(|(_, host)| Some(host) == req.headers().get("Host").and_then(|h| h.to_str().ok()));
+    if allowed.is_empty() || own || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the account does not allow the widget on {origin}"
+        )))
+    }
+}
 
 async fn account(state: &AppState, id: AccountId) -> Result<Account, ApiError> {
     let (account, _) = state
@@ -34,12 +54,17 @@ pub struct SettingsQuery {
     inbox_id: Option<String>,
 }
 
-pub async fn settings(state: web::Data<AppState>, query: web::Query<SettingsQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn settings(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<SettingsQuery>,
+) -> Result<HttpResponse, ApiError> {
     let account_id: AccountId = parse_id(&query.account_id, "account_id")?;
     if let Some(inbox) = &query.inbox_id {
         parse_id::<InboxId>(inbox, "inbox_id")?;
     }
     let account = account(&state, account_id).await?;
+    check_origin(&req, &account)?;
     let s = &account.widget_settings;
     Ok(HttpResponse::Ok().json(json!({"data": {
         "account_id": account_id,
@@ -69,11 +94,12 @@ pub struct NewCustomer {
 /// A new customer for the widget, with the token it uses from now on.
 pub async fn create_customer(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<NewCustomer>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let account_id: AccountId = parse_id(&body.account_id, "account_id")?;
-    account(&state, account_id).await?;
+    check_origin(&req, &account(&state, account_id).await?)?;
     let customer_id = CustomerId::new();
     let identity = CustomerIdentity {
         external_id: body.external_id,
@@ -147,6 +173,7 @@ pub struct NewConversation {
 /// The widget opens a conversation for its own customer (customer token).
 pub async fn create_conversation(
     state: web::Data<AppState>,
+    req: HttpRequest,
     caller: CustomerCaller,
     body: web::Json<NewConversation>,
 ) -> Result<HttpResponse, ApiError> {
@@ -157,6 +184,7 @@ pub async fn create_conversation(
             "a customer token opens conversations only for its own customer and account".into(),
         ));
     }
+    check_origin(&req, &account(&state, account_id).await?)?;
     let inbox_id = match &body.inbox_id {
         Some(id) => Some(parse_id::<InboxId>(id, "inbox_id")?),
         None => None,

@@ -1,0 +1,131 @@
+//! The API's edge over real HTTP: rate limits (429 + Retry-After), CORS, the widget's origin
+//! allow-list, and the JSON error shape for unknown routes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::TestDb;
+use common::api::Api;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+async fn public_calls_are_rate_limited_per_ip_and_per_customer(db: &TestDb) {
+    let api = Api::start_with(
+        db,
+        &[
+            ("RATE_LIMIT_IP_PER_MINUTE", "8"),
+            ("RATE_LIMIT_CUSTOMER_PER_MINUTE", "3"),
+        ],
+    )
+    .await;
+    let admin = api.register("owner@example.com").await; // 1 public call
+    let (_, customer) = api.customer(&admin.account_id).await; // 2
+    let settings = format!("/api/widget_settings?account_id={}", admin.account_id);
+    // The customer token: 3 per minute, whatever the address allows.
+    for i in 0..3 {
+        let (status, _) = api.get("/api/conversations/customer", &customer).await;
+        assert_eq!(status, StatusCode::OK, "call {i}");
+    }
+    let response = api
+        .http
+        .get(format!("{}/api/conversations/customer", api.base))
+        .bearer_auth(&customer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["error"],
+        "rate_limited"
+    );
+    // The address had 8: 2 + 3 + 1 (refused) used; two more pass, then 429.
+    assert_eq!(api.call(Method::GET, &settings, None, None).await.0, StatusCode::OK);
+    assert_eq!(api.call(Method::GET, &settings, None, None).await.0, StatusCode::OK);
+    let (status, body) = api.call(Method::GET, &settings, None, None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let (status, _) = api
+        .post(
+            "/api/session",
+            None,
+            json!({"email": "owner@example.com", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "logins count too");
+    // Signed-in agents are not limited by the address.
+    for _ in 0..20 {
+        assert_eq!(api.get("/api/me", &admin.token).await.0, StatusCode::OK);
+    }
+}
+
+async fn cors_and_the_widget_origin_allow_list(db: &TestDb) {
+    let api = Api::start(db).await;
+    let admin = api.register("owner@example.com").await;
+    let preflight = api
+        .http
+        .request(Method::OPTIONS, format!("{}/api/customers", api.base))
+        .header("Origin", "https://shop.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+
+    let create = |origin: &'static str| {
+        api.http
+            .post(format!("{}/api/customers", api.base))
+            .header("Origin", origin)
+            .json(&json!({"account_id": admin.account_id}))
+            .send()
+    };
+    // No allow-list: any origin.
+    assert_eq!(
+        create("https://anywhere.example").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            "/api/widget_settings",
+            Some(&admin.token),
+            Some(json!({"allowed_origins": ["https://shop.example.com"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let refused = create("https://evil.example").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        refused.headers()["access-control-allow-origin"],
+        "*",
+        "errors are readable cross-origin"
+    );
+    assert_eq!(
+        create("https://shop.example.com").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let own = format!("http://{}", api.base.trim_start_matches("http://"));
+    let response = api
+        .http
+        .get(format!(
+            "{}/api/widget_settings?account_id={}",
+            api.base, admin.account_id
+        ))
+        .header("Origin", own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "Netia's own pages");
+    let (status, body) = api.call(Method::GET, "/api/nothing", None, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}
+
+on_both_backends!(
+    public_calls_are_rate_limited_per_ip_and_per_customer,
+    cors_and_the_widget_origin_allow_list
+);
