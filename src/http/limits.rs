@@ -108,10 +108,10 @@ pub async fn limit(
         if let Err(wait) = limiter.take(format!("ip:{ip}"), limiter.limits.per_ip_per_minute) {
             return Ok(req.into_response(too_many(wait, "address")));
         }
-        if let Some(token) = token.filter(|t| t.starts_with("ntc_")) {
-            if let Err(wait) = limiter.take(format!("customer:{token}"), limiter.limits.per_customer_per_minute) {
-                return Ok(req.into_response(too_many(wait, "customer")));
-            }
+        if let Some(token) = token.filter(|t| t.starts_with("ntc_"))
+            && let Err(wait) = limiter.take(format!("customer:{token}"), limiter.limits.per_customer_per_minute)
+        {
+            return Ok(req.into_response(too_many(wait, "customer")));
         }
     }
     next.call(req).await.map(ServiceResponse::map_into_boxed_body)
