@@ -92,7 +92,7 @@ pub struct Holder {
 }
 
 /// A personal API key as its owner lists it (never the secret).
-#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     #[sqlx(rename = "token_id")]
     pub id: String,

@@ -82,6 +82,10 @@ impl Application {
         }));
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::ErrorHandlers::new().handler(
+                    actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                    http::method_not_allowed,
+                ))
                 .wrap(actix_web::middleware::from_fn(http::limits::limit))
                 .wrap(http::cors())
                 .wrap(tracing_actix())

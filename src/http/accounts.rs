@@ -5,45 +5,69 @@ use netia_commands::Account;
 use netia_events::user::Role;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
+use super::views::{AccountRef, ApiKeyCreated, Data, ErrorBody, MeView};
 use super::{Agent, ApiError, AppState};
+use crate::auth::ApiKey;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/me", web::get().to(me))
-        .route("/personal_api_keys", web::get().to(list_keys))
-        .route("/personal_api_keys", web::post().to(create_key))
-        .route("/personal_api_keys/{id}", web::delete().to(revoke_key));
+    cfg.service(web::resource("/me").route(web::get().to(me)))
+        .service(
+            web::resource("/personal_api_keys")
+                .route(web::get().to(list_keys))
+                .route(web::post().to(create_key)),
+        )
+        .service(web::resource("/personal_api_keys/{id}").route(web::delete().to(revoke_key)));
 }
 
-async fn me(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+/// The signed-in agent and their account.
+#[utoipa::path(get, path = "/api/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Data<MeView>), (status = 401, body = ErrorBody)))]
+pub(super) async fn me(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     let (account, _) = state
         .bus
         .load::<Account>(agent.account_id)
         .await
         .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
-    Ok(HttpResponse::Ok().json(json!({"data": {
-        "id": agent.user_id,
-        "email": agent.email,
-        "display_name": agent.display_name,
-        "role": agent.role,
-        "account_id": agent.account_id,
-        "account": {"id": agent.account_id, "name": account.name},
-    }})))
+    let role = serde_json::to_value(agent.role)
+        .ok()
+        .and_then(|r| r.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(Data {
+        data: MeView {
+            id: agent.user_id.to_string(),
+            email: agent.email,
+            display_name: agent.display_name,
+            role,
+            account_id: agent.account_id.to_string(),
+            account: AccountRef {
+                id: agent.account_id.to_string(),
+                name: account.name,
+            },
+        },
+    }))
 }
 
-async fn list_keys(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+/// The caller's personal API keys (never their secrets).
+#[utoipa::path(get, path = "/api/personal_api_keys", tag = "api keys", security(("bearer" = [])),
+    responses((status = 200, body = Data<Vec<ApiKey>>), (status = 401, body = ErrorBody)))]
+pub(super) async fn list_keys(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     let keys = state.auth.api_keys(agent.user_id).await?;
     Ok(HttpResponse::Ok().json(json!({ "data": keys })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+pub(super) struct NewKey {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
 }
 
 /// Creates a key for the caller; the secret is in this response only.
-async fn create_key(
+#[utoipa::path(post, path = "/api/personal_api_keys", tag = "api keys", request_body = NewKey, security(("bearer" = [])),
+    responses((status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 201, body = Data<ApiKeyCreated>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn create_key(
     state: web::Data<AppState>,
     agent: Agent,
     body: web::Json<NewKey>,
@@ -57,14 +81,23 @@ async fn create_key(
         return Err(ApiError::Invalid("name must be 1 to 100 printable characters".into()));
     }
     let issued = state.auth.create_api_key(agent.user_id, agent.account_id, name).await?;
-    Ok(HttpResponse::Created().json(json!({"data": {
-        "id": issued.token_id,
-        "name": name,
-        "key": issued.token,
-    }})))
+    Ok(HttpResponse::Created().json(Data {
+        data: ApiKeyCreated {
+            id: issued.token_id,
+            name: name.to_owned(),
+            key: issued.token,
+        },
+    }))
 }
 
-async fn revoke_key(state: web::Data<AppState>, agent: Agent, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// Revokes one of the caller's keys at once.
+#[utoipa::path(delete, path = "/api/personal_api_keys/{id}", tag = "api keys", params(("id" = String, Path, description = "The key's id")), security(("bearer" = [])),
+    responses((status = 400, body = ErrorBody), (status = 204, description = "Revoked"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn revoke_key(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     if state.auth.revoke_api_key(agent.user_id, &id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {

@@ -10,10 +10,15 @@ use netia_events::chain::format_time;
 use netia_events::conversation::{Author, Priority};
 use netia_events::user::Role;
 use netia_events::{Actor, ConversationId, DomainEvent, MessageId, Metadata, UserId};
-use netia_projections::{Assignee, ConversationProjection, InboxProjection, InboxQuery, InboxRow, MessageRow};
+use netia_projections::{Assignee, ConversationProjection, InboxProjection, InboxQuery, InboxRow};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
+use super::views::{
+    ConversationOrAsOf, ConversationView, CountsView, Data, ErrorBody, HistoryView, MessageView, Page, PriorityName,
+    SourceName, StatusName,
+};
 use super::{Agent, ApiError, AppState, parse_id};
 use crate::store::StreamBound;
 use netia_events::StreamRef;
@@ -24,19 +29,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(super::widget::create_conversation)),
     )
-    .route("/conversations/count", web::get().to(count))
-    .route(
-        "/conversations/customer",
-        web::get().to(super::widget::customer_conversations),
-    )
+    .service(super::fixed("/conversations/count", "GET").route(web::get().to(count)))
+    .service(super::fixed("/conversations/customer", "GET").route(web::get().to(super::widget::customer_conversations)))
     .service(
         web::resource("/conversations/{id}")
             .route(web::get().to(get))
             .route(web::patch().to(update))
             .route(web::put().to(update)),
     )
-    .route("/conversations/{id}/history", web::get().to(history))
-    .route("/conversations/{id}/read", web::post().to(mark_read))
+    .service(web::resource("/conversations/{id}/history").route(web::get().to(history)))
+    .service(web::resource("/conversations/{id}/read").route(web::post().to(mark_read)))
     .service(
         web::resource("/conversations/{id}/messages")
             .route(web::get().to(messages))
@@ -44,56 +46,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A conversation as the API shows it.
-pub fn conversation_json(row: &InboxRow) -> Value {
-    let tags: Vec<&str> = row.tags.as_deref().map_or_else(Vec::new, |t| t.split(',').collect());
-    json!({
-        "id": row.conversation_id,
-        "account_id": row.account_id,
-        "customer_id": row.customer_id,
-        "customer": {"id": row.customer_id, "name": row.customer_name, "email": row.customer_email},
-        "inbox_id": row.inbox_id,
-        "source": row.source,
-        "subject": row.subject,
-        "status": row.status,
-        "snoozed_until": row.snoozed_until,
-        "priority": row.priority,
-        "assignee_id": row.assignee_id,
-        "archived": row.archived != 0,
-        "tags": tags,
-        "created_at": row.created_at,
-        "last_activity_at": row.last_activity_at,
-        "last_message": row.last_message_at.as_ref().map(|at| json!({
-            "preview": row.last_message_preview, "sent_at": at,
-        })),
-        "message_count": row.message_count,
-    })
-}
-
-/// A message in Papercups' shape; never an agent's email address.
-pub fn message_json(m: &MessageRow) -> Value {
-    let source = match m.kind.as_str() {
-        "email" | "slack" | "sms" => m.kind.as_str(),
-        _ => "chat",
-    };
-    json!({
-        "id": m.message_id,
-        "conversation_id": m.conversation_id,
-        "account_id": m.account_id,
-        "body": m.body,
-        "type": m.kind,
-        "private": m.private != 0,
-        "source": source,
-        "customer_id": m.customer_id,
-        "user_id": m.user_id,
-        "customer": m.customer_id.as_ref().map(|id| json!({"id": id})),
-        "user": m.user_id.as_ref().map(|id| json!({"id": id})),
-        "client_message_id": m.client_message_id,
-        "sent_at": m.sent_at,
-        "seen_at": m.seen_at,
-        "delivery_status": m.delivery_status,
-        "version": m.version,
-    })
+pub fn conversation_json(row: &InboxRow) -> ConversationView {
+    ConversationView::from(row)
 }
 
 /// Whether conversation `id` belongs to the caller's account; anything else is "not found".
@@ -118,23 +72,31 @@ pub async fn owned(state: &AppState, agent: &Agent, id: ConversationId) -> Resul
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct Filters {
+pub(super) struct Filters {
+    #[param(value_type = Option<StatusName>)]
     status: Option<String>,
+    #[param(value_type = Option<PriorityName>)]
     priority: Option<String>,
     /// `me`, `unassigned` or a user id.
     assignee: Option<String>,
+    #[param(min_length = 1, max_length = 64)]
     tag: Option<String>,
+    #[param(value_type = Option<uuid::Uuid>)]
     inbox_id: Option<String>,
+    #[param(value_type = Option<SourceName>)]
     source: Option<String>,
     /// `true`: only conversations with messages the caller has not read.
     unread: Option<bool>,
     /// Text search in subject, last message and customer name/email.
+    #[param(min_length = 1, max_length = 200)]
     q: Option<String>,
     archived: Option<bool>,
     /// The `next` cursor of the previous page.
     after: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
@@ -204,7 +166,10 @@ impl Filters {
     }
 }
 
-async fn list(
+/// The inbox: the account's conversations, newest activity first, filtered, a page at a time.
+#[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(Filters), security(("bearer" = [])),
+    responses((status = 200, body = Page<ConversationView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(
     state: web::Data<AppState>,
     agent: Agent,
     filters: web::Query<Filters>,
@@ -218,12 +183,13 @@ async fn list(
                 .map(|r| format!("{}~{}", r.last_activity_at, r.conversation_id))
         })
         .flatten();
-    let data: Vec<Value> = rows.iter().map(conversation_json).collect();
+    let data: Vec<ConversationView> = rows.iter().map(ConversationView::from).collect();
     Ok(HttpResponse::Ok().json(json!({"data": data, "next": next})))
 }
 
-/// Counts for the inbox's filters.
-async fn count(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/api/conversations/count", tag = "conversations", security(("bearer" = [])),
+    responses((status = 200, body = Data<CountsView>), (status = 401, body = ErrorBody)))]
+pub(super) async fn count(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     let mut conn = state.db.acquire().await?;
     let base = InboxQuery {
         account_id: Some(agent.account_id),
@@ -285,13 +251,20 @@ async fn count(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(json!({ "data": counts })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct AsOf {
+pub(super) struct AsOf {
+    /// An RFC 3339 time: answer with the state at that instant.
+    #[param(value_type = Option<chrono::DateTime<Utc>>)]
     as_of: Option<String>,
 }
 
-async fn get(
+/// One conversation; with `as_of`, its state at that instant computed from the log.
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations", params(("id" = uuid::Uuid, Path, description = "Conversation id"), AsOf), security(("bearer" = [])),
+    responses((status = 200, description = "The conversation, or with `as_of` its state then", body = Data<ConversationOrAsOf>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn get(
     state: web::Data<AppState>,
     agent: Agent,
     id: web::Path<String>,
@@ -322,7 +295,14 @@ async fn get(
     Ok(HttpResponse::Ok().json(json!({ "data": conversation_json(&row) })))
 }
 
-async fn history(state: web::Data<AppState>, agent: Agent, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// The conversation's events in order: who did what, when (from the log).
+#[utoipa::path(get, path = "/api/conversations/{id}/history", tag = "conversations", params(("id" = uuid::Uuid, Path, description = "Conversation id")), security(("bearer" = [])),
+    responses((status = 200, body = Data<Vec<HistoryView>>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn history(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_id(&id, "conversation id")?;
     owned(&state, &agent, id).await?;
     let stream = StreamRef::new(netia_events::conversation::ConversationEvent::STREAM_TYPE, id);
@@ -344,17 +324,21 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Update {
+pub(super) struct Update {
     /// `open`, `closed` or `snoozed` (with `snooze_until`).
+    #[schema(value_type = Option<StatusName>)]
     status: Option<String>,
     snooze_until: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<PriorityName>)]
     priority: Option<String>,
     /// A user id, or `null` to unassign.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<uuid::Uuid>)]
     assignee_id: Option<Option<UserId>>,
     /// The complete set of tags.
+    #[schema(max_items = 50)]
     tags: Option<Vec<String>>,
 }
 
@@ -366,7 +350,11 @@ fn conversation_error(e: crate::command_bus::CommandError<ConversationError>) ->
     ApiError::from_command(e, |e| matches!(e, ConversationError::NotFound))
 }
 
-async fn update(
+/// Changes status, snooze, priority, assignee and tags in one atomic step (members and admins).
+#[utoipa::path(method(patch, put), path = "/api/conversations/{id}", tag = "conversations", params(("id" = uuid::Uuid, Path, description = "Conversation id")), request_body = Update, security(("bearer" = [])),
+    responses((status = 413, body = ErrorBody), (status = 200, body = Data<ConversationView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn update(
     state: web::Data<AppState>,
     agent: Agent,
     id: web::Path<String>,
@@ -442,7 +430,14 @@ async fn update(
     Ok(HttpResponse::Ok().json(json!({ "data": conversation_json(&row) })))
 }
 
-async fn mark_read(state: web::Data<AppState>, agent: Agent, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// Marks the conversation read for the caller.
+#[utoipa::path(post, path = "/api/conversations/{id}/read", tag = "conversations", params(("id" = uuid::Uuid, Path, description = "Conversation id")), security(("bearer" = [])),
+    responses((status = 204, description = "Read"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn mark_read(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     agent.require(Role::Viewer)?;
     let id: ConversationId = parse_id(&id, "conversation id")?;
     owned(&state, &agent, id).await?;
@@ -459,19 +454,24 @@ async fn mark_read(state: web::Data<AppState>, agent: Agent, id: web::Path<Strin
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct Page {
+pub(super) struct MessagePage {
     /// Messages after this version (the `version` of the last one seen).
     after_version: Option<i64>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
-async fn messages(
+/// The conversation's messages in order, notes included.
+#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "messages", params(("id" = uuid::Uuid, Path, description = "Conversation id"), MessagePage), security(("bearer" = [])),
+    responses((status = 200, body = Data<Vec<MessageView>>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn messages(
     state: web::Data<AppState>,
     agent: Agent,
     id: web::Path<String>,
-    page: web::Query<Page>,
+    page: web::Query<MessagePage>,
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_id(&id, "conversation id")?;
     owned(&state, &agent, id).await?;
@@ -482,16 +482,21 @@ async fn messages(
     let mut conn = state.db.acquire().await?;
     let rows =
         ConversationProjection::messages(&mut conn, id, true, page.after_version.unwrap_or(0).max(0), limit).await?;
-    let data: Vec<Value> = rows.iter().map(message_json).collect();
+    let data: Vec<MessageView> = rows.iter().map(MessageView::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "data": data })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMessage {
+    /// Plain text, up to 20,000 characters.
+    #[schema(min_length = 1, max_length = 20000)]
     pub body: String,
+    /// A note only agents see.
     #[serde(default)]
     pub private: bool,
+    /// The client's idempotency key (1 to 200 printable characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub client_message_id: Option<String>,
 }
 
@@ -546,7 +551,7 @@ pub async fn post_as(
             }
         }
     };
-    let body = json!({ "data": message_json(&saved) });
+    let body = json!({ "data": MessageView::from(&saved) });
     Ok(if created {
         HttpResponse::Created().json(body)
     } else {
@@ -554,7 +559,12 @@ pub async fn post_as(
     })
 }
 
-async fn post_message(
+/// Posts an agent reply, or a private note. Repeating a `client_message_id` answers 200 with the
+/// message saved the first time and saves nothing.
+#[utoipa::path(post, path = "/api/conversations/{id}/messages", tag = "messages", params(("id" = uuid::Uuid, Path, description = "Conversation id")), request_body = NewMessage, security(("bearer" = [])),
+    responses((status = 413, body = ErrorBody), (status = 201, body = Data<MessageView>), (status = 200, description = "Already saved with this client_message_id", body = Data<MessageView>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn post_message(
     state: web::Data<AppState>,
     agent: Agent,
     id: web::Path<String>,

@@ -6,10 +6,11 @@ use netia_commands::{Customer, CustomerCommand, CustomerError};
 use netia_events::customer::CustomerIdentity;
 use netia_events::user::Role;
 use netia_events::{AccountId, Actor, CustomerId, Metadata};
-use netia_projections::{CustomerProjection, CustomerRow};
+use netia_projections::CustomerProjection;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
+use super::views::{CustomerView, Data, ErrorBody, IdentifiedView, Page};
 use super::{Agent, ApiError, AppState, parse_id};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -18,7 +19,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(super::widget::create_customer)),
     )
-    .route("/customers/identify", web::get().to(identify))
+    .service(super::fixed("/customers/identify", "GET").route(web::get().to(identify)))
     .service(
         web::resource("/customers/{id}")
             .route(web::get().to(get))
@@ -30,35 +31,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-pub fn customer_json(c: &CustomerRow) -> Value {
-    let metadata: Value = serde_json::from_str(&c.metadata).unwrap_or_else(|_| json!({}));
-    json!({
-        "id": c.id,
-        "account_id": c.account_id,
-        "external_id": c.external_id,
-        "email": c.email,
-        "name": c.name,
-        "phone": c.phone,
-        "metadata": metadata,
-        "created_at": c.created_at,
-        "last_seen_at": c.last_seen_at,
-        "conversation_count": c.conversation_count,
-    })
-}
-
 pub fn customer_error(e: crate::command_bus::CommandError<CustomerError>) -> ApiError {
     ApiError::from_command(e, |e| matches!(e, CustomerError::NotFound))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(super) struct ListQuery {
+    #[param(max_length = 200)]
     q: Option<String>,
     after: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
-async fn list(
+/// The account's customers, newest first; `q` searches name, email, phone and external id.
+#[utoipa::path(get, path = "/api/customers", tag = "customers", params(ListQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<CustomerView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(
     state: web::Data<AppState>,
     agent: Agent,
     query: web::Query<ListQuery>,
@@ -85,11 +76,11 @@ async fn list(
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|c| format!("{}~{}", c.created_at, c.id)))
         .flatten();
-    let data: Vec<Value> = rows.iter().map(customer_json).collect();
-    Ok(HttpResponse::Ok().json(json!({"data": data, "next": next})))
+    let data: Vec<CustomerView> = rows.iter().map(CustomerView::from).collect();
+    Ok(HttpResponse::Ok().json(Page { data, next }))
 }
 
-async fn owned(state: &AppState, agent: &Agent, raw: &str) -> Result<CustomerId, ApiError> {
+pub(super) async fn owned(state: &AppState, agent: &Agent, raw: &str) -> Result<CustomerId, ApiError> {
     let id: CustomerId = parse_id(raw, "customer id")?;
     let (customer, _) = state.bus.load::<Customer>(id).await.map_err(customer_error)?;
     if customer.account_id == Some(agent.account_id) {
@@ -99,18 +90,26 @@ async fn owned(state: &AppState, agent: &Agent, raw: &str) -> Result<CustomerId,
     }
 }
 
-async fn get(state: web::Data<AppState>, agent: Agent, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/api/customers/{id}", tag = "customers", params(("id" = uuid::Uuid, Path, description = "Customer id")), security(("bearer" = [])),
+    responses((status = 200, body = Data<CustomerView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn get(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = owned(&state, &agent, &id).await?;
     let mut conn = state.db.acquire().await?;
     let row = CustomerProjection::get(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound("customer not found".into()))?;
-    Ok(HttpResponse::Ok().json(json!({ "data": customer_json(&row) })))
+    Ok(HttpResponse::Ok().json(Data {
+        data: CustomerView::from(&row),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Identity {
+pub(super) struct Identity {
     external_id: Option<String>,
     email: Option<String>,
     name: Option<String>,
@@ -118,7 +117,11 @@ struct Identity {
 }
 
 /// Sets the given identity fields (absent fields stay as they are).
-async fn update(
+#[utoipa::path(put, path = "/api/customers/{id}", tag = "customers", params(("id" = uuid::Uuid, Path, description = "Customer id")), request_body = Identity,
+    security(("bearer" = [])),
+    responses((status = 413, body = ErrorBody), (status = 200, body = Data<CustomerView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn update(
     state: web::Data<AppState>,
     agent: Agent,
     id: web::Path<String>,
@@ -144,24 +147,36 @@ async fn update(
     let row = CustomerProjection::get(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound("customer not found".into()))?;
-    Ok(HttpResponse::Ok().json(json!({ "data": customer_json(&row) })))
+    Ok(HttpResponse::Ok().json(Data {
+        data: CustomerView::from(&row),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct IdentifyQuery {
+pub(super) struct IdentifyQuery {
+    #[param(value_type = uuid::Uuid)]
     account_id: String,
+    #[param(min_length = 1, max_length = 255)]
     external_id: String,
 }
 
 /// The id of the account's customer with this external id (`data: null` if none). Public, as the
 /// widget calls it; it reveals only an id, which is useless without that customer's token.
-async fn identify(state: web::Data<AppState>, query: web::Query<IdentifyQuery>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/api/customers/identify", tag = "widget", params(IdentifyQuery),
+    responses((status = 200, description = "`data` is null when there is no such customer", body = Data<Option<IdentifiedView>>), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(super) async fn identify(
+    state: web::Data<AppState>,
+    query: web::Query<IdentifyQuery>,
+) -> Result<HttpResponse, ApiError> {
     let account: AccountId = parse_id(&query.account_id, "account_id")?;
     if query.external_id.is_empty() || query.external_id.chars().count() > 255 {
         return Err(ApiError::BadRequest("external_id must be 1 to 255 characters".into()));
     }
     let mut conn = state.db.acquire().await?;
     let found = CustomerProjection::by_external_id(&mut conn, account, &query.external_id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "data": found.map(|c| json!({"customer_id": c.id})) })))
+    Ok(HttpResponse::Ok().json(Data {
+        data: found.map(|c| IdentifiedView { customer_id: c.id }),
+    }))
 }

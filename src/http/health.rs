@@ -3,24 +3,41 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
 
 use super::{ApiError, AppState};
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (live) or `ready`.
+    pub status: &'static str,
+    /// `postgres` or `sqlite` (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<&'static str>,
+}
 use crate::store::Backend;
 
 /// The process is up.
-pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, body = Health)))]
+pub(super) async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        database: None,
+    })
 }
 
 /// The process can serve: its event store answers within two seconds.
-pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = super::views::ErrorBody)))]
+pub(super) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let backend = match state.store.backend() {
         Backend::Postgres => "postgres",
         Backend::Sqlite => "sqlite",
     };
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({"status": "ready", "database": backend}))),
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(Health {
+            status: "ready",
+            database: Some(backend),
+        })),
         Ok(Err(e)) => Err(ApiError::Unavailable(format!("{backend} is not answering: {e}"))),
         Err(_) => Err(ApiError::Unavailable(format!("{backend} did not answer within 2 s"))),
     }

@@ -6,9 +6,11 @@ mod conversations;
 mod customers;
 mod health;
 pub mod limits;
+pub mod openapi;
 mod session;
 mod settings;
 mod team;
+pub mod views;
 mod widget;
 
 use std::sync::Arc;
@@ -78,8 +80,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(json_config())
         .app_data(web::PathConfig::default().error_handler(path_error))
         .app_data(web::QueryConfig::default().error_handler(query_error))
-        .route("/health/live", web::get().to(health::live))
-        .route("/health/ready", web::get().to(health::ready))
+        .service(web::resource("/health/live").route(web::get().to(health::live)))
+        .service(web::resource("/health/ready").route(web::get().to(health::ready)))
+        .service(web::resource("/api/openapi.json").route(web::get().to(openapi::document)))
         .configure(session::routes)
         .service(web::scope("/api/v1").configure(agent_routes))
         .service(web::scope("/api").configure(agent_routes))
@@ -135,6 +138,35 @@ fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
 fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
     let api = ApiError::BadRequest(format!("invalid query string: {err}"));
     actix_web::error::InternalError::from_response(err, api.error_response()).into()
+}
+
+/// A resource that answers 405 (not the next matching resource) for methods it does not serve:
+/// `/conversations/count` must not fall through to `/conversations/{id}`.
+pub fn fixed(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
+        HttpResponse::MethodNotAllowed()
+            .insert_header((actix_web::http::header::ALLOW, allow))
+            .json(json!({
+                "error": "method_not_allowed",
+                "message": format!("{} is not allowed on {}", req.method(), req.path()),
+            }))
+    }))
+}
+
+/// A 405 (from a route that exists with other methods) in the API's error shape, keeping `Allow`.
+pub fn method_not_allowed<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    let (req, res) = res.into_parts();
+    let mut answer = HttpResponse::MethodNotAllowed();
+    if let Some(allow) = res.headers().get(actix_web::http::header::ALLOW) {
+        answer.insert_header((actix_web::http::header::ALLOW, allow.clone()));
+    }
+    let message = format!("{} is not allowed on {}", req.method(), req.path());
+    let answer = answer.json(json!({"error": "method_not_allowed", "message": message}));
+    Ok(actix_web::middleware::ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, answer).map_into_right_body(),
+    ))
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -7,22 +7,28 @@ use netia_events::chain::format_time;
 use netia_events::user::Role;
 use netia_events::{AccountId, Actor, InboxId, Metadata, UserId};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
+use super::views::{Data, ErrorBody, SessionView};
 use super::{Agent, ApiError, AppState};
 use crate::auth::{Auth, Issued, TokenKind};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/registration", web::post().to(register))
-        .route("/api/session", web::post().to(login))
-        .route("/api/session", web::delete().to(logout))
-        .route("/api/session/renew", web::post().to(renew));
+    cfg.service(web::resource("/api/registration").route(web::post().to(register)))
+        .service(
+            web::resource("/api/session")
+                .route(web::post().to(login))
+                .route(web::delete().to(logout)),
+        )
+        .service(web::resource("/api/session/renew").route(web::post().to(renew)));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Registration {
+pub(super) struct Registration {
+    #[schema(max_length = 320)]
     email: String,
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
     /// A new account's name; or, to join an account, the `invitation_token` its admin sent.
     account_name: Option<String>,
@@ -31,16 +37,19 @@ struct Registration {
     display_name: Option<String>,
 }
 
-fn session_body(user: UserId, account: AccountId, session: &Issued, renew: &Issued) -> serde_json::Value {
+fn session_body(user: UserId, account: AccountId, session: &Issued, renew: &Issued) -> Data<SessionView> {
     let time = |t: Option<DateTime<Utc>>| t.map(format_time);
-    json!({"data": {
-        "token": session.token,
-        "renew_token": renew.token,
-        "expires_at": time(session.expires_at),
-        "renew_expires_at": time(renew.expires_at),
-        "user_id": user,
-        "account_id": account,
-    }})
+    Data {
+        data: SessionView {
+            token: session.token.clone(),
+            renew_token: renew.token.clone(),
+            expires_at: time(session.expires_at),
+            renew_expires_at: time(renew.expires_at),
+            user_id: user.to_string(),
+            account_id: account.to_string(),
+            inbox_id: None,
+        },
+    }
 }
 
 fn display_name(body: &Registration, email: &str) -> String {
@@ -51,7 +60,13 @@ fn display_name(body: &Registration, email: &str) -> String {
 
 /// A new account with its first admin and primary inbox, signed in; or, with an invitation token,
 /// the invited user joining their account with the invited role.
-async fn register(state: web::Data<AppState>, body: web::Json<Registration>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(post, path = "/api/registration", tag = "auth", request_body = Registration,
+    responses((status = 201, body = Data<SessionView>), (status = 400, body = ErrorBody), (status = 401, description = "Invalid invitation", body = ErrorBody),
+        (status = 409, description = "Email address taken", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(super) async fn register(
+    state: web::Data<AppState>,
+    body: web::Json<Registration>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let account_name = match (&body.account_name, &body.invitation_token) {
         (Some(name), None) => name.trim().to_owned(),
@@ -108,11 +123,15 @@ async fn register(state: web::Data<AppState>, body: web::Json<Registration>) -> 
     }
     let (session, renew) = state.auth.start_session(user_id, account_id).await?;
     let mut body = session_body(user_id, account_id, &session, &renew);
-    body["data"]["inbox_id"] = json!(inbox_id);
+    body.data.inbox_id = Some(inbox_id.to_string());
     Ok(HttpResponse::Created().json(body))
 }
 
-async fn accept_invitation(state: &AppState, body: &Registration, token: &str) -> Result<HttpResponse, ApiError> {
+pub(super) async fn accept_invitation(
+    state: &AppState,
+    body: &Registration,
+    token: &str,
+) -> Result<HttpResponse, ApiError> {
     let refused = || ApiError::Unauthorized("the invitation is invalid, expired or used".into());
     let holder = state
         .auth
@@ -152,14 +171,17 @@ async fn accept_invitation(state: &AppState, body: &Registration, token: &str) -
     Ok(HttpResponse::Created().json(session_body(user_id, account_id, &session, &renew)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Login {
+pub(super) struct Login {
     email: String,
     password: String,
 }
 
-async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
+/// Signs in with email and password.
+#[utoipa::path(post, path = "/api/session", tag = "auth", request_body = Login,
+    responses((status = 413, body = ErrorBody), (status = 201, body = Data<SessionView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(super) async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
     let refused = || ApiError::Unauthorized("email or password is wrong".into());
     if body.email.len() > 320 || body.password.chars().count() > crate::auth::MAX_PASSWORD {
         return Err(refused());
@@ -181,7 +203,10 @@ async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<Htt
     Ok(HttpResponse::Created().json(session_body(user_id, account_id, &session, &renew)))
 }
 
-async fn logout(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+/// Ends the caller's session (its renew token too).
+#[utoipa::path(delete, path = "/api/session", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "Signed out"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn logout(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     if agent.via_api_key {
         return Err(ApiError::BadRequest("API keys are revoked, not logged out".into()));
     }
@@ -189,14 +214,16 @@ async fn logout(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Renew {
+pub(super) struct Renew {
     renew_token: Option<String>,
 }
 
 /// Exchanges a renew token (body `renew_token`, or `Authorization: Bearer`) for a new session.
-async fn renew(
+#[utoipa::path(post, path = "/api/session/renew", tag = "auth", request_body(content = Renew, description = "Or send the renew token as the bearer token"),
+    responses((status = 413, body = ErrorBody), (status = 201, body = Data<SessionView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(super) async fn renew(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
     body: Option<web::Json<Renew>>,

@@ -9,8 +9,9 @@ use netia_events::user::Role;
 use netia_events::{Actor, Metadata};
 use netia_projections::ReportingProjection;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
+use super::views::{BusinessContextView, CannedResponseView, Data, DayView, ErrorBody, TagView, WidgetSettingsView};
 use super::{Agent, ApiError, AppState, parse_id};
 use crate::command_bus::CommandError;
 
@@ -35,8 +36,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(update_canned_response))
             .route(web::delete().to(delete_canned_response)),
     )
-    .route("/tags", web::get().to(tags))
-    .route("/reporting", web::get().to(reporting));
+    .service(web::resource("/tags").route(web::get().to(tags)))
+    .service(web::resource("/reporting").route(web::get().to(reporting)));
 }
 
 fn account_error(e: CommandError<AccountError>) -> ApiError {
@@ -49,7 +50,7 @@ fn meta(agent: &Agent) -> Metadata {
     Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id)
 }
 
-async fn load(state: &AppState, agent: &Agent) -> Result<Account, ApiError> {
+pub(super) async fn load(state: &AppState, agent: &Agent) -> Result<Account, ApiError> {
     Ok(state
         .bus
         .load::<Account>(agent.account_id)
@@ -58,24 +59,29 @@ async fn load(state: &AppState, agent: &Agent) -> Result<Account, ApiError> {
         .0)
 }
 
-fn context_json(account: &Account) -> Value {
+fn context_json(account: &Account) -> Data<BusinessContextView> {
     let c = &account.business_context;
-    json!({"data": {
-        "business_name": c.business_name,
-        "business_description": c.business_description,
-        "instructions": c.instructions,
-        "scheduling_link": c.scheduling_link,
-        "llm_enabled": account.llm_enabled,
-    }})
+    Data {
+        data: BusinessContextView {
+            business_name: c.business_name.clone(),
+            business_description: c.business_description.clone(),
+            instructions: c.instructions.clone(),
+            scheduling_link: c.scheduling_link.clone(),
+            llm_enabled: account.llm_enabled,
+        },
+    }
 }
 
-async fn business_context(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+/// What the LLM is told about the business, and whether it answers.
+#[utoipa::path(get, path = "/api/business_context", tag = "settings", security(("bearer" = [])),
+    responses((status = 200, body = Data<BusinessContextView>), (status = 401, body = ErrorBody)))]
+pub(super) async fn business_context(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(context_json(&load(&state, &agent).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ContextUpdate {
+pub(super) struct ContextUpdate {
     business_name: String,
     #[serde(default)]
     business_description: String,
@@ -85,7 +91,10 @@ struct ContextUpdate {
     llm_enabled: Option<bool>,
 }
 
-async fn update_business_context(
+/// Replaces the business context; `llm_enabled` switches auto-replies (admins).
+#[utoipa::path(put, path = "/api/business_context", tag = "settings", request_body = ContextUpdate, security(("bearer" = [])),
+    responses((status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 200, body = Data<BusinessContextView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn update_business_context(
     state: web::Data<AppState>,
     agent: Agent,
     body: web::Json<ContextUpdate>,
@@ -113,9 +122,9 @@ async fn update_business_context(
     Ok(HttpResponse::Ok().json(context_json(&load(&state, &agent).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct WidgetUpdate {
+pub(super) struct WidgetUpdate {
     #[serde(default)]
     title: String,
     #[serde(default)]
@@ -134,7 +143,10 @@ struct WidgetUpdate {
     allowed_origins: Vec<String>,
 }
 
-async fn update_widget_settings(
+/// Replaces the widget settings (admins). `allowed_origins`: where the widget may run (empty: anywhere).
+#[utoipa::path(put, path = "/api/widget_settings", tag = "settings", request_body = WidgetUpdate, security(("bearer" = [])),
+    responses((status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 200, body = Data<WidgetSettingsView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn update_widget_settings(
     state: web::Data<AppState>,
     agent: Agent,
     body: web::Json<WidgetUpdate>,
@@ -161,30 +173,53 @@ async fn update_widget_settings(
         .await
         .map_err(account_error)?;
     let account = load(&state, &agent).await?;
-    Ok(HttpResponse::Ok().json(json!({ "data": account.widget_settings })))
+    let s = account.widget_settings;
+    Ok(HttpResponse::Ok().json(Data {
+        data: WidgetSettingsView {
+            title: s.title,
+            subtitle: s.subtitle,
+            primary_color: s.primary_color,
+            greeting: s.greeting,
+            new_message_placeholder: s.new_message_placeholder,
+            show_agent_availability: s.show_agent_availability,
+            is_branding_hidden: s.is_branding_hidden,
+            allowed_origins: s.allowed_origins,
+        },
+    }))
 }
 
-fn canned_json(account: &Account) -> Value {
-    let data: Vec<Value> = account
+fn canned_json(account: &Account) -> Data<Vec<CannedResponseView>> {
+    let data = account
         .canned_responses
         .iter()
-        .map(|(id, c)| json!({"id": id, "name": c.name, "body": c.body}))
+        .map(|(id, c)| CannedResponseView {
+            id: id.to_string(),
+            name: c.name.clone(),
+            body: c.body.clone(),
+        })
         .collect();
-    json!({ "data": data })
+    Data { data }
 }
 
-async fn canned_responses(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/api/canned_responses", tag = "settings", security(("bearer" = [])),
+    responses((status = 200, body = Data<Vec<CannedResponseView>>), (status = 401, body = ErrorBody)))]
+pub(super) async fn canned_responses(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(canned_json(&load(&state, &agent).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Canned {
+pub(super) struct Canned {
     name: String,
     body: String,
 }
 
-async fn save_canned(state: &AppState, agent: &Agent, id: uuid::Uuid, body: Canned) -> Result<Value, ApiError> {
+pub(super) async fn save_canned(
+    state: &AppState,
+    agent: &Agent,
+    id: uuid::Uuid,
+    body: Canned,
+) -> Result<Data<CannedResponseView>, ApiError> {
     agent.require(Role::Member)?;
     let command = AccountCommand::SaveCannedResponse {
         canned_response_id: id,
@@ -201,10 +236,18 @@ async fn save_canned(state: &AppState, agent: &Agent, id: uuid::Uuid, body: Cann
         .canned_responses
         .get(&id)
         .ok_or_else(|| ApiError::NotFound("canned response not found".into()))?;
-    Ok(json!({"data": {"id": id, "name": saved.name, "body": saved.body}}))
+    Ok(Data {
+        data: CannedResponseView {
+            id: id.to_string(),
+            name: saved.name.clone(),
+            body: saved.body.clone(),
+        },
+    })
 }
 
-async fn create_canned_response(
+#[utoipa::path(post, path = "/api/canned_responses", tag = "settings", request_body = Canned, security(("bearer" = [])),
+    responses((status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 201, body = Data<CannedResponseView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn create_canned_response(
     state: web::Data<AppState>,
     agent: Agent,
     body: web::Json<Canned>,
@@ -213,7 +256,10 @@ async fn create_canned_response(
     Ok(HttpResponse::Created().json(saved))
 }
 
-async fn update_canned_response(
+#[utoipa::path(put, path = "/api/canned_responses/{id}", tag = "settings", params(("id" = uuid::Uuid, Path, description = "Canned response id")), request_body = Canned, security(("bearer" = [])),
+    responses((status = 413, body = ErrorBody), (status = 200, body = Data<CannedResponseView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn update_canned_response(
     state: web::Data<AppState>,
     agent: Agent,
     id: web::Path<String>,
@@ -226,7 +272,9 @@ async fn update_canned_response(
     Ok(HttpResponse::Ok().json(save_canned(&state, &agent, id, body.into_inner()).await?))
 }
 
-async fn delete_canned_response(
+#[utoipa::path(delete, path = "/api/canned_responses/{id}", tag = "settings", params(("id" = uuid::Uuid, Path, description = "Canned response id")), security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn delete_canned_response(
     state: web::Data<AppState>,
     agent: Agent,
     id: web::Path<String>,
@@ -246,7 +294,9 @@ async fn delete_canned_response(
 }
 
 /// Tags on the account's conversations, with how many conversations carry each.
-async fn tags(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/api/tags", tag = "conversations", security(("bearer" = [])),
+    responses((status = 200, body = Data<Vec<TagView>>), (status = 401, body = ErrorBody)))]
+pub(super) async fn tags(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     let mut conn = state.db.acquire().await?;
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT t.tag, COUNT(*) FROM inbox_tags t JOIN inbox i ON i.conversation_id = t.conversation_id \
@@ -255,23 +305,28 @@ async fn tags(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, 
     .bind(agent.account_id.to_string())
     .fetch_all(&mut *conn)
     .await?;
-    let data: Vec<Value> = rows
+    let data: Vec<TagView> = rows
         .into_iter()
-        .map(|(tag, n)| json!({"name": tag, "conversations": n}))
+        .map(|(name, conversations)| TagView { name, conversations })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+    Ok(HttpResponse::Ok().json(Data { data }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct Range {
+pub(super) struct Range {
+    /// First day, `YYYY-MM-DD` (UTC).
     from: NaiveDate,
+    /// Last day, inclusive.
     to: NaiveDate,
 }
 
 /// Per day: conversations opened/closed, messages by kind, replies per agent, first-response and
 /// resolution times (`from`/`to`: `YYYY-MM-DD`, inclusive, at most 366 days).
-async fn reporting(
+#[utoipa::path(get, path = "/api/reporting", tag = "reporting", params(Range), security(("bearer" = [])),
+    responses((status = 200, body = Data<Vec<DayView>>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn reporting(
     state: web::Data<AppState>,
     agent: Agent,
     range: web::Query<Range>,
@@ -289,5 +344,5 @@ async fn reporting(
         &range.to.format("%Y-%m-%d").to_string(),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "data": days })))
+    Ok(HttpResponse::Ok().json(Data { data: days }))
 }

@@ -7,19 +7,23 @@ use netia_commands::{User, UserCommand, UserError};
 use netia_events::user::Role;
 use netia_events::{Actor, Metadata, UserId};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
+use super::views::{Data, ErrorBody, InvitationCreated, InvitationView, RoleName, UserView};
 use super::{Agent, ApiError, AppState, parse_id};
 use crate::command_bus::CommandError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/users", web::get().to(list))
-        .route("/users/{id}/role", web::put().to(change_role))
-        .route("/users/{id}/disable", web::post().to(disable))
-        .route("/users/{id}/enable", web::post().to(enable))
-        .route("/user_invitations", web::get().to(invitations))
-        .route("/user_invitations", web::post().to(invite))
-        .route("/user_invitations/{id}", web::delete().to(withdraw));
+    cfg.service(web::resource("/users").route(web::get().to(list)))
+        .service(web::resource("/users/{id}/role").route(web::put().to(change_role)))
+        .service(web::resource("/users/{id}/disable").route(web::post().to(disable)))
+        .service(web::resource("/users/{id}/enable").route(web::post().to(enable)))
+        .service(
+            web::resource("/user_invitations")
+                .route(web::get().to(invitations))
+                .route(web::post().to(invite)),
+        )
+        .service(web::resource("/user_invitations/{id}").route(web::delete().to(withdraw)));
 }
 
 fn user_error(e: CommandError<UserError>) -> ApiError {
@@ -35,23 +39,35 @@ fn meta(agent: &Agent) -> Metadata {
     Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id)
 }
 
-fn user_json(id: UserId, user: &User) -> Value {
-    json!({
-        "id": id,
-        "email": user.email,
-        "display_name": user.display_name,
-        "role": user.role,
-        "disabled": user.disabled,
-        "status": match user.status {
-            UserStatus::Registered => "active",
-            UserStatus::Invited => "invited",
-            UserStatus::Unknown => "unknown",
+fn role_name(role: Role) -> String {
+    match role {
+        Role::Viewer => "viewer",
+        Role::Member => "member",
+        Role::Admin => "admin",
+    }
+    .to_owned()
+}
+
+fn user_json(id: UserId, user: &User) -> Data<UserView> {
+    Data {
+        data: UserView {
+            id: id.to_string(),
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            role: user.role.map(role_name),
+            disabled: user.disabled,
+            status: match user.status {
+                UserStatus::Registered => "active",
+                UserStatus::Invited => "invited",
+                UserStatus::Unknown => "unknown",
+            }
+            .to_owned(),
         },
-    })
+    }
 }
 
 /// A user of the caller's account; anyone else is "not found".
-async fn member(state: &AppState, agent: &Agent, raw: &str) -> Result<(UserId, User), ApiError> {
+pub(super) async fn member(state: &AppState, agent: &Agent, raw: &str) -> Result<(UserId, User), ApiError> {
     let id: UserId = parse_id(raw, "user id")?;
     let (user, _) = state.bus.load::<User>(id).await.map_err(user_error)?;
     if user.account_id != Some(agent.account_id) || user.status == UserStatus::Unknown {
@@ -60,23 +76,31 @@ async fn member(state: &AppState, agent: &Agent, raw: &str) -> Result<(UserId, U
     Ok((id, user))
 }
 
-async fn list(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+/// The account's users.
+#[utoipa::path(get, path = "/api/users", tag = "team", security(("bearer" = [])),
+    responses((status = 200, body = Data<Vec<UserView>>), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     let mut data = Vec::new();
     for id in state.auth.users(agent.account_id).await? {
         let id: UserId = parse_id(&id, "user id")?;
         let (user, _) = state.bus.load::<User>(id).await.map_err(user_error)?;
-        data.push(user_json(id, &user));
+        data.push(user_json(id, &user).data);
     }
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+    Ok(HttpResponse::Ok().json(Data { data }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RoleChange {
+pub(super) struct RoleChange {
+    #[schema(value_type = RoleName)]
     role: Role,
 }
 
-async fn change_role(
+/// Sets a user's role (admins; never one's own).
+#[utoipa::path(put, path = "/api/users/{id}/role", tag = "team", params(("id" = uuid::Uuid, Path, description = "User id")), request_body = RoleChange, security(("bearer" = [])),
+    responses((status = 413, body = ErrorBody), (status = 200, body = Data<UserView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn change_role(
     state: web::Data<AppState>,
     agent: Agent,
     id: web::Path<String>,
@@ -97,10 +121,15 @@ async fn change_role(
         .await
         .map_err(user_error)?;
     let (user, _) = state.bus.load::<User>(id).await.map_err(user_error)?;
-    Ok(HttpResponse::Ok().json(json!({ "data": user_json(id, &user) })))
+    Ok(HttpResponse::Ok().json(user_json(id, &user)))
 }
 
-async fn set_disabled(state: &AppState, agent: &Agent, raw: &str, disabled: bool) -> Result<HttpResponse, ApiError> {
+pub(super) async fn set_disabled(
+    state: &AppState,
+    agent: &Agent,
+    raw: &str,
+    disabled: bool,
+) -> Result<HttpResponse, ApiError> {
     agent.require(Role::Admin)?;
     let (id, _) = member(state, agent, raw).await?;
     let command = if disabled {
@@ -118,22 +147,37 @@ async fn set_disabled(state: &AppState, agent: &Agent, raw: &str, disabled: bool
         .await
         .map_err(user_error)?;
     let (user, _) = state.bus.load::<User>(id).await.map_err(user_error)?;
-    Ok(HttpResponse::Ok().json(json!({ "data": user_json(id, &user) })))
+    Ok(HttpResponse::Ok().json(user_json(id, &user)))
 }
 
-async fn disable(state: web::Data<AppState>, agent: Agent, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// Disables a user: their sessions and keys stop working (admins; never oneself).
+#[utoipa::path(post, path = "/api/users/{id}/disable", tag = "team", params(("id" = uuid::Uuid, Path, description = "User id")), security(("bearer" = [])),
+    responses((status = 200, body = Data<UserView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn disable(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     set_disabled(&state, &agent, &id, true).await
 }
 
-async fn enable(state: web::Data<AppState>, agent: Agent, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(post, path = "/api/users/{id}/enable", tag = "team", params(("id" = uuid::Uuid, Path, description = "User id")), security(("bearer" = [])),
+    responses((status = 200, body = Data<UserView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn enable(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     set_disabled(&state, &agent, &id, false).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Invitation {
+pub(super) struct Invitation {
     email: String,
+    /// Default `member`.
     #[serde(default = "member_role")]
+    #[schema(value_type = RoleName)]
     role: Role,
 }
 
@@ -143,7 +187,9 @@ fn member_role() -> Role {
 
 /// Invites an address into the caller's account. The answer holds the invitation token (valid for
 /// seven days) that the invitee passes to `POST /api/registration`.
-async fn invite(
+#[utoipa::path(post, path = "/api/user_invitations", tag = "team", request_body = Invitation, security(("bearer" = [])),
+    responses((status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 201, body = Data<InvitationCreated>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn invite(
     state: web::Data<AppState>,
     agent: Agent,
     body: web::Json<Invitation>,
@@ -167,28 +213,40 @@ async fn invite(
         .await
         .map_err(user_error)?;
     let issued = state.auth.invitation(user_id, agent.account_id, &email).await?;
-    Ok(HttpResponse::Created().json(json!({"data": {
-        "id": user_id,
-        "email": email,
-        "role": body.role,
-        "token": issued.token,
-        "expires_at": issued.expires_at.map(netia_events::chain::format_time),
-    }})))
+    Ok(HttpResponse::Created().json(Data {
+        data: InvitationCreated {
+            id: user_id.to_string(),
+            email,
+            role: role_name(body.role),
+            token: issued.token,
+            expires_at: issued.expires_at.map(netia_events::chain::format_time),
+        },
+    }))
 }
 
-async fn invitations(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+/// Pending invitations (admins).
+#[utoipa::path(get, path = "/api/user_invitations", tag = "team", security(("bearer" = [])),
+    responses((status = 200, body = Data<Vec<InvitationView>>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn invitations(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     agent.require(Role::Admin)?;
-    let data: Vec<Value> = state
+    let data: Vec<InvitationView> = state
         .auth
         .invitations(agent.account_id)
         .await?
         .into_iter()
-        .map(|(id, email, expires_at)| json!({"id": id, "email": email, "expires_at": expires_at}))
+        .map(|(id, email, expires_at)| InvitationView { id, email, expires_at })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+    Ok(HttpResponse::Ok().json(Data { data }))
 }
 
-async fn withdraw(state: web::Data<AppState>, agent: Agent, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// Withdraws a pending invitation (admins).
+#[utoipa::path(delete, path = "/api/user_invitations/{id}", tag = "team", params(("id" = uuid::Uuid, Path, description = "The invited user's id")), security(("bearer" = [])),
+    responses((status = 204, description = "Withdrawn"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn withdraw(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     agent.require(Role::Admin)?;
     let id: UserId = parse_id(&id, "invitation id")?;
     if state.auth.end_invitation(agent.account_id, id).await? {

@@ -9,10 +9,12 @@ use netia_events::customer::CustomerIdentity;
 use netia_events::{AccountId, Actor, ConversationId, CustomerId, InboxId, Metadata};
 use netia_projections::{InboxProjection, InboxQuery};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::conversations::conversation_json;
 use super::customers::customer_error;
+use super::views::{ConversationView, Data, ErrorBody, MetadataView, NewCustomerView, PublicWidgetSettings};
 use super::{ApiError, AppState, CustomerCaller, parse_id};
 
 /// Refuses (403) a browser call from an origin the account has not allowed. Calls without an
@@ -47,13 +49,19 @@ async fn account(state: &AppState, id: AccountId) -> Result<Account, ApiError> {
     Ok(account)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsQuery {
+    #[param(value_type = uuid::Uuid)]
     account_id: String,
+    #[param(value_type = Option<uuid::Uuid>)]
     inbox_id: Option<String>,
 }
 
+/// What the widget shows (public; the account's origin allow-list applies to browsers).
+#[utoipa::path(get, path = "/api/widget_settings", tag = "widget", params(SettingsQuery),
+    responses((status = 200, body = Data<PublicWidgetSettings>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn settings(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -66,32 +74,39 @@ pub async fn settings(
     let account = account(&state, account_id).await?;
     check_origin(&req, &account)?;
     let s = &account.widget_settings;
-    Ok(HttpResponse::Ok().json(json!({"data": {
-        "account_id": account_id,
-        "account_name": account.name,
-        "title": s.title,
-        "subtitle": s.subtitle,
-        "primary_color": s.primary_color,
-        "greeting": s.greeting,
-        "new_message_placeholder": s.new_message_placeholder,
-        "show_agent_availability": s.show_agent_availability,
-        "is_branding_hidden": s.is_branding_hidden,
-    }})))
+    Ok(HttpResponse::Ok().json(Data {
+        data: PublicWidgetSettings {
+            account_id: account_id.to_string(),
+            account_name: account.name.clone(),
+            title: s.title.clone(),
+            subtitle: s.subtitle.clone(),
+            primary_color: s.primary_color.clone(),
+            greeting: s.greeting.clone(),
+            new_message_placeholder: s.new_message_placeholder.clone(),
+            show_agent_availability: s.show_agent_availability,
+            is_branding_hidden: s.is_branding_hidden,
+        },
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
+    #[schema(value_type = uuid::Uuid)]
     account_id: String,
     external_id: Option<String>,
     email: Option<String>,
     name: Option<String>,
     phone: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     metadata: Map<String, Value>,
 }
 
 /// A new customer for the widget, with the token it uses from now on.
+#[utoipa::path(post, path = "/api/customers", tag = "widget", request_body = NewCustomer,
+    responses((status = 201, body = Data<NewCustomerView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create_customer(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -121,24 +136,32 @@ pub async fn create_customer(
         .map_err(customer_error)?;
     let (customer, _) = state.bus.load::<Customer>(customer_id).await.map_err(customer_error)?;
     let token = state.auth.customer_token(customer_id, account_id).await?;
-    Ok(HttpResponse::Created().json(json!({"data": {
-        "id": customer_id,
-        "account_id": account_id,
-        "external_id": customer.identity.external_id,
-        "email": customer.identity.email,
-        "name": customer.identity.name,
-        "phone": customer.identity.phone,
-        "metadata": customer.metadata,
-        "token": token.token,
-    }})))
+    Ok(HttpResponse::Created().json(Data {
+        data: NewCustomerView {
+            id: customer_id.to_string(),
+            account_id: account_id.to_string(),
+            external_id: customer.identity.external_id,
+            email: customer.identity.email,
+            name: customer.identity.name,
+            phone: customer.identity.phone,
+            metadata: customer.metadata,
+            token: token.token,
+        },
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataUpdate {
+    #[schema(value_type = Object)]
     metadata: Map<String, Value>,
 }
 
+/// Merges keys into the customer's metadata (`null` removes a key). Customer token.
+#[utoipa::path(put, path = "/api/customers/{id}/metadata", tag = "widget", params(("id" = uuid::Uuid, Path, description = "Customer id")), request_body = MetadataUpdate,
+    security(("customer" = [])),
+    responses((status = 413, body = ErrorBody), (status = 200, body = Data<MetadataView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn update_metadata(
     state: web::Data<AppState>,
     caller: CustomerCaller,
@@ -159,18 +182,29 @@ pub async fn update_metadata(
         .await
         .map_err(customer_error)?;
     let (customer, _) = state.bus.load::<Customer>(id).await.map_err(customer_error)?;
-    Ok(HttpResponse::Ok().json(json!({"data": {"id": id, "metadata": customer.metadata}})))
+    Ok(HttpResponse::Ok().json(Data {
+        data: MetadataView {
+            id: id.to_string(),
+            metadata: customer.metadata,
+        },
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewConversation {
+    #[schema(value_type = uuid::Uuid)]
     account_id: String,
+    #[schema(value_type = uuid::Uuid)]
     customer_id: String,
+    #[schema(value_type = Option<uuid::Uuid>)]
     inbox_id: Option<String>,
 }
 
 /// The widget opens a conversation for its own customer (customer token).
+#[utoipa::path(post, path = "/api/conversations", tag = "widget", request_body = NewConversation, security(("customer" = [])),
+    responses((status = 413, body = ErrorBody), (status = 201, body = Data<ConversationView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create_conversation(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -210,10 +244,14 @@ pub async fn create_conversation(
     let row = InboxProjection::get(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::Unavailable("the conversation is saved but not readable yet".into()))?;
-    Ok(HttpResponse::Created().json(json!({ "data": conversation_json(&row) })))
+    Ok(HttpResponse::Created().json(Data {
+        data: conversation_json(&row),
+    }))
 }
 
 /// The caller's (customer token) conversations, newest activity first.
+#[utoipa::path(get, path = "/api/conversations/customer", tag = "widget", security(("customer" = [])),
+    responses((status = 200, body = Data<Vec<ConversationView>>), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn customer_conversations(
     state: web::Data<AppState>,
     caller: CustomerCaller,
@@ -227,6 +265,6 @@ pub async fn customer_conversations(
     };
     let mut conn = state.db.acquire().await?;
     let rows = InboxProjection::list(&mut conn, &query).await?;
-    let data: Vec<Value> = rows.iter().map(conversation_json).collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+    let data: Vec<_> = rows.iter().map(conversation_json).collect();
+    Ok(HttpResponse::Ok().json(Data { data }))
 }
