@@ -401,7 +401,7 @@ pub struct DayView {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ConversationOrAsOf {
-    Now(ConversationView),
+    Now(Box<ConversationView>),
     AsOf(AsOfView),
 }
 

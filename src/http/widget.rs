@@ -129,11 +129,13 @@ pub async fn create_customer(
         identity,
         metadata: body.metadata,
     };
-    state
+    let executed = state
         .bus
         .execute::<Customer>(customer_id, command, &meta)
         .await
         .map_err(customer_error)?;
+    // Agents looking for the new customer find it at once.
+    state.caught_up("customer", &executed.events).await;
     let (customer, _) = state.bus.load::<Customer>(customer_id).await.map_err(customer_error)?;
     let token = state.auth.customer_token(customer_id, account_id).await?;
     Ok(HttpResponse::Created().json(Data {
