@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, conversations, customers, health, session, settings, team, widget};
+use super::{accounts, conversations, customers, health, session, settings, team, views, widget};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,7 @@ use super::{accounts, conversations, customers, health, session, settings, team,
         settings::canned_responses, settings::create_canned_response, settings::update_canned_response,
         settings::delete_canned_response, settings::tags, settings::reporting,
     ),
+    components(schemas(views::StatusName, views::PriorityName, views::SourceName, views::RoleName)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;
