@@ -102,13 +102,20 @@ impl InboxProjection {
             };
         }
         let mut rows = q.fetch_all(&mut *conn).await?;
+        // The page's tags in one query.
+        let ids: Vec<String> = rows.iter().map(|r| r.conversation_id.clone()).collect();
+        let tags: Vec<(String, String)> = crate::rows::select_in(
+            conn,
+            "SELECT conversation_id, tag FROM inbox_tags WHERE conversation_id IN ({ids}) ORDER BY tag",
+            &ids,
+        )
+        .await?;
+        let mut by_conversation: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+        for (id, tag) in tags {
+            by_conversation.entry(id).or_default().push(tag);
+        }
         for row in &mut rows {
-            let tags: Vec<String> =
-                sqlx::query_scalar("SELECT tag FROM inbox_tags WHERE conversation_id = $1 ORDER BY tag")
-                    .bind(&row.conversation_id)
-                    .fetch_all(&mut *conn)
-                    .await?;
-            row.tags = (!tags.is_empty()).then(|| tags.join(","));
+            row.tags = by_conversation.remove(&row.conversation_id).map(|tags| tags.join(","));
         }
         Ok(rows)
     }
