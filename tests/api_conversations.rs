@@ -309,6 +309,92 @@ async fn no_id_of_another_account_resolves(db: &TestDb) {
     let (_, theirs) = api.get("/api/conversations/customer", &customer_a).await;
     assert_eq!(ids(&theirs), BTreeSet::from([conversation.clone()]));
 
+    // Every other route that takes an id of A's: customers, team, invitations, canned responses, keys.
+    let customer_a_id = theirs["data"][0]["customer_id"].as_str().unwrap().to_owned();
+    let (_, invitation) = api
+        .post(
+            "/api/user_invitations",
+            Some(&a.token),
+            json!({"email": "invitee@example.com"}),
+        )
+        .await;
+    let invited = invitation["data"]["id"].as_str().unwrap().to_owned();
+    let (_, canned) = api
+        .post(
+            "/api/canned_responses",
+            Some(&a.token),
+            json!({"name": "Hi", "body": "Hello"}),
+        )
+        .await;
+    let canned = canned["data"]["id"].as_str().unwrap().to_owned();
+    let (_, key_a) = api
+        .post("/api/personal_api_keys", Some(&a.token), json!({"name": "a"}))
+        .await;
+    let key_a_id = key_a["data"]["id"].as_str().unwrap().to_owned();
+    let others: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/customers/{customer_a_id}"), None),
+        (
+            Method::PUT,
+            format!("/customers/{customer_a_id}"),
+            Some(json!({"name": "intruder"})),
+        ),
+        (
+            Method::PUT,
+            format!("/users/{}/role", a.user_id),
+            Some(json!({"role": "viewer"})),
+        ),
+        (Method::POST, format!("/users/{}/disable", a.user_id), None),
+        (Method::POST, format!("/users/{}/enable", a.user_id), None),
+        (Method::DELETE, format!("/user_invitations/{invited}"), None),
+        (
+            Method::PUT,
+            format!("/canned_responses/{canned}"),
+            Some(json!({"name": "x", "body": "y"})),
+        ),
+        (Method::DELETE, format!("/canned_responses/{canned}"), None),
+        (Method::DELETE, format!("/personal_api_keys/{key_a_id}"), None),
+    ];
+    for (method, path, body) in others {
+        for (who, prefix, token) in [("b session", "/api", &b.token), ("b key", "/api/v1", &key_b)] {
+            let (status, answer) = api
+                .call(method.clone(), &format!("{prefix}{path}"), Some(token), body.clone())
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{who} {method} {path}: {answer}");
+        }
+        let (status, _) = api
+            .call(method.clone(), &format!("/api{path}"), Some(&customer_b), body.clone())
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "customer token on {method} {path}");
+    }
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            &format!("/api/customers/{customer_a_id}/metadata"),
+            Some(&customer_b),
+            Some(json!({"metadata": {"x": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another customer's token");
+    // All of A's things are intact.
+    assert_eq!(api.get("/api/me", &a.token).await.1["data"]["role"], "admin");
+    assert_eq!(
+        api.get("/api/canned_responses", &a.token).await.1["data"][0]["body"],
+        "Hello"
+    );
+    assert_eq!(
+        api.get("/api/user_invitations", &a.token).await.1["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (_, customer) = api.get(&format!("/api/customers/{customer_a_id}"), &a.token).await;
+    assert_eq!(customer["data"]["name"], "Ada");
+    assert_eq!(
+        api.get("/api/v1/me", key_a["data"]["key"].as_str().unwrap()).await.0,
+        StatusCode::OK
+    );
+
     // Nothing was written to A's conversation.
     let history_after = api
         .get(&format!("/api/conversations/{conversation}/history"), &a.token)
