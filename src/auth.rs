@@ -427,6 +427,18 @@ impl Auth {
         .await?)
     }
 
+    /// Ends every token of a customer (when the customer is deleted).
+    pub async fn revoke_customer_tokens(&self, customer: CustomerId) -> Result<(), AuthError> {
+        sqlx::query(
+            "UPDATE auth_tokens SET revoked_at = $1 WHERE customer_id = $2 AND kind = 'customer' AND revoked_at IS NULL",
+        )
+        .bind(format_time(Utc::now()))
+        .bind(customer.to_string())
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
     async fn revoke(&self, token_id: &str, kinds: &[&str]) -> Result<(), AuthError> {
         for kind in kinds {
             sqlx::query(

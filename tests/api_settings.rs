@@ -316,3 +316,72 @@ on_both_backends!(
     business_context_and_widget_settings_are_admin_settings,
     customers_canned_responses_tags_and_reporting,
 );
+
+async fn deleting_a_customer_forgets_the_profile_and_keeps_the_conversations(db: &TestDb) {
+    let api = Api::start(db).await;
+    let admin = api.register("owner@example.com").await;
+    let t = admin.token.as_str();
+    let (conversation, customer_token) = api.conversation(&admin.account_id).await;
+    let (_, theirs) = api.get("/api/conversations/customer", &customer_token).await;
+    let customer_id = theirs["data"][0]["customer_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/customers/{customer_id}");
+
+    let (_, invitation) = api
+        .post(
+            "/api/user_invitations",
+            Some(t),
+            json!({"email": "m@example.com", "role": "member"}),
+        )
+        .await;
+    let (_, joined) = api
+        .post(
+            "/api/registration",
+            None,
+            json!({"email": "m@example.com", "password": "good password", "invitation_token": invitation["data"]["token"]}),
+        )
+        .await;
+    let member = session(&joined);
+    assert_eq!(
+        api.call(Method::DELETE, &path, Some(&member.token), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let other = api.register("other@example.com").await;
+    assert_eq!(
+        api.call(Method::DELETE, &path, Some(&other.token), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    assert_eq!(
+        api.call(Method::DELETE, &path, Some(t), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.get(&path, t).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.call(Method::DELETE, &path, Some(t), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        api.get("/api/customers", t).await.1["data"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        api.get("/api/conversations/customer", &customer_token).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, kept) = api.get(&format!("/api/conversations/{conversation}"), t).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(kept["data"]["customer"]["name"].is_null(), "{kept}");
+    let (_, history) = api.get(&format!("/api/conversations/{conversation}/history"), t).await;
+    assert_eq!(
+        history["data"].as_array().unwrap().len(),
+        1,
+        "the conversation's history is untouched"
+    );
+}
+
+mod deletion {
+    use super::*;
+    on_both_backends!(deleting_a_customer_forgets_the_profile_and_keeps_the_conversations);
+}

@@ -1,6 +1,6 @@
 //! Every read model builds the same rows whatever the batch boundaries: one event at a time (the
 //! live projector on a quiet system), odd-sized batches, and one large batch (a rebuild); and a
-//! whole history applied a second time changes nothing. Compared table by table, row by row.
+//! whole history applied a second time changes nothing (deletions included). Compared table by table, row by row.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -50,6 +50,12 @@ async fn history(db: &TestDb) -> Vec<RecordedEvent> {
         bus.execute::<Customer>(id, CustomerCommand::UpdateMetadata { changes }, &meta)
             .await
             .unwrap();
+    }
+    for id in customers.iter().skip(12).take(3) {
+        let command = CustomerCommand::Delete {
+            deleted_by: netia_events::UserId::new(),
+        };
+        bus.execute::<Customer>(id, command, &meta).await.unwrap();
     }
     common::all_events(db.store.as_ref()).await
 }
@@ -136,6 +142,11 @@ async fn batch_boundaries_do_not_change_any_read_model(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(identified, 12);
+    let customers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(customers, 30 - 3, "deleted customers are gone");
 }
 
 on_both_backends!(batch_boundaries_do_not_change_any_read_model);

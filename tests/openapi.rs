@@ -45,6 +45,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/customers/identify"),
     ("get", "/api/customers/{id}"),
     ("put", "/api/customers/{id}"),
+    ("delete", "/api/customers/{id}"),
     ("put", "/api/customers/{id}/metadata"),
     ("get", "/api/widget_settings"),
     ("put", "/api/widget_settings"),

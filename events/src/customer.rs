@@ -1,11 +1,11 @@
-//! Customer events: created, identified, metadata updated.
+//! Customer events: created, identified, metadata updated, deleted.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::codec::no_upcasters;
 use crate::event_family;
-use crate::ids::{AccountId, CustomerId};
+use crate::ids::{AccountId, CustomerId, UserId};
 
 event_family! {
     /// Everything that happens to a customer.
@@ -13,6 +13,7 @@ event_family! {
         CustomerCreated = 1,
         CustomerIdentified = 1,
         CustomerMetadataUpdated = 1,
+        CustomerDeleted = 1,
     }
 }
 
@@ -48,4 +49,11 @@ pub struct CustomerIdentified {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CustomerMetadataUpdated {
     pub changes: Map<String, Value>,
+}
+
+/// An agent removed the customer: read models forget the profile, its tokens stop working, and no
+/// command applies to it any more. The conversations stay (they are the account's history).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerDeleted {
+    pub deleted_by: UserId,
 }

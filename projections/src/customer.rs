@@ -205,6 +205,8 @@ fn seen_in(event: &ConversationEvent) -> Option<(CustomerId, Option<DateTime<Utc
 struct Batch {
     customers: HashMap<String, CustomerRow>,
     dirty: HashSet<String>,
+    /// Customers deleted by the batch (their rows go).
+    deleted: HashSet<String>,
     /// Links present before the batch, of the conversations it creates.
     linked: HashSet<(String, String)>,
     /// Links the batch adds, in order.
@@ -326,6 +328,12 @@ impl Batch {
         }
         match event {
             CustomerEvent::CustomerCreated(_) => {}
+            CustomerEvent::CustomerDeleted(_) => {
+                self.customers.remove(&id);
+                self.dirty.remove(&id);
+                self.deleted.insert(id);
+                return Ok(());
+            }
             CustomerEvent::CustomerIdentified(e) => {
                 let identity = e.identity;
                 row.external_id = identity.external_id.or(row.external_id.take());
@@ -352,6 +360,18 @@ impl Batch {
     }
 
     async fn write(mut self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        let deleted: Vec<String> = self.deleted.iter().cloned().collect();
+        for chunk in deleted.chunks(500) {
+            let sql = format!(
+                "DELETE FROM customers WHERE id IN ({})",
+                crate::placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            q.execute(&mut *conn).await?;
+        }
         let rows: Vec<Vec<Cell>> = self
             .dirty
             .iter()

@@ -368,6 +368,19 @@ impl InboxProjection {
             CustomerEvent::CustomerCreated(e) => (e.identity.name, e.identity.email),
             CustomerEvent::CustomerIdentified(e) => (e.identity.name, e.identity.email),
             CustomerEvent::CustomerMetadataUpdated(_) => return Ok(()),
+            CustomerEvent::CustomerDeleted(_) => {
+                // The conversations stay; the profile shown with them goes.
+                sqlx::query(
+                    "UPDATE inbox_customers SET name = NULL, email = NULL, version = $1 \
+                     WHERE customer_id = $2 AND version < $3",
+                )
+                .bind(recorded.version)
+                .bind(&recorded.stream_id)
+                .bind(recorded.version)
+                .execute(conn)
+                .await?;
+                return Ok(());
+            }
         };
         sqlx::query(
             "INSERT INTO inbox_customers (customer_id, name, email, version) VALUES ($1, $2, $3, $4) \

@@ -23,7 +23,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/customers/{id}")
             .route(web::get().to(get))
-            .route(web::put().to(update)),
+            .route(web::put().to(update))
+            .route(web::delete().to(delete)),
     )
     .route(
         "/customers/{id}/metadata",
@@ -83,7 +84,7 @@ pub(super) async fn list(
 pub(super) async fn owned(state: &AppState, agent: &Agent, raw: &str) -> Result<CustomerId, ApiError> {
     let id: CustomerId = parse_id(raw, "customer id")?;
     let (customer, _) = state.bus.load::<Customer>(id).await.map_err(customer_error)?;
-    if customer.account_id == Some(agent.account_id) {
+    if customer.account_id == Some(agent.account_id) && !customer.deleted {
         Ok(id)
     } else {
         Err(ApiError::NotFound("customer not found".into()))
@@ -150,6 +151,38 @@ pub(super) async fn update(
     Ok(HttpResponse::Ok().json(Data {
         data: CustomerView::from(&row),
     }))
+}
+
+/// Deletes a customer (admins): the profile leaves the read models and its widget tokens stop
+/// working; its conversations stay. The log keeps what happened (erasure of personal data in events
+/// is a separate feature).
+#[utoipa::path(delete, path = "/api/customers/{id}", tag = "customers", params(("id" = uuid::Uuid, Path, description = "Customer id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(super) async fn delete(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    agent.require(Role::Admin)?;
+    let id = owned(&state, &agent, &id).await?;
+    let meta = Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id);
+    let executed = state
+        .bus
+        .execute::<Customer>(
+            id,
+            CustomerCommand::Delete {
+                deleted_by: agent.user_id,
+            },
+            &meta,
+        )
+        .await
+        .map_err(customer_error)?;
+    state.auth.revoke_customer_tokens(id).await?;
+    state.caught_up("customer", &executed.events).await;
+    state.caught_up("inbox", &executed.events).await;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -4,7 +4,7 @@
 mod tests;
 
 use netia_events::customer::*;
-use netia_events::{AccountId, CustomerId};
+use netia_events::{AccountId, CustomerId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -28,6 +28,9 @@ pub enum CustomerCommand {
     },
     UpdateMetadata {
         changes: Map<String, Value>,
+    },
+    Delete {
+        deleted_by: UserId,
     },
 }
 
@@ -59,6 +62,7 @@ pub struct Customer {
     pub account_id: Option<AccountId>,
     pub identity: CustomerIdentity,
     pub metadata: Map<String, Value>,
+    pub deleted: bool,
 }
 
 impl Customer {
@@ -72,6 +76,7 @@ impl Customer {
             }
             CustomerEvent::CustomerIdentified(e) => merge_identity(&mut self.identity, &e.identity),
             CustomerEvent::CustomerMetadataUpdated(e) => merge_metadata(&mut self.metadata, &e.changes),
+            CustomerEvent::CustomerDeleted(_) => self.deleted = true,
         }
     }
 }
@@ -101,6 +106,12 @@ impl crate::Decide for Customer {
             }
             (None, _) => Err(CustomerError::NotFound),
             (Some(_), CustomerCommand::Create { .. }) => Err(CustomerError::AlreadyExists),
+            (Some(_), _) if self.deleted => Err(CustomerError::NotFound),
+            (Some(_), CustomerCommand::Delete { deleted_by }) => {
+                Ok(vec![CustomerEvent::CustomerDeleted(CustomerDeleted {
+                    deleted_by: *deleted_by,
+                })])
+            }
             (Some(_), CustomerCommand::Identify { identity }) => {
                 check_identity(identity)?;
                 let identity = normalize(identity);

@@ -311,3 +311,50 @@ fn identifying_and_metadata_updates_commute_but_creation_does_not() {
     assert!(update(json!({"plan": "pro"})).commutes());
     assert!(!create(identity(), json!({})).commutes());
 }
+
+// ----- deletion -----
+
+const AGENT: netia_events::UserId = netia_events::UserId(Uuid::from_u128(9));
+
+fn deleted() -> CustomerEvent {
+    CustomerEvent::CustomerDeleted(CustomerDeleted { deleted_by: AGENT })
+}
+
+#[test]
+fn deleting_a_customer_records_who_did_it() {
+    CustomerTest::with(())
+        .given(vec![created(json!({}))])
+        .when(CustomerCommand::Delete { deleted_by: AGENT })
+        .then_expect_events(vec![deleted()]);
+}
+
+#[test]
+fn a_deleted_customer_accepts_no_command() {
+    for command in [
+        CustomerCommand::Delete { deleted_by: AGENT },
+        update(json!({"plan": "pro"})),
+        CustomerCommand::Identify {
+            identity: CustomerIdentity {
+                name: Some("New name".into()),
+                ..Default::default()
+            },
+        },
+    ] {
+        CustomerTest::with(())
+            .given(vec![created(json!({})), deleted()])
+            .when(command)
+            .then_expect_error(CustomerError::NotFound);
+    }
+    CustomerTest::with(())
+        .given(vec![created(json!({})), deleted()])
+        .when(create(identity(), json!({})))
+        .then_expect_error(CustomerError::AlreadyExists);
+}
+
+#[test]
+fn deleting_an_unknown_customer_is_not_found() {
+    CustomerTest::with(())
+        .given_no_previous_events()
+        .when(CustomerCommand::Delete { deleted_by: AGENT })
+        .then_expect_error(CustomerError::NotFound);
+}
