@@ -95,7 +95,8 @@ async fn registration_signs_in_an_admin_and_refuses_bad_input(db: &TestDb) {
 }
 
 async fn sessions_log_in_out_renew_and_expire(db: &TestDb) {
-    let api = Api::start_with(db, &[("SESSION_TTL_SECONDS", "2")]).await;
+    // Long enough for the steps before the expiry check even on a loaded machine.
+    let api = Api::start_with(db, &[("SESSION_TTL_SECONDS", "5")]).await;
     let admin = api.register("agent@example.com").await;
     let login = |password: &'static str| {
         api.post(
@@ -142,6 +143,12 @@ async fn sessions_log_in_out_renew_and_expire(db: &TestDb) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let renewed = session(&body);
+    let expires_at: chrono::DateTime<chrono::Utc> = body["data"]["expires_at"].as_str().unwrap().parse().unwrap();
+    let ttl = expires_at - chrono::Utc::now();
+    assert!(
+        ttl <= chrono::Duration::seconds(5) && ttl > chrono::Duration::seconds(3),
+        "{ttl}"
+    );
     assert_eq!(api.get("/api/me", &renewed.token).await.0, StatusCode::OK);
     assert_eq!(api.get("/api/me", &admin.token).await.0, StatusCode::UNAUTHORIZED);
     let (status, _) = api
@@ -149,8 +156,9 @@ async fn sessions_log_in_out_renew_and_expire(db: &TestDb) {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a renew token works once");
 
-    // Expiry (SESSION_TTL_SECONDS=2).
-    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    // Expiry (SESSION_TTL_SECONDS=5): just after the announced time.
+    let wait = (expires_at - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(300);
+    tokio::time::sleep(wait).await;
     let (status, body) = api.get("/api/me", &renewed.token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     // The renew token outlives it.
