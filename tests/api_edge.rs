@@ -40,11 +40,20 @@ async fn public_calls_are_rate_limited_per_ip_and_per_customer(db: &TestDb) {
         response.json::<serde_json::Value>().await.unwrap()["error"],
         "rate_limited"
     );
-    // The address had 8: 2 + 3 + 1 (refused) used; two more pass, then 429.
-    assert_eq!(api.call(Method::GET, &settings, None, None).await.0, StatusCode::OK);
-    assert_eq!(api.call(Method::GET, &settings, None, None).await.0, StatusCode::OK);
-    let (status, body) = api.call(Method::GET, &settings, None, None).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // The address had 8: 2 + 3 + 1 (refused) used; two more pass, then 429. (One token comes back
+    // every 7.5 s, so a slow machine may see one or two more pass.)
+    let mut passed = 0;
+    loop {
+        let (status, body) = api.call(Method::GET, &settings, None, None).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body["error"], "rate_limited");
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        passed += 1;
+        assert!(passed <= 4, "no 429 after {passed} more calls");
+    }
+    assert!(passed >= 2, "{passed}");
     let (status, _) = api
         .post(
             "/api/session",
