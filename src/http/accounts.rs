@@ -64,7 +64,8 @@ pub(super) struct NewKey {
     name: String,
 }
 
-/// Creates a key for the caller; the secret is in this response only.
+/// Creates a key for the caller (admins manage keys); the secret is in this response only. The key
+/// acts with its owner's current role.
 #[utoipa::path(post, path = "/api/personal_api_keys", tag = "api keys", request_body = NewKey, security(("bearer" = [])),
     responses((status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 201, body = Data<ApiKeyCreated>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn create_key(
@@ -72,7 +73,7 @@ pub(super) async fn create_key(
     agent: Agent,
     body: web::Json<NewKey>,
 ) -> Result<HttpResponse, ApiError> {
-    agent.require(Role::Viewer)?;
+    agent.require(Role::Admin)?;
     if agent.via_api_key {
         return Err(ApiError::Forbidden("API keys cannot create API keys; sign in".into()));
     }
