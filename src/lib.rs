@@ -6,6 +6,7 @@ pub mod cli;
 pub mod command_bus;
 pub mod http;
 pub mod projector;
+pub mod realtime;
 pub mod rebuild;
 pub mod seed;
 pub mod settings;

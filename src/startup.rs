@@ -15,6 +15,7 @@ use crate::auth::Auth;
 use crate::http::limits::{Limiter, Limits};
 use crate::http::{self, AppState};
 use crate::projector::{self, Projector};
+use crate::realtime::{self, Broadcaster, Hub};
 use crate::settings::Settings;
 use crate::store::{self, EventStore};
 
@@ -70,6 +71,9 @@ impl Application {
             projector.setup().await.context("cannot create read-model tables")?;
             projectors.push(tokio::spawn(projector.run(stop_projectors.subscribe())));
         }
+        let hub = web::Data::new(Hub::new());
+        let broadcaster = Broadcaster::new(store.clone(), pool.clone(), hub.clone().into_inner());
+        projectors.push(tokio::spawn(broadcaster.run(stop_projectors.subscribe())));
         let auth = Auth::new(pool.clone(), settings.session_ttl_seconds, settings.renew_ttl_seconds);
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
@@ -91,6 +95,8 @@ impl Application {
                 .wrap(tracing_actix())
                 .app_data(state.clone())
                 .app_data(limiter.clone())
+                .app_data(hub.clone())
+                .configure(realtime::routes)
                 .configure(http::routes)
         })
         .listen(listener)?

@@ -94,7 +94,9 @@ async fn roles_are_enforced_and_nobody_promotes_themselves(db: &TestDb) {
             .post("/api/user_invitations", Some(token), json!({"email": "x@example.com"}))
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{who} invites");
-        let (status, _) = api.post("/api/personal_api_keys", Some(token), json!({"name": "k"})).await;
+        let (status, _) = api
+            .post("/api/personal_api_keys", Some(token), json!({"name": "k"}))
+            .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{who} creates an API key");
         let (status, _) = api
             .call(

@@ -85,6 +85,9 @@ impl EventStore for RacingStore {
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.read_all(after, limit).await
     }
+    async fn head(&self) -> Result<Checkpoint, StoreError> {
+        self.inner.head().await
+    }
     async fn lag(&self, after: Checkpoint) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
         self.inner.lag(after).await
     }

@@ -213,3 +213,34 @@ async fn postgres_events_are_ordered_by_transaction_id_as_a_number() {
     assert_eq!(ids, vec![9, 10, 99, 100, 1000]);
     db.cleanup().await;
 }
+
+/// A tailer started at the head sees what is appended later and nothing before.
+async fn a_tailer_from_the_head_sees_only_later_events(db: &TestDb) {
+    let store = db.store.as_ref();
+    assert_eq!(store.head().await.unwrap(), Checkpoint::default(), "empty log");
+    let stream = StreamRef::new("test", "head");
+    let event = || NewEvent::new("Happened", 1, json!({}), json!({}));
+    let before = store.append(&stream, 0, vec![event(), event()]).await.unwrap();
+    // Other tests' open transactions elsewhere in the cluster may hold the head back a moment.
+    let mut head = store.head().await.unwrap();
+    for _ in 0..250 {
+        if head == before[1].checkpoint() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        head = store.head().await.unwrap();
+    }
+    assert_eq!(head, before[1].checkpoint());
+    let after = store.append(&stream, 2, vec![event()]).await.unwrap();
+    let mut tailer = Tailer::new(db.store.clone(), head);
+    let seen = collect(&mut tailer, 1, store).await;
+    assert_eq!(
+        seen.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        vec![after[0].event_id]
+    );
+}
+
+mod head {
+    use super::*;
+    on_both_backends!(a_tailer_from_the_head_sees_only_later_events);
+}

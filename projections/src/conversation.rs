@@ -343,6 +343,15 @@ async fn mark_seen(conn: &mut AnyConnection, reads: &[(String, i64, String)]) ->
     Ok(())
 }
 
+/// The message a conversation event adds, as the read model stores it (`None` for other events).
+pub fn message_row(event: &RecordedEvent, account_id: &str) -> Result<Option<MessageRow>, netia_events::EventError> {
+    if event.stream_type != ConversationEvent::STREAM_TYPE {
+        return Ok(None);
+    }
+    let decoded = ConversationEvent::decode(event)?;
+    Ok(new_message(&decoded).map(|m| m.into_row(event, account_id)))
+}
+
 /// The message an event adds, if any.
 fn new_message(decoded: &ConversationEvent) -> Option<NewMessage<'_>> {
     use ConversationEvent::*;

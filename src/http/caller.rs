@@ -69,7 +69,11 @@ fn unauthorized() -> ApiError {
 }
 
 impl Agent {
-    async fn from_token(state: web::Data<AppState>, token: Option<String>, api: bool) -> Result<Self, ApiError> {
+    pub(crate) async fn from_token(
+        state: web::Data<AppState>,
+        token: Option<String>,
+        api: bool,
+    ) -> Result<Self, ApiError> {
         let token = token.ok_or_else(unauthorized)?;
         let kinds: &[TokenKind] = if api {
             &[TokenKind::Session, TokenKind::ApiKey]

@@ -509,6 +509,31 @@ pub async fn post_as(
     message: NewMessage,
     meta: &Metadata,
 ) -> Result<HttpResponse, ApiError> {
+    let posted = save_message(state, id, author, message, meta).await?;
+    let body = json!({ "data": posted.message });
+    Ok(if posted.created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
+}
+
+/// A message saved by [`save_message`]: as readers see it, whether this call created it (or found
+/// it saved under the same `client_message_id`), and the events appended.
+pub struct Posted {
+    pub message: MessageView,
+    pub created: bool,
+    pub events: Vec<netia_events::RecordedEvent>,
+}
+
+/// Posts `message` as `author` and reads it back from the conversation read model.
+pub async fn save_message(
+    state: &AppState,
+    id: ConversationId,
+    author: Author,
+    message: NewMessage,
+    meta: &Metadata,
+) -> Result<Posted, ApiError> {
     let message_id = MessageId::new();
     let client_message_id = message.client_message_id.clone();
     let executed = state
@@ -551,11 +576,10 @@ pub async fn post_as(
             }
         }
     };
-    let body = json!({ "data": MessageView::from(&saved) });
-    Ok(if created {
-        HttpResponse::Created().json(body)
-    } else {
-        HttpResponse::Ok().json(body)
+    Ok(Posted {
+        message: MessageView::from(&saved),
+        created,
+        events: executed.events,
     })
 }
 

@@ -1,8 +1,8 @@
 //! The HTTP edge: routes, shared state and the JSON error shape.
 
 mod accounts;
-mod caller;
-mod conversations;
+pub(crate) mod caller;
+pub(crate) mod conversations;
 mod customers;
 mod health;
 pub mod limits;
@@ -11,7 +11,7 @@ mod session;
 mod settings;
 mod team;
 pub mod views;
-mod widget;
+pub(crate) mod widget;
 
 use std::sync::Arc;
 use std::time::Duration;

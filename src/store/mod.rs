@@ -94,6 +94,10 @@ pub trait EventStore: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// The checkpoint of the last event a reader can see now: a reader starting there gets every
+    /// event committed later and none before (for tailers that only care about what happens next).
+    async fn head(&self) -> Result<Checkpoint, StoreError>;
+
     /// How far a reader at `after` is behind: the number of events after it, and when the oldest
     /// of them was recorded.
     async fn lag(&self, after: Checkpoint) -> Result<(i64, Option<DateTime<Utc>>), StoreError>;

@@ -314,6 +314,26 @@ impl EventStore for PgStore {
         rows.iter().map(decode_row).collect()
     }
 
+    async fn head(&self) -> Result<Checkpoint, StoreError> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT tx_id::text, global_position FROM events \
+             WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY events.tx_id DESC, events.global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Ok(Checkpoint::default()),
+            Some((tx, position)) => Ok(Checkpoint {
+                tx_id: tx.parse().map_err(|e| StoreError::Corrupt {
+                    position,
+                    reason: format!("tx_id {tx:?}: {e}"),
+                })?,
+                position,
+            }),
+        }
+    }
+
     async fn has_pending(&self, after: Checkpoint) -> Result<bool, StoreError> {
         let pending: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2))",

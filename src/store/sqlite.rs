@@ -221,6 +221,20 @@ impl EventStore for SqliteStore {
         rows.iter().map(decode_row).collect()
     }
 
+    async fn head(&self) -> Result<Checkpoint, StoreError> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT tx_id, global_position FROM events ORDER BY global_position DESC LIMIT 1")
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(match row {
+            None => Checkpoint::default(),
+            Some((tx, position)) => Checkpoint {
+                tx_id: u64::try_from(tx).unwrap_or_default(),
+                position,
+            },
+        })
+    }
+
     async fn lag(&self, after: Checkpoint) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
         let row =
             sqlx::query("SELECT COUNT(*) AS n, MIN(recorded_at) AS oldest FROM events WHERE global_position > ?1")

@@ -1,0 +1,173 @@
+//! Turns committed events into socket broadcasts. It tails the log (from its head at start), so a
+//! message posted through any node or any path — socket, REST, bot, channel — reaches every socket
+//! of every node, in log order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use netia_events::conversation::ConversationEvent;
+use netia_events::{DomainEvent, RecordedEvent};
+use netia_projections::{ConversationProjection, message_row};
+use serde_json::{Value, json};
+use sqlx::AnyPool;
+use tokio::sync::watch;
+
+use super::hub::{Audience, Hub};
+use crate::http::views::MessageView;
+use crate::store::EventStore;
+use crate::tail::Tailer;
+
+/// Conversations whose account is remembered (beyond that the cache starts over).
+const REMEMBERED: usize = 100_000;
+
+pub struct Broadcaster {
+    store: Arc<dyn EventStore>,
+    db: AnyPool,
+    hub: Arc<Hub>,
+    accounts: HashMap<String, String>,
+}
+
+impl Broadcaster {
+    pub fn new(store: Arc<dyn EventStore>, db: AnyPool, hub: Arc<Hub>) -> Self {
+        Self {
+            store,
+            db,
+            hub,
+            accounts: HashMap::new(),
+        }
+    }
+
+    /// Follows the log until `stop` turns true.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let start = loop {
+            match self.store.head().await {
+                Ok(head) => break head,
+                Err(e) => {
+                    tracing::warn!(error = %e, "broadcaster cannot read the log head; retrying");
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
+        self.hub.broadcast_done(start);
+        let mut tailer = Tailer::new(self.store.clone(), start).with_batch(500);
+        loop {
+            let batch = tokio::select! {
+                _ = stop.changed() => return,
+                batch = tailer.next_batch() => batch,
+            };
+            match batch {
+                Ok(events) => {
+                    for event in &events {
+                        if let Err(e) = self.publish(event).await {
+                            tracing::warn!(position = event.global_position, error = %e, "event not broadcast");
+                        }
+                    }
+                    if let Some(last) = events.last() {
+                        self.hub.broadcast_done(last.checkpoint());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "broadcaster cannot read the log; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    async fn account_of(&mut self, event: &RecordedEvent) -> Result<Option<String>, anyhow::Error> {
+        if let Some(account) = event.metadata.get("account_id").and_then(Value::as_str) {
+            return Ok(Some(account.to_owned()));
+        }
+        if let Some(account) = self.accounts.get(&event.stream_id) {
+            return Ok(Some(account.clone()));
+        }
+        let mut conn = self.db.acquire().await?;
+        let id = event.stream_id.parse()?;
+        let account = ConversationProjection::account_of(&mut conn, id).await?;
+        if let Some(account) = &account {
+            self.remember(&event.stream_id, account);
+        }
+        Ok(account)
+    }
+
+    fn remember(&mut self, conversation: &str, account: &str) {
+        if self.accounts.len() >= REMEMBERED {
+            self.accounts.clear();
+        }
+        self.accounts.insert(conversation.to_owned(), account.to_owned());
+    }
+
+    async fn publish(&mut self, event: &RecordedEvent) -> Result<(), anyhow::Error> {
+        use ConversationEvent::*;
+        if event.stream_type != ConversationEvent::STREAM_TYPE {
+            return Ok(());
+        }
+        let decoded = ConversationEvent::decode(event)?;
+        if let ConversationCreated(e) = &decoded {
+            self.remember(&event.stream_id, &e.account_id.to_string());
+        }
+        let Some(account) = self.account_of(event).await? else {
+            return Ok(());
+        };
+        let id = event.stream_id.as_str();
+        let conversation_topic = format!("conversation:{id}");
+        let notification = format!("notification:{account}");
+        if let Some(message) = message_row(event, &account)? {
+            let private = message.private != 0;
+            let payload = serde_json::to_value(MessageView::from(&message))?;
+            let audience = if private { Audience::Agents } else { Audience::Everyone };
+            self.hub
+                .broadcast(&conversation_topic, "shout", &payload, audience, None);
+            self.hub
+                .broadcast(&notification, "shout", &payload, Audience::Agents, None);
+            return Ok(());
+        }
+        let updates = match &decoded {
+            ConversationCreated(e) => {
+                let created = json!({
+                    "id": id, "account_id": account, "customer_id": e.customer_id, "inbox_id": e.inbox_id,
+                    "source": e.source, "subject": e.subject, "status": "open", "created_at": e.created_at,
+                });
+                self.hub
+                    .broadcast(&notification, "conversation:created", &created, Audience::Agents, None);
+                return Ok(());
+            }
+            ConversationRead(e) => {
+                let read = json!({"conversation_id": id, "user_id": e.user_id});
+                self.hub.broadcast(&notification, "read", &read, Audience::Agents, None);
+                return Ok(());
+            }
+            ConversationClosed(_) => json!({"status": "closed"}),
+            ConversationReopened(_) | ConversationWoken(_) => json!({"status": "open"}),
+            ConversationSnoozed(e) => json!({"status": "snoozed", "snoozed_until": e.until}),
+            PrioritySet(e) => json!({ "priority": e.priority }),
+            AgentAssigned(e) => json!({ "assignee_id": e.assignee }),
+            ConversationTagged(e) => json!({ "tag_added": e.tag }),
+            ConversationUntagged(e) => json!({ "tag_removed": e.tag }),
+            ConversationArchived(_) => json!({"archived": true}),
+            _ => return Ok(()),
+        };
+        let updated = json!({"id": id, "updates": updates});
+        self.hub
+            .broadcast(&notification, "conversation:updated", &updated, Audience::Agents, None);
+        self.hub.broadcast(
+            &conversation_topic,
+            "conversation:updated",
+            &updated,
+            Audience::Agents,
+            None,
+        );
+        let actor = event.metadata.get("actor").cloned().unwrap_or(Value::Null);
+        let system = json!({
+            "type": "conversation:updated", "conversation_id": id, "updates": updates,
+            "actor": actor, "at": event.recorded_at,
+        });
+        self.hub
+            .broadcast(&format!("events:{account}"), "event", &system, Audience::Agents, None);
+        Ok(())
+    }
+}
