@@ -52,3 +52,26 @@ async fn the_phoenix_client_works_against_netia(db: &TestDb) {
 }
 
 on_both_backends!(the_phoenix_client_works_against_netia);
+
+async fn hostile_frames_close_only_the_offending_socket(db: &TestDb) {
+    let api = Api::start(db).await;
+    let admin = api.register("agent@example.com").await;
+    let other = api.register("other@example.com").await;
+    let (conversation, customer) = api.conversation(&admin.account_id).await;
+    run_script(
+        "hostile.mjs",
+        &[
+            ("NETIA_URL", &api.base),
+            ("AGENT_TOKEN", &admin.token),
+            ("CUSTOMER_TOKEN", &customer),
+            ("CONVERSATION_ID", &conversation),
+            ("OTHER_ACCOUNT_ID", &other.account_id),
+        ],
+    )
+    .await;
+}
+
+mod hostile {
+    use super::*;
+    on_both_backends!(hostile_frames_close_only_the_offending_socket);
+}
