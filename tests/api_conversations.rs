@@ -27,7 +27,7 @@ async fn agents_filter_update_and_answer_conversations(db: &TestDb) {
     let t = admin.token.as_str();
     let (c1, _) = api.conversation(&admin.account_id).await;
     let (c2, _) = api.conversation(&admin.account_id).await;
-    let (c3, _) = api.conversation(&admin.account_id).await;
+    let (c3, c3_customer) = api.conversation(&admin.account_id).await;
 
     let (status, list) = api.get("/api/conversations", t).await;
     assert_eq!(status, StatusCode::OK, "{list}");
@@ -192,6 +192,16 @@ async fn agents_filter_update_and_answer_conversations(db: &TestDb) {
         !serde_json::to_string(&list).unwrap().contains("lead@example.com"),
         "no agent email"
     );
+    // The conversation's customer reads it too, without the note.
+    let (status, theirs) = api.get(&messages, &c3_customer).await;
+    assert_eq!(status, StatusCode::OK);
+    let bodies: Vec<&str> = theirs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["Hello <b>there</b>"]);
 
     // History and as-of, from the log.
     let (status, history) = api.get(&format!("/api/conversations/{c1}/history"), t).await;
@@ -274,11 +284,30 @@ async fn no_id_of_another_account_resolves(db: &TestDb) {
                 .await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{who} {method} {path}: {answer}");
         }
-        for token in [&customer_b, &customer_a] {
+        // Customers may read their own conversation's messages, nothing else of an agent's.
+        let readable = method == Method::GET && path.ends_with("/messages");
+        for (token, expected) in [
+            (
+                &customer_b,
+                if readable {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::UNAUTHORIZED
+                },
+            ),
+            (
+                &customer_a,
+                if readable {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNAUTHORIZED
+                },
+            ),
+        ] {
             let (status, _) = api
                 .call(method.clone(), &format!("/api{path}"), Some(token), body.clone())
                 .await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "customer token on {method} {path}");
+            assert_eq!(status, expected, "customer token on {method} {path}");
         }
     }
     let (_, list) = api.get("/api/conversations", &b.token).await;

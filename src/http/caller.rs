@@ -117,6 +117,28 @@ impl FromRequest for Agent {
     }
 }
 
+/// An agent, or a widget customer (by the token's kind), for routes both may read.
+#[derive(Debug, Clone)]
+pub enum Reader {
+    Agent(Agent),
+    Customer(CustomerCaller),
+}
+
+impl FromRequest for Reader {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if bearer(req).is_some_and(|t| t.starts_with("ntc_")) {
+            let customer = CustomerCaller::from_request(req, payload);
+            Box::pin(async move { customer.await.map(Reader::Customer) })
+        } else {
+            let agent = Agent::from_request(req, payload);
+            Box::pin(async move { agent.await.map(Reader::Agent) })
+        }
+    }
+}
+
 impl FromRequest for CustomerCaller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;

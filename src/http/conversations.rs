@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
+use super::caller::Reader;
 use super::views::{
     ConversationOrAsOf, ConversationView, CountsView, Data, ErrorBody, HistoryView, MessageView, Page, PriorityName,
     SourceName, StatusName,
@@ -464,24 +465,49 @@ pub(super) struct MessagePage {
     limit: Option<i64>,
 }
 
-/// The conversation's messages in order, notes included.
-#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "messages", params(("id" = uuid::Uuid, Path, description = "Conversation id"), MessagePage), security(("bearer" = [])),
+/// The conversation's messages in order: for agents with notes; for its customer (customer token)
+/// without them — how the widget catches up after a reconnect.
+#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "messages", params(("id" = uuid::Uuid, Path, description = "Conversation id"), MessagePage), security(("bearer" = []), ("customer" = [])),
     responses((status = 200, body = Data<Vec<MessageView>>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn messages(
     state: web::Data<AppState>,
-    agent: Agent,
+    reader: Reader,
     id: web::Path<String>,
     page: web::Query<MessagePage>,
 ) -> Result<HttpResponse, ApiError> {
     let id: ConversationId = parse_id(&id, "conversation id")?;
-    owned(&state, &agent, id).await?;
+    let agents_view = match &reader {
+        Reader::Agent(agent) => {
+            owned(&state, agent, id).await?;
+            true
+        }
+        Reader::Customer(customer) => {
+            let (conversation, _) = state
+                .bus
+                .load::<Conversation>(id)
+                .await
+                .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+            if conversation.customer_id != Some(customer.customer_id)
+                || conversation.account_id != Some(customer.account_id)
+            {
+                return Err(ApiError::NotFound("conversation not found".into()));
+            }
+            false
+        }
+    };
     let limit = page.limit.unwrap_or(100);
     if !(1..=1_000).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be from 1 to 1000".into()));
     }
     let mut conn = state.db.acquire().await?;
-    let rows =
-        ConversationProjection::messages(&mut conn, id, true, page.after_version.unwrap_or(0).max(0), limit).await?;
+    let rows = ConversationProjection::messages(
+        &mut conn,
+        id,
+        agents_view,
+        page.after_version.unwrap_or(0).max(0),
+        limit,
+    )
+    .await?;
     let data: Vec<MessageView> = rows.iter().map(MessageView::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "data": data })))
 }
