@@ -75,3 +75,107 @@ mod hostile {
     use super::*;
     on_both_backends!(hostile_frames_close_only_the_offending_socket);
 }
+
+/// `netia serve` as a child process on `port`, ready.
+async fn serve(db: &TestDb, port: u16) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("netia starts");
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    for _ in 0..200 {
+        if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+            return child;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("netia did not become ready on port {port}");
+}
+
+async fn a_client_loses_nothing_across_a_server_restart(db: &TestDb) {
+    use netia::command_bus::CommandBus;
+    use netia_commands::{Conversation, ConversationCommand};
+    use netia_events::conversation::Author;
+    use serde_json::json;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = serve(db, port).await;
+    let api = Api {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    let admin = api.register("agent@example.com").await;
+    let (conversation, customer) = api.conversation(&admin.account_id).await;
+    let messages = format!("/api/conversations/{conversation}/messages");
+    let (status, _) = api.post(&messages, Some(&admin.token), json!({"body": "before"})).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        dir.join("node_modules/phoenix").exists(),
+        "run `npm ci --prefix tests/js`"
+    );
+    let mut client = tokio::process::Command::new("node")
+        .arg(dir.join("reconnect.mjs"))
+        .current_dir(&dir)
+        .env("NETIA_URL", &api.base)
+        .env("CUSTOMER_TOKEN", &customer)
+        .env("CONVERSATION_ID", &conversation)
+        .env(
+            "EXPECTED_BODIES",
+            r#"["before","missed 1","missed 2","missed 3","live"]"#,
+        )
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut next = async || {
+        tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the client answers within 30 s")
+            .unwrap()
+            .unwrap_or_default()
+    };
+    assert_eq!(next().await, "READY");
+
+    // The server dies; messages are written while no server runs; it comes back on the same port.
+    server.kill().await.unwrap();
+    let bus = CommandBus::new(db.store.clone());
+    let user_id = admin.user_id.parse().unwrap();
+    let meta = netia_events::Metadata::new(netia_events::Actor::Agent { user_id })
+        .with_account(admin.account_id.parse().unwrap());
+    for i in 1..=3 {
+        let command = ConversationCommand::PostMessage {
+            message_id: netia_events::MessageId::new(),
+            author: Author::Agent { user_id },
+            body: format!("missed {i}"),
+            private: false,
+            client_message_id: None,
+            at: chrono::Utc::now(),
+        };
+        bus.execute::<Conversation>(&conversation, command, &meta)
+            .await
+            .unwrap();
+    }
+    let _server = serve(db, port).await;
+    let rejoined = next().await;
+    assert!(rejoined.starts_with("REJOINED"), "{rejoined}");
+    let (status, _) = api.post(&messages, Some(&admin.token), json!({"body": "live"})).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    assert_eq!(next().await, "all checks passed");
+}
+
+mod restart {
+    use super::*;
+    on_both_backends!(a_client_loses_nothing_across_a_server_restart);
+}
