@@ -45,7 +45,13 @@ async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Va
 
 /// A customer with an open conversation: (conversation id, customer token).
 async fn conversation(http: &reqwest::Client, base: &str, account: &str) -> (String, String) {
-    let customer = post(http, format!("{base}/api/customers"), None, json!({"account_id": account})).await;
+    let customer = post(
+        http,
+        format!("{base}/api/customers"),
+        None,
+        json!({"account_id": account}),
+    )
+    .await;
     let token = customer["data"]["token"].as_str().unwrap().to_owned();
     let id = customer["data"]["id"].as_str().unwrap();
     let created = post(
@@ -100,9 +106,16 @@ async fn main() {
         return;
     };
     let db = format!("netia_bench_rt_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
     let url = format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_netia"))
         .arg("serve")
         .env("DATABASE_URL", &url)
@@ -115,14 +128,20 @@ async fn main() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..200 {
-        if reqwest::get(format!("{base}/health/ready")).await.is_ok_and(|r| r.status().is_success()) {
+        if reqwest::get(format!("{base}/health/ready"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     run(&base, server.id().unwrap()).await;
     server.kill().await.unwrap();
-    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }
 
 async fn run(base: &str, pid: u32) {
@@ -178,7 +197,8 @@ async fn run(base: &str, pid: u32) {
         tick.tick().await;
         let (writer, topic) = &mut customers[i % 100];
         let key = format!("m{i}");
-        let frame = json!(["1", i.to_string(), topic, "shout", {"body": format!("message {i}"), "client_message_id": key}]);
+        let frame =
+            json!(["1", i.to_string(), topic, "shout", {"body": format!("message {i}"), "client_message_id": key}]);
         sent.lock().unwrap().insert(key, Instant::now());
         writer.send(Message::text(frame.to_string())).await.unwrap();
     }

@@ -1,7 +1,9 @@
 //! Executes commands: load the stream, decide, append with the expected version, retry if it commutes.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::fmt::Display;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use netia_commands::{Commutes, Decide};
@@ -36,10 +38,18 @@ pub struct Executed {
     pub attempts: u32,
 }
 
+/// Aggregate states kept in memory (by stream), so that a command reads only the events its cached
+/// state has not seen. The log is append-only: a cached state at version `v` stays exactly the fold
+/// of events `1..=v`, whatever other writers do; it only needs the events after it.
+const CACHED_STATES: usize = 10_000;
+
+type StateCache = Mutex<HashMap<String, (Arc<dyn Any + Send + Sync>, i64)>>;
+
 #[derive(Clone)]
 pub struct CommandBus {
     store: Arc<dyn EventStore>,
     max_attempts: u32,
+    cache: Arc<StateCache>,
 }
 
 impl CommandBus {
@@ -47,6 +57,7 @@ impl CommandBus {
         Self {
             store,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            cache: Arc::default(),
         }
     }
 
@@ -62,7 +73,7 @@ impl CommandBus {
     /// Rebuilds an aggregate from its stream.
     pub async fn load<A>(&self, id: impl Display) -> Result<(A, i64), CommandError<A::Error>>
     where
-        A: Decide,
+        A: Decide + Clone + 'static,
         A::Event: DomainEvent,
     {
         let stream = StreamRef::new(<A::Event as DomainEvent>::STREAM_TYPE, id);
@@ -71,21 +82,48 @@ impl CommandBus {
 
     async fn load_stream<A>(&self, stream: &StreamRef) -> Result<(A, i64), CommandError<A::Error>>
     where
-        A: Decide,
+        A: Decide + Clone + 'static,
         A::Event: DomainEvent,
     {
+        let key = stream.to_string();
+        let cached = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .get(&key)
+                .and_then(|(state, version)| state.downcast_ref::<A>().map(|s| (s.clone(), *version)))
+        };
+        let (mut state, mut version) = cached.unwrap_or_default();
+        let bound = if version > 0 {
+            StreamBound::After(version)
+        } else {
+            StreamBound::All
+        };
         let recorded = self
             .store
-            .read_stream(stream, StreamBound::All)
+            .read_stream(stream, bound)
             .await
             .map_err(CommandError::Store)?;
-        let mut state = A::default();
-        let mut version = 0;
         for event in &recorded {
             cqrs_es::Aggregate::apply(&mut state, <A::Event as DomainEvent>::decode(event)?);
             version = event.version;
         }
+        if !recorded.is_empty() {
+            self.remember(key, state.clone(), version);
+        }
         Ok((state, version))
+    }
+
+    fn remember<A: Send + Sync + 'static>(&self, key: String, state: A, version: i64) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHED_STATES && !cache.contains_key(&key) {
+            cache.clear();
+        }
+        match cache.get(&key) {
+            Some((_, known)) if *known >= version => {}
+            _ => {
+                cache.insert(key, (Arc::new(state), version));
+            }
+        }
     }
 
     /// Decides `command` against aggregate `id` and appends the outcome.
@@ -96,7 +134,7 @@ impl CommandBus {
         metadata: &Metadata,
     ) -> Result<Executed, CommandError<A::Error>>
     where
-        A: Decide,
+        A: Decide + Clone + 'static,
         A::Command: Commutes,
         A::Event: DomainEvent,
     {
@@ -115,7 +153,7 @@ impl CommandBus {
         metadata: &Metadata,
     ) -> Result<Executed, CommandError<A::Error>>
     where
-        A: Decide,
+        A: Decide + Clone + 'static,
         A::Command: Commutes,
         A::Event: DomainEvent,
     {
@@ -145,6 +183,7 @@ impl CommandBus {
             match self.store.append(&stream, version, new_events).await {
                 Ok(events) => {
                     let version = events.last().map_or(version, |e| e.version);
+                    self.remember(stream.to_string(), state, version);
                     return Ok(Executed {
                         events,
                         version,

@@ -107,6 +107,65 @@ pub struct Projector {
     db: AnyPool,
     projection: Arc<dyn Projection>,
     batch: usize,
+    progress: Option<watch::Sender<Checkpoint>>,
+}
+
+/// The checkpoints of the projectors running in this process, as they commit: read-your-writes
+/// waits on these instead of polling the database (and polls only slowly, for a projector that
+/// runs on another node).
+#[derive(Clone, Default)]
+pub struct Progress {
+    senders: std::collections::HashMap<&'static str, watch::Sender<Checkpoint>>,
+}
+
+impl Progress {
+    pub fn new(names: &[&'static str]) -> Self {
+        Self {
+            senders: names
+                .iter()
+                .map(|name| (*name, watch::channel(Checkpoint::default()).0))
+                .collect(),
+        }
+    }
+
+    pub fn sender(&self, name: &str) -> Option<watch::Sender<Checkpoint>> {
+        self.senders.get(name).cloned()
+    }
+
+    /// Waits (at most `timeout`) until projection `name` has applied the event at `target`.
+    pub async fn wait_for(
+        &self,
+        db: &AnyPool,
+        name: &str,
+        target: Checkpoint,
+        timeout: Duration,
+    ) -> Result<bool, ProjectorError> {
+        let Some(sender) = self.senders.get(name) else {
+            return wait_for(db, name, target, timeout).await;
+        };
+        let mut local = sender.subscribe();
+        if *local.borrow() >= target {
+            return Ok(true);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // The local projector reports at once; the database is asked now and then in case the
+            // active projector is another node's.
+            let step = tokio::time::Instant::now() + Duration::from_millis(50);
+            match tokio::time::timeout_at(step.min(deadline), local.wait_for(|at| *at >= target)).await {
+                Ok(Ok(_)) => return Ok(true),
+                Ok(Err(_)) => return wait_for(db, name, target, deadline - tokio::time::Instant::now()).await,
+                Err(_) => {}
+            }
+            let mut conn = db.acquire().await?;
+            if Checkpoints::load(&mut conn, name).await? >= target {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+        }
+    }
 }
 
 impl Projector {
@@ -116,7 +175,14 @@ impl Projector {
             db,
             projection,
             batch: 500,
+            progress: None,
         }
+    }
+
+    /// Publishes each committed checkpoint on `progress`.
+    pub fn with_progress(mut self, progress: Option<watch::Sender<Checkpoint>>) -> Self {
+        self.progress = progress;
+        self
     }
 
     pub fn with_batch(mut self, batch: usize) -> Self {
@@ -163,6 +229,15 @@ impl Projector {
             return Err(ProjectorError::Moved(self.name()));
         }
         tx.commit().await?;
+        if let Some(progress) = &self.progress {
+            progress.send_if_modified(|at| {
+                let newer = last.checkpoint() > *at;
+                if newer {
+                    *at = last.checkpoint();
+                }
+                newer
+            });
+        }
         Ok(())
     }
 

@@ -66,8 +66,12 @@ impl Application {
             .with_context(|| format!("cannot open the read-model database ({})", redact(url)))?;
         let (stop_projectors, _) = watch::channel(false);
         let mut projectors = Vec::new();
-        for projection in projector::projections() {
-            let projector = Projector::new(store.clone(), pool.clone(), projection);
+        let all = projector::projections();
+        let names: Vec<&'static str> = all.iter().map(|p| p.name()).collect();
+        let progress = projector::Progress::new(&names);
+        for projection in all {
+            let sender = progress.sender(projection.name());
+            let projector = Projector::new(store.clone(), pool.clone(), projection).with_progress(sender);
             projector.setup().await.context("cannot create read-model tables")?;
             projectors.push(tokio::spawn(projector.run(stop_projectors.subscribe())));
         }
@@ -78,7 +82,7 @@ impl Application {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState::new(store, pool, auth));
+        let state = web::Data::new(AppState::new(store, pool, auth).with_progress(progress));
         let limiter = web::Data::new(Limiter::new(Limits {
             per_ip_per_minute: settings.rate_limit_ip_per_minute,
             per_customer_per_minute: settings.rate_limit_customer_per_minute,

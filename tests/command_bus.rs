@@ -287,3 +287,45 @@ on_both_backends!(
     a_bot_reply_to_the_same_trigger_is_written_once,
     domain_refusals_and_corrupt_history_are_typed,
 );
+
+/// Two buses (two nodes) on one log: each caches states, and each still decides on the whole
+/// stream, including what the other appended since its cached version.
+async fn cached_states_catch_up_with_other_writers(db: &TestDb) {
+    let node_a = CommandBus::new(db.store.clone());
+    let node_b = CommandBus::new(db.store.clone());
+    let meta = netia_events::Metadata::system("test");
+    let id = netia_events::ConversationId::new();
+    let customer = netia_events::CustomerId::new();
+    let open = common::open_conversation(id, netia_events::AccountId::new(), customer, Utc::now());
+    node_a.execute::<Conversation>(id, open, &meta).await.unwrap();
+    let author = Author::Customer { customer_id: customer };
+    let first = common::message(author, "one", false, Some("k1"), Utc::now());
+    assert_eq!(
+        node_a.execute::<Conversation>(id, first, &meta).await.unwrap().version,
+        2
+    );
+    // Node B writes; node A's cached state (version 2) does not know it yet.
+    let second = common::message(author, "two", false, Some("k2"), Utc::now());
+    assert_eq!(
+        node_b.execute::<Conversation>(id, second, &meta).await.unwrap().version,
+        3
+    );
+    // A repeat of B's key through A is recognised: A read the event it had not seen.
+    let repeat = common::message(author, "two", false, Some("k2"), Utc::now());
+    let executed = node_a.execute::<Conversation>(id, repeat, &meta).await.unwrap();
+    assert!(executed.events.is_empty(), "deduplicated");
+    assert_eq!(executed.version, 3);
+    let third = common::message(author, "three", false, Some("k3"), Utc::now());
+    assert_eq!(
+        node_a.execute::<Conversation>(id, third, &meta).await.unwrap().version,
+        4
+    );
+    let (state, version) = node_b.load::<Conversation>(id).await.unwrap();
+    assert_eq!(version, 4);
+    assert_eq!(state.client_message_ids.len(), 3);
+}
+
+mod cache {
+    use super::*;
+    on_both_backends!(cached_states_catch_up_with_other_writers);
+}

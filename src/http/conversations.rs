@@ -535,7 +535,7 @@ pub async fn post_as(
     message: NewMessage,
     meta: &Metadata,
 ) -> Result<HttpResponse, ApiError> {
-    let posted = save_message(state, id, author, message, meta).await?;
+    let posted = save_message(state, id, author, message, meta, true).await?;
     let body = json!({ "data": posted.message });
     Ok(if posted.created {
         HttpResponse::Created().json(body)
@@ -552,13 +552,16 @@ pub struct Posted {
     pub events: Vec<netia_events::RecordedEvent>,
 }
 
-/// Posts `message` as `author` and reads it back from the conversation read model.
+/// Posts `message` as `author`. With `read_back` it waits for the conversation read model and
+/// answers from it (the REST caller's next read sees it); otherwise a new message is answered from
+/// its event (the socket, whose broadcast comes from the log anyway).
 pub async fn save_message(
     state: &AppState,
     id: ConversationId,
     author: Author,
     message: NewMessage,
     meta: &Metadata,
+    read_back: bool,
 ) -> Result<Posted, ApiError> {
     let message_id = MessageId::new();
     let client_message_id = message.client_message_id.clone();
@@ -579,6 +582,20 @@ pub async fn save_message(
         .await
         .map_err(conversation_error)?;
     let created = !executed.events.is_empty();
+    if created && !read_back {
+        let account = meta.account_id.map(|a| a.to_string()).unwrap_or_default();
+        let row = executed
+            .events
+            .iter()
+            .find_map(|e| netia_projections::message_row(e, &account).ok().flatten());
+        if let Some(row) = row {
+            return Ok(Posted {
+                message: MessageView::from(&row),
+                created,
+                events: executed.events,
+            });
+        }
+    }
     if created {
         state.caught_up("conversation", &executed.events).await;
     }

@@ -43,6 +43,7 @@ pub struct AppState {
     /// Read models and credentials.
     pub db: AnyPool,
     pub auth: Auth,
+    pub progress: crate::projector::Progress,
 }
 
 impl AppState {
@@ -52,7 +53,14 @@ impl AppState {
             store,
             db,
             auth,
+            progress: crate::projector::Progress::default(),
         }
+    }
+
+    /// Uses the local projectors' progress for read-your-writes.
+    pub fn with_progress(mut self, progress: crate::projector::Progress) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// Waits (bounded) until the named read model has applied `events`, so that the caller reads its
@@ -65,7 +73,7 @@ impl AppState {
     }
 
     async fn wait_for(&self, projection: &str, at: Checkpoint) {
-        match crate::projector::wait_for(&self.db, projection, at, READ_YOUR_WRITES).await {
+        match self.progress.wait_for(&self.db, projection, at, READ_YOUR_WRITES).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 projection,

@@ -446,7 +446,7 @@ impl Connection {
             private,
             client_message_id,
         };
-        match save_message(&self.state, id, author, message, &self.caller.meta()).await {
+        match save_message(&self.state, id, author, message, &self.caller.meta(), false).await {
             Ok(posted) => {
                 if let Some(last) = posted.events.last() {
                     self.hub.broadcast_reached(last.checkpoint(), BROADCAST_WAIT).await;

@@ -29,6 +29,8 @@ pub enum StreamBound {
     All,
     /// Events with `version <= v`.
     UpToVersion(i64),
+    /// Events with `version > v` (what a cached state has not seen yet).
+    After(i64),
     /// The stream as it stood at the instant: every version up to the last one recorded at or
     /// before it (a prefix, even if clocks disagreed between writers).
     AsOf(DateTime<Utc>),

@@ -183,6 +183,7 @@ impl EventStore for SqliteStore {
         let query = match bound {
             StreamBound::All => base,
             StreamBound::UpToVersion(_) => format!("{base} AND version <= ?3"),
+            StreamBound::After(_) => format!("{base} AND version > ?3"),
             StreamBound::AsOf(_) => format!(
                 "{base} AND version <= (SELECT COALESCE(MAX(version), 0) FROM events \
                  WHERE stream_type = ?1 AND stream_id = ?2 AND recorded_at <= ?3)"
@@ -191,7 +192,7 @@ impl EventStore for SqliteStore {
         let q = sqlx::query(&query).bind(&stream.stream_type).bind(&stream.stream_id);
         let q = match bound {
             StreamBound::All => q,
-            StreamBound::UpToVersion(v) => q.bind(v),
+            StreamBound::UpToVersion(v) | StreamBound::After(v) => q.bind(v),
             StreamBound::AsOf(t) => q.bind(format_time(t)),
         };
         let rows = q.fetch_all(&self.readers).await?;
