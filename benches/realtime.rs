@@ -6,6 +6,7 @@
 //! - server memory per idle connection, with 10,000 connections open.
 //!
 //! The load client shares the machine (2 cores) with the server and PostgreSQL.
+//! NETIA_BENCH_RATE sets the shout rate (default 1000/s); NETIA_BENCH_ONLY=latency skips the rest.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Writer = SplitSink<Ws, Message>;
@@ -65,9 +66,8 @@ async fn conversation(http: &reqwest::Client, base: &str, account: &str) -> (Str
 }
 
 async fn connect(ws_base: &str, token: &str) -> (Writer, Reader) {
-    let (ws, _) = connect_async(format!("{ws_base}/socket/websocket?vsn=2.0.0&token={token}"))
-        .await
-        .unwrap();
+    let url = format!("{ws_base}/socket/websocket?vsn=2.0.0&token={token}");
+    let (ws, _) = connect_async_with_config(url, None, true).await.unwrap();
     ws.split()
 }
 
@@ -121,7 +121,10 @@ async fn main() {
         .env("DATABASE_URL", &url)
         .env("DATABASE_MAX_CONNECTIONS", "20")
         .env("PORT", port.to_string())
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("NETIA_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env("RATE_LIMIT_IP_PER_MINUTE", "1000000")
         .kill_on_drop(true)
         .spawn()
@@ -188,7 +191,10 @@ async fn run(base: &str, pid: u32) {
         drain(reader);
         customers.push((writer, topic));
     }
-    let rate = 1_000;
+    let rate: usize = std::env::var("NETIA_BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1_000);
     let total = rate * 10;
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate as u64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -217,6 +223,9 @@ async fn run(base: &str, pid: u32) {
         lat.len()
     );
     drop(customers);
+    if std::env::var("NETIA_BENCH_ONLY").is_ok_and(|o| o == "latency") {
+        return;
+    }
 
     // --- fan-out: one conversation, 1,000 subscribers (tabs of its customer) ---
     let (id, token) = conversation(&http, base, &account).await;

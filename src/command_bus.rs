@@ -50,6 +50,7 @@ pub struct CommandBus {
     store: Arc<dyn EventStore>,
     max_attempts: u32,
     cache: Arc<StateCache>,
+    use_cache: bool,
 }
 
 impl CommandBus {
@@ -58,7 +59,15 @@ impl CommandBus {
             store,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             cache: Arc::default(),
+            use_cache: true,
         }
+    }
+
+    /// Reads every stream in full for every command (no state cache): each attempt's decision is
+    /// then made on the stream as stored, which tests of concurrent appends rely on.
+    pub fn without_state_cache(mut self) -> Self {
+        self.use_cache = false;
+        self
     }
 
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
@@ -86,12 +95,7 @@ impl CommandBus {
         A::Event: DomainEvent,
     {
         let key = stream.to_string();
-        let cached = {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache
-                .get(&key)
-                .and_then(|(state, version)| state.downcast_ref::<A>().map(|s| (s.clone(), *version)))
-        };
+        let cached = self.cached::<A>(stream);
         let (mut state, mut version) = cached.unwrap_or_default();
         let bound = if version > 0 {
             StreamBound::After(version)
@@ -111,6 +115,17 @@ impl CommandBus {
             self.remember(key, state.clone(), version);
         }
         Ok((state, version))
+    }
+
+    /// The cached state of `stream`, if any (possibly behind the store).
+    fn cached<A: Clone + 'static>(&self, stream: &StreamRef) -> Option<(A, i64)> {
+        if !self.use_cache {
+            return None;
+        }
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&stream.to_string())
+            .and_then(|(state, version)| state.downcast_ref::<A>().map(|s| (s.clone(), *version)))
     }
 
     fn remember<A: Send + Sync + 'static>(&self, key: String, state: A, version: i64) {
@@ -161,16 +176,41 @@ impl CommandBus {
         let metadata = serde_json::to_value(metadata)?;
         let commutes = commands.iter().all(Commutes::commutes);
         let mut attempt = 0;
+        // First try on the cached state without reading the stream: the append's expected version
+        // proves it current. Anything else (a conflict, a refusal, a no-op) is decided again on
+        // the stream as stored before it is believed.
+        let mut optimistic = true;
         loop {
             attempt += 1;
-            let (mut state, version) = self.load_stream::<A>(&stream).await?;
+            let cached = if optimistic { self.cached::<A>(&stream) } else { None };
+            optimistic = false;
+            let fresh = cached.is_none();
+            let (mut state, version) = match cached {
+                Some(cached) => cached,
+                None => self.load_stream::<A>(&stream).await?,
+            };
             let mut decided = Vec::new();
+            let mut refused = None;
             for command in commands {
-                let events = state.decide(command).map_err(CommandError::Domain)?;
-                for event in &events {
-                    cqrs_es::Aggregate::apply(&mut state, event.clone());
+                match state.decide(command) {
+                    Ok(events) => {
+                        for event in &events {
+                            cqrs_es::Aggregate::apply(&mut state, event.clone());
+                        }
+                        decided.extend(events);
+                    }
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
                 }
-                decided.extend(events);
+            }
+            if !fresh && (refused.is_some() || decided.is_empty()) {
+                attempt -= 1;
+                continue;
+            }
+            if let Some(e) = refused {
+                return Err(CommandError::Domain(e));
             }
             if decided.is_empty() {
                 return Ok(Executed {
@@ -190,6 +230,8 @@ impl CommandBus {
                         attempts: attempt,
                     });
                 }
+                // The cache was behind: that was no attempt, load and decide properly.
+                Err(e) if e.is_conflict() && !fresh => attempt -= 1,
                 Err(e) if e.is_conflict() && commutes && attempt < self.max_attempts => {
                     // Back off a little, with jitter, so that colliding writers spread out.
                     let micros = fastrand::u64(0..(200 * u64::from(attempt)));

@@ -216,7 +216,16 @@ impl Projector {
         // cannot upgrade once another writer (the event store) has committed meanwhile.
         let mut tx = match self.store.backend() {
             crate::store::Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            crate::store::Backend::Postgres => conn.begin().await?,
+            crate::store::Backend::Postgres => {
+                let mut tx = conn.begin().await?;
+                // A read model and its checkpoint commit together, and both can be replayed from
+                // the log: losing the last few milliseconds of them in a crash loses nothing, so
+                // they need not wait for their own WAL flush (the events themselves do).
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
         };
         if let Err((position, source)) = self.projection.apply_batch(&mut tx, events).await {
             return Err(ProjectorError::Apply {

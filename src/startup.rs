@@ -103,6 +103,8 @@ impl Application {
                 .configure(realtime::routes)
                 .configure(http::routes)
         })
+        // Small frames (socket pushes, replies) go out at once instead of waiting for Nagle.
+        .tcp_nodelay(true)
         .listen(listener)?
         .shutdown_timeout(10)
         .run();

@@ -110,7 +110,7 @@ fn racing(db: &TestDb, races: u32) -> (CommandBus, Arc<RacingStore>) {
         inner: db.store.clone(),
         races: AtomicU32::new(races),
     });
-    (CommandBus::new(store.clone()), store)
+    (CommandBus::new(store.clone()).without_state_cache(), store)
 }
 
 async fn a_commuting_command_is_decided_again_after_a_concurrent_append(db: &TestDb) {
@@ -323,6 +323,33 @@ async fn cached_states_catch_up_with_other_writers(db: &TestDb) {
     let (state, version) = node_b.load::<Conversation>(id).await.unwrap();
     assert_eq!(version, 4);
     assert_eq!(state.client_message_ids.len(), 3);
+    // B closes. A's cache still says open: A's reopen must not be taken for a no-op, and A's own
+    // close after B's must not close twice.
+    node_b
+        .execute::<Conversation>(id, ConversationCommand::Close { at: Utc::now() }, &meta)
+        .await
+        .unwrap();
+    let close_again = node_a
+        .execute::<Conversation>(id, ConversationCommand::Close { at: Utc::now() }, &meta)
+        .await
+        .unwrap();
+    assert!(
+        close_again.events.is_empty() && close_again.version == 5,
+        "{close_again:?}"
+    );
+    node_b
+        .execute::<Conversation>(id, ConversationCommand::Reopen { at: Utc::now() }, &meta)
+        .await
+        .unwrap();
+    node_b
+        .execute::<Conversation>(id, ConversationCommand::Close { at: Utc::now() }, &meta)
+        .await
+        .unwrap();
+    let reopened = node_a
+        .execute::<Conversation>(id, ConversationCommand::Reopen { at: Utc::now() }, &meta)
+        .await
+        .unwrap();
+    assert_eq!((reopened.events.len(), reopened.version), (1, 8), "{reopened:?}");
 }
 
 mod cache {

@@ -446,11 +446,18 @@ impl Connection {
             private,
             client_message_id,
         };
+        let started = std::time::Instant::now();
         match save_message(&self.state, id, author, message, &self.caller.meta(), false).await {
             Ok(posted) => {
+                let saved_in = started.elapsed();
                 if let Some(last) = posted.events.last() {
                     self.hub.broadcast_reached(last.checkpoint(), BROADCAST_WAIT).await;
                 }
+                tracing::debug!(
+                    saved_us = saved_in.as_micros() as u64,
+                    broadcast_us = started.elapsed().as_micros() as u64,
+                    "shout"
+                );
                 let saved = serde_json::to_value(&posted.message).unwrap_or_default();
                 self.send(reply(frame, true, saved));
             }
