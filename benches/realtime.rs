@@ -6,7 +6,8 @@
 //! - server memory per idle connection, with 10,000 connections open.
 //!
 //! The load client shares the machine (2 cores) with the server and PostgreSQL.
-//! NETIA_BENCH_RATE sets the shout rate (default 1000/s); NETIA_BENCH_ONLY=latency skips the rest.
+//! NETIA_BENCH_RATE sets the shout rate (default 1000/s); NETIA_BENCH_ONLY=latency or =memory runs
+//! one part.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -159,6 +160,9 @@ async fn run(base: &str, pid: u32) {
     .await;
     let agent_token = registered["data"]["token"].as_str().unwrap().to_owned();
     let account = registered["data"]["account_id"].as_str().unwrap().to_owned();
+    if std::env::var("NETIA_BENCH_ONLY").is_ok_and(|o| o == "memory") {
+        return memory(&http, base, &ws_base, &account, pid).await;
+    }
 
     // --- latency: customer shout → the agent (on notification:<account>) gets the saved message ---
     let (mut agent_writer, mut agent_reader) = connect(&ws_base, &agent_token).await;
@@ -271,12 +275,16 @@ async fn run(base: &str, pid: u32) {
     drop(subscribers);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // --- memory per idle connection ---
-    let (_, token) = conversation(&http, base, &account).await;
+    memory(&http, base, &ws_base, &account, pid).await;
+}
+
+/// Server memory per idle connection, with 10,000 open.
+async fn memory(http: &reqwest::Client, base: &str, ws_base: &str, account: &str, pid: u32) {
+    let (_, token) = conversation(http, base, account).await;
     let before = rss_kib(pid);
     let mut idle = Vec::with_capacity(10_000);
     for _ in 0..10_000 {
-        let (writer, reader) = connect(&ws_base, &token).await;
+        let (writer, reader) = connect(ws_base, &token).await;
         drain(reader);
         idle.push(writer);
     }

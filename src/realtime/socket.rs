@@ -219,7 +219,9 @@ impl Connection {
                     break close_reason(code, &e.to_string());
                 }
                 Ok(Some(Ok(AggregatedMessage::Text(text)))) => match Frame::parse(&text) {
-                    Ok(frame) => self.handle(frame).await,
+                    // Boxed: the deep futures of a command live only while a frame is handled, not
+                    // in every idle connection's task.
+                    Ok(frame) => Box::pin(self.handle(frame)).await,
                     Err(e) => break close_reason(CloseCode::Invalid, &e.to_string()),
                 },
                 Ok(Some(Ok(AggregatedMessage::Binary(_)))) => {
