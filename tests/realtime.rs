@@ -1,6 +1,6 @@
 //! The WebSocket as the official `phoenix` npm client meets it (Node 20, `ws` transport): the
-//! scenario in `tests/js/conformance.mjs`, against a real server on both databases. Needs
-//! `npm ci --prefix tests/js` (done by `.ci/run`); without it the test fails and says so.
+//! scenario in `tests/js/conformance.mjs`, against a real server on both databases. The JS
+//! dependencies are installed with `npm ci` on first use (Node 20 and npm are needed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,12 +11,25 @@ use std::process::Stdio;
 use common::TestDb;
 use common::api::Api;
 
-async fn run_script(script: &str, vars: &[(&str, &str)]) {
+/// The JS test dependencies (the official phoenix client and ws), installed once if missing.
+fn node_modules() -> std::path::PathBuf {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    assert!(
-        dir.join("node_modules/phoenix").exists(),
-        "the phoenix client is not installed: run `npm ci --prefix tests/js`"
-    );
+    INSTALL.call_once(|| {
+        if !dir.join("node_modules/phoenix").exists() {
+            let status = std::process::Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status()
+                .expect("npm runs (Node 20 and npm are needed for the socket tests)");
+            assert!(status.success(), "npm ci in tests/js failed");
+        }
+    });
+    dir
+}
+
+async fn run_script(script: &str, vars: &[(&str, &str)]) {
+    let dir = node_modules();
     let output = tokio::process::Command::new("node")
         .arg(dir.join(script))
         .current_dir(&dir)
