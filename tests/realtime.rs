@@ -192,3 +192,38 @@ mod restart {
     use super::*;
     on_both_backends!(a_client_loses_nothing_across_a_server_restart);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_two_nodes_deliver_each_others_messages() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port_a, port_b) = (free(), free());
+    let a = serve(&db, port_a).await;
+    let b = serve(&db, port_b).await;
+    let node_a = Api {
+        base: format!("http://127.0.0.1:{port_a}"),
+        http: reqwest::Client::new(),
+    };
+    let node_b = format!("http://127.0.0.1:{port_b}");
+    let admin = node_a.register("agent@example.com").await;
+    let (conversation, customer) = node_a.conversation(&admin.account_id).await;
+    run_script(
+        "two_nodes.mjs",
+        &[
+            ("NODE_A", &node_a.base),
+            ("NODE_B", &node_b),
+            ("AGENT_TOKEN", &admin.token),
+            ("CUSTOMER_TOKEN", &customer),
+            ("CONVERSATION_ID", &conversation),
+        ],
+    )
+    .await;
+    drop((a, b));
+    db.cleanup().await;
+}
