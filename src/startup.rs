@@ -75,7 +75,12 @@ impl Application {
             projector.setup().await.context("cannot create read-model tables")?;
             projectors.push(tokio::spawn(projector.run(stop_projectors.subscribe())));
         }
-        let hub = web::Data::new(Hub::new());
+        let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(realtime::record_presence(
+            crate::command_bus::CommandBus::new(store.clone()),
+            presence_rx,
+        ));
+        let hub = web::Data::new(Hub::new().with_presence_log(presence_tx));
         let broadcaster = Broadcaster::new(store.clone(), pool.clone(), hub.clone().into_inner());
         projectors.push(tokio::spawn(broadcaster.run(stop_projectors.subscribe())));
         let auth = Auth::new(pool.clone(), settings.session_ttl_seconds, settings.renew_ttl_seconds);

@@ -62,6 +62,39 @@ async fn the_phoenix_client_works_against_netia(db: &TestDb) {
         ],
     )
     .await;
+    // Coming online and going offline are in the log: the customer (two tabs: once each) and the agent.
+    let (_, theirs) = api.get("/api/conversations/customer", &customer).await;
+    let customer_id = theirs["data"][0]["customer_id"].as_str().unwrap().to_owned();
+    for (stream, online, offline) in [
+        (
+            netia_events::StreamRef::new("customer", &customer_id),
+            "CustomerCameOnline",
+            "CustomerWentOffline",
+        ),
+        (
+            netia_events::StreamRef::new("user", &admin.user_id),
+            "AgentCameOnline",
+            "AgentWentOffline",
+        ),
+    ] {
+        let mut types = Vec::new();
+        for _ in 0..100 {
+            types = db
+                .store
+                .read_stream(&stream, netia::store::StreamBound::All)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.event_type)
+                .filter(|t| t == online || t == offline)
+                .collect();
+            if types.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(types, [online, offline], "{stream}");
+    }
 }
 
 on_both_backends!(the_phoenix_client_works_against_netia);

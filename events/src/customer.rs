@@ -14,6 +14,8 @@ event_family! {
         CustomerIdentified = 1,
         CustomerMetadataUpdated = 1,
         CustomerDeleted = 1,
+        CustomerCameOnline = 1,
+        CustomerWentOffline = 1,
     }
 }
 
@@ -57,3 +59,11 @@ pub struct CustomerMetadataUpdated {
 pub struct CustomerDeleted {
     pub deleted_by: UserId,
 }
+
+/// The customer opened a connection (widget socket) while none was open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerCameOnline {}
+
+/// The customer's last connection closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerWentOffline {}

@@ -1,4 +1,4 @@
-//! User (agent) events: invited, registered, role changed, disabled, enabled.
+//! User (agent) events: invited, registered, role changed, disabled, enabled, online, offline.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,8 @@ event_family! {
         UserRoleChanged = 1,
         UserDisabled = 1,
         UserEnabled = 1,
+        AgentCameOnline = 1,
+        AgentWentOffline = 1,
     }
 }
 
@@ -60,3 +62,11 @@ pub struct UserDisabled {
 pub struct UserEnabled {
     pub enabled_by: UserId,
 }
+
+/// The agent opened a connection (dashboard socket) while none was open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentCameOnline {}
+
+/// The agent's last connection closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentWentOffline {}

@@ -328,6 +328,13 @@ impl Batch {
         }
         match event {
             CustomerEvent::CustomerCreated(_) => {}
+            // Being connected is being seen.
+            CustomerEvent::CustomerCameOnline(_) | CustomerEvent::CustomerWentOffline(_) => {
+                let at = format_time(recorded.recorded_at);
+                if row.last_seen_at.as_ref().is_none_or(|last| *last < at) {
+                    row.last_seen_at = Some(at);
+                }
+            }
             CustomerEvent::CustomerDeleted(_) => {
                 self.customers.remove(&id);
                 self.dirty.remove(&id);

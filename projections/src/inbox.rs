@@ -367,7 +367,9 @@ impl InboxProjection {
         let (name, email) = match CustomerEvent::decode(recorded)? {
             CustomerEvent::CustomerCreated(e) => (e.identity.name, e.identity.email),
             CustomerEvent::CustomerIdentified(e) => (e.identity.name, e.identity.email),
-            CustomerEvent::CustomerMetadataUpdated(_) => return Ok(()),
+            CustomerEvent::CustomerMetadataUpdated(_)
+            | CustomerEvent::CustomerCameOnline(_)
+            | CustomerEvent::CustomerWentOffline(_) => return Ok(()),
             CustomerEvent::CustomerDeleted(_) => {
                 // The conversations stay; the profile shown with them goes.
                 sqlx::query(

@@ -102,8 +102,19 @@ fn diff(topic: &str, joins: Map<String, Value>, leaves: Map<String, Value>) -> B
     ))
 }
 
+/// Someone connected to this node for the first time, or closed their last connection here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Person {
+    Agent(netia_events::UserId),
+    Customer(netia_events::CustomerId),
+}
+
 pub struct Hub {
     topics: Mutex<HashMap<String, Topic>>,
+    /// Open connections per person on this node.
+    people: Mutex<HashMap<String, usize>>,
+    /// Where online/offline changes go to be recorded (in order).
+    presence_log: Option<mpsc::UnboundedSender<(Person, bool)>>,
     next_conn: AtomicU64,
     next_ref: AtomicU64,
     /// The last log position whose broadcasts have been queued.
@@ -120,9 +131,40 @@ impl Hub {
     pub fn new() -> Self {
         Self {
             topics: Mutex::new(HashMap::new()),
+            people: Mutex::new(HashMap::new()),
+            presence_log: None,
             next_conn: AtomicU64::new(1),
             next_ref: AtomicU64::new(1),
             broadcast_at: watch::channel(Checkpoint::default()).0,
+        }
+    }
+
+    /// Records online/offline changes through `log` (see [`crate::realtime::record_presence`]).
+    pub fn with_presence_log(mut self, log: mpsc::UnboundedSender<(Person, bool)>) -> Self {
+        self.presence_log = Some(log);
+        self
+    }
+
+    /// A connection of `person` opened (`true`) or closed; the first and the last are recorded.
+    pub fn connection(&self, person: Person, open: bool) {
+        let key = format!("{person:?}");
+        let changed = {
+            let mut people = self.people.lock().unwrap_or_else(|p| p.into_inner());
+            let count = people.entry(key.clone()).or_default();
+            if open {
+                *count += 1;
+                *count == 1
+            } else {
+                *count = count.saturating_sub(1);
+                let last = *count == 0;
+                if last {
+                    people.remove(&key);
+                }
+                last
+            }
+        };
+        if changed && let Some(log) = &self.presence_log {
+            let _ = log.send((person, open));
         }
     }
 

@@ -10,6 +10,38 @@ pub use broadcaster::Broadcaster;
 pub use hub::Hub;
 
 use actix_web::web;
+use netia_commands::{Customer, CustomerCommand, User, UserCommand};
+use netia_events::{Actor, Metadata};
+use tokio::sync::mpsc;
+
+use crate::command_bus::CommandBus;
+use hub::Person;
+
+/// Records people coming online and going offline as events (`AgentCameOnline`…), one at a time
+/// in the order this node saw them. Until presence spans nodes, "online" means "connected to this
+/// node"; the aggregates make repeats no-ops.
+pub async fn record_presence(bus: CommandBus, mut changes: mpsc::UnboundedReceiver<(Person, bool)>) {
+    let meta = Metadata::new(Actor::System {
+        component: "realtime".into(),
+    });
+    while let Some((person, online)) = changes.recv().await {
+        let result = match person {
+            Person::Agent(id) => bus
+                .execute::<User>(id, UserCommand::SetOnline { online }, &meta)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Person::Customer(id) => bus
+                .execute::<Customer>(id, CustomerCommand::SetOnline { online }, &meta)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "presence change not recorded");
+        }
+    }
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/socket/websocket").route(web::get().to(socket::websocket)));

@@ -188,6 +188,13 @@ impl Connection {
         self.outbox.send(ByteString::from(frame));
     }
 
+    fn person(&self) -> super::hub::Person {
+        match &self.caller {
+            Caller::Agent { user_id, .. } => super::hub::Person::Agent(*user_id),
+            Caller::Customer { customer_id, .. } => super::hub::Person::Customer(*customer_id),
+        }
+    }
+
     async fn run(
         mut self,
         mut session: Session,
@@ -195,6 +202,7 @@ impl Connection {
         mut outgoing: tokio::sync::mpsc::Receiver<ByteString>,
         kill: Arc<tokio::sync::Notify>,
     ) {
+        self.hub.connection(self.person(), true);
         let mut writer_session = session.clone();
         let writer = actix_web::rt::spawn(async move {
             while let Some(frame) = outgoing.recv().await {
@@ -238,6 +246,7 @@ impl Connection {
         };
         let topics: Vec<String> = self.joined.keys().cloned().collect();
         self.hub.disconnect(self.id, &topics);
+        self.hub.connection(self.person(), false);
         drop(self.outbox);
         let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
         let _ = session.close(reason).await;

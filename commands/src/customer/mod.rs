@@ -32,6 +32,10 @@ pub enum CustomerCommand {
     Delete {
         deleted_by: UserId,
     },
+    /// A connection opened (`online: true`) or the last one closed; a no-op when nothing changes.
+    SetOnline {
+        online: bool,
+    },
 }
 
 impl crate::Commutes for CustomerCommand {
@@ -63,6 +67,7 @@ pub struct Customer {
     pub identity: CustomerIdentity,
     pub metadata: Map<String, Value>,
     pub deleted: bool,
+    pub online: bool,
 }
 
 impl Customer {
@@ -77,6 +82,8 @@ impl Customer {
             CustomerEvent::CustomerIdentified(e) => merge_identity(&mut self.identity, &e.identity),
             CustomerEvent::CustomerMetadataUpdated(e) => merge_metadata(&mut self.metadata, &e.changes),
             CustomerEvent::CustomerDeleted(_) => self.deleted = true,
+            CustomerEvent::CustomerCameOnline(_) => self.online = true,
+            CustomerEvent::CustomerWentOffline(_) => self.online = false,
         }
     }
 }
@@ -107,6 +114,11 @@ impl crate::Decide for Customer {
             (None, _) => Err(CustomerError::NotFound),
             (Some(_), CustomerCommand::Create { .. }) => Err(CustomerError::AlreadyExists),
             (Some(_), _) if self.deleted => Err(CustomerError::NotFound),
+            (Some(_), CustomerCommand::SetOnline { online }) => Ok(match (self.online, online) {
+                (false, true) => vec![CustomerEvent::CustomerCameOnline(CustomerCameOnline {})],
+                (true, false) => vec![CustomerEvent::CustomerWentOffline(CustomerWentOffline {})],
+                _ => Vec::new(),
+            }),
             (Some(_), CustomerCommand::Delete { deleted_by }) => {
                 Ok(vec![CustomerEvent::CustomerDeleted(CustomerDeleted {
                     deleted_by: *deleted_by,

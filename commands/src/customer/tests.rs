@@ -358,3 +358,25 @@ fn deleting_an_unknown_customer_is_not_found() {
         .when(CustomerCommand::Delete { deleted_by: AGENT })
         .then_expect_error(CustomerError::NotFound);
 }
+
+#[test]
+fn a_customer_coming_online_and_going_offline_is_recorded_once_each() {
+    let online = |online| CustomerCommand::SetOnline { online };
+    let came = || CustomerEvent::CustomerCameOnline(CustomerCameOnline {});
+    CustomerTest::with(())
+        .given(vec![created(json!({}))])
+        .when(online(true))
+        .then_expect_events(vec![came()]);
+    CustomerTest::with(())
+        .given(vec![created(json!({})), came()])
+        .when(online(true))
+        .then_expect_events(vec![]);
+    CustomerTest::with(())
+        .given(vec![created(json!({})), came()])
+        .when(online(false))
+        .then_expect_events(vec![CustomerEvent::CustomerWentOffline(CustomerWentOffline {})]);
+    CustomerTest::with(())
+        .given(vec![created(json!({})), deleted()])
+        .when(online(true))
+        .then_expect_error(CustomerError::NotFound);
+}

@@ -36,11 +36,15 @@ pub enum UserCommand {
     Enable {
         enabled_by: UserId,
     },
+    /// A connection opened (`online: true`) or the last one closed; a no-op when nothing changes.
+    SetOnline {
+        online: bool,
+    },
 }
 
 impl crate::Commutes for UserCommand {
     fn commutes(&self) -> bool {
-        false
+        matches!(self, UserCommand::SetOnline { .. })
     }
 }
 
@@ -81,6 +85,7 @@ pub struct User {
     pub display_name: String,
     pub role: Option<Role>,
     pub disabled: bool,
+    pub online: bool,
 }
 
 impl User {
@@ -104,6 +109,8 @@ impl User {
             UserEvent::UserRoleChanged(e) => self.role = Some(e.role),
             UserEvent::UserDisabled(_) => self.disabled = true,
             UserEvent::UserEnabled(_) => self.disabled = false,
+            UserEvent::AgentCameOnline(_) => self.online = true,
+            UserEvent::AgentWentOffline(_) => self.online = false,
         }
     }
 
@@ -192,6 +199,14 @@ impl crate::Decide for User {
                     vec![UserEvent::UserDisabled(UserDisabled {
                         disabled_by: *disabled_by,
                     })]
+                })
+            }
+            UserCommand::SetOnline { online } => {
+                self.self_id()?;
+                Ok(match (self.online, online) {
+                    (false, true) => vec![UserEvent::AgentCameOnline(AgentCameOnline {})],
+                    (true, false) => vec![UserEvent::AgentWentOffline(AgentWentOffline {})],
+                    _ => Vec::new(),
                 })
             }
             UserCommand::Enable { enabled_by } => {

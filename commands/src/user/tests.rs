@@ -279,3 +279,36 @@ fn no_user_command_commutes() {
         assert!(!command.commutes(), "{command:?} should not commute");
     }
 }
+
+// ----- online / offline -----
+
+#[test]
+fn coming_online_and_going_offline_are_recorded_once_each() {
+    let online = |online| UserCommand::SetOnline { online };
+    UserTest::with(())
+        .given(vec![registered(Role::Member)])
+        .when(online(true))
+        .then_expect_events(vec![UserEvent::AgentCameOnline(AgentCameOnline {})]);
+    UserTest::with(())
+        .given(vec![
+            registered(Role::Member),
+            UserEvent::AgentCameOnline(AgentCameOnline {}),
+        ])
+        .when(online(true))
+        .then_expect_events(vec![]);
+    UserTest::with(())
+        .given(vec![
+            registered(Role::Member),
+            UserEvent::AgentCameOnline(AgentCameOnline {}),
+        ])
+        .when(online(false))
+        .then_expect_events(vec![UserEvent::AgentWentOffline(AgentWentOffline {})]);
+    UserTest::with(())
+        .given(vec![registered(Role::Member)])
+        .when(online(false))
+        .then_expect_events(vec![]);
+    UserTest::with(())
+        .given_no_previous_events()
+        .when(online(true))
+        .then_expect_error(UserError::NotFound);
+}
