@@ -25,11 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(get, path = "/api/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Data<MeView>), (status = 401, body = ErrorBody)))]
 pub(super) async fn me(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
-    let (account, _) = state
-        .bus
-        .load::<Account>(agent.account_id)
-        .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+    let account = state.load::<Account>(agent.account_id).await?;
     let role = serde_json::to_value(agent.role)
         .ok()
         .and_then(|r| r.as_str().map(str::to_owned))

@@ -82,11 +82,7 @@ impl Agent {
         };
         let holder = state.auth.holder(&token, kinds).await?.ok_or_else(unauthorized)?;
         let user_id = holder.user_id.ok_or_else(unauthorized)?;
-        let (user, _) = state
-            .bus
-            .load::<User>(user_id)
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+        let user = state.load::<User>(user_id).await?;
         if user.status != UserStatus::Registered || user.account_id != Some(holder.account_id) {
             return Err(unauthorized());
         }

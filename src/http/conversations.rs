@@ -58,11 +58,7 @@ pub async fn owned(state: &AppState, agent: &Agent, id: ConversationId) -> Resul
         Some(account) => Some(account),
         // Not projected yet (just created): the log decides.
         None => {
-            let (conversation, _) = state
-                .bus
-                .load::<Conversation>(id)
-                .await
-                .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+            let conversation = state.load::<Conversation>(id).await?;
             conversation.account_id.map(|a| a.to_string())
         }
     };
@@ -388,11 +384,7 @@ pub(super) async fn update(
     }
     if let Some(assignee) = body.assignee_id {
         if let Some(user) = assignee {
-            let (user, _) = state
-                .bus
-                .load::<User>(user)
-                .await
-                .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+            let user = state.load::<User>(user).await?;
             if user.status != UserStatus::Registered || user.account_id != Some(agent.account_id) || user.disabled {
                 return Err(ApiError::Invalid(
                     "assignee_id is not an active user of this account".into(),
@@ -406,11 +398,7 @@ pub(super) async fn update(
             return Err(ApiError::Invalid("at most 50 tags".into()));
         }
         let wanted: std::collections::BTreeSet<String> = tags.into_iter().map(|t| t.trim().to_owned()).collect();
-        let (current, _) = state
-            .bus
-            .load::<Conversation>(id)
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+        let current = state.load::<Conversation>(id).await?;
         for tag in current.tags.difference(&wanted) {
             commands.push(ConversationCommand::Untag { tag: tag.clone() });
         }
@@ -482,11 +470,7 @@ pub(super) async fn messages(
             true
         }
         Reader::Customer(customer) => {
-            let (conversation, _) = state
-                .bus
-                .load::<Conversation>(id)
-                .await
-                .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+            let conversation = state.load::<Conversation>(id).await?;
             if conversation.customer_id != Some(customer.customer_id)
                 || conversation.account_id != Some(customer.account_id)
             {

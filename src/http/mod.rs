@@ -57,6 +57,20 @@ impl AppState {
         }
     }
 
+    /// An aggregate's current state, for checks before a command (ownership, roles). A failure to
+    /// read it is ours (500), not the caller's.
+    pub async fn load<A>(&self, id: impl std::fmt::Display) -> Result<A, ApiError>
+    where
+        A: netia_commands::Decide + Clone + 'static,
+        A::Event: netia_events::DomainEvent,
+    {
+        self.bus
+            .load::<A>(id)
+            .await
+            .map(|(state, _)| state)
+            .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))
+    }
+
     /// Uses the local projectors' progress for read-your-writes.
     pub fn with_progress(mut self, progress: crate::projector::Progress) -> Self {
         self.progress = progress;

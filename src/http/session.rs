@@ -191,11 +191,7 @@ pub(super) async fn login(state: web::Data<AppState>, body: web::Json<Login>) ->
         .login(&body.email, &body.password)
         .await?
         .ok_or_else(refused)?;
-    let (user, _) = state
-        .bus
-        .load::<User>(user_id)
-        .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+    let user = state.load::<User>(user_id).await?;
     if user.disabled {
         return Err(ApiError::Unauthorized("this user is disabled".into()));
     }

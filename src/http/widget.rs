@@ -38,11 +38,7 @@ pub fn check_origin(req: &HttpRequest, account: &Account) -> Result<(), ApiError
 }
 
 async fn account(state: &AppState, id: AccountId) -> Result<Account, ApiError> {
-    let (account, _) = state
-        .bus
-        .load::<Account>(id)
-        .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+    let account = state.load::<Account>(id).await?;
     if account.id.is_none() {
         return Err(ApiError::NotFound("account not found".into()));
     }

@@ -477,12 +477,7 @@ impl Connection {
     }
 
     async fn own_conversation(&self, id: ConversationId, account: AccountId) -> Result<(), ApiError> {
-        let (conversation, _) = self
-            .state
-            .bus
-            .load::<Conversation>(id)
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))?;
+        let conversation = self.state.load::<Conversation>(id).await?;
         if conversation.account_id == Some(account) {
             Ok(())
         } else {
