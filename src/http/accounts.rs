@@ -26,16 +26,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     responses((status = 200, body = Data<MeView>), (status = 401, body = ErrorBody)))]
 pub(super) async fn me(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     let account = state.load::<Account>(agent.account_id).await?;
-    let role = serde_json::to_value(agent.role)
-        .ok()
-        .and_then(|r| r.as_str().map(str::to_owned))
-        .unwrap_or_default();
     Ok(HttpResponse::Ok().json(Data {
         data: MeView {
             id: agent.user_id.to_string(),
             email: agent.email,
             display_name: agent.display_name,
-            role,
+            role: super::caller::role_name(agent.role).to_owned(),
             account_id: agent.account_id.to_string(),
             account: AccountRef {
                 id: agent.account_id.to_string(),

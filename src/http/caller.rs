@@ -35,13 +35,20 @@ impl Agent {
         if self.role >= role {
             Ok(())
         } else {
-            let needed = match role {
-                Role::Viewer => "viewer",
-                Role::Member => "member",
-                Role::Admin => "admin",
-            };
-            Err(ApiError::Forbidden(format!("this needs the {needed} role or higher")))
+            Err(ApiError::Forbidden(format!(
+                "this needs the {} role or higher",
+                role_name(role)
+            )))
         }
+    }
+}
+
+/// How the API spells a role.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Viewer => "viewer",
+        Role::Member => "member",
+        Role::Admin => "admin",
     }
 }
 

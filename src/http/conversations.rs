@@ -130,13 +130,7 @@ impl Filters {
         };
         let after = match self.after {
             None => None,
-            Some(cursor) => {
-                let bad = || ApiError::BadRequest("after must be a cursor returned as next".into());
-                let (at, id) = cursor.rsplit_once('~').ok_or_else(bad)?;
-                DateTime::parse_from_rfc3339(at).map_err(|_| bad())?;
-                let id: ConversationId = id.parse().map_err(|_| bad())?;
-                Some((at.to_owned(), id.to_string()))
-            }
+            Some(cursor) => Some(super::parse_cursor::<ConversationId>(&cursor)?),
         };
         let limit = self.limit.unwrap_or(50);
         if !(1..=netia_projections::inbox::MAX_PAGE).contains(&limit) {
@@ -177,7 +171,7 @@ pub(super) async fn list(
     let next = (rows.len() as i64 == query.limit)
         .then(|| {
             rows.last()
-                .map(|r| format!("{}~{}", r.last_activity_at, r.conversation_id))
+                .map(|r| super::cursor(&r.last_activity_at, &r.conversation_id))
         })
         .flatten();
     let data: Vec<ConversationView> = rows.iter().map(ConversationView::from).collect();

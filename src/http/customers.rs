@@ -64,18 +64,19 @@ pub(super) async fn list(
     }
     let after = match &query.after {
         None => None,
-        Some(cursor) => {
-            let bad = || ApiError::BadRequest("after must be a cursor returned as next".into());
-            let (at, id) = cursor.rsplit_once('~').ok_or_else(bad)?;
-            chrono::DateTime::parse_from_rfc3339(at).map_err(|_| bad())?;
-            id.parse::<CustomerId>().map_err(|_| bad())?;
-            Some((at, id))
-        }
+        Some(cursor) => Some(super::parse_cursor::<CustomerId>(cursor)?),
     };
     let mut conn = state.db.acquire().await?;
-    let rows = CustomerProjection::list(&mut conn, agent.account_id, query.q.as_deref(), after, limit).await?;
+    let rows = CustomerProjection::list(
+        &mut conn,
+        agent.account_id,
+        query.q.as_deref(),
+        after.as_ref().map(|(a, i)| (a.as_str(), i.as_str())),
+        limit,
+    )
+    .await?;
     let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|c| format!("{}~{}", c.created_at, c.id)))
+        .then(|| rows.last().map(|c| super::cursor(&c.created_at, &c.id)))
         .flatten();
     let data: Vec<CustomerView> = rows.iter().map(CustomerView::from).collect();
     Ok(HttpResponse::Ok().json(Page { data, next }))

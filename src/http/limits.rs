@@ -92,12 +92,7 @@ pub async fn limit(
     let Some(limiter) = limiter.filter(|_| req.path().starts_with("/api/")) else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
-    let token = req
-        .headers()
-        .get("Authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .map(|(_, token)| token.trim().to_owned());
+    let token = super::caller::bearer(req.request());
     let agent = token
         .as_deref()
         .is_some_and(|t| t.starts_with("nts_") || t.starts_with("ntk_"));

@@ -301,6 +301,20 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The `next` cursor of a page ordered by (time, id), newest first.
+pub fn cursor(at: &str, id: &str) -> String {
+    format!("{at}~{id}")
+}
+
+/// Reads an `after` cursor made by [`cursor`]: the time and the id, both checked.
+pub fn parse_cursor<Id: std::str::FromStr>(cursor: &str) -> Result<(String, String), ApiError> {
+    let bad = || ApiError::BadRequest("after must be a cursor returned as next".into());
+    let (at, id) = cursor.rsplit_once('~').ok_or_else(bad)?;
+    chrono::DateTime::parse_from_rfc3339(at).map_err(|_| bad())?;
+    id.parse::<Id>().map_err(|_| bad())?;
+    Ok((at.to_owned(), id.to_owned()))
+}
+
 /// Parses an id from a path segment; a malformed one is a 400 naming what was expected.
 pub fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
     raw.parse()

@@ -9,6 +9,7 @@ use netia_events::{Actor, Metadata, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::caller::role_name;
 use super::views::{Data, ErrorBody, InvitationCreated, InvitationView, RoleName, UserView};
 use super::{Agent, ApiError, AppState, parse_id};
 use crate::command_bus::CommandError;
@@ -39,22 +40,13 @@ fn meta(agent: &Agent) -> Metadata {
     Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id)
 }
 
-fn role_name(role: Role) -> String {
-    match role {
-        Role::Viewer => "viewer",
-        Role::Member => "member",
-        Role::Admin => "admin",
-    }
-    .to_owned()
-}
-
 fn user_json(id: UserId, user: &User) -> Data<UserView> {
     Data {
         data: UserView {
             id: id.to_string(),
             email: user.email.clone(),
             display_name: user.display_name.clone(),
-            role: user.role.map(role_name),
+            role: user.role.map(|r| role_name(r).to_owned()),
             disabled: user.disabled,
             status: match user.status {
                 UserStatus::Registered => "active",
@@ -217,7 +209,7 @@ pub(super) async fn invite(
         data: InvitationCreated {
             id: user_id.to_string(),
             email,
-            role: role_name(body.role),
+            role: role_name(body.role).to_owned(),
             token: issued.token,
             expires_at: issued.expires_at.map(netia_events::chain::format_time),
         },
