@@ -53,6 +53,15 @@ pub fn conversation_json(row: &InboxRow) -> ConversationView {
 
 /// Whether conversation `id` belongs to the caller's account; anything else is "not found".
 pub async fn owned(state: &AppState, agent: &Agent, id: ConversationId) -> Result<(), ApiError> {
+    owned_by(state, agent.account_id, id).await
+}
+
+/// Whether conversation `id` belongs to `account`; anything else is "not found".
+pub async fn owned_by(
+    state: &AppState,
+    account_id: netia_events::AccountId,
+    id: ConversationId,
+) -> Result<(), ApiError> {
     let mut conn = state.db.acquire().await?;
     let account = match ConversationProjection::account_of(&mut conn, id).await? {
         Some(account) => Some(account),
@@ -62,7 +71,7 @@ pub async fn owned(state: &AppState, agent: &Agent, id: ConversationId) -> Resul
             conversation.account_id.map(|a| a.to_string())
         }
     };
-    if account == Some(agent.account_id.to_string()) {
+    if account == Some(account_id.to_string()) {
         Ok(())
     } else {
         Err(ApiError::NotFound("conversation not found".into()))

@@ -19,8 +19,8 @@ use serde_json::{Map, Value, json};
 use super::hub::{ConnId, Hub, Outbox};
 use super::protocol::{Frame, encode, refuse, reply};
 use crate::auth::TokenKind;
-use crate::http::conversations::{NewMessage, save_message};
-use crate::http::{Agent, ApiError, AppState};
+use crate::http::conversations::{NewMessage, owned_by, save_message};
+use crate::http::{Agent, AppState};
 
 /// Largest frame accepted from a client; a larger one closes the connection (1009).
 pub const MAX_FRAME: usize = 64 * 1024;
@@ -438,7 +438,7 @@ impl Connection {
             Caller::Agent {
                 user_id, account_id, ..
             } => {
-                if let Err(e) = self.own_conversation(id, *account_id).await {
+                if let Err(e) = owned_by(&self.state, *account_id, id).await {
                     return self.send(refuse(frame, &e.to_string()));
                 }
                 Author::Agent { user_id: *user_id }
@@ -476,17 +476,8 @@ impl Connection {
         }
     }
 
-    async fn own_conversation(&self, id: ConversationId, account: AccountId) -> Result<(), ApiError> {
-        let conversation = self.state.load::<Conversation>(id).await?;
-        if conversation.account_id == Some(account) {
-            Ok(())
-        } else {
-            Err(ApiError::NotFound("conversation not found".into()))
-        }
-    }
-
     async fn mark_read(&self, frame: &Frame, id: ConversationId, user_id: UserId) {
-        if let Err(e) = self.own_conversation(id, self.caller.account_id()).await {
+        if let Err(e) = owned_by(&self.state, self.caller.account_id(), id).await {
             return self.send(refuse(frame, &e.to_string()));
         }
         let result = self
