@@ -1,7 +1,7 @@
 //! The `conversation` read model: each conversation's messages in order, with kind, author, private
 //! flag, seen and delivery state.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use netia_events::chain::format_time;
@@ -212,13 +212,7 @@ impl Projection for ConversationProjection {
     ) -> Result<(), (i64, ProjectionError)> {
         use ConversationEvent::*;
         let first = events.first().map_or(0, |e| e.global_position);
-        let ids: Vec<String> = events
-            .iter()
-            .filter(|e| e.stream_type == ConversationEvent::STREAM_TYPE)
-            .map(|e| e.stream_id.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let ids = crate::rows::stream_ids(events, ConversationEvent::STREAM_TYPE);
         let select = "SELECT conversation_id, account_id FROM conversation_accounts WHERE conversation_id IN ({ids})";
         let loaded: Vec<(String, String)> = select_in(conn, select, &ids).await.map_err(|e| (first, e.into()))?;
         let mut accounts: HashMap<String, String> = loaded.into_iter().collect();
@@ -348,8 +342,12 @@ pub fn message_row(event: &RecordedEvent, account_id: &str) -> Result<Option<Mes
     if event.stream_type != ConversationEvent::STREAM_TYPE {
         return Ok(None);
     }
-    let decoded = ConversationEvent::decode(event)?;
-    Ok(new_message(&decoded).map(|m| m.into_row(event, account_id)))
+    Ok(message_row_of(&ConversationEvent::decode(event)?, event, account_id))
+}
+
+/// [`message_row`] for an event already decoded.
+pub fn message_row_of(decoded: &ConversationEvent, event: &RecordedEvent, account_id: &str) -> Option<MessageRow> {
+    new_message(decoded).map(|m| m.into_row(event, account_id))
 }
 
 /// The message an event adds, if any.

@@ -72,13 +72,7 @@ pub(crate) async fn apply_batch(
 ) -> Result<(), (i64, ProjectionError)> {
     let first = events.first().map_or(0, |e| e.global_position);
     let at_first = |e: ProjectionError| (first, e);
-    let ids: Vec<String> = events
-        .iter()
-        .filter(|e| e.stream_type == ConversationEvent::STREAM_TYPE)
-        .map(|e| e.stream_id.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let ids = crate::rows::stream_ids(events, ConversationEvent::STREAM_TYPE);
     let select_rows = format!(
         "SELECT {} FROM inbox WHERE conversation_id IN ({{ids}})",
         COLUMNS.join(", ")

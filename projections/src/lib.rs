@@ -22,7 +22,7 @@ use netia_events::{EventError, RecordedEvent};
 use sqlx::AnyConnection;
 
 pub use checkpoint::Checkpoints;
-pub use conversation::{ConversationProjection, MessageRow, message_row};
+pub use conversation::{ConversationProjection, MessageRow, message_row, message_row_of};
 pub use customer::{CustomerProjection, CustomerRow};
 pub use history::{HistoryEntry, history};
 pub use inbox::{Assignee, InboxProjection, InboxQuery, InboxRow};

@@ -1,7 +1,7 @@
 //! The `reporting` read model: per account and day, conversations opened and closed, messages by
 //! kind and per agent, first-response and resolution times (average and median).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -197,13 +197,7 @@ impl Projection for ReportingProjection {
         events: &[RecordedEvent],
     ) -> Result<(), (i64, ProjectionError)> {
         let first = events.first().map_or(0, |e| e.global_position);
-        let ids: Vec<String> = events
-            .iter()
-            .filter(|e| e.stream_type == ConversationEvent::STREAM_TYPE)
-            .map(|e| e.stream_id.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let ids = crate::rows::stream_ids(events, ConversationEvent::STREAM_TYPE);
         let select = format!(
             "SELECT {} FROM reporting_conversations WHERE conversation_id IN ({{ids}})",
             CONVERSATION.join(", ")

@@ -1,6 +1,9 @@
 //! Many rows per statement, for the read models that apply a batch at a time: fetch the rows whose
 //! key is in a list, and insert (or upsert) rows with multi-row `INSERT … VALUES (…), (…)`.
 
+use std::collections::BTreeSet;
+
+use netia_events::RecordedEvent;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, FromRow};
 
@@ -51,6 +54,17 @@ impl From<Option<i64>> for Cell {
     fn from(value: Option<i64>) -> Self {
         Cell::Int(value)
     }
+}
+
+/// The distinct streams of `stream_type` that `events` touch, in id order: what a batch loads.
+pub(crate) fn stream_ids(events: &[RecordedEvent], stream_type: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.stream_type == stream_type)
+        .map(|e| e.stream_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// Runs `select` once per chunk of `ids`, with `{ids}` in it replaced by the chunk's placeholders,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use netia_events::conversation::ConversationEvent;
 use netia_events::{DomainEvent, RecordedEvent};
-use netia_projections::{ConversationProjection, message_row};
+use netia_projections::{ConversationProjection, message_row_of};
 use serde_json::{Value, json};
 use sqlx::AnyPool;
 use tokio::sync::watch;
@@ -116,7 +116,7 @@ impl Broadcaster {
         let id = event.stream_id.as_str();
         let conversation_topic = format!("conversation:{id}");
         let notification = format!("notification:{account}");
-        if let Some(message) = message_row(event, &account)? {
+        if let Some(message) = message_row_of(&decoded, event, &account) {
             let private = message.private != 0;
             let payload = serde_json::to_value(MessageView::from(&message))?;
             let audience = if private { Audience::Agents } else { Audience::Everyone };
