@@ -5,7 +5,7 @@ mod common;
 
 use chrono::Utc;
 use common::TestDb;
-use common::api::{Api, session};
+use common::api::Api;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -93,21 +93,8 @@ async fn business_context_and_widget_settings_are_admin_settings(db: &TestDb) {
     }
 
     // Members may not change settings.
-    let (_, invitation) = api
-        .post(
-            "/api/user_invitations",
-            Some(t),
-            json!({"email": "m@example.com", "role": "member"}),
-        )
-        .await;
-    let (_, joined) = api
-        .post(
-            "/api/registration",
-            None,
-            json!({"email": "m@example.com", "password": "good password", "invitation_token": invitation["data"]["token"]}),
-        )
-        .await;
-    let member = session(&joined);
+    let invitation = api.invite(&admin, "m@example.com", "member").await;
+    let member = api.accept("m@example.com", &invitation, "member").await;
     let (status, _) = api
         .call(Method::PUT, "/api/business_context", Some(&member.token), Some(context))
         .await;
@@ -326,21 +313,8 @@ async fn deleting_a_customer_forgets_the_profile_and_keeps_the_conversations(db:
     let customer_id = theirs["data"][0]["customer_id"].as_str().unwrap().to_owned();
     let path = format!("/api/customers/{customer_id}");
 
-    let (_, invitation) = api
-        .post(
-            "/api/user_invitations",
-            Some(t),
-            json!({"email": "m@example.com", "role": "member"}),
-        )
-        .await;
-    let (_, joined) = api
-        .post(
-            "/api/registration",
-            None,
-            json!({"email": "m@example.com", "password": "good password", "invitation_token": invitation["data"]["token"]}),
-        )
-        .await;
-    let member = session(&joined);
+    let invitation = api.invite(&admin, "m@example.com", "member").await;
+    let member = api.accept("m@example.com", &invitation, "member").await;
     assert_eq!(
         api.call(Method::DELETE, &path, Some(&member.token), None).await.0,
         StatusCode::FORBIDDEN

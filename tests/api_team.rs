@@ -5,30 +5,14 @@
 mod common;
 
 use common::TestDb;
-use common::api::{Api, Session, session};
+use common::api::{Api, Session};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 /// The admin invites `email` with `role`; the invitee registers and is signed in.
 async fn join(api: &Api, admin: &Session, email: &str, role: &str) -> Session {
-    let (status, invitation) = api
-        .post(
-            "/api/user_invitations",
-            Some(&admin.token),
-            json!({"email": email, "role": role}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{invitation}");
-    let token = invitation["data"]["token"].as_str().unwrap();
-    let (status, body) = api
-        .post(
-            "/api/registration",
-            None,
-            json!({"email": email, "password": "another good one", "invitation_token": token, "display_name": role}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let joined = session(&body);
+    let token = api.invite(admin, email, role).await;
+    let joined = api.accept(email, &token, role).await;
     assert_eq!(joined.account_id, admin.account_id);
     let (status, _) = api
         .post(

@@ -94,6 +94,32 @@ impl Api {
         session(&body)
     }
 
+    /// The admin invites `email` with `role`: the invitation token.
+    pub async fn invite(&self, admin: &Session, email: &str, role: &str) -> String {
+        let (status, invitation) = self
+            .post(
+                "/api/user_invitations",
+                Some(&admin.token),
+                json!({"email": email, "role": role}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{invitation}");
+        invitation["data"]["token"].as_str().unwrap().to_owned()
+    }
+
+    /// The invitee registers with the invitation and is signed in.
+    pub async fn accept(&self, email: &str, invitation: &str, display_name: &str) -> Session {
+        let (status, body) = self
+            .post(
+                "/api/registration",
+                None,
+                json!({"email": email, "password": "another good one", "invitation_token": invitation, "display_name": display_name}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        session(&body)
+    }
+
     /// A widget customer of `account_id` and its token.
     pub async fn customer(&self, account_id: &str) -> (String, String) {
         let (status, body) = self
