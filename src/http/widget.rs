@@ -237,7 +237,9 @@ pub async fn create_conversation(
         .execute::<Conversation>(id, command, &meta)
         .await
         .map_err(|e| ApiError::from_command(e, |_| false))?;
+    // The inbox answers this call; the customer's conversation count is read next by agents.
     state.caught_up("inbox", &executed.events).await;
+    state.caught_up("customer", &executed.events).await;
     let mut conn = state.db.acquire().await?;
     let row = InboxProjection::get(&mut conn, id)
         .await?
