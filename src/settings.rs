@@ -34,6 +34,8 @@ pub struct Settings {
     pub rate_limit_customer_per_minute: u32,
     /// Trust `X-Forwarded-For` for the client address (`NETIA_TRUST_PROXY`, default off).
     pub trust_proxy: bool,
+    /// RabbitMQ (`AMQP_URL`, `amqp://…`); without it this node runs alone, with an in-process bus.
+    pub amqp_url: Option<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -119,6 +121,18 @@ impl Settings {
         let rate_limit_ip_per_minute = per_minute("RATE_LIMIT_IP_PER_MINUTE", 300)?;
         let rate_limit_customer_per_minute = per_minute("RATE_LIMIT_CUSTOMER_PER_MINUTE", 120)?;
         let trust_proxy = flag("NETIA_TRUST_PROXY", get("NETIA_TRUST_PROXY"), false)?;
+        let amqp_url = match get("AMQP_URL").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(url) if url.starts_with("amqp://") && url.len() > "amqp://".len() => Some(SecretString::from(url)),
+            Some(url) => {
+                let shown = url.split_once("://").map_or("(unrecognised)", |(scheme, _)| scheme);
+                return Err(invalid(
+                    "AMQP_URL",
+                    shown.to_owned(),
+                    "must be amqp://user:password@host:port/vhost (amqps:// is not supported)",
+                ));
+            }
+        };
         Ok(Self {
             host,
             port,
@@ -132,6 +146,7 @@ impl Settings {
             rate_limit_ip_per_minute,
             rate_limit_customer_per_minute,
             trust_proxy,
+            amqp_url,
         })
     }
 
@@ -201,6 +216,9 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("HOST", "a b"),
             ("RUST_LOG", "info,[[["),
+            ("AMQP_URL", "amqps://guest:secret@host"),
+            ("AMQP_URL", "amqp://"),
+            ("AMQP_URL", "redis://x"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -80,7 +80,18 @@ impl Application {
             crate::command_bus::CommandBus::new(store.clone()),
             presence_rx,
         ));
-        let hub = web::Data::new(Hub::new().with_presence_log(presence_tx));
+        let mut hub = Hub::new().with_presence_log(presence_tx);
+        let mut cluster = None;
+        if let Some(url) = &settings.amqp_url {
+            let (link, outgoing) = tokio::sync::mpsc::unbounded_channel();
+            hub = hub.with_cluster(link);
+            cluster = Some((url.expose_secret().to_owned(), outgoing));
+        }
+        let hub = web::Data::new(hub);
+        if let Some((url, outgoing)) = cluster {
+            let link = realtime::cluster::run(url, hub.clone().into_inner(), outgoing, stop_projectors.subscribe());
+            projectors.push(tokio::spawn(link));
+        }
         let broadcaster = Broadcaster::new(store.clone(), pool.clone(), hub.clone().into_inner());
         projectors.push(tokio::spawn(broadcaster.run(stop_projectors.subscribe())));
         let auth = Auth::new(pool.clone(), settings.session_ttl_seconds, settings.renew_ttl_seconds);

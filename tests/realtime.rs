@@ -124,8 +124,13 @@ mod hostile {
 
 /// `netia serve` as a child process on `port`, ready.
 async fn serve(db: &TestDb, port: u16) -> tokio::process::Child {
+    serve_with(db, port, &[]).await
+}
+
+async fn serve_with(db: &TestDb, port: u16, vars: &[(&str, &str)]) -> tokio::process::Child {
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_netia"))
         .arg("serve")
+        .envs(vars.iter().copied())
         .env("DATABASE_URL", &db.url)
         .env("PORT", port.to_string())
         .env("RUST_LOG", "warn")
@@ -226,8 +231,15 @@ mod restart {
     on_both_backends!(a_client_loses_nothing_across_a_server_restart);
 }
 
+/// RabbitMQ for the cluster link between nodes (`AMQP_URL`, default the local broker).
+fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_two_nodes_deliver_each_others_messages() {
+async fn postgres_and_rabbitmq_two_nodes_share_messages_presence_and_typing() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
     let Some(db) = TestDb::postgres().await else { return };
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -237,8 +249,9 @@ async fn postgres_two_nodes_deliver_each_others_messages() {
             .port()
     };
     let (port_a, port_b) = (free(), free());
-    let a = serve(&db, port_a).await;
-    let b = serve(&db, port_b).await;
+    let amqp = amqp_url();
+    let mut a = serve_with(&db, port_a, &[("AMQP_URL", &amqp)]).await;
+    let b = serve_with(&db, port_b, &[("AMQP_URL", &amqp)]).await;
     let node_a = Api {
         base: format!("http://127.0.0.1:{port_a}"),
         http: reqwest::Client::new(),
@@ -246,17 +259,75 @@ async fn postgres_two_nodes_deliver_each_others_messages() {
     let node_b = format!("http://127.0.0.1:{port_b}");
     let admin = node_a.register("agent@example.com").await;
     let (conversation, customer) = node_a.conversation(&admin.account_id).await;
-    run_script(
-        "two_nodes.mjs",
-        &[
-            ("NODE_A", &node_a.base),
+    let (_, body) = node_a
+        .get(&format!("/api/conversations/{conversation}"), &admin.token)
+        .await;
+    let customer_id = body["data"]["customer_id"].as_str().unwrap().to_owned();
+
+    let dir = node_modules();
+    let mut client = tokio::process::Command::new("node")
+        .arg(dir.join("two_nodes.mjs"))
+        .current_dir(&dir)
+        .envs([
+            ("NODE_A", node_a.base.as_str()),
             ("NODE_B", &node_b),
             ("AGENT_TOKEN", &admin.token),
+            ("AGENT_ID", &admin.user_id),
             ("CUSTOMER_TOKEN", &customer),
+            ("CUSTOMER_ID", &customer_id),
             ("CONVERSATION_ID", &conversation),
-        ],
-    )
-    .await;
-    drop((a, b));
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut stdin = client.stdin.take().unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut transcript = String::new();
+    let killed = loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(45), lines.next_line())
+            .await
+            .expect("the client answers within 45 s")
+            .unwrap();
+        let Some(line) = line else { break false };
+        transcript.push_str(&line);
+        transcript.push('\n');
+        if line == "KILL_A" {
+            a.kill().await.unwrap();
+            stdin.write_all(b"killed\n").await.unwrap();
+            stdin.flush().await.unwrap();
+            break true;
+        }
+    };
+    assert!(killed, "the script stopped before node A was killed:\n{transcript}");
+    while let Ok(Some(line)) = lines.next_line().await {
+        transcript.push_str(&line);
+        transcript.push('\n');
+    }
+    eprintln!("{transcript}");
+    assert!(transcript.contains("all checks passed"), "{transcript}");
+
+    // Node B recorded the customer of the dead node offline (their last presence event).
+    let stream = netia_events::StreamRef::new("customer", &customer_id);
+    let mut last = None;
+    for _ in 0..100 {
+        let events = db
+            .store
+            .read_stream(&stream, netia::store::StreamBound::All)
+            .await
+            .unwrap();
+        last = events
+            .iter()
+            .rev()
+            .map(|e| e.event_type.clone())
+            .find(|t| t.starts_with("CustomerCame") || t.starts_with("CustomerWent"));
+        if last.as_deref() == Some("CustomerWentOffline") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last.as_deref(), Some("CustomerWentOffline"));
+    drop(b);
     db.cleanup().await;
 }

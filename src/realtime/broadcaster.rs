@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use netia_events::conversation::ConversationEvent;
+use netia_events::customer::CustomerEvent;
+use netia_events::user::UserEvent;
 use netia_events::{DomainEvent, RecordedEvent};
 use netia_projections::{ConversationProjection, message_row_of};
 use serde_json::{Value, json};
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
-use super::hub::{Audience, Hub};
+use super::hub::{Audience, Hub, Person};
 use crate::http::views::MessageView;
 use crate::store::EventStore;
 use crate::tail::Tailer;
@@ -101,9 +103,22 @@ impl Broadcaster {
         self.accounts.insert(conversation.to_owned(), account.to_owned());
     }
 
+    /// Someone recorded offline who is still connected here is recorded online again.
+    fn presence(&self, event: &RecordedEvent) {
+        let person = match (event.stream_type.as_str(), event.event_type.as_str()) {
+            (UserEvent::STREAM_TYPE, "AgentWentOffline") => event.stream_id.parse().ok().map(Person::Agent),
+            (CustomerEvent::STREAM_TYPE, "CustomerWentOffline") => event.stream_id.parse().ok().map(Person::Customer),
+            _ => None,
+        };
+        if let Some(person) = person {
+            self.hub.went_offline(person);
+        }
+    }
+
     async fn publish(&mut self, event: &RecordedEvent) -> Result<(), anyhow::Error> {
         use ConversationEvent::*;
         if event.stream_type != ConversationEvent::STREAM_TYPE {
+            self.presence(event);
             return Ok(());
         }
         let decoded = ConversationEvent::decode(event)?;

@@ -2,6 +2,7 @@
 //! members and presences, and the broadcaster that turns committed events into pushes.
 
 pub mod broadcaster;
+pub mod cluster;
 pub mod hub;
 pub mod protocol;
 pub mod socket;
@@ -18,8 +19,8 @@ use crate::command_bus::CommandBus;
 use hub::Person;
 
 /// Records people coming online and going offline as events (`AgentCameOnline`…), one at a time
-/// in the order this node saw them. Until presence spans nodes, "online" means "connected to this
-/// node"; the aggregates make repeats no-ops.
+/// in the order this node saw them; the aggregates make repeats no-ops. (Which changes are sent
+/// here, across nodes, is the hub's business: see [`Hub::connection`].)
 pub async fn record_presence(bus: CommandBus, mut changes: mpsc::UnboundedReceiver<(Person, bool)>) {
     let meta = Metadata::new(Actor::System {
         component: "realtime".into(),

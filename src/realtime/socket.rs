@@ -378,13 +378,7 @@ impl Connection {
                     Caller::Agent { user_id, .. } => payload["user_id"] = json!(user_id),
                     Caller::Customer { customer_id, .. } => payload["customer_id"] = json!(customer_id),
                 }
-                self.hub.broadcast(
-                    &frame.topic,
-                    "typing",
-                    &payload,
-                    super::hub::Audience::Everyone,
-                    Some(self.id),
-                );
+                self.hub.broadcast_ephemeral(&frame.topic, "typing", &payload, self.id);
             }
             ("conversation", "messages:seen") => {
                 let id: Option<ConversationId> = frame.topic["conversation:".len()..].parse().ok();

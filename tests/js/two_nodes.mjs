@@ -1,14 +1,19 @@
-// A customer on node A and an agent on node B talk both ways through the official phoenix client:
-// each node broadcasts what the other wrote (both tail the shared log). Run by tests/realtime.rs.
-import { Socket } from "phoenix";
+// Two nodes sharing PostgreSQL and RabbitMQ, through the official phoenix client: a customer on
+// node A (two tabs) and an agent on node B talk both ways, see each other's presence and typing;
+// then node A is killed (by tests/realtime.rs, when this script prints KILL_A) and the agent's
+// Presence on node B must lose the customer within 10 s.
+import { Socket, Presence } from "phoenix";
 import WebSocket from "ws";
+import readline from "node:readline";
 
 const [nodeA, nodeB] = [process.env.NODE_A, process.env.NODE_B];
 const topic = `conversation:${process.env.CONVERSATION_ID}`;
+const customerKey = `customer:${process.env.CUSTOMER_ID}`;
+const agentKey = `user:${process.env.AGENT_ID}`;
 setTimeout(() => {
-  console.log("FAIL the run took longer than 20 s");
+  console.log("FAIL the run took longer than 40 s");
   process.exit(1);
-}, 20000).unref();
+}, 40000).unref();
 function check(name, condition, detail) {
   if (!condition) {
     console.log(`FAIL ${name}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
@@ -17,33 +22,75 @@ function check(name, condition, detail) {
   console.log(`ok   ${name}`);
 }
 function join(base, token) {
-  const socket = new Socket(`${base.replace(/^http/, "ws")}/socket`, { transport: WebSocket, params: { token } });
+  const socket = new Socket(`${base.replace(/^http/, "ws")}/socket`, {
+    transport: WebSocket,
+    params: { token },
+    reconnectAfterMs: () => 200,
+  });
+  socket.onError(() => {});
   socket.connect();
   const channel = socket.channel(topic, {});
+  const presence = new Presence(channel);
   const seen = [];
+  const typing = [];
   channel.on("shout", (m) => seen.push(m));
-  return new Promise((resolve) => channel.join().receive("ok", () => resolve({ channel, seen })));
+  channel.on("typing", (t) => typing.push(t));
+  return new Promise((resolve) =>
+    channel.join().receive("ok", () => resolve({ socket, channel, presence, seen, typing })),
+  );
 }
 function reply(push) {
   return new Promise((resolve) => push.receive("ok", resolve).receive("error", (e) => resolve({ error: e })));
 }
-async function until(name, predicate) {
-  const deadline = Date.now() + 5000;
+async function until(name, predicate, ms = 5000) {
+  const deadline = Date.now() + ms;
   while (Date.now() < deadline && !predicate()) await new Promise((r) => setTimeout(r, 10));
   check(name, predicate());
 }
+const keys = (client) => client.presence.list((key) => key).sort();
+const metas = (client, key) => client.presence.list((k, p) => (k === key ? p.metas.length : 0)).reduce((a, b) => a + b, 0);
 
-const customer = await join(nodeA, process.env.CUSTOMER_TOKEN);
+const tab1 = await join(nodeA, process.env.CUSTOMER_TOKEN);
+const tab2 = await join(nodeA, process.env.CUSTOMER_TOKEN);
 const agent = await join(nodeB, process.env.AGENT_TOKEN);
 check("both joined, on different nodes", nodeA !== nodeB);
-const asked = await reply(customer.channel.push("shout", { body: "question from node A" }));
+
+await until("the agent on node B sees the customer of node A, with both tabs", () => metas(agent, customerKey) === 2);
+await until("the customer's tabs on node A see the agent of node B", () =>
+  [tab1, tab2].every((tab) => keys(tab).includes(agentKey)),
+);
+check("both nodes list the same people", JSON.stringify(keys(agent)) === JSON.stringify(keys(tab1)), [keys(agent), keys(tab1)]);
+
+const asked = await reply(tab1.channel.push("shout", { body: "question from node A" }));
 check("customer's message saved on node A", asked.body === "question from node A", asked);
 await until("the agent on node B receives it", () => agent.seen.some((m) => m.id === asked.id));
 const answered = await reply(agent.channel.push("shout", { body: "answer from node B" }));
 check("agent's reply saved on node B", answered.body === "answer from node B", answered);
-await until("the customer on node A receives it", () => customer.seen.some((m) => m.id === answered.id));
+await until("the customer on node A receives it", () => tab1.seen.some((m) => m.id === answered.id));
 await until("each side saw each message once", () =>
-  [customer.seen, agent.seen].every((seen) => seen.filter((m) => m.id === asked.id || m.id === answered.id).length === 2),
+  [tab1.seen, agent.seen].every((seen) => seen.filter((m) => m.id === asked.id || m.id === answered.id).length === 2),
 );
+
+agent.channel.push("typing", { typing: true });
+await until("the agent's typing on node B reaches both tabs on node A", () =>
+  [tab1, tab2].every((tab) => tab.typing.some((t) => t.typing === true && t.user_id === process.env.AGENT_ID)),
+);
+tab2.channel.push("typing", { typing: true });
+await until("the customer's typing on node A reaches the agent on node B", () =>
+  agent.typing.some((t) => t.customer_id === process.env.CUSTOMER_ID),
+);
+check("typing is not sent back to its sender", !tab2.typing.some((t) => t.customer_id === process.env.CUSTOMER_ID));
+
+tab2.socket.disconnect();
+await until("one tab closed on node A: node B sees one tab left", () => metas(agent, customerKey) === 1);
+
+// Node A dies (SIGKILL) with tab1 still connected: no leave is ever sent.
+console.log("KILL_A");
+const lines = readline.createInterface({ input: process.stdin });
+await new Promise((resolve) => lines.once("line", resolve));
+const killed = Date.now();
+await until("node B drops node A's presences within 10 s", () => !keys(agent).includes(customerKey), 10000);
+console.log(`CLEARED_MS ${Date.now() - killed}`);
+check("the agent's own presence stays", keys(agent).includes(agentKey));
 console.log("all checks passed");
 process.exit(0);
