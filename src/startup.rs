@@ -3,8 +3,14 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
-use actix_web::{App, HttpServer, web};
+use std::rc::Rc;
+
+use actix_http::HttpService;
+use actix_service::{
+    IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt, fn_factory, fn_service, map_config,
+};
+use actix_web::dev::{AppConfig, Server};
+use actix_web::{App, web};
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
@@ -104,7 +110,9 @@ impl Application {
             per_customer_per_minute: settings.rate_limit_customer_per_minute,
             trust_proxy: settings.trust_proxy,
         }));
-        let server = HttpServer::new(move || {
+        let app_state = state.clone();
+        let app_hub = hub.clone();
+        let app = move || {
             App::new()
                 .wrap(actix_web::middleware::ErrorHandlers::new().handler(
                     actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -113,17 +121,49 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(http::limits::limit))
                 .wrap(http::cors())
                 .wrap(tracing_actix())
-                .app_data(state.clone())
+                .app_data(app_state.clone())
                 .app_data(limiter.clone())
-                .app_data(hub.clone())
+                .app_data(app_hub.clone())
                 .configure(realtime::routes)
                 .configure(http::routes)
-        })
-        // Small frames (socket pushes, replies) go out at once instead of waiting for Nagle.
-        .tcp_nodelay(true)
-        .listen(listener)?
-        .shutdown_timeout(10)
-        .run();
+        };
+        let local = listener.local_addr()?;
+        let server = actix_server::Server::build()
+            .shutdown_timeout(10)
+            .listen("netia", listener, move || {
+                let http = HttpService::build()
+                    // Small frames (socket pushes, replies) go out at once instead of waiting for Nagle.
+                    .tcp_nodelay(true)
+                    .local_addr(local)
+                    .finish(map_config(
+                        app().into_factory().map_err(|e: actix_web::Error| e.error_response()),
+                        |_| AppConfig::default(),
+                    ))
+                    .tcp();
+                let (state, hub) = (state.clone(), hub.clone());
+                fn_factory(move || {
+                    let http = http.new_service(());
+                    let (state, hub) = (state.clone(), hub.clone());
+                    async move {
+                        let http = Rc::new(http.await?);
+                        Ok::<_, ()>(fn_service(move |stream: tokio::net::TcpStream| {
+                            let (http, state, hub) = (http.clone(), state.clone(), hub.clone());
+                            async move {
+                                // A socket upgrade is served here; everything else by actix.
+                                // Both boxed: the task of an idle socket holds only what the socket needs.
+                                match realtime::socket::sniff(&stream).await {
+                                    Some(head) => {
+                                        Box::pin(realtime::socket::serve(stream, head, state, hub.into_inner())).await;
+                                        Ok(())
+                                    }
+                                    None => Box::pin(http.call(stream)).await,
+                                }
+                            }
+                        }))
+                    }
+                })
+            })?
+            .run();
         Ok(Self {
             port,
             server,

@@ -21,13 +21,18 @@ use super::{ApiError, AppState, CustomerCaller, parse_id};
 /// `Origin` header (servers, curl) and from Netia's own pages (origin host = request host) pass;
 /// an empty allow-list allows every origin.
 pub fn check_origin(req: &HttpRequest, account: &Account) -> Result<(), ApiError> {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    origin_allowed(header("Origin"), header("Host"), account)
+}
+
+/// Whether a request with these `Origin` and `Host` headers may act for `account` (no origin: not
+/// a browser; the account's allow-list, if any, or Netia's own pages).
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, account: &Account) -> Result<(), ApiError> {
     let allowed = &account.widget_settings.allowed_origins;
-    let Some(origin) = req.headers().get("Origin").and_then(|o| o.to_str().ok()) else {
+    let Some(origin) = origin else {
         return Ok(());
     };
-    let own = origin
-        .split_once("://")
-        .is_some_and(|(_, host)| Some(host) == req.headers().get("Host").and_then(|h| h.to_str().ok()));
+    let own = origin.split_once("://").is_some_and(|(_, h)| Some(h) == host);
     if allowed.is_empty() || own || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
         Ok(())
     } else {

@@ -12,11 +12,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytestring::ByteString;
 use netia_events::Checkpoint;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, mpsc, watch};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
 use super::protocol::encode;
@@ -29,19 +29,19 @@ pub const OUTBOX: usize = 1_024;
 /// A connection's outbound queue, and the signal that closes it.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<ByteString>,
+    tx: mpsc::Sender<Utf8Bytes>,
     kill: Arc<Notify>,
 }
 
 impl Outbox {
-    pub fn new() -> (Outbox, mpsc::Receiver<ByteString>, Arc<Notify>) {
+    pub fn new() -> (Outbox, mpsc::Receiver<Utf8Bytes>, Arc<Notify>) {
         let (tx, rx) = mpsc::channel(OUTBOX);
         let kill = Arc::new(Notify::new());
         (Outbox { tx, kill: kill.clone() }, rx, kill)
     }
 
     /// Queues a frame; a full queue means a consumer too slow to keep: it is told to close.
-    pub fn send(&self, frame: ByteString) -> bool {
+    pub fn send(&self, frame: Utf8Bytes) -> bool {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -123,7 +123,7 @@ struct Topic {
 }
 
 impl Topic {
-    fn send_all(&self, frame: &ByteString, audience: Audience, except: Option<ConnId>) -> usize {
+    fn send_all(&self, frame: &Utf8Bytes, audience: Audience, except: Option<ConnId>) -> usize {
         let mut sent = 0;
         for (id, member) in &self.members {
             if Some(*id) == except || (audience == Audience::Agents && !member.agent) {
@@ -161,8 +161,8 @@ impl Topic {
     }
 }
 
-fn diff(topic: &str, joins: Map<String, Value>, leaves: Map<String, Value>) -> ByteString {
-    ByteString::from(encode(
+fn diff(topic: &str, joins: Map<String, Value>, leaves: Map<String, Value>) -> Utf8Bytes {
+    Utf8Bytes::from(encode(
         None,
         None,
         topic,
@@ -366,7 +366,7 @@ impl Hub {
     ) -> usize {
         let topics = self.topics();
         let Some(entry) = topics.get(topic) else { return 0 };
-        let frame = ByteString::from(encode(None, None, topic, event, payload));
+        let frame = Utf8Bytes::from(encode(None, None, topic, event, payload));
         entry.send_all(&frame, audience, except)
     }
 
@@ -403,7 +403,7 @@ impl Hub {
             .or_default()
             .push((origin, meta.clone()));
         let state = encode(Some(&join_ref), None, topic, "presence_state", &entry.state());
-        outbox.send(ByteString::from(state));
+        outbox.send(Utf8Bytes::from(state));
         let mut joins = Map::new();
         joins.insert(key.to_owned(), json!({ "metas": [meta.clone()] }));
         entry.send_all(&diff(topic, joins, Map::new()), Audience::Everyone, None);
@@ -552,7 +552,7 @@ impl Hub {
         let Some(entry) = topics.get(topic) else { return };
         let Some(member) = entry.members.get(&conn) else { return };
         let state = encode(Some(&member.join_ref), None, topic, "presence_state", &entry.state());
-        member.outbox.send(ByteString::from(state));
+        member.outbox.send(Utf8Bytes::from(state));
     }
 
     /// Presence keys in `topic` (for tests and "agents online").
@@ -615,7 +615,7 @@ mod tests {
             }
         }
 
-        fn member(&self, topic: &str, conn: ConnId) -> mpsc::Receiver<ByteString> {
+        fn member(&self, topic: &str, conn: ConnId) -> mpsc::Receiver<Utf8Bytes> {
             let (outbox, frames, _) = Outbox::new();
             self.hub.join(topic, conn, "1", true, outbox);
             frames
@@ -626,7 +626,7 @@ mod tests {
         }
     }
 
-    fn frames(rx: &mut mpsc::Receiver<ByteString>) -> Vec<Value> {
+    fn frames(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<Value> {
         std::iter::from_fn(|| rx.try_recv().ok())
             .map(|f| serde_json::from_str(&f).unwrap())
             .collect()

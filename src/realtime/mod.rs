@@ -45,5 +45,5 @@ pub async fn record_presence(bus: CommandBus, mut changes: mpsc::UnboundedReceiv
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/socket/websocket").route(web::get().to(socket::websocket)));
+    cfg.service(web::resource(socket::PATH).route(web::get().to(socket::not_upgraded)));
 }

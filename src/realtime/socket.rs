@@ -6,15 +6,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use actix_web::{HttpResponse, web};
 use base64::Engine;
-use bytestring::ByteString;
+use futures_util::{SinkExt, StreamExt};
 use netia_commands::{Account, Conversation, ConversationCommand};
 use netia_events::conversation::Author;
 use netia_events::user::Role;
 use netia_events::{AccountId, Actor, ConversationId, CustomerId, Metadata, UserId};
 use serde_json::{Map, Value, json};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::hub::{ConnId, Hub, Outbox};
 use super::protocol::{Frame, encode, refuse, reply};
@@ -26,6 +31,8 @@ use crate::http::{Agent, AppState};
 pub const MAX_FRAME: usize = 64 * 1024;
 /// A connection that sends nothing (not even a heartbeat) for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(60);
+/// Bytes read from the network at a time; frames larger than that are read in several goes.
+const READ_BUFFER: usize = 1024;
 /// Channels one connection may join.
 pub const MAX_CHANNELS: usize = 100;
 /// How long a sender waits for the broadcast of its own message before its reply.
@@ -88,23 +95,116 @@ impl Caller {
     }
 }
 
-/// The token from `?token=` or from the `authToken` subprotocol (`base64url.bearer.phx.<btoa>`).
-fn token(req: &HttpRequest, params: &HashMap<String, String>) -> Option<String> {
-    if let Some(token) = params.get("token").filter(|t| !t.is_empty()) {
-        return Some(token.clone());
+/// Where the socket lives; a connection whose first request is a WebSocket upgrade of this path is
+/// served by [`serve`], outside the HTTP server (see [`sniff`]).
+pub const PATH: &str = "/socket/websocket";
+/// Largest request head read for an upgrade.
+const MAX_HEAD: usize = 8 * 1024;
+/// A client has this long to send its upgrade request.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The request head of a WebSocket upgrade, read (not consumed) from a new connection.
+#[derive(Debug)]
+pub struct Head {
+    /// Bytes the head takes on the wire.
+    len: usize,
+    query: String,
+    headers: HashMap<String, String>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
     }
-    let protocols = req.headers().get("Sec-WebSocket-Protocol")?.to_str().ok()?;
-    protocols.split(',').map(str::trim).find_map(|p| {
-        let encoded = p.strip_prefix("base64url.bearer.phx.")?;
-        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(encoded.trim_end_matches('='))
+}
+
+/// Peeks at the first request of a new connection: `Some` when it is `GET /socket/websocket` with
+/// `Upgrade: websocket`, which [`serve`] then handles; `None` leaves the connection, unread, to the
+/// HTTP server. Upgraded connections bypass the HTTP server so that an idle socket holds no HTTP
+/// buffers (actix's dispatcher keeps 16 KiB per connection for its life).
+pub async fn sniff(stream: &tokio::net::TcpStream) -> Option<Head> {
+    let prefix = format!("GET {PATH}");
+    let prefix = prefix.as_bytes();
+    // Most upgrade heads fit in 1 KiB; the buffer grows for longer ones.
+    let mut buf = vec![0u8; 1024];
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
             .ok()?;
-        String::from_utf8(bytes).ok()
+        let seen = &buf[..n];
+        let common = n.min(prefix.len());
+        if n == 0 || seen[..common] != prefix[..common] {
+            return None;
+        }
+        if n > prefix.len() && !matches!(seen[prefix.len()], b'?' | b' ') {
+            return None;
+        }
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            return parse_head(&seen[..end + 4]);
+        }
+        if n == buf.len() {
+            if n >= MAX_HEAD {
+                return None; // the HTTP server refuses it
+            }
+            buf.resize((n * 2).min(MAX_HEAD), 0);
+            continue;
+        }
+        // Part of the head has arrived: peeking again at once would spin.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn parse_head(bytes: &[u8]) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    if !request.parse(bytes).ok()?.is_complete() {
+        return None;
+    }
+    let headers: HashMap<String, String> = request
+        .headers
+        .iter()
+        .filter_map(|h| {
+            Some((
+                h.name.to_ascii_lowercase(),
+                std::str::from_utf8(h.value).ok()?.to_owned(),
+            ))
+        })
+        .collect();
+    let upgrade = headers
+        .get("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return None; // a plain GET: the HTTP server answers it
+    }
+    let query = request
+        .path?
+        .split_once('?')
+        .map(|(_, q)| q.to_owned())
+        .unwrap_or_default();
+    Some(Head {
+        len: bytes.len(),
+        query,
+        headers,
     })
 }
 
-fn forbidden(reason: &str) -> HttpResponse {
-    HttpResponse::Forbidden().json(json!({"error": "forbidden", "message": reason}))
+/// The token from `?token=` or from the `authToken` subprotocol (`base64url.bearer.phx.<btoa>`).
+fn token(head: &Head, params: &HashMap<String, String>) -> Option<String> {
+    if let Some(token) = params.get("token").filter(|t| !t.is_empty()) {
+        return Some(token.clone());
+    }
+    head.header("sec-websocket-protocol")?
+        .split(',')
+        .map(str::trim)
+        .find_map(|p| {
+            let encoded = p.strip_prefix("base64url.bearer.phx.")?;
+            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(encoded.trim_end_matches('='))
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        })
 }
 
 async fn authenticate(state: &web::Data<AppState>, token: Option<String>) -> Option<Caller> {
@@ -124,46 +224,111 @@ async fn authenticate(state: &web::Data<AppState>, token: Option<String>) -> Opt
     })
 }
 
-/// `GET /socket/websocket?vsn=2.0.0&token=…`: refused with 403 before the upgrade when the version,
-/// the token or the origin is wrong.
-pub async fn websocket(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-    hub: web::Data<Hub>,
-) -> Result<HttpResponse, actix_web::Error> {
-    let params: HashMap<String, String> = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+/// Who may open this socket, or the status and reason of the refusal: the version must be 2.x,
+/// the token valid, the origin allowed by the account.
+async fn admit(head: &Head, state: &web::Data<AppState>) -> Result<Caller, (u16, String)> {
+    let forbidden = |reason: &str| (403, reason.to_owned());
+    let params: HashMap<String, String> = web::Query::<HashMap<String, String>>::from_query(&head.query)
         .map(web::Query::into_inner)
         .unwrap_or_default();
     if !params.get("vsn").is_some_and(|v| v.starts_with("2.")) {
-        return Ok(forbidden("only the Phoenix V2 serializer is supported (vsn=2.0.0)"));
+        return Err(forbidden("only the Phoenix V2 serializer is supported (vsn=2.0.0)"));
     }
-    let Some(caller) = authenticate(&state, token(&req, &params)).await else {
-        return Ok(forbidden("a valid agent session or customer token is required"));
+    let Some(caller) = authenticate(state, token(head, &params)).await else {
+        return Err(forbidden("a valid agent session or customer token is required"));
     };
     let account = match state.bus.load::<Account>(caller.account_id()).await {
         Ok((account, _)) => account,
-        Err(e) => return Err(actix_web::error::ErrorInternalServerError(e.to_string())),
+        Err(e) => {
+            tracing::error!(error = %e, "socket refused: the account could not be read");
+            return Err((503, "temporarily unavailable".to_owned()));
+        }
     };
-    if let Err(e) = crate::http::widget::check_origin(&req, &account) {
-        return Ok(forbidden(&e.to_string()));
-    }
-    let (response, session, stream) = actix_ws::handle_with_protocols(&req, body, &["phoenix"])?;
-    let stream = stream
-        .max_frame_size(MAX_FRAME)
-        .aggregate_continuations()
-        .max_continuation_size(MAX_FRAME);
+    crate::http::widget::origin_allowed(head.header("origin"), head.header("host"), &account)
+        .map_err(|e| forbidden(&e.to_string()))?;
+    Ok(caller)
+}
+
+/// Serves a connection [`sniff`] found to be a socket upgrade: refused with a status before the
+/// upgrade when [`admit`] says no, else upgraded (selecting the `phoenix` subprotocol when offered)
+/// and run until it closes.
+// The handshake callback's error type is tungstenite's (a whole HTTP response).
+#[allow(clippy::result_large_err)]
+pub async fn serve(mut stream: tokio::net::TcpStream, head: Head, state: web::Data<AppState>, hub: Arc<Hub>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.set_nodelay(true);
+    // Boxed, like the handshake: their futures are freed before the connection settles in.
+    let caller = match Box::pin(admit(&head, &state)).await {
+        Ok(caller) => caller,
+        Err((status, reason)) => {
+            // The head is read first, so that closing does not reset the connection before the
+            // client has read the refusal.
+            let mut consumed = vec![0u8; head.len];
+            let _ = stream.read_exact(&mut consumed).await;
+            let error = if status == 403 { "forbidden" } else { "unavailable" };
+            let body = json!({"error": error, "message": reason}).to_string();
+            let title = if status == 403 {
+                "Forbidden"
+            } else {
+                "Service Unavailable"
+            };
+            let response = format!(
+                "HTTP/1.1 {status} {title}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
+    let phoenix = head
+        .header("sec-websocket-protocol")
+        .is_some_and(|p| p.split(',').any(|p| p.trim() == "phoenix"));
+    let choose = move |_: &Request, mut response: Response| {
+        if phoenix {
+            response
+                .headers_mut()
+                .insert("sec-websocket-protocol", HeaderValue::from_static("phoenix"));
+        }
+        Ok(response)
+    };
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME));
+    let socket = match Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        choose,
+        Some(config),
+    ))
+    .await
+    {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::debug!(error = %e, "socket handshake failed");
+            return;
+        }
+    };
     let (outbox, outgoing, kill) = Outbox::new();
     let connection = Connection {
         id: hub.connection_id(),
         caller,
         state: state.into_inner(),
-        hub: hub.into_inner(),
+        hub,
         outbox,
         joined: HashMap::new(),
     };
-    actix_web::rt::spawn(connection.run(session, stream, outgoing, kill));
-    Ok(response)
+    connection.run(socket, outgoing, kill).await;
+}
+
+/// What the HTTP server answers on the socket path: the upgrade is served only as a connection's
+/// first request (see [`sniff`]).
+pub async fn not_upgraded() -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({
+        "error": "bad_request",
+        "message": "open the socket with a WebSocket upgrade (GET /socket/websocket?vsn=2.0.0) as the first request of a new connection",
+    }))
 }
 
 struct Connection {
@@ -176,16 +341,16 @@ struct Connection {
     joined: HashMap<String, String>,
 }
 
-fn close_reason(code: CloseCode, description: &str) -> Option<CloseReason> {
-    Some(CloseReason {
+fn close(code: CloseCode, reason: &str) -> Option<CloseFrame> {
+    Some(CloseFrame {
         code,
-        description: Some(description.to_owned()),
+        reason: reason.to_owned().into(),
     })
 }
 
 impl Connection {
     fn send(&self, frame: String) {
-        self.outbox.send(ByteString::from(frame));
+        self.outbox.send(Utf8Bytes::from(frame));
     }
 
     fn person(&self) -> super::hub::Person {
@@ -197,59 +362,83 @@ impl Connection {
 
     async fn run(
         mut self,
-        mut session: Session,
-        mut stream: actix_ws::AggregatedMessageStream,
-        mut outgoing: tokio::sync::mpsc::Receiver<ByteString>,
+        socket: WebSocketStream<tokio::net::TcpStream>,
+        mut outgoing: tokio::sync::mpsc::Receiver<Utf8Bytes>,
         kill: Arc<tokio::sync::Notify>,
     ) {
         self.hub.connection(self.person(), true);
-        let mut writer_session = session.clone();
+        let (mut sink, mut stream) = socket.split();
+        // Pongs are queued by the socket itself; the writer flushes them out.
+        let flush = Arc::new(tokio::sync::Notify::new());
+        let flush_now = flush.clone();
         let writer = actix_web::rt::spawn(async move {
-            while let Some(frame) = outgoing.recv().await {
-                if writer_session.text(frame).await.is_err() {
-                    break;
+            loop {
+                tokio::select! {
+                    frame = outgoing.recv() => {
+                        let Some(frame) = frame else { break };
+                        let mut sent = sink.feed(Message::Text(frame)).await;
+                        while sent.is_ok() && let Ok(frame) = outgoing.try_recv() {
+                            sent = sink.feed(Message::Text(frame)).await;
+                        }
+                        if sent.is_err() || sink.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                    _ = flush_now.notified() => {
+                        if sink.flush().await.is_err() {
+                            break;
+                        }
+                    }
                 }
             }
+            sink
         });
         let reason = loop {
             let next = tokio::select! {
-                _ = kill.notified() => break close_reason(CloseCode::Policy, "too slow: outbound queue full"),
-                next = tokio::time::timeout(IDLE, stream.recv()) => next,
+                _ = kill.notified() => break close(CloseCode::Policy, "too slow: outbound queue full"),
+                next = tokio::time::timeout(IDLE, stream.next()) => next,
             };
             match next {
-                Err(_) => break close_reason(CloseCode::Normal, "idle"),
+                Err(_) => break close(CloseCode::Normal, "idle"),
                 Ok(None) => break None,
                 Ok(Some(Err(e))) => {
-                    let code = match e {
-                        actix_ws::ProtocolError::Overflow => CloseCode::Size,
-                        _ => CloseCode::Protocol,
+                    use tokio_tungstenite::tungstenite::Error;
+                    let code = match &e {
+                        Error::Capacity(_) => CloseCode::Size,
+                        Error::Utf8 => CloseCode::Invalid,
+                        Error::Protocol(_) => CloseCode::Protocol,
+                        _ => break None,
                     };
-                    break close_reason(code, &e.to_string());
+                    break close(code, &e.to_string());
                 }
-                Ok(Some(Ok(AggregatedMessage::Text(text)))) => match Frame::parse(&text) {
+                Ok(Some(Ok(Message::Text(text)))) => match Frame::parse(&text) {
                     // Boxed: the deep futures of a command live only while a frame is handled, not
                     // in every idle connection's task.
                     Ok(frame) => Box::pin(self.handle(frame)).await,
-                    Err(e) => break close_reason(CloseCode::Invalid, &e.to_string()),
+                    Err(e) => break close(CloseCode::Invalid, &e.to_string()),
                 },
-                Ok(Some(Ok(AggregatedMessage::Binary(_)))) => {
-                    break close_reason(CloseCode::Unsupported, "binary frames are not supported");
+                Ok(Some(Ok(Message::Binary(_)))) => {
+                    break close(CloseCode::Unsupported, "binary frames are not supported");
                 }
-                Ok(Some(Ok(AggregatedMessage::Ping(bytes)))) => {
-                    if session.pong(&bytes).await.is_err() {
-                        break None;
-                    }
-                }
-                Ok(Some(Ok(AggregatedMessage::Pong(_)))) => {}
-                Ok(Some(Ok(AggregatedMessage::Close(_)))) => break None,
+                Ok(Some(Ok(Message::Ping(_)))) => flush.notify_one(),
+                Ok(Some(Ok(Message::Pong(_) | Message::Frame(_)))) => {}
+                Ok(Some(Ok(Message::Close(_)))) => break None,
             }
         };
         let topics: Vec<String> = self.joined.keys().cloned().collect();
         self.hub.disconnect(self.id, &topics);
         self.hub.connection(self.person(), false);
         drop(self.outbox);
-        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-        let _ = session.close(reason).await;
+        let abort = writer.abort_handle();
+        match tokio::time::timeout(Duration::from_secs(1), writer).await {
+            Ok(Ok(mut sink)) => {
+                if let Some(reason) = reason {
+                    let _ = sink.send(Message::Close(Some(reason))).await;
+                }
+                let _ = sink.close().await;
+            }
+            _ => abort.abort(),
+        }
     }
 
     async fn handle(&mut self, frame: Frame) {
