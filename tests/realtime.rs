@@ -122,6 +122,25 @@ mod hostile {
     on_both_backends!(hostile_frames_close_only_the_offending_socket);
 }
 
+/// A member that stops reading is disconnected once its outbox is full; the others are not slowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_consumer_that_stops_reading_is_disconnected_without_stalling_the_others() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let api = Api::start(&db).await;
+    let admin = api.register("agent@example.com").await;
+    let (conversation, customer) = api.conversation(&admin.account_id).await;
+    run_script(
+        "slow.mjs",
+        &[
+            ("NETIA_URL", &api.base),
+            ("AGENT_TOKEN", &admin.token),
+            ("CUSTOMER_TOKEN", &customer),
+            ("CONVERSATION_ID", &conversation),
+        ],
+    )
+    .await;
+}
+
 /// `netia serve` as a child process on `port`, ready.
 async fn serve(db: &TestDb, port: u16) -> tokio::process::Child {
     serve_with(db, port, &[]).await
