@@ -2,9 +2,11 @@
 
 pub mod audit;
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod command_bus;
 pub mod http;
+pub mod lease;
 pub mod projector;
 pub mod realtime;
 pub mod rebuild;

@@ -324,34 +324,8 @@ impl Projector {
     /// The lease is a session lock on a connection taken out of the pool; dropping it closes the
     /// connection, which releases the lock.
     async fn lease(&self) -> Option<sqlx::AnyConnection> {
-        if self.store.backend() != crate::store::Backend::Postgres {
-            return None; // SQLite: one process owns the file
-        }
-        let key = lock_key(self.name());
-        loop {
-            match self.db.acquire().await {
-                Ok(mut conn) => {
-                    let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                        .bind(key)
-                        .fetch_one(&mut *conn)
-                        .await;
-                    if let Ok(true) = got {
-                        return Some(conn.detach());
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot acquire a connection for the projector lease"),
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
+        crate::lease::acquire(&self.db, self.store.backend(), self.name()).await
     }
-}
-
-/// A stable 63-bit key for a projection's advisory lock.
-fn lock_key(name: &str) -> i64 {
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("netia.projection.{name}").as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(bytes) & i64::MAX
 }
 
 async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) -> bool {

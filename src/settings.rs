@@ -36,6 +36,8 @@ pub struct Settings {
     pub trust_proxy: bool,
     /// RabbitMQ (`AMQP_URL`, `amqp://…`); without it this node runs alone, with an in-process bus.
     pub amqp_url: Option<SecretString>,
+    /// How consumers retry (`BUS_MAX_ATTEMPTS`, `BUS_RETRY_BASE_MS`, `BUS_PREFETCH`).
+    pub retry: crate::bus::RetryPolicy,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -133,6 +135,50 @@ impl Settings {
                 ));
             }
         };
+        let max_attempts = parse(
+            "BUS_MAX_ATTEMPTS",
+            get("BUS_MAX_ATTEMPTS"),
+            5u32,
+            "must be a whole number of attempts from 1 to 20",
+        )?;
+        if !(1..=20).contains(&max_attempts) {
+            return Err(invalid(
+                "BUS_MAX_ATTEMPTS",
+                max_attempts.to_string(),
+                "must be a whole number of attempts from 1 to 20",
+            ));
+        }
+        let base_ms = parse(
+            "BUS_RETRY_BASE_MS",
+            get("BUS_RETRY_BASE_MS"),
+            1000u64,
+            "must be a whole number of milliseconds from 10 to 600000",
+        )?;
+        if !(10..=600_000).contains(&base_ms) {
+            return Err(invalid(
+                "BUS_RETRY_BASE_MS",
+                base_ms.to_string(),
+                "must be a whole number of milliseconds from 10 to 600000",
+            ));
+        }
+        let prefetch = parse(
+            "BUS_PREFETCH",
+            get("BUS_PREFETCH"),
+            16u16,
+            "must be a whole number from 1 to 1000",
+        )?;
+        if !(1..=1000).contains(&prefetch) {
+            return Err(invalid(
+                "BUS_PREFETCH",
+                prefetch.to_string(),
+                "must be a whole number from 1 to 1000",
+            ));
+        }
+        let retry = crate::bus::RetryPolicy {
+            max_attempts,
+            base: std::time::Duration::from_millis(base_ms),
+            prefetch,
+        };
         Ok(Self {
             host,
             port,
@@ -147,6 +193,7 @@ impl Settings {
             rate_limit_customer_per_minute,
             trust_proxy,
             amqp_url,
+            retry,
         })
     }
 
@@ -219,6 +266,9 @@ mod tests {
             ("AMQP_URL", "amqps://guest:secret@host"),
             ("AMQP_URL", "amqp://"),
             ("AMQP_URL", "redis://x"),
+            ("BUS_MAX_ATTEMPTS", "0"),
+            ("BUS_RETRY_BASE_MS", "5"),
+            ("BUS_PREFETCH", "lots"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -100,6 +100,18 @@ impl Application {
         }
         let broadcaster = Broadcaster::new(store.clone(), pool.clone(), hub.clone().into_inner());
         projectors.push(tokio::spawn(broadcaster.run(stop_projectors.subscribe())));
+        let metrics = Arc::new(crate::bus::Metrics::default());
+        let consumers: Vec<Arc<dyn crate::bus::Consumer>> = Vec::new();
+        projectors.extend(crate::bus::start(
+            store.clone(),
+            pool.clone(),
+            settings.amqp_url.as_ref().map(|u| u.expose_secret().to_owned()),
+            settings.retry,
+            metrics.clone(),
+            consumers,
+            &stop_projectors,
+        ));
+        let metrics = web::Data::from(metrics);
         let auth = Auth::new(pool.clone(), settings.session_ttl_seconds, settings.renew_ttl_seconds);
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
@@ -124,6 +136,7 @@ impl Application {
                 .app_data(app_state.clone())
                 .app_data(limiter.clone())
                 .app_data(app_hub.clone())
+                .app_data(metrics.clone())
                 .configure(realtime::routes)
                 .configure(http::routes)
         };

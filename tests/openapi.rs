@@ -14,6 +14,7 @@ use reqwest::{Method, StatusCode};
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/health/live"),
     ("get", "/health/ready"),
+    ("get", "/metrics"),
     ("post", "/api/registration"),
     ("post", "/api/session"),
     ("delete", "/api/session"),

@@ -42,3 +42,13 @@ pub(super) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
         Err(_) => Err(ApiError::Unavailable(format!("{backend} did not answer within 2 s"))),
     }
 }
+
+/// Prometheus counters: events relayed to RabbitMQ, and per consumer the events handled, skipped as
+/// duplicates, retried and parked.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub(super) async fn metrics(metrics: web::Data<crate::bus::Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.render())
+}

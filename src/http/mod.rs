@@ -104,6 +104,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .service(web::resource("/health/live").route(web::get().to(health::live)))
         .service(web::resource("/health/ready").route(web::get().to(health::ready)))
+        .service(fixed("/metrics", "GET").route(web::get().to(health::metrics)))
         .service(web::resource("/api/openapi.json").route(web::get().to(openapi::document)))
         .configure(session::routes)
         .service(web::scope("/api/v1").configure(agent_routes))

@@ -17,7 +17,7 @@ use super::{accounts, conversations, customers, health, session, settings, team,
         license(name = "AGPL-3.0-or-later"),
     ),
     paths(
-        health::live, health::ready,
+        health::live, health::ready, health::metrics,
         session::register, session::login, session::logout, session::renew,
         accounts::me, accounts::list_keys, accounts::create_key, accounts::revoke_key,
         team::list, team::change_role, team::disable, team::enable, team::invite, team::invitations, team::withdraw,

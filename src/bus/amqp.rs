@@ -1,0 +1,241 @@
+//! Consumers on RabbitMQ. Each consumer owns:
+//! - `netia.<name>`: durable, bound to `netia.events` with its routing keys; deliveries are acked
+//!   after the effect (manual ack, bounded prefetch), so a crash redelivers;
+//! - `netia.<name>.retry.<n>`: durable, one per attempt, holding a failed event for the backoff of
+//!   attempt `n` (queue TTL) and then dead-lettering it back to `netia.<name>`; one queue per delay
+//!   so that a long delay never holds a short one up;
+//! - `netia.<name>.parked`: where an event goes after its last attempt (also recorded in
+//!   `consumer_parked`).
+//!
+//! Consumers on several nodes share the queues (competing consumers).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Confirmation};
+use sqlx::AnyPool;
+use tokio::sync::watch;
+
+use super::{Consumer, Counters, EXCHANGE, Metrics, Outcome, RetryPolicy, WireEvent, park, process};
+
+/// The header carrying a delivery's attempt number (from 1).
+pub const ATTEMPT: &str = "x-netia-attempt";
+
+pub fn queue(name: &str) -> String {
+    format!("netia.{name}")
+}
+
+pub fn retry_queue(name: &str, attempt: u32) -> String {
+    format!("netia.{name}.retry.{attempt}")
+}
+
+pub fn parked_queue(name: &str) -> String {
+    format!("netia.{name}.parked")
+}
+
+/// Declares a consumer's queues and bindings (idempotent).
+pub async fn declare(channel: &Channel, consumer: &dyn Consumer, policy: &RetryPolicy) -> lapin::Result<()> {
+    super::relay::declare_exchange(channel).await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let name = consumer.name();
+    let main = queue(name);
+    channel
+        .queue_declare(main.clone().into(), durable, FieldTable::default())
+        .await?;
+    for binding in consumer.bindings() {
+        channel
+            .queue_bind(
+                main.clone().into(),
+                EXCHANGE.into(),
+                binding.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    for attempt in 1..policy.max_attempts {
+        let mut arguments = FieldTable::default();
+        let ttl = u32::try_from(policy.backoff(attempt).as_millis()).unwrap_or(u32::MAX);
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl));
+        arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(main.clone().into()),
+        );
+        channel
+            .queue_declare(retry_queue(name, attempt).into(), durable, arguments)
+            .await?;
+    }
+    channel
+        .queue_declare(parked_queue(name).into(), durable, FieldTable::default())
+        .await?;
+    Ok(())
+}
+
+/// Runs `consumer` on RabbitMQ at `url` until `stop` turns true, reconnecting as needed.
+pub async fn run(
+    url: String,
+    db: AnyPool,
+    consumer: Arc<dyn Consumer>,
+    policy: RetryPolicy,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let counters = metrics.of(consumer.name());
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match session(&url, &db, consumer.as_ref(), &policy, &counters, &mut stop).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(consumer = consumer.name(), error = %e, "consumer disconnected; reconnecting"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn session(
+    url: &str,
+    db: &AnyPool,
+    consumer: &dyn Consumer,
+    policy: &RetryPolicy,
+    counters: &Counters,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let (connection, channel) = super::relay::open(url).await.map_err(|e| e.to_string())?;
+    let result = async {
+        declare(&channel, consumer, policy).await.map_err(|e| e.to_string())?;
+        channel
+            .basic_qos(policy.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut deliveries = channel
+            .basic_consume(
+                queue(consumer.name()).into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(consumer = consumer.name(), "consumer listening");
+        loop {
+            let delivery = tokio::select! {
+                delivery = deliveries.next() => delivery,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            let delivery = match delivery {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("the broker cancelled the consumer".into()),
+            };
+            handle(&channel, db, consumer, policy, counters, delivery).await?;
+        }
+    }
+    .await;
+    let _ = connection.close(200, "bye".into()).await;
+    result
+}
+
+fn attempt_of(delivery: &Delivery) -> u32 {
+    let header = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(ATTEMPT).cloned());
+    match header {
+        Some(AMQPValue::LongUInt(n)) => n.max(1),
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(n).unwrap_or(1).max(1),
+        Some(AMQPValue::LongInt(n)) => u32::try_from(n).unwrap_or(1).max(1),
+        _ => 1,
+    }
+}
+
+/// Sends a copy of `delivery` to `queue` (through the default exchange) with attempt `attempt`.
+async fn forward(channel: &Channel, delivery: &Delivery, queue: String, attempt: u32) -> Result<(), String> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt));
+    let properties = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match confirm.await.map_err(|e| e.to_string())? {
+        Confirmation::Ack(_) => Ok(()),
+        _ => Err("the broker did not take a retried event".into()),
+    }
+}
+
+async fn handle(
+    channel: &Channel,
+    db: &AnyPool,
+    consumer: &dyn Consumer,
+    policy: &RetryPolicy,
+    counters: &Counters,
+    delivery: Delivery,
+) -> Result<(), String> {
+    let name = consumer.name();
+    let attempt = attempt_of(&delivery);
+    let event = serde_json::from_slice::<WireEvent>(&delivery.data)
+        .map_err(|e| e.to_string())
+        .and_then(WireEvent::into_recorded);
+    let event = match event {
+        Ok(event) => event,
+        Err(e) => {
+            // Unreadable: no attempt will do better.
+            let id = delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map_or_else(|| "(no message id)".to_owned(), |m| m.to_string());
+            tracing::error!(consumer = name, message = %id, error = %e, "unreadable event parked");
+            forward(channel, &delivery, parked_queue(name), attempt).await?;
+            park(db, name, &id, attempt, &format!("unreadable: {e}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            return delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+    };
+    match process(db, consumer, &event, attempt, policy, counters).await {
+        Ok(Outcome::Handled | Outcome::Duplicate) => {}
+        Ok(Outcome::RetryAfter(_)) => forward(channel, &delivery, retry_queue(name, attempt), attempt + 1).await?,
+        Ok(Outcome::Parked) => forward(channel, &delivery, parked_queue(name), attempt).await?,
+        Err(e) => {
+            // Bookkeeping failed (the database): give the delivery back and slow down.
+            tracing::warn!(consumer = name, error = %e, "consumer bookkeeping failed; requeued");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            };
+            return delivery.nack(requeue).await.map(|_| ()).map_err(|e| e.to_string());
+        }
+    }
+    delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

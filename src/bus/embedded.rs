@@ -1,0 +1,125 @@
+//! Consumers without RabbitMQ: each follows the log itself, from its own checkpoint
+//! (`consumer:<name>`), handling the events its bindings match in log order. A failing event is
+//! retried after the same backoff as on RabbitMQ (the consumer waits meanwhile: its later events wait
+//! too), then parked; the checkpoint moves past an event once it is handled or parked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use netia_events::Checkpoint;
+use netia_projections::Checkpoints;
+use sqlx::AnyPool;
+use tokio::sync::watch;
+
+use super::{Consumer, Metrics, Outcome, RetryPolicy, matches, process, routing_key};
+use crate::store::EventStore;
+use crate::tail::Tailer;
+
+pub struct Embedded {
+    pub store: Arc<dyn EventStore>,
+    pub db: AnyPool,
+    pub policy: RetryPolicy,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Embedded {
+    /// Feeds `consumer` until `stop` turns true.
+    pub async fn run(self, consumer: Arc<dyn Consumer>, mut stop: watch::Receiver<bool>) {
+        let name = consumer.name();
+        let checkpoint_name = format!("consumer:{name}");
+        let _lease = tokio::select! {
+            lease = crate::lease::acquire(&self.db, self.store.backend(), &checkpoint_name) => lease,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let counters = self.metrics.of(name);
+        let bindings = consumer.bindings();
+        let mut at = loop {
+            match self.load(&checkpoint_name).await {
+                Ok(at) => break at,
+                Err(e) => {
+                    tracing::warn!(consumer = name, error = %e, "cannot read the consumer checkpoint; retrying");
+                    if pause(&mut stop, Duration::from_secs(1)).await {
+                        return;
+                    }
+                }
+            }
+        };
+        let mut tailer = Tailer::new(self.store.clone(), at).with_batch(200);
+        loop {
+            let events = tokio::select! {
+                events = tailer.next_batch() => events,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let events = match events {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(consumer = name, error = %e, "cannot read the log; retrying");
+                    if pause(&mut stop, Duration::from_secs(1)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            for event in &events {
+                let key = routing_key(event);
+                if bindings.iter().any(|b| matches(b, &key)) {
+                    let mut attempt = 1;
+                    loop {
+                        match process(&self.db, consumer.as_ref(), event, attempt, &self.policy, &counters).await {
+                            Ok(Outcome::Handled | Outcome::Duplicate | Outcome::Parked) => break,
+                            Ok(Outcome::RetryAfter(wait)) => {
+                                attempt += 1;
+                                if pause(&mut stop, wait).await {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(consumer = name, error = %e, "consumer bookkeeping failed; retrying");
+                                if pause(&mut stop, Duration::from_secs(1)).await {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+                // Moved after every event, so a restart does not run a handled event's effect again.
+                let next = event.checkpoint();
+                loop {
+                    match self.advance(&checkpoint_name, at, next).await {
+                        Ok(true) => break,
+                        Ok(false) => {
+                            tracing::error!(consumer = name, "consumer checkpoint moved by someone else; stopping");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(consumer = name, error = %e, "cannot move the consumer checkpoint; retrying");
+                            if pause(&mut stop, Duration::from_secs(1)).await {
+                                return;
+                            }
+                        }
+                    }
+                }
+                at = next;
+            }
+        }
+    }
+
+    async fn load(&self, name: &str) -> Result<Checkpoint, String> {
+        super::start_at(&self.db, self.store.as_ref(), name).await
+    }
+
+    async fn advance(&self, name: &str, from: Checkpoint, to: Checkpoint) -> Result<bool, String> {
+        let mut conn = self.db.acquire().await.map_err(|e| e.to_string())?;
+        Checkpoints::advance(&mut conn, name, from, to)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Sleeps `wait`; true if told to stop meanwhile.
+async fn pause(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    }
+}

@@ -1,0 +1,401 @@
+//! The bus: committed events reach the consumers that react to them (LLM reply, email, channels).
+//!
+//! - With RabbitMQ (`AMQP_URL`): the [`relay`] publishes every committed event to the durable topic
+//!   exchange `netia.events` and moves its checkpoint only after the broker's confirms; each consumer
+//!   owns a durable queue bound to the routing keys it wants ([`amqp`]).
+//! - Embedded (no `AMQP_URL`): each consumer follows the log itself from its own checkpoint
+//!   ([`embedded`]).
+//!
+//! Both run every delivery through [`process`]: an event a consumer already handled is skipped
+//! (`consumer_processed`), a failure is retried with exponential backoff, and after the last attempt
+//! the event is parked (`consumer_parked`, plus the consumer's parking queue on RabbitMQ) while the
+//! consumer goes on with the next one.
+
+pub mod amqp;
+pub mod embedded;
+pub mod relay;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use netia_events::RecordedEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::AnyPool;
+use uuid::Uuid;
+
+/// The topic exchange every committed event is published to.
+pub const EXCHANGE: &str = "netia.events";
+
+/// Why a consumer could not handle an event.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Worth another attempt later (a vendor down, a timeout).
+    #[error("{0}")]
+    Retry(String),
+    /// Will never work (a malformed event): parked at once.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Something that reacts to committed events. `handle` must be safe to run again for the same event
+/// (its effect goes through a command that names the event), though the runtime skips events it has
+/// seen handled.
+#[async_trait]
+pub trait Consumer: Send + Sync + 'static {
+    /// Names its queue (`netia.<name>`) and its bookkeeping rows.
+    fn name(&self) -> &'static str;
+    /// Routing keys it wants, `<stream_type>.<event_type>` with AMQP topic wildcards (`*`, `#`).
+    fn bindings(&self) -> Vec<String>;
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure>;
+}
+
+/// How deliveries are retried (`BUS_MAX_ATTEMPTS`, `BUS_RETRY_BASE_MS`, `BUS_PREFETCH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before an event is parked (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay before the second attempt; each later one doubles it.
+    pub base: Duration,
+    /// Unacknowledged deliveries a consumer holds at once (RabbitMQ).
+    pub prefetch: u16,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base: Duration::from_secs(1),
+            prefetch: 16,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1`.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        self.base
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+            .min(Duration::from_secs(3600))
+    }
+}
+
+/// The routing key of an event: `<stream_type>.<event_type>`.
+pub fn routing_key(event: &RecordedEvent) -> String {
+    format!("{}.{}", event.stream_type, event.event_type)
+}
+
+/// Whether `key` matches the AMQP topic `pattern` (`*` is one word, `#` zero or more).
+pub fn matches(pattern: &str, key: &str) -> bool {
+    fn go(pattern: &[&str], key: &[&str]) -> bool {
+        match (pattern.split_first(), key.split_first()) {
+            (None, None) => true,
+            (Some((&"#", rest)), _) => go(rest, key) || (!key.is_empty() && go(pattern, &key[1..])),
+            (Some((&"*", rest)), Some((_, key_rest))) => go(rest, key_rest),
+            (Some((word, rest)), Some((k, key_rest))) => word == k && go(rest, key_rest),
+            _ => false,
+        }
+    }
+    let pattern: Vec<&str> = pattern.split('.').collect();
+    let key: Vec<&str> = key.split('.').collect();
+    go(&pattern, &key)
+}
+
+/// An event as it travels on RabbitMQ (the body of a message on `netia.events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireEvent {
+    pub event_id: Uuid,
+    pub global_position: i64,
+    pub tx_id: u64,
+    pub stream_type: String,
+    pub stream_id: String,
+    pub version: i64,
+    pub event_type: String,
+    pub event_version: i32,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+    pub hash: String,
+}
+
+impl From<&RecordedEvent> for WireEvent {
+    fn from(e: &RecordedEvent) -> Self {
+        Self {
+            event_id: e.event_id,
+            global_position: e.global_position,
+            tx_id: e.tx_id,
+            stream_type: e.stream_type.clone(),
+            stream_id: e.stream_id.clone(),
+            version: e.version,
+            event_type: e.event_type.clone(),
+            event_version: e.event_version,
+            payload: e.payload.clone(),
+            metadata: e.metadata.clone(),
+            recorded_at: e.recorded_at,
+            hash: hex::encode(&e.hash),
+        }
+    }
+}
+
+impl WireEvent {
+    pub fn into_recorded(self) -> Result<RecordedEvent, String> {
+        Ok(RecordedEvent {
+            global_position: self.global_position,
+            tx_id: self.tx_id,
+            event_id: self.event_id,
+            stream_type: self.stream_type,
+            stream_id: self.stream_id,
+            version: self.version,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload: self.payload,
+            metadata: self.metadata,
+            recorded_at: self.recorded_at,
+            hash: hex::decode(&self.hash).map_err(|e| format!("hash: {e}"))?,
+        })
+    }
+}
+
+/// Counters per consumer, shown at `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    consumers: Mutex<BTreeMap<&'static str, Arc<Counters>>>,
+    /// Events the relay published with the broker's confirm.
+    pub relayed: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub handled: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub retried: AtomicU64,
+    pub parked: AtomicU64,
+}
+
+impl Metrics {
+    pub fn of(&self, consumer: &'static str) -> Arc<Counters> {
+        let mut consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
+        consumers.entry(consumer).or_default().clone()
+    }
+
+    /// The Prometheus text form.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# TYPE netia_relay_published_total counter\n");
+        out.push_str(&format!(
+            "netia_relay_published_total {}\n",
+            self.relayed.load(Ordering::Relaxed)
+        ));
+        let consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
+        for (metric, read) in [
+            ("handled", (|c: &Counters| &c.handled) as fn(&Counters) -> &AtomicU64),
+            ("duplicates", |c| &c.duplicates),
+            ("retried", |c| &c.retried),
+            ("parked", |c| &c.parked),
+        ] {
+            out.push_str(&format!("# TYPE netia_consumer_{metric}_total counter\n"));
+            for (name, counters) in consumers.iter() {
+                let value = read(counters).load(Ordering::Relaxed);
+                out.push_str(&format!(
+                    "netia_consumer_{metric}_total{{consumer=\"{name}\"}} {value}\n"
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Handled,
+    /// Handled before (a redelivery): nothing done.
+    Duplicate,
+    /// Failed; try again after this long (attempt `attempt + 1`).
+    RetryAfter(Duration),
+    /// Failed for the last time (or for good): parked.
+    Parked,
+}
+
+/// Runs delivery `attempt` (from 1) of `event` through `consumer`, with the bookkeeping that makes
+/// redeliveries harmless and failures bounded.
+pub async fn process(
+    db: &AnyPool,
+    consumer: &dyn Consumer,
+    event: &RecordedEvent,
+    attempt: u32,
+    policy: &RetryPolicy,
+    counters: &Counters,
+) -> Result<Outcome, sqlx::Error> {
+    let name = consumer.name();
+    let id = event.event_id.to_string();
+    let seen: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM consumer_processed WHERE consumer = $1 AND event_id = $2")
+            .bind(name)
+            .bind(&id)
+            .fetch_optional(db)
+            .await?;
+    if seen.is_some() {
+        counters.duplicates.fetch_add(1, Ordering::Relaxed);
+        return Ok(Outcome::Duplicate);
+    }
+    let failure = match consumer.handle(event).await {
+        Ok(()) => {
+            sqlx::query(
+                "INSERT INTO consumer_processed (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (consumer, event_id) DO NOTHING",
+            )
+            .bind(name)
+            .bind(&id)
+            .bind(netia_events::chain::format_time(Utc::now()))
+            .execute(db)
+            .await?;
+            counters.handled.fetch_add(1, Ordering::Relaxed);
+            return Ok(Outcome::Handled);
+        }
+        Err(failure) => failure,
+    };
+    let last = matches!(failure, Failure::Permanent(_)) || attempt >= policy.max_attempts;
+    if !last {
+        tracing::warn!(consumer = name, event = %id, attempt, error = %failure, "consumer failed; will retry");
+        counters.retried.fetch_add(1, Ordering::Relaxed);
+        return Ok(Outcome::RetryAfter(policy.backoff(attempt)));
+    }
+    tracing::error!(consumer = name, event = %id, attempt, error = %failure, "consumer gave up: event parked");
+    park(db, name, &id, attempt, &failure.to_string()).await?;
+    counters.parked.fetch_add(1, Ordering::Relaxed);
+    Ok(Outcome::Parked)
+}
+
+/// Starts the relay (with RabbitMQ) and `consumers` (on RabbitMQ, or embedded without it); they
+/// run until `stop` turns true.
+pub fn start(
+    store: Arc<dyn crate::store::EventStore>,
+    db: AnyPool,
+    amqp_url: Option<String>,
+    policy: RetryPolicy,
+    metrics: Arc<Metrics>,
+    consumers: Vec<Arc<dyn Consumer>>,
+    stop: &tokio::sync::watch::Sender<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    match amqp_url {
+        Some(url) => {
+            let relay = relay::Relay::new(store, db.clone(), url.clone(), metrics.clone());
+            tasks.push(tokio::spawn(relay.run(stop.subscribe())));
+            for consumer in consumers {
+                let run = amqp::run(
+                    url.clone(),
+                    db.clone(),
+                    consumer,
+                    policy,
+                    metrics.clone(),
+                    stop.subscribe(),
+                );
+                tasks.push(tokio::spawn(run));
+            }
+        }
+        None => {
+            for consumer in consumers {
+                let embedded = embedded::Embedded {
+                    store: store.clone(),
+                    db: db.clone(),
+                    policy,
+                    metrics: metrics.clone(),
+                };
+                tasks.push(tokio::spawn(embedded.run(consumer, stop.subscribe())));
+            }
+        }
+    }
+    tasks
+}
+
+/// Where the log follower `name` (the relay, an embedded consumer) resumes: its checkpoint, or, the
+/// first time, the log's head, so that history already there does not set off effects again (no
+/// LLM replies to last year's messages).
+pub async fn start_at(
+    db: &AnyPool,
+    store: &dyn crate::store::EventStore,
+    name: &str,
+) -> Result<netia_events::Checkpoint, String> {
+    use netia_events::Checkpoint;
+    use netia_projections::Checkpoints;
+    let mut conn = db.acquire().await.map_err(|e| e.to_string())?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM projection_checkpoints WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    if exists.is_some() {
+        return Checkpoints::load(&mut conn, name).await.map_err(|e| e.to_string());
+    }
+    let head: Checkpoint = store.head().await.map_err(|e| e.to_string())?;
+    Checkpoints::save(&mut conn, name, head)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(head)
+}
+
+/// Records that `consumer` gave up on `event_id`.
+pub async fn park(db: &AnyPool, consumer: &str, event_id: &str, attempts: u32, error: &str) -> Result<(), sqlx::Error> {
+    let error: String = error.chars().take(2000).collect();
+    sqlx::query(
+        "INSERT INTO consumer_parked (consumer, event_id, attempts, error, parked_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (consumer, event_id) DO UPDATE SET attempts = excluded.attempts, error = excluded.error, \
+         parked_at = excluded.parked_at",
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .bind(i64::from(attempts))
+    .bind(error)
+    .bind(netia_events::chain::format_time(Utc::now()))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_patterns_match_as_rabbitmq_does() {
+        let key = "conversation.CustomerMessagePosted";
+        for pattern in [
+            "#",
+            "conversation.*",
+            "*.CustomerMessagePosted",
+            "conversation.#",
+            key,
+            "#.CustomerMessagePosted",
+        ] {
+            assert!(matches(pattern, key), "{pattern}");
+        }
+        for pattern in [
+            "customer.*",
+            "conversation",
+            "*",
+            "conversation.*.x",
+            "conversation.AgentMessagePosted",
+        ] {
+            assert!(!matches(pattern, key), "{pattern}");
+        }
+        assert!(matches("a.#.b", "a.b") && matches("a.#.b", "a.x.y.b") && !matches("a.#.b", "a.x.c"));
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            prefetch: 1,
+        };
+        let waits: Vec<u128> = (1..=4).map(|a| policy.backoff(a).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800]);
+    }
+}

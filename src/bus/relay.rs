@@ -1,0 +1,160 @@
+//! The relay: the events table is the outbox. It tails the log from its checkpoint and publishes each
+//! committed event to `netia.events` (routing key `<stream_type>.<event_type>`, persistent,
+//! `message_id` = event id, the correlation id, JSON body), waits for the broker's confirms of a
+//! batch, and only then moves its checkpoint. One relay is active across nodes (a lease). While
+//! RabbitMQ is unreachable events keep being accepted; the relay resumes from its checkpoint, in log
+//! order, when the broker is back. A crash between the confirms and the checkpoint publishes a batch
+//! again: consumers skip what they have handled.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use netia_events::{Checkpoint, RecordedEvent};
+use netia_projections::Checkpoints;
+use sqlx::AnyPool;
+use tokio::sync::watch;
+
+use super::{EXCHANGE, Metrics, WireEvent, routing_key};
+use crate::store::EventStore;
+use crate::tail::Tailer;
+
+/// The relay's checkpoint name (in `projection_checkpoints`) and lease.
+pub const NAME: &str = "relay";
+const BATCH: usize = 500;
+
+pub struct Relay {
+    store: Arc<dyn EventStore>,
+    db: AnyPool,
+    url: String,
+    metrics: Arc<Metrics>,
+}
+
+/// Opens a channel in confirm mode with `netia.events` declared.
+pub async fn open(url: &str) -> lapin::Result<(Connection, Channel)> {
+    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    declare_exchange(&channel).await?;
+    Ok((connection, channel))
+}
+
+pub async fn declare_exchange(channel: &Channel) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await
+}
+
+/// Publishes `events` in order and waits for every confirm; an error means some may not have
+/// reached the broker (publish them again).
+pub async fn publish(channel: &Channel, events: &[RecordedEvent]) -> Result<(), String> {
+    let mut confirms = Vec::with_capacity(events.len());
+    for event in events {
+        let body = serde_json::to_vec(&WireEvent::from(event)).map_err(|e| e.to_string())?;
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(event.event_id.to_string().into())
+            .with_type(event.event_type.clone().into())
+            .with_timestamp(event.recorded_at.timestamp().max(0) as u64);
+        if let Some(correlation) = event.metadata.get("correlation_id").and_then(|c| c.as_str()) {
+            properties = properties.with_correlation_id(correlation.into());
+        }
+        let confirm = channel
+            .basic_publish(
+                EXCHANGE.into(),
+                routing_key(event).into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        confirms.push(confirm);
+    }
+    for confirm in confirms {
+        match confirm.await.map_err(|e| e.to_string())? {
+            Confirmation::Ack(_) => {}
+            Confirmation::Nack(_) => return Err("the broker refused an event (nack)".into()),
+            Confirmation::NotRequested => return Err("the channel is not in confirm mode".into()),
+        }
+    }
+    Ok(())
+}
+
+impl Relay {
+    pub fn new(store: Arc<dyn EventStore>, db: AnyPool, url: String, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            db,
+            url,
+            metrics,
+        }
+    }
+
+    async fn checkpoint(&self) -> Result<Checkpoint, String> {
+        super::start_at(&self.db, self.store.as_ref(), NAME).await
+    }
+
+    async fn advance(&self, from: Checkpoint, to: Checkpoint) -> Result<bool, String> {
+        let mut conn = self.db.acquire().await.map_err(|e| e.to_string())?;
+        Checkpoints::advance(&mut conn, NAME, from, to)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Relays until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let _lease = tokio::select! {
+            lease = crate::lease::acquire(&self.db, self.store.backend(), NAME) => lease,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        tracing::info!("relay active");
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.session(&mut stop).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "relay interrupted; resuming from its checkpoint"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// One connection's worth of relaying; `Ok` when told to stop.
+    async fn session(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+        let (connection, channel) = open(&self.url).await.map_err(|e| format!("RabbitMQ: {e}"))?;
+        let result = async {
+            let mut at = self.checkpoint().await?;
+            let mut tailer = Tailer::new(self.store.clone(), at).with_batch(BATCH);
+            loop {
+                let events = tokio::select! {
+                    events = tailer.next_batch() => events.map_err(|e| e.to_string())?,
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                };
+                publish(&channel, &events).await?;
+                let Some(last) = events.last().map(RecordedEvent::checkpoint) else {
+                    continue;
+                };
+                if !self.advance(at, last).await? {
+                    return Err("the relay checkpoint moved under this relay".into());
+                }
+                at = last;
+                self.metrics.relayed.fetch_add(events.len() as u64, Ordering::Relaxed);
+            }
+        }
+        .await;
+        let _ = connection.close(200, "bye".into()).await;
+        result
+    }
+}

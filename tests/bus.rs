@@ -1,0 +1,413 @@
+//! The bus against real RabbitMQ and real databases: the relay publishing again after a crash, a
+//! RabbitMQ outage while messages are posted, a poison event parked while the queue keeps flowing,
+//! and the embedded (no RabbitMQ) runtime with the same rules.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::TestDb;
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use netia::bus::{self, Consumer, Failure, Metrics, RetryPolicy, amqp, relay};
+use netia::command_bus::CommandBus;
+use netia_commands::Conversation;
+use netia_events::conversation::Author;
+use netia_events::{AccountId, Actor, ConversationId, CustomerId, Metadata, RecordedEvent};
+use sqlx::AnyPool;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// Counts its effects per event of the conversations it watches; fails for ever on bodies "poison".
+struct Recorder {
+    name: &'static str,
+    watched: Mutex<HashSet<String>>,
+    effects: Mutex<HashMap<Uuid, u32>>,
+    attempts: Mutex<HashMap<Uuid, u32>>,
+}
+
+impl Recorder {
+    fn new() -> Arc<Self> {
+        let name = format!("test_{}", Uuid::now_v7().simple());
+        Arc::new(Self {
+            name: Box::leak(name.into_boxed_str()),
+            watched: Mutex::new(HashSet::new()),
+            effects: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn watch(&self, conversation: ConversationId) {
+        self.watched.lock().unwrap().insert(conversation.to_string());
+    }
+
+    fn effects(&self) -> HashMap<Uuid, u32> {
+        self.effects.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` events had an effect (or 60 s).
+    async fn until(&self, n: usize) -> HashMap<Uuid, u32> {
+        for _ in 0..1200 {
+            if self.effects().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A duplicate arriving late would show here.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.effects()
+    }
+}
+
+#[async_trait]
+impl Consumer for Recorder {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn bindings(&self) -> Vec<String> {
+        vec!["conversation.#".into()]
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure> {
+        if !self.watched.lock().unwrap().contains(&event.stream_id) {
+            return Ok(()); // another test's event
+        }
+        *self.attempts.lock().unwrap().entry(event.event_id).or_default() += 1;
+        if event.payload.get("body").and_then(|b| b.as_str()) == Some("poison") {
+            return Err(Failure::Retry("poison".into()));
+        }
+        *self.effects.lock().unwrap().entry(event.event_id).or_default() += 1;
+        Ok(())
+    }
+}
+
+async fn read_models(db: &TestDb) -> AnyPool {
+    let pool = netia::projector::read_model_pool(&db.url, 5).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    netia_projections::Checkpoints::setup(&mut conn).await.unwrap();
+    pool
+}
+
+/// A conversation with `bodies` posted by its customer; returns it and the ids of its events.
+async fn converse(store: &Arc<dyn netia::store::EventStore>, recorder: &Recorder, bodies: &[&str]) -> ConversationId {
+    let bus = CommandBus::new(store.clone());
+    let (id, account, customer) = (ConversationId::new(), AccountId::new(), CustomerId::new());
+    recorder.watch(id);
+    let meta = Metadata::new(Actor::Customer { customer_id: customer }).with_account(account);
+    let now = chrono::Utc::now();
+    bus.execute::<Conversation>(id, common::open_conversation(id, account, customer, now), &meta)
+        .await
+        .unwrap();
+    for body in bodies {
+        let command = common::message(Author::Customer { customer_id: customer }, body, false, None, now);
+        bus.execute::<Conversation>(id, command, &meta).await.unwrap();
+    }
+    id
+}
+
+fn fast_policy(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        base: Duration::from_millis(50),
+        prefetch: 16,
+    }
+}
+
+/// Starts `recorder` on RabbitMQ at `url` and waits until its queue exists.
+async fn listen(
+    url: &str,
+    pool: &AnyPool,
+    recorder: &Arc<Recorder>,
+    policy: RetryPolicy,
+    metrics: &Arc<Metrics>,
+    stop: &watch::Sender<bool>,
+) {
+    let consumer: Arc<dyn Consumer> = recorder.clone();
+    tokio::spawn(amqp::run(
+        url.to_owned(),
+        pool.clone(),
+        consumer,
+        policy,
+        metrics.clone(),
+        stop.subscribe(),
+    ));
+    let (connection, _) = relay::open(&amqp_url()).await.unwrap();
+    for _ in 0..200 {
+        // A passive declare of a missing queue closes its channel: a new one each time.
+        let channel = connection.create_channel().await.unwrap();
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let found = channel
+            .queue_declare(amqp::queue(recorder.name).into(), passive, FieldTable::default())
+            .await;
+        if found.is_ok() {
+            // Declared; give the consumer a moment to start consuming.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the consumer's queue was never declared");
+}
+
+/// Deletes the test consumer's queues (durable: they would outlive the test).
+async fn delete_queues(name: &str, policy: &RetryPolicy) {
+    let (_conn, channel) = relay::open(&amqp_url()).await.unwrap();
+    let mut queues = vec![amqp::queue(name), amqp::parked_queue(name)];
+    queues.extend((1..policy.max_attempts).map(|a| amqp::retry_queue(name, a)));
+    for queue in queues {
+        let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+    }
+}
+
+async fn parked_count(name: &str) -> u32 {
+    let (_conn, channel) = relay::open(&amqp_url()).await.unwrap();
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(amqp::parked_queue(name).into(), passive, FieldTable::default())
+        .await
+        .unwrap()
+        .message_count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rabbitmq_a_relay_that_dies_before_its_checkpoint_publishes_again_and_the_effect_happens_once() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let pool = read_models(&db).await;
+    let (stop, _) = watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let recorder = Recorder::new();
+    let policy = fast_policy(3);
+    listen(&amqp_url(), &pool, &recorder, policy, &metrics, &stop).await;
+
+    let start = bus::start_at(&pool, db.store.as_ref(), relay::NAME).await.unwrap();
+    converse(&db.store, &recorder, &["one", "two", "three", "four", "five"]).await;
+    // The first relay publishes the six events, has them confirmed, and dies before its checkpoint.
+    let mut tailer = netia::tail::Tailer::new(db.store.clone(), start);
+    let mut events = Vec::new();
+    while events.len() < 6 {
+        events.extend(tailer.next_batch().await.unwrap());
+    }
+    let (connection, channel) = relay::open(&amqp_url()).await.unwrap();
+    relay::publish(&channel, &events).await.unwrap();
+    connection.close(200, "crash".into()).await.unwrap();
+
+    // The next relay starts from the stored checkpoint and publishes them again.
+    let next = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url(), metrics.clone());
+    tokio::spawn(next.run(stop.subscribe()));
+    let effects = recorder.until(6).await;
+    assert_eq!(effects.len(), 6, "{effects:?}");
+    assert!(
+        effects.values().all(|n| *n == 1),
+        "an effect happened twice: {effects:?}"
+    );
+    let counters = metrics.of(recorder.name);
+    for _ in 0..100 {
+        if counters.duplicates.load(Ordering::Relaxed) >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        counters.duplicates.load(Ordering::Relaxed) >= 6,
+        "the repeats were not delivered"
+    );
+    let _ = stop.send(true);
+    delete_queues(recorder.name, &policy).await;
+    db.cleanup().await;
+}
+
+/// A TCP proxy to RabbitMQ that the test can cut (connections dropped, new ones refused) and restore.
+struct Proxy {
+    port: u16,
+    open: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let upstream = upstream.to_owned();
+        let (accepting, registry) = (open.clone(), links.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !accepting.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                registry.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        Self { port, open, links }
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rabbitmq_500_messages_posted_during_an_outage_all_arrive_once() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let pool = read_models(&db).await;
+    let (stop, _) = watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let recorder = Recorder::new();
+    let policy = fast_policy(3);
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    listen(&proxy.url(), &pool, &recorder, policy, &metrics, &stop).await;
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), proxy.url(), metrics.clone());
+    tokio::spawn(relay.run(stop.subscribe()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    proxy.cut();
+    let bodies: Vec<String> = (0..500).map(|i| format!("message {i}")).collect();
+    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    // Posting does not depend on RabbitMQ: every write is accepted during the outage.
+    converse(&db.store, &recorder, &bodies).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        recorder.effects().is_empty(),
+        "nothing can arrive while RabbitMQ is cut off"
+    );
+    proxy.restore();
+
+    let effects = recorder.until(501).await;
+    assert_eq!(effects.len(), 501, "the creation and the 500 messages");
+    assert!(effects.values().all(|n| *n == 1), "an effect happened twice");
+    let _ = stop.send(true);
+    delete_queues(recorder.name, &policy).await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rabbitmq_a_poison_event_is_parked_after_its_attempts_and_the_queue_keeps_flowing() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let pool = read_models(&db).await;
+    let (stop, _) = watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let recorder = Recorder::new();
+    let policy = fast_policy(3);
+    listen(&amqp_url(), &pool, &recorder, policy, &metrics, &stop).await;
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url(), metrics.clone());
+    tokio::spawn(relay.run(stop.subscribe()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    converse(&db.store, &recorder, &["before", "poison", "after"]).await;
+    let effects = recorder.until(3).await;
+    assert_eq!(effects.len(), 3, "creation, before and after are handled: {effects:?}");
+    assert_parked(&pool, recorder.name, 3).await;
+    let poison_attempts: Vec<u32> = recorder
+        .attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(id, _)| !effects.contains_key(id))
+        .map(|(_, n)| *n)
+        .collect();
+    assert_eq!(poison_attempts, [3], "the poison event is tried three times");
+    assert_eq!(parked_count(recorder.name).await, 1, "the parking queue holds it");
+    let _ = stop.send(true);
+    delete_queues(recorder.name, &policy).await;
+    db.cleanup().await;
+}
+
+/// One parked event for `consumer`, after `attempts` attempts.
+async fn assert_parked(pool: &AnyPool, consumer: &str, attempts: i64) {
+    let mut rows: Vec<(String, i64)> = Vec::new();
+    for _ in 0..100 {
+        rows = sqlx::query_as("SELECT event_id, attempts FROM consumer_parked WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].1, attempts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_embedded_consumers_retry_park_and_resume_without_repeating() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let pool = read_models(&db).await;
+    let metrics = Arc::new(Metrics::default());
+    let recorder = Recorder::new();
+    let policy = fast_policy(3);
+    let start = |stop: &watch::Sender<bool>| {
+        let embedded = bus::embedded::Embedded {
+            store: db.store.clone(),
+            db: pool.clone(),
+            policy,
+            metrics: metrics.clone(),
+        };
+        let consumer: Arc<dyn Consumer> = recorder.clone();
+        tokio::spawn(embedded.run(consumer, stop.subscribe()))
+    };
+    let (stop, _) = watch::channel(false);
+    let running = start(&stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    converse(&db.store, &recorder, &["before", "poison", "after"]).await;
+    let effects = recorder.until(3).await;
+    assert_eq!(effects.len(), 3, "{effects:?}");
+    assert_parked(&pool, recorder.name, 3).await;
+
+    // Stopped and started again: what was handled is not handled again; new events are.
+    let _ = stop.send(true);
+    running.await.unwrap();
+    let (stop, _) = watch::channel(false);
+    start(&stop);
+    let id = converse(&db.store, &recorder, &["later"]).await;
+    let effects = recorder.until(5).await;
+    assert_eq!(
+        effects.len(),
+        5,
+        "a second conversation's creation and message: {effects:?} ({id})"
+    );
+    assert!(
+        effects.values().all(|n| *n == 1),
+        "an effect happened twice: {effects:?}"
+    );
+    let _ = stop.send(true);
+    db.cleanup().await;
+}
