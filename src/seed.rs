@@ -203,6 +203,7 @@ fn next_command(rng: &mut fastrand::Rng, thread: &Thread, agents: &[UserId]) -> 
                     message_id: MessageId::new(),
                     body: "Here is an article that may help.".into(),
                     trigger_event_id: trigger,
+                    reply_to: None,
                     at: now,
                 },
                 Actor::Bot,

@@ -64,6 +64,7 @@ async fn days_report_counts_and_response_times(db: &TestDb) {
             message_id: MessageId::new(),
             body: "bot".into(),
             trigger_event_id: trigger.events[0].event_id,
+            reply_to: None,
             at: t1 + s(2),
         },
     )

@@ -29,6 +29,7 @@ event_family! {
         ConversationUntagged = 1,
         ConversationRead = 1,
         ConversationArchived = 1,
+        HandedToHuman = 1,
     }
 }
 
@@ -208,4 +209,22 @@ pub struct ConversationRead {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConversationArchived {
     pub archived_at: DateTime<Utc>,
+}
+
+/// Why the bot stopped answering a conversation (an agent's public reply hands it over too, without
+/// this event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffReason {
+    /// The customer asked for a person (one of the configured phrases).
+    CustomerAsked,
+    /// The model decided a person should answer (its `handoff_to_human` tool).
+    Model,
+}
+
+/// From now on the bot stays silent in this conversation; agents are told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandedToHuman {
+    pub reason: HandoffReason,
+    pub at: DateTime<Utc>,
 }

@@ -68,6 +68,7 @@ fn summarize(event: &ConversationEvent) -> String {
         ConversationUntagged(e) => format!("untagged {:?}", e.tag),
         ConversationRead(e) => format!("read by {}", e.user_id),
         ConversationArchived(_) => "archived".to_owned(),
+        HandedToHuman(e) => format!("handed to a person ({:?})", e.reason).to_lowercase(),
     }
 }
 

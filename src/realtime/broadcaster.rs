@@ -164,6 +164,7 @@ impl Broadcaster {
             ConversationTagged(e) => json!({ "tag_added": e.tag }),
             ConversationUntagged(e) => json!({ "tag_removed": e.tag }),
             ConversationArchived(_) => json!({"archived": true}),
+            HandedToHuman(e) => json!({"handed_to_human": true, "handoff_reason": e.reason}),
             _ => return Ok(()),
         };
         let updated = json!({"id": id, "updates": updates});

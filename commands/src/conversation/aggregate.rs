@@ -44,6 +44,8 @@ pub struct Conversation {
     /// Channel ids already recorded, as `email:<id>`, `slack:<id>`, `sms:<sid>`.
     pub external_ids: BTreeSet<String>,
     pub bot_triggers: BTreeSet<Uuid>,
+    /// The customer's latest message, from any channel.
+    pub last_customer_message: Option<MessageId>,
 }
 
 type Decision = Result<Vec<ConversationEvent>, ConversationError>;
@@ -145,6 +147,15 @@ impl Conversation {
         use ConversationCommand::*;
         match command {
             Create { .. } => Err(ConversationError::AlreadyExists),
+            HandToHuman { reason, at } => {
+                if self.handed_to_human {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![ConversationEvent::HandedToHuman(HandedToHuman {
+                    reason: *reason,
+                    at: *at,
+                })])
+            }
             PostMessage {
                 message_id,
                 author,
@@ -157,6 +168,7 @@ impl Conversation {
                 message_id,
                 body,
                 trigger_event_id,
+                reply_to,
                 at,
             } => {
                 check_body(body)?;
@@ -165,6 +177,9 @@ impl Conversation {
                 }
                 if self.handed_to_human {
                     return Err(ConversationError::HandedToHuman);
+                }
+                if reply_to.is_some() && *reply_to != self.last_customer_message {
+                    return Ok(Vec::new()); // superseded by a newer customer message
                 }
                 Ok(vec![ConversationEvent::BotMessagePosted(BotMessagePosted {
                     message_id: *message_id,
@@ -346,7 +361,11 @@ impl Conversation {
                 self.customer_id = Some(e.customer_id);
                 self.status = Status::Open;
             }
-            CustomerMessagePosted(e) => self.record_message(e.message_id, e.client_message_id.as_ref()),
+            CustomerMessagePosted(e) => {
+                self.record_message(e.message_id, e.client_message_id.as_ref());
+                self.last_customer_message = Some(e.message_id);
+            }
+            HandedToHuman(_) => self.handed_to_human = true,
             AgentMessagePosted(e) => {
                 self.record_message(e.message_id, e.client_message_id.as_ref());
                 self.handed_to_human = true;
@@ -360,20 +379,23 @@ impl Conversation {
             EmailMessageReceived(e) => {
                 self.record_message(e.message_id, None);
                 self.external_ids.insert(format!("email:{}", e.email_message_id));
-                if matches!(e.author, Author::Agent { .. }) {
-                    self.handed_to_human = true;
+                match e.author {
+                    Author::Agent { .. } => self.handed_to_human = true,
+                    Author::Customer { .. } => self.last_customer_message = Some(e.message_id),
                 }
             }
             SlackMessageReceived(e) => {
                 self.record_message(e.message_id, None);
                 self.external_ids.insert(format!("slack:{}", e.slack_event_id));
-                if matches!(e.author, Author::Agent { .. }) {
-                    self.handed_to_human = true;
+                match e.author {
+                    Author::Agent { .. } => self.handed_to_human = true,
+                    Author::Customer { .. } => self.last_customer_message = Some(e.message_id),
                 }
             }
             SmsMessageReceived(e) => {
                 self.record_message(e.message_id, None);
                 self.external_ids.insert(format!("sms:{}", e.message_sid));
+                self.last_customer_message = Some(e.message_id);
             }
             ConversationClosed(e) => {
                 self.status = Status::Closed;

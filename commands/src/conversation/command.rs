@@ -1,7 +1,7 @@
 //! What can be asked of a conversation.
 
 use chrono::{DateTime, Utc};
-use netia_events::conversation::{Author, Priority, Source};
+use netia_events::conversation::{Author, HandoffReason, Priority, Source};
 use netia_events::{AccountId, ConversationId, CustomerId, InboxId, MessageId, UserId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -34,6 +34,14 @@ pub enum ConversationCommand {
         message_id: MessageId,
         body: String,
         trigger_event_id: Uuid,
+        /// The customer message answered: if the customer wrote again since, the reply is dropped
+        /// (the newer message gets its own). `None` skips the check.
+        reply_to: Option<MessageId>,
+        at: DateTime<Utc>,
+    },
+    /// The bot stops answering; a no-op if it already has.
+    HandToHuman {
+        reason: HandoffReason,
         at: DateTime<Utc>,
     },
     ReceiveEmail {
@@ -109,6 +117,7 @@ impl Commutes for ConversationCommand {
             | Untag { .. }
             | MarkRead { .. }
             | Wake { .. }
+            | HandToHuman { .. }
             | Archive { .. } => true,
             Create { .. } | Close { .. } | Reopen { .. } | Snooze { .. } | SetPriority { .. } | Assign { .. } => false,
         }

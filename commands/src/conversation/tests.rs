@@ -163,6 +163,7 @@ fn bot_reply(trigger: Uuid) -> ConversationCommand {
         message_id: new_message(),
         body: "Your order ships today.".to_owned(),
         trigger_event_id: trigger,
+        reply_to: None,
         at: now(),
     }
 }
@@ -538,6 +539,7 @@ fn a_bot_reply_with_an_empty_body_is_refused() {
             message_id: new_message(),
             body: "   ".to_owned(),
             trigger_event_id: TRIGGER,
+            reply_to: None,
             at: now(),
         })
         .then_expect_error(ConversationError::EmptyBody);
@@ -1184,4 +1186,71 @@ fn decisions_a_person_made_against_the_state_do_not_commute() {
     for command in deciding {
         assert!(!command.commutes(), "{command:?} should not commute");
     }
+}
+
+// ----- superseded replies and hand-over -----
+
+fn bot_reply_to(n: u128) -> ConversationCommand {
+    match bot_reply(TRIGGER) {
+        ConversationCommand::PostBotReply {
+            message_id,
+            body,
+            trigger_event_id,
+            at,
+            ..
+        } => ConversationCommand::PostBotReply {
+            message_id,
+            body,
+            trigger_event_id,
+            reply_to: Some(message(n)),
+            at,
+        },
+        other => other,
+    }
+}
+
+fn handed(reason: HandoffReason) -> ConversationEvent {
+    ConversationEvent::HandedToHuman(HandedToHuman { reason, at: now() })
+}
+
+#[test]
+fn a_bot_reply_to_a_customer_message_that_is_no_longer_the_latest_is_dropped() {
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted(1, None), customer_posted(2, None)])
+        .when(bot_reply_to(1))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_bot_reply_to_the_latest_customer_message_is_posted() {
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted(1, None), customer_posted(2, None)])
+        .when(bot_reply_to(2))
+        .then_expect_events(vec![bot_message_posted(TRIGGER)]);
+}
+
+#[test]
+fn a_customer_asking_for_a_person_silences_the_bot() {
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted(1, None)])
+        .when(ConversationCommand::HandToHuman {
+            reason: HandoffReason::CustomerAsked,
+            at: now(),
+        })
+        .then_expect_events(vec![handed(HandoffReason::CustomerAsked)]);
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted(1, None), handed(HandoffReason::Model)])
+        .when(bot_reply(TRIGGER))
+        .then_expect_error(ConversationError::HandedToHuman);
+}
+
+#[test]
+fn handing_over_a_conversation_already_with_a_person_is_a_no_op() {
+    ConversationTest::with(())
+        .given(vec![created(), agent_posted(1, None)])
+        .when(ConversationCommand::HandToHuman {
+            reason: HandoffReason::Model,
+            at: now(),
+        })
+        .then_expect_events(vec![]);
 }
