@@ -7,6 +7,7 @@ pub mod cli;
 pub mod command_bus;
 pub mod http;
 pub mod lease;
+pub mod llm;
 pub mod projector;
 pub mod realtime;
 pub mod rebuild;

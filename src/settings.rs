@@ -38,6 +38,8 @@ pub struct Settings {
     pub amqp_url: Option<SecretString>,
     /// How consumers retry (`BUS_MAX_ATTEMPTS`, `BUS_RETRY_BASE_MS`, `BUS_PREFETCH`).
     pub retry: crate::bus::RetryPolicy,
+    /// The LLM auto-reply (`OPENAI_API_KEY` and/or `LLM_BASE_URL`, `LLM_*`); `None`: disabled.
+    pub llm: Option<crate::llm::LlmSettings>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -179,6 +181,7 @@ impl Settings {
             base: std::time::Duration::from_millis(base_ms),
             prefetch,
         };
+        let llm = llm_settings(&get)?;
         Ok(Self {
             host,
             port,
@@ -194,6 +197,7 @@ impl Settings {
             trust_proxy,
             amqp_url,
             retry,
+            llm,
         })
     }
 
@@ -201,6 +205,104 @@ impl Settings {
         let url = self.database_url.expose_secret();
         url.starts_with("postgres://") || url.starts_with("postgresql://")
     }
+}
+
+/// A number from the environment within `range`, or `default`.
+fn ranged<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    reason: &'static str,
+) -> Result<T, SettingsError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let value = parse(variable, get(variable), default, reason)?;
+    if !range.contains(&value) {
+        return Err(invalid(variable, value.to_string(), reason));
+    }
+    Ok(value)
+}
+
+fn llm_settings(get: &impl Fn(&str) -> Option<String>) -> Result<Option<crate::llm::LlmSettings>, SettingsError> {
+    use crate::llm::{DEFAULT_BASE_URL, DEFAULT_FALLBACK, DEFAULT_HANDOFF_PHRASES, LlmSettings};
+    let key = get("OPENAI_API_KEY").filter(|k| !k.trim().is_empty());
+    let base = get("LLM_BASE_URL").filter(|b| !b.trim().is_empty());
+    if key.is_none() && base.is_none() {
+        return Ok(None);
+    }
+    let base_url = base.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(invalid("LLM_BASE_URL", base_url, "must be an http:// or https:// URL"));
+    }
+    let model = get("LLM_MODEL").unwrap_or_else(|| "gpt-4o-mini".to_owned());
+    if model.trim().is_empty() || model.len() > 200 || model.chars().any(char::is_whitespace) {
+        return Err(invalid("LLM_MODEL", model, "must be a model name without spaces"));
+    }
+    let fallback = get("LLM_FALLBACK_MESSAGE").unwrap_or_else(|| DEFAULT_FALLBACK.to_owned());
+    if fallback.trim().is_empty() || fallback.chars().count() > 2000 {
+        return Err(invalid(
+            "LLM_FALLBACK_MESSAGE",
+            fallback,
+            "must be 1 to 2000 characters",
+        ));
+    }
+    let phrases = get("LLM_HANDOFF_PHRASES").unwrap_or_else(|| DEFAULT_HANDOFF_PHRASES.to_owned());
+    let handoff_phrases = phrases
+        .split(',')
+        .map(|p| p.trim().to_lowercase())
+        .filter(|p| !p.is_empty())
+        .collect();
+    Ok(Some(LlmSettings {
+        base_url,
+        api_key: SecretString::from(key.unwrap_or_default()),
+        model,
+        max_tokens: ranged(
+            get,
+            "LLM_MAX_TOKENS",
+            500u32,
+            1..=32_768,
+            "must be a whole number from 1 to 32768",
+        )?,
+        temperature: ranged(
+            get,
+            "LLM_TEMPERATURE",
+            0.7f32,
+            0.0..=2.0,
+            "must be a number from 0 to 2",
+        )?,
+        timeout: std::time::Duration::from_secs(ranged(
+            get,
+            "LLM_TIMEOUT",
+            30u64,
+            1..=600,
+            "must be a whole number of seconds from 1 to 600",
+        )?),
+        max_retries: ranged(
+            get,
+            "LLM_MAX_RETRIES",
+            2u32,
+            0..=10,
+            "must be a whole number from 0 to 10",
+        )?,
+        history: ranged(
+            get,
+            "LLM_HISTORY",
+            20usize,
+            1..=200,
+            "must be a whole number from 1 to 200",
+        )?,
+        fallback,
+        handoff_phrases,
+        retry_base: std::time::Duration::from_millis(ranged(
+            get,
+            "LLM_RETRY_BASE_MS",
+            1000u64,
+            10..=60_000,
+            "must be a whole number of milliseconds from 10 to 60000",
+        )?),
+    }))
 }
 
 fn is_database_url(url: &str) -> bool {
@@ -269,6 +371,7 @@ mod tests {
             ("BUS_MAX_ATTEMPTS", "0"),
             ("BUS_RETRY_BASE_MS", "5"),
             ("BUS_PREFETCH", "lots"),
+            ("LLM_BASE_URL", "ftp://x"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -101,16 +101,30 @@ impl Application {
         let broadcaster = Broadcaster::new(store.clone(), pool.clone(), hub.clone().into_inner());
         projectors.push(tokio::spawn(broadcaster.run(stop_projectors.subscribe())));
         let metrics = Arc::new(crate::bus::Metrics::default());
-        let consumers: Vec<Arc<dyn crate::bus::Consumer>> = Vec::new();
-        projectors.extend(crate::bus::start(
-            store.clone(),
-            pool.clone(),
-            settings.amqp_url.as_ref().map(|u| u.expose_secret().to_owned()),
-            settings.retry,
-            metrics.clone(),
-            consumers,
-            &stop_projectors,
-        ));
+        let mut consumers: Vec<Arc<dyn crate::bus::Consumer>> = Vec::new();
+        if let Some(llm) = &settings.llm {
+            consumers.push(Arc::new(crate::llm::LlmReply {
+                bus: crate::command_bus::CommandBus::new(store.clone()),
+                store: store.clone(),
+                client: Arc::new(crate::llm::OpenAi::new(llm.clone())),
+                settings: llm.clone(),
+                hub: Some(hub.clone().into_inner()),
+            }));
+        } else {
+            tracing::info!("LLM auto-reply off: neither OPENAI_API_KEY nor LLM_BASE_URL is set");
+        }
+        projectors.extend(
+            crate::bus::start(
+                store.clone(),
+                pool.clone(),
+                settings.amqp_url.as_ref().map(|u| u.expose_secret().to_owned()),
+                settings.retry,
+                metrics.clone(),
+                consumers,
+                &stop_projectors,
+            )
+            .await,
+        );
         let metrics = web::Data::from(metrics);
         let auth = Auth::new(pool.clone(), settings.session_ttl_seconds, settings.renew_ttl_seconds);
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))

@@ -274,7 +274,7 @@ pub async fn process(
 
 /// Starts the relay (with RabbitMQ) and `consumers` (on RabbitMQ, or embedded without it); they
 /// run until `stop` turns true.
-pub fn start(
+pub async fn start(
     store: Arc<dyn crate::store::EventStore>,
     db: AnyPool,
     amqp_url: Option<String>,
@@ -284,6 +284,33 @@ pub fn start(
     stop: &tokio::sync::watch::Sender<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
+    // Followers of the log place their first checkpoint now, so that every event written once the
+    // server is up reaches them.
+    let mut followers = Vec::new();
+    if amqp_url.is_some() {
+        followers.push(relay::NAME.to_owned());
+    } else {
+        followers.extend(consumers.iter().map(|c| format!("consumer:{}", c.name())));
+    }
+    for name in followers {
+        if let Err(e) = start_at(&db, store.as_ref(), &name).await {
+            tracing::warn!(follower = %name, error = %e, "cannot place the first checkpoint yet");
+        }
+    }
+    if let Some(url) = &amqp_url {
+        // Queues exist before the relay publishes, so the first events are not unroutable.
+        match relay::open(url).await {
+            Ok((connection, channel)) => {
+                for consumer in &consumers {
+                    if let Err(e) = amqp::declare(&channel, consumer.as_ref(), &policy).await {
+                        tracing::warn!(consumer = consumer.name(), error = %e, "cannot declare the consumer's queues yet");
+                    }
+                }
+                let _ = connection.close(200, "declared".into()).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "RabbitMQ unreachable at start; the relay and consumers will retry"),
+        }
+    }
     match amqp_url {
         Some(url) => {
             let relay = relay::Relay::new(store, db.clone(), url.clone(), metrics.clone());
@@ -335,10 +362,19 @@ pub async fn start_at(
         return Checkpoints::load(&mut conn, name).await.map_err(|e| e.to_string());
     }
     let head: Checkpoint = store.head().await.map_err(|e| e.to_string())?;
-    Checkpoints::save(&mut conn, name, head)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(head)
+    // If another node got there first, its checkpoint stands.
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(i64::try_from(head.tx_id).map_err(|e| e.to_string())?)
+    .bind(head.position)
+    .bind(netia_events::chain::format_time(Utc::now()))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    Checkpoints::load(&mut conn, name).await.map_err(|e| e.to_string())
 }
 
 /// Records that `consumer` gave up on `event_id`.

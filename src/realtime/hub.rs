@@ -370,6 +370,17 @@ impl Hub {
         entry.send_all(&frame, audience, except)
     }
 
+    /// A push that is not stored (the bot typing, a notice) to every member of `topic` on every node.
+    pub fn push_everywhere(&self, topic: &str, event: &str, payload: &Value) {
+        self.broadcast(topic, event, payload, Audience::Everyone, None);
+        self.tell(Signal::Broadcast {
+            topic: topic.to_owned(),
+            event: event.to_owned(),
+            payload: payload.clone(),
+            agents_only: false,
+        });
+    }
+
     /// A push that is not stored (typing): to this node's members of `topic` but `except`, and to
     /// the members on other nodes.
     pub fn broadcast_ephemeral(&self, topic: &str, event: &str, payload: &Value, except: ConnId) {

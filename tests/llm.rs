@@ -1,0 +1,466 @@
+//! LLM auto-reply against a fake OpenAI-compatible server (wiremock): the exact request, retries on
+//! timeouts and 429s, the fallback, exactly one reply under duplicate and concurrent deliveries,
+//! hand-over after an agent's reply or when the customer (or the model) asks for a person, and the
+//! whole path through a running server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TestDb;
+use netia::bus::Consumer;
+use netia::command_bus::CommandBus;
+use netia::llm::{LlmReply, LlmSettings, OpenAi};
+use netia::store::StreamBound;
+use netia_commands::{Account, AccountCommand, Conversation};
+use netia_events::account::BusinessContext;
+use netia_events::conversation::Author;
+use netia_events::{AccountId, Actor, ConversationId, CustomerId, InboxId, Metadata, RecordedEvent, StreamRef, UserId};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn completion(text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "test-model",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    })
+}
+
+fn handoff_call() -> Value {
+    json!({
+        "id": "chatcmpl-2", "object": "chat.completion", "created": 1, "model": "test-model",
+        "choices": [{"index": 0, "finish_reason": "tool_calls",
+                     "message": {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "call_1", "type": "function",
+                         "function": {"name": "handoff_to_human", "arguments": "{}"}}]}}]
+    })
+}
+
+fn settings(server: &MockServer) -> LlmSettings {
+    LlmSettings {
+        base_url: format!("{}/v1", server.uri()),
+        api_key: "sk-test".to_owned().into(),
+        model: "test-model".into(),
+        max_tokens: 123,
+        temperature: 0.25,
+        timeout: Duration::from_millis(500),
+        max_retries: 2,
+        history: 3,
+        fallback: "We will get back to you.".into(),
+        handoff_phrases: vec!["talk to a human".into()],
+        retry_base: Duration::from_millis(20),
+    }
+}
+
+/// An account with the LLM on and a conversation of one of its customers.
+struct World {
+    bus: CommandBus,
+    store: Arc<dyn netia::store::EventStore>,
+    conversation: ConversationId,
+    customer: CustomerId,
+    agent: UserId,
+    meta: Metadata,
+}
+
+async fn world(db: &TestDb, llm_enabled: bool) -> World {
+    let store = db.store.clone();
+    let bus = CommandBus::new(store.clone());
+    let (account, agent, customer, conversation) = (
+        AccountId::new(),
+        UserId::new(),
+        CustomerId::new(),
+        ConversationId::new(),
+    );
+    let meta = Metadata::new(Actor::Agent { user_id: agent }).with_account(account);
+    let register = AccountCommand::Register {
+        account_id: account,
+        name: "Acme".into(),
+        owner_user_id: agent,
+        primary_inbox_id: InboxId::new(),
+    };
+    bus.execute::<Account>(account, register, &meta).await.unwrap();
+    let context = BusinessContext {
+        business_name: "Acme Bikes".into(),
+        business_description: "We repair bicycles in Lyon.".into(),
+        instructions: "Always answer in French.".into(),
+        scheduling_link: Some("https://cal.example/acme".into()),
+    };
+    bus.execute::<Account>(account, AccountCommand::UpdateBusinessContext { context }, &meta)
+        .await
+        .unwrap();
+    if llm_enabled {
+        bus.execute::<Account>(account, AccountCommand::EnableLlm, &meta)
+            .await
+            .unwrap();
+    }
+    let open = common::open_conversation(conversation, account, customer, chrono::Utc::now());
+    bus.execute::<Conversation>(conversation, open, &meta).await.unwrap();
+    World {
+        bus,
+        store,
+        conversation,
+        customer,
+        agent,
+        meta,
+    }
+}
+
+impl World {
+    async fn post(&self, author: Author, body: &str, private: bool) -> RecordedEvent {
+        let command = common::message(author, body, private, None, chrono::Utc::now());
+        let done = self
+            .bus
+            .execute::<Conversation>(self.conversation, command, &self.meta)
+            .await
+            .unwrap();
+        let stream = StreamRef::new("conversation", self.conversation.to_string());
+        let events = self.store.read_stream(&stream, StreamBound::All).await.unwrap();
+        events
+            .into_iter()
+            .find(|e| e.version == done.version)
+            .expect("the posted event")
+    }
+
+    async fn customer_says(&self, body: &str) -> RecordedEvent {
+        self.post(
+            Author::Customer {
+                customer_id: self.customer,
+            },
+            body,
+            false,
+        )
+        .await
+    }
+
+    async fn events(&self) -> Vec<RecordedEvent> {
+        let stream = StreamRef::new("conversation", self.conversation.to_string());
+        self.store.read_stream(&stream, StreamBound::All).await.unwrap()
+    }
+
+    async fn bot_replies(&self) -> Vec<String> {
+        self.events()
+            .await
+            .into_iter()
+            .filter(|e| e.event_type == "BotMessagePosted")
+            .map(|e| e.payload["body"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn handoffs(&self) -> Vec<String> {
+        self.events()
+            .await
+            .into_iter()
+            .filter(|e| e.event_type == "HandedToHuman")
+            .map(|e| e.payload["reason"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn consumer(&self, server: &MockServer) -> LlmReply {
+        let settings = settings(server);
+        LlmReply {
+            bus: CommandBus::new(self.store.clone()),
+            store: self.store.clone(),
+            client: Arc::new(OpenAi::new(settings.clone())),
+            settings,
+            hub: None,
+        }
+    }
+}
+
+async fn requests(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn sqlite_the_model_gets_the_exact_request_and_its_answer_is_posted() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion("Bonjour !")))
+        .mount(&server)
+        .await;
+    let w = world(&db, true).await;
+    let consumer = w.consumer(&server);
+    let first = w.customer_says("Hi").await;
+    consumer.handle(&first).await.unwrap();
+    w.post(Author::Agent { user_id: w.agent }, "internal: VIP customer", true)
+        .await;
+    let second = w.customer_says("When are you open?").await;
+    consumer.handle(&second).await.unwrap();
+    assert_eq!(w.bot_replies().await, ["Bonjour !", "Bonjour !"]);
+
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 2);
+    let request = &sent[1];
+    assert_eq!(request["model"], "test-model");
+    assert_eq!(request["max_tokens"], 123);
+    assert!((request["temperature"].as_f64().unwrap() - 0.25).abs() < 1e-6);
+    let messages = request["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "system");
+    let system = messages[0]["content"].as_str().unwrap();
+    for part in [
+        "Acme Bikes",
+        "We repair bicycles in Lyon.",
+        "Always answer in French.",
+        "https://cal.example/acme",
+    ] {
+        assert!(system.contains(part), "system prompt lacks {part:?}: {system}");
+    }
+    // LLM_HISTORY = 3: the last three public messages, oldest first; the private note is not there.
+    let turns: Vec<(String, String)> = messages[1..]
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().into(),
+                m["content"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("user", "Hi"),
+        ("assistant", "Bonjour !"),
+        ("user", "When are you open?"),
+    ];
+    assert_eq!(turns, expected.map(|(r, c)| (r.to_owned(), c.to_owned())));
+    assert!(!request.to_string().contains("VIP"), "a private note reached the model");
+    assert_eq!(request["tools"][0]["function"]["name"], "handoff_to_human");
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_a_model_that_times_out_is_retried_then_the_fallback_is_posted() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(completion("too late"))
+                .set_delay(Duration::from_secs(2)),
+        )
+        .mount(&server)
+        .await;
+    let w = world(&db, true).await;
+    let trigger = w.customer_says("Hello?").await;
+    w.consumer(&server).handle(&trigger).await.unwrap();
+    assert_eq!(
+        requests(&server).await.len(),
+        3,
+        "one call and LLM_MAX_RETRIES = 2 retries"
+    );
+    assert_eq!(w.bot_replies().await, ["We will get back to you."]);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_rate_limits_are_waited_out() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(
+            json!({"error": {"message": "slow down", "type": "rate_limit_error", "param": null, "code": null}}),
+        ))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion("Here I am")))
+        .mount(&server)
+        .await;
+    let w = world(&db, true).await;
+    let trigger = w.customer_says("Hello?").await;
+    let started = std::time::Instant::now();
+    w.consumer(&server).handle(&trigger).await.unwrap();
+    assert_eq!(requests(&server).await.len(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_millis(60),
+        "backoff of 20 ms then 40 ms"
+    );
+    assert_eq!(w.bot_replies().await, ["Here I am"]);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_one_reply_under_duplicate_delivery_and_two_consumers() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion("Only once")))
+        .mount(&server)
+        .await;
+    let w = world(&db, true).await;
+    let trigger = w.customer_says("Hi").await;
+    let (a, b) = (w.consumer(&server), w.consumer(&server));
+    let (ra, rb) = tokio::join!(a.handle(&trigger), b.handle(&trigger));
+    ra.unwrap();
+    rb.unwrap();
+    a.handle(&trigger).await.unwrap(); // redelivered
+    assert_eq!(w.bot_replies().await, ["Only once"]);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_a_newer_customer_message_supersedes_the_answer_to_the_older() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion("Answer")))
+        .mount(&server)
+        .await;
+    let w = world(&db, true).await;
+    let older = w.customer_says("Question one").await;
+    let newer = w.customer_says("Actually, question two").await;
+    let consumer = w.consumer(&server);
+    consumer.handle(&older).await.unwrap();
+    assert!(w.bot_replies().await.is_empty(), "the older message is not answered");
+    consumer.handle(&newer).await.unwrap();
+    assert_eq!(w.bot_replies().await.len(), 1);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_the_bot_stops_after_an_agent_reply_or_when_a_person_is_asked_for() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion("bot")))
+        .mount(&server)
+        .await;
+
+    // An agent's public reply hands the conversation over.
+    let w = world(&db, true).await;
+    w.post(Author::Agent { user_id: w.agent }, "I'm on it", false).await;
+    let trigger = w.customer_says("Thanks").await;
+    w.consumer(&server).handle(&trigger).await.unwrap();
+    assert!(w.bot_replies().await.is_empty());
+
+    // The customer asks for a person: handed over without asking the model.
+    let w = world(&db, true).await;
+    let trigger = w.customer_says("Can I talk to a HUMAN please").await;
+    w.consumer(&server).handle(&trigger).await.unwrap();
+    assert_eq!(w.handoffs().await, ["customer_asked"]);
+    let later = w.customer_says("Hello?").await;
+    w.consumer(&server).handle(&later).await.unwrap();
+    assert!(w.bot_replies().await.is_empty());
+    assert!(requests(&server).await.is_empty(), "the model was never asked");
+
+    // The account has the LLM off: nothing happens.
+    let w = world(&db, false).await;
+    let trigger = w.customer_says("Hi").await;
+    w.consumer(&server).handle(&trigger).await.unwrap();
+    assert!(w.bot_replies().await.is_empty() && requests(&server).await.is_empty());
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_the_model_can_hand_the_conversation_over() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(handoff_call()))
+        .mount(&server)
+        .await;
+    let w = world(&db, true).await;
+    let trigger = w
+        .customer_says("My bike was stolen and the insurance needs a form")
+        .await;
+    w.consumer(&server).handle(&trigger).await.unwrap();
+    assert_eq!(w.handoffs().await, ["model"]);
+    assert!(w.bot_replies().await.is_empty());
+    db.cleanup().await;
+}
+
+/// The whole path: a running server (embedded bus) answers a customer message through the fake
+/// model, with the settings read from its environment.
+async fn a_running_server_answers_customers(db: &TestDb) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion("Hello from the bot")))
+        .mount(&server)
+        .await;
+    let base = format!("{}/v1", server.uri());
+    let api = common::api::Api::start_with(db, &[("LLM_BASE_URL", &base), ("LLM_MODEL", "test-model")]).await;
+    let admin = api.register("agent@example.com").await;
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            "/api/business_context",
+            Some(&admin.token),
+            Some(
+                json!({"business_name": "Acme", "business_description": "Bikes", "instructions": "Be nice",
+                        "scheduling_link": null, "llm_enabled": true}),
+            ),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let (conversation, _) = api.conversation(&admin.account_id).await;
+    let (_, body) = api
+        .get(&format!("/api/conversations/{conversation}"), &admin.token)
+        .await;
+    let customer: CustomerId = body["data"]["customer_id"].as_str().unwrap().parse().unwrap();
+    let id: ConversationId = conversation.parse().unwrap();
+    let meta = Metadata::new(Actor::Customer { customer_id: customer });
+    let command = common::message(
+        Author::Customer { customer_id: customer },
+        "Hi there",
+        false,
+        None,
+        chrono::Utc::now(),
+    );
+    CommandBus::new(db.store.clone())
+        .execute::<Conversation>(id, command, &meta)
+        .await
+        .unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..100 {
+        let (_, body) = api
+            .get(&format!("/api/conversations/{conversation}/messages"), &admin.token)
+            .await;
+        kinds = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["type"].as_str().unwrap().to_owned(),
+                    m["body"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        if kinds.iter().any(|(k, _)| k == "bot") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        kinds.contains(&("bot".to_owned(), "Hello from the bot".to_owned())),
+        "{kinds:?}"
+    );
+    let text = reqwest::get(format!("{}/metrics", api.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("netia_consumer_handled_total{consumer=\"llm_reply\"} 1"),
+        "{text}"
+    );
+}
+
+mod server {
+    use super::*;
+    on_both_backends!(a_running_server_answers_customers);
+}
