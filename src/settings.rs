@@ -40,6 +40,8 @@ pub struct Settings {
     pub retry: crate::bus::RetryPolicy,
     /// The LLM auto-reply (`OPENAI_API_KEY` and/or `LLM_BASE_URL`, `LLM_*`); `None`: disabled.
     pub llm: Option<crate::llm::LlmSettings>,
+    /// Reply emails (`SMTP_URL`, `EMAIL_FROM`, `REPLY_EMAIL_DELAY`); `None`: no emails.
+    pub email: Option<crate::email::EmailSettings>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -182,6 +184,7 @@ impl Settings {
             prefetch,
         };
         let llm = llm_settings(&get)?;
+        let email = email_settings(&get)?;
         Ok(Self {
             host,
             port,
@@ -198,6 +201,7 @@ impl Settings {
             amqp_url,
             retry,
             llm,
+            email,
         })
     }
 
@@ -305,6 +309,43 @@ fn llm_settings(get: &impl Fn(&str) -> Option<String>) -> Result<Option<crate::l
     }))
 }
 
+fn email_settings(get: &impl Fn(&str) -> Option<String>) -> Result<Option<crate::email::EmailSettings>, SettingsError> {
+    let Some(url) = get("SMTP_URL").filter(|u| !u.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+        let scheme = url.split_once("://").map_or("(unrecognised)", |(s, _)| s).to_owned();
+        return Err(invalid(
+            "SMTP_URL",
+            scheme,
+            "must be smtp://host:port or smtps://host:port",
+        ));
+    }
+    if lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&url).is_err() {
+        return Err(invalid("SMTP_URL", "(hidden)".into(), "is not a valid SMTP URL"));
+    }
+    let from = get("EMAIL_FROM").unwrap_or_else(|| "Netia <no-reply@localhost>".to_owned());
+    let Ok(from) = from.parse::<lettre::message::Mailbox>() else {
+        return Err(invalid(
+            "EMAIL_FROM",
+            from,
+            "must be an address, e.g. Support <help@example.com>",
+        ));
+    };
+    let delay = ranged(
+        get,
+        "REPLY_EMAIL_DELAY",
+        1200u64,
+        0..=604_800,
+        "must be a whole number of seconds from 0 to 604800",
+    )?;
+    Ok(Some(crate::email::EmailSettings {
+        smtp_url: SecretString::from(url),
+        from,
+        reply_delay: std::time::Duration::from_secs(delay),
+    }))
+}
+
 fn is_database_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")
 }
@@ -372,6 +413,7 @@ mod tests {
             ("BUS_RETRY_BASE_MS", "5"),
             ("BUS_PREFETCH", "lots"),
             ("LLM_BASE_URL", "ftp://x"),
+            ("SMTP_URL", "imap://x"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).unwrap_err();

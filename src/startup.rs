@@ -113,6 +113,24 @@ impl Application {
         } else {
             tracing::info!("LLM auto-reply off: neither OPENAI_API_KEY nor LLM_BASE_URL is set");
         }
+        let mut jobs: Vec<Arc<dyn crate::scheduler::JobHandler>> = Vec::new();
+        if let Some(email) = &settings.email {
+            consumers.push(Arc::new(crate::email::ReplyEmailScheduler {
+                db: pool.clone(),
+                delay: email.reply_delay,
+            }));
+            jobs.push(Arc::new(crate::email::ReplyEmailJob {
+                bus: crate::command_bus::CommandBus::new(store.clone()),
+                store: store.clone(),
+                settings: email.clone(),
+            }));
+        }
+        let scheduler = crate::scheduler::Scheduler {
+            store: store.clone(),
+            db: pool.clone(),
+            handlers: jobs,
+        };
+        projectors.push(tokio::spawn(scheduler.run(stop_projectors.subscribe())));
         projectors.extend(
             crate::bus::start(
                 store.clone(),

@@ -30,6 +30,8 @@ event_family! {
         ConversationRead = 1,
         ConversationArchived = 1,
         HandedToHuman = 1,
+        SeenByCustomer = 1,
+        EmailNotificationSent = 1,
     }
 }
 
@@ -226,5 +228,25 @@ pub enum HandoffReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HandedToHuman {
     pub reason: HandoffReason,
+    pub at: DateTime<Utc>,
+}
+
+/// The customer saw the conversation up to `up_to` (the widget's `messages:seen`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeenByCustomer {
+    pub customer_id: CustomerId,
+    pub up_to: MessageId,
+    pub at: DateTime<Utc>,
+}
+
+/// Agent replies the customer had not seen were emailed to them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailNotificationSent {
+    pub message_ids: Vec<MessageId>,
+    pub to: String,
+    /// The email's Message-ID, which the next one's In-Reply-To names (threading).
+    pub email_message_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
     pub at: DateTime<Utc>,
 }

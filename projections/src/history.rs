@@ -69,6 +69,8 @@ fn summarize(event: &ConversationEvent) -> String {
         ConversationRead(e) => format!("read by {}", e.user_id),
         ConversationArchived(_) => "archived".to_owned(),
         HandedToHuman(e) => format!("handed to a person ({:?})", e.reason).to_lowercase(),
+        SeenByCustomer(_) => "seen by the customer".to_owned(),
+        EmailNotificationSent(e) => format!("{} replies emailed to the customer", e.message_ids.len()),
     }
 }
 

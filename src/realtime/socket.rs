@@ -573,7 +573,22 @@ impl Connection {
                 let id: Option<ConversationId> = frame.topic["conversation:".len()..].parse().ok();
                 match (&self.caller, id) {
                     (Caller::Agent { user_id, .. }, Some(id)) => self.mark_read(&frame, id, *user_id).await,
-                    _ => self.send(reply(&frame, true, json!({}))),
+                    (Caller::Customer { customer_id, .. }, Some(id)) => {
+                        let command = ConversationCommand::MarkSeenByCustomer {
+                            customer_id: *customer_id,
+                            at: chrono::Utc::now(),
+                        };
+                        let result = self
+                            .state
+                            .bus
+                            .execute::<Conversation>(id, command, &self.caller.meta())
+                            .await;
+                        match result {
+                            Ok(_) => self.send(reply(&frame, true, json!({}))),
+                            Err(e) => self.send(refuse(&frame, &e.to_string())),
+                        }
+                    }
+                    _ => self.send(refuse(&frame, "unmatched topic")),
                 }
             }
             ("notification", "shout") => {

@@ -46,6 +46,11 @@ pub struct Conversation {
     pub bot_triggers: BTreeSet<Uuid>,
     /// The customer's latest message, from any channel.
     pub last_customer_message: Option<MessageId>,
+    /// The last message the customer is known to have seen.
+    pub seen_by_customer: Option<MessageId>,
+    /// Messages already emailed to the customer, and the last notification's Message-ID.
+    pub emailed: BTreeSet<MessageId>,
+    pub last_email_id: Option<String>,
 }
 
 type Decision = Result<Vec<ConversationEvent>, ConversationError>;
@@ -147,6 +152,39 @@ impl Conversation {
         use ConversationCommand::*;
         match command {
             Create { .. } => Err(ConversationError::AlreadyExists),
+            MarkSeenByCustomer { customer_id, at } => {
+                if Some(*customer_id) != self.customer_id {
+                    return Err(ConversationError::NotFound);
+                }
+                match self.last_message_id {
+                    Some(last) if self.seen_by_customer != Some(last) => {
+                        Ok(vec![ConversationEvent::SeenByCustomer(SeenByCustomer {
+                            customer_id: *customer_id,
+                            up_to: last,
+                            at: *at,
+                        })])
+                    }
+                    _ => Ok(Vec::new()),
+                }
+            }
+            RecordEmailNotification {
+                message_ids,
+                to,
+                email_message_id,
+                in_reply_to,
+                at,
+            } => {
+                if message_ids.iter().all(|m| self.emailed.contains(m)) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![ConversationEvent::EmailNotificationSent(EmailNotificationSent {
+                    message_ids: message_ids.clone(),
+                    to: to.clone(),
+                    email_message_id: email_message_id.clone(),
+                    in_reply_to: in_reply_to.clone(),
+                    at: *at,
+                })])
+            }
             HandToHuman { reason, at } => {
                 if self.handed_to_human {
                     return Ok(Vec::new());
@@ -366,6 +404,11 @@ impl Conversation {
                 self.last_customer_message = Some(e.message_id);
             }
             HandedToHuman(_) => self.handed_to_human = true,
+            SeenByCustomer(e) => self.seen_by_customer = Some(e.up_to),
+            EmailNotificationSent(e) => {
+                self.emailed.extend(e.message_ids.iter().copied());
+                self.last_email_id = Some(e.email_message_id.clone());
+            }
             AgentMessagePosted(e) => {
                 self.record_message(e.message_id, e.client_message_id.as_ref());
                 self.handed_to_human = true;

@@ -39,6 +39,19 @@ pub enum ConversationCommand {
         reply_to: Option<MessageId>,
         at: DateTime<Utc>,
     },
+    /// The customer saw everything so far; a no-op if nothing new was posted since they last did.
+    MarkSeenByCustomer {
+        customer_id: CustomerId,
+        at: DateTime<Utc>,
+    },
+    /// Records the email that told the customer of `message_ids`; a no-op if all were emailed.
+    RecordEmailNotification {
+        message_ids: Vec<MessageId>,
+        to: String,
+        email_message_id: String,
+        in_reply_to: Option<String>,
+        at: DateTime<Utc>,
+    },
     /// The bot stops answering; a no-op if it already has.
     HandToHuman {
         reason: HandoffReason,
@@ -118,6 +131,8 @@ impl Commutes for ConversationCommand {
             | MarkRead { .. }
             | Wake { .. }
             | HandToHuman { .. }
+            | MarkSeenByCustomer { .. }
+            | RecordEmailNotification { .. }
             | Archive { .. } => true,
             Create { .. } | Close { .. } | Reopen { .. } | Snooze { .. } | SetPriority { .. } | Assign { .. } => false,
         }

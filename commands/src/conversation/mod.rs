@@ -6,6 +6,6 @@ mod error;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Conversation, Status};
+pub use aggregate::{ARCHIVE_AFTER_DAYS, Conversation, Status};
 pub use command::ConversationCommand;
 pub use error::ConversationError;

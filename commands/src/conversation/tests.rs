@@ -1254,3 +1254,54 @@ fn handing_over_a_conversation_already_with_a_person_is_a_no_op() {
         })
         .then_expect_events(vec![]);
 }
+
+// ----- seen by the customer, emailed replies -----
+
+#[test]
+fn the_customer_seeing_new_messages_is_recorded_once() {
+    let seen = |n| {
+        ConversationEvent::SeenByCustomer(SeenByCustomer {
+            customer_id: CUSTOMER,
+            up_to: message(n),
+            at: now(),
+        })
+    };
+    let mark = || ConversationCommand::MarkSeenByCustomer {
+        customer_id: CUSTOMER,
+        at: now(),
+    };
+    ConversationTest::with(())
+        .given(vec![created(), agent_posted(1, None)])
+        .when(mark())
+        .then_expect_events(vec![seen(1)]);
+    ConversationTest::with(())
+        .given(vec![created(), agent_posted(1, None), seen(1)])
+        .when(mark())
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn replies_already_emailed_are_not_emailed_again() {
+    let record = |ids: Vec<MessageId>| ConversationCommand::RecordEmailNotification {
+        message_ids: ids,
+        to: "ada@example.com".into(),
+        email_message_id: "<1@netia>".into(),
+        in_reply_to: None,
+        at: now(),
+    };
+    let sent = ConversationEvent::EmailNotificationSent(EmailNotificationSent {
+        message_ids: vec![message(1)],
+        to: "ada@example.com".into(),
+        email_message_id: "<1@netia>".into(),
+        in_reply_to: None,
+        at: now(),
+    });
+    ConversationTest::with(())
+        .given(vec![created(), agent_posted(1, None)])
+        .when(record(vec![message(1)]))
+        .then_expect_events(vec![sent.clone()]);
+    ConversationTest::with(())
+        .given(vec![created(), agent_posted(1, None), sent])
+        .when(record(vec![message(1)]))
+        .then_expect_events(vec![]);
+}

@@ -1,0 +1,203 @@
+//! Reply emails (SPEC §6): when an agent replies and the customer, who has an email address, has not
+//! seen the reply `REPLY_EMAIL_DELAY` later, one email carries every reply they have not seen, sent
+//! over SMTP (`SMTP_URL`, `EMAIL_FROM`) and recorded as `EmailNotificationSent`. Successive emails of
+//! a conversation form one thread (each names the previous one's Message-ID in In-Reply-To and
+//! References).
+//!
+//! A consumer of `AgentMessagePosted` schedules a `reply_email` job at reply time + delay; the job
+//! (run by the scheduler) decides from the conversation's stream what is still unseen. A crash between
+//! the SMTP send and the event's append sends that email again (at least once).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lettre::message::header::{ContentType, InReplyTo, References};
+use lettre::message::{Mailbox, MessageBuilder};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use netia_commands::{Account, Conversation, ConversationCommand, Customer};
+use netia_events::conversation::ConversationEvent;
+use netia_events::{Actor, ConversationId, DomainEvent, MessageId, Metadata, RecordedEvent, StreamRef};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use sqlx::AnyPool;
+
+use crate::bus::{Consumer, Failure};
+use crate::command_bus::CommandBus;
+use crate::scheduler::{JobHandler, schedule};
+use crate::store::{EventStore, StreamBound};
+
+pub const JOB: &str = "reply_email";
+
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// `smtp://host:port` (plain), `smtp://host:587?tls=required` (STARTTLS) or `smtps://host:465`,
+    /// with `user:password@` if the server wants a login.
+    pub smtp_url: SecretString,
+    pub from: Mailbox,
+    pub reply_delay: Duration,
+}
+
+/// Schedules the reply email of each agent reply.
+pub struct ReplyEmailScheduler {
+    pub db: AnyPool,
+    pub delay: Duration,
+}
+
+#[async_trait]
+impl Consumer for ReplyEmailScheduler {
+    fn name(&self) -> &'static str {
+        "reply_email"
+    }
+
+    fn bindings(&self) -> Vec<String> {
+        vec!["conversation.AgentMessagePosted".into()]
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure> {
+        let delay = chrono::TimeDelta::from_std(self.delay).map_err(|e| Failure::Permanent(e.to_string()))?;
+        let payload = json!({"conversation_id": event.stream_id});
+        schedule(
+            &self.db,
+            &format!("{JOB}:{}", event.event_id),
+            JOB,
+            &payload,
+            event.recorded_at + delay,
+        )
+        .await
+        .map_err(|e| Failure::Retry(e.to_string()))
+    }
+}
+
+/// Sends the email when the job is due.
+pub struct ReplyEmailJob {
+    pub bus: CommandBus,
+    pub store: Arc<dyn EventStore>,
+    pub settings: EmailSettings,
+}
+
+/// The public agent replies posted after the customer last showed they had seen the conversation
+/// (by writing, or by the widget's `messages:seen`), minus those already emailed.
+pub fn unseen_replies(
+    events: &[RecordedEvent],
+    emailed: &std::collections::BTreeSet<MessageId>,
+) -> Vec<(MessageId, String)> {
+    let mut unseen = Vec::new();
+    for event in events {
+        match ConversationEvent::decode(event) {
+            Ok(ConversationEvent::AgentMessagePosted(m)) => unseen.push((m.message_id, m.body)),
+            Ok(
+                ConversationEvent::CustomerMessagePosted(_)
+                | ConversationEvent::SmsMessageReceived(_)
+                | ConversationEvent::SeenByCustomer(_),
+            ) => unseen.clear(),
+            _ => {}
+        }
+    }
+    unseen.retain(|(id, _)| !emailed.contains(id));
+    unseen
+}
+
+impl ReplyEmailJob {
+    async fn send(&self, message: Message) -> Result<(), String> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(self.settings.smtp_url.expose_secret())
+            .map_err(|e| format!("SMTP_URL: {e}"))?
+            .timeout(Some(Duration::from_secs(30)))
+            .build();
+        transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("SMTP: {e}"))
+    }
+}
+
+#[async_trait]
+impl JobHandler for ReplyEmailJob {
+    fn kind(&self) -> &'static str {
+        JOB
+    }
+
+    async fn run(&self, payload: &Value) -> Result<(), String> {
+        let id: ConversationId = payload
+            .get("conversation_id")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .ok_or("the job names no conversation")?;
+        let (conversation, _) = self.bus.load::<Conversation>(id).await.map_err(|e| e.to_string())?;
+        let (Some(account_id), Some(customer_id)) = (conversation.account_id, conversation.customer_id) else {
+            return Ok(());
+        };
+        let stream = StreamRef::new(ConversationEvent::STREAM_TYPE, id.to_string());
+        let events = self
+            .store
+            .read_stream(&stream, StreamBound::All)
+            .await
+            .map_err(|e| e.to_string())?;
+        let unseen = unseen_replies(&events, &conversation.emailed);
+        if unseen.is_empty() {
+            return Ok(()); // seen, or emailed with an earlier reply
+        }
+        let (customer, _) = self
+            .bus
+            .load::<Customer>(customer_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(address) = customer.identity.email.clone().filter(|_| !customer.deleted) else {
+            return Ok(()); // nowhere to write to
+        };
+        let to: Mailbox = match address.parse() {
+            Ok(to) => to,
+            Err(e) => {
+                tracing::warn!(conversation = %id, error = %e, "customer email address unusable; no reply email");
+                return Ok(());
+            }
+        };
+        let (account, _) = self.bus.load::<Account>(account_id).await.map_err(|e| e.to_string())?;
+        let business = Some(account.business_context.business_name.trim())
+            .filter(|n| !n.is_empty())
+            .unwrap_or(account.name.as_str())
+            .to_owned();
+        let domain = self.settings.from.email.domain().to_owned();
+        let email_message_id = format!("<{id}.{}@{domain}>", unseen[0].0);
+        let count = unseen.len();
+        let mut body = format!(
+            "{business} replied to your conversation ({count} new {}):\n\n",
+            if count == 1 { "message" } else { "messages" }
+        );
+        for (_, text) in &unseen {
+            body.push_str(text);
+            body.push_str("\n\n---\n\n");
+        }
+        body.push_str("Reply in the chat on our website to continue the conversation.\n");
+        let mut builder: MessageBuilder = Message::builder()
+            .from(self.settings.from.clone())
+            .to(to)
+            .subject(format!("New reply from {business}"))
+            .message_id(Some(email_message_id.clone()))
+            .header(ContentType::TEXT_PLAIN);
+        if let Some(previous) = &conversation.last_email_id {
+            builder = builder
+                .header(InReplyTo::from(previous.clone()))
+                .header(References::from(previous.clone()));
+        }
+        let message = builder.body(body).map_err(|e| format!("building the email: {e}"))?;
+        self.send(message).await?;
+        let command = ConversationCommand::RecordEmailNotification {
+            message_ids: unseen.iter().map(|(m, _)| *m).collect(),
+            to: address,
+            email_message_id,
+            in_reply_to: conversation.last_email_id.clone(),
+            at: chrono::Utc::now(),
+        };
+        let meta = Metadata::new(Actor::System {
+            component: "email".into(),
+        })
+        .with_account(account_id);
+        self.bus
+            .execute::<Conversation>(id, command, &meta)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! The scheduler: time-driven work, run by one node at a time (a lease).
+//!
+//! - Every tick: wake snoozed conversations whose time has come, and run due delayed jobs
+//!   (`scheduled_jobs`, e.g. the reply email), retrying a failed job with backoff and giving up after
+//!   [`MAX_JOB_ATTEMPTS`].
+//! - Hourly: archive conversations closed for more than 14 days. The last run is stored
+//!   (`scheduler_runs`), so after downtime a missed run happens once, at start.
+//!
+//! Every effect is a command (`Wake`, `Archive`, …), so the aggregates decide and repeat nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use netia_commands::{Conversation, ConversationCommand};
+use netia_events::chain::format_time;
+use netia_events::{Actor, ConversationId, Metadata};
+use serde_json::Value;
+use sqlx::AnyPool;
+use tokio::sync::watch;
+
+use crate::command_bus::CommandBus;
+use crate::store::EventStore;
+
+pub const TICK: Duration = Duration::from_secs(1);
+pub const ARCHIVE_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+pub const MAX_JOB_ATTEMPTS: i64 = 8;
+/// Candidates examined per tick (the rest wait for the next one).
+const BATCH: i64 = 500;
+
+/// Runs one kind of delayed job.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    fn kind(&self) -> &'static str;
+    async fn run(&self, payload: &Value) -> Result<(), String>;
+}
+
+/// Queues job `id` (idempotent: a job already queued under that id stays as it is).
+pub async fn schedule(
+    db: &AnyPool,
+    id: &str,
+    kind: &str,
+    payload: &Value,
+    due: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO scheduled_jobs (id, kind, payload, due_at, attempts) VALUES ($1, $2, $3, $4, 0) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(kind)
+    .bind(payload.to_string())
+    .bind(format_time(due))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub struct Scheduler {
+    pub store: Arc<dyn EventStore>,
+    pub db: AnyPool,
+    pub handlers: Vec<Arc<dyn JobHandler>>,
+}
+
+fn meta() -> Metadata {
+    Metadata::new(Actor::System {
+        component: "scheduler".into(),
+    })
+}
+
+impl Scheduler {
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let _lease = tokio::select! {
+            lease = crate::lease::acquire(&self.db, self.store.backend(), "scheduler") => lease,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        tracing::info!("scheduler active");
+        loop {
+            if let Err(e) = self.tick(Utc::now()).await {
+                tracing::warn!(error = %e, "scheduler tick failed; trying again next tick");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// Everything due at `now`.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), String> {
+        self.wake_snoozed(now).await?;
+        self.run_jobs(now).await?;
+        if self.due("archive", ARCHIVE_EVERY, now).await? {
+            self.archive(now).await?;
+            self.ran("archive", now).await?;
+        }
+        Ok(())
+    }
+
+    async fn wake_snoozed(&self, now: DateTime<Utc>) -> Result<(), String> {
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT conversation_id FROM inbox WHERE status = 'snoozed' AND snoozed_until <= $1 \
+             ORDER BY snoozed_until LIMIT $2",
+        )
+        .bind(format_time(now))
+        .bind(BATCH)
+        .fetch_all(&self.db)
+        .await
+        .map_err(|e| e.to_string())?;
+        self.each(due, |_| ConversationCommand::Wake { at: now }).await;
+        Ok(())
+    }
+
+    async fn archive(&self, now: DateTime<Utc>) -> Result<(), String> {
+        let cutoff = now - chrono::TimeDelta::days(netia_commands::conversation::ARCHIVE_AFTER_DAYS);
+        // Closed conversations quiet since the cutoff; the aggregate checks the closing time itself.
+        let candidates: Vec<String> = sqlx::query_scalar(
+            "SELECT conversation_id FROM inbox WHERE status = 'closed' AND archived = 0 AND last_activity_at < $1 \
+             ORDER BY last_activity_at LIMIT $2",
+        )
+        .bind(format_time(cutoff))
+        .bind(BATCH * 20)
+        .fetch_all(&self.db)
+        .await
+        .map_err(|e| e.to_string())?;
+        self.each(candidates, |_| ConversationCommand::Archive { at: now })
+            .await;
+        Ok(())
+    }
+
+    /// Sends `command` to each conversation; refusals (not due, not closed long enough) are normal.
+    async fn each(&self, ids: Vec<String>, command: impl Fn(ConversationId) -> ConversationCommand) {
+        let bus = CommandBus::new(self.store.clone());
+        for id in ids {
+            let Ok(id) = id.parse::<ConversationId>() else { continue };
+            if let Err(e) = bus.execute::<Conversation>(id, command(id), &meta()).await {
+                tracing::debug!(conversation = %id, error = %e, "scheduled command not applied");
+            }
+        }
+    }
+
+    async fn due(&self, job: &str, every: chrono::TimeDelta, now: DateTime<Utc>) -> Result<bool, String> {
+        let last: Option<String> = sqlx::query_scalar("SELECT last_run_at FROM scheduler_runs WHERE job = $1")
+            .bind(job)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = last else { return Ok(true) };
+        let last = DateTime::parse_from_rfc3339(&last)
+            .map_err(|e| e.to_string())?
+            .with_timezone(&Utc);
+        Ok(now - last >= every)
+    }
+
+    async fn ran(&self, job: &str, now: DateTime<Utc>) -> Result<(), String> {
+        sqlx::query(
+            "INSERT INTO scheduler_runs (job, last_run_at) VALUES ($1, $2) \
+             ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at",
+        )
+        .bind(job)
+        .bind(format_time(now))
+        .execute(&self.db)
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    async fn run_jobs(&self, now: DateTime<Utc>) -> Result<(), String> {
+        let handlers: HashMap<&str, &Arc<dyn JobHandler>> = self.handlers.iter().map(|h| (h.kind(), h)).collect();
+        let due: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, kind, payload, attempts FROM scheduled_jobs WHERE done_at IS NULL AND due_at <= $1 \
+             ORDER BY due_at LIMIT $2",
+        )
+        .bind(format_time(now))
+        .bind(BATCH)
+        .fetch_all(&self.db)
+        .await
+        .map_err(|e| e.to_string())?;
+        for (id, kind, payload, attempts) in due {
+            let result = match (handlers.get(kind.as_str()), serde_json::from_str::<Value>(&payload)) {
+                (Some(handler), Ok(payload)) => handler.run(&payload).await,
+                (None, _) => Err(format!("no handler for job kind {kind:?}")),
+                (_, Err(e)) => Err(format!("unreadable payload: {e}")),
+            };
+            let attempts = attempts + 1;
+            let update = match result {
+                Ok(()) => {
+                    sqlx::query("UPDATE scheduled_jobs SET attempts = $1, done_at = $2, error = NULL WHERE id = $3")
+                        .bind(attempts)
+                        .bind(format_time(now))
+                        .bind(&id)
+                }
+                Err(error) if attempts >= MAX_JOB_ATTEMPTS => {
+                    tracing::error!(job = %id, %error, "job failed for the last time");
+                    sqlx::query("UPDATE scheduled_jobs SET attempts = $1, done_at = $2, error = $3 WHERE id = $4")
+                        .bind(attempts)
+                        .bind(format_time(now))
+                        .bind(error)
+                        .bind(&id)
+                }
+                Err(error) => {
+                    tracing::warn!(job = %id, attempt = attempts, %error, "job failed; will retry");
+                    let backoff = chrono::TimeDelta::seconds(5 * (1 << attempts.min(10)));
+                    sqlx::query("UPDATE scheduled_jobs SET attempts = $1, due_at = $2, error = $3 WHERE id = $4")
+                        .bind(attempts)
+                        .bind(format_time(now + backoff))
+                        .bind(error)
+                        .bind(&id)
+                }
+            };
+            update.execute(&self.db).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,433 @@
+//! Background work: the scheduler (snooze wake-ups, the hourly archive caught up once after downtime,
+//! delayed jobs with retries) and reply emails over a real SMTP listener on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{TimeDelta, Utc};
+use common::TestDb;
+use netia::command_bus::CommandBus;
+use netia::email::{EmailSettings, ReplyEmailJob};
+use netia::projector::Projector;
+use netia::scheduler::{JobHandler, MAX_JOB_ATTEMPTS, Scheduler, schedule};
+use netia::store::StreamBound;
+use netia_commands::{Account, AccountCommand, Conversation, ConversationCommand, Customer, CustomerCommand};
+use netia_events::conversation::Author;
+use netia_events::customer::CustomerIdentity;
+use netia_events::{AccountId, Actor, ConversationId, CustomerId, InboxId, Metadata, StreamRef, UserId};
+use serde_json::{Value, json};
+use sqlx::AnyPool;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+async fn read_models(db: &TestDb) -> AnyPool {
+    let pool = netia::projector::read_model_pool(&db.url, 5).await.unwrap();
+    for projection in netia::projector::projections() {
+        Projector::new(db.store.clone(), pool.clone(), projection)
+            .setup()
+            .await
+            .unwrap();
+    }
+    pool
+}
+
+async fn catch_up(db: &TestDb, pool: &AnyPool) {
+    for projection in netia::projector::projections() {
+        Projector::new(db.store.clone(), pool.clone(), projection)
+            .catch_up()
+            .await
+            .unwrap();
+    }
+}
+
+fn system() -> Metadata {
+    Metadata::new(Actor::System {
+        component: "test".into(),
+    })
+}
+
+async fn status(db: &TestDb, id: ConversationId) -> Conversation {
+    CommandBus::new(db.store.clone())
+        .load::<Conversation>(id)
+        .await
+        .unwrap()
+        .0
+}
+
+#[tokio::test]
+async fn sqlite_the_scheduler_wakes_snoozed_conversations_and_archives_old_closed_ones_once_per_hour() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let pool = read_models(&db).await;
+    let bus = CommandBus::new(db.store.clone());
+    let now = Utc::now();
+    let (account, customer) = (AccountId::new(), CustomerId::new());
+    let snoozed = ConversationId::new();
+    bus.execute::<Conversation>(
+        snoozed,
+        common::open_conversation(snoozed, account, customer, now),
+        &system(),
+    )
+    .await
+    .unwrap();
+    let until = now + TimeDelta::minutes(5);
+    bus.execute::<Conversation>(snoozed, ConversationCommand::Snooze { until, at: now }, &system())
+        .await
+        .unwrap();
+    let old = ConversationId::new();
+    let long_ago = now - TimeDelta::days(20);
+    bus.execute::<Conversation>(
+        old,
+        common::open_conversation(old, account, customer, long_ago),
+        &system(),
+    )
+    .await
+    .unwrap();
+    bus.execute::<Conversation>(old, ConversationCommand::Close { at: long_ago }, &system())
+        .await
+        .unwrap();
+    let recent = ConversationId::new();
+    bus.execute::<Conversation>(
+        recent,
+        common::open_conversation(recent, account, customer, long_ago),
+        &system(),
+    )
+    .await
+    .unwrap();
+    bus.execute::<Conversation>(
+        recent,
+        ConversationCommand::Close {
+            at: now - TimeDelta::days(2),
+        },
+        &system(),
+    )
+    .await
+    .unwrap();
+    catch_up(&db, &pool).await;
+
+    let scheduler = Scheduler {
+        store: db.store.clone(),
+        db: pool.clone(),
+        handlers: Vec::new(),
+    };
+    scheduler.tick(now).await.unwrap();
+    assert!(
+        matches!(
+            status(&db, snoozed).await.status,
+            netia_commands::conversation::Status::Snoozed { .. }
+        ),
+        "not due yet"
+    );
+    assert!(status(&db, old).await.archived, "closed 20 days ago: archived");
+    assert!(!status(&db, recent).await.archived, "closed 2 days ago: kept");
+
+    scheduler.tick(until + TimeDelta::seconds(1)).await.unwrap();
+    assert_eq!(
+        status(&db, snoozed).await.status,
+        netia_commands::conversation::Status::Open
+    );
+
+    // The hourly archive: not again within the hour; once (not five times) after five hours down.
+    let runs = || async {
+        sqlx::query_scalar::<_, String>("SELECT last_run_at FROM scheduler_runs WHERE job = 'archive'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let first = runs().await;
+    scheduler.tick(now + TimeDelta::minutes(10)).await.unwrap();
+    assert_eq!(runs().await, first);
+    let later = now + TimeDelta::hours(5);
+    scheduler.tick(later).await.unwrap();
+    assert_eq!(runs().await, netia_events::chain::format_time(later));
+    db.cleanup().await;
+}
+
+/// Counts its runs; fails the first `failures` of them.
+struct Counting {
+    runs: AtomicU32,
+    failures: u32,
+}
+
+#[async_trait]
+impl JobHandler for Counting {
+    fn kind(&self) -> &'static str {
+        "counting"
+    }
+
+    async fn run(&self, _payload: &Value) -> Result<(), String> {
+        let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        if n <= self.failures {
+            Err(format!("failure {n}"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_delayed_jobs_run_once_when_due_and_failures_are_retried_then_given_up() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let pool = read_models(&db).await;
+    let now = Utc::now();
+    let flaky = Arc::new(Counting {
+        runs: AtomicU32::new(0),
+        failures: 1,
+    });
+    let scheduler = Scheduler {
+        store: db.store.clone(),
+        db: pool.clone(),
+        handlers: vec![flaky.clone()],
+    };
+    let due = now + TimeDelta::minutes(1);
+    schedule(&pool, "job-1", "counting", &json!({}), due).await.unwrap();
+    schedule(&pool, "job-1", "counting", &json!({}), now).await.unwrap(); // same id: ignored
+    scheduler.tick(now).await.unwrap();
+    assert_eq!(flaky.runs.load(Ordering::SeqCst), 0, "not due yet");
+    scheduler.tick(due).await.unwrap();
+    assert_eq!(flaky.runs.load(Ordering::SeqCst), 1, "ran, and failed");
+    scheduler.tick(due).await.unwrap();
+    assert_eq!(flaky.runs.load(Ordering::SeqCst), 1, "retried only after its backoff");
+    scheduler.tick(due + TimeDelta::hours(1)).await.unwrap();
+    scheduler.tick(due + TimeDelta::hours(2)).await.unwrap();
+    assert_eq!(
+        flaky.runs.load(Ordering::SeqCst),
+        2,
+        "succeeded on the retry, then never again"
+    );
+
+    // A job that always fails is given up after MAX_JOB_ATTEMPTS, with its error kept.
+    let broken = Arc::new(Counting {
+        runs: AtomicU32::new(0),
+        failures: u32::MAX,
+    });
+    let scheduler = Scheduler {
+        store: db.store.clone(),
+        db: pool.clone(),
+        handlers: vec![broken.clone()],
+    };
+    schedule(&pool, "job-2", "counting", &json!({}), now).await.unwrap();
+    for day in 0..30 {
+        scheduler.tick(now + TimeDelta::days(day)).await.unwrap();
+    }
+    assert_eq!(i64::from(broken.runs.load(Ordering::SeqCst)), MAX_JOB_ATTEMPTS);
+    let (error, done): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT error, done_at FROM scheduled_jobs WHERE id = 'job-2'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(error.unwrap().starts_with("failure") && done.is_some());
+    db.cleanup().await;
+}
+
+/// A minimal SMTP server on loopback that keeps every message it is given.
+struct Smtp {
+    port: u16,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl Smtp {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let messages: Arc<Mutex<Vec<String>>> = Arc::default();
+        let kept = messages.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 test ESMTP\r\n").await.unwrap();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let command = line.to_ascii_uppercase();
+                        let answer: &[u8] = if command.starts_with("EHLO") || command.starts_with("HELO") {
+                            b"250-test\r\n250 8BITMIME\r\n"
+                        } else if command.starts_with("DATA") {
+                            write.write_all(b"354 go on\r\n").await.unwrap();
+                            let mut data = String::new();
+                            while let Ok(Some(line)) = lines.next_line().await {
+                                if line == "." {
+                                    break;
+                                }
+                                data.push_str(&line);
+                                data.push('\n');
+                            }
+                            kept.lock().unwrap().push(data);
+                            b"250 queued\r\n"
+                        } else if command.starts_with("QUIT") {
+                            write.write_all(b"221 bye\r\n").await.unwrap();
+                            return;
+                        } else {
+                            b"250 OK\r\n"
+                        };
+                        write.write_all(answer).await.unwrap();
+                    }
+                });
+            }
+        });
+        Self { port, messages }
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message.lines().find_map(|l| {
+        let (key, value) = l.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+#[tokio::test]
+async fn sqlite_unseen_replies_are_emailed_threaded_and_seen_ones_are_not() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let smtp = Smtp::start().await;
+    let bus = CommandBus::new(db.store.clone());
+    let (account, agent, customer, id) = (
+        AccountId::new(),
+        UserId::new(),
+        CustomerId::new(),
+        ConversationId::new(),
+    );
+    let meta = Metadata::new(Actor::Agent { user_id: agent }).with_account(account);
+    let register = AccountCommand::Register {
+        account_id: account,
+        name: "Acme".into(),
+        owner_user_id: agent,
+        primary_inbox_id: InboxId::new(),
+    };
+    bus.execute::<Account>(account, register, &meta).await.unwrap();
+    let identity = CustomerIdentity {
+        email: Some("ada@example.com".into()),
+        name: Some("Ada".into()),
+        ..CustomerIdentity::default()
+    };
+    let create = CustomerCommand::Create {
+        customer_id: customer,
+        account_id: account,
+        identity,
+        metadata: Default::default(),
+    };
+    bus.execute::<Customer>(customer, create, &meta).await.unwrap();
+    bus.execute::<Conversation>(id, common::open_conversation(id, account, customer, Utc::now()), &meta)
+        .await
+        .unwrap();
+    let say = |author: Author, body: &'static str| {
+        let bus = bus.clone();
+        let meta = meta.clone();
+        async move {
+            let command = common::message(author, body, false, None, Utc::now());
+            bus.execute::<Conversation>(id, command, &meta).await.unwrap();
+        }
+    };
+    let job = ReplyEmailJob {
+        bus: bus.clone(),
+        store: db.store.clone(),
+        settings: EmailSettings {
+            smtp_url: smtp.url().into(),
+            from: "Acme Support <help@acme.test>".parse().unwrap(),
+            reply_delay: Duration::from_secs(0),
+        },
+    };
+    let payload = json!({"conversation_id": id.to_string()});
+
+    say(Author::Customer { customer_id: customer }, "Where is my order?").await;
+    say(Author::Agent { user_id: agent }, "It left the warehouse today.").await;
+    say(Author::Agent { user_id: agent }, "Tracking number: 1Z999.").await;
+    job.run(&payload).await.unwrap();
+    job.run(&payload).await.unwrap(); // nothing new: no second email
+    let sent = smtp.messages();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let first = &sent[0];
+    assert_eq!(header(first, "To"), Some("ada@example.com"));
+    assert!(header(first, "From").unwrap().contains("help@acme.test"));
+    assert_eq!(header(first, "Subject"), Some("New reply from Acme"));
+    assert!(first.contains("It left the warehouse today.") && first.contains("Tracking number: 1Z999."));
+    assert!(
+        !first.contains("Where is my order?"),
+        "the customer's own message is not sent back"
+    );
+    let first_id = header(first, "Message-ID").unwrap().to_owned();
+    assert!(header(first, "In-Reply-To").is_none());
+
+    say(Author::Agent { user_id: agent }, "It arrives tomorrow.").await;
+    job.run(&payload).await.unwrap();
+    let sent = smtp.messages();
+    assert_eq!(sent.len(), 2);
+    assert!(sent[1].contains("It arrives tomorrow.") && !sent[1].contains("1Z999"));
+    assert_eq!(header(&sent[1], "In-Reply-To"), Some(first_id.as_str()), "threaded");
+    assert_eq!(header(&sent[1], "References"), Some(first_id.as_str()));
+
+    // Seen in the widget: no email.
+    say(Author::Agent { user_id: agent }, "Anything else?").await;
+    let seen = ConversationCommand::MarkSeenByCustomer {
+        customer_id: customer,
+        at: Utc::now(),
+    };
+    bus.execute::<Conversation>(id, seen, &meta).await.unwrap();
+    job.run(&payload).await.unwrap();
+    assert_eq!(smtp.messages().len(), 2);
+
+    let stream = StreamRef::new("conversation", id.to_string());
+    let recorded = db
+        .store
+        .read_stream(&stream, StreamBound::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type == "EmailNotificationSent")
+        .count();
+    assert_eq!(recorded, 2, "each email is recorded as an event");
+    db.cleanup().await;
+}
+
+/// Through a running server: an agent's reply over REST reaches the customer's mailbox after
+/// REPLY_EMAIL_DELAY (1 s here), sent by the scheduler.
+async fn a_running_server_emails_unseen_replies(db: &TestDb) {
+    let smtp = Smtp::start().await;
+    let url = smtp.url();
+    let api = common::api::Api::start_with(
+        db,
+        &[
+            ("SMTP_URL", &url),
+            ("REPLY_EMAIL_DELAY", "1"),
+            ("EMAIL_FROM", "help@acme.test"),
+        ],
+    )
+    .await;
+    let admin = api.register("agent@example.com").await;
+    let (conversation, _) = api.conversation(&admin.account_id).await;
+    let (status, body) = api
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            Some(&admin.token),
+            json!({"body": "We shipped it"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    for _ in 0..100 {
+        if !smtp.messages().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = smtp.messages();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(header(&sent[0], "To"), Some("ada@example.com"));
+    assert!(sent[0].contains("We shipped it"));
+}
+
+mod server {
+    use super::*;
+    on_both_backends!(a_running_server_emails_unseen_replies);
+}
