@@ -350,10 +350,11 @@ impl Consumer for LlmReply {
             return Ok(());
         };
         if conversation.handed_to_human
+            || conversation.assignee.is_some()
             || conversation.bot_triggers.contains(&event.event_id)
             || conversation.last_customer_message != Some(message.message_id)
         {
-            return Ok(()); // a person has it, it was answered, or a newer message will be
+            return Ok(()); // a person has it (replied or assigned), it was answered, or a newer message will be
         }
         let (account, _) = self.bus.load::<Account>(account_id).await.map_err(retry)?;
         if !account.llm_enabled {

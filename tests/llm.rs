@@ -377,6 +377,19 @@ async fn sqlite_the_bot_stops_after_an_agent_reply_or_when_a_person_is_asked_for
     w.consumer(&server).handle(&trigger).await.unwrap();
     assert!(w.bot_replies().await.is_empty());
 
+    // A conversation assigned to an agent is theirs.
+    let w = world(&db, true).await;
+    let assign = netia_commands::ConversationCommand::Assign {
+        assignee: Some(w.agent),
+    };
+    w.bus
+        .execute::<Conversation>(w.conversation, assign, &w.meta)
+        .await
+        .unwrap();
+    let trigger = w.customer_says("Hello").await;
+    w.consumer(&server).handle(&trigger).await.unwrap();
+    assert!(w.bot_replies().await.is_empty());
+
     // The customer asks for a person: handed over without asking the model.
     let w = world(&db, true).await;
     let trigger = w.customer_says("Can I talk to a HUMAN please").await;
