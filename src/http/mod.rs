@@ -7,6 +7,7 @@ mod customers;
 mod health;
 pub mod limits;
 pub mod openapi;
+pub mod pages;
 mod session;
 mod settings;
 mod team;
@@ -105,6 +106,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/health/live").route(web::get().to(health::live)))
         .service(web::resource("/health/ready").route(web::get().to(health::ready)))
         .service(fixed("/metrics", "GET").route(web::get().to(health::metrics)))
+        .configure(pages::routes)
         .service(web::resource("/api/openapi.json").route(web::get().to(openapi::document)))
         .configure(session::routes)
         .service(web::scope("/api/v1").configure(agent_routes))

@@ -1,0 +1,94 @@
+//! The pages Netia serves itself, with their assets embedded in the binary (no build step, no CDN):
+//! the chat widget page `/chat` (for an iframe), the embed script `/widget.js`, and their scripts and
+//! styles under `/assets/`.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use netia_commands::Account;
+use netia_events::AccountId;
+
+use super::AppState;
+
+const CHAT_HTML: &str = include_str!("../../assets/chat.html");
+const CHAT_JS: &str = include_str!("../../assets/chat.js");
+const CHAT_CSS: &str = include_str!("../../assets/chat.css");
+const PHOENIX_JS: &str = include_str!("../../assets/phoenix.js");
+const WIDGET_JS: &str = include_str!("../../assets/widget.js");
+
+/// An allowed origin as CSP can carry it (scheme://host[:port], nothing else).
+fn csp_origin(origin: &str) -> Option<&str> {
+    let (scheme, rest) = origin.split_once("://")?;
+    let clean = matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    clean.then_some(origin)
+}
+
+/// `GET /chat`: the widget page. It may be framed by the account's allowed origins (any, when the
+/// account allows any); its scripts, styles and connections stay on Netia's own origin.
+pub async fn chat(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    let account_id = query
+        .get("accountId")
+        .or_else(|| query.get("token"))
+        .and_then(|id| id.parse::<AccountId>().ok());
+    let mut ancestors = "*".to_owned();
+    if let Some(id) = account_id
+        && let Ok((account, _)) = state.bus.load::<Account>(id).await
+    {
+        let allowed: Vec<&str> = account
+            .widget_settings
+            .allowed_origins
+            .iter()
+            .filter_map(|o| csp_origin(o))
+            .collect();
+        if !allowed.is_empty() {
+            ancestors = format!("'self' {}", allowed.join(" "));
+        }
+    }
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}"
+    );
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, policy))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::REFERRER_POLICY, "strict-origin-when-cross-origin"))
+        .body(CHAT_HTML)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(body)
+}
+
+/// `GET /widget.js`: the embed script.
+pub async fn widget_js() -> HttpResponse {
+    asset("application/javascript; charset=utf-8", WIDGET_JS)
+}
+
+/// `GET /assets/{name}`: the pages' scripts and styles.
+pub async fn assets(name: web::Path<String>) -> HttpResponse {
+    match name.as_str() {
+        "chat.js" => asset("application/javascript; charset=utf-8", CHAT_JS),
+        "phoenix.js" => asset("application/javascript; charset=utf-8", PHOENIX_JS),
+        "chat.css" => asset("text/css; charset=utf-8", CHAT_CSS),
+        _ => HttpResponse::NotFound()
+            .content_type("application/json")
+            .body(r#"{"error":"not_found","message":"no such asset"}"#),
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::fixed("/chat", "GET").route(web::get().to(chat)))
+        .service(super::fixed("/widget.js", "GET").route(web::get().to(widget_js)))
+        .service(super::fixed("/assets/{name}", "GET").route(web::get().to(assets)));
+}

@@ -1,0 +1,65 @@
+//! The chat widget in a real browser: headless Chromium (Debian's `chromium`) driven by
+//! playwright-core through `tests/js/widget_browser.mjs`, against a running server. `.ci/run` installs
+//! Chromium; elsewhere `apt-get install chromium` (or CHROMIUM=/path/to/chrome).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use common::TestDb;
+use common::api::Api;
+
+fn chromium() -> String {
+    let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        Path::new(&path).exists(),
+        "Chromium is needed for the browser tests: apt-get install chromium (or set CHROMIUM)"
+    );
+    path
+}
+
+async fn the_widget_works_in_a_browser(db: &TestDb) {
+    let chromium = chromium();
+    let api = Api::start(db).await;
+    let admin = api.register("agent@example.com").await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    if !dir.join("node_modules/playwright-core").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm ci in tests/js failed");
+    }
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join("widget_browser.mjs"))
+        .current_dir(&dir)
+        .env("NETIA_URL", &api.base)
+        .env("ACCOUNT_ID", &admin.account_id)
+        .env("AGENT_TOKEN", &admin.token)
+        .env("CHROMIUM", chromium)
+        .env("SCREENSHOTS", &screenshots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        output.status.success() && stdout.contains("all checks passed"),
+        "widget_browser.mjs failed:\n{stdout}\n{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_widget_works_in_a_browser() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    the_widget_works_in_a_browser(&db).await;
+    db.cleanup().await;
+}

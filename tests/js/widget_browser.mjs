@@ -1,0 +1,130 @@
+// The chat widget in headless Chromium (Debian's, driven by playwright-core): a host page on another
+// origin embeds Netia's /widget.js; the customer opens the chat and writes; an agent (the official
+// phoenix client, in Node) receives it live, types and replies; the customer sees typing and the reply;
+// a hostile body shows as text; a reload keeps the conversation; URL parameters apply; no request
+// leaves Netia and the host page. Run by tests/browser.rs; screenshots go to SCREENSHOTS.
+import http from "node:http";
+import { chromium } from "playwright-core";
+import { Socket } from "phoenix";
+import WebSocket from "ws";
+
+const netia = process.env.NETIA_URL;
+const account = process.env.ACCOUNT_ID;
+const screenshots = process.env.SCREENSHOTS;
+setTimeout(() => {
+  console.log("FAIL the run took longer than 90 s");
+  process.exit(1);
+}, 90000).unref();
+function check(name, condition, detail) {
+  if (!condition) {
+    console.log(`FAIL ${name}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
+    process.exit(1);
+  }
+  console.log(`ok   ${name}`);
+}
+
+// The customer's website, on its own origin, with the embed snippet.
+const host = http.createServer((req, res) => {
+  res.writeHead(200, { "content-type": "text/html" });
+  res.end(`<!doctype html><html><head><title>Shop</title></head><body><h1>Acme shop</h1>
+<script src="${netia}/widget.js" data-account-id="${account}" data-title="Acme Support"
+  data-subtitle="We reply fast" data-primary-color="#aa0000" data-greeting="Hi! How can we help?"
+  data-is-branding-hidden="true" data-company-name="Acme" async></script></body></html>`);
+});
+await new Promise((r) => host.listen(0, "127.0.0.1", r));
+const hostUrl = `http://127.0.0.1:${host.address().port}`;
+
+// The agent: the official client on the account's notification topic.
+const agentSocket = new Socket(`${netia.replace(/^http/, "ws")}/socket`, {
+  transport: WebSocket,
+  params: { token: process.env.AGENT_TOKEN },
+});
+agentSocket.connect();
+const notifications = agentSocket.channel(`notification:${account}`, {});
+const agentSeen = [];
+notifications.on("shout", (m) => agentSeen.push(m));
+await new Promise((r) => notifications.join().receive("ok", r));
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const context = await browser.newContext({ viewport: { width: 390, height: 844 } }); // a phone
+const page = await context.newPage();
+const foreign = [];
+page.on("request", (r) => {
+  const url = r.url();
+  if (!url.startsWith(netia) && !url.startsWith(hostUrl) && !url.startsWith("data:")) foreign.push(url);
+});
+const consoleErrors = [];
+page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+
+await page.goto(hostUrl);
+await page.click("#netia-chat-button");
+const frame = page.frameLocator("#netia-chat-frame");
+await frame.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
+check("the widget opens and connects inside the iframe", true);
+check("title from the snippet", (await frame.locator("#title").textContent()) === "Acme Support");
+check("subtitle from the snippet", (await frame.locator("#subtitle").textContent()) === "We reply fast");
+const headerColor = await frame.locator("#header").evaluate((el) => getComputedStyle(el).backgroundColor);
+check("primary colour from the snippet", headerColor === "rgb(170, 0, 0)", headerColor);
+check("greeting shown", (await frame.locator("[data-type=greeting]").textContent()) === "Hi! How can we help?");
+check("branding hidden", await frame.locator("#branding").isHidden());
+
+// The customer writes: pending at once, then sent; the agent receives it live.
+await frame.locator("#message").fill("Hello from the browser");
+await frame.locator("#message").press("Enter");
+await frame.locator(".message.mine[data-state=sent]", { hasText: "Hello from the browser" }).waitFor({ timeout: 10000 });
+check("the customer's message is shown and saved", true);
+const deadline = Date.now() + 10000;
+while (Date.now() < deadline && !agentSeen.some((m) => m.body === "Hello from the browser")) {
+  await new Promise((r) => setTimeout(r, 20));
+}
+const first = agentSeen.find((m) => m.body === "Hello from the browser");
+check("the agent receives it live", !!first, agentSeen);
+const conversationId = first.conversation_id;
+
+// The agent types, then replies (with a hostile body first).
+const conversation = agentSocket.channel(`conversation:${conversationId}`, {});
+await new Promise((r) => conversation.join().receive("ok", r));
+conversation.push("typing", { typing: true });
+await frame.locator("#typing", { hasText: "Acme is typing" }).waitFor({ timeout: 10000 });
+check("the customer sees the agent typing", true);
+const hostile = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
+await new Promise((r) => conversation.push("shout", { body: hostile }).receive("ok", r));
+await new Promise((r) => conversation.push("shout", { body: "Your order ships today." }).receive("ok", r));
+await frame.locator(".message", { hasText: "Your order ships today." }).waitFor({ timeout: 10000 });
+check("the customer sees the agent's reply live", true);
+check("the typing indicator goes when the reply arrives", await frame.locator("#typing").isHidden());
+const hostileText = await frame.locator(".message", { hasText: "onerror" }).first().evaluate((el) => el.firstChild.textContent);
+check("a hostile body is shown as text", hostileText === hostile, hostileText);
+const xss = await frame.locator("body").evaluate(() => window.__xss);
+check("no script from a message ran", xss === undefined, xss);
+check("no <img> was created from a message", (await frame.locator(".messages img").count()) === 0);
+if (screenshots) await page.screenshot({ path: `${screenshots}/widget.png` });
+
+// A reload keeps the customer and the conversation.
+await page.reload();
+await page.click("#netia-chat-button");
+await frame.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
+const again = await frame.locator("body").getAttribute("data-conversation");
+check("a reload resumes the same conversation", again === conversationId, [again, conversationId]);
+await frame.locator(".message", { hasText: "Your order ships today." }).waitFor({ timeout: 10000 });
+check("the history is shown after the reload", (await frame.locator(".message", { hasText: "Hello from the browser" }).count()) === 1);
+
+// /chat directly with bad parameters: defaults, with console warnings.
+const direct = await context.newPage();
+const warnings = [];
+direct.on("console", (m) => m.type() === "warning" && warnings.push(m.text()));
+await direct.goto(`${netia}/chat?accountId=${account}&primaryColor=red;x&showAgentAvailability=maybe&title=Direct`);
+await direct.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
+check("a bad colour falls back to the default", (await direct.locator("#header").evaluate((el) => getComputedStyle(el).backgroundColor)) === "rgb(24, 144, 255)");
+check("bad parameters are warned about", warnings.some((w) => w.includes("primaryColor")) && warnings.some((w) => w.includes("showAgentAvailability")), warnings);
+check("a good parameter still applies", (await direct.locator("#title").textContent()) === "Direct");
+
+check("no request went to another host", foreign.length === 0, foreign);
+await browser.close();
+agentSocket.disconnect();
+host.close();
+console.log("all checks passed");
+process.exit(0);
