@@ -20,7 +20,7 @@ fn chromium() -> String {
     path
 }
 
-async fn the_widget_works_in_a_browser(db: &TestDb) {
+async fn in_a_browser(db: &TestDb, script: &str) {
     let chromium = chromium();
     let api = Api::start(db).await;
     let admin = api.register("agent@example.com").await;
@@ -36,11 +36,13 @@ async fn the_widget_works_in_a_browser(db: &TestDb) {
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
     let output = tokio::process::Command::new("node")
-        .arg(dir.join("widget_browser.mjs"))
+        .arg(dir.join(script))
         .current_dir(&dir)
         .env("NETIA_URL", &api.base)
         .env("ACCOUNT_ID", &admin.account_id)
         .env("AGENT_TOKEN", &admin.token)
+        .env("AGENT_EMAIL", "agent@example.com")
+        .env("AGENT_PASSWORD", "correct horse battery")
         .env("CHROMIUM", chromium)
         .env("SCREENSHOTS", &screenshots)
         .stdout(Stdio::piped())
@@ -53,13 +55,20 @@ async fn the_widget_works_in_a_browser(db: &TestDb) {
     eprintln!("{stdout}");
     assert!(
         output.status.success() && stdout.contains("all checks passed"),
-        "widget_browser.mjs failed:\n{stdout}\n{stderr}"
+        "{script} failed:\n{stdout}\n{stderr}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_the_widget_works_in_a_browser() {
+async fn sqlite_the_widget_works_in_a_browser_on_a_host_page() {
     let db = TestDb::sqlite().await.expect("a SQLite test database");
-    the_widget_works_in_a_browser(&db).await;
+    in_a_browser(&db, "widget_browser.mjs").await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_an_agent_and_a_customer_talk_through_the_dashboard_and_the_widget() {
+    let Some(db) = TestDb::postgres().await else { return };
+    in_a_browser(&db, "dashboard_browser.mjs").await;
     db.cleanup().await;
 }

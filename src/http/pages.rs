@@ -1,6 +1,6 @@
 //! The pages Netia serves itself, with their assets embedded in the binary (no build step, no CDN):
-//! the chat widget page `/chat` (for an iframe), the embed script `/widget.js`, and their scripts and
-//! styles under `/assets/`.
+//! the agent dashboard `/`, the chat widget page `/chat` (for an iframe), the embed script
+//! `/widget.js`, and their scripts and styles under `/assets/`.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -14,6 +14,9 @@ const CHAT_JS: &str = include_str!("../../assets/chat.js");
 const CHAT_CSS: &str = include_str!("../../assets/chat.css");
 const PHOENIX_JS: &str = include_str!("../../assets/phoenix.js");
 const WIDGET_JS: &str = include_str!("../../assets/widget.js");
+const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
+const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("../../assets/dashboard.css");
 
 /// An allowed origin as CSP can carry it (scheme://host[:port], nothing else).
 fn csp_origin(origin: &str) -> Option<&str> {
@@ -62,6 +65,21 @@ pub async fn chat(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         .body(CHAT_HTML)
 }
 
+/// `GET /`: the agent dashboard (its sign-in form when signed out). Never framed by other sites.
+pub async fn dashboard() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+             frame-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
+        .body(DASHBOARD_HTML)
+}
+
 fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(content_type)
@@ -81,6 +99,8 @@ pub async fn assets(name: web::Path<String>) -> HttpResponse {
         "chat.js" => asset("application/javascript; charset=utf-8", CHAT_JS),
         "phoenix.js" => asset("application/javascript; charset=utf-8", PHOENIX_JS),
         "chat.css" => asset("text/css; charset=utf-8", CHAT_CSS),
+        "dashboard.js" => asset("application/javascript; charset=utf-8", DASHBOARD_JS),
+        "dashboard.css" => asset("text/css; charset=utf-8", DASHBOARD_CSS),
         _ => HttpResponse::NotFound()
             .content_type("application/json")
             .body(r#"{"error":"not_found","message":"no such asset"}"#),
@@ -88,7 +108,8 @@ pub async fn assets(name: web::Path<String>) -> HttpResponse {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::fixed("/chat", "GET").route(web::get().to(chat)))
+    cfg.service(super::fixed("/", "GET").route(web::get().to(dashboard)))
+        .service(super::fixed("/chat", "GET").route(web::get().to(chat)))
         .service(super::fixed("/widget.js", "GET").route(web::get().to(widget_js)))
         .service(super::fixed("/assets/{name}", "GET").route(web::get().to(assets)));
 }

@@ -1,0 +1,495 @@
+// The agent dashboard (/): sign-in, the live inbox with its filters and counts, a conversation with its
+// history, replies and notes, actions, the customer, presence and typing, the event history (the
+// auditor's view), and settings. Everything comes from Netia's REST API and its socket; every text
+// from customers or agents is rendered as text, never as HTML.
+(function () {
+  "use strict";
+
+  const $ = (id) => document.getElementById(id);
+  const TOKEN = "netia:session";
+  const FILTERS = {
+    open: { status: "open" },
+    assigned_to_me: { status: "open", assignee: "me" },
+    unassigned: { status: "open", assignee: "unassigned" },
+    priority: { status: "open", priority: "priority" },
+    snoozed: { status: "snoozed" },
+    closed: { status: "closed" },
+  };
+  const state = {
+    session: null, // {token, user_id, account_id}
+    filter: "open",
+    conversation: null, // the open conversation view
+    users: [],
+    socket: null,
+    channel: null,
+    refreshTimer: null,
+    typingSent: false,
+    typingTimer: null,
+  };
+
+  const el = (tag, text, className) => {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = text; // text, never HTML
+    if (className) node.className = className;
+    return node;
+  };
+
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (state.session) headers.Authorization = `Bearer ${state.session.token}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (response.status === 401 && state.session) {
+      signOut();
+      throw new Error("signed out");
+    }
+    if (response.status === 204) return null;
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error((data && data.message) || `HTTP ${response.status}`);
+    return data.data;
+  }
+
+  // ----- sign-in -----
+
+  function showLogin() {
+    $("app").hidden = true;
+    $("login").hidden = false;
+    document.body.dataset.view = "login";
+    $("login-email").focus();
+  }
+
+  function signOut() {
+    localStorage.removeItem(TOKEN);
+    state.session = null;
+    if (state.socket) state.socket.disconnect();
+    showLogin();
+  }
+
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("login-error").textContent = "";
+    try {
+      const session = await api("POST", "/api/session", {
+        email: $("login-email").value,
+        password: $("login-password").value,
+      });
+      state.session = { token: session.token, user_id: session.user_id, account_id: session.account_id };
+      localStorage.setItem(TOKEN, JSON.stringify(state.session));
+      start();
+    } catch (e) {
+      $("login-error").textContent = e.message;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    await api("DELETE", "/api/session").catch(() => {});
+    signOut();
+  });
+
+  // ----- inbox -----
+
+  function who(c) {
+    return (c.customer && (c.customer.name || c.customer.email)) || "Anonymous customer";
+  }
+
+  async function refreshCounts() {
+    const counts = await api("GET", "/api/conversations/count");
+    Object.keys(FILTERS).forEach((name) => {
+      const span = document.querySelector(`[data-count=${name}]`);
+      if (span) span.textContent = String(counts[name] ?? "");
+    });
+  }
+
+  async function refreshList() {
+    const query = new URLSearchParams(Object.assign({ limit: "100" }, FILTERS[state.filter]));
+    const conversations = await api("GET", `/api/conversations?${query}`);
+    const list = $("conversations");
+    list.replaceChildren();
+    conversations.forEach((c) => {
+      const item = el("li");
+      const button = el("button");
+      button.type = "button";
+      button.dataset.id = c.id;
+      button.setAttribute("aria-current", String(state.conversation && state.conversation.id === c.id));
+      button.appendChild(el("span", who(c), "who"));
+      button.appendChild(el("span", (c.last_message && c.last_message.preview) || "(no messages yet)", "preview"));
+      button.addEventListener("click", () => openConversation(c.id));
+      item.appendChild(button);
+      list.appendChild(item);
+    });
+    $("empty").hidden = conversations.length > 0;
+  }
+
+  function refreshSoon() {
+    clearTimeout(state.refreshTimer);
+    state.refreshTimer = setTimeout(() => {
+      refreshCounts().catch(() => {});
+      refreshList().catch(() => {});
+      if (state.conversation) reloadConversation().catch(() => {});
+    }, 150);
+  }
+
+  $("filters").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-filter]");
+    if (!button) return;
+    state.filter = button.dataset.filter;
+    document.querySelectorAll("#filters button").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
+    refreshList().catch(() => {});
+  });
+
+  // ----- a conversation -----
+
+  function userName(id) {
+    const user = state.users.find((u) => u.id === id);
+    return user ? user.display_name || user.email : "Agent";
+  }
+
+  function renderMessage(m) {
+    if (document.querySelector(`#messages [data-id="${m.id}"]`)) return;
+    const kind = m.private ? "note" : m.type;
+    const item = el("li", m.body, `message ${kind}`);
+    item.dataset.id = m.id;
+    item.dataset.type = kind;
+    const label =
+      kind === "note" ? `Note by ${userName(m.user_id)}` : kind === "agent" ? userName(m.user_id) : kind === "bot" ? "AI assistant" : "Customer";
+    item.appendChild(el("span", `${label} · ${new Date(m.sent_at).toLocaleTimeString()}`, "meta"));
+    $("messages").appendChild(item);
+    $("messages").scrollTop = $("messages").scrollHeight;
+  }
+
+  function renderHeader(c) {
+    $("conv-title").textContent = who(c);
+    $("conv-meta").textContent = `${c.status}${c.snoozed_until ? ` until ${new Date(c.snoozed_until).toLocaleString()}` : ""} · ${c.priority} · ${c.source}`;
+    $("toggle-status").textContent = c.status === "open" ? "Close" : "Reopen";
+    $("toggle-priority").textContent = c.priority === "priority" ? "Normal priority" : "Mark priority";
+    const select = $("assignee");
+    select.replaceChildren(el("option", "Unassigned"));
+    select.firstChild.value = "";
+    state.users.forEach((u) => {
+      const option = el("option", u.display_name || u.email);
+      option.value = u.id;
+      select.appendChild(option);
+    });
+    select.value = c.assignee_id || "";
+    const tags = $("tags");
+    tags.replaceChildren();
+    c.tags.forEach((tag) => {
+      const item = el("li", tag);
+      const remove = el("button", "×");
+      remove.type = "button";
+      remove.setAttribute("aria-label", `Remove tag ${tag}`);
+      remove.addEventListener("click", () => update({ tags: state.conversation.tags.filter((t) => t !== tag) }));
+      item.appendChild(remove);
+      tags.appendChild(item);
+    });
+  }
+
+  async function renderCustomer(c) {
+    const panel = $("customer");
+    panel.replaceChildren(el("h3", "Customer"));
+    const customer = await api("GET", `/api/customers/${c.customer_id}`).catch(() => null);
+    if (!customer) return;
+    const rows = [
+      ["Name", customer.name],
+      ["Email", customer.email],
+      ["Phone", customer.phone],
+      ["Last seen", customer.last_seen_at && new Date(customer.last_seen_at).toLocaleString()],
+      ["Conversations", String(customer.conversation_count)],
+    ];
+    Object.entries(customer.metadata || {}).forEach(([k, v]) => rows.push([k, typeof v === "string" ? v : JSON.stringify(v)]));
+    const list = el("dl");
+    rows.filter(([, v]) => v).forEach(([k, v]) => {
+      list.appendChild(el("dt", k));
+      list.appendChild(el("dd", v));
+    });
+    panel.appendChild(list);
+    panel.appendChild(el("p", "", "muted")).id = "customer-online";
+  }
+
+  async function reloadConversation() {
+    const id = state.conversation.id;
+    const c = await api("GET", `/api/conversations/${id}`);
+    if (!state.conversation || state.conversation.id !== id) return;
+    state.conversation = c;
+    renderHeader(c);
+  }
+
+  async function openConversation(id) {
+    $("settings").hidden = true;
+    $("conversation").hidden = false;
+    $("history").hidden = true;
+    $("messages").replaceChildren();
+    const c = await api("GET", `/api/conversations/${id}`);
+    state.conversation = c;
+    document.body.dataset.conversation = id;
+    renderHeader(c);
+    document.querySelectorAll("#conversations button").forEach((b) => b.setAttribute("aria-current", String(b.dataset.id === id)));
+    const messages = await api("GET", `/api/conversations/${id}/messages?limit=500`);
+    messages.forEach(renderMessage);
+    renderCustomer(c).catch(() => {});
+    api("POST", `/api/conversations/${id}/read`).catch(() => {});
+    joinConversation(id);
+  }
+
+  function joinConversation(id) {
+    if (state.channel) state.channel.leave();
+    const channel = state.socket.channel(`conversation:${id}`, {});
+    state.channel = channel;
+    const presences = new Map();
+    const showPresence = () => {
+      const keys = [...presences.keys()];
+      const customerOnline = keys.some((k) => k.startsWith("customer:"));
+      const viewers = keys.filter((k) => k.startsWith("user:") && k !== `user:${state.session.user_id}`);
+      $("viewers").textContent =
+        (customerOnline ? "Customer online" : "Customer offline") +
+        (viewers.length ? ` · also viewing: ${viewers.map((k) => userName(k.slice(5))).join(", ")}` : "");
+      const online = $("customer-online");
+      if (online) online.textContent = customerOnline ? "Online now" : "";
+    };
+    channel.on("presence_state", (s) => {
+      presences.clear();
+      Object.keys(s).forEach((k) => presences.set(k, s[k].metas.length));
+      showPresence();
+    });
+    channel.on("presence_diff", (d) => {
+      Object.keys(d.joins || {}).forEach((k) => presences.set(k, (presences.get(k) || 0) + d.joins[k].metas.length));
+      Object.keys(d.leaves || {}).forEach((k) => {
+        const n = (presences.get(k) || 0) - d.leaves[k].metas.length;
+        if (n > 0) presences.set(k, n);
+        else presences.delete(k);
+      });
+      showPresence();
+    });
+    channel.on("shout", (m) => {
+      if (m.conversation_id !== id) return;
+      if (m.type === "customer") $("typing").hidden = true;
+      renderMessage(m);
+    });
+    channel.on("typing", (t) => {
+      if (t.user_id === state.session.user_id) return;
+      $("typing").hidden = !t.typing;
+      $("typing").textContent = t.bot ? "AI is typing…" : t.customer_id ? "Customer is typing…" : `${userName(t.user_id)} is typing…`;
+    });
+    channel.on("conversation:updated", () => refreshSoon());
+    channel.join();
+  }
+
+  async function update(changes) {
+    try {
+      await api("PATCH", `/api/conversations/${state.conversation.id}`, changes);
+      refreshSoon();
+    } catch (e) {
+      alert(e.message);
+    }
+  }
+
+  $("toggle-status").addEventListener("click", () => update({ status: state.conversation.status === "open" ? "closed" : "open" }));
+  $("snooze").addEventListener("click", () =>
+    update({ status: "snoozed", snooze_until: new Date(Date.now() + 3600 * 1000).toISOString() }),
+  );
+  $("toggle-priority").addEventListener("click", () =>
+    update({ priority: state.conversation.priority === "priority" ? "normal" : "priority" }),
+  );
+  $("assignee").addEventListener("change", (e) => update({ assignee_id: e.target.value || null }));
+  $("tag-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const tag = $("tag-input").value.trim();
+    if (!tag) return;
+    $("tag-input").value = "";
+    update({ tags: [...new Set([...state.conversation.tags, tag])] });
+  });
+  $("show-history").addEventListener("click", async () => {
+    const list = $("history");
+    if (!list.hidden) {
+      list.hidden = true;
+      return;
+    }
+    const entries = await api("GET", `/api/conversations/${state.conversation.id}/history`);
+    list.replaceChildren();
+    entries.forEach((h) => list.appendChild(el("li", `${new Date(h.at).toLocaleString()} — ${h.summary} (${h.event_type})`)));
+    list.hidden = false;
+  });
+
+  function setTyping(typing) {
+    if (!state.channel || state.typingSent === typing) return;
+    state.typingSent = typing;
+    state.channel.push("typing", { typing });
+  }
+
+  $("reply").addEventListener("input", () => {
+    setTyping($("reply").value.length > 0);
+    clearTimeout(state.typingTimer);
+    state.typingTimer = setTimeout(() => setTyping(false), 3000);
+  });
+  $("reply").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      $("reply-form").requestSubmit();
+    }
+  });
+  $("reply-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = $("reply").value.trim();
+    if (!body || !state.conversation) return;
+    const clientMessageId = window.crypto && window.crypto.randomUUID ? window.crypto.randomUUID() : String(Date.now());
+    try {
+      const saved = await api("POST", `/api/conversations/${state.conversation.id}/messages`, {
+        body,
+        private: $("private").checked,
+        client_message_id: clientMessageId,
+      });
+      $("reply").value = "";
+      setTyping(false);
+      renderMessage(saved);
+    } catch (err) {
+      alert(err.message);
+    }
+  });
+  $("canned").addEventListener("change", (e) => {
+    if (e.target.value) $("reply").value = e.target.value;
+    e.target.value = "";
+    $("reply").focus();
+  });
+
+  // ----- settings -----
+
+  function snippet() {
+    const origin = window.location.origin;
+    return `<script src="${origin}/widget.js" data-account-id="${state.session.account_id}" async></script>`;
+  }
+
+  async function openSettings() {
+    $("conversation").hidden = true;
+    $("settings").hidden = false;
+    document.body.dataset.view = "settings";
+    const ctx = await api("GET", "/api/business_context").catch(() => null);
+    if (ctx) {
+      $("ctx-name").value = ctx.business_name || "";
+      $("ctx-description").value = ctx.business_description || "";
+      $("ctx-instructions").value = ctx.instructions || "";
+      $("ctx-link").value = ctx.scheduling_link || "";
+      $("ctx-llm").checked = !!ctx.llm_enabled;
+    }
+    const widget = await api("GET", `/api/widget_settings?account_id=${state.session.account_id}`);
+    $("w-title").value = widget.title;
+    $("w-subtitle").value = widget.subtitle;
+    $("w-color").value = /^#[0-9a-f]{6}$/i.test(widget.primary_color) ? widget.primary_color : "#1890ff";
+    $("w-greeting").value = widget.greeting;
+    $("snippet").textContent = snippet();
+    $("preview").src = `/chat?accountId=${state.session.account_id}`;
+    const team = await api("GET", "/api/users").catch(() => []);
+    $("team").replaceChildren(...team.map((u) => el("li", `${u.display_name || u.email} — ${u.role || "invited"}${u.disabled ? " (disabled)" : ""}`)));
+    const keys = await api("GET", "/api/personal_api_keys").catch(() => []);
+    $("keys").replaceChildren(...keys.map((k) => el("li", `${k.label} (${k.preview || k.id})`)));
+  }
+
+  $("open-settings").addEventListener("click", () => openSettings().catch((e) => alert(e.message)));
+  $("close-settings").addEventListener("click", () => {
+    $("settings").hidden = true;
+    document.body.dataset.view = "inbox";
+    if (state.conversation) $("conversation").hidden = false;
+  });
+  $("context-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("PUT", "/api/business_context", {
+        business_name: $("ctx-name").value,
+        business_description: $("ctx-description").value,
+        instructions: $("ctx-instructions").value,
+        scheduling_link: $("ctx-link").value || null,
+        llm_enabled: $("ctx-llm").checked,
+      });
+      $("ctx-saved").textContent = "Saved.";
+    } catch (err) {
+      $("ctx-saved").textContent = err.message;
+    }
+  });
+  $("widget-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const current = await api("GET", `/api/widget_settings?account_id=${state.session.account_id}`);
+      await api("PUT", "/api/widget_settings", Object.assign({}, current, {
+        title: $("w-title").value,
+        subtitle: $("w-subtitle").value,
+        primary_color: $("w-color").value,
+        greeting: $("w-greeting").value,
+      }));
+      $("w-saved").textContent = "Saved.";
+      $("preview").src = `/chat?accountId=${state.session.account_id}&t=${Date.now()}`;
+    } catch (err) {
+      $("w-saved").textContent = err.message;
+    }
+  });
+  $("key-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const key = await api("POST", "/api/personal_api_keys", { label: $("key-label").value });
+      $("new-key").textContent = `New key (shown once): ${key.token}`;
+      openSettings();
+    } catch (err) {
+      $("new-key").textContent = err.message;
+    }
+  });
+
+  // ----- start -----
+
+  function connectSocket() {
+    const socket = new window.NetiaPhoenix.Socket(`${window.location.origin.replace(/^http/, "ws")}/socket`, {
+      params: { token: state.session.token },
+    });
+    state.socket = socket;
+    const notifications = socket.channel(`notification:${state.session.account_id}`, {});
+    ["shout", "conversation:created", "conversation:updated", "read"].forEach((event) =>
+      notifications.on(event, () => refreshSoon()),
+    );
+    const agents = new Set();
+    const showOnline = () => ($("online").textContent = `${agents.size} agent${agents.size === 1 ? "" : "s"} online`);
+    notifications.on("presence_state", (s) => {
+      agents.clear();
+      Object.keys(s).forEach((k) => agents.add(k));
+      showOnline();
+    });
+    notifications.on("presence_diff", (d) => {
+      Object.keys(d.joins || {}).forEach((k) => agents.add(k));
+      Object.keys(d.leaves || {}).forEach((k) => agents.delete(k));
+      showOnline();
+    });
+    notifications.onJoin(() => {
+      document.body.dataset.live = "true";
+      refreshSoon();
+    });
+    socket.connect();
+    notifications.join();
+  }
+
+  async function start() {
+    $("login").hidden = true;
+    $("app").hidden = false;
+    document.body.dataset.view = "inbox";
+    try {
+      state.users = await api("GET", "/api/users").catch(() => []);
+      const canned = await api("GET", "/api/canned_responses").catch(() => []);
+      $("canned").replaceChildren(el("option", "—"));
+      $("canned").firstChild.value = "";
+      canned.forEach((r) => {
+        const option = el("option", r.name);
+        option.value = r.body;
+        $("canned").appendChild(option);
+      });
+      await Promise.all([refreshCounts(), refreshList()]);
+      connectSocket();
+    } catch (e) {
+      console.warn("netia: dashboard failed to start", e);
+    }
+  }
+
+  const stored = localStorage.getItem(TOKEN);
+  if (stored) {
+    try {
+      state.session = JSON.parse(stored);
+    } catch (_) {
+      state.session = null;
+    }
+  }
+  if (state.session && state.session.token) start();
+  else showLogin();
+})();

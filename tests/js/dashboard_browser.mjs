@@ -1,0 +1,120 @@
+// The agent dashboard and the widget in headless Chromium, in two browser contexts: the agent signs in;
+// a customer writes from the widget; the agent sees the conversation appear live, sees the customer
+// typing, replies from the dashboard; the customer sees the reply; a hostile body shows as text in the
+// dashboard; closing the conversation updates the inbox counts live; settings show the snippet.
+// Run by tests/browser.rs; screenshots go to SCREENSHOTS.
+import { chromium } from "playwright-core";
+
+const netia = process.env.NETIA_URL;
+const account = process.env.ACCOUNT_ID;
+const screenshots = process.env.SCREENSHOTS;
+setTimeout(() => {
+  console.log("FAIL the run took longer than 90 s");
+  process.exit(1);
+}, 90000).unref();
+function check(name, condition, detail) {
+  if (!condition) {
+    console.log(`FAIL ${name}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
+    process.exit(1);
+  }
+  console.log(`ok   ${name}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const foreign = [];
+const watch = (page) =>
+  page.on("request", (r) => {
+    if (!r.url().startsWith(netia) && !r.url().startsWith("data:")) foreign.push(r.url());
+  });
+
+// The agent signs in.
+const agentContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+const agent = await agentContext.newPage();
+watch(agent);
+await agent.goto(`${netia}/`);
+await agent.locator("#login-email").fill(process.env.AGENT_EMAIL);
+await agent.locator("#login-password").fill(process.env.AGENT_PASSWORD);
+await agent.locator("#login-form button[type=submit]").click();
+await agent.locator("body[data-live=true]").waitFor({ timeout: 20000 });
+check("the agent signs in and the inbox goes live", true);
+const count = async (name) => Number((await agent.locator(`[data-count=${name}]`).textContent()) || "0");
+const openBefore = await count("open");
+
+// A customer writes from the widget.
+const customerContext = await browser.newContext({ viewport: { width: 390, height: 700 } });
+const customer = await customerContext.newPage();
+watch(customer);
+await customer.goto(`${netia}/chat?accountId=${account}&title=Help`);
+await customer.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
+await customer.locator("#message").fill("My parcel is late");
+await customer.locator("#message").press("Enter");
+await customer.locator(".message.mine[data-state=sent]").waitFor({ timeout: 10000 });
+
+// The agent sees it appear live, with the count.
+await agent.locator("#conversations button", { hasText: "My parcel is late" }).waitFor({ timeout: 10000 });
+check("the new conversation appears live in the inbox", true);
+await agent.waitForFunction((n) => Number(document.querySelector("[data-count=open]").textContent) === n + 1, openBefore, { timeout: 10000 });
+check("the open count goes up live", true);
+await agent.locator("#conversations button", { hasText: "My parcel is late" }).click();
+await agent.locator("#messages .message.customer", { hasText: "My parcel is late" }).waitFor({ timeout: 10000 });
+check("the conversation opens with its history", true);
+await agent.locator("#viewers", { hasText: "Customer online" }).waitFor({ timeout: 10000 });
+check("the agent sees the customer online", true);
+
+// Typing both ways.
+await customer.locator("#message").type("Still the", { delay: 20 });
+await agent.locator("#typing", { hasText: "Customer is typing" }).waitFor({ timeout: 10000 });
+check("the agent sees the customer typing", true);
+await agent.locator("#reply").type("Let me", { delay: 20 });
+await customer.locator("#typing:not([hidden])").waitFor({ timeout: 10000 });
+check("the customer sees the agent typing", true);
+
+// The agent replies; the customer sees it.
+await agent.locator("#reply").fill("It arrives tomorrow, sorry!");
+await agent.locator("#reply").press("Enter");
+await customer.locator(".message", { hasText: "It arrives tomorrow, sorry!" }).waitFor({ timeout: 10000 });
+check("the customer sees the agent's reply", true);
+await agent.locator("#private").check();
+await agent.locator("#reply").fill("VIP customer, handle with care");
+await agent.locator("#reply").press("Enter");
+await agent.locator("#messages .message.note", { hasText: "VIP customer" }).waitFor({ timeout: 10000 });
+await customer.waitForTimeout(500);
+check("a private note never reaches the customer", (await customer.locator(".message", { hasText: "VIP customer" }).count()) === 0);
+
+// A hostile body from the customer shows as text in the dashboard.
+const hostile = `<img src=x onerror="window.__xss=1"><b>bold</b>`;
+await customer.locator("#message").fill(hostile);
+await customer.locator("#message").press("Enter");
+const shown = agent.locator("#messages .message.customer", { hasText: "onerror" });
+await shown.waitFor({ timeout: 10000 });
+check("a hostile body is shown as text in the dashboard", (await shown.evaluate((e) => e.firstChild.textContent)) === hostile);
+check("no script from a message ran in the dashboard", (await agent.evaluate(() => window.__xss)) === undefined);
+check("no element was created from a message", (await agent.locator("#messages img, #messages b").count()) === 0);
+if (screenshots) await agent.screenshot({ path: `${screenshots}/dashboard.png` });
+
+// Closing updates the counts live.
+const closedBefore = await count("closed");
+await agent.locator("#toggle-status", { hasText: "Close" }).click();
+await agent.waitForFunction((n) => Number(document.querySelector("[data-count=closed]").textContent) === n + 1, closedBefore, { timeout: 10000 });
+check("closing the conversation updates the counts live", (await count("open")) === openBefore);
+
+// The event history (the auditor's view).
+await agent.locator("#show-history").click();
+await agent.locator("#history li", { hasText: "closed" }).waitFor({ timeout: 10000 });
+check("the event history lists what happened", (await agent.locator("#history li").count()) >= 4);
+
+// Settings: the snippet and the live preview.
+await agent.locator("#open-settings").click();
+await agent.locator("#snippet", { hasText: "widget.js" }).waitFor({ timeout: 10000 });
+check("settings show the embed snippet", (await agent.locator("#snippet").textContent()).includes(account));
+await agent.frameLocator("#preview").locator("body[data-ready=true]").waitFor({ timeout: 20000 });
+check("settings show a live preview of the widget", true);
+if (screenshots) await agent.screenshot({ path: `${screenshots}/settings.png` });
+
+check("no request went to another host", foreign.length === 0, foreign);
+await browser.close();
+console.log("all checks passed");
+process.exit(0);
