@@ -125,6 +125,11 @@ fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// A random secret of `bytes` bytes, as hex (e.g. the demo account's password).
+pub fn random_secret(bytes: usize) -> Option<String> {
+    random_hex(bytes).ok()
+}
+
 fn random_hex(bytes: usize) -> Result<String, AuthError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| AuthError::Hashing(format!("no randomness: {e}")))?;

@@ -42,6 +42,8 @@ pub struct Settings {
     pub llm: Option<crate::llm::LlmSettings>,
     /// Reply emails (`SMTP_URL`, `EMAIL_FROM`, `REPLY_EMAIL_DELAY`); `None`: no emails.
     pub email: Option<crate::email::EmailSettings>,
+    /// Create a demo account on the first start (`NETIA_DEMO`; default on when DATABASE_URL is unset).
+    pub demo: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -185,6 +187,8 @@ impl Settings {
         };
         let llm = llm_settings(&get)?;
         let email = email_settings(&get)?;
+        let configured = get("DATABASE_URL").is_some_and(|v| !v.is_empty());
+        let demo = flag("NETIA_DEMO", get("NETIA_DEMO"), !configured)?;
         Ok(Self {
             host,
             port,
@@ -202,6 +206,7 @@ impl Settings {
             retry,
             llm,
             email,
+            demo,
         })
     }
 

@@ -149,6 +149,9 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState::new(store, pool, auth).with_progress(progress));
+        if settings.demo {
+            demo(&state, &settings.host, port).await;
+        }
         let limiter = web::Data::new(Limiter::new(Limits {
             per_ip_per_minute: settings.rate_limit_ip_per_minute,
             per_customer_per_minute: settings.rate_limit_customer_per_minute,
@@ -229,6 +232,32 @@ impl Application {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), projector).await;
         }
         served
+    }
+}
+
+/// The first start with no configuration creates a demo account and says how to use it (once: a
+/// database that already has users is left alone).
+async fn demo(state: &AppState, host: &str, port: u16) {
+    let users: Result<i64, _> = sqlx::query_scalar("SELECT COUNT(*) FROM auth_credentials")
+        .fetch_one(&state.db)
+        .await;
+    if !matches!(users, Ok(0)) {
+        return;
+    }
+    let Some(password) = crate::auth::random_secret(12) else {
+        tracing::warn!("demo account not created: no randomness for its password");
+        return;
+    };
+    let email = "demo@netia.local";
+    match http::session::create_account(state, email, "Demo agent".into(), &password, "Demo company".into()).await {
+        Ok((account_id, _, _)) => {
+            let base = format!("http://{}:{port}", if host == "0.0.0.0" { "127.0.0.1" } else { host });
+            println!(
+                "\nNetia demo (created once, on this first start):\n  dashboard:  {base}/  (sign in as {email} / {password})\n  \
+                 demo site:  {base}/demo?accountId={account_id}  (a page with the chat widget)\n"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "demo account not created"),
     }
 }
 

@@ -8,7 +8,7 @@ mod health;
 pub mod limits;
 pub mod openapi;
 pub mod pages;
-mod session;
+pub mod session;
 mod settings;
 mod team;
 pub mod views;

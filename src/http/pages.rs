@@ -80,6 +80,32 @@ pub async fn dashboard() -> HttpResponse {
         .body(DASHBOARD_HTML)
 }
 
+/// `GET /demo?accountId=…`: a stand-in for a customer's website, with the chat widget embedded as
+/// the settings page's snippet says.
+pub async fn demo(req: HttpRequest) -> HttpResponse {
+    let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    let body = match query.get("accountId").and_then(|id| id.parse::<AccountId>().ok()) {
+        Some(id) => format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Demo shop</title>\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head><body>\
+             <h1>Demo shop</h1><p>This page stands in for your website. The chat button is the Netia widget.</p>\
+             <script src=\"/widget.js\" data-account-id=\"{id}\" async></script></body></html>"
+        ),
+        None => "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Demo shop</title></head>\
+                 <body><p>Open this page as /demo?accountId=&lt;your account id&gt;.</p></body></html>"
+            .to_owned(),
+    };
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; frame-src 'self'; frame-ancestors 'none'",
+        ))
+        .body(body)
+}
+
 fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(content_type)
@@ -110,6 +136,7 @@ pub async fn assets(name: web::Path<String>) -> HttpResponse {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(super::fixed("/", "GET").route(web::get().to(dashboard)))
         .service(super::fixed("/chat", "GET").route(web::get().to(chat)))
+        .service(super::fixed("/demo", "GET").route(web::get().to(demo)))
         .service(super::fixed("/widget.js", "GET").route(web::get().to(widget_js)))
         .service(super::fixed("/assets/{name}", "GET").route(web::get().to(assets)));
 }

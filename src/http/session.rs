@@ -77,50 +77,10 @@ pub(super) async fn register(
             ));
         }
     };
-    let account_id = AccountId::new();
-    let user_id = UserId::new();
-    let inbox_id = InboxId::new();
     let email = body.email.trim().to_lowercase();
     let display_name = display_name(&body, &email);
-    let create_account = AccountCommand::Register {
-        account_id,
-        name: account_name,
-        owner_user_id: user_id,
-        primary_inbox_id: inbox_id,
-    };
-    let create_user = UserCommand::Register {
-        user_id,
-        account_id,
-        email: email.clone(),
-        display_name,
-        role: Role::Admin,
-    };
-    // Validate everything before anything is written.
-    Account::default()
-        .decide(&create_account)
-        .map_err(|e| ApiError::Invalid(e.to_string()))?;
-    User::default()
-        .decide(&create_user)
-        .map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let hash = Auth::hash_password(&body.password).await?;
-    state.auth.claim(user_id, account_id, &email, &hash).await?;
-    let meta = Metadata::new(Actor::Agent { user_id }).with_account(account_id);
-    let written = async {
-        state
-            .bus
-            .execute::<Account>(account_id, create_account, &meta)
-            .await
-            .map_err(|e| ApiError::from_command(e, |e| matches!(e, AccountError::NotFound)))?;
-        state
-            .bus
-            .execute::<User>(user_id, create_user, &meta)
-            .await
-            .map_err(|e| ApiError::from_command(e, |e| matches!(e, UserError::NotFound)))
-    };
-    if let Err(e) = written.await {
-        state.auth.release(user_id).await?;
-        return Err(e);
-    }
+    let (account_id, user_id, inbox_id) =
+        create_account(&state, &email, display_name, &body.password, account_name).await?;
     let (session, renew) = state.auth.start_session(user_id, account_id).await?;
     let mut body = session_body(user_id, account_id, &session, &renew);
     body.data.inbox_id = Some(inbox_id.to_string());
@@ -234,4 +194,59 @@ pub(super) async fn renew(
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the renew token is invalid, expired or used".into()))?;
     Ok(HttpResponse::Created().json(session_body(user, account, &session, &renew)))
+}
+
+/// Creates an account with its first admin (`email`, `password`); nothing is written if anything is
+/// invalid or the address is taken. Returns the account, the user and the primary inbox.
+pub async fn create_account(
+    state: &AppState,
+    email: &str,
+    display_name: String,
+    password: &str,
+    account_name: String,
+) -> Result<(AccountId, UserId, InboxId), ApiError> {
+    let account_id = AccountId::new();
+    let user_id = UserId::new();
+    let inbox_id = InboxId::new();
+    let email = email.to_owned();
+    let create_account = AccountCommand::Register {
+        account_id,
+        name: account_name,
+        owner_user_id: user_id,
+        primary_inbox_id: inbox_id,
+    };
+    let create_user = UserCommand::Register {
+        user_id,
+        account_id,
+        email: email.clone(),
+        display_name,
+        role: Role::Admin,
+    };
+    // Validate everything before anything is written.
+    Account::default()
+        .decide(&create_account)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    User::default()
+        .decide(&create_user)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let hash = Auth::hash_password(password).await?;
+    state.auth.claim(user_id, account_id, &email, &hash).await?;
+    let meta = Metadata::new(Actor::Agent { user_id }).with_account(account_id);
+    let written = async {
+        state
+            .bus
+            .execute::<Account>(account_id, create_account, &meta)
+            .await
+            .map_err(|e| ApiError::from_command(e, |e| matches!(e, AccountError::NotFound)))?;
+        state
+            .bus
+            .execute::<User>(user_id, create_user, &meta)
+            .await
+            .map_err(|e| ApiError::from_command(e, |e| matches!(e, UserError::NotFound)))
+    };
+    if let Err(e) = written.await {
+        state.auth.release(user_id).await?;
+        return Err(e);
+    }
+    Ok((account_id, user_id, inbox_id))
 }
