@@ -407,12 +407,16 @@
     e.preventDefault();
     try {
       const current = await api("GET", `/api/widget_settings?account_id=${state.session.account_id}`);
-      await api("PUT", "/api/widget_settings", Object.assign({}, current, {
+      await api("PUT", "/api/widget_settings", {
         title: $("w-title").value,
         subtitle: $("w-subtitle").value,
         primary_color: $("w-color").value,
         greeting: $("w-greeting").value,
-      }));
+        new_message_placeholder: current.new_message_placeholder,
+        show_agent_availability: current.show_agent_availability,
+        is_branding_hidden: current.is_branding_hidden,
+        allowed_origins: current.allowed_origins,
+      });
       $("w-saved").textContent = "Saved.";
       $("preview").src = `/chat?accountId=${state.session.account_id}&t=${Date.now()}`;
     } catch (err) {
@@ -457,8 +461,11 @@
       document.body.dataset.live = "true";
       refreshSoon();
     });
+    // Being in the account's room is what shows customers' widgets that agents are online.
+    const room = socket.channel(`room:${state.session.account_id}`, {});
     socket.connect();
     notifications.join();
+    room.join();
   }
 
   async function start() {

@@ -112,6 +112,16 @@ await agent.locator("#snippet", { hasText: "widget.js" }).waitFor({ timeout: 100
 check("settings show the embed snippet", (await agent.locator("#snippet").textContent()).includes(account));
 await agent.frameLocator("#preview").locator("body[data-ready=true]").waitFor({ timeout: 20000 });
 check("settings show a live preview of the widget", true);
+await agent.locator("#w-title").fill("Talk to Acme");
+await agent.locator("#widget-form button[type=submit]").click();
+await agent.locator("#w-saved", { hasText: "Saved." }).waitFor({ timeout: 10000 });
+await agent.frameLocator("#preview").locator("#title", { hasText: "Talk to Acme" }).waitFor({ timeout: 20000 });
+check("saving the widget settings updates the preview", true);
+await agent.locator("#ctx-name").fill("Acme Bikes");
+await agent.locator("#ctx-llm").check();
+await agent.locator("#context-form button[type=submit]").click();
+await agent.locator("#ctx-saved", { hasText: "Saved." }).waitFor({ timeout: 10000 });
+check("the business context and the AI switch save", true);
 if (screenshots) await agent.screenshot({ path: `${screenshots}/settings.png` });
 
 check("no request went to another host", foreign.length === 0, foreign);

@@ -29,7 +29,7 @@ const host = http.createServer((req, res) => {
   res.end(`<!doctype html><html><head><title>Shop</title></head><body><h1>Acme shop</h1>
 <script src="${netia}/widget.js" data-account-id="${account}" data-title="Acme Support"
   data-subtitle="We reply fast" data-primary-color="#aa0000" data-greeting="Hi! How can we help?"
-  data-is-branding-hidden="true" data-company-name="Acme" async></script></body></html>`);
+  data-is-branding-hidden="true" data-company-name="Acme" data-show-agent-availability="true" async></script></body></html>`);
 });
 await new Promise((r) => host.listen(0, "127.0.0.1", r));
 const hostUrl = `http://127.0.0.1:${host.address().port}`;
@@ -44,6 +44,8 @@ const notifications = agentSocket.channel(`notification:${account}`, {});
 const agentSeen = [];
 notifications.on("shout", (m) => agentSeen.push(m));
 await new Promise((r) => notifications.join().receive("ok", r));
+const room = agentSocket.channel(`room:${account}`, {});
+await new Promise((r) => room.join().receive("ok", r));
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -70,6 +72,8 @@ const headerColor = await frame.locator("#header").evaluate((el) => getComputedS
 check("primary colour from the snippet", headerColor === "rgb(170, 0, 0)", headerColor);
 check("greeting shown", (await frame.locator("[data-type=greeting]").textContent()) === "Hi! How can we help?");
 check("branding hidden", await frame.locator("#branding").isHidden());
+await frame.locator("#availability", { hasText: "We're online!" }).waitFor({ timeout: 10000 });
+check("agent availability shown (an agent is in the account's room)", true);
 
 // The customer writes: pending at once, then sent; the agent receives it live.
 await frame.locator("#message").fill("Hello from the browser");
@@ -121,6 +125,37 @@ await direct.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
 check("a bad colour falls back to the default", (await direct.locator("#header").evaluate((el) => getComputedStyle(el).backgroundColor)) === "rgb(24, 144, 255)");
 check("bad parameters are warned about", warnings.some((w) => w.includes("primaryColor")) && warnings.some((w) => w.includes("showAgentAvailability")), warnings);
 check("a good parameter still applies", (await direct.locator("#title").textContent()) === "Direct");
+
+// Storage blocked (a third-party iframe under strict browser settings): the widget still works.
+const blocked = await browser.newContext();
+await blocked.addInitScript(() => {
+  Object.defineProperty(window, "localStorage", {
+    get() {
+      throw new DOMException("blocked", "SecurityError");
+    },
+  });
+});
+const noStorage = await blocked.newPage();
+await noStorage.goto(`${netia}/chat?accountId=${account}`);
+await noStorage.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
+await noStorage.locator("#message").fill("No storage here");
+await noStorage.locator("#message").press("Enter");
+await noStorage.locator(".message.mine[data-state=sent]", { hasText: "No storage here" }).waitFor({ timeout: 10000 });
+check("with storage blocked the widget works from memory", true);
+
+// Offline: a message written meanwhile waits, and is sent after the reconnection.
+await context.setOffline(true);
+await page.waitForTimeout(300);
+await frame.locator("#message").fill("Written while offline");
+await frame.locator("#message").press("Enter");
+await frame.locator(".message.mine", { hasText: "Written while offline" }).waitFor({ timeout: 10000 });
+check("a message written offline is shown at once", (await frame.locator(".message.mine[data-state=sent]", { hasText: "Written while offline" }).count()) === 0);
+await context.setOffline(false);
+await frame.locator(".message.mine[data-state=sent]", { hasText: "Written while offline" }).waitFor({ timeout: 30000 });
+check("it is sent after the reconnection", true);
+const seenOffline = Date.now() + 10000;
+while (Date.now() < seenOffline && !agentSeen.some((m) => m.body === "Written while offline")) await new Promise((r) => setTimeout(r, 20));
+check("the agent receives it once", agentSeen.filter((m) => m.body === "Written while offline").length === 1, agentSeen.map((m) => m.body));
 
 check("no request went to another host", foreign.length === 0, foreign);
 await browser.close();
