@@ -377,7 +377,35 @@
     $("snippet").textContent = snippet();
     $("preview").src = `/chat?accountId=${state.session.account_id}`;
     const team = await api("GET", "/api/users").catch(() => []);
-    $("team").replaceChildren(...team.map((u) => el("li", `${u.display_name || u.email} — ${u.role || "invited"}${u.disabled ? " (disabled)" : ""}`)));
+    $("team").replaceChildren(
+      ...team.map((u) => {
+        const item = el("li", `${u.display_name || u.email} (${u.email})${u.disabled ? " — disabled" : ""} `);
+        item.dataset.user = u.id;
+        if (u.role && u.id !== state.session.user_id) {
+          const role = el("select");
+          role.setAttribute("aria-label", `Role of ${u.email}`);
+          ["admin", "member", "viewer"].forEach((r) => {
+            const option = el("option", r);
+            option.value = r;
+            role.appendChild(option);
+          });
+          role.value = u.role;
+          role.addEventListener("change", () =>
+            api("PUT", `/api/users/${u.id}/role`, { role: role.value }).then(openSettings).catch((e) => alert(e.message)),
+          );
+          item.appendChild(role);
+          const toggle = el("button", u.disabled ? "Enable" : "Disable");
+          toggle.type = "button";
+          toggle.addEventListener("click", () =>
+            api("POST", `/api/users/${u.id}/${u.disabled ? "enable" : "disable"}`).then(openSettings).catch((e) => alert(e.message)),
+          );
+          item.appendChild(toggle);
+        } else {
+          item.appendChild(el("span", u.role || "invited", "muted"));
+        }
+        return item;
+      }),
+    );
     const keys = await api("GET", "/api/personal_api_keys").catch(() => []);
     $("keys").replaceChildren(...keys.map((k) => el("li", `${k.label} (${k.preview || k.id})`)));
   }
@@ -421,6 +449,17 @@
       $("preview").src = `/chat?accountId=${state.session.account_id}&t=${Date.now()}`;
     } catch (err) {
       $("w-saved").textContent = err.message;
+    }
+  });
+  $("invite-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const invitation = await api("POST", "/api/user_invitations", { email: $("invite-email").value, role: $("invite-role").value });
+      $("invited").textContent = `Invitation for ${invitation.email}: send them the token ${invitation.token} to register with.`;
+      $("invite-email").value = "";
+      openSettings();
+    } catch (err) {
+      $("invited").textContent = err.message;
     }
   });
   $("key-form").addEventListener("submit", async (e) => {

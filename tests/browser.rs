@@ -21,9 +21,26 @@ fn chromium() -> String {
 }
 
 async fn in_a_browser(db: &TestDb, script: &str) {
-    let chromium = chromium();
     let api = Api::start(db).await;
+    run(&api, script).await;
+}
+
+async fn run(api: &Api, script: &str) {
+    let chromium = chromium();
     let admin = api.register("agent@example.com").await;
+    if script == "ai_browser.mjs" {
+        let context = serde_json::json!({"business_name": "Acme Bikes", "business_description": "Bike repairs",
+            "instructions": "", "scheduling_link": null, "llm_enabled": true});
+        let (status, body) = api
+            .call(
+                reqwest::Method::PUT,
+                "/api/business_context",
+                Some(&admin.token),
+                Some(context),
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
     if !dir.join("node_modules/playwright-core").exists() {
         let status = std::process::Command::new("npm")
@@ -70,5 +87,30 @@ async fn sqlite_the_widget_works_in_a_browser_on_a_host_page() {
 async fn postgres_an_agent_and_a_customer_talk_through_the_dashboard_and_the_widget() {
     let Some(db) = TestDb::postgres().await else { return };
     in_a_browser(&db, "dashboard_browser.mjs").await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_widget_shows_the_ai_typing_and_its_answer() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let model = MockServer::start().await;
+    let answer = serde_json::json!({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "Yes, we repair e-bikes."}}]
+    });
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(answer)
+                .set_delay(std::time::Duration::from_millis(1500)),
+        )
+        .mount(&model)
+        .await;
+    let base = format!("{}/v1", model.uri());
+    let api = Api::start_with(&db, &[("LLM_BASE_URL", &base)]).await;
+    run(&api, "ai_browser.mjs").await;
     db.cleanup().await;
 }

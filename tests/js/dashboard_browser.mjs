@@ -95,6 +95,19 @@ check("no script from a message ran in the dashboard", (await agent.evaluate(() 
 check("no element was created from a message", (await agent.locator("#messages img, #messages b").count()) === 0);
 if (screenshots) await agent.screenshot({ path: `${screenshots}/dashboard.png` });
 
+// Priority, tags and assignment.
+const priorityBefore = await count("priority");
+await agent.locator("#toggle-priority", { hasText: "Mark priority" }).click();
+await agent.waitForFunction((n) => Number(document.querySelector("[data-count=priority]").textContent) === n + 1, priorityBefore, { timeout: 10000 });
+check("marking priority updates the priority count", true);
+await agent.locator("#tag-input").fill("shipping");
+await agent.locator("#tag-form button[type=submit]").click();
+await agent.locator("#tags li", { hasText: "shipping" }).waitFor({ timeout: 10000 });
+check("a tag is added", true);
+await agent.locator("#assignee").selectOption({ index: 1 });
+await agent.waitForFunction(() => Number(document.querySelector("[data-count=assigned_to_me]").textContent) === 1, null, { timeout: 10000 });
+check("assigning to oneself updates 'assigned to me'", true);
+
 // Closing updates the counts live.
 const closedBefore = await count("closed");
 await agent.locator("#toggle-status", { hasText: "Close" }).click();
@@ -122,6 +135,10 @@ await agent.locator("#ctx-llm").check();
 await agent.locator("#context-form button[type=submit]").click();
 await agent.locator("#ctx-saved", { hasText: "Saved." }).waitFor({ timeout: 10000 });
 check("the business context and the AI switch save", true);
+await agent.locator("#invite-email").fill("colleague@example.com");
+await agent.locator("#invite-form button[type=submit]").click();
+await agent.locator("#invited", { hasText: "Invitation for colleague@example.com" }).waitFor({ timeout: 10000 });
+check("an admin invites a colleague from the team page", true);
 if (screenshots) await agent.screenshot({ path: `${screenshots}/settings.png` });
 
 check("no request went to another host", foreign.length === 0, foreign);
