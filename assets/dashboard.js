@@ -407,7 +407,22 @@
       }),
     );
     const keys = await api("GET", "/api/personal_api_keys").catch(() => []);
-    $("keys").replaceChildren(...keys.map((k) => el("li", `${k.label} (${k.preview || k.id})`)));
+    $("keys").replaceChildren(
+      ...keys
+        .filter((k) => !k.revoked_at)
+        .map((k) => {
+          const item = el("li", `${k.name || "key"} (${k.preview}) `);
+          item.dataset.key = k.id;
+          const revoke = el("button", "Revoke");
+          revoke.type = "button";
+          revoke.setAttribute("aria-label", `Revoke key ${k.name || k.preview}`);
+          revoke.addEventListener("click", () =>
+            api("DELETE", `/api/personal_api_keys/${k.id}`).then(openSettings).catch((e) => alert(e.message)),
+          );
+          item.appendChild(revoke);
+          return item;
+        }),
+    );
   }
 
   $("open-settings").addEventListener("click", () => openSettings().catch((e) => alert(e.message)));
@@ -465,8 +480,9 @@
   $("key-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
-      const key = await api("POST", "/api/personal_api_keys", { label: $("key-label").value });
-      $("new-key").textContent = `New key (shown once): ${key.token}`;
+      const key = await api("POST", "/api/personal_api_keys", { name: $("key-label").value });
+      $("new-key").textContent = `New key "${key.name}" (shown once): ${key.key}`;
+      $("key-label").value = "";
       openSettings();
     } catch (err) {
       $("new-key").textContent = err.message;

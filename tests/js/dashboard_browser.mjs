@@ -3,6 +3,7 @@
 // typing, replies from the dashboard; the customer sees the reply; a hostile body shows as text in the
 // dashboard; closing the conversation updates the inbox counts live; settings show the snippet.
 // Run by tests/browser.rs; screenshots go to SCREENSHOTS.
+import http from "node:http";
 import { chromium } from "playwright-core";
 
 const netia = process.env.NETIA_URL;
@@ -43,11 +44,21 @@ check("the agent signs in and the inbox goes live", true);
 const count = async (name) => Number((await agent.locator(`[data-count=${name}]`).textContent()) || "0");
 const openBefore = await count("open");
 
-// A customer writes from the widget.
-const customerContext = await browser.newContext({ viewport: { width: 390, height: 700 } });
-const customer = await customerContext.newPage();
-watch(customer);
-await customer.goto(`${netia}/chat?accountId=${account}&title=Help`);
+// A customer writes from the widget, in its iframe on the shop's own site.
+const host = http.createServer((req, res) => {
+  res.writeHead(200, { "content-type": "text/html" });
+  res.end(`<!doctype html><html><body><h1>Shop</h1><iframe id="chat" src="${netia}/chat?accountId=${account}&title=Help"
+    style="width:380px;height:640px;border:0"></iframe></body></html>`);
+});
+await new Promise((r) => host.listen(0, "127.0.0.1", r));
+const hostUrl = `http://127.0.0.1:${host.address().port}`;
+const customerContext = await browser.newContext({ viewport: { width: 420, height: 720 } });
+const customerPage = await customerContext.newPage();
+customerPage.on("request", (r) => {
+  if (!r.url().startsWith(netia) && !r.url().startsWith(hostUrl)) foreign.push(r.url());
+});
+await customerPage.goto(hostUrl);
+const customer = customerPage.frameLocator("#chat");
 await customer.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
 await customer.locator("#message").fill("My parcel is late");
 await customer.locator("#message").press("Enter");
@@ -81,7 +92,7 @@ await agent.locator("#private").check();
 await agent.locator("#reply").fill("VIP customer, handle with care");
 await agent.locator("#reply").press("Enter");
 await agent.locator("#messages .message.note", { hasText: "VIP customer" }).waitFor({ timeout: 10000 });
-await customer.waitForTimeout(500);
+await customerPage.waitForTimeout(500);
 check("a private note never reaches the customer", (await customer.locator(".message", { hasText: "VIP customer" }).count()) === 0);
 
 // A hostile body from the customer shows as text in the dashboard.
@@ -139,9 +150,17 @@ await agent.locator("#invite-email").fill("colleague@example.com");
 await agent.locator("#invite-form button[type=submit]").click();
 await agent.locator("#invited", { hasText: "Invitation for colleague@example.com" }).waitFor({ timeout: 10000 });
 check("an admin invites a colleague from the team page", true);
+await agent.locator("#key-label").fill("CI key");
+await agent.locator("#key-form button[type=submit]").click();
+await agent.locator("#new-key", { hasText: "ntk_" }).waitFor({ timeout: 10000 });
+check("an API key is created and shown once", true);
+await agent.locator("#keys li", { hasText: "CI key" }).getByRole("button", { name: /Revoke/ }).click();
+await agent.waitForFunction(() => ![...document.querySelectorAll("#keys li")].some((li) => li.textContent.includes("CI key")), null, { timeout: 10000 });
+check("an API key is revoked", true);
 if (screenshots) await agent.screenshot({ path: `${screenshots}/settings.png` });
 
 check("no request went to another host", foreign.length === 0, foreign);
 await browser.close();
+host.close();
 console.log("all checks passed");
 process.exit(0);

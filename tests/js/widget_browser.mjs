@@ -26,6 +26,13 @@ function check(name, condition, detail) {
 // The customer's website, on its own origin, with the embed snippet.
 const host = http.createServer((req, res) => {
   res.writeHead(200, { "content-type": "text/html" });
+  if (req.url === "/papercups") {
+    // Papercups' own embed snippet, pointed at Netia.
+    res.end(`<!doctype html><html><body><script>window.Papercups = { config: { token: "${account}",
+      title: "Legacy snippet", primaryColor: "#00aa00", baseUrl: "${netia}" } };</script>
+      <script type="text/javascript" async defer src="${netia}/widget.js"></script></body></html>`);
+    return;
+  }
   res.end(`<!doctype html><html><head><title>Shop</title></head><body><h1>Acme shop</h1>
 <script src="${netia}/widget.js" data-account-id="${account}" data-title="Acme Support"
   data-subtitle="We reply fast" data-primary-color="#aa0000" data-greeting="Hi! How can we help?"
@@ -115,6 +122,15 @@ const again = await frame.locator("body").getAttribute("data-conversation");
 check("a reload resumes the same conversation", again === conversationId, [again, conversationId]);
 await frame.locator(".message", { hasText: "Your order ships today." }).waitFor({ timeout: 10000 });
 check("the history is shown after the reload", (await frame.locator(".message", { hasText: "Hello from the browser" }).count()) === 1);
+
+// Papercups' snippet works against Netia's URL.
+const legacy = await context.newPage();
+await legacy.goto(`${hostUrl}/papercups`);
+await legacy.click("#netia-chat-button");
+const legacyFrame = legacy.frameLocator("#netia-chat-frame");
+await legacyFrame.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
+check("Papercups' embed snippet works", (await legacyFrame.locator("#title").textContent()) === "Legacy snippet");
+check("its colour applies", (await legacyFrame.locator("#header").evaluate((el) => getComputedStyle(el).backgroundColor)) === "rgb(0, 170, 0)");
 
 // /chat directly with bad parameters: defaults, with console warnings.
 const direct = await context.newPage();
