@@ -264,7 +264,7 @@ impl LlmReply {
     fn typing(&self, id: ConversationId, typing: bool) {
         if let Some(hub) = &self.hub {
             let payload = json!({"typing": typing, "conversation_id": id, "bot": true});
-            hub.push_everywhere(&format!("conversation:{id}"), "typing", &payload);
+            hub.broadcast_ephemeral(&format!("conversation:{id}"), "typing", &payload, None);
         }
     }
 
@@ -386,7 +386,7 @@ impl Consumer for LlmReply {
                         "type": "llm_error", "conversation_id": id, "error": e.to_string(),
                         "at": chrono::Utc::now(),
                     });
-                    hub.push_everywhere(&format!("events:{account_id}"), "event", &notice);
+                    hub.broadcast_ephemeral(&format!("events:{account_id}"), "event", &notice, None);
                 }
                 let fallback = self.settings.fallback.clone();
                 self.reply(id, account_id, event, message.message_id, fallback).await

@@ -111,7 +111,6 @@ pub enum Signal {
         topic: String,
         event: String,
         payload: Value,
-        agents_only: bool,
     },
 }
 
@@ -370,26 +369,14 @@ impl Hub {
         entry.send_all(&frame, audience, except)
     }
 
-    /// A push that is not stored (the bot typing, a notice) to every member of `topic` on every node.
-    pub fn push_everywhere(&self, topic: &str, event: &str, payload: &Value) {
-        self.broadcast(topic, event, payload, Audience::Everyone, None);
+    /// A push that is not stored (typing, a notice): to every member of `topic` on every node but
+    /// `except` (the sender's own connection).
+    pub fn broadcast_ephemeral(&self, topic: &str, event: &str, payload: &Value, except: Option<ConnId>) {
+        self.broadcast(topic, event, payload, Audience::Everyone, except);
         self.tell(Signal::Broadcast {
             topic: topic.to_owned(),
             event: event.to_owned(),
             payload: payload.clone(),
-            agents_only: false,
-        });
-    }
-
-    /// A push that is not stored (typing): to this node's members of `topic` but `except`, and to
-    /// the members on other nodes.
-    pub fn broadcast_ephemeral(&self, topic: &str, event: &str, payload: &Value, except: ConnId) {
-        self.broadcast(topic, event, payload, Audience::Everyone, Some(except));
-        self.tell(Signal::Broadcast {
-            topic: topic.to_owned(),
-            event: event.to_owned(),
-            payload: payload.clone(),
-            agents_only: false,
         });
     }
 
@@ -484,18 +471,8 @@ impl Hub {
                 self.add_remote(node, new);
                 self.remote_people().insert(node, people.into_iter().collect());
             }
-            Signal::Broadcast {
-                topic,
-                event,
-                payload,
-                agents_only,
-            } => {
-                let audience = if agents_only {
-                    Audience::Agents
-                } else {
-                    Audience::Everyone
-                };
-                self.broadcast(&topic, &event, &payload, audience, None);
+            Signal::Broadcast { topic, event, payload } => {
+                self.broadcast(&topic, &event, &payload, Audience::Everyone, None);
             }
         }
     }
@@ -762,7 +739,8 @@ mod tests {
         let mut sender = a.member(TOPIC, 1);
         let mut local = a.member(TOPIC, 2);
         let mut remote = b.member(TOPIC, 3);
-        a.hub.broadcast_ephemeral(TOPIC, "typing", &json!({"typing": true}), 1);
+        a.hub
+            .broadcast_ephemeral(TOPIC, "typing", &json!({"typing": true}), Some(1));
         a.deliver_to(&b);
         assert!(frames(&mut sender).is_empty());
         assert_eq!(frames(&mut local)[0][3], "typing");

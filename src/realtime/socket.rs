@@ -567,7 +567,8 @@ impl Connection {
                     Caller::Agent { user_id, .. } => payload["user_id"] = json!(user_id),
                     Caller::Customer { customer_id, .. } => payload["customer_id"] = json!(customer_id),
                 }
-                self.hub.broadcast_ephemeral(&frame.topic, "typing", &payload, self.id);
+                self.hub
+                    .broadcast_ephemeral(&frame.topic, "typing", &payload, Some(self.id));
             }
             ("conversation", "messages:seen") => {
                 let id: Option<ConversationId> = frame.topic["conversation:".len()..].parse().ok();
