@@ -24,18 +24,40 @@ impl Checkpoints {
 
     /// The checkpoint of `name`, or the start of the log.
     pub async fn load(conn: &mut AnyConnection, name: &str) -> Result<Checkpoint, ProjectionError> {
+        Ok(Self::find(conn, name).await?.unwrap_or(Checkpoint::START))
+    }
+
+    /// The checkpoint of `name`, if it has one.
+    pub async fn find(conn: &mut AnyConnection, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
         let row = sqlx::query("SELECT tx_id, position FROM projection_checkpoints WHERE name = $1")
             .bind(name)
             .fetch_optional(conn)
             .await?;
         let Some(row) = row else {
-            return Ok(Checkpoint::START);
+            return Ok(None);
         };
         let tx_id: i64 = row.try_get("tx_id")?;
-        Ok(Checkpoint {
+        Ok(Some(Checkpoint {
             tx_id: u64::try_from(tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))?,
             position: row.try_get("position")?,
-        })
+        }))
+    }
+
+    /// Gives `name` the checkpoint `to` unless it has one (another writer got there first), and
+    /// returns the one that stands.
+    pub async fn init(conn: &mut AnyConnection, name: &str, to: Checkpoint) -> Result<Checkpoint, ProjectionError> {
+        let tx_id = i64::try_from(to.tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))?;
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(tx_id)
+        .bind(to.position)
+        .bind(netia_events::chain::format_time(chrono::Utc::now()))
+        .execute(&mut *conn)
+        .await?;
+        Self::load(conn, name).await
     }
 
     /// Moves `name` from `from` to `to` if it still stands at `from`; call inside the transaction

@@ -350,31 +350,15 @@ pub async fn start_at(
     store: &dyn crate::store::EventStore,
     name: &str,
 ) -> Result<netia_events::Checkpoint, String> {
-    use netia_events::Checkpoint;
     use netia_projections::Checkpoints;
     let mut conn = db.acquire().await.map_err(|e| e.to_string())?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM projection_checkpoints WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    if exists.is_some() {
-        return Checkpoints::load(&mut conn, name).await.map_err(|e| e.to_string());
+    if let Some(stored) = Checkpoints::find(&mut conn, name).await.map_err(|e| e.to_string())? {
+        return Ok(stored);
     }
-    let head: Checkpoint = store.head().await.map_err(|e| e.to_string())?;
-    // If another node got there first, its checkpoint stands.
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .bind(i64::try_from(head.tx_id).map_err(|e| e.to_string())?)
-    .bind(head.position)
-    .bind(netia_events::chain::format_time(Utc::now()))
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| e.to_string())?;
-    Checkpoints::load(&mut conn, name).await.map_err(|e| e.to_string())
+    let head = store.head().await.map_err(|e| e.to_string())?;
+    Checkpoints::init(&mut conn, name, head)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Records that `consumer` gave up on `event_id`.
