@@ -71,9 +71,11 @@ impl Consumer for ReplyEmailScheduler {
 
 /// Sends the email when the job is due.
 pub struct ReplyEmailJob {
-    pub bus: CommandBus,
-    pub store: Arc<dyn EventStore>,
-    pub settings: EmailSettings,
+    bus: CommandBus,
+    store: Arc<dyn EventStore>,
+    settings: EmailSettings,
+    /// Built once: it pools its SMTP connections.
+    transport: AsyncSmtpTransport<Tokio1Executor>,
 }
 
 /// The public agent replies posted after the customer last showed they had seen the conversation
@@ -99,16 +101,17 @@ pub fn unseen_replies(
 }
 
 impl ReplyEmailJob {
-    async fn send(&self, message: Message) -> Result<(), String> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(self.settings.smtp_url.expose_secret())
+    pub fn new(bus: CommandBus, store: Arc<dyn EventStore>, settings: EmailSettings) -> Result<Self, String> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose_secret())
             .map_err(|e| format!("SMTP_URL: {e}"))?
             .timeout(Some(Duration::from_secs(30)))
             .build();
-        transport
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("SMTP: {e}"))
+        Ok(Self {
+            bus,
+            store,
+            settings,
+            transport,
+        })
     }
 }
 
@@ -182,7 +185,7 @@ impl JobHandler for ReplyEmailJob {
                 .header(References::from(previous.clone()));
         }
         let message = builder.body(body).map_err(|e| format!("building the email: {e}"))?;
-        self.send(message).await?;
+        self.transport.send(message).await.map_err(|e| format!("SMTP: {e}"))?;
         let command = ConversationCommand::RecordEmailNotification {
             message_ids: unseen.iter().map(|(m, _)| *m).collect(),
             to: address,

@@ -119,11 +119,13 @@ impl Application {
                 db: pool.clone(),
                 delay: email.reply_delay,
             }));
-            jobs.push(Arc::new(crate::email::ReplyEmailJob {
-                bus: crate::command_bus::CommandBus::new(store.clone()),
-                store: store.clone(),
-                settings: email.clone(),
-            }));
+            let job = crate::email::ReplyEmailJob::new(
+                crate::command_bus::CommandBus::new(store.clone()),
+                store.clone(),
+                email.clone(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            jobs.push(Arc::new(job));
         }
         let scheduler = crate::scheduler::Scheduler {
             store: store.clone(),
