@@ -16,10 +16,10 @@ use netia::email::{EmailSettings, ReplyEmailJob};
 use netia::projector::Projector;
 use netia::scheduler::{JobHandler, MAX_JOB_ATTEMPTS, Scheduler, schedule};
 use netia::store::StreamBound;
-use netia_commands::{Account, AccountCommand, Conversation, ConversationCommand, Customer, CustomerCommand};
+use netia_commands::{Conversation, ConversationCommand, Customer, CustomerCommand};
 use netia_events::conversation::Author;
 use netia_events::customer::CustomerIdentity;
-use netia_events::{AccountId, Actor, ConversationId, CustomerId, InboxId, Metadata, StreamRef, UserId};
+use netia_events::{AccountId, Actor, ConversationId, CustomerId, Metadata, StreamRef};
 use serde_json::{Value, json};
 use sqlx::AnyPool;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -293,20 +293,8 @@ async fn sqlite_unseen_replies_are_emailed_threaded_and_seen_ones_are_not() {
     let db = TestDb::sqlite().await.expect("a SQLite test database");
     let smtp = Smtp::start().await;
     let bus = CommandBus::new(db.store.clone());
-    let (account, agent, customer, id) = (
-        AccountId::new(),
-        UserId::new(),
-        CustomerId::new(),
-        ConversationId::new(),
-    );
-    let meta = Metadata::new(Actor::Agent { user_id: agent }).with_account(account);
-    let register = AccountCommand::Register {
-        account_id: account,
-        name: "Acme".into(),
-        owner_user_id: agent,
-        primary_inbox_id: InboxId::new(),
-    };
-    bus.execute::<Account>(account, register, &meta).await.unwrap();
+    let (account, agent, meta) = common::register_account(&bus).await;
+    let (customer, id) = (CustomerId::new(), ConversationId::new());
     let identity = CustomerIdentity {
         email: Some("ada@example.com".into()),
         name: Some("Ada".into()),
@@ -330,15 +318,12 @@ async fn sqlite_unseen_replies_are_emailed_threaded_and_seen_ones_are_not() {
             bus.execute::<Conversation>(id, command, &meta).await.unwrap();
         }
     };
-    let job = ReplyEmailJob {
-        bus: bus.clone(),
-        store: db.store.clone(),
-        settings: EmailSettings {
-            smtp_url: smtp.url().into(),
-            from: "Acme Support <help@acme.test>".parse().unwrap(),
-            reply_delay: Duration::from_secs(0),
-        },
+    let settings = EmailSettings {
+        smtp_url: smtp.url().into(),
+        from: "Acme Support <help@acme.test>".parse().unwrap(),
+        reply_delay: Duration::from_secs(0),
     };
+    let job = ReplyEmailJob::new(bus.clone(), db.store.clone(), settings).unwrap();
     let payload = json!({"conversation_id": id.to_string()});
 
     say(Author::Customer { customer_id: customer }, "Where is my order?").await;

@@ -17,7 +17,7 @@ use netia::store::StreamBound;
 use netia_commands::{Account, AccountCommand, Conversation};
 use netia_events::account::BusinessContext;
 use netia_events::conversation::Author;
-use netia_events::{AccountId, Actor, ConversationId, CustomerId, InboxId, Metadata, RecordedEvent, StreamRef, UserId};
+use netia_events::{Actor, ConversationId, CustomerId, Metadata, RecordedEvent, StreamRef, UserId};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -70,20 +70,8 @@ struct World {
 async fn world(db: &TestDb, llm_enabled: bool) -> World {
     let store = db.store.clone();
     let bus = CommandBus::new(store.clone());
-    let (account, agent, customer, conversation) = (
-        AccountId::new(),
-        UserId::new(),
-        CustomerId::new(),
-        ConversationId::new(),
-    );
-    let meta = Metadata::new(Actor::Agent { user_id: agent }).with_account(account);
-    let register = AccountCommand::Register {
-        account_id: account,
-        name: "Acme".into(),
-        owner_user_id: agent,
-        primary_inbox_id: InboxId::new(),
-    };
-    bus.execute::<Account>(account, register, &meta).await.unwrap();
+    let (account, agent, meta) = common::register_account(&bus).await;
+    let (customer, conversation) = (CustomerId::new(), ConversationId::new());
     let context = BusinessContext {
         business_name: "Acme Bikes".into(),
         business_description: "We repair bicycles in Lyon.".into(),

@@ -27,6 +27,25 @@ pub fn open_conversation(
     }
 }
 
+/// A new account "Acme" owned by a new agent, written through `bus`: (account, agent, the agent's
+/// metadata).
+pub async fn register_account(
+    bus: &netia::command_bus::CommandBus,
+) -> (netia_events::AccountId, netia_events::UserId, netia_events::Metadata) {
+    let (account, agent) = (netia_events::AccountId::new(), netia_events::UserId::new());
+    let meta = netia_events::Metadata::new(netia_events::Actor::Agent { user_id: agent }).with_account(account);
+    let register = netia_commands::AccountCommand::Register {
+        account_id: account,
+        name: "Acme".into(),
+        owner_user_id: agent,
+        primary_inbox_id: netia_events::InboxId::new(),
+    };
+    bus.execute::<netia_commands::Account>(account, register, &meta)
+        .await
+        .expect("the account is registered");
+    (account, agent, meta)
+}
+
 /// A chat message (or, with `private`, an agent's note).
 pub fn message(
     author: netia_events::conversation::Author,
