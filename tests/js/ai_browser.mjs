@@ -1,20 +1,11 @@
 // The widget with AI replies on (a fake OpenAI-compatible model that takes a moment): the customer
 // writes, sees "AI is typing…", then the AI's answer, labelled as such. Run by tests/browser.rs.
 import { chromium } from "playwright-core";
+import { check, deadline } from "./check.mjs";
 
 const netia = process.env.NETIA_URL;
 const account = process.env.ACCOUNT_ID;
-setTimeout(() => {
-  console.log("FAIL the run took longer than 60 s");
-  process.exit(1);
-}, 60000).unref();
-function check(name, condition, detail) {
-  if (!condition) {
-    console.log(`FAIL ${name}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
-    process.exit(1);
-  }
-  console.log(`ok   ${name}`);
-}
+deadline(60);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-dev-shm-usage"],

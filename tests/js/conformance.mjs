@@ -3,6 +3,7 @@
 // OTHER_CONVERSATION_ID in the environment. Prints one line per check; exits 1 on the first failure.
 import { Socket, Presence } from "phoenix";
 import WebSocket from "ws";
+import { deadline } from "./check.mjs";
 
 const env = (name) => {
   const value = process.env[name];
@@ -52,10 +53,7 @@ async function until(name, predicate, ms = 3000) {
   check(name, predicate());
 }
 
-setTimeout(() => {
-  console.log("FAIL the run took longer than 40 s");
-  process.exit(1);
-}, 40000).unref();
+deadline(40);
 
 // --- joins ---
 const agent = connect(agentToken, { heartbeatIntervalMs: 200 });

@@ -5,21 +5,12 @@
 // Run by tests/browser.rs; screenshots go to SCREENSHOTS.
 import http from "node:http";
 import { chromium } from "playwright-core";
+import { check, deadline } from "./check.mjs";
 
 const netia = process.env.NETIA_URL;
 const account = process.env.ACCOUNT_ID;
 const screenshots = process.env.SCREENSHOTS;
-setTimeout(() => {
-  console.log("FAIL the run took longer than 90 s");
-  process.exit(1);
-}, 90000).unref();
-function check(name, condition, detail) {
-  if (!condition) {
-    console.log(`FAIL ${name}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
-    process.exit(1);
-  }
-  console.log(`ok   ${name}`);
-}
+deadline(90);
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",

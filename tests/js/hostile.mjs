@@ -1,6 +1,7 @@
 // Hostile input on raw WebSockets (the `ws` package, no phoenix client): malformed frames close the
 // offending socket and nothing else; refusals are error replies. Run by tests/realtime.rs.
 import WebSocket from "ws";
+import { check, deadline } from "./check.mjs";
 
 const base = process.env.NETIA_URL.replace(/^http/, "ws") + "/socket/websocket";
 const agentToken = process.env.AGENT_TOKEN;
@@ -9,17 +10,7 @@ const conversationId = process.env.CONVERSATION_ID;
 const otherAccountId = process.env.OTHER_ACCOUNT_ID;
 const topic = `conversation:${conversationId}`;
 
-function check(name, condition, detail) {
-  if (!condition) {
-    console.log(`FAIL ${name}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
-    process.exit(1);
-  }
-  console.log(`ok   ${name}`);
-}
-setTimeout(() => {
-  console.log("FAIL the run took longer than 30 s");
-  process.exit(1);
-}, 30000).unref();
+deadline(30);
 
 /** An open raw socket that records frames and its close code. */
 function open(token, query = `vsn=2.0.0&token=${encodeURIComponent(token)}`) {

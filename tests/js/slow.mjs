@@ -1,22 +1,13 @@
 // A consumer that stops reading is disconnected; the others keep receiving without delay. Raw
 // WebSockets (the `ws` package). Run by tests/realtime.rs.
 import WebSocket from "ws";
+import { check, deadline } from "./check.mjs";
 
 const base = process.env.NETIA_URL.replace(/^http/, "ws") + "/socket/websocket";
 const topic = `conversation:${process.env.CONVERSATION_ID}`;
 const TYPINGS = 80000; // ~14 MB of pushes: more than the kernel's buffers and the 1,024-frame outbox
 
-function check(name, condition, detail) {
-  if (!condition) {
-    console.log(`FAIL ${name}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
-    process.exit(1);
-  }
-  console.log(`ok   ${name}`);
-}
-setTimeout(() => {
-  console.log("FAIL the run took longer than 90 s");
-  process.exit(1);
-}, 90000).unref();
+deadline(90);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function member(token) {
@@ -49,8 +40,8 @@ for (let i = 0; i < TYPINGS; i++) {
   sender.ws.send(JSON.stringify(["1", String(i + 2), topic, "typing", { typing: i % 2 === 0 }]));
   if (i % 1000 === 999) await sleep(1); // let the sender's own socket drain
 }
-const deadline = Date.now() + 60000;
-while (Date.now() < deadline && fast.typing < TYPINGS) await sleep(20);
+const allSent = Date.now() + 60000;
+while (Date.now() < allSent && fast.typing < TYPINGS) await sleep(20);
 check(`the reading member received all ${TYPINGS} pushes`, fast.typing === TYPINGS, fast.typing);
 check("the sender is still connected", sender.closed === null && sender.ws.readyState === WebSocket.OPEN);
 slow.ws._socket.resume();

@@ -5,22 +5,13 @@
 import { Socket, Presence } from "phoenix";
 import WebSocket from "ws";
 import readline from "node:readline";
+import { check, deadline } from "./check.mjs";
 
 const [nodeA, nodeB] = [process.env.NODE_A, process.env.NODE_B];
 const topic = `conversation:${process.env.CONVERSATION_ID}`;
 const customerKey = `customer:${process.env.CUSTOMER_ID}`;
 const agentKey = `user:${process.env.AGENT_ID}`;
-setTimeout(() => {
-  console.log("FAIL the run took longer than 40 s");
-  process.exit(1);
-}, 40000).unref();
-function check(name, condition, detail) {
-  if (!condition) {
-    console.log(`FAIL ${name}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
-    process.exit(1);
-  }
-  console.log(`ok   ${name}`);
-}
+deadline(40);
 function join(base, token) {
   const socket = new Socket(`${base.replace(/^http/, "ws")}/socket`, {
     transport: WebSocket,

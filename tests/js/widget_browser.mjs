@@ -7,21 +7,12 @@ import http from "node:http";
 import { chromium } from "playwright-core";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
+import { check, deadline } from "./check.mjs";
 
 const netia = process.env.NETIA_URL;
 const account = process.env.ACCOUNT_ID;
 const screenshots = process.env.SCREENSHOTS;
-setTimeout(() => {
-  console.log("FAIL the run took longer than 90 s");
-  process.exit(1);
-}, 90000).unref();
-function check(name, condition, detail) {
-  if (!condition) {
-    console.log(`FAIL ${name}${detail === undefined ? "" : `: ${JSON.stringify(detail)}`}`);
-    process.exit(1);
-  }
-  console.log(`ok   ${name}`);
-}
+deadline(90);
 
 // The customer's website, on its own origin, with the embed snippet.
 const host = http.createServer((req, res) => {
@@ -87,8 +78,8 @@ await frame.locator("#message").fill("Hello from the browser");
 await frame.locator("#message").press("Enter");
 await frame.locator(".message.mine[data-state=sent]", { hasText: "Hello from the browser" }).waitFor({ timeout: 10000 });
 check("the customer's message is shown and saved", true);
-const deadline = Date.now() + 10000;
-while (Date.now() < deadline && !agentSeen.some((m) => m.body === "Hello from the browser")) {
+const until = Date.now() + 10000;
+while (Date.now() < until && !agentSeen.some((m) => m.body === "Hello from the browser")) {
   await new Promise((r) => setTimeout(r, 20));
 }
 const first = agentSeen.find((m) => m.body === "Hello from the browser");
