@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use netia_events::Checkpoint;
+use netia_events::{Checkpoint, RecordedEvent};
 use netia_projections::Checkpoints;
 use sqlx::AnyPool;
 use tokio::sync::watch;
@@ -62,44 +62,65 @@ impl Embedded {
             };
             for event in &events {
                 let key = routing_key(event);
-                if bindings.iter().any(|b| matches(b, &key)) {
-                    let mut attempt = 1;
-                    loop {
-                        match process(&self.db, consumer.as_ref(), event, attempt, &self.policy, &counters).await {
-                            Ok(Outcome::Handled | Outcome::Duplicate | Outcome::Parked) => break,
-                            Ok(Outcome::RetryAfter(wait)) => {
-                                attempt += 1;
-                                if pause(&mut stop, wait).await {
-                                    return;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(consumer = name, error = %e, "consumer bookkeeping failed; retrying");
-                                if pause(&mut stop, Duration::from_secs(1)).await {
-                                    return;
-                                }
-                            }
-                        }
-                    }
+                if !bindings.iter().any(|b| matches(b, &key)) {
+                    continue;
                 }
-                // Moved after every event, so a restart does not run a handled event's effect again.
-                let next = event.checkpoint();
+                let mut attempt = 1;
                 loop {
-                    match self.advance(&checkpoint_name, at, next).await {
-                        Ok(true) => break,
-                        Ok(false) => {
-                            tracing::error!(consumer = name, "consumer checkpoint moved by someone else; stopping");
-                            return;
+                    match process(&self.db, consumer.as_ref(), event, attempt, &self.policy, &counters).await {
+                        Ok(Outcome::Handled | Outcome::Duplicate | Outcome::Parked) => break,
+                        Ok(Outcome::RetryAfter(wait)) => {
+                            attempt += 1;
+                            if pause(&mut stop, wait).await {
+                                return;
+                            }
                         }
                         Err(e) => {
-                            tracing::warn!(consumer = name, error = %e, "cannot move the consumer checkpoint; retrying");
+                            tracing::warn!(consumer = name, error = %e, "consumer bookkeeping failed; retrying");
                             if pause(&mut stop, Duration::from_secs(1)).await {
                                 return;
                             }
                         }
                     }
                 }
-                at = next;
+                // Moved past each handled event, so a restart does not run its effect again.
+                match self.move_to(&checkpoint_name, at, event.checkpoint(), &mut stop).await {
+                    Some(next) => at = next,
+                    None => return,
+                }
+            }
+            // Past the events of the batch it does not want, with one write.
+            if let Some(last) = events.last().map(RecordedEvent::checkpoint).filter(|last| *last > at) {
+                match self.move_to(&checkpoint_name, at, last, &mut stop).await {
+                    Some(next) => at = next,
+                    None => return,
+                }
+            }
+        }
+    }
+
+    /// Moves the checkpoint from `at` to `next`, retrying on errors; `None` when told to stop or
+    /// when someone else moved it.
+    async fn move_to(
+        &self,
+        name: &str,
+        at: Checkpoint,
+        next: Checkpoint,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Checkpoint> {
+        loop {
+            match self.advance(name, at, next).await {
+                Ok(true) => return Some(next),
+                Ok(false) => {
+                    tracing::error!(checkpoint = name, "consumer checkpoint moved by someone else; stopping");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(checkpoint = name, error = %e, "cannot move the consumer checkpoint; retrying");
+                    if pause(stop, Duration::from_secs(1)).await {
+                        return None;
+                    }
+                }
             }
         }
     }

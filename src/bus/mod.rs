@@ -299,8 +299,9 @@ pub async fn start(
     }
     if let Some(url) = &amqp_url {
         // Queues exist before the relay publishes, so the first events are not unroutable.
-        match relay::open(url).await {
-            Ok((connection, channel)) => {
+        // Bounded: an unreachable broker must not hold the server's start.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), relay::open(url)).await {
+            Ok(Ok((connection, channel))) => {
                 for consumer in &consumers {
                     if let Err(e) = amqp::declare(&channel, consumer.as_ref(), &policy).await {
                         tracing::warn!(consumer = consumer.name(), error = %e, "cannot declare the consumer's queues yet");
@@ -308,7 +309,10 @@ pub async fn start(
                 }
                 let _ = connection.close(200, "declared".into()).await;
             }
-            Err(e) => tracing::warn!(error = %e, "RabbitMQ unreachable at start; the relay and consumers will retry"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "RabbitMQ unreachable at start; the relay and consumers will retry")
+            }
+            Err(_) => tracing::warn!("RabbitMQ did not answer within 5 s at start; the relay and consumers will retry"),
         }
     }
     match amqp_url {
