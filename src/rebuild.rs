@@ -8,7 +8,7 @@
 //! a live projector then finds its checkpoint moved and continues from the new one.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use netia_events::Checkpoint;
@@ -126,10 +126,6 @@ pub async fn rebuild(
         let from = tailer.checkpoint();
         let events = tailer.try_next_batch().await?;
         if events.is_empty() {
-            if store.has_pending(from).await? {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                continue;
-            }
             break;
         }
         let mut tx = conn.begin().await?;

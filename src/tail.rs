@@ -12,13 +12,10 @@ use crate::store::{EventStore, StoreError};
 pub const DEFAULT_BATCH: usize = 1_000;
 /// How long a tailer waits without a wake-up before reading anyway.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(250);
-/// Retry delays while events are held back behind an open transaction.
-const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(1);
-const HELD_BACK_MAX_RETRY: Duration = Duration::from_millis(50);
 
 /// A reader of the whole log from a checkpoint on, woken by appends (LISTEN/NOTIFY on PostgreSQL)
-/// with a slow poll as fallback. It never skips a transaction that commits late: the store only
-/// returns events below the oldest transaction still open.
+/// with a slow poll as fallback. Appends are serialized (commit order is log order), so no event can
+/// commit behind one already handed out.
 pub struct Tailer {
     store: Arc<dyn EventStore>,
     checkpoint: Checkpoint,
@@ -68,20 +65,11 @@ impl Tailer {
 
     /// Waits for and returns the next non-empty batch.
     pub async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut held_back = HELD_BACK_FIRST_RETRY;
         loop {
             let events = self.try_next_batch().await?;
             if !events.is_empty() {
                 return Ok(events);
             }
-            // Committed events wait behind an older open transaction (possibly of another database
-            // of the cluster, whose commit sends us no NOTIFY): look again soon.
-            if self.store.has_pending(self.checkpoint).await? {
-                tokio::time::sleep(held_back).await;
-                held_back = (held_back * 2).min(HELD_BACK_MAX_RETRY);
-                continue;
-            }
-            held_back = HELD_BACK_FIRST_RETRY;
             tokio::select! {
                 changed = self.wake.changed() => {
                     if changed.is_err() {

@@ -441,13 +441,26 @@ async fn sqlite_a_row_that_is_not_json_is_reported_with_its_position() {
     .execute(pool)
     .await
     .unwrap();
+    // The first event may come from the store's memory of its own append; the row written behind
+    // its back comes from the database, and must be reported there.
     let mut tailer = Tailer::new(db.store.clone(), Checkpoint::START);
-    match tailer.try_next_batch().await {
+    let mut read = Vec::new();
+    let error = loop {
+        match tailer.try_next_batch().await {
+            Ok(batch) if !batch.is_empty() && read.len() < 2 => read.extend(batch),
+            other => break other,
+        }
+    };
+    match error {
         Err(StoreError::Corrupt { position, reason }) => {
             assert_eq!(position, 2);
             assert!(reason.contains("payload"), "{reason}");
         }
         other => panic!("expected a corrupt-event error, got {other:?}"),
     }
+    assert!(
+        read.iter().all(|e| e.global_position == 1),
+        "only the sound event is returned"
+    );
     db.cleanup().await;
 }

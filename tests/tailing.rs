@@ -1,4 +1,5 @@
-//! The tailer never skips a transaction that commits late, and hands every event out exactly once.
+//! The tailer hands every committed event out exactly once, in log order: appends are serialized, so
+//! none can commit behind an event already handed out, and nothing else holds events back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -29,9 +30,8 @@ async fn drain(tailer: &mut Tailer) -> Vec<RecordedEvent> {
     }
 }
 
-/// Exactly `n` events, waiting as a tailer does (other tests' transactions elsewhere in the cluster
-/// may hold events back for a moment), then checks that nothing else follows.
-async fn collect(tailer: &mut Tailer, n: usize, store: &dyn EventStore) -> Vec<RecordedEvent> {
+/// Exactly `n` events, waiting as a tailer does, then checks that nothing else follows.
+async fn collect(tailer: &mut Tailer, n: usize) -> Vec<RecordedEvent> {
     let mut all = Vec::new();
     while all.len() < n {
         let batch = tokio::time::timeout(Duration::from_secs(30), tailer.next_batch())
@@ -40,25 +40,27 @@ async fn collect(tailer: &mut Tailer, n: usize, store: &dyn EventStore) -> Vec<R
             .unwrap();
         all.extend(batch);
     }
-    while store.has_pending(tailer.checkpoint()).await.unwrap() {
-        all.extend(tailer.try_next_batch().await.unwrap());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     all.extend(drain(tailer).await);
     all
 }
 
+/// The transaction id of the backend whose application name is `name` (`None` if it has none).
+async fn backend_xid(pool: &sqlx::PgPool, name: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT backend_xid::text FROM pg_stat_activity WHERE application_name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_transaction_that_commits_late_is_not_skipped() {
+async fn postgres_appends_are_serialized_so_none_commits_behind_one_handed_out() {
     let Some(db) = TestDb::postgres().await else { return };
     let Raw::Postgres(pool) = &db.raw else { unreachable!() };
     let mut tailer = Tailer::new(db.store.clone(), Checkpoint::START);
-    assert!(
-        drain(&mut tailer).await.is_empty(),
-        "the tailer starts before both transactions"
-    );
+    assert!(drain(&mut tailer).await.is_empty());
 
-    // A inserts first (lower position, lower xid) but commits last.
+    // A inserts and stays open, holding the append lock.
     let mut a = pool.begin().await.unwrap();
     let pos_a: i64 = sqlx::query(INSERT_PG)
         .bind(uuid::Uuid::now_v7())
@@ -67,49 +69,133 @@ async fn postgres_a_transaction_that_commits_late_is_not_skipped() {
         .await
         .unwrap()
         .get(0);
-    let mut b = pool.begin().await.unwrap();
-    let pos_b: i64 = sqlx::query(INSERT_PG)
-        .bind(uuid::Uuid::now_v7())
-        .bind("B")
-        .fetch_one(&mut *b)
-        .await
-        .unwrap()
-        .get(0);
-    assert!(pos_a < pos_b);
-    b.commit().await.unwrap();
-
-    // The hazard: a reader by position alone now sees B only and would move its checkpoint past A.
-    let naive: Vec<i64> = sqlx::query_scalar("SELECT global_position FROM events WHERE global_position > 0")
-        .fetch_all(pool)
+    // B, on its own connection, must wait for A before it gets a transaction id: without the lock
+    // it would commit first with a newer id, and a reader by position alone would skip A for good.
+    let mut b_conn = pool.acquire().await.unwrap().detach();
+    sqlx::query("SET application_name = 'tailing_test_b'")
+        .execute(&mut b_conn)
         .await
         .unwrap();
-    assert_eq!(naive, vec![pos_b], "B is visible while A is still open");
-    // The tailer holds B back while A is open.
-    assert!(
-        drain(&mut tailer).await.is_empty(),
-        "nothing is handed out while an older transaction is open"
+    let b = tokio::spawn(async move {
+        let mut tx = sqlx::Connection::begin(&mut b_conn).await.unwrap();
+        let pos: i64 = sqlx::query(INSERT_PG)
+            .bind(uuid::Uuid::now_v7())
+            .bind("B")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap()
+            .get(0);
+        tx.commit().await.unwrap();
+        pos
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b.is_finished(), "B waits for A's append lock");
+    assert_eq!(
+        backend_xid(pool, "tailing_test_b").await,
+        None,
+        "B has no transaction id while it waits"
     );
-    assert!(
-        db.store.has_pending(tailer.checkpoint()).await.unwrap(),
-        "B is known to be waiting"
-    );
+    assert!(drain(&mut tailer).await.is_empty(), "nothing is committed yet");
 
     a.commit().await.unwrap();
-    let got = collect(&mut tailer, 2, db.store.as_ref()).await;
+    let pos_b = tokio::time::timeout(Duration::from_secs(10), b)
+        .await
+        .expect("B goes on once A commits")
+        .unwrap();
+    assert!(pos_a < pos_b);
+    let got = collect(&mut tailer, 2).await;
     let streams: Vec<&str> = got.iter().map(|e| e.stream_id.as_str()).collect();
-    assert_eq!(streams, vec!["A", "B"], "both, once each, in (tx_id, position) order");
+    assert_eq!(streams, vec!["A", "B"], "both, once each, in commit order");
     assert!(got[0].tx_id < got[1].tx_id);
 
-    // And a tailer started from A's checkpoint gets B exactly once more, nothing else.
+    // A tailer started from A's checkpoint gets B exactly once more, nothing else.
     let mut from_a = Tailer::new(db.store.clone(), got[0].checkpoint());
     assert_eq!(
-        collect(&mut from_a, 1, db.store.as_ref())
+        collect(&mut from_a, 1)
             .await
             .iter()
             .map(|e| e.global_position)
             .collect::<Vec<_>>(),
         vec![pos_b]
     );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_open_transaction_elsewhere_does_not_hold_events_back() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Raw::Postgres(pool) = &db.raw else { unreachable!() };
+    let mut tailer = Tailer::new(db.store.clone(), Checkpoint::START);
+    // A read model's transaction (it has a transaction id older than the append's) stays open.
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("CREATE TABLE read_model_probe (n int)")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO read_model_probe VALUES (1)")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let appended = db
+        .store
+        .append(
+            &StreamRef::new("probe", "x"),
+            0,
+            vec![NewEvent::new("Probed", 1, json!({}), json!({}))],
+        )
+        .await
+        .unwrap();
+    // A second store (another node) reads the database itself rather than its own appends.
+    let other_node = netia::store::PgStore::connect(&db.url, 2).await.unwrap();
+    let seen = other_node.read_all(Checkpoint::START, 10).await.unwrap();
+    assert_eq!(
+        seen.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        vec![appended[0].event_id],
+        "committed events are readable at once, whatever else is open"
+    );
+    assert_eq!(collect(&mut tailer, 1).await.len(), 1);
+    other.rollback().await.unwrap();
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_transaction_that_wrote_something_else_first_cannot_append() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Raw::Postgres(pool) = &db.raw else { unreachable!() };
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("CREATE TABLE written_first (n int)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO written_first VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let refused = sqlx::query(INSERT_PG)
+        .bind(uuid::Uuid::now_v7())
+        .bind("late")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("events must be the first thing their transaction writes"),
+        "{refused}"
+    );
+    tx.rollback().await.unwrap();
+    // Appending twice in one transaction is fine: the lock is held from the first.
+    let mut tx = pool.begin().await.unwrap();
+    for stream in ["one", "two"] {
+        sqlx::query(INSERT_PG)
+            .bind(uuid::Uuid::now_v7())
+            .bind(stream)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(common::all_events(db.store.as_ref()).await.len(), 2);
     db.cleanup().await;
 }
 
@@ -208,7 +294,7 @@ async fn postgres_events_are_ordered_by_transaction_id_as_a_number() {
         .unwrap();
     }
     let mut tailer = Tailer::new(db.store.clone(), Checkpoint::START).with_batch(2);
-    let got = collect(&mut tailer, 5, db.store.as_ref()).await;
+    let got = collect(&mut tailer, 5).await;
     let ids: Vec<u64> = got.iter().map(|e| e.tx_id).collect();
     assert_eq!(ids, vec![9, 10, 99, 100, 1000]);
     db.cleanup().await;
@@ -221,19 +307,11 @@ async fn a_tailer_from_the_head_sees_only_later_events(db: &TestDb) {
     let stream = StreamRef::new("test", "head");
     let event = || NewEvent::new("Happened", 1, json!({}), json!({}));
     let before = store.append(&stream, 0, vec![event(), event()]).await.unwrap();
-    // Other tests' open transactions elsewhere in the cluster may hold the head back a moment.
-    let mut head = store.head().await.unwrap();
-    for _ in 0..250 {
-        if head == before[1].checkpoint() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        head = store.head().await.unwrap();
-    }
+    let head = store.head().await.unwrap();
     assert_eq!(head, before[1].checkpoint());
     let after = store.append(&stream, 2, vec![event()]).await.unwrap();
     let mut tailer = Tailer::new(db.store.clone(), head);
-    let seen = collect(&mut tailer, 1, store).await;
+    let seen = collect(&mut tailer, 1).await;
     assert_eq!(
         seen.iter().map(|e| e.event_id).collect::<Vec<_>>(),
         vec![after[0].event_id]
@@ -243,4 +321,64 @@ async fn a_tailer_from_the_head_sees_only_later_events(db: &TestDb) {
 mod head {
     use super::*;
     on_both_backends!(a_tailer_from_the_head_sees_only_later_events);
+}
+
+/// Two nodes append at once: each node's tailer (fed partly from its own appends in memory, partly
+/// from the database) hands out every event of both exactly once, in the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_two_nodes_appending_at_once_are_tailed_alike() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let nodes = [
+        db.store.clone(),
+        std::sync::Arc::new(netia::store::PgStore::connect(&db.url, 4).await.unwrap())
+            as std::sync::Arc<dyn EventStore>,
+    ];
+    let mut tailers: Vec<Tailer> = nodes
+        .iter()
+        .map(|node| Tailer::new(node.clone(), Checkpoint::START).with_batch(7))
+        .collect();
+    const PER_WRITER: usize = 150;
+    let mut writers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for w in 0..3 {
+            let node = node.clone();
+            writers.push(tokio::spawn(async move {
+                let stream = StreamRef::new("probe", format!("node{n}-writer{w}"));
+                for version in 0..PER_WRITER as i64 {
+                    let events = vec![NewEvent::new("Probed", 1, json!({ "v": version }), json!({}))];
+                    node.append(&stream, version, events).await.unwrap();
+                }
+            }));
+        }
+    }
+    let total = 2 * 3 * PER_WRITER;
+    let reads = tailers.iter_mut().map(|tailer| async move {
+        let mut got: Vec<RecordedEvent> = Vec::new();
+        while got.len() < total {
+            let batch = tokio::time::timeout(Duration::from_secs(30), tailer.next_batch())
+                .await
+                .expect("tailer stalled")
+                .unwrap();
+            got.extend(batch);
+        }
+        got
+    });
+    let seen = futures_util::future::join_all(reads).await;
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let stored: Vec<uuid::Uuid> = common::all_events(db.store.as_ref())
+        .await
+        .iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(stored.len(), total);
+    for got in seen {
+        let ids: Vec<uuid::Uuid> = got.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, stored, "every event once, in log order");
+    }
+    for tailer in &mut tailers {
+        assert!(drain(tailer).await.is_empty());
+    }
+    db.cleanup().await;
 }

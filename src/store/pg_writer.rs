@@ -1,30 +1,39 @@
-//! Group commit for PostgreSQL: appends that arrive together share one INSERT statement, so one
-//! commit (one WAL flush) serves many of them. A statement is atomic by itself; if it fails (a
-//! conflict in any one append), each append is retried alone so that only the conflicting ones fail.
+//! Group commit for PostgreSQL: appends that arrive together share one append statement
+//! (`netia_append`), so one commit (one WAL flush) serves many of them. A statement is atomic by
+//! itself; if it fails (a conflict in any one append), each append is retried alone so that only the
+//! conflicting ones fail. Committed events go to [`Recent`] with the head they follow, which wakes
+//! local tailers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use netia_events::StreamRef;
+use netia_events::{Checkpoint, RecordedEvent, StreamRef};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPool;
 use sqlx::{Executor, Postgres, Row};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-use super::PreparedEvent;
+use super::{PreparedEvent, Recent, to_recorded};
 
-/// Statements in flight at once per store: one executes while the next batch gathers.
-pub(super) const WRITERS: usize = 2;
 const MAX_APPENDS_PER_BATCH: usize = 256;
 const MAX_ROWS_PER_BATCH: usize = 5_000;
 
 /// Where each inserted event landed: `(global_position, tx_id)`, in version order.
-pub(super) type Placed = Vec<(i64, u64)>;
+type Placed = Vec<(i64, u64)>;
 
 pub(super) struct Append {
     pub stream: StreamRef,
     pub prepared: Vec<PreparedEvent>,
-    /// Gets the events back with their placements, or why they were not placed.
-    pub reply: oneshot::Sender<Result<(Vec<PreparedEvent>, Placed), WriteError>>,
+    /// Gets the recorded events, or why they were not stored.
+    pub reply: oneshot::Sender<Result<Vec<RecordedEvent>, WriteError>>,
+}
+
+/// What the writer tasks share.
+#[derive(Clone)]
+pub(super) struct Committed {
+    pub recent: Arc<Recent>,
+    /// The NOTIFY payload: tells this store's wake-ups from other nodes'.
+    pub node: String,
 }
 
 #[derive(Debug)]
@@ -51,41 +60,46 @@ impl From<sqlx::Error> for WriteError {
     }
 }
 
-/// Starts the writer tasks; appends are sent through the returned channel.
-pub(super) fn spawn(pool: PgPool) -> (mpsc::Sender<Append>, Vec<tokio::task::JoinHandle<()>>) {
+/// Starts the writer task; appends are sent through the returned channel. One writer: appends are
+/// serialized by the database anyway (the append lock), so a second one would only wait on the lock
+/// with a smaller batch.
+pub(super) fn spawn(pool: PgPool, committed: Committed) -> (mpsc::Sender<Append>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Append>(4 * MAX_APPENDS_PER_BATCH);
-    let rx = Arc::new(Mutex::new(rx));
-    let tasks = (0..WRITERS)
-        .map(|_| tokio::spawn(write_batches(pool.clone(), rx.clone())))
-        .collect();
-    (tx, tasks)
+    (tx, tokio::spawn(write_batches(pool, rx, committed)))
 }
 
-async fn write_batches(pool: PgPool, rx: Arc<Mutex<mpsc::Receiver<Append>>>) {
+async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<Append>, committed: Committed) {
+    // One connection, kept from statement to statement (given back when the pool closes, which
+    // waits for it); a new one after a failure.
+    let mut conn = None;
     loop {
-        let batch = {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
-            let mut rows = first.prepared.len();
-            let mut batch = vec![first];
-            while batch.len() < MAX_APPENDS_PER_BATCH && rows < MAX_ROWS_PER_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => {
-                        rows += next.prepared.len();
-                        batch.push(next);
-                    }
-                    Err(_) => break,
+        let next = if conn.is_some() {
+            tokio::select! {
+                next = rx.recv() => next,
+                () = pool.close_event() => {
+                    conn = None;
+                    rx.recv().await
                 }
             }
-            batch
+        } else {
+            rx.recv().await
         };
+        let Some(first) = next else { break };
+        let mut rows = first.prepared.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_APPENDS_PER_BATCH && rows < MAX_ROWS_PER_BATCH {
+            match rx.try_recv() {
+                Ok(next) => {
+                    rows += next.prepared.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
         if batch.len() > 1 {
-            match insert(&pool, &batch).await.map_err(WriteError::from) {
-                Ok(mut placed) => {
-                    for append in batch.into_iter().rev() {
-                        let placed = placed.pop().unwrap_or_default();
-                        let _ = append.reply.send(Ok((append.prepared, placed)));
-                    }
+            match statement(&pool, &mut conn, &batch, &committed.node).await {
+                Ok((head, placed)) => {
+                    committed.deliver(head, batch, placed);
                     continue;
                 }
                 // Some append conflicts, or the database refused the statement: nothing was
@@ -101,17 +115,65 @@ async fn write_batches(pool: PgPool, rx: Arc<Mutex<mpsc::Receiver<Append>>>) {
             }
         }
         for append in batch {
-            let result = insert(&pool, std::slice::from_ref(&append)).await;
-            let result = result
-                .map(|mut placed| (append.prepared, placed.pop().unwrap_or_default()))
-                .map_err(WriteError::from);
-            let _ = append.reply.send(result);
+            match statement(&pool, &mut conn, std::slice::from_ref(&append), &committed.node).await {
+                Ok((head, placed)) => committed.deliver(head, vec![append], placed),
+                Err(e) => {
+                    let _ = append.reply.send(Err(e));
+                }
+            }
         }
     }
 }
 
-/// Inserts every event of `appends` in one statement; returns each append's placements.
-async fn insert<'e, E>(executor: E, appends: &[Append]) -> Result<Vec<Placed>, sqlx::Error>
+/// Runs one append statement on `conn` (taken from the pool first if there is none). A connection
+/// that failed mid-statement is closed rather than reused.
+async fn statement(
+    pool: &PgPool,
+    conn: &mut Option<PoolConnection<Postgres>>,
+    appends: &[Append],
+    node: &str,
+) -> Result<(Checkpoint, Vec<Placed>), WriteError> {
+    let held = match conn {
+        Some(held) => held,
+        None => conn.insert(pool.acquire().await.map_err(WriteError::from)?),
+    };
+    let result = insert(&mut **held, appends, node).await.map_err(WriteError::from);
+    if let Err(WriteError::Unknown(_)) = &result
+        && let Some(broken) = conn.take()
+    {
+        drop(broken.detach());
+    }
+    result
+}
+
+impl Committed {
+    /// Records one committed statement's appends, wakes local tailers, answers each append.
+    fn deliver(&self, head: Checkpoint, appends: Vec<Append>, placed: Vec<Placed>) {
+        let answers: Vec<(oneshot::Sender<_>, Vec<RecordedEvent>)> = appends
+            .into_iter()
+            .zip(placed)
+            .map(|(append, placed)| {
+                let recorded = append
+                    .prepared
+                    .into_iter()
+                    .zip(placed)
+                    .map(|(p, (position, tx_id))| to_recorded(&append.stream, p, position, tx_id))
+                    .collect();
+                (append.reply, recorded)
+            })
+            .collect();
+        let mut in_log_order: Vec<RecordedEvent> = answers.iter().flat_map(|(_, events)| events.clone()).collect();
+        in_log_order.sort_by_key(RecordedEvent::checkpoint);
+        self.recent.committed(head, in_log_order);
+        for (reply, events) in answers {
+            let _ = reply.send(Ok(events));
+        }
+    }
+}
+
+/// Appends every event of `appends` in one statement; returns the head they follow and each
+/// append's placements.
+async fn insert<'e, E>(executor: E, appends: &[Append], node: &str) -> Result<(Checkpoint, Vec<Placed>), sqlx::Error>
 where
     E: Executor<'e, Database = Postgres>,
 {
@@ -146,12 +208,10 @@ where
         }
     }
     let rows = sqlx::query(
-        "INSERT INTO events (event_id, stream_type, stream_id, version, event_type, event_version, \
-                             payload, metadata, recorded_at, hash) \
-         SELECT e, st, si, v, t, tv, p::jsonb, m::jsonb, r, h \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::text[], \
-                     $8::text[], $9::timestamptz[], $10::bytea[]) AS u(e, st, si, v, t, tv, p, m, r, h) \
-         RETURNING global_position, tx_id::text AS tx_text, stream_type, stream_id, version",
+        "SELECT placed_position, placed_tx, placed_stream_type, placed_stream_id, placed_version, \
+                head_tx, head_position \
+         FROM netia_append($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::int[], \
+                           $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11)",
     )
     .bind(&ids)
     .bind(&stream_types)
@@ -163,23 +223,33 @@ where
     .bind(&metadatas)
     .bind(&times)
     .bind(&hashes)
+    .bind(node)
     .fetch_all(executor)
     .await?;
     let mut placed: Vec<Placed> = appends.iter().map(|a| vec![(0, 0); a.prepared.len()]).collect();
+    let mut head = Checkpoint::default();
     for row in rows {
-        let stream_type: String = row.try_get("stream_type")?;
-        let stream_id: String = row.try_get("stream_id")?;
-        let version: i64 = row.try_get("version")?;
-        let tx_text: String = row.try_get("tx_text")?;
-        let tx_id = tx_text
-            .parse::<u64>()
-            .map_err(|e| sqlx::Error::Decode(format!("tx_id {tx_text:?}: {e}").into()))?;
+        let stream_type: String = row.try_get("placed_stream_type")?;
+        let stream_id: String = row.try_get("placed_stream_id")?;
+        let version: i64 = row.try_get("placed_version")?;
+        let tx_id = parse_tx(row.try_get("placed_tx")?)?;
         let Some(&(a, e)) = slot.get(&(stream_type.as_str(), stream_id.as_str(), version)) else {
-            return Err(sqlx::Error::Protocol("INSERT returned a row that was not sent".into()));
+            return Err(sqlx::Error::Protocol(
+                "the append returned a row that was not sent".into(),
+            ));
         };
-        placed[a][e] = (row.try_get("global_position")?, tx_id);
+        placed[a][e] = (row.try_get("placed_position")?, tx_id);
+        head = Checkpoint {
+            tx_id: parse_tx(row.try_get("head_tx")?)?,
+            position: row.try_get("head_position")?,
+        };
     }
-    Ok(placed)
+    Ok((head, placed))
+}
+
+fn parse_tx(text: String) -> Result<u64, sqlx::Error> {
+    text.parse::<u64>()
+        .map_err(|e| sqlx::Error::Decode(format!("tx_id {text:?}: {e}").into()))
 }
 
 #[cfg(test)]

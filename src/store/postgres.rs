@@ -9,19 +9,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netia_events::chain::GENESIS;
 use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool};
 use sqlx::{ConnectOptions, Row};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::pg_writer::{self, WriteError};
-use super::{Backend, EventStore, StoreError, StreamBound, prepare, to_recorded};
+use super::{Backend, EventStore, Recent, StoreError, StreamBound, prepare};
 
-/// The NOTIFY channel that wakes tailers after each append.
+/// The NOTIFY channel that wakes tailers after each append (sent by `netia_append` at commit).
 pub const NOTIFY_CHANNEL: &str = "netia_events";
-/// Shortest time between two NOTIFYs from one store: bursts of appends share one.
-const NOTIFY_INTERVAL: Duration = Duration::from_millis(2);
 
 const SELECT_COLUMNS: &str = "global_position, tx_id::text AS tx_id, event_id, stream_type, stream_id, version, \
      event_type, event_version, payload, metadata, recorded_at, hash";
@@ -31,9 +29,8 @@ const HEAD_CACHE_LIMIT: usize = 100_000;
 
 pub struct PgStore {
     pool: PgPool,
-    wake_tx: watch::Sender<u64>,
-    /// Set after each append; the notifier sends one NOTIFY for any number of appends since the last.
-    notify_needed: Arc<Notify>,
+    /// This process's latest appends and what it knows of the head; wakes tailers.
+    recent: Arc<Recent>,
     /// Each stream's last known `(version, hash)`. A cached head is exact for its version (rows never
     /// change), so an append at that version skips reading the head; a newer row makes the insert
     /// fail on the unique constraint, which is the conflict it should be.
@@ -56,7 +53,7 @@ impl PgStore {
             .application_name("netia")
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-        let pool = PgPoolOptions::new()
+        let pool = super::pool_options::<sqlx::Postgres>()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
@@ -66,18 +63,19 @@ impl PgStore {
 
     /// Wraps an existing pool; starts the LISTEN task that feeds [`EventStore::wake`].
     pub fn from_pool(pool: PgPool) -> Self {
-        let (wake_tx, _) = watch::channel(0u64);
-        let notify_needed = Arc::new(Notify::new());
+        let recent = Arc::new(Recent::default());
         // Tells this store's NOTIFYs from other nodes'.
         let node = uuid::Uuid::now_v7().simple().to_string();
-        let listener = tokio::spawn(listen(pool.clone(), wake_tx.clone(), node.clone()));
-        let notifier = tokio::spawn(notify(pool.clone(), notify_needed.clone(), node));
-        let (appends, mut tasks) = pg_writer::spawn(pool.clone());
-        tasks.extend([listener, notifier]);
+        let listener = tokio::spawn(listen(pool.clone(), recent.clone(), node.clone()));
+        let committed = pg_writer::Committed {
+            recent: recent.clone(),
+            node,
+        };
+        let (appends, writer) = pg_writer::spawn(pool.clone(), committed);
+        let tasks = vec![writer, listener];
         Self {
             pool,
-            wake_tx,
-            notify_needed,
+            recent,
             heads: Mutex::new(HashMap::new()),
             appends,
             tasks,
@@ -126,29 +124,8 @@ impl PgStore {
     }
 }
 
-/// Sends the NOTIFY that wakes other nodes' tailers, outside the append transactions: a NOTIFY inside
-/// a transaction takes a database-wide lock at commit, which serializes every appending transaction's
-/// commit (and WAL flush). Appends in quick succession share one NOTIFY. If the process dies between
-/// a commit and its NOTIFY, other nodes find the events at their next poll.
-async fn notify(pool: PgPool, needed: Arc<Notify>, node: String) {
-    loop {
-        needed.notified().await;
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind(&node)
-            .execute(&pool)
-            .await
-        {
-            tracing::warn!(error = %e, "NOTIFY failed; tailers on other nodes will poll");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        // Appends during this pause share the next NOTIFY; local tailers were woken directly.
-        tokio::time::sleep(NOTIFY_INTERVAL).await;
-    }
-}
-
-/// Relays NOTIFYs into the watch channel, reconnecting after errors.
-async fn listen(pool: PgPool, wake_tx: watch::Sender<u64>, node: String) {
+/// Relays other nodes' NOTIFYs to the tailers, reconnecting after errors.
+async fn listen(pool: PgPool, recent: Arc<Recent>, node: String) {
     loop {
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
@@ -156,17 +133,17 @@ async fn listen(pool: PgPool, wake_tx: watch::Sender<u64>, node: String) {
                     tracing::warn!(error = %e, "LISTEN failed; retrying");
                 } else {
                     // Anything committed while we were not listening is found by the next read.
-                    wake_tx.send_modify(|n| *n += 1);
+                    recent.foreign_commit();
                     loop {
                         match listener.try_recv().await {
                             // Our own appends woke local tailers already.
                             Ok(Some(note)) if note.payload() == node => {}
-                            Ok(Some(_)) => wake_tx.send_modify(|n| *n += 1),
+                            Ok(Some(_)) => recent.foreign_commit(),
                             // The connection dropped; the next call reconnects and re-LISTENs.
                             // NOTIFYs sent meanwhile are lost, so wake readers to look.
                             Ok(None) => {
                                 tracing::warn!("LISTEN connection lost; reconnecting");
-                                wake_tx.send_modify(|n| *n += 1);
+                                recent.foreign_commit();
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "LISTEN failed; reconnecting");
@@ -240,8 +217,8 @@ impl EventStore for PgStore {
         let Ok(()) = self.appends.send(append).await else {
             return Err(StoreError::Database(sqlx::Error::PoolClosed));
         };
-        let (prepared, placed) = match placed.await {
-            Ok(Ok(done)) => done,
+        let recorded = match placed.await {
+            Ok(Ok(recorded)) => recorded,
             Ok(Err(WriteError::Conflict)) => {
                 if let Ok(mut heads) = self.heads.lock() {
                     heads.remove(stream);
@@ -262,16 +239,9 @@ impl EventStore for PgStore {
                 ));
             }
         };
-        let recorded: Vec<RecordedEvent> = prepared
-            .into_iter()
-            .zip(placed)
-            .map(|(p, (position, tx_id))| to_recorded(stream, p, position, tx_id))
-            .collect();
         if let Some(last) = recorded.last() {
             self.remember_head(stream, last.version, &last.hash);
         }
-        self.notify_needed.notify_one();
-        self.wake_tx.send_modify(|n| *n += 1);
         Ok(recorded)
     }
 
@@ -301,10 +271,13 @@ impl EventStore for PgStore {
     }
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        if let Some(events) = self.recent.read(after, limit) {
+            return Ok(events);
+        }
+        let epoch = self.recent.epoch();
         let rows = sqlx::query(&format!(
             "SELECT {SELECT_COLUMNS} FROM events \
              WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-               AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
              ORDER BY events.tx_id, events.global_position LIMIT $3"
         ))
         .bind(after.tx_id.to_string())
@@ -312,13 +285,16 @@ impl EventStore for PgStore {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode_row).collect()
+        let events = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
+        if events.len() < limit {
+            self.recent.read_database(epoch, after, &events);
+        }
+        Ok(events)
     }
 
     async fn head(&self) -> Result<Checkpoint, StoreError> {
         let row: Option<(String, i64)> = sqlx::query_as(
             "SELECT tx_id::text, global_position FROM events \
-             WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
              ORDER BY events.tx_id DESC, events.global_position DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
@@ -335,17 +311,6 @@ impl EventStore for PgStore {
         }
     }
 
-    async fn has_pending(&self, after: Checkpoint) -> Result<bool, StoreError> {
-        let pending: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2))",
-        )
-        .bind(after.tx_id.to_string())
-        .bind(after.position)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(pending)
-    }
-
     async fn lag(&self, after: Checkpoint) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(recorded_at) AS oldest FROM events \
@@ -359,7 +324,7 @@ impl EventStore for PgStore {
     }
 
     fn wake(&self) -> watch::Receiver<u64> {
-        self.wake_tx.subscribe()
+        self.recent.wake()
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netia_events::chain::{GENESIS, format_time};
 use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{Backend, EventStore, StoreError, StreamBound, prepare, to_recorded};
+use super::{Backend, EventStore, Recent, StoreError, StreamBound, prepare, to_recorded};
 
 const SELECT_COLUMNS: &str = "global_position, tx_id, event_id, stream_type, stream_id, version, event_type, \
      event_version, payload, metadata, recorded_at, hash";
@@ -25,7 +25,8 @@ pub struct SqliteStore {
     /// A single connection: SQLite has one writer, and serializing here avoids busy retries.
     writer: SqlitePool,
     readers: SqlitePool,
-    wake_tx: watch::Sender<u64>,
+    /// This process's latest appends and what it knows of the head; wakes tailers.
+    recent: Recent,
 }
 
 impl SqliteStore {
@@ -42,19 +43,18 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
-        let writer = SqlitePoolOptions::new()
+        let writer = super::pool_options::<sqlx::Sqlite>()
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
-        let readers = SqlitePoolOptions::new()
+        let readers = super::pool_options::<sqlx::Sqlite>()
             .max_connections(max_connections.max(1))
             .connect_with(options.read_only(false))
             .await?;
-        let (wake_tx, _) = watch::channel(0u64);
         Ok(Self {
             writer,
             readers,
-            wake_tx,
+            recent: Recent::default(),
         })
     }
 
@@ -132,11 +132,16 @@ impl EventStore for SqliteStore {
             });
         }
         let prepared = prepare(stream, expected_version, &prev_hash, events)?;
-        let last: i64 =
-            sqlx::query_scalar("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)")
-                .fetch_one(&mut *tx)
+        // The head under the write lock: these events follow it, and nothing can come between.
+        let head: Option<(i64, i64)> =
+            sqlx::query_as("SELECT tx_id, global_position FROM events ORDER BY global_position DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
                 .await?;
-        let tx_id = last + 1;
+        let head = head.map_or(Checkpoint::default(), |(tx_id, position)| Checkpoint {
+            tx_id: u64::try_from(tx_id).unwrap_or_default(),
+            position,
+        });
+        let tx_id = head.position + 1;
         let recorded_at = format_time(prepared[0].recorded_at);
         for (chunk_index, chunk) in prepared.chunks(ROWS_PER_INSERT).enumerate() {
             let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -170,12 +175,13 @@ impl EventStore for SqliteStore {
             }
         }
         tx.commit().await?;
-        self.wake_tx.send_modify(|n| *n += 1);
-        Ok(prepared
+        let recorded: Vec<RecordedEvent> = prepared
             .into_iter()
             .enumerate()
             .map(|(i, p)| to_recorded(stream, p, tx_id + i as i64, tx_id as u64))
-            .collect())
+            .collect();
+        self.recent.committed(head, recorded.clone());
+        Ok(recorded)
     }
 
     async fn read_stream(&self, stream: &StreamRef, bound: StreamBound) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -212,6 +218,10 @@ impl EventStore for SqliteStore {
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         // Writers are serialized and positions assigned under the write lock, so every committed
         // position is final and (tx_id, global_position) order is plain position order.
+        if let Some(events) = self.recent.read(after, limit) {
+            return Ok(events);
+        }
+        let epoch = self.recent.epoch();
         let rows = sqlx::query(&format!(
             "SELECT {SELECT_COLUMNS} FROM events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
         ))
@@ -219,7 +229,11 @@ impl EventStore for SqliteStore {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter().map(decode_row).collect()
+        let events = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
+        if events.len() < limit {
+            self.recent.read_database(epoch, after, &events);
+        }
+        Ok(events)
     }
 
     async fn head(&self) -> Result<Checkpoint, StoreError> {
@@ -258,7 +272,7 @@ impl EventStore for SqliteStore {
     }
 
     fn wake(&self) -> watch::Receiver<u64> {
-        self.wake_tx.subscribe()
+        self.recent.wake()
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

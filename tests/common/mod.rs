@@ -64,19 +64,9 @@ pub fn message(
     }
 }
 
-/// The whole log, once nothing is held back by open transactions (of other tests' databases too).
+/// The whole log.
 pub async fn all_events(store: &dyn EventStore) -> Vec<netia_events::RecordedEvent> {
-    loop {
-        let events = store.read_all(Default::default(), 1_000_000).await.expect("read_all");
-        let after = events
-            .last()
-            .map(netia_events::RecordedEvent::checkpoint)
-            .unwrap_or_default();
-        if !store.has_pending(after).await.expect("has_pending") {
-            return events;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    store.read_all(Default::default(), 1_000_000).await.expect("read_all")
 }
 
 /// Where tests create their databases (the server's admin database).
