@@ -33,6 +33,40 @@ pub async fn acquire(db: &AnyPool, backend: Backend, name: &str) -> Option<AnyCo
     }
 }
 
+/// Waits until this process holds every lease of `names`, all on one connection (`None` on
+/// SQLite). It never keeps some while waiting for the others, so two such waiters cannot deadlock.
+pub async fn acquire_all(db: &AnyPool, backend: Backend, names: &[&str]) -> Option<AnyConnection> {
+    if backend != Backend::Postgres {
+        return None;
+    }
+    let keys: Vec<i64> = names.iter().map(|name| lock_key(name)).collect();
+    loop {
+        match db.acquire().await {
+            Ok(conn) => {
+                let mut conn = conn.detach();
+                let mut held = Vec::new();
+                for key in &keys {
+                    let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                        .bind(key)
+                        .fetch_one(&mut conn)
+                        .await;
+                    match got {
+                        Ok(true) => held.push(*key),
+                        _ => break,
+                    }
+                }
+                if held.len() == keys.len() {
+                    return Some(conn);
+                }
+                // Closing the connection releases whatever it got.
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Err(e) => tracing::warn!(leases = ?names, error = %e, "cannot acquire a connection for leases"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// A stable 63-bit key for a lease's advisory lock.
 pub fn lock_key(name: &str) -> i64 {
     let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("netia.projection.{name}").as_bytes());

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::auth::Auth;
 use crate::http::limits::{Limiter, Limits};
 use crate::http::{self, AppState};
+use crate::projector::group::ProjectorGroup;
 use crate::projector::{self, Projector};
 use crate::realtime::{self, Broadcaster, Hub};
 use crate::settings::Settings;
@@ -75,12 +76,18 @@ impl Application {
         let all = projector::projections();
         let names: Vec<&'static str> = all.iter().map(|p| p.name()).collect();
         let progress = projector::Progress::new(&names);
-        for projection in all {
-            let sender = progress.sender(projection.name());
-            let projector = Projector::new(store.clone(), pool.clone(), projection).with_progress(sender);
-            projector.setup().await.context("cannot create read-model tables")?;
-            projectors.push(tokio::spawn(projector.run(stop_projectors.subscribe())));
-        }
+        let group = ProjectorGroup::new(
+            store.clone(),
+            pool.clone(),
+            all.into_iter()
+                .map(|projection| {
+                    let sender = progress.sender(projection.name());
+                    Projector::new(store.clone(), pool.clone(), projection).with_progress(sender)
+                })
+                .collect(),
+        );
+        group.setup().await.context("cannot create read-model tables")?;
+        projectors.push(tokio::spawn(group.run(stop_projectors.subscribe())));
         let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(realtime::record_presence(
             crate::command_bus::CommandBus::new(store.clone()),

@@ -89,6 +89,34 @@ impl Checkpoints {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Moves every checkpoint of `names` (which exist) from `from` to `to`, in one statement;
+    /// returns how many moved: fewer than `names` means another writer moved some (roll back).
+    pub async fn advance_all(
+        conn: &mut AnyConnection,
+        names: &[&str],
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<u64, ProjectionError> {
+        let tx = |c: Checkpoint| {
+            i64::try_from(c.tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))
+        };
+        let sql = format!(
+            "UPDATE projection_checkpoints SET tx_id = $1, position = $2, updated_at = $3 \
+             WHERE tx_id = $4 AND position = $5 AND name IN ({})",
+            crate::placeholders(6, names.len())
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(tx(to)?)
+            .bind(to.position)
+            .bind(netia_events::chain::format_time(chrono::Utc::now()))
+            .bind(tx(from)?)
+            .bind(from.position);
+        for name in names {
+            query = query.bind(*name);
+        }
+        Ok(query.execute(conn).await?.rows_affected())
+    }
+
     /// Sets `name` to `to` unconditionally (a rebuild swapping in its tables).
     pub async fn save(conn: &mut AnyConnection, name: &str, to: Checkpoint) -> Result<(), ProjectionError> {
         let tx_id = i64::try_from(to.tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))?;

@@ -1,5 +1,9 @@
 //! Many rows per statement, for the read models that apply a batch at a time: fetch the rows whose
 //! key is in a list, and insert (or upsert) rows with multi-row `INSERT … VALUES (…), (…)`.
+//!
+//! Statements come in power-of-two sizes only (lists padded, rows split): each distinct text is
+//! parsed and planned once per connection and then reused from the statement cache, where one text
+//! per batch size had PostgreSQL parse and plan nearly every statement of a live projector.
 
 use std::collections::BTreeSet;
 
@@ -9,8 +13,8 @@ use sqlx::{AnyConnection, FromRow};
 
 use crate::placeholders;
 
-/// Ids per `IN (…)` list.
-const IDS_PER_LIST: usize = 500;
+/// Ids per `IN (…)` list (a power of two).
+const IDS_PER_LIST: usize = 512;
 
 /// Parameters per multi-row statement. Measured on a 100k-event rebuild: PostgreSQL is fastest
 /// around 1,000–3,000 (larger statements cost more to bind and plan than the round trips they
@@ -75,14 +79,31 @@ where
 {
     let mut rows = Vec::new();
     for chunk in ids.chunks(IDS_PER_LIST) {
-        let sql = select.replace("{ids}", &placeholders(1, chunk.len()));
+        // Padded with the last id again: a repeat in `IN (…)` changes nothing.
+        let size = chunk.len().next_power_of_two();
+        let sql = select.replace("{ids}", &placeholders(1, size));
         let mut q = sqlx::query_as::<_, T>(&sql);
-        for id in chunk {
-            q = q.bind(id.clone());
+        for i in 0..size {
+            q = q.bind(chunk[i.min(chunk.len() - 1)].clone());
         }
         rows.extend(q.fetch_all(&mut *conn).await?);
     }
     Ok(rows)
+}
+
+/// Splits `n` rows into statements of power-of-two sizes, none over `max` rows: as many of the
+/// largest as fit, then the binary digits of the rest (13 rows, at most 8 a statement: 8, 4, 1).
+fn statement_sizes(n: usize, max: usize) -> Vec<usize> {
+    let largest = 1usize << max.max(1).ilog2();
+    let mut sizes = vec![largest; n / largest];
+    let rest = n % largest;
+    sizes.extend(
+        (0..usize::BITS)
+            .rev()
+            .map(|bit| 1usize << bit)
+            .filter(|size| rest & size != 0),
+    );
+    sizes
 }
 
 /// `INSERT INTO table (columns) VALUES (…), … {conflict}`, as few statements as the parameter limit
@@ -96,7 +117,10 @@ pub(crate) async fn insert_rows(
 ) -> Result<(), sqlx::Error> {
     let width = columns.len();
     debug_assert!(rows.iter().all(|row| row.len() == width));
-    for chunk in rows.chunks((parameters_per_statement(conn) / width.max(1)).max(1)) {
+    let mut rest = rows;
+    for size in statement_sizes(rows.len(), (parameters_per_statement(conn) / width.max(1)).max(1)) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(i * width + 1, width)))
             .collect();
@@ -125,4 +149,25 @@ pub(crate) fn replace_on(key: &str, columns: &[&str]) -> String {
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     format!("ON CONFLICT ({key}) DO UPDATE SET {}", set.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statement_sizes;
+
+    #[test]
+    fn rows_are_split_into_power_of_two_statements_under_the_limit() {
+        assert_eq!(statement_sizes(0, 8), Vec::<usize>::new());
+        assert_eq!(statement_sizes(1, 8), vec![1]);
+        assert_eq!(statement_sizes(13, 8), vec![8, 4, 1]);
+        assert_eq!(statement_sizes(21, 8), vec![8, 8, 4, 1]);
+        assert_eq!(statement_sizes(16, 111), vec![16]);
+        assert_eq!(statement_sizes(300, 111), vec![64, 64, 64, 64, 32, 8, 4]);
+        assert_eq!(statement_sizes(5, 1), vec![1, 1, 1, 1, 1]);
+        for n in 0..200 {
+            let sizes = statement_sizes(n, 20);
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= 20));
+        }
+    }
 }

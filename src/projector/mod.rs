@@ -1,6 +1,8 @@
 //! The projector runtime: feeds a projection committed events in log order and advances its
 //! checkpoint in the same transaction as its writes (exactly once per event), one active instance
-//! per projection across nodes.
+//! per projection across nodes. The server runs them all together ([`group`]).
+
+pub mod group;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,8 @@ pub enum ProjectorError {
     },
     #[error("the checkpoint of {0} moved under this projector (another instance or a rebuild); restarting")]
     Moved(&'static str),
+    #[error("the log ended before the other projections' position while catching up {0}")]
+    LogEnds(&'static str),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
     #[error(transparent)]
@@ -96,10 +100,22 @@ pub async fn status(store: &Arc<dyn EventStore>, db: &AnyPool) -> Result<Vec<Pro
 /// Opens a pool for read models on the events' database (`postgres://…` or `sqlite://…`).
 pub async fn read_model_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
-    sqlx::any::AnyPoolOptions::new()
+    crate::store::pool_options::<sqlx::Any>()
         .max_connections(max_connections.max(2))
         .connect(url)
         .await
+}
+
+/// How a projector's transaction begins. On SQLite it takes the write lock up front: a transaction
+/// that reads first and writes later cannot upgrade once another writer (the event store) has
+/// committed meanwhile. On PostgreSQL a read model and its checkpoint commit together, and both can
+/// be replayed from the log: losing the last few milliseconds of them in a crash loses nothing, so
+/// they need not wait for their own WAL flush (the events themselves do).
+pub(crate) fn begin_statement(backend: crate::store::Backend) -> &'static str {
+    match backend {
+        crate::store::Backend::Sqlite => "BEGIN IMMEDIATE",
+        crate::store::Backend::Postgres => "BEGIN; SET LOCAL synchronous_commit = off",
+    }
 }
 
 pub struct Projector {
@@ -214,19 +230,7 @@ impl Projector {
         let mut conn = self.db.acquire().await?;
         // On SQLite take the write lock up front: a transaction that reads first and writes later
         // cannot upgrade once another writer (the event store) has committed meanwhile.
-        let mut tx = match self.store.backend() {
-            crate::store::Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            crate::store::Backend::Postgres => {
-                let mut tx = conn.begin().await?;
-                // A read model and its checkpoint commit together, and both can be replayed from
-                // the log: losing the last few milliseconds of them in a crash loses nothing, so
-                // they need not wait for their own WAL flush (the events themselves do).
-                sqlx::query("SET LOCAL synchronous_commit = off")
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            }
-        };
+        let mut tx = conn.begin_with(begin_statement(self.store.backend())).await?;
         if let Err((position, source)) = self.projection.apply_batch(&mut tx, events).await {
             return Err(ProjectorError::Apply {
                 name: self.name(),
@@ -238,16 +242,42 @@ impl Projector {
             return Err(ProjectorError::Moved(self.name()));
         }
         tx.commit().await?;
+        self.reached(last.checkpoint());
+        Ok(())
+    }
+
+    /// Publishes that the projection has committed everything up to `to`.
+    pub(crate) fn reached(&self, to: Checkpoint) {
         if let Some(progress) = &self.progress {
             progress.send_if_modified(|at| {
-                let newer = last.checkpoint() > *at;
+                let newer = to > *at;
                 if newer {
-                    *at = last.checkpoint();
+                    *at = to;
                 }
                 newer
             });
         }
-        Ok(())
+    }
+
+    pub(crate) fn projection(&self) -> &Arc<dyn Projection> {
+        &self.projection
+    }
+
+    /// Applies the events after `from` up to `target` (all committed), in batches of their own
+    /// transactions; returns where it stopped (`target`, or `from` if that is already past it).
+    pub(crate) async fn catch_up_to(&self, from: Checkpoint, target: Checkpoint) -> Result<Checkpoint, ProjectorError> {
+        let mut tailer = Tailer::new(self.store.clone(), from).with_batch(self.batch);
+        while tailer.checkpoint() < target {
+            let from = tailer.checkpoint();
+            let mut events = tailer.try_next_batch().await?;
+            events.retain(|e| e.checkpoint() <= target);
+            if events.is_empty() {
+                // Everything up to `target` was read before, so it is there to read now.
+                return Err(ProjectorError::LogEnds(self.name()));
+            }
+            self.apply_batch(from, &events).await?;
+        }
+        Ok(tailer.checkpoint().max(from))
     }
 
     /// Applies everything committed so far; returns how many events it applied.
@@ -258,10 +288,6 @@ impl Projector {
             let from = tailer.checkpoint();
             let events = tailer.try_next_batch().await?;
             if events.is_empty() {
-                if self.store.has_pending(tailer.checkpoint()).await? {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
-                }
                 return Ok(applied);
             }
             self.apply_batch(from, &events).await?;
