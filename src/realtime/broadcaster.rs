@@ -133,7 +133,7 @@ impl Broadcaster {
         let notification = format!("notification:{account}");
         if let Some(message) = message_row_of(&decoded, event, &account) {
             let private = message.private != 0;
-            let payload = serde_json::to_value(MessageView::from(&message))?;
+            let payload = MessageView::from(&message);
             let audience = if private { Audience::Agents } else { Audience::Everyone };
             self.hub
                 .broadcast(&conversation_topic, "shout", &payload, audience, None);

@@ -355,11 +355,11 @@ impl Hub {
     }
 
     /// Queues one frame for every member of `topic` (but `except`), serialized once.
-    pub fn broadcast(
+    pub fn broadcast<P: serde::Serialize + ?Sized>(
         &self,
         topic: &str,
         event: &str,
-        payload: &Value,
+        payload: &P,
         audience: Audience,
         except: Option<ConnId>,
     ) -> usize {

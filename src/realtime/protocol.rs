@@ -1,6 +1,7 @@
 //! Phoenix Channels V2 frames: `[join_ref, ref, topic, event, payload]` as a JSON array
 //! (`../shared/PHOENIX.md` §2.2). Refs are strings echoed back verbatim; the payload is an object.
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 /// One frame from a client.
@@ -66,26 +67,41 @@ impl Frame {
     }
 }
 
-/// Serializes a frame from the server.
-pub fn encode(join_ref: Option<&str>, reference: Option<&str>, topic: &str, event: &str, payload: &Value) -> String {
-    json!([join_ref, reference, topic, event, payload]).to_string()
+/// Serializes a frame from the server, straight from the payload's own type (no `Value` tree
+/// built and copied first: this runs for every reply and broadcast).
+pub fn encode<P: Serialize + ?Sized>(
+    join_ref: Option<&str>,
+    reference: Option<&str>,
+    topic: &str,
+    event: &str,
+    payload: &P,
+) -> String {
+    // Cannot fail: strings, and payloads whose maps have string keys.
+    serde_json::to_string(&(join_ref, reference, topic, event, payload)).unwrap_or_default()
+}
+
+/// The body of a `phx_reply` (fields in the order Phoenix sends them).
+#[derive(Serialize)]
+struct Reply<'a, P: Serialize + ?Sized> {
+    response: &'a P,
+    status: &'static str,
 }
 
 /// The `phx_reply` to `frame`: `{"status": "ok"|"error", "response": …}`.
-pub fn reply(frame: &Frame, ok: bool, response: Value) -> String {
+pub fn reply<P: Serialize + ?Sized>(frame: &Frame, ok: bool, response: &P) -> String {
     let status = if ok { "ok" } else { "error" };
     encode(
         frame.join_ref.as_deref(),
         frame.reference.as_deref(),
         &frame.topic,
         "phx_reply",
-        &json!({"status": status, "response": response}),
+        &Reply { response, status },
     )
 }
 
 /// An error reply with a reason, as Phoenix sends them.
 pub fn refuse(frame: &Frame, reason: &str) -> String {
-    reply(frame, false, json!({ "reason": reason }))
+    reply(frame, false, &json!({ "reason": reason }))
 }
 
 #[cfg(test)]
@@ -130,7 +146,7 @@ mod tests {
     fn replies_echo_the_refs() {
         let frame = Frame::parse(r#"["3","4","conversation:42","shout",{}]"#).unwrap();
         assert_eq!(
-            reply(&frame, true, json!({})),
+            reply(&frame, true, &json!({})),
             r#"["3","4","conversation:42","phx_reply",{"response":{},"status":"ok"}]"#
         );
         assert_eq!(

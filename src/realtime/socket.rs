@@ -443,7 +443,7 @@ impl Connection {
 
     async fn handle(&mut self, frame: Frame) {
         if frame.topic == "phoenix" && frame.event == "heartbeat" {
-            self.send(reply(&frame, true, json!({})));
+            self.send(reply(&frame, true, &json!({})));
             return;
         }
         match frame.event.as_str() {
@@ -491,7 +491,7 @@ impl Connection {
             self.outbox.clone(),
         );
         self.joined.insert(frame.topic.clone(), join_ref);
-        self.send(reply(&frame, true, json!({})));
+        self.send(reply(&frame, true, &json!({})));
         let kind = frame.topic.split(':').next().unwrap_or_default();
         let (key, meta) = self.caller.presence();
         match (kind, &self.caller) {
@@ -507,7 +507,7 @@ impl Connection {
         match self.joined.remove(&frame.topic) {
             Some(join_ref) => {
                 self.hub.leave(&frame.topic, self.id);
-                self.send(reply(&frame, true, json!({})));
+                self.send(reply(&frame, true, &json!({})));
                 self.send(encode(
                     Some(&join_ref),
                     Some(&join_ref),
@@ -516,7 +516,7 @@ impl Connection {
                     &json!({}),
                 ));
             }
-            None => self.send(reply(&frame, true, json!({}))),
+            None => self.send(reply(&frame, true, &json!({}))),
         }
     }
 
@@ -552,7 +552,7 @@ impl Connection {
     async fn handle_in(&mut self, frame: Frame) {
         let kind = frame.topic.split(':').next().unwrap_or_default().to_owned();
         match (kind.as_str(), frame.event.as_str()) {
-            (_, "ping") => self.send(reply(&frame, true, Value::Object(frame.payload.clone()))),
+            (_, "ping") => self.send(reply(&frame, true, &frame.payload)),
             ("conversation", "shout") => {
                 let id = frame.topic["conversation:".len()..].parse();
                 match id {
@@ -585,7 +585,7 @@ impl Connection {
                             .execute::<Conversation>(id, command, &self.caller.meta())
                             .await;
                         match result {
-                            Ok(_) => self.send(reply(&frame, true, json!({}))),
+                            Ok(_) => self.send(reply(&frame, true, &json!({}))),
                             Err(e) => self.send(refuse(&frame, &e.to_string())),
                         }
                     }
@@ -668,8 +668,7 @@ impl Connection {
                     broadcast_us = started.elapsed().as_micros() as u64,
                     "shout"
                 );
-                let saved = serde_json::to_value(&posted.message).unwrap_or_default();
-                self.send(reply(frame, true, saved));
+                self.send(reply(frame, true, &posted.message));
             }
             Err(e) => self.send(refuse(frame, &e.to_string())),
         }
@@ -685,7 +684,7 @@ impl Connection {
             .execute::<Conversation>(id, ConversationCommand::MarkRead { user_id }, &self.caller.meta())
             .await;
         match result {
-            Ok(_) => self.send(reply(frame, true, json!({}))),
+            Ok(_) => self.send(reply(frame, true, &json!({}))),
             Err(e) => self.send(refuse(frame, &e.to_string())),
         }
     }
