@@ -106,7 +106,8 @@ impl Application {
             projectors.push(tokio::spawn(link));
         }
         let broadcaster = Broadcaster::new(store.clone(), pool.clone(), hub.clone().into_inner());
-        projectors.push(tokio::spawn(broadcaster.run(stop_projectors.subscribe())));
+        let start = store.head().await.ok();
+        projectors.push(tokio::spawn(broadcaster.run(start, stop_projectors.subscribe())));
         let metrics = Arc::new(crate::bus::Metrics::default());
         let mut consumers: Vec<Arc<dyn crate::bus::Consumer>> = Vec::new();
         if let Some(llm) = &settings.llm {

@@ -486,6 +486,7 @@ pub(super) async fn messages(
     if !(1..=1_000).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be from 1 to 1000".into()));
     }
+    state.caught_up_with_log("conversation").await;
     let mut conn = state.db.acquire().await?;
     let rows = ConversationProjection::messages(
         &mut conn,

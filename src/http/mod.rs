@@ -87,6 +87,17 @@ impl AppState {
         self.wait_for(projection, last).await;
     }
 
+    /// Waits (bounded) until the named read model has applied everything committed before this
+    /// call: a reader catching up after a reconnect (a restart, say) must not get a page that is
+    /// missing what was written while it was away.
+    pub async fn caught_up_with_log(&self, projection: &str) {
+        match self.store.head().await {
+            Ok(head) if head != Checkpoint::default() => self.wait_for(projection, head).await,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(projection, error = %e, "cannot read the log head"),
+        }
+    }
+
     async fn wait_for(&self, projection: &str, at: Checkpoint) {
         match self.progress.wait_for(&self.db, projection, at, READ_YOUR_WRITES).await {
             Ok(true) => {}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use netia_events::conversation::ConversationEvent;
 use netia_events::customer::CustomerEvent;
 use netia_events::user::UserEvent;
-use netia_events::{DomainEvent, RecordedEvent};
+use netia_events::{Checkpoint, DomainEvent, RecordedEvent};
 use netia_projections::{ConversationProjection, message_row_of};
 use serde_json::{Value, json};
 use sqlx::AnyPool;
@@ -40,9 +40,14 @@ impl Broadcaster {
         }
     }
 
-    /// Follows the log until `stop` turns true.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    /// Follows the log from `start` (the head when the node started, read before it accepts
+    /// requests, so that nothing written through it can fall before the start; read here if it
+    /// could not be) until `stop` turns true.
+    pub async fn run(mut self, start: Option<Checkpoint>, mut stop: watch::Receiver<bool>) {
         let start = loop {
+            if let Some(start) = start {
+                break start;
+            }
             match self.store.head().await {
                 Ok(head) => break head,
                 Err(e) => {
