@@ -5,6 +5,9 @@
   "use strict";
 
   const $ = (id) => document.getElementById(id);
+  // The server's TYPING_REFRESH and TYPING_TTL (src/realtime/mod.rs).
+  const TYPING_REFRESH_MS = 2000;
+  const TYPING_TTL_MS = 6000;
   const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
   const COLOR = /^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i;
 
@@ -87,6 +90,7 @@
     unsent: new Map(), // client_message_id → body
     channel: null,
     typingTimer: null,
+    typingSentAt: 0,
     typingSent: false,
     agentsOnline: new Set(),
     showAvailability: false,
@@ -202,9 +206,14 @@
       .receive("timeout", () => render({ client_message_id: id, body, type: "customer" }, { failed: true }));
   }
 
+  // Typing is ephemeral: while typing, say so again every TYPING_REFRESH_MS; pages forget a
+  // typist not heard from for TYPING_TTL_MS (a closed tab never says it stopped).
   function setTyping(typing) {
-    if (!state.channel || state.channel.state !== "joined" || state.typingSent === typing) return;
+    if (!state.channel || state.channel.state !== "joined") return;
+    const now = Date.now();
+    if (state.typingSent === typing && !(typing && now - state.typingSentAt >= TYPING_REFRESH_MS)) return;
     state.typingSent = typing;
+    state.typingSentAt = now;
     state.channel.push("typing", { typing });
   }
 
@@ -273,7 +282,8 @@
       el.hidden = !t.typing;
       el.textContent = t.bot ? "AI is typing…" : `${params.companyName || "Agent"} is typing…`;
       clearTimeout(typingShown);
-      if (t.typing) typingShown = setTimeout(hideTyping, 15000); // a typist who went quiet
+      // Typists repeat themselves every TYPING_REFRESH_MS; one not heard from is gone.
+      if (t.typing) typingShown = setTimeout(hideTyping, TYPING_TTL_MS);
     });
     let first = true;
     channel.onJoin(async () => {

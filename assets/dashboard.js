@@ -6,6 +6,9 @@
   "use strict";
 
   const $ = (id) => document.getElementById(id);
+  // The server's TYPING_REFRESH and TYPING_TTL (src/realtime/mod.rs).
+  const TYPING_REFRESH_MS = 2000;
+  const TYPING_TTL_MS = 6000;
   const TOKEN = "netia:session";
   const FILTERS = {
     open: { status: "open" },
@@ -25,6 +28,7 @@
     refreshTimer: null,
     typingSent: false,
     typingTimer: null,
+    typingSentAt: 0,
   };
 
   const el = (tag, text, className) => {
@@ -268,6 +272,9 @@
       if (t.user_id === state.session.user_id) return;
       $("typing").hidden = !t.typing;
       $("typing").textContent = t.bot ? "AI is typing…" : t.customer_id ? "Customer is typing…" : `${userName(t.user_id)} is typing…`;
+      // Typists repeat themselves every TYPING_REFRESH_MS; one not heard from is gone.
+      clearTimeout(state.typingShown);
+      if (t.typing) state.typingShown = setTimeout(() => ($("typing").hidden = true), TYPING_TTL_MS);
     });
     channel.on("conversation:updated", () => refreshSoon());
     channel.join();
@@ -309,9 +316,14 @@
     list.hidden = false;
   });
 
+  // Typing is ephemeral: while typing, say so again every TYPING_REFRESH_MS; pages forget a
+  // typist not heard from for TYPING_TTL_MS (a closed tab never says it stopped).
   function setTyping(typing) {
-    if (!state.channel || state.typingSent === typing) return;
+    if (!state.channel) return;
+    const now = Date.now();
+    if (state.typingSent === typing && !(typing && now - state.typingSentAt >= TYPING_REFRESH_MS)) return;
     state.typingSent = typing;
+    state.typingSentAt = now;
     state.channel.push("typing", { typing });
   }
 

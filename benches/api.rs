@@ -70,7 +70,7 @@ async fn seed(store: Arc<dyn EventStore>, account: AccountId, agent: UserId) -> 
                 conversation_id: id,
                 account_id: account,
                 customer_id: customer,
-                inbox_id: None,
+                inbox_id: netia_events::InboxId::new(),
                 source: Source::Chat,
                 subject: None,
                 at: now,

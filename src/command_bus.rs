@@ -1,9 +1,13 @@
 //! Executes commands: load the stream, decide, append with the expected version, retry if it commutes.
+//!
+//! Commands on one stream take turns within a node (a fair, first-come lock per stream), so
+//! writers on one node never conflict with each other; a conflict with another node is retried,
+//! for commands that commute (a message commutes with everything), until a deadline.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use netia_commands::{Commutes, Decide};
@@ -11,8 +15,12 @@ use netia_events::{DomainEvent, EventError, Metadata, RecordedEvent, StreamRef};
 
 use crate::store::{EventStore, StoreError, StreamBound};
 
-/// How many times a commuting command is decided again after a concurrent append.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// How many times a commuting command is decided at most (conflicts with other nodes' writers).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 1_000;
+/// How long a commuting command keeps retrying after conflicts before it reports one.
+pub const RETRY_DEADLINE: Duration = Duration::from_secs(10);
+/// Longest pause between two attempts (the pause doubles from 200 µs, with full jitter).
+const MAX_BACKOFF: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError<E: std::error::Error + 'static> {
@@ -45,11 +53,15 @@ const CACHED_STATES: usize = 10_000;
 
 type StateCache = Mutex<HashMap<String, (Arc<dyn Any + Send + Sync>, i64)>>;
 
+/// One turn lock per stream with commands in flight (dropped entries are swept as the map grows).
+type StreamTurns = Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>;
+
 #[derive(Clone)]
 pub struct CommandBus {
     store: Arc<dyn EventStore>,
     max_attempts: u32,
     cache: Arc<StateCache>,
+    turns: Arc<StreamTurns>,
     use_cache: bool,
 }
 
@@ -59,6 +71,7 @@ impl CommandBus {
             store,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             cache: Arc::default(),
+            turns: Arc::default(),
             use_cache: true,
         }
     }
@@ -141,6 +154,20 @@ impl CommandBus {
         }
     }
 
+    /// The turn lock of `stream`: tokio's mutex queues waiters first come, first served.
+    fn turn(&self, stream: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(turn) = turns.get(stream).and_then(Weak::upgrade) {
+            return turn;
+        }
+        if turns.len() >= CACHED_STATES {
+            turns.retain(|_, turn| turn.strong_count() > 0);
+        }
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        turns.insert(stream.to_owned(), Arc::downgrade(&turn));
+        turn
+    }
+
     /// Decides `command` against aggregate `id` and appends the outcome.
     pub async fn execute<A>(
         &self,
@@ -175,6 +202,9 @@ impl CommandBus {
         let stream = StreamRef::new(<A::Event as DomainEvent>::STREAM_TYPE, id);
         let metadata = serde_json::to_value(metadata)?;
         let commutes = commands.iter().all(Commutes::commutes);
+        let turn = self.turn(&stream.to_string());
+        let _turn = turn.lock().await;
+        let deadline = tokio::time::Instant::now() + RETRY_DEADLINE;
         let mut attempt = 0;
         // First try on the cached state without reading the stream: the append's expected version
         // proves it current. Anything else (a conflict, a refusal, a no-op) is decided again on
@@ -232,10 +262,16 @@ impl CommandBus {
                 }
                 // The cache was behind: that was no attempt, load and decide properly.
                 Err(e) if e.is_conflict() && !fresh => attempt -= 1,
-                Err(e) if e.is_conflict() && commutes && attempt < self.max_attempts => {
-                    // Back off a little, with jitter, so that colliding writers spread out.
-                    let micros = fastrand::u64(0..(200 * u64::from(attempt)));
-                    tokio::time::sleep(Duration::from_micros(micros)).await;
+                Err(e)
+                    if e.is_conflict()
+                        && commutes
+                        && attempt < self.max_attempts
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    // Another node's writer: back off exponentially, with full jitter, so that
+                    // colliding writers spread out.
+                    let ceiling = (200u64 << attempt.min(16)).min(MAX_BACKOFF.as_micros() as u64);
+                    tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=ceiling))).await;
                 }
                 Err(e) if e.is_conflict() => return Err(CommandError::Conflict { stream }),
                 Err(e) => return Err(CommandError::Store(e)),

@@ -1,8 +1,8 @@
 //! Reply emails (SPEC §6): when an agent replies and the customer, who has an email address, has not
 //! seen the reply `REPLY_EMAIL_DELAY` later, one email carries every reply they have not seen, sent
 //! over SMTP (`SMTP_URL`, `EMAIL_FROM`) and recorded as `EmailNotificationSent`. Successive emails of
-//! a conversation form one thread (each names the previous one's Message-ID in In-Reply-To and
-//! References).
+//! a conversation form one thread: each names the previous one's Message-ID in In-Reply-To and the
+//! whole thread's in References (RFC 5322 §3.6.4).
 //!
 //! A consumer of `AgentMessagePosted` schedules a `reply_email` job at reply time + delay; the job
 //! (run by the scheduler) decides from the conversation's stream what is still unseen. A crash between
@@ -100,6 +100,25 @@ pub fn unseen_replies(
     unseen
 }
 
+/// Most Message-IDs named in one `References` header; a longer thread keeps its first one (the
+/// thread's root) and the latest ones, as RFC 5322 §3.6.4 allows trimming and mail clients do.
+pub const MAX_REFERENCES: usize = 50;
+
+/// The `References` value of the next email of a thread whose Message-IDs so far are `thread`
+/// (oldest first): all of them, space-separated (RFC 5322 §3.6.4: the parent's References followed
+/// by the parent's Message-ID), trimmed to [`MAX_REFERENCES`].
+pub fn references(thread: &[String]) -> String {
+    let kept: Vec<&str> = if thread.len() > MAX_REFERENCES {
+        std::iter::once(&thread[0])
+            .chain(&thread[thread.len() - (MAX_REFERENCES - 1)..])
+            .map(String::as_str)
+            .collect()
+    } else {
+        thread.iter().map(String::as_str).collect()
+    };
+    kept.join(" ")
+}
+
 impl ReplyEmailJob {
     pub fn new(bus: CommandBus, store: Arc<dyn EventStore>, settings: EmailSettings) -> Result<Self, String> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose_secret())
@@ -182,7 +201,7 @@ impl JobHandler for ReplyEmailJob {
         if let Some(previous) = &conversation.last_email_id {
             builder = builder
                 .header(InReplyTo::from(previous.clone()))
-                .header(References::from(previous.clone()));
+                .header(References::from(references(&conversation.email_thread)));
         }
         let message = builder.body(body).map_err(|e| format!("building the email: {e}"))?;
         self.transport.send(message).await.map_err(|e| format!("SMTP: {e}"))?;
@@ -202,5 +221,30 @@ impl JobHandler for ReplyEmailJob {
             .await
             .map_err(|e| e.to_string())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("<id{i}@x>")).collect()
+    }
+
+    #[test]
+    fn references_name_the_whole_thread_oldest_first() {
+        assert_eq!(references(&ids(1)), "<id1@x>");
+        assert_eq!(references(&ids(3)), "<id1@x> <id2@x> <id3@x>");
+    }
+
+    #[test]
+    fn a_long_thread_keeps_its_root_and_the_latest_ids() {
+        let refs = references(&ids(60));
+        let kept: Vec<&str> = refs.split(' ').collect();
+        assert_eq!(kept.len(), MAX_REFERENCES);
+        assert_eq!(kept[0], "<id1@x>");
+        assert_eq!(kept[1], "<id12@x>");
+        assert_eq!(kept.last(), Some(&"<id60@x>"));
     }
 }

@@ -1,5 +1,6 @@
 //! Netia: the server and CLI around the event store — configuration, startup, HTTP, tailing, commands.
 
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod bus;

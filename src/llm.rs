@@ -373,8 +373,19 @@ impl Consumer for LlmReply {
             system: system_prompt(&account.business_context),
             turns: history(&events, event.version, self.settings.history),
         };
-        self.typing(id, true);
-        let answer = self.ask(&prompt).await;
+        // Typing is ephemeral: pages forget a typist not heard from for a few seconds, so the
+        // bot says it again while the model thinks.
+        let answer = {
+            let ask = self.ask(&prompt);
+            tokio::pin!(ask);
+            let mut refresh = tokio::time::interval(crate::realtime::TYPING_REFRESH);
+            loop {
+                tokio::select! {
+                    answer = &mut ask => break answer,
+                    _ = refresh.tick() => self.typing(id, true),
+                }
+            }
+        };
         self.typing(id, false);
         match answer {
             Ok(Answer::Text(text)) => self.reply(id, account_id, event, message.message_id, text).await,

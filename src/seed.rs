@@ -56,6 +56,7 @@ pub async fn seed_demo(
     let started = Instant::now();
     let mut rng = fastrand::Rng::with_seed(seed);
     let account_id = AccountId::new();
+    let inbox_id = netia_events::InboxId::new();
     let agents: Vec<UserId> = (0..3).map(|_| UserId::new()).collect();
     let conversations = conversations.max(1);
     let mut written = 0;
@@ -102,7 +103,7 @@ pub async fn seed_demo(
             conversation_id: id,
             account_id,
             customer_id,
-            inbox_id: None,
+            inbox_id,
             source: Source::Chat,
             subject: Some(format!("Question {i}")),
             at: Utc::now(),

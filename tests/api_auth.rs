@@ -86,7 +86,7 @@ async fn registration_signs_in_an_admin_and_refuses_bad_input(db: &TestDb) {
         response.json::<serde_json::Value>().await.unwrap()["error"],
         "bad_request"
     );
-    let response = raw(format!("{{\"email\": \"{}\"}}", "a".repeat(100_000)))
+    let response = raw(format!("{{\"email\": \"{}\"}}", "a".repeat(300_000)))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);

@@ -416,3 +416,83 @@ mod server {
     use super::*;
     on_both_backends!(a_running_server_emails_unseen_replies);
 }
+
+/// A header's value with folded continuation lines joined (RFC 5322 §2.2.3).
+fn unfolded(message: &str, name: &str) -> Option<String> {
+    let mut lines = message
+        .lines()
+        .skip_while(|l| l.split_once(':').is_none_or(|(key, _)| !key.eq_ignore_ascii_case(name)));
+    let first = lines.next()?.split_once(':')?.1.trim().to_owned();
+    let rest: Vec<&str> = lines
+        .take_while(|l| l.starts_with(' ') || l.starts_with('\t'))
+        .map(str::trim)
+        .collect();
+    Some(
+        std::iter::once(first.as_str())
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// Field report 3: three agent replies with a customer answer between each; every email names
+/// the whole thread in References (RFC 5322 §3.6.4), not only its parent.
+async fn reply_emails_name_the_whole_thread(db: &TestDb) {
+    let smtp = Smtp::start().await;
+    let bus = CommandBus::new(db.store.clone());
+    let (account, agent, meta) = common::register_account(&bus).await;
+    let (customer, id) = (CustomerId::new(), ConversationId::new());
+    let identity = CustomerIdentity {
+        email: Some("ada@example.com".into()),
+        ..CustomerIdentity::default()
+    };
+    let create = CustomerCommand::Create {
+        customer_id: customer,
+        account_id: account,
+        identity,
+        metadata: Default::default(),
+    };
+    bus.execute::<Customer>(customer, create, &meta).await.unwrap();
+    bus.execute::<Conversation>(id, common::open_conversation(id, account, customer, Utc::now()), &meta)
+        .await
+        .unwrap();
+    let settings = EmailSettings {
+        smtp_url: smtp.url().into(),
+        from: "Acme Support <help@acme.test>".parse().unwrap(),
+        reply_delay: Duration::from_secs(0),
+    };
+    let job = ReplyEmailJob::new(bus.clone(), db.store.clone(), settings).unwrap();
+    let payload = json!({"conversation_id": id.to_string()});
+    for (i, (reply, answer)) in [("Reply one", "Thanks"), ("Reply two", "Ok"), ("Reply three", "Bye")]
+        .into_iter()
+        .enumerate()
+    {
+        let command = common::message(Author::Agent { user_id: agent }, reply, false, None, Utc::now());
+        bus.execute::<Conversation>(id, command, &meta).await.unwrap();
+        job.run(&payload).await.unwrap();
+        assert_eq!(smtp.messages().len(), i + 1);
+        let command = common::message(
+            Author::Customer { customer_id: customer },
+            answer,
+            false,
+            None,
+            Utc::now(),
+        );
+        bus.execute::<Conversation>(id, command, &meta).await.unwrap();
+    }
+    let sent = smtp.messages();
+    let ids: Vec<String> = sent.iter().map(|m| unfolded(m, "Message-ID").unwrap()).collect();
+    assert_eq!(unfolded(&sent[0], "References"), None);
+    assert_eq!(unfolded(&sent[1], "References"), Some(ids[0].clone()));
+    assert_eq!(unfolded(&sent[2], "In-Reply-To"), Some(ids[1].clone()));
+    assert_eq!(
+        unfolded(&sent[2], "References"),
+        Some(format!("{} {}", ids[0], ids[1])),
+        "the whole chain, oldest first"
+    );
+}
+
+mod threads {
+    use super::*;
+    on_both_backends!(reply_emails_name_the_whole_thread);
+}

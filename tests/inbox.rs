@@ -53,7 +53,7 @@ async fn world(db: &TestDb) -> World {
                 conversation_id: id,
                 account_id,
                 customer_id: ada,
-                inbox_id: None,
+                inbox_id: netia_events::InboxId::new(),
                 source: Source::Chat,
                 subject: Some(subject),
                 at: Utc::now(),

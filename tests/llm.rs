@@ -497,3 +497,103 @@ mod server {
     use super::*;
     on_both_backends!(a_running_server_answers_customers);
 }
+
+/// Field report 1: the model takes 1.5 s; meanwhile an agent assigns the conversation to
+/// themself. Whether the bot may answer is decided when its answer is recorded, so nothing is
+/// posted (the history ends with the assignment), and the model was asked (it was free then).
+async fn an_answer_that_arrives_after_an_agent_took_the_conversation_is_dropped(db: &TestDb) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(completion("Your order ships today."))
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .mount(&server)
+        .await;
+    let base = format!("{}/v1", server.uri());
+    let api = common::api::Api::start_with(db, &[("LLM_BASE_URL", &base), ("LLM_MODEL", "test-model")]).await;
+    let admin = api.register("agent@example.com").await;
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            "/api/business_context",
+            Some(&admin.token),
+            Some(
+                json!({"business_name": "Acme", "business_description": "Bikes", "instructions": "Be nice",
+                        "scheduling_link": null, "llm_enabled": true}),
+            ),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let (conversation, _) = api.conversation(&admin.account_id).await;
+    let (_, body) = api
+        .get(&format!("/api/conversations/{conversation}"), &admin.token)
+        .await;
+    let customer: CustomerId = body["data"]["customer_id"].as_str().unwrap().parse().unwrap();
+    let id: ConversationId = conversation.parse().unwrap();
+    let meta = Metadata::new(Actor::Customer { customer_id: customer });
+    let command = common::message(
+        Author::Customer { customer_id: customer },
+        "Where is my order?",
+        false,
+        None,
+        chrono::Utc::now(),
+    );
+    CommandBus::new(db.store.clone())
+        .execute::<Conversation>(id, command, &meta)
+        .await
+        .unwrap();
+    // The model is thinking.
+    for _ in 0..100 {
+        if !requests(&server).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(requests(&server).await.len(), 1, "the model was asked");
+    let (status, body) = api
+        .patch(
+            &format!("/api/conversations/{conversation}"),
+            &admin.token,
+            json!({"assignee_id": admin.user_id}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    // The consumer is done with the message once it counts it handled.
+    let mut handled = false;
+    for _ in 0..200 {
+        let text = reqwest::get(format!("{}/metrics", api.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("netia_consumer_handled_total{consumer=\"llm_reply\"} 1") {
+            handled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(handled, "the LLM consumer handled the message");
+    let (_, history) = api
+        .get(&format!("/api/conversations/{conversation}/history"), &admin.token)
+        .await;
+    let types: Vec<&str> = history["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["ConversationCreated", "CustomerMessagePosted", "AgentAssigned"],
+        "no bot message after the assignment"
+    );
+}
+
+mod assigned_meanwhile {
+    use super::*;
+    on_both_backends!(an_answer_that_arrives_after_an_agent_took_the_conversation_is_dropped);
+}

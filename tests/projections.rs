@@ -61,7 +61,7 @@ async fn history(db: &TestDb, n: usize) -> Vec<CustomerId> {
                 conversation_id,
                 account_id,
                 customer_id: id,
-                inbox_id: None,
+                inbox_id: netia_events::InboxId::new(),
                 source: Source::Chat,
                 subject: None,
                 at: Utc::now(),

@@ -122,6 +122,29 @@ mod hostile {
     on_both_backends!(hostile_frames_close_only_the_offending_socket);
 }
 
+/// Field report 2: "Customer is typing…" outlived the customer's tab. Typing ends when its owner
+/// leaves, sends, or disconnects (`tests/js/typing.mjs`).
+async fn typing_ends_with_its_owner(db: &TestDb) {
+    let api = Api::start(db).await;
+    let admin = api.register("agent@example.com").await;
+    let (conversation, customer) = api.conversation(&admin.account_id).await;
+    run_script(
+        "typing.mjs",
+        &[
+            ("NETIA_URL", &api.base),
+            ("AGENT_TOKEN", &admin.token),
+            ("CUSTOMER_TOKEN", &customer),
+            ("CONVERSATION_ID", &conversation),
+        ],
+    )
+    .await;
+}
+
+mod typing {
+    use super::*;
+    on_both_backends!(typing_ends_with_its_owner);
+}
+
 /// A member that stops reading is disconnected once its outbox is full; the others are not slowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_a_consumer_that_stops_reading_is_disconnected_without_stalling_the_others() {

@@ -32,7 +32,7 @@ async fn days_report_counts_and_response_times(db: &TestDb) {
         conversation_id: id,
         account_id,
         customer_id,
-        inbox_id: None,
+        inbox_id: netia_events::InboxId::new(),
         source: Source::Chat,
         subject: None,
         at,

@@ -7,12 +7,14 @@
 pub mod account;
 pub mod conversation;
 pub mod customer;
+pub mod external_id;
 pub mod user;
 pub mod validate;
 
 pub use account::{Account, AccountCommand, AccountError};
 pub use conversation::{Conversation, ConversationCommand, ConversationError};
 pub use customer::{Customer, CustomerCommand, CustomerError};
+pub use external_id::{ExternalId, ExternalIdCommand, ExternalIdError};
 pub use user::{User, UserCommand, UserError};
 
 /// The decision half of an aggregate.

@@ -5,6 +5,21 @@ pub const MAX_BODY_CHARS: usize = 20_000;
 /// Longest idempotency key or external id, in characters.
 pub const MAX_KEY_CHARS: usize = 200;
 
+/// Bytes of the longest spelling of one character in JSON: a character outside the BMP escaped
+/// as a surrogate pair, `\uD83D\uDE00` (RFC 8259 §7).
+pub const MAX_JSON_BYTES_PER_CHAR: usize = 12;
+
+/// Largest request body (HTTP) or socket frame accepted, in bytes: 256 KiB. Lengths are
+/// documented in characters, so this must hold the longest documented message in any script and
+/// any JSON spelling — 20,000 characters can take 240,000 bytes — which the assertion below keeps
+/// true if either number changes.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+const _: () = assert!(
+    MAX_REQUEST_BYTES >= (MAX_BODY_CHARS + MAX_KEY_CHARS) * MAX_JSON_BYTES_PER_CHAR + 1024,
+    "MAX_REQUEST_BYTES must hold a message of MAX_BODY_CHARS characters in any script and spelling"
+);
+
 /// A plausible e-mail address: one `@`, something on both sides, no spaces, at most 254 bytes.
 pub fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {

@@ -6,6 +6,7 @@ pub mod codec;
 pub mod conversation;
 pub mod customer;
 pub mod envelope;
+pub mod external_id;
 pub mod ids;
 pub mod user;
 

@@ -82,17 +82,25 @@ impl ConversationProjection {
         .await?)
     }
 
-    /// The message a client sent with this idempotency key in this conversation.
+    /// The message `author` sent with this idempotency key in this conversation (keys are scoped
+    /// to their author: another author's message under the same key is not it).
     pub async fn message_by_client_id(
         conn: &mut AnyConnection,
         id: ConversationId,
+        author: &Author,
         client_message_id: &str,
     ) -> Result<Option<MessageRow>, ProjectionError> {
+        let (column, author_id) = match author {
+            Author::Customer { customer_id } => ("customer_id", customer_id.to_string()),
+            Author::Agent { user_id } => ("user_id", user_id.to_string()),
+        };
         Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM conversation_messages WHERE conversation_id = $1 AND client_message_id = $2"
+            "SELECT {COLUMNS} FROM conversation_messages \
+             WHERE conversation_id = $1 AND client_message_id = $2 AND {column} = $3"
         ))
         .bind(id.to_string())
         .bind(client_message_id.to_owned())
+        .bind(author_id)
         .fetch_optional(conn)
         .await?)
     }

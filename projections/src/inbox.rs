@@ -42,6 +42,23 @@ pub struct InboxRow {
     /// Comma-separated, sorted.
     pub tags: Option<String>,
     pub version: i64,
+    /// When anything about the conversation last changed (the time of its latest event); rows
+    /// last changed before this was recorded fall back to `last_activity_at`.
+    pub updated_at: String,
+}
+
+/// The order of a page, and what its cursor holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InboxOrder {
+    /// Most recently active first, by `(last_activity_at, conversation_id)` descending. A
+    /// conversation that becomes active during a traversal moves ahead of the cursor and is not
+    /// met again (nor, if it was behind the cursor, at all): this order is for people looking at
+    /// the inbox, not for complete traversals.
+    #[default]
+    Activity,
+    /// Oldest first, by the immutable `(created_at, conversation_id)`: a traversal meets every
+    /// conversation exactly once, including those created while it runs (they come last).
+    Created,
 }
 
 /// Which agent's "assigned" filter.
@@ -68,6 +85,10 @@ pub struct InboxQuery {
     /// Case-insensitive search in subject, last message and customer name/email.
     pub text: Option<String>,
     pub include_archived: bool,
+    /// Only conversations changed at or after this instant (formatted by `format_time`).
+    pub updated_after: Option<String>,
+    pub order: InboxOrder,
+    /// The cursor: the sort time and id of the previous page's last row.
     pub after: Option<(String, String)>,
     pub limit: i64,
 }
@@ -78,21 +99,48 @@ pub struct InboxProjection;
 const SELECT: &str = "SELECT i.conversation_id, i.account_id, i.customer_id, c.name AS customer_name, \
      c.email AS customer_email, i.inbox_id, i.source, i.subject, i.status, i.snoozed_until, i.priority, \
      i.assignee_id, i.archived, i.created_at, i.last_message_preview, i.last_message_at, i.last_activity_at, \
-     i.message_count, CAST(NULL AS TEXT) AS tags, i.version \
+     i.message_count, CAST(NULL AS TEXT) AS tags, i.version, \
+     COALESCE((SELECT u.updated_at FROM inbox_updates u WHERE u.conversation_id = i.conversation_id), \
+     i.last_activity_at) AS updated_at \
      FROM inbox i LEFT JOIN inbox_customers c ON c.customer_id = i.customer_id";
 
+/// Records that conversations changed: `(conversation_id, time)` pairs, the latest time kept.
+pub(crate) async fn record_updates(
+    conn: &mut AnyConnection,
+    updates: std::collections::HashMap<String, String>,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<Vec<crate::rows::Cell>> = updates.into_iter().map(|(id, at)| vec![id.into(), at.into()]).collect();
+    crate::rows::insert_rows(
+        conn,
+        "inbox_updates",
+        &["conversation_id", "updated_at"],
+        &rows,
+        "ON CONFLICT (conversation_id) DO UPDATE SET updated_at = excluded.updated_at \
+         WHERE inbox_updates.updated_at < excluded.updated_at",
+    )
+    .await
+}
+
 impl InboxProjection {
-    /// A page of the inbox, most recently active first.
+    /// A page of the inbox in `query.order` (most recently active first by default).
     pub async fn list(conn: &mut AnyConnection, query: &InboxQuery) -> Result<Vec<InboxRow>, ProjectionError> {
         let mut sql = Sql::new(SELECT);
         sql.push(" WHERE 1 = 1");
         Self::filters(&mut sql, query);
+        let (column, beyond, direction) = match query.order {
+            InboxOrder::Activity => ("i.last_activity_at", "<", "DESC"),
+            InboxOrder::Created => ("i.created_at", ">", "ASC"),
+        };
         if let Some((at, id)) = &query.after {
-            sql.push(" AND (i.last_activity_at < ").text(at);
-            sql.push(" OR (i.last_activity_at = ").text(at);
-            sql.push(" AND i.conversation_id < ").text(id).push("))");
+            sql.push(&format!(" AND ({column} {beyond} ")).text(at);
+            sql.push(&format!(" OR ({column} = ")).text(at);
+            sql.push(&format!(" AND i.conversation_id {beyond} "))
+                .text(id)
+                .push("))");
         }
-        sql.push(" ORDER BY i.last_activity_at DESC, i.conversation_id DESC LIMIT ");
+        sql.push(&format!(
+            " ORDER BY {column} {direction}, i.conversation_id {direction} LIMIT "
+        ));
         sql.int(query.limit.clamp(1, MAX_PAGE));
         let mut q = sqlx::query_as::<_, InboxRow>(&sql.text);
         for param in &sql.params {
@@ -193,6 +241,13 @@ impl InboxProjection {
         if let Some(source) = &q.source {
             sql.push(" AND i.source = ").text(source);
         }
+        if let Some(after) = &q.updated_after {
+            sql.push(
+                " AND COALESCE((SELECT u.updated_at FROM inbox_updates u WHERE u.conversation_id = i.conversation_id), \
+                 i.last_activity_at) >= ",
+            )
+            .text(after);
+        }
         if let Some(user) = q.unread_for {
             sql.push(
                 " AND i.last_customer_message_version > COALESCE((SELECT r.read_version FROM inbox_reads r \
@@ -262,6 +317,18 @@ impl InboxProjection {
     }
 
     async fn conversation(&self, conn: &mut AnyConnection, recorded: &RecordedEvent) -> Result<(), ProjectionError> {
+        let updated =
+            std::collections::HashMap::from([(recorded.stream_id.clone(), format_time(recorded.recorded_at))]);
+        self.conversation_row(conn, recorded).await?;
+        record_updates(conn, updated).await?;
+        Ok(())
+    }
+
+    async fn conversation_row(
+        &self,
+        conn: &mut AnyConnection,
+        recorded: &RecordedEvent,
+    ) -> Result<(), ProjectionError> {
         use ConversationEvent::*;
         let event = ConversationEvent::decode(recorded)?;
         let id = recorded.stream_id.as_str();
@@ -464,7 +531,7 @@ impl Projection for InboxProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["inbox", "inbox_tags", "inbox_reads", "inbox_customers"]
+        &["inbox", "inbox_tags", "inbox_reads", "inbox_customers", "inbox_updates"]
     }
 
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
@@ -482,6 +549,10 @@ impl Projection for InboxProjection {
             "CREATE INDEX IF NOT EXISTS inbox_by_inbox ON inbox (account_id, inbox_id, last_activity_at)",
             "CREATE INDEX IF NOT EXISTS inbox_by_source ON inbox (account_id, source, last_activity_at)",
             "CREATE INDEX IF NOT EXISTS inbox_by_customer ON inbox (customer_id)",
+            "CREATE INDEX IF NOT EXISTS inbox_by_creation ON inbox (account_id, created_at, conversation_id)",
+            // A side table rather than a column, so that a deployment's existing inbox table needs
+            // no rebuild: rows without an entry changed last before it existed.
+            "CREATE TABLE IF NOT EXISTS inbox_updates (conversation_id TEXT PRIMARY KEY, updated_at TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS inbox_tags (conversation_id TEXT NOT NULL, tag TEXT NOT NULL, \
                 PRIMARY KEY (conversation_id, tag))",
             "CREATE INDEX IF NOT EXISTS inbox_tags_by_tag ON inbox_tags (tag, conversation_id)",

@@ -102,8 +102,19 @@ pub(crate) async fn apply_batch(
         }
     }
 
+    let mut updated: HashMap<String, String> = HashMap::new();
     for event in events {
         let fail = |e: ProjectionError| (event.global_position, e);
+        if event.stream_type == ConversationEvent::STREAM_TYPE {
+            let at = format_time(event.recorded_at);
+            match updated.get_mut(&event.stream_id) {
+                Some(latest) if *latest >= at => {}
+                Some(latest) => *latest = at,
+                None => {
+                    updated.insert(event.stream_id.clone(), at);
+                }
+            }
+        }
         if event.stream_type != ConversationEvent::STREAM_TYPE {
             // Customer summaries and other streams: the event-by-event path.
             crate::Projection::apply(&InboxProjection, conn, event)
@@ -115,7 +126,10 @@ pub(crate) async fn apply_batch(
         apply_one(conn, &mut rows, event, decoded).await.map_err(fail)?;
     }
 
-    write(conn, rows).await.map_err(|e| at_first(e.into()))
+    write(conn, rows).await.map_err(|e| at_first(e.into()))?;
+    crate::inbox::record_updates(conn, updated)
+        .await
+        .map_err(|e| at_first(e.into()))
 }
 
 async fn write(conn: &mut AnyConnection, rows: HashMap<String, Loaded>) -> Result<(), sqlx::Error> {

@@ -10,6 +10,7 @@ use netia_events::chain::format_time;
 use netia_events::conversation::{Author, Priority};
 use netia_events::user::Role;
 use netia_events::{Actor, ConversationId, DomainEvent, MessageId, Metadata, UserId};
+use netia_projections::inbox::InboxOrder;
 use netia_projections::{Assignee, ConversationProjection, InboxProjection, InboxQuery, InboxRow};
 use serde::Deserialize;
 use serde_json::json;
@@ -18,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::caller::Reader;
 use super::views::{
     ConversationOrAsOf, ConversationView, CountsView, Data, ErrorBody, HistoryView, MessageView, Page, PriorityName,
-    SourceName, StatusName,
+    SortName, SourceName, StatusName,
 };
 use super::{Agent, ApiError, AppState, parse_id};
 use crate::store::StreamBound;
@@ -100,7 +101,18 @@ pub(super) struct Filters {
     #[param(min_length = 1, max_length = 200)]
     q: Option<String>,
     archived: Option<bool>,
-    /// The `next` cursor of the previous page.
+    /// `last_activity` (default): most recently active first, for people; a conversation that
+    /// gets a message while an API client pages moves ahead of its cursor and is skipped.
+    /// `created_at`: oldest first by the immutable `(created_at, id)`, so a traversal returns
+    /// every conversation exactly once (those created meanwhile come last) — the order for
+    /// syncing.
+    #[param(value_type = Option<SortName>)]
+    sort: Option<String>,
+    /// Only conversations changed (any event: message, status, assignee, tags, …) at or after
+    /// this RFC 3339 instant. Sync: page with `sort=created_at`, keep the largest `updated_at`
+    /// seen, and next time pass it here (the boundary conversation comes again; dedupe by id).
+    updated_after: Option<DateTime<Utc>>,
+    /// The `next` cursor of the previous page (made for the same `sort`).
     after: Option<String>,
     #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
@@ -148,8 +160,19 @@ impl Filters {
                 netia_projections::inbox::MAX_PAGE
             )));
         }
+        let order = match self.sort.as_deref() {
+            None | Some("last_activity") => InboxOrder::Activity,
+            Some("created_at") => InboxOrder::Created,
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "sort must be one of last_activity, created_at".into(),
+                ));
+            }
+        };
         Ok(InboxQuery {
             account_id: Some(agent.account_id),
+            order,
+            updated_after: self.updated_after.map(format_time),
             status: one_of("status", self.status, &["open", "closed", "snoozed"])?,
             priority: one_of("priority", self.priority, &["normal", "priority"])?,
             assignee,
@@ -179,8 +202,10 @@ pub(super) async fn list(
     let rows = InboxProjection::list(&mut conn, &query).await?;
     let next = (rows.len() as i64 == query.limit)
         .then(|| {
-            rows.last()
-                .map(|r| super::cursor(&r.last_activity_at, &r.conversation_id))
+            rows.last().map(|r| match query.order {
+                InboxOrder::Activity => super::cursor(&r.last_activity_at, &r.conversation_id),
+                InboxOrder::Created => super::cursor(&r.created_at, &r.conversation_id),
+            })
         })
         .flatten();
     let data: Vec<ConversationView> = rows.iter().map(ConversationView::from).collect();
@@ -592,7 +617,7 @@ pub async fn save_message(
         let mut conn = state.db.acquire().await?;
         let found = match (&client_message_id, created) {
             // A repeat: the first post may still be on its way to the read model.
-            (Some(key), false) => ConversationProjection::message_by_client_id(&mut conn, id, key).await?,
+            (Some(key), false) => ConversationProjection::message_by_client_id(&mut conn, id, &author, key).await?,
             _ => ConversationProjection::message(&mut conn, &message_id.to_string()).await?,
         };
         match found {

@@ -36,6 +36,16 @@ pub fn customer_error(e: crate::command_bus::CommandError<CustomerError>) -> Api
     ApiError::from_command(e, |e| matches!(e, CustomerError::NotFound))
 }
 
+/// A customer use case's failure: a taken external id is a 409 naming its holder.
+pub fn use_case_error(e: crate::app::customers::CustomerUseCaseError) -> ApiError {
+    use crate::app::customers::CustomerUseCaseError as E;
+    match e {
+        E::Customer(e) => customer_error(e),
+        e @ E::ExternalIdTaken { .. } => ApiError::Conflict(e.to_string()),
+        E::Claim(e) => ApiError::from_command(e, |_| false),
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -139,12 +149,10 @@ pub(super) async fn update(
         phone: b.phone,
     };
     let meta = Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id);
-    let executed = state
-        .bus
-        .execute::<Customer>(id, CustomerCommand::Identify { identity }, &meta)
+    let events = crate::app::customers::identify_customer(&state.bus, id, identity, &meta)
         .await
-        .map_err(customer_error)?;
-    state.caught_up("customer", &executed.events).await;
+        .map_err(use_case_error)?;
+    state.caught_up("customer", &events).await;
     let mut conn = state.db.acquire().await?;
     let row = CustomerProjection::get(&mut conn, id)
         .await?
@@ -180,6 +188,8 @@ pub(super) async fn delete(
         )
         .await
         .map_err(customer_error)?;
+    let (deleted, _) = state.bus.load::<Customer>(id).await.map_err(customer_error)?;
+    crate::app::customers::release_external_id(&state.bus, &deleted, id, &meta).await;
     state.auth.revoke_customer_tokens(id).await?;
     state.caught_up("customer", &executed.events).await;
     state.caught_up("inbox", &executed.events).await;
@@ -192,7 +202,7 @@ pub(super) async fn delete(
 pub(super) struct IdentifyQuery {
     #[param(value_type = uuid::Uuid)]
     account_id: String,
-    #[param(min_length = 1, max_length = 255)]
+    #[param(min_length = 1, max_length = 200)]
     external_id: String,
 }
 
@@ -205,11 +215,14 @@ pub(super) async fn identify(
     query: web::Query<IdentifyQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let account: AccountId = parse_id(&query.account_id, "account_id")?;
-    if query.external_id.is_empty() || query.external_id.chars().count() > 255 {
-        return Err(ApiError::BadRequest("external_id must be 1 to 255 characters".into()));
+    let max = netia_commands::validate::MAX_KEY_CHARS;
+    if query.external_id.trim().is_empty() || query.external_id.chars().count() > max {
+        return Err(ApiError::BadRequest(format!(
+            "external_id must be 1 to {max} characters"
+        )));
     }
     let mut conn = state.db.acquire().await?;
-    let found = CustomerProjection::by_external_id(&mut conn, account, &query.external_id).await?;
+    let found = CustomerProjection::by_external_id(&mut conn, account, query.external_id.trim()).await?;
     Ok(HttpResponse::Ok().json(Data {
         data: found.map(|c| IdentifiedView { customer_id: c.id }),
     }))

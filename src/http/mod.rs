@@ -30,8 +30,9 @@ use crate::store::EventStore;
 
 pub use caller::{Agent, CustomerCaller};
 
-/// Largest JSON body accepted, in bytes.
-pub const MAX_BODY: usize = 64 * 1024;
+/// Largest JSON body accepted, in bytes: sized so that every length documented in characters
+/// holds in any script and any JSON spelling (see [`netia_commands::validate::MAX_REQUEST_BYTES`]).
+pub const MAX_BODY: usize = netia_commands::validate::MAX_REQUEST_BYTES;
 
 /// How long a write waits for its read model before answering (read-your-writes).
 const READ_YOUR_WRITES: Duration = Duration::from_secs(3);

@@ -30,7 +30,7 @@ use super::{accounts, conversations, customers, health, session, settings, team,
         settings::canned_responses, settings::create_canned_response, settings::update_canned_response,
         settings::delete_canned_response, settings::tags, settings::reporting,
     ),
-    components(schemas(views::StatusName, views::PriorityName, views::SourceName, views::RoleName)),
+    components(schemas(views::StatusName, views::PriorityName, views::SourceName, views::SortName, views::RoleName)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;

@@ -133,16 +133,34 @@ pub(super) async fn set_disabled(
             enabled_by: agent.user_id,
         }
     };
-    state
+    let executed = state
         .bus
         .execute::<User>(id, command, &meta(agent))
         .await
         .map_err(user_error)?;
+    if disabled {
+        // Nobody may be left waiting on a person who cannot answer: their conversations go back
+        // to the unassigned queue, each change caused by the disabling.
+        let mut meta = meta(agent);
+        if let Some(cause) = executed.events.first() {
+            meta.causation_id = Some(cause.event_id);
+            meta.correlation_id = Some(cause.event_id);
+        }
+        state.caught_up_with_log("inbox").await;
+        let unassigned = crate::app::team::unassign_departed_agent(&state.bus, &state.db, agent.account_id, id, &meta)
+            .await
+            .map_err(ApiError::internal)?;
+        tracing::info!(user = %id, unassigned, "disabled user's conversations unassigned");
+        if unassigned > 0 {
+            state.caught_up_with_log("inbox").await; // the caller's next inbox read shows them
+        }
+    }
     let (user, _) = state.bus.load::<User>(id).await.map_err(user_error)?;
     Ok(HttpResponse::Ok().json(user_json(id, &user)))
 }
 
-/// Disables a user: their sessions and keys stop working (admins; never oneself).
+/// Disables a user: their sessions and keys stop working (admins; never oneself), and every
+/// conversation assigned to them is unassigned (one `AgentAssigned` event each).
 #[utoipa::path(post, path = "/api/users/{id}/disable", tag = "team", params(("id" = uuid::Uuid, Path, description = "User id")), security(("bearer" = [])),
     responses((status = 200, body = Data<UserView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn disable(

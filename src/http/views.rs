@@ -63,6 +63,9 @@ pub struct ConversationView {
     pub tags: Vec<String>,
     pub created_at: String,
     pub last_activity_at: String,
+    /// When anything about the conversation last changed: the value to pass as `updated_after`
+    /// on the next sync.
+    pub updated_at: String,
     pub last_message: Option<LastMessage>,
     pub message_count: i64,
 }
@@ -92,6 +95,7 @@ impl From<&InboxRow> for ConversationView {
                 .map_or_else(Vec::new, |t| t.split(',').map(str::to_owned).collect()),
             created_at: row.created_at.clone(),
             last_activity_at: row.last_activity_at.clone(),
+            updated_at: row.updated_at.clone(),
             last_message: row.last_message_at.as_ref().map(|at| LastMessage {
                 preview: row.last_message_preview.clone(),
                 sent_at: at.clone(),
@@ -419,6 +423,14 @@ pub enum StatusName {
 pub enum PriorityName {
     Normal,
     Priority,
+}
+
+/// The order of an inbox page.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortName {
+    LastActivity,
+    CreatedAt,
 }
 
 /// Where a conversation came from.

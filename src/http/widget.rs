@@ -124,19 +124,12 @@ pub async fn create_customer(
         phone: body.phone,
     };
     let meta = Metadata::new(Actor::Customer { customer_id }).with_account(account_id);
-    let command = CustomerCommand::Create {
-        customer_id,
-        account_id,
-        identity,
-        metadata: body.metadata,
-    };
-    let executed = state
-        .bus
-        .execute::<Customer>(customer_id, command, &meta)
-        .await
-        .map_err(customer_error)?;
+    let events =
+        crate::app::customers::create_customer(&state.bus, customer_id, account_id, identity, body.metadata, &meta)
+            .await
+            .map_err(super::customers::use_case_error)?;
     // Agents looking for the new customer find it at once.
-    state.caught_up("customer", &executed.events).await;
+    state.caught_up("customer", &events).await;
     let (customer, _) = state.bus.load::<Customer>(customer_id).await.map_err(customer_error)?;
     let token = state.auth.customer_token(customer_id, account_id).await?;
     Ok(HttpResponse::Created().json(Data {
@@ -193,6 +186,25 @@ pub async fn update_metadata(
     }))
 }
 
+/// The inbox a new conversation goes to: `given` if it is one of the account's inboxes (422
+/// otherwise), else the account's primary inbox. A conversation always belongs to an inbox.
+fn conversation_inbox(account: &Account, given: Option<&str>) -> Result<InboxId, ApiError> {
+    let primary = account
+        .primary_inbox_id
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the account has no primary inbox")))?;
+    match given {
+        None => Ok(primary),
+        Some(id) => {
+            let id = parse_id::<InboxId>(id, "inbox_id")?;
+            if id == primary {
+                Ok(id)
+            } else {
+                Err(ApiError::Invalid("inbox_id is not an inbox of this account".into()))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewConversation {
@@ -200,6 +212,7 @@ pub struct NewConversation {
     account_id: String,
     #[schema(value_type = uuid::Uuid)]
     customer_id: String,
+    /// One of the account's inboxes; the account's primary inbox when absent.
     #[schema(value_type = Option<uuid::Uuid>)]
     inbox_id: Option<String>,
 }
@@ -221,11 +234,9 @@ pub async fn create_conversation(
             "a customer token opens conversations only for its own customer and account".into(),
         ));
     }
-    check_origin(&req, &account(&state, account_id).await?)?;
-    let inbox_id = match &body.inbox_id {
-        Some(id) => Some(parse_id::<InboxId>(id, "inbox_id")?),
-        None => None,
-    };
+    let account = account(&state, account_id).await?;
+    check_origin(&req, &account)?;
+    let inbox_id = conversation_inbox(&account, body.inbox_id.as_deref())?;
     let id = ConversationId::new();
     let meta = Metadata::new(Actor::Customer { customer_id }).with_account(account_id);
     let command = ConversationCommand::Create {

@@ -8,6 +8,12 @@ pub mod protocol;
 pub mod socket;
 
 pub use broadcaster::Broadcaster;
+
+/// How often a typist repeats `typing: true` while still typing (pages and the bot).
+pub const TYPING_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long pages show a typist not heard from since (three missed refreshes): a typist whose
+/// connection vanished without a `typing: false` is forgotten after this.
+pub const TYPING_TTL: std::time::Duration = std::time::Duration::from_secs(6);
 pub use hub::Hub;
 
 use actix_web::web;

@@ -27,8 +27,10 @@ use crate::auth::TokenKind;
 use crate::http::conversations::{NewMessage, owned_by, save_message};
 use crate::http::{Agent, AppState};
 
-/// Largest frame accepted from a client; a larger one closes the connection (1009).
-pub const MAX_FRAME: usize = 64 * 1024;
+/// Largest frame accepted from a client, in bytes; a larger one closes the connection (1009). The
+/// same as an HTTP body: a `shout` carries the same message (see
+/// [`netia_commands::validate::MAX_REQUEST_BYTES`]).
+pub const MAX_FRAME: usize = netia_commands::validate::MAX_REQUEST_BYTES;
 /// A connection that sends nothing (not even a heartbeat) for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(60);
 /// Bytes read from the network at a time; frames larger than that are read in several goes.
@@ -318,6 +320,7 @@ pub async fn serve(mut stream: tokio::net::TcpStream, head: Head, state: web::Da
         hub,
         outbox,
         joined: HashMap::new(),
+        typing: std::collections::HashSet::new(),
     };
     connection.run(socket, outgoing, kill).await;
 }
@@ -339,6 +342,9 @@ struct Connection {
     outbox: Outbox,
     /// topic → join ref.
     joined: HashMap<String, String>,
+    /// Topics where this connection said it is typing and has not said it stopped: the server
+    /// ends that typing itself when the connection leaves the topic or goes away.
+    typing: std::collections::HashSet<String>,
 }
 
 fn close(code: CloseCode, reason: &str) -> Option<CloseFrame> {
@@ -425,6 +431,10 @@ impl Connection {
                 Ok(Some(Ok(Message::Close(_)))) => break None,
             }
         };
+        let typing: Vec<String> = self.typing.iter().cloned().collect();
+        for topic in typing {
+            self.stop_typing(&topic);
+        }
         let topics: Vec<String> = self.joined.keys().cloned().collect();
         self.hub.disconnect(self.id, &topics);
         self.hub.connection(self.person(), false);
@@ -472,6 +482,7 @@ impl Connection {
             return;
         };
         if let Some(old) = self.joined.remove(&frame.topic) {
+            self.stop_typing(&frame.topic);
             self.hub.leave(&frame.topic, self.id);
             self.send(encode(Some(&old), Some(&old), &frame.topic, "phx_close", &json!({})));
         }
@@ -504,6 +515,7 @@ impl Connection {
     }
 
     fn leave(&mut self, frame: Frame) {
+        self.stop_typing(&frame.topic);
         match self.joined.remove(&frame.topic) {
             Some(join_ref) => {
                 self.hub.leave(&frame.topic, self.id);
@@ -554,6 +566,8 @@ impl Connection {
         match (kind.as_str(), frame.event.as_str()) {
             (_, "ping") => self.send(reply(&frame, true, &frame.payload)),
             ("conversation", "shout") => {
+                // The message is what the typing was for.
+                self.stop_typing(&frame.topic);
                 let id = frame.topic["conversation:".len()..].parse();
                 match id {
                     Ok(id) => self.shout(&frame, id).await,
@@ -562,13 +576,12 @@ impl Connection {
             }
             ("conversation", "typing") => {
                 let typing = frame.payload.get("typing").and_then(Value::as_bool).unwrap_or(true);
-                let mut payload = json!({ "typing": typing, "conversation_id": &frame.topic["conversation:".len()..] });
-                match &self.caller {
-                    Caller::Agent { user_id, .. } => payload["user_id"] = json!(user_id),
-                    Caller::Customer { customer_id, .. } => payload["customer_id"] = json!(customer_id),
+                if typing {
+                    self.typing.insert(frame.topic.clone());
+                } else {
+                    self.typing.remove(&frame.topic);
                 }
-                self.hub
-                    .broadcast_ephemeral(&frame.topic, "typing", &payload, Some(self.id));
+                self.broadcast_typing(&frame.topic, typing);
             }
             ("conversation", "messages:seen") => {
                 let id: Option<ConversationId> = frame.topic["conversation:".len()..].parse().ok();
@@ -615,6 +628,27 @@ impl Connection {
                 }
             }
             _ => self.send(refuse(&frame, "unknown event")),
+        }
+    }
+
+    /// Tells the topic's other members whether this connection's person is typing.
+    fn broadcast_typing(&self, topic: &str, typing: bool) {
+        let Some(conversation_id) = topic.strip_prefix("conversation:") else {
+            return;
+        };
+        let mut payload = json!({ "typing": typing, "conversation_id": conversation_id });
+        match &self.caller {
+            Caller::Agent { user_id, .. } => payload["user_id"] = json!(user_id),
+            Caller::Customer { customer_id, .. } => payload["customer_id"] = json!(customer_id),
+        }
+        self.hub.broadcast_ephemeral(topic, "typing", &payload, Some(self.id));
+    }
+
+    /// Ends this connection's typing on `topic`, if it was typing there: ephemeral state does not
+    /// outlive its owner's presence (a closed tab never sends `typing: false` itself).
+    fn stop_typing(&mut self, topic: &str) {
+        if self.typing.remove(topic) {
+            self.broadcast_typing(topic, false);
         }
     }
 

@@ -20,7 +20,7 @@ pub fn open_conversation(
         conversation_id,
         account_id,
         customer_id,
-        inbox_id: None,
+        inbox_id: netia_events::InboxId::new(),
         source: netia_events::conversation::Source::Chat,
         subject: None,
         at,

@@ -63,7 +63,7 @@ for (const [name, frame, code] of [
   ["wrong arity", JSON.stringify(["1", "1", topic]), 1007],
   ["a non-object payload", JSON.stringify(["1", "1", topic, "phx_join", "x"]), 1007],
   ["a binary frame", Buffer.from([1, 2, 3]), 1003],
-  ["a frame over 64 KiB", JSON.stringify([null, "1", "phoenix", "heartbeat", { pad: "x".repeat(70000) }]), 1009],
+  ["a frame over 256 KiB", JSON.stringify([null, "1", "phoenix", "heartbeat", { pad: "x".repeat(270000) }]), 1009],
 ]) {
   const s = await open(agentToken);
   s.ws.send(frame);

@@ -81,6 +81,9 @@ pub struct Account {
     pub widget_settings: WidgetSettings,
     pub llm_enabled: bool,
     pub canned_responses: std::collections::BTreeMap<uuid::Uuid, CannedResponse>,
+    /// The inbox created with the account: where conversations go that name no inbox.
+    #[serde(default)]
+    pub primary_inbox_id: Option<InboxId>,
 }
 
 impl Account {
@@ -89,6 +92,7 @@ impl Account {
             AccountEvent::AccountRegistered(e) => {
                 self.id = Some(e.account_id);
                 self.name = e.name.clone();
+                self.primary_inbox_id = Some(e.primary_inbox_id);
             }
             AccountEvent::BusinessContextUpdated(e) => self.business_context = e.context.clone(),
             AccountEvent::WidgetSettingsUpdated(e) => self.widget_settings = e.settings.clone(),

@@ -40,7 +40,13 @@ pub struct Conversation {
     pub handed_to_human: bool,
     pub last_message_id: Option<MessageId>,
     pub read_up_to: BTreeMap<UserId, MessageId>,
+    /// Idempotency keys, each scoped to its author (see [`author_key`]): one author's key never
+    /// hides another author's message.
     pub client_message_ids: BTreeSet<String>,
+    /// The `sent_at` of the latest message: a later message is never dated before it, so stored
+    /// order and time order agree within the conversation.
+    #[serde(default)]
+    pub last_sent_at: Option<DateTime<Utc>>,
     /// Channel ids already recorded, as `email:<id>`, `slack:<id>`, `sms:<sid>`.
     pub external_ids: BTreeSet<String>,
     pub bot_triggers: BTreeSet<Uuid>,
@@ -51,6 +57,18 @@ pub struct Conversation {
     /// Messages already emailed to the customer, and the last notification's Message-ID.
     pub emailed: BTreeSet<MessageId>,
     pub last_email_id: Option<String>,
+    /// Every Message-ID of the conversation's email thread, oldest first (notifications sent and
+    /// emails received): the next email's `References` (RFC 5322 §3.6.4).
+    #[serde(default)]
+    pub email_thread: Vec<String>,
+}
+
+/// The scope of an idempotency key: `customer:<id>:<key>` or `agent:<id>:<key>`.
+pub fn author_key(author: &Author, key: &str) -> String {
+    match author {
+        Author::Customer { customer_id } => format!("customer:{customer_id}:{key}"),
+        Author::Agent { user_id } => format!("agent:{user_id}:{key}"),
+    }
 }
 
 type Decision = Result<Vec<ConversationEvent>, ConversationError>;
@@ -80,6 +98,26 @@ impl Conversation {
         }
     }
 
+    /// When a message decided at `at` is dated: never before the previous message (clocks of
+    /// concurrent writers and retried commands can be behind the last append).
+    fn message_time(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        match self.last_sent_at {
+            Some(last) if at <= last => last + Duration::microseconds(1),
+            _ => at,
+        }
+    }
+
+    /// Whether the bot may post now: not once a person has the conversation (replied, took it
+    /// over, was assigned, or closed it), decided from the state at the moment of the reply —
+    /// not from the state when the model was asked, which may be seconds older.
+    fn bot_may_answer(&self) -> Result<(), ConversationError> {
+        if self.handed_to_human || self.assignee.is_some() || self.status == Status::Closed {
+            Err(ConversationError::HandedToHuman)
+        } else {
+            Ok(())
+        }
+    }
+
     fn seen_external(&self, kind: &str, id: &str) -> Result<bool, ConversationError> {
         check_key(id)?;
         Ok(self.external_ids.contains(&format!("{kind}:{id}")))
@@ -97,10 +135,11 @@ impl Conversation {
         check_body(body)?;
         if let Some(key) = client_message_id {
             check_key(key)?;
-            if self.client_message_ids.contains(key) {
+            if self.client_message_ids.contains(&author_key(&author, key)) {
                 return Ok(Vec::new());
             }
         }
+        let at = self.message_time(at);
         let client_message_id = client_message_id.clone();
         let body = body.to_owned();
         match author {
@@ -213,9 +252,7 @@ impl Conversation {
                 if self.bot_triggers.contains(trigger_event_id) {
                     return Ok(Vec::new());
                 }
-                if self.handed_to_human {
-                    return Err(ConversationError::HandedToHuman);
-                }
+                self.bot_may_answer()?;
                 if reply_to.is_some() && *reply_to != self.last_customer_message {
                     return Ok(Vec::new()); // superseded by a newer customer message
                 }
@@ -223,7 +260,7 @@ impl Conversation {
                     message_id: *message_id,
                     body: body.clone(),
                     trigger_event_id: *trigger_event_id,
-                    sent_at: *at,
+                    sent_at: self.message_time(*at),
                 })])
             }
             ReceiveEmail {
@@ -247,7 +284,7 @@ impl Conversation {
                     subject: subject.clone(),
                     email_message_id: email_message_id.clone(),
                     in_reply_to: in_reply_to.clone(),
-                    sent_at: *at,
+                    sent_at: self.message_time(*at),
                 });
                 self.channel_message(*author, *at, event)
             }
@@ -269,7 +306,7 @@ impl Conversation {
                     body: body.clone(),
                     slack_event_id: slack_event_id.clone(),
                     slack_ts: slack_ts.clone(),
-                    sent_at: *at,
+                    sent_at: self.message_time(*at),
                 });
                 self.channel_message(*author, *at, event)
             }
@@ -291,7 +328,7 @@ impl Conversation {
                     body: body.clone(),
                     message_sid: message_sid.clone(),
                     from_number: from_number.clone(),
-                    sent_at: *at,
+                    sent_at: self.message_time(*at),
                 });
                 self.channel_message(
                     Author::Customer {
@@ -400,7 +437,10 @@ impl Conversation {
                 self.status = Status::Open;
             }
             CustomerMessagePosted(e) => {
-                self.record_message(e.message_id, e.client_message_id.as_ref());
+                let author = Author::Customer {
+                    customer_id: e.customer_id,
+                };
+                self.record_message(e.message_id, e.sent_at, Some(&author), e.client_message_id.as_ref());
                 self.last_customer_message = Some(e.message_id);
             }
             HandedToHuman(_) => self.handed_to_human = true,
@@ -408,27 +448,34 @@ impl Conversation {
             EmailNotificationSent(e) => {
                 self.emailed.extend(e.message_ids.iter().copied());
                 self.last_email_id = Some(e.email_message_id.clone());
+                self.email_thread.push(e.email_message_id.clone());
             }
             AgentMessagePosted(e) => {
-                self.record_message(e.message_id, e.client_message_id.as_ref());
+                let author = Author::Agent { user_id: e.user_id };
+                self.record_message(e.message_id, e.sent_at, Some(&author), e.client_message_id.as_ref());
                 self.handed_to_human = true;
             }
             // Notes are messages for agents: they count for read state, not for handing over.
-            PrivateNoteAdded(e) => self.record_message(e.message_id, e.client_message_id.as_ref()),
+            PrivateNoteAdded(e) => {
+                let author = Author::Agent { user_id: e.user_id };
+                self.record_message(e.message_id, e.sent_at, Some(&author), e.client_message_id.as_ref());
+            }
             BotMessagePosted(e) => {
-                self.record_message(e.message_id, None);
+                self.record_message(e.message_id, e.sent_at, None, None);
                 self.bot_triggers.insert(e.trigger_event_id);
             }
             EmailMessageReceived(e) => {
-                self.record_message(e.message_id, None);
+                self.record_message(e.message_id, e.sent_at, None, None);
                 self.external_ids.insert(format!("email:{}", e.email_message_id));
+                self.last_email_id = Some(e.email_message_id.clone());
+                self.email_thread.push(e.email_message_id.clone());
                 match e.author {
                     Author::Agent { .. } => self.handed_to_human = true,
                     Author::Customer { .. } => self.last_customer_message = Some(e.message_id),
                 }
             }
             SlackMessageReceived(e) => {
-                self.record_message(e.message_id, None);
+                self.record_message(e.message_id, e.sent_at, None, None);
                 self.external_ids.insert(format!("slack:{}", e.slack_event_id));
                 match e.author {
                     Author::Agent { .. } => self.handed_to_human = true,
@@ -436,7 +483,7 @@ impl Conversation {
                 }
             }
             SmsMessageReceived(e) => {
-                self.record_message(e.message_id, None);
+                self.record_message(e.message_id, e.sent_at, None, None);
                 self.external_ids.insert(format!("sms:{}", e.message_sid));
                 self.last_customer_message = Some(e.message_id);
             }
@@ -469,10 +516,17 @@ impl Conversation {
         }
     }
 
-    fn record_message(&mut self, message_id: MessageId, client_message_id: Option<&String>) {
+    fn record_message(
+        &mut self,
+        message_id: MessageId,
+        sent_at: DateTime<Utc>,
+        author: Option<&Author>,
+        client_message_id: Option<&String>,
+    ) {
         self.last_message_id = Some(message_id);
-        if let Some(key) = client_message_id {
-            self.client_message_ids.insert(key.clone());
+        self.last_sent_at = Some(self.last_sent_at.map_or(sent_at, |last| last.max(sent_at)));
+        if let (Some(author), Some(key)) = (author, client_message_id) {
+            self.client_message_ids.insert(author_key(author, key));
         }
     }
 }
@@ -497,7 +551,7 @@ impl crate::Decide for Conversation {
                     conversation_id: *conversation_id,
                     account_id: *account_id,
                     customer_id: *customer_id,
-                    inbox_id: *inbox_id,
+                    inbox_id: Some(*inbox_id),
                     source: *source,
                     subject: subject.clone(),
                     created_at: *at,

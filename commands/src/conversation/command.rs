@@ -15,7 +15,10 @@ pub enum ConversationCommand {
         conversation_id: ConversationId,
         account_id: AccountId,
         customer_id: CustomerId,
-        inbox_id: Option<InboxId>,
+        /// Every conversation belongs to an inbox: the one the entry point routes to, else the
+        /// account's primary inbox ([`crate::Account::primary_inbox_id`]). (Events written before
+        /// this rule may carry none.)
+        inbox_id: InboxId,
         source: Source,
         subject: Option<String>,
         at: DateTime<Utc>,

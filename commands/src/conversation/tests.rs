@@ -223,6 +223,16 @@ fn slack_received(author: Author, slack_event_id: &str) -> ConversationEvent {
     })
 }
 
+/// A Slack message received before the command under test is decided.
+fn slack_received_earlier(author: Author, slack_event_id: &str) -> ConversationEvent {
+    match slack_received(author, slack_event_id) {
+        ConversationEvent::SlackMessageReceived(e) => {
+            ConversationEvent::SlackMessageReceived(SlackMessageReceived { sent_at: at(2), ..e })
+        }
+        other => other,
+    }
+}
+
 fn receive_sms(customer_id: CustomerId, message_sid: &str) -> ConversationCommand {
     ConversationCommand::ReceiveSms {
         message_id: new_message(),
@@ -250,7 +260,7 @@ fn create_command(subject: Option<String>) -> ConversationCommand {
         conversation_id: CONVERSATION,
         account_id: ACCOUNT,
         customer_id: CUSTOMER,
-        inbox_id: Some(INBOX),
+        inbox_id: INBOX,
         source: Source::Chat,
         subject,
         at: at(0),
@@ -627,7 +637,7 @@ fn an_agent_email_reply_hands_the_conversation_to_a_human() {
 #[test]
 fn a_customer_slack_message_does_not_hand_the_conversation_to_a_human() {
     ConversationTest::with(())
-        .given(vec![created(), slack_received(customer(), "Ev1")])
+        .given(vec![created(), slack_received_earlier(customer(), "Ev1")])
         .when(bot_reply(TRIGGER))
         .then_expect_events(vec![bot_message_posted(TRIGGER)]);
 }
@@ -757,7 +767,7 @@ fn an_sms_from_another_customer_is_refused() {
 #[test]
 fn external_ids_of_different_channels_do_not_collide() {
     ConversationTest::with(())
-        .given(vec![created(), slack_received(customer(), "X1")])
+        .given(vec![created(), slack_received_earlier(customer(), "X1")])
         .when(receive_sms(CUSTOMER, "X1"))
         .then_expect_events(vec![sms_received("X1")]);
 }
@@ -1304,4 +1314,142 @@ fn replies_already_emailed_are_not_emailed_again() {
         .given(vec![created(), agent_posted(1, None), sent])
         .when(record(vec![message(1)]))
         .then_expect_events(vec![]);
+}
+
+// ----- field reports: rules decided from the state at the moment of the decision -----
+
+fn assigned(user_id: Option<UserId>) -> ConversationEvent {
+    ConversationEvent::AgentAssigned(AgentAssigned { assignee: user_id })
+}
+
+#[test]
+fn the_bot_stays_silent_once_an_agent_is_assigned_while_it_was_thinking() {
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted(1, None), assigned(Some(AGENT))])
+        .when(bot_reply(TRIGGER))
+        .then_expect_error(ConversationError::HandedToHuman);
+}
+
+#[test]
+fn the_bot_stays_silent_once_an_agent_closed_the_conversation_while_it_was_thinking() {
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted(1, None), closed(2)])
+        .when(bot_reply(TRIGGER))
+        .then_expect_error(ConversationError::HandedToHuman);
+}
+
+#[test]
+fn the_bot_answers_again_once_the_conversation_is_unassigned() {
+    ConversationTest::with(())
+        .given(vec![
+            created(),
+            customer_posted(1, None),
+            assigned(Some(AGENT)),
+            assigned(None),
+        ])
+        .when(bot_reply(TRIGGER))
+        .then_expect_events(vec![bot_message_posted(TRIGGER)]);
+}
+
+#[test]
+fn an_agent_reusing_the_customers_client_message_id_still_posts() {
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted(1, Some("k-1"))])
+        .when(post(agent(), "On its way.", false, Some("k-1")))
+        .then_expect_events(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
+            message_id: new_message(),
+            user_id: AGENT,
+            body: "On its way.".to_owned(),
+            client_message_id: Some("k-1".to_owned()),
+            sent_at: now(),
+        })]);
+}
+
+#[test]
+fn another_agent_reusing_an_agents_client_message_id_still_posts() {
+    ConversationTest::with(())
+        .given(vec![created(), agent_posted(1, Some("k-1"))])
+        .when(post(
+            Author::Agent { user_id: OTHER_AGENT },
+            "Me too.",
+            false,
+            Some("k-1"),
+        ))
+        .then_expect_events(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
+            message_id: new_message(),
+            user_id: OTHER_AGENT,
+            body: "Me too.".to_owned(),
+            client_message_id: Some("k-1".to_owned()),
+            sent_at: now(),
+        })]);
+}
+
+fn customer_posted_at(n: u128, sent_at: DateTime<Utc>) -> ConversationEvent {
+    ConversationEvent::CustomerMessagePosted(CustomerMessagePosted {
+        message_id: message(n),
+        customer_id: CUSTOMER,
+        body: "Where is my order?".to_owned(),
+        client_message_id: None,
+        sent_at,
+    })
+}
+
+#[test]
+fn a_message_decided_with_an_earlier_clock_is_dated_after_the_last_message() {
+    let last = now() + Duration::seconds(5);
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted_at(1, last)])
+        .when(post(agent(), "On its way.", false, None))
+        .then_expect_events(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
+            message_id: new_message(),
+            user_id: AGENT,
+            body: "On its way.".to_owned(),
+            client_message_id: None,
+            sent_at: last + Duration::microseconds(1),
+        })]);
+}
+
+#[test]
+fn a_bot_reply_decided_with_an_earlier_clock_is_dated_after_the_last_message() {
+    let last = now() + Duration::seconds(5);
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted_at(1, last)])
+        .when(bot_reply(TRIGGER))
+        .then_expect_events(vec![ConversationEvent::BotMessagePosted(BotMessagePosted {
+            message_id: new_message(),
+            body: "Your order ships today.".to_owned(),
+            trigger_event_id: TRIGGER,
+            sent_at: last + Duration::microseconds(1),
+        })]);
+}
+
+#[test]
+fn a_channel_message_decided_with_an_earlier_clock_is_dated_after_the_last_message() {
+    let last = now() + Duration::seconds(5);
+    let mut state = Conversation::default();
+    for event in [created(), customer_posted_at(1, last)] {
+        state.evolve(&event);
+    }
+    let events = crate::Decide::decide(&state, &receive_sms(CUSTOMER, "SM1")).unwrap();
+    let [ConversationEvent::SmsMessageReceived(sms)] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(sms.sent_at, last + Duration::microseconds(1));
+}
+
+#[test]
+fn the_email_thread_lists_every_message_id_in_order() {
+    let mut state = Conversation::default();
+    state.evolve(&created());
+    for id in ["<a@x>", "<b@x>"] {
+        state.evolve(&ConversationEvent::EmailNotificationSent(EmailNotificationSent {
+            message_ids: vec![message(1)],
+            to: "ada@example.com".to_owned(),
+            email_message_id: id.to_owned(),
+            in_reply_to: None,
+            at: now(),
+        }));
+    }
+    assert_eq!(state.email_thread, vec!["<a@x>".to_owned(), "<b@x>".to_owned()]);
+    assert_eq!(state.last_email_id.as_deref(), Some("<b@x>"));
 }

@@ -1,0 +1,187 @@
+//! Customers: creating one and changing its identity, with its external id unique per account.
+
+use chrono::Utc;
+use netia_commands::{
+    Customer, CustomerCommand, CustomerError, Decide, ExternalId, ExternalIdCommand, ExternalIdError,
+};
+use netia_events::customer::CustomerIdentity;
+use netia_events::external_id::{ExternalIdEvent, stream_id};
+use netia_events::{AccountId, CustomerId, DomainEvent, Metadata, RecordedEvent, StreamRef};
+use serde_json::{Map, Value};
+
+use crate::command_bus::{CommandBus, CommandError};
+use crate::store::StreamBound;
+
+/// A claim whose customer was never created (its creator crashed in between) is taken over after
+/// this long; a younger one may be a creation still under way.
+const ORPHAN_CLAIM_AGE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// Rounds of claim / check / take over before giving up on a contended id.
+const CLAIM_ROUNDS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CustomerUseCaseError {
+    /// The customer aggregate refused (validation, not found, deleted).
+    #[error(transparent)]
+    Customer(CommandError<CustomerError>),
+    /// Another customer of the account holds this external id.
+    #[error("external_id {external_id:?} already belongs to customer {holder}")]
+    ExternalIdTaken { external_id: String, holder: CustomerId },
+    #[error("claiming the external id: {0}")]
+    Claim(CommandError<ExternalIdError>),
+}
+
+impl From<CommandError<CustomerError>> for CustomerUseCaseError {
+    fn from(e: CommandError<CustomerError>) -> Self {
+        Self::Customer(e)
+    }
+}
+
+/// Creates customer `customer_id` of `account_id`. An `external_id` (trimmed, as the customer
+/// keeps it) is claimed first, so that two concurrent creations with one external id give one
+/// customer and one [`CustomerUseCaseError::ExternalIdTaken`]. Returns the appended events.
+pub async fn create_customer(
+    bus: &CommandBus,
+    customer_id: CustomerId,
+    account_id: AccountId,
+    identity: CustomerIdentity,
+    metadata: Map<String, Value>,
+    meta: &Metadata,
+) -> Result<Vec<RecordedEvent>, CustomerUseCaseError> {
+    let command = CustomerCommand::Create {
+        customer_id,
+        account_id,
+        identity,
+        metadata,
+    };
+    // Refusals (bad email, metadata too large) come before anything is claimed.
+    let decided = Customer::default()
+        .decide(&command)
+        .map_err(|e| CustomerUseCaseError::Customer(CommandError::Domain(e)))?;
+    let external_id = decided.iter().find_map(|e| match e {
+        netia_events::customer::CustomerEvent::CustomerCreated(c) => c.identity.external_id.clone(),
+        _ => None,
+    });
+    if let Some(external_id) = &external_id {
+        claim(bus, account_id, external_id, customer_id, meta).await?;
+    }
+    match bus.execute::<Customer>(customer_id, command, meta).await {
+        Ok(executed) => Ok(executed.events),
+        Err(e) => {
+            if let Some(external_id) = &external_id {
+                release(bus, account_id, external_id, customer_id, meta).await;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Sets the given identity fields of `customer_id`. A new external id is claimed first and the
+/// old one released after.
+pub async fn identify_customer(
+    bus: &CommandBus,
+    customer_id: CustomerId,
+    identity: CustomerIdentity,
+    meta: &Metadata,
+) -> Result<Vec<RecordedEvent>, CustomerUseCaseError> {
+    let (before, _) = bus.load::<Customer>(customer_id).await?;
+    let account_id = before
+        .account_id
+        .ok_or(CustomerUseCaseError::Customer(CommandError::Domain(
+            CustomerError::NotFound,
+        )))?;
+    let wanted = identity.external_id.as_ref().map(|s| s.trim().to_owned());
+    let changes_id = wanted.is_some() && wanted != before.identity.external_id;
+    if changes_id && let Some(external_id) = &wanted {
+        claim(bus, account_id, external_id, customer_id, meta).await?;
+    }
+    let executed = bus
+        .execute::<Customer>(customer_id, CustomerCommand::Identify { identity }, meta)
+        .await;
+    match (&executed, changes_id) {
+        (Ok(_), true) => {
+            if let Some(old) = &before.identity.external_id {
+                release(bus, account_id, old, customer_id, meta).await;
+            }
+        }
+        (Err(_), true) => {
+            if let Some(new) = &wanted {
+                release(bus, account_id, new, customer_id, meta).await;
+            }
+        }
+        _ => {}
+    }
+    Ok(executed?.events)
+}
+
+/// Lets a deleted customer's external id go, so that a new customer may take it.
+pub async fn release_external_id(bus: &CommandBus, customer: &Customer, customer_id: CustomerId, meta: &Metadata) {
+    if let (Some(account_id), Some(external_id)) = (customer.account_id, &customer.identity.external_id) {
+        release(bus, account_id, external_id, customer_id, meta).await;
+    }
+}
+
+async fn claim(
+    bus: &CommandBus,
+    account_id: AccountId,
+    external_id: &str,
+    customer_id: CustomerId,
+    meta: &Metadata,
+) -> Result<(), CustomerUseCaseError> {
+    let stream = stream_id(account_id, external_id);
+    let command = ExternalIdCommand::Claim {
+        account_id,
+        external_id: external_id.to_owned(),
+        customer_id,
+    };
+    for _ in 0..CLAIM_ROUNDS {
+        match bus.execute::<ExternalId>(&stream, command.clone(), meta).await {
+            Ok(_) => return Ok(()),
+            // Someone claimed or released at the same moment: decide again on what they wrote.
+            Err(CommandError::Conflict { .. }) => continue,
+            Err(CommandError::Domain(ExternalIdError::Taken { holder })) => {
+                if !holder_is_gone(bus, &stream, holder).await? {
+                    return Err(CustomerUseCaseError::ExternalIdTaken {
+                        external_id: external_id.to_owned(),
+                        holder,
+                    });
+                }
+                let release = ExternalIdCommand::Release { customer_id: holder };
+                bus.execute::<ExternalId>(&stream, release, meta)
+                    .await
+                    .map_err(CustomerUseCaseError::Claim)?;
+            }
+            Err(e) => return Err(CustomerUseCaseError::Claim(e)),
+        }
+    }
+    Err(CustomerUseCaseError::Claim(CommandError::Conflict {
+        stream: StreamRef::new(ExternalIdEvent::STREAM_TYPE, stream),
+    }))
+}
+
+/// Whether `holder` no longer needs the id: deleted, or never created although its claim is old.
+async fn holder_is_gone(bus: &CommandBus, stream: &str, holder: CustomerId) -> Result<bool, CustomerUseCaseError> {
+    let (customer, _) = bus.load::<Customer>(holder).await?;
+    if customer.deleted {
+        return Ok(true);
+    }
+    if customer.id.is_some() {
+        return Ok(false);
+    }
+    let events = bus
+        .store()
+        .read_stream(&StreamRef::new(ExternalIdEvent::STREAM_TYPE, stream), StreamBound::All)
+        .await
+        .map_err(|e| CustomerUseCaseError::Claim(CommandError::Store(e)))?;
+    Ok(events
+        .last()
+        .is_some_and(|claim| Utc::now() - claim.recorded_at > ORPHAN_CLAIM_AGE))
+}
+
+/// Best effort: a release that fails leaves a claim that [`holder_is_gone`] takes over later.
+async fn release(bus: &CommandBus, account_id: AccountId, external_id: &str, customer_id: CustomerId, meta: &Metadata) {
+    let stream = stream_id(account_id, external_id);
+    let command = ExternalIdCommand::Release { customer_id };
+    if let Err(e) = bus.execute::<ExternalId>(&stream, command, meta).await {
+        tracing::warn!(customer = %customer_id, error = %e, "could not release an external id");
+    }
+}
