@@ -512,6 +512,37 @@ async fn a_conversation_without_an_inbox_goes_to_the_primary_inbox(db: &TestDb) 
         (status, body["data"]["inbox_id"].as_str()),
         (StatusCode::CREATED, Some(inbox.as_str()))
     );
+
+    // A conversation created before the rule (its event names no inbox) is read into the primary
+    // inbox too (and so, after `netia projections rebuild inbox`, are all old ones).
+    let old = netia_events::ConversationId::new();
+    let created = netia_events::conversation::ConversationEvent::ConversationCreated(
+        netia_events::conversation::ConversationCreated {
+            conversation_id: old,
+            account_id: admin.account_id.parse().unwrap(),
+            customer_id: customer_id.parse().unwrap(),
+            inbox_id: None,
+            source: netia_events::conversation::Source::Chat,
+            subject: None,
+            created_at: chrono::Utc::now(),
+        },
+    );
+    let meta = serde_json::to_value(netia_events::Metadata::system("test")).unwrap();
+    let stream = netia_events::StreamRef::new("conversation", old);
+    db.store
+        .append(&stream, 0, netia_events::codec::encode(&[created], &meta).unwrap())
+        .await
+        .unwrap();
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        let (status, body) = api.get(&format!("/api/conversations/{old}"), &admin.token).await;
+        if status == StatusCode::OK {
+            found = body;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(found["data"]["inbox_id"], inbox.as_str(), "{found}");
 }
 
 on_both_backends!(

@@ -2,6 +2,7 @@
 //! shows, plus tags, per-agent read state and a customer summary in side tables.
 
 use async_trait::async_trait;
+use netia_events::account::AccountEvent;
 use netia_events::chain::format_time;
 use netia_events::conversation::{Author, ConversationEvent, Priority};
 use netia_events::customer::CustomerEvent;
@@ -344,7 +345,7 @@ impl InboxProjection {
             .bind(id)
             .bind(e.account_id.to_string())
             .bind(e.customer_id.to_string())
-            .bind(e.inbox_id.map(|i| i.to_string()))
+            .bind(inbox_of(conn, &e.account_id.to_string(), e.inbox_id).await?)
             .bind(source_name(&serde_json::to_value(e.source).unwrap_or_default()))
             .bind(e.subject.clone())
             .bind(at.clone())
@@ -467,6 +468,22 @@ impl InboxProjection {
     }
 }
 
+/// The inbox of a new conversation: the one it names, else (conversations created before every
+/// conversation had to name one) its account's primary inbox.
+pub(crate) async fn inbox_of(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    named: Option<netia_events::InboxId>,
+) -> Result<Option<String>, sqlx::Error> {
+    if let Some(inbox) = named {
+        return Ok(Some(inbox.to_string()));
+    }
+    sqlx::query_scalar("SELECT primary_inbox_id FROM inbox_primary WHERE account_id = $1")
+        .bind(account_id.to_owned())
+        .fetch_optional(conn)
+        .await
+}
+
 /// For a message event: its body, when it was sent, and whether it came from the customer's side.
 pub(crate) fn message_of(event: &ConversationEvent) -> Option<(&str, chrono::DateTime<chrono::Utc>, bool)> {
     use ConversationEvent::*;
@@ -531,7 +548,14 @@ impl Projection for InboxProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["inbox", "inbox_tags", "inbox_reads", "inbox_customers", "inbox_updates"]
+        &[
+            "inbox",
+            "inbox_tags",
+            "inbox_reads",
+            "inbox_customers",
+            "inbox_updates",
+            "inbox_primary",
+        ]
     }
 
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
@@ -553,6 +577,8 @@ impl Projection for InboxProjection {
             // A side table rather than a column, so that a deployment's existing inbox table needs
             // no rebuild: rows without an entry changed last before it existed.
             "CREATE TABLE IF NOT EXISTS inbox_updates (conversation_id TEXT PRIMARY KEY, updated_at TEXT NOT NULL)",
+            // Each account's primary inbox: where conversations that named none belong.
+            "CREATE TABLE IF NOT EXISTS inbox_primary (account_id TEXT PRIMARY KEY, primary_inbox_id TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS inbox_tags (conversation_id TEXT NOT NULL, tag TEXT NOT NULL, \
                 PRIMARY KEY (conversation_id, tag))",
             "CREATE INDEX IF NOT EXISTS inbox_tags_by_tag ON inbox_tags (tag, conversation_id)",
@@ -579,6 +605,18 @@ impl Projection for InboxProjection {
             self.conversation(conn, event).await
         } else if event.stream_type == CustomerEvent::STREAM_TYPE {
             self.customer(conn, event).await
+        } else if event.stream_type == AccountEvent::STREAM_TYPE {
+            if let AccountEvent::AccountRegistered(e) = AccountEvent::decode(event)? {
+                sqlx::query(
+                    "INSERT INTO inbox_primary (account_id, primary_inbox_id) VALUES ($1, $2) \
+                     ON CONFLICT (account_id) DO NOTHING",
+                )
+                .bind(e.account_id.to_string())
+                .bind(e.primary_inbox_id.to_string())
+                .execute(conn)
+                .await?;
+            }
+            Ok(())
         } else {
             Ok(())
         }

@@ -218,7 +218,7 @@ async fn apply_one(
                         conversation_id: id.clone(),
                         account_id: e.account_id.to_string(),
                         customer_id: e.customer_id.to_string(),
-                        inbox_id: e.inbox_id.map(|i| i.to_string()),
+                        inbox_id: crate::inbox::inbox_of(conn, &e.account_id.to_string(), e.inbox_id).await?,
                         source,
                         subject: e.subject.clone(),
                         status: "open".into(),

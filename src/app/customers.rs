@@ -89,14 +89,19 @@ pub async fn identify_customer(
         .ok_or(CustomerUseCaseError::Customer(CommandError::Domain(
             CustomerError::NotFound,
         )))?;
+    // Refusals (a bad email, a blank external id) come before anything is claimed.
+    let command = CustomerCommand::Identify {
+        identity: identity.clone(),
+    };
+    before
+        .decide(&command)
+        .map_err(|e| CustomerUseCaseError::Customer(CommandError::Domain(e)))?;
     let wanted = identity.external_id.as_ref().map(|s| s.trim().to_owned());
     let changes_id = wanted.is_some() && wanted != before.identity.external_id;
     if changes_id && let Some(external_id) = &wanted {
         claim(bus, account_id, external_id, customer_id, meta).await?;
     }
-    let executed = bus
-        .execute::<Customer>(customer_id, CustomerCommand::Identify { identity }, meta)
-        .await;
+    let executed = bus.execute::<Customer>(customer_id, command, meta).await;
     match (&executed, changes_id) {
         (Ok(_), true) => {
             if let Some(old) = &before.identity.external_id {
