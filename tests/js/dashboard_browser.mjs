@@ -5,6 +5,8 @@
 // Run by tests/browser.rs; screenshots go to SCREENSHOTS.
 import http from "node:http";
 import { chromium } from "playwright-core";
+import { Socket } from "phoenix";
+import WebSocket from "ws";
 import { check, deadline } from "./check.mjs";
 
 const netia = process.env.NETIA_URL;
@@ -109,6 +111,26 @@ check("a tag is added", true);
 await agent.locator("#assignee").selectOption({ index: 1 });
 await agent.waitForFunction(() => Number(document.querySelector("[data-count=assigned_to_me]").textContent) === 1, null, { timeout: 10000 });
 check("assigning to oneself updates 'assigned to me'", true);
+
+// A typist who goes silent without saying so (their node died: no refresh, no typing:false) is
+// forgotten after a few seconds. The customer's own token, from the widget's storage, on a bare
+// phoenix client that says "typing" once.
+const saved = JSON.parse(
+  await customer.locator("body").evaluate((_, key) => window.localStorage.getItem(key), `netia:${account}:customer`),
+);
+const theirs = await (await fetch(`${netia}/api/conversations/customer`, { headers: { authorization: `Bearer ${saved.token}` } })).json();
+const silent = new Socket(`${netia.replace(/^http/, "ws")}/socket`, { transport: WebSocket, params: { token: saved.token } });
+silent.connect();
+const silentChannel = silent.channel(`conversation:${theirs.data[0].id}`, {});
+await new Promise((r) => silentChannel.join().receive("ok", r));
+await agent.locator("#typing").waitFor({ state: "hidden", timeout: 10000 });
+silentChannel.push("typing", { typing: true });
+await agent.locator("#typing:not([hidden])", { hasText: "Customer is typing" }).waitFor({ timeout: 10000 });
+const typingShown = Date.now();
+await agent.locator("#typing").waitFor({ state: "hidden", timeout: 10000 });
+const typingFor = Date.now() - typingShown;
+check("the dashboard forgets a typist not heard from for 6 s", typingFor >= 4000 && typingFor <= 9000, typingFor);
+silent.disconnect();
 
 // Closing updates the counts live.
 const closedBefore = await count("closed");

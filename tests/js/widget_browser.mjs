@@ -98,6 +98,13 @@ await new Promise((r) => conversation.push("shout", { body: "Your order ships to
 await frame.locator(".message", { hasText: "Your order ships today." }).waitFor({ timeout: 10000 });
 check("the customer sees the agent's reply live", true);
 check("the typing indicator goes when the reply arrives", await frame.locator("#typing").isHidden());
+// A typist who goes silent without saying so (their node died) is forgotten after a few seconds.
+conversation.push("typing", { typing: true });
+await frame.locator("#typing:not([hidden])").waitFor({ timeout: 10000 });
+const typingShown = Date.now();
+await frame.locator("#typing").waitFor({ state: "hidden", timeout: 10000 });
+const typingFor = Date.now() - typingShown;
+check("the widget forgets a typist not heard from for 6 s", typingFor >= 4000 && typingFor <= 9000, typingFor);
 const hostileText = await frame.locator(".message", { hasText: "onerror" }).first().evaluate((el) => el.firstChild.textContent);
 check("a hostile body is shown as text", hostileText === hostile, hostileText);
 const xss = await frame.locator("body").evaluate(() => window.__xss);
