@@ -198,20 +198,25 @@ impl Application {
                         |_| AppConfig::default(),
                     ))
                     .tcp();
-                let (state, hub) = (state.clone(), hub.clone());
+                let sockets = Arc::new(realtime::socket::SocketServices {
+                    app: state.app.clone(),
+                    auth: state.auth.clone(),
+                });
+                let hub = hub.clone();
                 fn_factory(move || {
                     let http = http.new_service(());
-                    let (state, hub) = (state.clone(), hub.clone());
+                    let (sockets, hub) = (sockets.clone(), hub.clone());
                     async move {
                         let http = Rc::new(http.await?);
                         Ok::<_, ()>(fn_service(move |stream: tokio::net::TcpStream| {
-                            let (http, state, hub) = (http.clone(), state.clone(), hub.clone());
+                            let (http, sockets, hub) = (http.clone(), sockets.clone(), hub.clone());
                             async move {
                                 // A socket upgrade is served here; everything else by actix.
                                 // Both boxed: the task of an idle socket holds only what the socket needs.
                                 match realtime::socket::sniff(&stream).await {
                                     Some(head) => {
-                                        Box::pin(realtime::socket::serve(stream, head, state, hub.into_inner())).await;
+                                        Box::pin(realtime::socket::serve(stream, head, sockets, hub.into_inner()))
+                                            .await;
                                         Ok(())
                                     }
                                     None => Box::pin(http.call(stream)).await,

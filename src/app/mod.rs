@@ -1,6 +1,114 @@
-//! Use cases that more than one entry point needs, written against the command bus and the read
-//! models rather than against HTTP: each takes typed input and returns a typed result or a typed
-//! error. (The application layer of DESIGN.md starts here; handlers move in as they are touched.)
+//! The application layer: Netia's use cases, written against the log, the command bus and the read
+//! models — never against HTTP or the socket. Every entry point (REST handlers, socket actions,
+//! consumers, and next the channel webhooks) calls these functions with typed input and gets a
+//! typed result or a typed error ([`AppError`] or a use case's own), which the entry point turns
+//! into its own answer (a status, a refused push, a retry).
 
+pub mod accounts;
+pub mod conversations;
 pub mod customers;
+pub mod identity;
 pub mod team;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use netia_events::{Checkpoint, RecordedEvent};
+use sqlx::AnyPool;
+
+use crate::command_bus::{CommandBus, CommandError};
+use crate::store::EventStore;
+
+/// How long a write waits for its read model before answering (read-your-writes).
+pub const READ_YOUR_WRITES: Duration = Duration::from_secs(3);
+
+/// What the use cases work with: the log, commands on it, the read models, and the local
+/// projectors' progress (for read-your-writes).
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn EventStore>,
+    pub bus: CommandBus,
+    /// Read models and credentials.
+    pub db: AnyPool,
+    pub progress: crate::projector::Progress,
+}
+
+/// Failures shared by the use cases. Refusals by an aggregate come as the use case's
+/// `CommandError<…>`; these are the rest.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The thing does not exist, or belongs to another account (the two are not told apart).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Written, but its read model did not show it within [`READ_YOUR_WRITES`].
+    #[error("{0}")]
+    NotReadableYet(&'static str),
+    #[error("reading a read model: {0}")]
+    ReadModel(#[from] netia_projections::ProjectionError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The log could not be read, or holds an event that does not decode.
+    #[error("reading the log: {0}")]
+    Log(String),
+}
+
+impl App {
+    pub fn new(store: Arc<dyn EventStore>, db: AnyPool) -> Self {
+        Self {
+            bus: CommandBus::new(store.clone()),
+            store,
+            db,
+            progress: crate::projector::Progress::default(),
+        }
+    }
+
+    /// Uses the local projectors' progress for read-your-writes.
+    pub fn with_progress(mut self, progress: crate::projector::Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// An aggregate's current state (the default state if it was never created).
+    pub async fn state_of<A>(&self, id: impl std::fmt::Display) -> Result<A, AppError>
+    where
+        A: netia_commands::Decide + Clone + 'static,
+        A::Event: netia_events::DomainEvent,
+    {
+        self.bus
+            .load::<A>(id)
+            .await
+            .map(|(state, _)| state)
+            .map_err(|e: CommandError<A::Error>| AppError::Log(e.to_string()))
+    }
+
+    /// Waits (bounded) until the named read model has applied `events`, so that the caller reads
+    /// its own write. Returns even when the projector is slow: the write itself has succeeded.
+    pub async fn caught_up(&self, projection: &str, events: &[RecordedEvent]) {
+        let Some(last) = events.iter().map(RecordedEvent::checkpoint).max() else {
+            return;
+        };
+        self.wait_for(projection, last).await;
+    }
+
+    /// Waits (bounded) until the named read model has applied everything committed before this
+    /// call: a reader catching up after a reconnect (a restart, say) must not get a page that is
+    /// missing what was written while it was away.
+    pub async fn caught_up_with_log(&self, projection: &str) {
+        match self.store.head().await {
+            Ok(head) if head != Checkpoint::default() => self.wait_for(projection, head).await,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(projection, error = %e, "cannot read the log head"),
+        }
+    }
+
+    async fn wait_for(&self, projection: &str, at: Checkpoint) {
+        match self.progress.wait_for(&self.db, projection, at, READ_YOUR_WRITES).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                projection,
+                "read model did not catch up within the read-your-writes bound"
+            ),
+            Err(e) => tracing::warn!(projection, error = %e, "cannot wait for the read model"),
+        }
+    }
+}

@@ -1,15 +1,12 @@
 //! Who is calling: an agent (session token, or a personal API key under `/api/v1`) or a widget
-//! customer (customer token). Tokens come as `Authorization: Bearer …`. An agent's role and
-//! disabled flag are read from the user's own stream on every request, so a role change or a
-//! disable takes effect at once.
+//! customer (customer token), as `Authorization: Bearer …`; who holds a token is decided by
+//! [`crate::app::identity`].
 
 use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
-use netia_commands::User;
-use netia_commands::user::UserStatus;
 use netia_events::user::Role;
 use netia_events::{AccountId, CustomerId, UserId};
 
@@ -75,35 +72,35 @@ fn unauthorized() -> ApiError {
     ApiError::Unauthorized("a valid, unexpired token is required (Authorization: Bearer …)".into())
 }
 
+impl From<crate::app::identity::IdentityError> for ApiError {
+    fn from(e: crate::app::identity::IdentityError) -> Self {
+        use crate::app::identity::IdentityError;
+        match e {
+            IdentityError::Invalid => unauthorized(),
+            IdentityError::Disabled => ApiError::Unauthorized(e.to_string()),
+            IdentityError::Auth(e) => e.into(),
+            IdentityError::App(e) => e.into(),
+        }
+    }
+}
+
 impl Agent {
-    pub(crate) async fn from_token(
-        state: web::Data<AppState>,
-        token: Option<String>,
-        api: bool,
-    ) -> Result<Self, ApiError> {
+    async fn from_token(state: web::Data<AppState>, token: Option<String>, api: bool) -> Result<Self, ApiError> {
         let token = token.ok_or_else(unauthorized)?;
         let kinds: &[TokenKind] = if api {
             &[TokenKind::Session, TokenKind::ApiKey]
         } else {
             &[TokenKind::Session]
         };
-        let holder = state.auth.holder(&token, kinds).await?.ok_or_else(unauthorized)?;
-        let user_id = holder.user_id.ok_or_else(unauthorized)?;
-        let user = state.load::<User>(user_id).await?;
-        if user.status != UserStatus::Registered || user.account_id != Some(holder.account_id) {
-            return Err(unauthorized());
-        }
-        if user.disabled {
-            return Err(ApiError::Unauthorized("this user is disabled".into()));
-        }
+        let agent = crate::app::identity::agent(&state.app, &state.auth, &token, kinds).await?;
         Ok(Agent {
-            user_id,
-            account_id: holder.account_id,
-            role: user.role.unwrap_or(Role::Viewer),
-            email: user.email,
-            display_name: user.display_name,
-            token_id: holder.token_id,
-            via_api_key: holder.kind == TokenKind::ApiKey,
+            user_id: agent.user_id,
+            account_id: agent.account_id,
+            role: agent.role,
+            email: agent.email,
+            display_name: agent.display_name,
+            token_id: agent.token_id,
+            via_api_key: agent.via_api_key,
         })
     }
 }
@@ -152,14 +149,10 @@ impl FromRequest for CustomerCaller {
         Box::pin(async move {
             let state = state?;
             let token = token.ok_or_else(unauthorized)?;
-            let holder = state
-                .auth
-                .holder(&token, &[TokenKind::Customer])
-                .await?
-                .ok_or_else(unauthorized)?;
+            let customer = crate::app::identity::customer(&state.auth, &token).await?;
             Ok(CustomerCaller {
-                customer_id: holder.customer_id.ok_or_else(unauthorized)?,
-                account_id: holder.account_id,
+                customer_id: customer.customer_id,
+                account_id: customer.account_id,
             })
         })
     }

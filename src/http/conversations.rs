@@ -4,12 +4,11 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use netia_commands::user::UserStatus;
-use netia_commands::{Conversation, ConversationCommand, ConversationError, User};
+use netia_commands::{Conversation, ConversationError};
 use netia_events::chain::format_time;
 use netia_events::conversation::{Author, Priority};
 use netia_events::user::Role;
-use netia_events::{Actor, ConversationId, DomainEvent, MessageId, Metadata, UserId};
+use netia_events::{Actor, ConversationId, DomainEvent, Metadata, UserId};
 use netia_projections::inbox::InboxOrder;
 use netia_projections::{Assignee, ConversationProjection, InboxProjection, InboxQuery, InboxRow};
 use serde::Deserialize;
@@ -22,6 +21,7 @@ use super::views::{
     SortName, SourceName, StatusName,
 };
 use super::{Agent, ApiError, AppState, parse_id};
+use crate::app::conversations::{ChangeError, Changes, PostError, ReadBack, StatusChange};
 use crate::store::StreamBound;
 use netia_events::StreamRef;
 
@@ -54,29 +54,7 @@ pub fn conversation_json(row: &InboxRow) -> ConversationView {
 
 /// Whether conversation `id` belongs to the caller's account; anything else is "not found".
 pub async fn owned(state: &AppState, agent: &Agent, id: ConversationId) -> Result<(), ApiError> {
-    owned_by(state, agent.account_id, id).await
-}
-
-/// Whether conversation `id` belongs to `account`; anything else is "not found".
-pub async fn owned_by(
-    state: &AppState,
-    account_id: netia_events::AccountId,
-    id: ConversationId,
-) -> Result<(), ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let account = match ConversationProjection::account_of(&mut conn, id).await? {
-        Some(account) => Some(account),
-        // Not projected yet (just created): the log decides.
-        None => {
-            let conversation = state.load::<Conversation>(id).await?;
-            conversation.account_id.map(|a| a.to_string())
-        }
-    };
-    if account == Some(account_id.to_string()) {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound("conversation not found".into()))
-    }
+    Ok(crate::app::conversations::ensure_in_account(state, agent.account_id, id).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -389,57 +367,37 @@ pub(super) async fn update(
     let id: ConversationId = parse_id(&id, "conversation id")?;
     owned(&state, &agent, id).await?;
     let body = body.into_inner();
-    let now = Utc::now();
-    let mut commands = Vec::new();
-    match (body.status.as_deref(), body.snooze_until) {
-        (None, None) => {}
-        (Some("open"), None) => commands.push(ConversationCommand::Reopen { at: now }),
-        (Some("closed"), None) => commands.push(ConversationCommand::Close { at: now }),
-        (Some("snoozed") | None, Some(until)) => commands.push(ConversationCommand::Snooze { until, at: now }),
+    let status = match (body.status.as_deref(), body.snooze_until) {
+        (None, None) => None,
+        (Some("open"), None) => Some(StatusChange::Open),
+        (Some("closed"), None) => Some(StatusChange::Closed),
+        (Some("snoozed") | None, Some(until)) => Some(StatusChange::Snoozed { until }),
         (Some("snoozed"), None) => return Err(ApiError::Invalid("status snoozed needs snooze_until".into())),
         (Some("open" | "closed"), Some(_)) => {
             return Err(ApiError::Invalid("snooze_until goes with status snoozed".into()));
         }
         (Some(_), _) => return Err(ApiError::Invalid("status must be open, closed or snoozed".into())),
-    }
-    if let Some(priority) = body.priority.as_deref() {
-        let priority = match priority {
-            "normal" => Priority::Normal,
-            "priority" => Priority::Priority,
-            _ => return Err(ApiError::Invalid("priority must be normal or priority".into())),
-        };
-        commands.push(ConversationCommand::SetPriority { priority });
-    }
-    if let Some(assignee) = body.assignee_id {
-        if let Some(user) = assignee {
-            let user = state.load::<User>(user).await?;
-            if user.status != UserStatus::Registered || user.account_id != Some(agent.account_id) || user.disabled {
-                return Err(ApiError::Invalid(
-                    "assignee_id is not an active user of this account".into(),
-                ));
-            }
-        }
-        commands.push(ConversationCommand::Assign { assignee });
-    }
-    if let Some(tags) = body.tags {
-        if tags.len() > 50 {
-            return Err(ApiError::Invalid("at most 50 tags".into()));
-        }
-        let wanted: std::collections::BTreeSet<String> = tags.into_iter().map(|t| t.trim().to_owned()).collect();
-        let current = state.load::<Conversation>(id).await?;
-        for tag in current.tags.difference(&wanted) {
-            commands.push(ConversationCommand::Untag { tag: tag.clone() });
-        }
-        for tag in wanted.difference(&current.tags) {
-            commands.push(ConversationCommand::Tag { tag: tag.clone() });
-        }
-    }
-    let executed = state
-        .bus
-        .execute_all::<Conversation>(id, &commands, &meta(&agent))
+    };
+    let priority = match body.priority.as_deref() {
+        None => None,
+        Some("normal") => Some(Priority::Normal),
+        Some("priority") => Some(Priority::Priority),
+        Some(_) => return Err(ApiError::Invalid("priority must be normal or priority".into())),
+    };
+    let changes = Changes {
+        status,
+        priority,
+        assignee: body.assignee_id,
+        tags: body.tags,
+    };
+    let events = crate::app::conversations::change(&state, agent.account_id, id, changes, &meta(&agent))
         .await
-        .map_err(conversation_error)?;
-    state.caught_up("inbox", &executed.events).await;
+        .map_err(|e| match e {
+            ChangeError::Refused(e) => conversation_error(e),
+            ChangeError::App(e) => e.into(),
+            e @ (ChangeError::TooManyTags | ChangeError::InactiveAssignee) => ApiError::Invalid(e.to_string()),
+        })?;
+    state.caught_up("inbox", &events).await;
     let mut conn = state.db.acquire().await?;
     let row = InboxProjection::get(&mut conn, id)
         .await?
@@ -458,16 +416,10 @@ pub(super) async fn mark_read(
     agent.require(Role::Viewer)?;
     let id: ConversationId = parse_id(&id, "conversation id")?;
     owned(&state, &agent, id).await?;
-    let executed = state
-        .bus
-        .execute::<Conversation>(
-            id,
-            ConversationCommand::MarkRead { user_id: agent.user_id },
-            &meta(&agent),
-        )
+    let events = crate::app::conversations::mark_read(&state, id, agent.user_id, &meta(&agent))
         .await
         .map_err(conversation_error)?;
-    state.caught_up("inbox", &executed.events).await;
+    state.caught_up("inbox", &events).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -540,7 +492,7 @@ pub struct NewMessage {
 }
 
 /// Posts `body` as `author` and answers with the saved message: 201 the first time, 200 with the
-/// same message when `client_message_id` was already used.
+/// same message when `client_message_id` was already used by the same author.
 pub async fn post_as(
     state: &AppState,
     id: ConversationId,
@@ -548,8 +500,15 @@ pub async fn post_as(
     message: NewMessage,
     meta: &Metadata,
 ) -> Result<HttpResponse, ApiError> {
-    let posted = save_message(state, id, author, message, meta, true).await?;
-    let body = json!({ "data": posted.message });
+    let message = crate::app::conversations::NewMessage {
+        body: message.body,
+        private: message.private,
+        client_message_id: message.client_message_id,
+    };
+    let posted = crate::app::conversations::post_message(state, id, author, message, meta, ReadBack::ReadModel)
+        .await
+        .map_err(post_error)?;
+    let body = json!({ "data": MessageView::from(&posted.message) });
     Ok(if posted.created {
         HttpResponse::Created().json(body)
     } else {
@@ -557,86 +516,11 @@ pub async fn post_as(
     })
 }
 
-/// A message saved by [`save_message`]: as readers see it, whether this call created it (or found
-/// it saved under the same `client_message_id`), and the events appended.
-pub struct Posted {
-    pub message: MessageView,
-    pub created: bool,
-    pub events: Vec<netia_events::RecordedEvent>,
-}
-
-/// Posts `message` as `author`. With `read_back` it waits for the conversation read model and
-/// answers from it (the REST caller's next read sees it); otherwise a new message is answered from
-/// its event (the socket, whose broadcast comes from the log anyway).
-pub async fn save_message(
-    state: &AppState,
-    id: ConversationId,
-    author: Author,
-    message: NewMessage,
-    meta: &Metadata,
-    read_back: bool,
-) -> Result<Posted, ApiError> {
-    let message_id = MessageId::new();
-    let client_message_id = message.client_message_id.clone();
-    let executed = state
-        .bus
-        .execute::<Conversation>(
-            id,
-            ConversationCommand::PostMessage {
-                message_id,
-                author,
-                body: message.body,
-                private: message.private,
-                client_message_id: message.client_message_id,
-                at: Utc::now(),
-            },
-            meta,
-        )
-        .await
-        .map_err(conversation_error)?;
-    let created = !executed.events.is_empty();
-    if created && !read_back {
-        let account = meta.account_id.map(|a| a.to_string()).unwrap_or_default();
-        let row = executed
-            .events
-            .iter()
-            .find_map(|e| netia_projections::message_row(e, &account).ok().flatten());
-        if let Some(row) = row {
-            return Ok(Posted {
-                message: MessageView::from(&row),
-                created,
-                events: executed.events,
-            });
-        }
+fn post_error(e: PostError) -> ApiError {
+    match e {
+        PostError::Refused(e) => conversation_error(e),
+        PostError::App(e) => e.into(),
     }
-    if created {
-        state.caught_up("conversation", &executed.events).await;
-    }
-    let deadline = tokio::time::Instant::now() + super::READ_YOUR_WRITES;
-    let saved = loop {
-        let mut conn = state.db.acquire().await?;
-        let found = match (&client_message_id, created) {
-            // A repeat: the first post may still be on its way to the read model.
-            (Some(key), false) => ConversationProjection::message_by_client_id(&mut conn, id, &author, key).await?,
-            _ => ConversationProjection::message(&mut conn, &message_id.to_string()).await?,
-        };
-        match found {
-            Some(found) => break found,
-            None if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            None => {
-                return Err(ApiError::Unavailable(
-                    "the message is saved but not readable yet; list the messages shortly".into(),
-                ));
-            }
-        }
-    };
-    Ok(Posted {
-        message: MessageView::from(&saved),
-        created,
-        events: executed.events,
-    })
 }
 
 /// Posts an agent reply, or a private note. Repeating a `client_message_id` answers 200 with the

@@ -11,21 +11,20 @@ pub mod pages;
 pub mod session;
 mod settings;
 mod team;
-pub mod views;
+pub use crate::views;
 pub(crate) mod widget;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use netia_events::{Checkpoint, RecordedEvent};
 use serde_json::json;
 use sqlx::AnyPool;
 
+use crate::app::App;
 use crate::auth::{Auth, AuthError};
-use crate::command_bus::{CommandBus, CommandError};
+use crate::command_bus::CommandError;
 use crate::store::EventStore;
 
 pub use caller::{Agent, CustomerCaller};
@@ -34,29 +33,34 @@ pub use caller::{Agent, CustomerCaller};
 /// holds in any script and any JSON spelling (see [`netia_commands::validate::MAX_REQUEST_BYTES`]).
 pub const MAX_BODY: usize = netia_commands::validate::MAX_REQUEST_BYTES;
 
-/// How long a write waits for its read model before answering (read-your-writes).
-const READ_YOUR_WRITES: Duration = Duration::from_secs(3);
-
-/// What every handler can reach.
+/// What every handler can reach: the application layer's services ([`App`], through `Deref`) and
+/// the credentials store.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn EventStore>,
-    pub bus: CommandBus,
-    /// Read models and credentials.
-    pub db: AnyPool,
+    pub app: App,
     pub auth: Auth,
-    pub progress: crate::projector::Progress,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
+    }
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn EventStore>, db: AnyPool, auth: Auth) -> Self {
         Self {
-            bus: CommandBus::new(store.clone()),
-            store,
-            db,
+            app: App::new(store, db),
             auth,
-            progress: crate::projector::Progress::default(),
         }
+    }
+
+    /// Uses the local projectors' progress for read-your-writes.
+    pub fn with_progress(mut self, progress: crate::projector::Progress) -> Self {
+        self.app = self.app.with_progress(progress);
+        self
     }
 
     /// An aggregate's current state, for checks before a command (ownership, roles). A failure to
@@ -66,48 +70,7 @@ impl AppState {
         A: netia_commands::Decide + Clone + 'static,
         A::Event: netia_events::DomainEvent,
     {
-        self.bus
-            .load::<A>(id)
-            .await
-            .map(|(state, _)| state)
-            .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))
-    }
-
-    /// Uses the local projectors' progress for read-your-writes.
-    pub fn with_progress(mut self, progress: crate::projector::Progress) -> Self {
-        self.progress = progress;
-        self
-    }
-
-    /// Waits (bounded) until the named read model has applied `events`, so that the caller reads its
-    /// own write. Returns even when the projector is slow: the write itself has succeeded.
-    pub async fn caught_up(&self, projection: &str, events: &[RecordedEvent]) {
-        let Some(last) = events.iter().map(RecordedEvent::checkpoint).max() else {
-            return;
-        };
-        self.wait_for(projection, last).await;
-    }
-
-    /// Waits (bounded) until the named read model has applied everything committed before this
-    /// call: a reader catching up after a reconnect (a restart, say) must not get a page that is
-    /// missing what was written while it was away.
-    pub async fn caught_up_with_log(&self, projection: &str) {
-        match self.store.head().await {
-            Ok(head) if head != Checkpoint::default() => self.wait_for(projection, head).await,
-            Ok(_) => {}
-            Err(e) => tracing::warn!(projection, error = %e, "cannot read the log head"),
-        }
-    }
-
-    async fn wait_for(&self, projection: &str, at: Checkpoint) {
-        match self.progress.wait_for(&self.db, projection, at, READ_YOUR_WRITES).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                projection,
-                "read model did not catch up within the read-your-writes bound"
-            ),
-            Err(e) => tracing::warn!(projection, error = %e, "cannot wait for the read model"),
-        }
+        Ok(self.app.state_of::<A>(id).await?)
     }
 }
 
@@ -272,6 +235,17 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::EmailTaken => ApiError::Conflict(e.to_string()),
             AuthError::WeakPassword => ApiError::Invalid(e.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<crate::app::AppError> for ApiError {
+    fn from(e: crate::app::AppError) -> Self {
+        use crate::app::AppError;
+        match e {
+            AppError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            AppError::NotReadableYet(_) => ApiError::Unavailable(e.to_string()),
             other => ApiError::internal(other),
         }
     }

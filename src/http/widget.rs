@@ -2,11 +2,9 @@
 //! the socket and these endpoints take), its conversations, and its metadata.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
-use netia_commands::{Account, Conversation, ConversationCommand, Customer, CustomerCommand};
-use netia_events::conversation::Source;
+use netia_commands::{Account, Customer, CustomerCommand};
 use netia_events::customer::CustomerIdentity;
-use netia_events::{AccountId, Actor, ConversationId, CustomerId, InboxId, Metadata};
+use netia_events::{AccountId, Actor, CustomerId, InboxId, Metadata};
 use netia_projections::{InboxProjection, InboxQuery};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -16,30 +14,15 @@ use super::conversations::conversation_json;
 use super::customers::customer_error;
 use super::views::{ConversationView, Data, ErrorBody, MetadataView, NewCustomerView, PublicWidgetSettings};
 use super::{ApiError, AppState, CustomerCaller, parse_id};
+use crate::app::conversations::OpenError;
 
 /// Refuses (403) a browser call from an origin the account has not allowed. Calls without an
 /// `Origin` header (servers, curl) and from Netia's own pages (origin host = request host) pass;
 /// an empty allow-list allows every origin.
 pub fn check_origin(req: &HttpRequest, account: &Account) -> Result<(), ApiError> {
     let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
-    origin_allowed(header("Origin"), header("Host"), account)
-}
-
-/// Whether a request with these `Origin` and `Host` headers may act for `account` (no origin: not
-/// a browser; the account's allow-list, if any, or Netia's own pages).
-pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, account: &Account) -> Result<(), ApiError> {
-    let allowed = &account.widget_settings.allowed_origins;
-    let Some(origin) = origin else {
-        return Ok(());
-    };
-    let own = origin.split_once("://").is_some_and(|(_, h)| Some(h) == host);
-    if allowed.is_empty() || own || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "the account does not allow the widget on {origin}"
-        )))
-    }
+    crate::app::accounts::origin_allowed(header("Origin"), header("Host"), account)
+        .map_err(|e| ApiError::Forbidden(e.to_string()))
 }
 
 async fn account(state: &AppState, id: AccountId) -> Result<Account, ApiError> {
@@ -186,25 +169,6 @@ pub async fn update_metadata(
     }))
 }
 
-/// The inbox a new conversation goes to: `given` if it is one of the account's inboxes (422
-/// otherwise), else the account's primary inbox. A conversation always belongs to an inbox.
-fn conversation_inbox(account: &Account, given: Option<&str>) -> Result<InboxId, ApiError> {
-    let primary = account
-        .primary_inbox_id
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the account has no primary inbox")))?;
-    match given {
-        None => Ok(primary),
-        Some(id) => {
-            let id = parse_id::<InboxId>(id, "inbox_id")?;
-            if id == primary {
-                Ok(id)
-            } else {
-                Err(ApiError::Invalid("inbox_id is not an inbox of this account".into()))
-            }
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewConversation {
@@ -236,26 +200,21 @@ pub async fn create_conversation(
     }
     let account = account(&state, account_id).await?;
     check_origin(&req, &account)?;
-    let inbox_id = conversation_inbox(&account, body.inbox_id.as_deref())?;
-    let id = ConversationId::new();
-    let meta = Metadata::new(Actor::Customer { customer_id }).with_account(account_id);
-    let command = ConversationCommand::Create {
-        conversation_id: id,
-        account_id,
-        customer_id,
-        inbox_id,
-        source: Source::Chat,
-        subject: None,
-        at: Utc::now(),
+    let inbox = match &body.inbox_id {
+        Some(id) => Some(parse_id::<InboxId>(id, "inbox_id")?),
+        None => None,
     };
-    let executed = state
-        .bus
-        .execute::<Conversation>(id, command, &meta)
+    let meta = Metadata::new(Actor::Customer { customer_id }).with_account(account_id);
+    let (id, events) = crate::app::conversations::open(&state, &account, customer_id, inbox, &meta)
         .await
-        .map_err(|e| ApiError::from_command(e, |_| false))?;
+        .map_err(|e| match e {
+            OpenError::ForeignInbox => ApiError::Invalid(e.to_string()),
+            OpenError::NoAccount => ApiError::NotFound(e.to_string()),
+            OpenError::Refused(e) => ApiError::from_command(e, |_| false),
+        })?;
     // The inbox answers this call; the customer's conversation count is read next by agents.
-    state.caught_up("inbox", &executed.events).await;
-    state.caught_up("customer", &executed.events).await;
+    state.caught_up("inbox", &events).await;
+    state.caught_up("customer", &events).await;
     let mut conn = state.db.acquire().await?;
     let row = InboxProjection::get(&mut conn, id)
         .await?

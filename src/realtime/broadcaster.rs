@@ -16,9 +16,9 @@ use sqlx::AnyPool;
 use tokio::sync::watch;
 
 use super::hub::{Audience, Hub, Person};
-use crate::http::views::MessageView;
 use crate::store::EventStore;
 use crate::tail::Tailer;
+use crate::views::MessageView;
 
 /// Conversations whose account is remembered (beyond that the cache starts over).
 const REMEMBERED: usize = 100_000;

@@ -1,4 +1,4 @@
-//! What the API answers with: typed response bodies, serialized as they are and described by the
+//! What the API and the socket answer with: typed bodies, serialized as they are and described by the
 //! same types in the OpenAPI document (so the document cannot drift from the answers).
 
 use netia_projections::{CustomerRow, InboxRow, MessageRow};

@@ -1,0 +1,111 @@
+//! The socket's actions: what a pushed event does, through the application layer.
+
+use netia_events::conversation::Author;
+use netia_events::user::Role;
+use netia_events::{ConversationId, CustomerId, UserId};
+use serde_json::{Value, json};
+
+use super::{BROADCAST_WAIT, Caller, Connection};
+use crate::app::conversations::{NewMessage, ReadBack, ensure_in_account, post_message};
+use crate::realtime::protocol::{Frame, refuse, reply};
+use crate::views::MessageView;
+
+impl Connection {
+    /// Tells the topic's other members whether this connection's person is typing.
+    pub(super) fn broadcast_typing(&self, topic: &str, typing: bool) {
+        let Some(conversation_id) = topic.strip_prefix("conversation:") else {
+            return;
+        };
+        let mut payload = json!({ "typing": typing, "conversation_id": conversation_id });
+        match &self.caller {
+            Caller::Agent { user_id, .. } => payload["user_id"] = json!(user_id),
+            Caller::Customer { customer_id, .. } => payload["customer_id"] = json!(customer_id),
+        }
+        self.hub.broadcast_ephemeral(topic, "typing", &payload, Some(self.id));
+    }
+
+    /// Ends this connection's typing on `topic`, if it was typing there: ephemeral state does not
+    /// outlive its owner's presence (a closed tab never sends `typing: false` itself).
+    pub(super) fn stop_typing(&mut self, topic: &str) {
+        if self.typing.remove(topic) {
+            self.broadcast_typing(topic, false);
+        }
+    }
+
+    /// Saves a message, lets its broadcast go out, then replies with the saved message.
+    pub(super) async fn shout(&self, frame: &Frame, id: ConversationId) {
+        let body = match frame.payload.get("body") {
+            Some(Value::String(body)) => body.clone(),
+            _ => return self.send(refuse(frame, "body must be a string")),
+        };
+        let client_message_id = match frame.payload.get("client_message_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(key)) => Some(key.clone()),
+            Some(_) => return self.send(refuse(frame, "client_message_id must be a string")),
+        };
+        let private = frame.payload.get("private").and_then(Value::as_bool).unwrap_or(false);
+        let author = match &self.caller {
+            Caller::Agent { role, .. } if *role < Role::Member => {
+                return self.send(refuse(frame, "viewers cannot send messages"));
+            }
+            Caller::Agent {
+                user_id, account_id, ..
+            } => {
+                if let Err(e) = ensure_in_account(&self.services.app, *account_id, id).await {
+                    return self.send(refuse(frame, &e.to_string()));
+                }
+                Author::Agent { user_id: *user_id }
+            }
+            Caller::Customer { customer_id, .. } => {
+                if frame.topic != format!("conversation:{id}") {
+                    return self.send(refuse(frame, "unauthorized"));
+                }
+                Author::Customer {
+                    customer_id: *customer_id,
+                }
+            }
+        };
+        let message = NewMessage {
+            body,
+            private,
+            client_message_id,
+        };
+        let started = std::time::Instant::now();
+        let meta = self.caller.meta();
+        match post_message(&self.services.app, id, author, message, &meta, ReadBack::Event).await {
+            Ok(posted) => {
+                let saved_in = started.elapsed();
+                if let Some(last) = posted.events.last() {
+                    self.hub.broadcast_reached(last.checkpoint(), BROADCAST_WAIT).await;
+                }
+                tracing::debug!(
+                    saved_us = saved_in.as_micros() as u64,
+                    broadcast_us = started.elapsed().as_micros() as u64,
+                    "shout"
+                );
+                self.send(reply(frame, true, &MessageView::from(&posted.message)));
+            }
+            Err(e) => self.send(refuse(frame, &e.to_string())),
+        }
+    }
+
+    pub(super) async fn mark_read(&self, frame: &Frame, id: ConversationId, user_id: UserId) {
+        if let Err(e) = ensure_in_account(&self.services.app, self.caller.account_id(), id).await {
+            return self.send(refuse(frame, &e.to_string()));
+        }
+        let meta = self.caller.meta();
+        match crate::app::conversations::mark_read(&self.services.app, id, user_id, &meta).await {
+            Ok(_) => self.send(reply(frame, true, &json!({}))),
+            Err(e) => self.send(refuse(frame, &e.to_string())),
+        }
+    }
+
+    /// The widget's `messages:seen`: its customer has seen everything so far.
+    pub(super) async fn seen_by_customer(&self, frame: &Frame, id: ConversationId, customer_id: CustomerId) {
+        let meta = self.caller.meta();
+        match crate::app::conversations::seen_by_customer(&self.services.app, id, customer_id, &meta).await {
+            Ok(_) => self.send(reply(frame, true, &json!({}))),
+            Err(e) => self.send(refuse(frame, &e.to_string())),
+        }
+    }
+}

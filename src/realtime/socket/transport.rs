@@ -1,0 +1,356 @@
+//! The socket's transport: which connections are upgrades, who may open one, the handshake and
+//! the frame loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use netia_commands::Account;
+use serde_json::json;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::{Caller, Connection, IDLE, MAX_FRAME, READ_BUFFER, SocketServices};
+use crate::auth::TokenKind;
+use crate::realtime::hub::{Hub, Outbox};
+use crate::realtime::protocol::Frame;
+
+/// Where the socket lives; a connection whose first request is a WebSocket upgrade of this path is
+/// served by [`serve`], outside the HTTP server (see [`sniff`]).
+pub const PATH: &str = "/socket/websocket";
+/// Largest request head read for an upgrade.
+const MAX_HEAD: usize = 8 * 1024;
+/// A client has this long to send its upgrade request.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The request head of a WebSocket upgrade, read (not consumed) from a new connection.
+#[derive(Debug)]
+pub struct Head {
+    /// Bytes the head takes on the wire.
+    len: usize,
+    query: String,
+    headers: HashMap<String, String>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// Peeks at the first request of a new connection: `Some` when it is `GET /socket/websocket` with
+/// `Upgrade: websocket`, which [`serve`] then handles; `None` leaves the connection, unread, to the
+/// HTTP server. Upgraded connections bypass the HTTP server so that an idle socket holds no HTTP
+/// buffers (actix's dispatcher keeps 16 KiB per connection for its life).
+pub async fn sniff(stream: &tokio::net::TcpStream) -> Option<Head> {
+    let prefix = format!("GET {PATH}");
+    let prefix = prefix.as_bytes();
+    // Most upgrade heads fit in 1 KiB; the buffer grows for longer ones.
+    let mut buf = vec![0u8; 1024];
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        let seen = &buf[..n];
+        let common = n.min(prefix.len());
+        if n == 0 || seen[..common] != prefix[..common] {
+            return None;
+        }
+        if n > prefix.len() && !matches!(seen[prefix.len()], b'?' | b' ') {
+            return None;
+        }
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            return parse_head(&seen[..end + 4]);
+        }
+        if n == buf.len() {
+            if n >= MAX_HEAD {
+                return None; // the HTTP server refuses it
+            }
+            buf.resize((n * 2).min(MAX_HEAD), 0);
+            continue;
+        }
+        // Part of the head has arrived: peeking again at once would spin.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn parse_head(bytes: &[u8]) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    if !request.parse(bytes).ok()?.is_complete() {
+        return None;
+    }
+    let headers: HashMap<String, String> = request
+        .headers
+        .iter()
+        .filter_map(|h| {
+            Some((
+                h.name.to_ascii_lowercase(),
+                std::str::from_utf8(h.value).ok()?.to_owned(),
+            ))
+        })
+        .collect();
+    let upgrade = headers
+        .get("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return None; // a plain GET: the HTTP server answers it
+    }
+    let query = request
+        .path?
+        .split_once('?')
+        .map(|(_, q)| q.to_owned())
+        .unwrap_or_default();
+    Some(Head {
+        len: bytes.len(),
+        query,
+        headers,
+    })
+}
+
+/// The token from `?token=` or from the `authToken` subprotocol (`base64url.bearer.phx.<btoa>`).
+fn token(head: &Head, params: &HashMap<String, String>) -> Option<String> {
+    if let Some(token) = params.get("token").filter(|t| !t.is_empty()) {
+        return Some(token.clone());
+    }
+    head.header("sec-websocket-protocol")?
+        .split(',')
+        .map(str::trim)
+        .find_map(|p| {
+            let encoded = p.strip_prefix("base64url.bearer.phx.")?;
+            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(encoded.trim_end_matches('='))
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        })
+}
+
+async fn authenticate(services: &SocketServices, token: Option<String>) -> Option<Caller> {
+    let token = token?;
+    if token.starts_with("ntc_") {
+        let customer = crate::app::identity::customer(&services.auth, &token).await.ok()?;
+        return Some(Caller::Customer {
+            customer_id: customer.customer_id,
+            account_id: customer.account_id,
+        });
+    }
+    let agent = crate::app::identity::agent(&services.app, &services.auth, &token, &[TokenKind::Session])
+        .await
+        .ok()?;
+    Some(Caller::Agent {
+        user_id: agent.user_id,
+        account_id: agent.account_id,
+        role: agent.role,
+    })
+}
+
+/// Who may open this socket, or the status and reason of the refusal: the version must be 2.x,
+/// the token valid, the origin allowed by the account.
+async fn admit(head: &Head, services: &SocketServices) -> Result<Caller, (u16, String)> {
+    let forbidden = |reason: &str| (403, reason.to_owned());
+    let params: HashMap<String, String> = web::Query::<HashMap<String, String>>::from_query(&head.query)
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    if !params.get("vsn").is_some_and(|v| v.starts_with("2.")) {
+        return Err(forbidden("only the Phoenix V2 serializer is supported (vsn=2.0.0)"));
+    }
+    let Some(caller) = authenticate(services, token(head, &params)).await else {
+        return Err(forbidden("a valid agent session or customer token is required"));
+    };
+    let account = match services.app.state_of::<Account>(caller.account_id()).await {
+        Ok(account) => account,
+        Err(e) => {
+            tracing::error!(error = %e, "socket refused: the account could not be read");
+            return Err((503, "temporarily unavailable".to_owned()));
+        }
+    };
+    crate::app::accounts::origin_allowed(head.header("origin"), head.header("host"), &account)
+        .map_err(|e| forbidden(&e.to_string()))?;
+    Ok(caller)
+}
+
+/// Serves a connection [`sniff`] found to be a socket upgrade: refused with a status before the
+/// upgrade when [`admit`] says no, else upgraded (selecting the `phoenix` subprotocol when offered)
+/// and run until it closes.
+// The handshake callback's error type is tungstenite's (a whole HTTP response).
+#[allow(clippy::result_large_err)]
+pub async fn serve(mut stream: tokio::net::TcpStream, head: Head, services: Arc<SocketServices>, hub: Arc<Hub>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.set_nodelay(true);
+    // Boxed, like the handshake: their futures are freed before the connection settles in.
+    let caller = match Box::pin(admit(&head, &services)).await {
+        Ok(caller) => caller,
+        Err((status, reason)) => {
+            // The head is read first, so that closing does not reset the connection before the
+            // client has read the refusal.
+            let mut consumed = vec![0u8; head.len];
+            let _ = stream.read_exact(&mut consumed).await;
+            let error = if status == 403 { "forbidden" } else { "unavailable" };
+            let body = json!({"error": error, "message": reason}).to_string();
+            let title = if status == 403 {
+                "Forbidden"
+            } else {
+                "Service Unavailable"
+            };
+            let response = format!(
+                "HTTP/1.1 {status} {title}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
+    let phoenix = head
+        .header("sec-websocket-protocol")
+        .is_some_and(|p| p.split(',').any(|p| p.trim() == "phoenix"));
+    let choose = move |_: &Request, mut response: Response| {
+        if phoenix {
+            response
+                .headers_mut()
+                .insert("sec-websocket-protocol", HeaderValue::from_static("phoenix"));
+        }
+        Ok(response)
+    };
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME));
+    let socket = match Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        choose,
+        Some(config),
+    ))
+    .await
+    {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::debug!(error = %e, "socket handshake failed");
+            return;
+        }
+    };
+    let (outbox, outgoing, kill) = Outbox::new();
+    let connection = Connection {
+        id: hub.connection_id(),
+        caller,
+        services,
+        hub,
+        outbox,
+        joined: HashMap::new(),
+        typing: std::collections::HashSet::new(),
+    };
+    connection.run(socket, outgoing, kill).await;
+}
+
+/// What the HTTP server answers on the socket path: the upgrade is served only as a connection's
+/// first request (see [`sniff`]).
+pub async fn not_upgraded() -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({
+        "error": "bad_request",
+        "message": "open the socket with a WebSocket upgrade (GET /socket/websocket?vsn=2.0.0) as the first request of a new connection",
+    }))
+}
+
+fn close(code: CloseCode, reason: &str) -> Option<CloseFrame> {
+    Some(CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    })
+}
+
+impl Connection {
+    pub(super) async fn run(
+        mut self,
+        socket: WebSocketStream<tokio::net::TcpStream>,
+        mut outgoing: tokio::sync::mpsc::Receiver<Utf8Bytes>,
+        kill: Arc<tokio::sync::Notify>,
+    ) {
+        self.hub.connection(self.person(), true);
+        let (mut sink, mut stream) = socket.split();
+        // Pongs are queued by the socket itself; the writer flushes them out.
+        let flush = Arc::new(tokio::sync::Notify::new());
+        let flush_now = flush.clone();
+        let writer = actix_web::rt::spawn(async move {
+            loop {
+                tokio::select! {
+                    frame = outgoing.recv() => {
+                        let Some(frame) = frame else { break };
+                        let mut sent = sink.feed(Message::Text(frame)).await;
+                        while sent.is_ok() && let Ok(frame) = outgoing.try_recv() {
+                            sent = sink.feed(Message::Text(frame)).await;
+                        }
+                        if sent.is_err() || sink.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                    _ = flush_now.notified() => {
+                        if sink.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            sink
+        });
+        let reason = loop {
+            let next = tokio::select! {
+                _ = kill.notified() => break close(CloseCode::Policy, "too slow: outbound queue full"),
+                next = tokio::time::timeout(IDLE, stream.next()) => next,
+            };
+            match next {
+                Err(_) => break close(CloseCode::Normal, "idle"),
+                Ok(None) => break None,
+                Ok(Some(Err(e))) => {
+                    use tokio_tungstenite::tungstenite::Error;
+                    let code = match &e {
+                        Error::Capacity(_) => CloseCode::Size,
+                        Error::Utf8 => CloseCode::Invalid,
+                        Error::Protocol(_) => CloseCode::Protocol,
+                        _ => break None,
+                    };
+                    break close(code, &e.to_string());
+                }
+                Ok(Some(Ok(Message::Text(text)))) => match Frame::parse(&text) {
+                    // Boxed: the deep futures of a command live only while a frame is handled, not
+                    // in every idle connection's task.
+                    Ok(frame) => Box::pin(self.handle(frame)).await,
+                    Err(e) => break close(CloseCode::Invalid, &e.to_string()),
+                },
+                Ok(Some(Ok(Message::Binary(_)))) => {
+                    break close(CloseCode::Unsupported, "binary frames are not supported");
+                }
+                Ok(Some(Ok(Message::Ping(_)))) => flush.notify_one(),
+                Ok(Some(Ok(Message::Pong(_) | Message::Frame(_)))) => {}
+                Ok(Some(Ok(Message::Close(_)))) => break None,
+            }
+        };
+        let typing: Vec<String> = self.typing.iter().cloned().collect();
+        for topic in typing {
+            self.stop_typing(&topic);
+        }
+        let topics: Vec<String> = self.joined.keys().cloned().collect();
+        self.hub.disconnect(self.id, &topics);
+        self.hub.connection(self.person(), false);
+        drop(self.outbox);
+        let abort = writer.abort_handle();
+        match tokio::time::timeout(Duration::from_secs(1), writer).await {
+            Ok(Ok(mut sink)) => {
+                if let Some(reason) = reason {
+                    let _ = sink.send(Message::Close(Some(reason))).await;
+                }
+                let _ = sink.close().await;
+            }
+            _ => abort.abort(),
+        }
+    }
+}
