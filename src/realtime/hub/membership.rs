@@ -1,0 +1,192 @@
+//! Topics and their members: joining, leaving, and broadcasting to a topic's members, each with
+//! one bounded, ordered outbox; a member whose outbox is full is told to close.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::Hub;
+use super::presence::{Origin, Signal, diff};
+use crate::realtime::protocol::encode;
+
+pub type ConnId = u64;
+
+/// Frames queued for one connection, in send order.
+pub const OUTBOX: usize = 1_024;
+
+/// A connection's outbound queue, and the signal that closes it.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Utf8Bytes>,
+    kill: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new() -> (Outbox, mpsc::Receiver<Utf8Bytes>, Arc<Notify>) {
+        let (tx, rx) = mpsc::channel(OUTBOX);
+        let kill = Arc::new(Notify::new());
+        (Outbox { tx, kill: kill.clone() }, rx, kill)
+    }
+
+    /// Queues a frame; a full queue means a consumer too slow to keep: it is told to close.
+    pub fn send(&self, frame: Utf8Bytes) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.kill.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Who receives a broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Everyone,
+    /// Agents only (private notes).
+    Agents,
+}
+
+pub(super) struct Member {
+    pub(super) join_ref: String,
+    pub(super) agent: bool,
+    pub(super) outbox: Outbox,
+}
+
+#[derive(Default)]
+pub(super) struct Topic {
+    pub(super) members: HashMap<ConnId, Member>,
+    /// key → metas (each with the connection it belongs to).
+    pub(super) presence: BTreeMap<String, Vec<(Origin, Value)>>,
+}
+
+impl Topic {
+    pub(super) fn send_all(&self, frame: &Utf8Bytes, audience: Audience, except: Option<ConnId>) -> usize {
+        let mut sent = 0;
+        for (id, member) in &self.members {
+            if Some(*id) == except || (audience == Audience::Agents && !member.agent) {
+                continue;
+            }
+            if member.outbox.send(frame.clone()) {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Removes the presences `gone` selects, returning them as the `leaves` of a diff.
+    pub(super) fn untrack(&mut self, gone: impl Fn(&str, &Origin, &Value) -> bool) -> Map<String, Value> {
+        let mut leaves = Map::new();
+        self.presence.retain(|key, metas| {
+            let (left, kept): (Vec<_>, Vec<_>) = metas.drain(..).partition(|(origin, meta)| gone(key, origin, meta));
+            if !left.is_empty() {
+                let left: Vec<Value> = left.into_iter().map(|(_, meta)| meta).collect();
+                leaves.insert(key.clone(), json!({ "metas": left }));
+            }
+            *metas = kept;
+            !metas.is_empty()
+        });
+        leaves
+    }
+
+    pub(super) fn state(&self) -> Value {
+        let mut state = Map::new();
+        for (key, metas) in &self.presence {
+            let metas: Vec<&Value> = metas.iter().map(|(_, meta)| meta).collect();
+            state.insert(key.clone(), json!({ "metas": metas }));
+        }
+        Value::Object(state)
+    }
+}
+
+impl Hub {
+    /// Adds `conn` to `topic`; returns the join ref it had there before (the caller closes that
+    /// channel instance first, as Phoenix does).
+    pub fn join(&self, topic: &str, conn: ConnId, join_ref: &str, agent: bool, outbox: Outbox) -> Option<String> {
+        let mut topics = self.topics();
+        let entry = topics.entry(topic.to_owned()).or_default();
+        let member = Member {
+            join_ref: join_ref.to_owned(),
+            agent,
+            outbox,
+        };
+        entry.members.insert(conn, member).map(|old| old.join_ref)
+    }
+
+    /// The join ref under which `conn` is in `topic`.
+    pub fn joined(&self, topic: &str, conn: ConnId) -> Option<String> {
+        self.topics()
+            .get(topic)
+            .and_then(|t| t.members.get(&conn))
+            .map(|m| m.join_ref.clone())
+    }
+
+    /// Removes `conn` from `topic`, with its presences (broadcasting their leave).
+    pub fn leave(&self, topic: &str, conn: ConnId) -> bool {
+        let mut topics = self.topics();
+        let Some(entry) = topics.get_mut(topic) else {
+            return false;
+        };
+        let was = entry.members.remove(&conn).is_some();
+        let here = Origin { node: self.node, conn };
+        let leaves = entry.untrack(|_, origin, _| *origin == here);
+        if !leaves.is_empty() {
+            entry.send_all(&diff(topic, Map::new(), leaves), Audience::Everyone, None);
+            self.tell(Signal::Untrack {
+                topic: topic.to_owned(),
+                conn,
+            });
+        }
+        if entry.members.is_empty() && entry.presence.is_empty() {
+            topics.remove(topic);
+        }
+        was
+    }
+
+    /// Removes a closed connection from every topic.
+    pub fn disconnect(&self, conn: ConnId, topics: &[String]) {
+        for topic in topics {
+            self.leave(topic, conn);
+        }
+    }
+
+    /// Queues one frame for every member of `topic` (but `except`), serialized once.
+    pub fn broadcast<P: serde::Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        event: &str,
+        payload: &P,
+        audience: Audience,
+        except: Option<ConnId>,
+    ) -> usize {
+        let topics = self.topics();
+        let Some(entry) = topics.get(topic) else { return 0 };
+        let frame = Utf8Bytes::from(encode(None, None, topic, event, payload));
+        entry.send_all(&frame, audience, except)
+    }
+
+    /// A push that is not stored (typing, a notice): to every member of `topic` on every node but
+    /// `except` (the sender's own connection).
+    pub fn broadcast_ephemeral(&self, topic: &str, event: &str, payload: &Value, except: Option<ConnId>) {
+        self.broadcast(topic, event, payload, Audience::Everyone, except);
+        self.tell(Signal::Broadcast {
+            topic: topic.to_owned(),
+            event: event.to_owned(),
+            payload: payload.clone(),
+        });
+    }
+
+    /// Sends the topic's presences to `conn` without tracking it (customers watching agents online).
+    pub fn push_state(&self, topic: &str, conn: ConnId) {
+        let topics = self.topics();
+        let Some(entry) = topics.get(topic) else { return };
+        let Some(member) = entry.members.get(&conn) else { return };
+        let state = encode(Some(&member.join_ref), None, topic, "presence_state", &entry.state());
+        member.outbox.send(Utf8Bytes::from(state));
+    }
+}
