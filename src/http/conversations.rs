@@ -4,24 +4,23 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use netia_commands::{Conversation, ConversationError};
+use netia_commands::ConversationError;
 use netia_events::chain::format_time;
-use netia_events::conversation::{Author, Priority};
+use netia_events::conversation::Priority;
 use netia_events::user::Role;
 use netia_events::{Actor, ConversationId, DomainEvent, Metadata, UserId};
 use netia_projections::inbox::InboxOrder;
-use netia_projections::{Assignee, ConversationProjection, InboxProjection, InboxQuery, InboxRow};
+use netia_projections::{Assignee, InboxProjection, InboxQuery, InboxRow};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use super::caller::Reader;
 use super::views::{
-    ConversationOrAsOf, ConversationView, CountsView, Data, ErrorBody, HistoryView, MessageView, Page, PriorityName,
-    SortName, SourceName, StatusName,
+    ConversationOrAsOf, ConversationView, CountsView, Data, ErrorBody, HistoryView, Page, PriorityName, SortName,
+    SourceName, StatusName,
 };
 use super::{Agent, ApiError, AppState, parse_id};
-use crate::app::conversations::{ChangeError, Changes, PostError, ReadBack, StatusChange};
+use crate::app::conversations::{ChangeError, Changes, StatusChange};
 use crate::store::StreamBound;
 use netia_events::StreamRef;
 
@@ -43,8 +42,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/conversations/{id}/read").route(web::post().to(mark_read)))
     .service(
         web::resource("/conversations/{id}/messages")
-            .route(web::get().to(messages))
-            .route(web::post().to(post_message)),
+            .route(web::get().to(super::messages::messages))
+            .route(web::post().to(super::messages::post_message)),
     );
 }
 
@@ -345,11 +344,11 @@ pub(super) struct Update {
     tags: Option<Vec<String>>,
 }
 
-fn meta(agent: &Agent) -> Metadata {
+pub(super) fn meta(agent: &Agent) -> Metadata {
     Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id)
 }
 
-fn conversation_error(e: crate::command_bus::CommandError<ConversationError>) -> ApiError {
+pub(super) fn conversation_error(e: crate::command_bus::CommandError<ConversationError>) -> ApiError {
     ApiError::from_command(e, |e| matches!(e, ConversationError::NotFound))
 }
 
@@ -421,122 +420,4 @@ pub(super) async fn mark_read(
         .map_err(conversation_error)?;
     state.caught_up("inbox", &events).await;
     Ok(HttpResponse::NoContent().finish())
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MessagePage {
-    /// Messages after this version (the `version` of the last one seen).
-    after_version: Option<i64>,
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
-}
-
-/// The conversation's messages in order: for agents with notes; for its customer (customer token)
-/// without them — how the widget catches up after a reconnect.
-#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "messages", params(("id" = uuid::Uuid, Path, description = "Conversation id"), MessagePage), security(("bearer" = []), ("customer" = [])),
-    responses((status = 200, body = Data<Vec<MessageView>>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn messages(
-    state: web::Data<AppState>,
-    reader: Reader,
-    id: web::Path<String>,
-    page: web::Query<MessagePage>,
-) -> Result<HttpResponse, ApiError> {
-    let id: ConversationId = parse_id(&id, "conversation id")?;
-    let agents_view = match &reader {
-        Reader::Agent(agent) => {
-            owned(&state, agent, id).await?;
-            true
-        }
-        Reader::Customer(customer) => {
-            let conversation = state.load::<Conversation>(id).await?;
-            if conversation.customer_id != Some(customer.customer_id)
-                || conversation.account_id != Some(customer.account_id)
-            {
-                return Err(ApiError::NotFound("conversation not found".into()));
-            }
-            false
-        }
-    };
-    let limit = page.limit.unwrap_or(100);
-    if !(1..=1_000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be from 1 to 1000".into()));
-    }
-    state.caught_up_with_log("conversation").await;
-    let mut conn = state.db.acquire().await?;
-    let rows = ConversationProjection::messages(
-        &mut conn,
-        id,
-        agents_view,
-        page.after_version.unwrap_or(0).max(0),
-        limit,
-    )
-    .await?;
-    let data: Vec<MessageView> = rows.iter().map(MessageView::from).collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewMessage {
-    /// Plain text, up to 20,000 characters.
-    #[schema(min_length = 1, max_length = 20000)]
-    pub body: String,
-    /// A note only agents see.
-    #[serde(default)]
-    pub private: bool,
-    /// The client's idempotency key (1 to 200 printable characters).
-    #[schema(min_length = 1, max_length = 200)]
-    pub client_message_id: Option<String>,
-}
-
-/// Posts `body` as `author` and answers with the saved message: 201 the first time, 200 with the
-/// same message when `client_message_id` was already used by the same author.
-pub async fn post_as(
-    state: &AppState,
-    id: ConversationId,
-    author: Author,
-    message: NewMessage,
-    meta: &Metadata,
-) -> Result<HttpResponse, ApiError> {
-    let message = crate::app::conversations::NewMessage {
-        body: message.body,
-        private: message.private,
-        client_message_id: message.client_message_id,
-    };
-    let posted = crate::app::conversations::post_message(state, id, author, message, meta, ReadBack::ReadModel)
-        .await
-        .map_err(post_error)?;
-    let body = json!({ "data": MessageView::from(&posted.message) });
-    Ok(if posted.created {
-        HttpResponse::Created().json(body)
-    } else {
-        HttpResponse::Ok().json(body)
-    })
-}
-
-fn post_error(e: PostError) -> ApiError {
-    match e {
-        PostError::Refused(e) => conversation_error(e),
-        PostError::App(e) => e.into(),
-    }
-}
-
-/// Posts an agent reply, or a private note. Repeating a `client_message_id` answers 200 with the
-/// message saved the first time and saves nothing.
-#[utoipa::path(post, path = "/api/conversations/{id}/messages", tag = "messages", params(("id" = uuid::Uuid, Path, description = "Conversation id")), request_body = NewMessage, security(("bearer" = [])),
-    responses((status = 413, body = ErrorBody), (status = 201, body = Data<MessageView>), (status = 200, description = "Already saved with this client_message_id", body = Data<MessageView>),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub(super) async fn post_message(
-    state: web::Data<AppState>,
-    agent: Agent,
-    id: web::Path<String>,
-    body: web::Json<NewMessage>,
-) -> Result<HttpResponse, ApiError> {
-    agent.require(Role::Member)?;
-    let id: ConversationId = parse_id(&id, "conversation id")?;
-    owned(&state, &agent, id).await?;
-    let author = Author::Agent { user_id: agent.user_id };
-    post_as(&state, id, author, body.into_inner(), &meta(&agent)).await
 }

@@ -6,6 +6,7 @@ pub(crate) mod conversations;
 mod customers;
 mod health;
 pub mod limits;
+mod messages;
 pub mod openapi;
 pub mod pages;
 pub mod session;

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, conversations, customers, health, session, settings, team, views, widget};
+use super::{accounts, conversations, customers, health, messages, session, settings, team, views, widget};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,7 +22,7 @@ use super::{accounts, conversations, customers, health, session, settings, team,
         accounts::me, accounts::list_keys, accounts::create_key, accounts::revoke_key,
         team::list, team::change_role, team::disable, team::enable, team::invite, team::invitations, team::withdraw,
         conversations::list, conversations::count, conversations::get, conversations::update,
-        conversations::history, conversations::mark_read, conversations::messages, conversations::post_message,
+        conversations::history, conversations::mark_read, messages::messages, messages::post_message,
         customers::list, customers::get, customers::update, customers::delete, customers::identify,
         widget::settings, widget::create_customer, widget::update_metadata, widget::create_conversation,
         widget::customer_conversations,

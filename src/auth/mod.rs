@@ -2,20 +2,15 @@
 //! renew tokens, personal API keys, widget customer tokens) stored only as SHA-256 digests, with
 //! expiry and revocation. Who the holder is (role, disabled) comes from the event log, not from here.
 
-use std::sync::OnceLock;
+mod passwords;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::{DateTime, Duration, Utc};
 use netia_events::chain::format_time;
 use netia_events::{AccountId, CustomerId, UserId};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, FromRow};
 
-/// Passwords: at least this many characters…
-pub const MIN_PASSWORD: usize = 8;
-/// …and at most this many (argon2 takes any length; this bounds the work per request).
-pub const MAX_PASSWORD: usize = 128;
+pub use passwords::{MAX_PASSWORD, MIN_PASSWORD};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -136,23 +131,6 @@ fn random_hex(bytes: usize) -> Result<String, AuthError> {
     Ok(hex::encode(buf))
 }
 
-fn hash_password_blocking(password: &str) -> Result<String, AuthError> {
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| AuthError::Hashing(format!("no randomness: {e}")))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hashing(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AuthError::Hashing(e.to_string()))
-}
-
-/// A real hash of nothing in particular: verifying against it costs what a real login costs, so
-/// an unknown address cannot be told from a wrong password by timing.
-fn decoy_hash() -> &'static str {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| hash_password_blocking("netia-decoy-password").unwrap_or_default())
-}
-
 impl Auth {
     pub fn new(db: AnyPool, session_ttl_seconds: i64, renew_ttl_seconds: i64) -> Self {
         Self {
@@ -160,34 +138,6 @@ impl Auth {
             session_ttl: Duration::seconds(session_ttl_seconds),
             renew_ttl: Duration::seconds(renew_ttl_seconds),
         }
-    }
-
-    pub fn check_password(password: &str) -> Result<(), AuthError> {
-        let n = password.chars().count();
-        if (MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
-            Ok(())
-        } else {
-            Err(AuthError::WeakPassword)
-        }
-    }
-
-    pub async fn hash_password(password: &str) -> Result<String, AuthError> {
-        Self::check_password(password)?;
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || hash_password_blocking(&password))
-            .await
-            .map_err(|e| AuthError::Hashing(e.to_string()))?
-    }
-
-    async fn verify(hash: String, password: &str) -> bool {
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false)
     }
 
     /// Reserves `email` for a new user; fails if anyone has it. Call before appending the user's
@@ -233,7 +183,7 @@ impl Auth {
                 .fetch_optional(&self.db)
                 .await?;
         let Some((user, account, hash)) = row else {
-            Self::verify(decoy_hash().to_owned(), password).await;
+            Self::verify(passwords::decoy_hash().to_owned(), password).await;
             return Ok(None);
         };
         if !Self::verify(hash, password).await {

@@ -1,0 +1,60 @@
+//! Passwords: the length rule, and argon2id hashing and verification off the async threads.
+
+use std::sync::OnceLock;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+
+use super::{Auth, AuthError};
+
+/// Passwords: at least this many characters…
+pub const MIN_PASSWORD: usize = 8;
+/// …and at most this many (argon2 takes any length; this bounds the work per request).
+pub const MAX_PASSWORD: usize = 128;
+
+fn hash_password_blocking(password: &str) -> Result<String, AuthError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| AuthError::Hashing(format!("no randomness: {e}")))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hashing(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Hashing(e.to_string()))
+}
+
+/// A real hash of nothing in particular: verifying against it costs what a real login costs, so
+/// an unknown address cannot be told from a wrong password by timing.
+pub(super) fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| hash_password_blocking("netia-decoy-password").unwrap_or_default())
+}
+
+impl Auth {
+    pub fn check_password(password: &str) -> Result<(), AuthError> {
+        let n = password.chars().count();
+        if (MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
+            Ok(())
+        } else {
+            Err(AuthError::WeakPassword)
+        }
+    }
+
+    pub async fn hash_password(password: &str) -> Result<String, AuthError> {
+        Self::check_password(password)?;
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+            .await
+            .map_err(|e| AuthError::Hashing(e.to_string()))?
+    }
+
+    pub(super) async fn verify(hash: String, password: &str) -> bool {
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
