@@ -56,7 +56,13 @@ impl Consumer for ReplyEmailScheduler {
 
     async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure> {
         let delay = chrono::TimeDelta::from_std(self.delay).map_err(|e| Failure::Permanent(e.to_string()))?;
-        let payload = json!({"conversation_id": event.stream_id});
+        // The email's record is caused by this reply, in the reply's correlation.
+        let meta = Metadata::system("email").caused_by(event);
+        let payload = json!({
+            "conversation_id": event.stream_id,
+            "causation_id": meta.causation_id,
+            "correlation_id": meta.correlation_id,
+        });
         schedule(
             &self.db,
             &format!("{JOB}:{}", event.event_id),
@@ -212,10 +218,13 @@ impl JobHandler for ReplyEmailJob {
             in_reply_to: conversation.last_email_id.clone(),
             at: chrono::Utc::now(),
         };
-        let meta = Metadata::new(Actor::System {
+        let mut meta = Metadata::new(Actor::System {
             component: "email".into(),
         })
         .with_account(account_id);
+        let id_of = |key: &str| payload.get(key).and_then(Value::as_str).and_then(|v| v.parse().ok());
+        meta.causation_id = id_of("causation_id");
+        meta.correlation_id = id_of("correlation_id");
         self.bus
             .execute::<Conversation>(id, command, &meta)
             .await

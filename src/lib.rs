@@ -18,6 +18,7 @@ pub mod seed;
 pub mod settings;
 pub mod startup;
 pub mod store;
+pub mod supervisor;
 pub mod tail;
 pub mod telemetry;
 pub mod views;

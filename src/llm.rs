@@ -253,11 +253,13 @@ fn retry(e: impl std::fmt::Display) -> Failure {
 }
 
 impl LlmReply {
-    fn meta(&self, account: netia_events::AccountId) -> Metadata {
+    /// The bot's writes: caused by the customer message they answer (same correlation).
+    fn meta(&self, account: netia_events::AccountId, cause: &RecordedEvent) -> Metadata {
         Metadata::new(Actor::System {
             component: "llm".into(),
         })
         .with_account(account)
+        .caused_by(cause)
     }
 
     /// Typing indicator of the bot on the conversation's sockets, on every node.
@@ -290,6 +292,7 @@ impl LlmReply {
         &self,
         id: ConversationId,
         account: netia_events::AccountId,
+        cause: &RecordedEvent,
         reason: HandoffReason,
     ) -> Result<(), Failure> {
         let command = ConversationCommand::HandToHuman {
@@ -297,7 +300,7 @@ impl LlmReply {
             at: chrono::Utc::now(),
         };
         self.bus
-            .execute::<Conversation>(id, command, &self.meta(account))
+            .execute::<Conversation>(id, command, &self.meta(account, cause))
             .await
             .map_err(retry)?;
         Ok(())
@@ -318,7 +321,11 @@ impl LlmReply {
             reply_to: Some(reply_to),
             at: chrono::Utc::now(),
         };
-        match self.bus.execute::<Conversation>(id, command, &self.meta(account)).await {
+        match self
+            .bus
+            .execute::<Conversation>(id, command, &self.meta(account, trigger))
+            .await
+        {
             Ok(_) => Ok(()),
             // A person took the conversation while the model was thinking: nothing to post.
             Err(CommandError::Domain(ConversationError::HandedToHuman)) => Ok(()),
@@ -361,7 +368,9 @@ impl Consumer for LlmReply {
             return Ok(());
         }
         if asks_for_human(&message.body, &self.settings.handoff_phrases) {
-            return self.hand_over(id, account_id, HandoffReason::CustomerAsked).await;
+            return self
+                .hand_over(id, account_id, event, HandoffReason::CustomerAsked)
+                .await;
         }
         let stream = StreamRef::new(ConversationEvent::STREAM_TYPE, &event.stream_id);
         let events = self
@@ -389,7 +398,7 @@ impl Consumer for LlmReply {
         self.typing(id, false);
         match answer {
             Ok(Answer::Text(text)) => self.reply(id, account_id, event, message.message_id, text).await,
-            Ok(Answer::Handoff) => self.hand_over(id, account_id, HandoffReason::Model).await,
+            Ok(Answer::Handoff) => self.hand_over(id, account_id, event, HandoffReason::Model).await,
             Err(e) => {
                 tracing::error!(conversation = %id, error = %e, "LLM failed; posting the fallback message");
                 if let Some(hub) = &self.hub {

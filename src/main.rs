@@ -219,6 +219,14 @@ fn render_replay(replay: &audit::Replay) -> String {
             e.event_type,
             e.summary
         );
+        let short = |id: Option<uuid::Uuid>| id.map_or_else(|| "-".to_owned(), |id| id.to_string());
+        let _ = writeln!(
+            out,
+            "         event {}  caused by {}  chain {}",
+            e.event_id,
+            short(e.causation_id),
+            short(e.correlation_id)
+        );
     }
     let s = &replay.state;
     let assignee = s.assignee.map_or_else(|| "none".to_owned(), |u| u.to_string());

@@ -58,6 +58,7 @@ pub async fn schedule(
     Ok(())
 }
 
+#[derive(Clone)]
 pub struct Scheduler {
     pub store: Arc<dyn EventStore>,
     pub db: AnyPool,

@@ -25,6 +25,7 @@ use crate::projector::{self, Projector};
 use crate::realtime::{self, Broadcaster, Hub};
 use crate::settings::Settings;
 use crate::store::{self, EventStore};
+use crate::supervisor::Supervisor;
 
 /// Opens the event store named by the settings, migrating it unless told not to.
 pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn EventStore>> {
@@ -55,7 +56,11 @@ pub struct Application {
     server: Server,
     stop_projectors: watch::Sender<bool>,
     projectors: Vec<JoinHandle<()>>,
+    supervisor: Supervisor,
 }
+
+/// A supervised task's run, boxed so that different tasks share one factory type.
+type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl Application {
     /// Opens the store named by the settings, then [`Application::start`]s on it.
@@ -72,27 +77,44 @@ impl Application {
             .await
             .with_context(|| format!("cannot open the read-model database ({})", redact(url)))?;
         let (stop_projectors, _) = watch::channel(false);
+        let supervisor = Supervisor::new(stop_projectors.clone());
+        let supervise = {
+            let supervisor = supervisor.clone();
+            move |name: &str, make: Box<dyn FnMut(watch::Receiver<bool>) -> BoxFuture + Send>| {
+                supervisor.spawn(name, make)
+            }
+        };
         let mut projectors = Vec::new();
-        let all = projector::projections();
-        let names: Vec<&'static str> = all.iter().map(|p| p.name()).collect();
+        let names: Vec<&'static str> = projector::projections().iter().map(|p| p.name()).collect();
         let progress = projector::Progress::new(&names);
-        let group = ProjectorGroup::new(
-            store.clone(),
-            pool.clone(),
-            all.into_iter()
-                .map(|projection| {
-                    let sender = progress.sender(projection.name());
-                    Projector::new(store.clone(), pool.clone(), projection).with_progress(sender)
-                })
-                .collect(),
-        );
-        group.setup().await.context("cannot create read-model tables")?;
-        projectors.push(tokio::spawn(group.run(stop_projectors.subscribe())));
-        let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(realtime::record_presence(
-            crate::command_bus::CommandBus::new(store.clone()),
-            presence_rx,
+        let group = {
+            let (store, pool, progress) = (store.clone(), pool.clone(), progress.clone());
+            move || {
+                let members = projector::projections()
+                    .into_iter()
+                    .map(|projection| {
+                        let sender = progress.sender(projection.name());
+                        Projector::new(store.clone(), pool.clone(), projection).with_progress(sender)
+                    })
+                    .collect();
+                ProjectorGroup::new(store.clone(), pool.clone(), members)
+            }
+        };
+        group().setup().await.context("cannot create read-model tables")?;
+        projectors.push(supervise(
+            "projectors",
+            Box::new(move |stop| Box::pin(group().run(stop))),
         ));
+        let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
+        let presence_rx = Arc::new(tokio::sync::Mutex::new(presence_rx));
+        {
+            let bus = crate::command_bus::CommandBus::new(store.clone());
+            // Not awaited at shutdown: it ends when the hub (its sender) is gone.
+            supervise(
+                "presence_log",
+                Box::new(move |_| Box::pin(realtime::record_presence(bus.clone(), presence_rx.clone()))),
+            );
+        }
         let mut hub = Hub::new().with_presence_log(presence_tx);
         let mut cluster = None;
         if let Some(url) = &settings.amqp_url {
@@ -102,12 +124,27 @@ impl Application {
         }
         let hub = web::Data::new(hub);
         if let Some((url, outgoing)) = cluster {
-            let link = realtime::cluster::run(url, hub.clone().into_inner(), outgoing, stop_projectors.subscribe());
-            projectors.push(tokio::spawn(link));
+            let outgoing = Arc::new(tokio::sync::Mutex::new(outgoing));
+            let hub = hub.clone().into_inner();
+            projectors.push(supervise(
+                "cluster",
+                Box::new(move |stop| {
+                    Box::pin(realtime::cluster::run(url.clone(), hub.clone(), outgoing.clone(), stop))
+                }),
+            ));
         }
-        let broadcaster = Broadcaster::new(store.clone(), pool.clone(), hub.clone().into_inner());
         let start = store.head().await.ok();
-        projectors.push(tokio::spawn(broadcaster.run(start, stop_projectors.subscribe())));
+        {
+            let (store, pool, hub) = (store.clone(), pool.clone(), hub.clone().into_inner());
+            projectors.push(supervise(
+                "broadcaster",
+                Box::new(move |stop| {
+                    // A restart resumes after the last broadcast queued, not at the first start.
+                    let resume = start.max(Some(hub.broadcast_position()));
+                    Box::pin(Broadcaster::new(store.clone(), pool.clone(), hub.clone()).run(resume, stop))
+                }),
+            ));
+        }
         let metrics = Arc::new(crate::bus::Metrics::default());
         let mut consumers: Vec<Arc<dyn crate::bus::Consumer>> = Vec::new();
         if let Some(llm) = &settings.llm {
@@ -140,7 +177,10 @@ impl Application {
             db: pool.clone(),
             handlers: jobs,
         };
-        projectors.push(tokio::spawn(scheduler.run(stop_projectors.subscribe())));
+        projectors.push(supervise(
+            "scheduler",
+            Box::new(move |stop| Box::pin(scheduler.clone().run(stop))),
+        ));
         projectors.extend(
             crate::bus::start(
                 store.clone(),
@@ -149,7 +189,7 @@ impl Application {
                 settings.retry,
                 metrics.clone(),
                 consumers,
-                &stop_projectors,
+                &supervisor,
             )
             .await,
         );
@@ -169,6 +209,7 @@ impl Application {
         }));
         let app_state = state.clone();
         let app_hub = hub.clone();
+        let app_components = web::Data::from(supervisor.components.clone());
         let app = move || {
             App::new()
                 .wrap(actix_web::middleware::ErrorHandlers::new().handler(
@@ -182,6 +223,7 @@ impl Application {
                 .app_data(limiter.clone())
                 .app_data(app_hub.clone())
                 .app_data(metrics.clone())
+                .app_data(app_components.clone())
                 .configure(realtime::routes)
                 .configure(http::routes)
         };
@@ -232,11 +274,23 @@ impl Application {
             server,
             stop_projectors,
             projectors,
+            supervisor,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Runs another background task under this node's supervision (restarted if it fails, shown
+    /// by `/health/ready` and `/metrics`), stopped with the node.
+    pub fn supervise<F, Fut>(&mut self, name: &str, make: F)
+    where
+        F: FnMut(watch::Receiver<bool>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let task = self.supervisor.spawn(name, make);
+        self.projectors.push(task);
     }
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.

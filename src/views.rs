@@ -369,6 +369,10 @@ pub struct HistoryView {
     pub actor: Value,
     pub event_type: String,
     pub summary: String,
+    /// The event this one was written because of (e.g. a bot reply: the customer message).
+    pub causation_id: Option<String>,
+    /// The chain's id: the request that started it (`X-Request-Id`), or its first event.
+    pub correlation_id: Option<String>,
 }
 
 /// A conversation's state at an instant, computed from the log, and the events up to it.

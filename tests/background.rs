@@ -392,14 +392,17 @@ async fn a_running_server_emails_unseen_replies(db: &TestDb) {
     .await;
     let admin = api.register("agent@example.com").await;
     let (conversation, _) = api.conversation(&admin.account_id).await;
-    let (status, body) = api
-        .post(
-            &format!("/api/conversations/{conversation}/messages"),
-            Some(&admin.token),
-            json!({"body": "We shipped it"}),
-        )
-        .await;
-    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let response = api
+        .http
+        .post(format!("{}/api/conversations/{conversation}/messages", api.base))
+        .bearer_auth(&admin.token)
+        .header("x-request-id", &request_id)
+        .json(&json!({"body": "We shipped it"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
     for _ in 0..100 {
         if !smtp.messages().is_empty() {
             break;
@@ -410,6 +413,36 @@ async fn a_running_server_emails_unseen_replies(db: &TestDb) {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(header(&sent[0], "To"), Some("ada@example.com"));
     assert!(sent[0].contains("We shipped it"));
+    // One chain: the request, the reply it wrote, the email's record caused by that reply.
+    let mut recorded = None;
+    let mut history = Value::Null;
+    for _ in 0..100 {
+        (_, history) = api
+            .get(&format!("/api/conversations/{conversation}/history"), &admin.token)
+            .await;
+        let entries = history["data"].as_array().unwrap();
+        let reply = entries
+            .iter()
+            .find(|e| e["event_type"] == "AgentMessagePosted")
+            .cloned();
+        let email = entries
+            .iter()
+            .find(|e| e["event_type"] == "EmailNotificationSent")
+            .cloned();
+        if let (Some(reply), Some(email)) = (reply, email) {
+            recorded = Some((reply, email));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (reply, email) = recorded.unwrap_or_else(|| panic!("no email recorded: {history}"));
+    assert_eq!(
+        reply["correlation_id"],
+        request_id.as_str(),
+        "the request's id: {history}"
+    );
+    assert_eq!(email["causation_id"], reply["event_id"]);
+    assert_eq!(email["correlation_id"], request_id.as_str());
 }
 
 mod server {

@@ -481,6 +481,25 @@ async fn a_running_server_answers_customers(db: &TestDb) {
         kinds.contains(&("bot".to_owned(), "Hello from the bot".to_owned())),
         "{kinds:?}"
     );
+    // The reply is caused by the customer's message, in its chain.
+    let (_, history) = api
+        .get(&format!("/api/conversations/{conversation}/history"), &admin.token)
+        .await;
+    let entry = |kind: &str| {
+        history["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event_type"] == kind)
+            .cloned()
+            .unwrap()
+    };
+    let (asked, answered) = (entry("CustomerMessagePosted"), entry("BotMessagePosted"));
+    assert_eq!(answered["causation_id"], asked["event_id"], "{history}");
+    assert_eq!(
+        answered["correlation_id"], asked["event_id"],
+        "the customer message started the chain"
+    );
     let text = reqwest::get(format!("{}/metrics", api.base))
         .await
         .unwrap()

@@ -50,6 +50,82 @@ async fn readiness_fails_when_the_database_is_gone() {
     db.cleanup().await;
 }
 
+/// A background task that panics is restarted; meanwhile `/health/ready` answers 503 naming it,
+/// and `/metrics` counts the restart. The task runs under the node's own supervisor, as the
+/// projectors, broadcaster, scheduler, relay and consumers do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_background_task_that_panics_is_restarted_and_readiness_says_so() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let vars = std::collections::HashMap::from([("PORT", "0"), ("DATABASE_URL", db.url.as_str())]);
+    let settings = netia::settings::Settings::from_map(&vars).unwrap();
+    let mut app = netia::startup::Application::start(&settings, db.store.clone())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let runs = Arc::new(AtomicU32::new(0));
+    let counted = runs.clone();
+    app.supervise("probe", move |mut stop| {
+        let run = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if run == 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                panic!("probe failed on purpose");
+            }
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }
+    });
+    tokio::spawn(app.run_until_stopped());
+    let (status, _) = get(&format!("{base}/health/ready")).await;
+    assert_eq!(status, 200, "ready while every task runs");
+
+    let started = Instant::now();
+    let mut refused = None;
+    while started.elapsed() < Duration::from_secs(5) {
+        let (status, body) = get(&format!("{base}/health/ready")).await;
+        if status == 503 {
+            refused = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = refused.expect("readiness reported the failed task");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("probe (panicked: probe failed on purpose)"),
+        "{message}"
+    );
+
+    let mut ready_again = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if get(&format!("{base}/health/ready")).await.0 == 200 {
+            ready_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready_again, "ready again once the task is restarted");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("netia_task_restarts_total{task=\"probe\"} 1"),
+        "{metrics}"
+    );
+    for task in ["projectors", "broadcaster", "scheduler", "presence_log"] {
+        assert!(
+            metrics.contains(&format!("netia_task_up{{task=\"{task}\"}} 1")),
+            "{task}: {metrics}"
+        );
+    }
+    db.cleanup().await;
+}
+
 fn netia() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_netia"));
     for var in [

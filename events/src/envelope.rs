@@ -86,6 +86,22 @@ impl Metadata {
         self.correlation_id = Some(correlation_id);
         self
     }
+
+    /// Written because of `cause`: its id is the causation, and the chain's correlation carries on
+    /// (the cause's correlation id, or the cause itself when it started the chain). So a customer
+    /// message, the bot's reply to it and the email about that reply share one correlation id.
+    pub fn caused_by(mut self, cause: &RecordedEvent) -> Self {
+        self.causation_id = Some(cause.event_id);
+        self.correlation_id = Some(
+            cause
+                .metadata
+                .get("correlation_id")
+                .and_then(|c| c.as_str())
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(cause.event_id),
+        );
+        self
+    }
 }
 
 /// An event ready to be appended; the store assigns position, version, time and hash.

@@ -16,6 +16,10 @@ pub struct HistoryEntry {
     pub actor: Option<Actor>,
     pub event_type: String,
     pub summary: String,
+    /// The event this one was written because of, if any (a bot reply: the customer message).
+    pub causation_id: Option<uuid::Uuid>,
+    /// The chain it belongs to: the request that started it, or its first event.
+    pub correlation_id: Option<uuid::Uuid>,
 }
 
 /// The history of one stream's events. Conversation events are decoded (so an unknown or malformed
@@ -41,7 +45,13 @@ fn entry(event: &RecordedEvent) -> Result<HistoryEntry, EventError> {
             .and_then(|a| serde_json::from_value(a.clone()).ok()),
         event_type: event.event_type.clone(),
         summary,
+        causation_id: id_in(&event.metadata, "causation_id"),
+        correlation_id: id_in(&event.metadata, "correlation_id"),
     })
+}
+
+fn id_in(metadata: &serde_json::Value, key: &str) -> Option<uuid::Uuid> {
+    metadata.get(key).and_then(|v| v.as_str()).and_then(|v| v.parse().ok())
 }
 
 fn summarize(event: &ConversationEvent) -> String {

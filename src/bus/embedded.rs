@@ -15,6 +15,7 @@ use super::{Consumer, Metrics, Outcome, RetryPolicy, matches, process, routing_k
 use crate::store::EventStore;
 use crate::tail::Tailer;
 
+#[derive(Clone)]
 pub struct Embedded {
     pub store: Arc<dyn EventStore>,
     pub db: AnyPool,

@@ -272,8 +272,13 @@ pub async fn process(
     Ok(Outcome::Parked)
 }
 
-/// Starts the relay (with RabbitMQ) and `consumers` (on RabbitMQ, or embedded without it); they
-/// run until `stop` turns true.
+/// A supervised task's run.
+type Run = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+/// What makes a supervised task's run.
+type MakeRun = Box<dyn FnMut(tokio::sync::watch::Receiver<bool>) -> Run + Send>;
+
+/// Starts the relay (with RabbitMQ) and `consumers` (on RabbitMQ, or embedded without it) under
+/// supervision (`relay`, `consumer:<name>`); they run until the supervisor's stop.
 pub async fn start(
     store: Arc<dyn crate::store::EventStore>,
     db: AnyPool,
@@ -281,8 +286,9 @@ pub async fn start(
     policy: RetryPolicy,
     metrics: Arc<Metrics>,
     consumers: Vec<Arc<dyn Consumer>>,
-    stop: &tokio::sync::watch::Sender<bool>,
+    supervisor: &crate::supervisor::Supervisor,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let supervise = |name: String, make: MakeRun| supervisor.spawn(name, make);
     let mut tasks = Vec::new();
     // Followers of the log place their first checkpoint now, so that every event written once the
     // server is up reaches them.
@@ -318,17 +324,20 @@ pub async fn start(
     match amqp_url {
         Some(url) => {
             let relay = relay::Relay::new(store, db.clone(), url.clone(), metrics.clone());
-            tasks.push(tokio::spawn(relay.run(stop.subscribe())));
+            tasks.push(supervise(
+                relay::NAME.to_owned(),
+                Box::new(move |stop| Box::pin(relay.clone().run(stop)) as Run),
+            ));
             for consumer in consumers {
-                let run = amqp::run(
-                    url.clone(),
-                    db.clone(),
-                    consumer,
-                    policy,
-                    metrics.clone(),
-                    stop.subscribe(),
-                );
-                tasks.push(tokio::spawn(run));
+                let name = format!("consumer:{}", consumer.name());
+                let (url, db, metrics) = (url.clone(), db.clone(), metrics.clone());
+                tasks.push(supervise(
+                    name,
+                    Box::new(move |stop| {
+                        let run = amqp::run(url.clone(), db.clone(), consumer.clone(), policy, metrics.clone(), stop);
+                        Box::pin(run) as Run
+                    }),
+                ));
             }
         }
         None => {
@@ -339,7 +348,11 @@ pub async fn start(
                     policy,
                     metrics: metrics.clone(),
                 };
-                tasks.push(tokio::spawn(embedded.run(consumer, stop.subscribe())));
+                let name = format!("consumer:{}", consumer.name());
+                tasks.push(supervise(
+                    name,
+                    Box::new(move |stop| Box::pin(embedded.clone().run(consumer.clone(), stop)) as Run),
+                ));
             }
         }
     }

@@ -26,6 +26,7 @@ use crate::tail::Tailer;
 pub const NAME: &str = "relay";
 const BATCH: usize = 500;
 
+#[derive(Clone)]
 pub struct Relay {
     store: Arc<dyn EventStore>,
     db: AnyPool,

@@ -5,10 +5,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use actix_web::HttpMessage;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use netia_events::user::Role;
-use netia_events::{AccountId, CustomerId, UserId};
+use netia_events::{AccountId, Actor, CustomerId, Metadata, UserId};
+use uuid::Uuid;
 
 use super::{ApiError, AppState};
 use crate::auth::TokenKind;
@@ -24,9 +26,19 @@ pub struct Agent {
     /// The session or API key used (to end the session on logout).
     pub token_id: String,
     pub via_api_key: bool,
+    /// The request's id ([`RequestId`]): the correlation id of what it writes.
+    pub request_id: Uuid,
 }
 
 impl Agent {
+    /// Metadata for what this agent's request writes: the agent, the account, and the request's
+    /// id as the correlation id of the chain it starts.
+    pub fn meta(&self) -> Metadata {
+        Metadata::new(Actor::Agent { user_id: self.user_id })
+            .with_account(self.account_id)
+            .with_correlation(self.request_id)
+    }
+
     /// Refuses (403) callers below `role`: viewers read, members answer, admins manage.
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {
@@ -54,6 +66,50 @@ pub fn role_name(role: Role) -> &'static str {
 pub struct CustomerCaller {
     pub customer_id: CustomerId,
     pub account_id: AccountId,
+    /// The request's id ([`RequestId`]).
+    pub request_id: Uuid,
+}
+
+impl CustomerCaller {
+    /// Metadata for what this customer's request writes (see [`Agent::meta`]).
+    pub fn meta(&self) -> Metadata {
+        Metadata::new(Actor::Customer {
+            customer_id: self.customer_id,
+        })
+        .with_account(self.account_id)
+        .with_correlation(self.request_id)
+    }
+}
+
+/// The request's id: the caller's `X-Request-Id` when it is a UUID, else a new one (UUIDv7); one
+/// per request. Events a request writes carry it as their correlation id, and so does everything
+/// they cause (the bot's reply, the email), so a chain can be followed back to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(pub Uuid);
+
+impl RequestId {
+    pub fn of(req: &HttpRequest) -> Uuid {
+        if let Some(id) = req.extensions().get::<RequestId>() {
+            return id.0;
+        }
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(Uuid::now_v7);
+        req.extensions_mut().insert(RequestId(id));
+        id
+    }
+}
+
+impl FromRequest for RequestId {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(RequestId(Self::of(req))))
+    }
 }
 
 pub fn bearer(req: &HttpRequest) -> Option<String> {
@@ -85,7 +141,12 @@ impl From<crate::app::identity::IdentityError> for ApiError {
 }
 
 impl Agent {
-    async fn from_token(state: web::Data<AppState>, token: Option<String>, api: bool) -> Result<Self, ApiError> {
+    async fn from_token(
+        state: web::Data<AppState>,
+        token: Option<String>,
+        api: bool,
+        request_id: Uuid,
+    ) -> Result<Self, ApiError> {
         let token = token.ok_or_else(unauthorized)?;
         let kinds: &[TokenKind] = if api {
             &[TokenKind::Session, TokenKind::ApiKey]
@@ -101,6 +162,7 @@ impl Agent {
             display_name: agent.display_name,
             token_id: agent.token_id,
             via_api_key: agent.via_api_key,
+            request_id,
         })
     }
 }
@@ -113,7 +175,8 @@ impl FromRequest for Agent {
         let token = bearer(req);
         let api = req.path().starts_with("/api/v1/");
         let state = state(req);
-        Box::pin(async move { Agent::from_token(state?, token, api).await })
+        let request_id = RequestId::of(req);
+        Box::pin(async move { Agent::from_token(state?, token, api, request_id).await })
     }
 }
 
@@ -146,6 +209,7 @@ impl FromRequest for CustomerCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
         let state = state(req);
+        let request_id = RequestId::of(req);
         Box::pin(async move {
             let state = state?;
             let token = token.ok_or_else(unauthorized)?;
@@ -153,6 +217,7 @@ impl FromRequest for CustomerCaller {
             Ok(CustomerCaller {
                 customer_id: customer.customer_id,
                 account_id: customer.account_id,
+                request_id,
             })
         })
     }

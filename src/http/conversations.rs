@@ -8,7 +8,7 @@ use netia_commands::ConversationError;
 use netia_events::chain::format_time;
 use netia_events::conversation::Priority;
 use netia_events::user::Role;
-use netia_events::{Actor, ConversationId, DomainEvent, Metadata, UserId};
+use netia_events::{ConversationId, DomainEvent, Metadata, UserId};
 use netia_projections::inbox::InboxOrder;
 use netia_projections::{Assignee, InboxProjection, InboxQuery, InboxRow};
 use serde::Deserialize;
@@ -345,7 +345,7 @@ pub(super) struct Update {
 }
 
 pub(super) fn meta(agent: &Agent) -> Metadata {
-    Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id)
+    agent.meta()
 }
 
 pub(super) fn conversation_error(e: crate::command_bus::CommandError<ConversationError>) -> ApiError {

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use netia_commands::{Customer, CustomerCommand, CustomerError};
 use netia_events::customer::CustomerIdentity;
 use netia_events::user::Role;
-use netia_events::{AccountId, Actor, CustomerId, Metadata};
+use netia_events::{AccountId, CustomerId};
 use netia_projections::CustomerProjection;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -148,7 +148,7 @@ pub(super) async fn update(
         name: b.name,
         phone: b.phone,
     };
-    let meta = Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id);
+    let meta = agent.meta();
     let events = crate::app::customers::identify_customer(&state.bus, id, identity, &meta)
         .await
         .map_err(use_case_error)?;
@@ -176,7 +176,7 @@ pub(super) async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     agent.require(Role::Admin)?;
     let id = owned(&state, &agent, &id).await?;
-    let meta = Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id);
+    let meta = agent.meta();
     let executed = state
         .bus
         .execute::<Customer>(

@@ -25,10 +25,22 @@ pub(super) async fn live() -> HttpResponse {
     })
 }
 
-/// The process can serve: its event store answers within two seconds.
+/// The process can serve: its event store answers within two seconds and every supervised
+/// background task is running (a 503 names the ones waiting to restart, with why).
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = super::views::ErrorBody)))]
-pub(super) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn ready(
+    state: web::Data<AppState>,
+    components: web::Data<crate::supervisor::Components>,
+) -> Result<HttpResponse, ApiError> {
+    let down = components.down();
+    if !down.is_empty() {
+        let named: Vec<String> = down.iter().map(|(name, why)| format!("{name} ({why})")).collect();
+        return Err(ApiError::Unavailable(format!(
+            "not ready: {} down, restarting",
+            named.join(", ")
+        )));
+    }
     let backend = match state.store.backend() {
         Backend::Postgres => "postgres",
         Backend::Sqlite => "sqlite",
@@ -43,12 +55,15 @@ pub(super) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
     }
 }
 
-/// Prometheus counters: events relayed to RabbitMQ, and per consumer the events handled, skipped as
-/// duplicates, retried and parked.
+/// Prometheus counters: events relayed to RabbitMQ; per consumer the events handled, skipped as
+/// duplicates, retried and parked; per supervised task whether it runs and its restarts.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-pub(super) async fn metrics(metrics: web::Data<crate::bus::Metrics>) -> HttpResponse {
+pub(super) async fn metrics(
+    metrics: web::Data<crate::bus::Metrics>,
+    components: web::Data<crate::supervisor::Components>,
+) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics.render())
+        .body(metrics.render() + &components.render())
 }

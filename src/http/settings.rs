@@ -4,9 +4,9 @@
 use actix_web::{HttpResponse, web};
 use chrono::NaiveDate;
 use netia_commands::{Account, AccountCommand, AccountError};
+use netia_events::Metadata;
 use netia_events::account::{BusinessContext, WidgetSettings};
 use netia_events::user::Role;
-use netia_events::{Actor, Metadata};
 use netia_projections::ReportingProjection;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -47,7 +47,7 @@ fn account_error(e: CommandError<AccountError>) -> ApiError {
 }
 
 fn meta(agent: &Agent) -> Metadata {
-    Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id)
+    agent.meta()
 }
 
 pub(super) async fn load(state: &AppState, agent: &Agent) -> Result<Account, ApiError> {

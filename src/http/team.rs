@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use netia_commands::user::UserStatus;
 use netia_commands::{User, UserCommand, UserError};
 use netia_events::user::Role;
-use netia_events::{Actor, Metadata, UserId};
+use netia_events::{Metadata, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -37,7 +37,7 @@ fn user_error(e: CommandError<UserError>) -> ApiError {
 }
 
 fn meta(agent: &Agent) -> Metadata {
-    Metadata::new(Actor::Agent { user_id: agent.user_id }).with_account(agent.account_id)
+    agent.meta()
 }
 
 fn user_json(id: UserId, user: &User) -> Data<UserView> {

@@ -106,7 +106,9 @@ pub async fn create_customer(
         name: body.name,
         phone: body.phone,
     };
-    let meta = Metadata::new(Actor::Customer { customer_id }).with_account(account_id);
+    let meta = Metadata::new(Actor::Customer { customer_id })
+        .with_account(account_id)
+        .with_correlation(super::caller::RequestId::of(&req));
     let events =
         crate::app::customers::create_customer(&state.bus, customer_id, account_id, identity, body.metadata, &meta)
             .await
@@ -151,7 +153,7 @@ pub async fn update_metadata(
     if id != caller.customer_id {
         return Err(ApiError::NotFound("customer not found".into()));
     }
-    let meta = Metadata::new(Actor::Customer { customer_id: id }).with_account(caller.account_id);
+    let meta = caller.meta();
     let command = CustomerCommand::UpdateMetadata {
         changes: body.into_inner().metadata,
     };
@@ -204,7 +206,9 @@ pub async fn create_conversation(
         Some(id) => Some(parse_id::<InboxId>(id, "inbox_id")?),
         None => None,
     };
-    let meta = Metadata::new(Actor::Customer { customer_id }).with_account(account_id);
+    let meta = Metadata::new(Actor::Customer { customer_id })
+        .with_account(account_id)
+        .with_correlation(super::caller::RequestId::of(&req));
     let (id, events) = crate::app::conversations::open(&state, &account, customer_id, inbox, &meta)
         .await
         .map_err(|e| match e {

@@ -42,9 +42,11 @@ struct Envelope {
 pub async fn run(
     url: String,
     hub: Arc<Hub>,
-    mut outgoing: mpsc::UnboundedReceiver<Signal>,
+    outgoing: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Signal>>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Shared so that a restarted link goes on with the same queue.
+    let mut outgoing = outgoing.lock().await;
     let mut peers = Peers::default();
     loop {
         match connect(&url).await {

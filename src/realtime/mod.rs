@@ -27,7 +27,12 @@ use hub::Person;
 /// Records people coming online and going offline as events (`AgentCameOnline`…), one at a time
 /// in the order this node saw them; the aggregates make repeats no-ops. (Which changes are sent
 /// here, across nodes, is the hub's business: see [`Hub::connection`].)
-pub async fn record_presence(bus: CommandBus, mut changes: mpsc::UnboundedReceiver<(Person, bool)>) {
+pub async fn record_presence(
+    bus: CommandBus,
+    changes: std::sync::Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(Person, bool)>>>,
+) {
+    // Shared so that a restarted recorder goes on with the same queue.
+    let mut changes = changes.lock().await;
     let meta = Metadata::new(Actor::System {
         component: "realtime".into(),
     });

@@ -99,6 +99,12 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The last log position whose broadcasts have been queued (where a restarted broadcaster
+    /// resumes).
+    pub fn broadcast_position(&self) -> Checkpoint {
+        *self.broadcast_at.borrow()
+    }
+
     /// Records that broadcasts up to `at` have been queued.
     pub fn broadcast_done(&self, at: Checkpoint) {
         self.broadcast_at.send_if_modified(|current| {

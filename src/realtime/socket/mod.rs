@@ -76,7 +76,10 @@ impl Caller {
                 customer_id: *customer_id,
             },
         };
-        Metadata::new(actor).with_account(self.account_id())
+        // Each push starts its own chain: what it writes, and what that causes, share this id.
+        Metadata::new(actor)
+            .with_account(self.account_id())
+            .with_correlation(uuid::Uuid::now_v7())
     }
 
     /// The presence key and meta of this caller.
