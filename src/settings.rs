@@ -34,6 +34,9 @@ pub struct Settings {
     pub rate_limit_customer_per_minute: u32,
     /// Trust `X-Forwarded-For` for the client address (`NETIA_TRUST_PROXY`, default off).
     pub trust_proxy: bool,
+    /// How long a SIGTERM/SIGINT shutdown may take before the process exits anyway
+    /// (`SHUTDOWN_TIMEOUT`, seconds, default 15).
+    pub shutdown_timeout: std::time::Duration,
     /// RabbitMQ (`AMQP_URL`, `amqp://…`); without it this node runs alone, with an in-process bus.
     pub amqp_url: Option<SecretString>,
     /// How consumers retry (`BUS_MAX_ATTEMPTS`, `BUS_RETRY_BASE_MS`, `BUS_PREFETCH`).
@@ -129,6 +132,14 @@ impl Settings {
         let rate_limit_ip_per_minute = per_minute("RATE_LIMIT_IP_PER_MINUTE", 300)?;
         let rate_limit_customer_per_minute = per_minute("RATE_LIMIT_CUSTOMER_PER_MINUTE", 120)?;
         let trust_proxy = flag("NETIA_TRUST_PROXY", get("NETIA_TRUST_PROXY"), false)?;
+        let shutdown_timeout = {
+            let reason = "must be a whole number of seconds from 1 to 600";
+            let seconds: u64 = parse("SHUTDOWN_TIMEOUT", get("SHUTDOWN_TIMEOUT"), 15, reason)?;
+            if !(1..=600).contains(&seconds) {
+                return Err(invalid("SHUTDOWN_TIMEOUT", seconds.to_string(), reason));
+            }
+            std::time::Duration::from_secs(seconds)
+        };
         let amqp_url = match get("AMQP_URL").filter(|v| !v.trim().is_empty()) {
             None => None,
             Some(url) if url.starts_with("amqp://") && url.len() > "amqp://".len() => Some(SecretString::from(url)),
@@ -202,6 +213,7 @@ impl Settings {
             rate_limit_ip_per_minute,
             rate_limit_customer_per_minute,
             trust_proxy,
+            shutdown_timeout,
             amqp_url,
             retry,
             llm,

@@ -57,6 +57,9 @@ pub struct Application {
     stop_projectors: watch::Sender<bool>,
     projectors: Vec<JoinHandle<()>>,
     supervisor: Supervisor,
+    /// Tells sockets the node is going away.
+    shutdown: watch::Sender<bool>,
+    shutdown_timeout: std::time::Duration,
 }
 
 /// A supervised task's run, boxed so that different tasks share one factory type.
@@ -228,8 +231,11 @@ impl Application {
                 .configure(http::routes)
         };
         let local = listener.local_addr()?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let server = actix_server::Server::build()
-            .shutdown_timeout(10)
+            // Signals are ours (run_until_stopped): sockets close first, then the listener.
+            .disable_signals()
+            .shutdown_timeout(settings.shutdown_timeout.as_secs())
             .listen("netia", listener, move || {
                 let http = HttpService::build()
                     // Small frames (socket pushes, replies) go out at once instead of waiting for Nagle.
@@ -243,6 +249,7 @@ impl Application {
                 let sockets = Arc::new(realtime::socket::SocketServices {
                     app: state.app.clone(),
                     auth: state.auth.clone(),
+                    shutdown: shutdown_rx.clone(),
                 });
                 let hub = hub.clone();
                 fn_factory(move || {
@@ -275,6 +282,8 @@ impl Application {
             stop_projectors,
             projectors,
             supervisor,
+            shutdown,
+            shutdown_timeout: settings.shutdown_timeout,
         })
     }
 
@@ -293,14 +302,79 @@ impl Application {
         self.projectors.push(task);
     }
 
-    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
+    /// Serves until SIGTERM or SIGINT, then shuts down within `SHUTDOWN_TIMEOUT`: readiness fails
+    /// at once; every socket is closed with 1001 ("going away"), so that its client reconnects to
+    /// another node, and new upgrades are refused; the listener stops accepting and in-flight
+    /// requests finish; the background tasks stop (consumers end their current delivery or leave
+    /// it to be redelivered; projectors and followers keep their checkpoints). Returns once done, or
+    /// when the timeout is spent.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        let _ = self.stop_projectors.send(true);
-        for projector in self.projectors {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), projector).await;
+        let Self {
+            server,
+            stop_projectors,
+            projectors,
+            supervisor,
+            shutdown,
+            shutdown_timeout,
+            ..
+        } = self;
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        let served = tokio::select! {
+            served = &mut server => Some(served),
+            signal = stopped_by_signal() => {
+                tracing::info!(signal, "shutting down");
+                None
+            }
+        };
+        let deadline = tokio::time::Instant::now() + shutdown_timeout;
+        supervisor.components.drain();
+        let _ = shutdown.send(true);
+        let served = match served {
+            Some(served) => served,
+            None => {
+                // The stop is carried out by the server future, which must go on being polled.
+                let stopping = handle.stop(true);
+                match tokio::time::timeout_at(deadline, async { tokio::join!(stopping, &mut server).1 }).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!("in-flight requests did not finish within SHUTDOWN_TIMEOUT");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        let _ = stop_projectors.send(true);
+        for task in projectors {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("a background task did not stop within SHUTDOWN_TIMEOUT");
+                break;
+            }
         }
         served
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C); its name.
+async fn stopped_by_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
 }
 

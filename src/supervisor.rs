@@ -30,13 +30,23 @@ pub struct ComponentState {
     pub last_error: Option<String>,
 }
 
-/// The supervised tasks of this node, by name.
+/// The supervised tasks of this node, by name, and whether the node is shutting down.
 #[derive(Debug, Default)]
 pub struct Components {
     inner: Mutex<BTreeMap<String, ComponentState>>,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Components {
+    /// The node is shutting down: readiness fails from now on.
+    pub fn drain(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn update(&self, name: &str, change: impl FnOnce(&mut ComponentState)) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         change(inner.entry(name.to_owned()).or_default());

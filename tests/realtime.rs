@@ -189,6 +189,75 @@ async fn serve_with(db: &TestDb, port: u16, vars: &[(&str, &str)]) -> tokio::pro
     panic!("netia did not become ready on port {port}");
 }
 
+/// SIGTERM with 200 open sockets: readiness fails at once, every socket gets a 1001 close frame,
+/// and the process exits 0 well within SHUTDOWN_TIMEOUT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_sigterm_closes_every_socket_with_going_away_and_exits_cleanly() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = serve_with(&db, port, &[("SHUTDOWN_TIMEOUT", "10")]).await;
+    let api = Api {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    let admin = api.register("agent@example.com").await;
+    let (conversation, customer) = api.conversation(&admin.account_id).await;
+    let dir = node_modules();
+    let mut client = tokio::process::Command::new("node")
+        .arg(dir.join("shutdown.mjs"))
+        .current_dir(&dir)
+        .env("NETIA_URL", &api.base)
+        .env("CUSTOMER_TOKEN", &customer)
+        .env("CONVERSATION_ID", &conversation)
+        .env("SOCKETS", "200")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(40), lines.next_line())
+        .await
+        .expect("200 sockets joined within 40 s")
+        .unwrap();
+    assert_eq!(ready.as_deref(), Some("READY"));
+
+    let signalled = std::time::Instant::now();
+    let pid = server.id().expect("the server runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ready = reqwest::get(format!("{}/health/ready", api.base)).await;
+    assert!(
+        ready.map_or(true, |r| r.status() != reqwest::StatusCode::OK),
+        "never ready once told to stop"
+    );
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(15), server.wait())
+        .await
+        .expect("the server exits within SHUTDOWN_TIMEOUT")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "a clean exit");
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        signalled.elapsed()
+    );
+    let mut output = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        output.push_str(&line);
+        output.push('\n');
+    }
+    let finished = client.wait().await.unwrap();
+    assert!(finished.success() && output.contains("all checks passed"), "{output}");
+    db.cleanup().await;
+}
+
 async fn a_client_loses_nothing_across_a_server_restart(db: &TestDb) {
     use netia::command_bus::CommandBus;
     use netia_commands::{Conversation, ConversationCommand};

@@ -25,14 +25,18 @@ pub(super) async fn live() -> HttpResponse {
     })
 }
 
-/// The process can serve: its event store answers within two seconds and every supervised
-/// background task is running (a 503 names the ones waiting to restart, with why).
+/// The process can serve: it is not shutting down, its event store answers within two seconds,
+/// and every supervised background task is running (a 503 names the ones waiting to restart,
+/// with why).
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = super::views::ErrorBody)))]
 pub(super) async fn ready(
     state: web::Data<AppState>,
     components: web::Data<crate::supervisor::Components>,
 ) -> Result<HttpResponse, ApiError> {
+    if components.draining() {
+        return Err(ApiError::Unavailable("shutting down".into()));
+    }
     let down = components.down();
     if !down.is_empty() {
         let named: Vec<String> = down.iter().map(|(name, why)| format!("{name} ({why})")).collect();

@@ -29,6 +29,9 @@ use crate::auth::Auth;
 pub struct SocketServices {
     pub app: App,
     pub auth: Auth,
+    /// Turns true when the node shuts down: every socket closes with 1001 ("going away") so its
+    /// client reconnects to another node, and new upgrades are refused (503).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Largest frame accepted from a client, in bytes; a larger one closes the connection (1009). The

@@ -157,6 +157,9 @@ async fn authenticate(services: &SocketServices, token: Option<String>) -> Optio
 /// the token valid, the origin allowed by the account.
 async fn admit(head: &Head, services: &SocketServices) -> Result<Caller, (u16, String)> {
     let forbidden = |reason: &str| (403, reason.to_owned());
+    if *services.shutdown.borrow() {
+        return Err((503, "shutting down; connect to another node".to_owned()));
+    }
     let params: HashMap<String, String> = web::Query::<HashMap<String, String>>::from_query(&head.query)
         .map(web::Query::into_inner)
         .unwrap_or_default();
@@ -302,9 +305,11 @@ impl Connection {
             }
             sink
         });
+        let mut shutdown = self.services.shutdown.clone();
         let reason = loop {
             let next = tokio::select! {
                 _ = kill.notified() => break close(CloseCode::Policy, "too slow: outbound queue full"),
+                _ = shutdown.wait_for(|stopping| *stopping) => break close(CloseCode::Away, "server shutting down"),
                 next = tokio::time::timeout(IDLE, stream.next()) => next,
             };
             match next {
