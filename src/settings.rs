@@ -47,6 +47,11 @@ pub struct Settings {
     pub email: Option<crate::email::EmailSettings>,
     /// Create a demo account on the first start (`NETIA_DEMO`; default on when DATABASE_URL is unset).
     pub demo: bool,
+    /// The bearer token `/metrics` asks for (`METRICS_TOKEN`, at least 16 characters).
+    pub metrics_token: Option<SecretString>,
+    /// Where `/metrics` is also served, without a token, for a scraper on a private network
+    /// (`METRICS_ADDR`, `host:port`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -132,6 +137,27 @@ impl Settings {
         let rate_limit_ip_per_minute = per_minute("RATE_LIMIT_IP_PER_MINUTE", 300)?;
         let rate_limit_customer_per_minute = per_minute("RATE_LIMIT_CUSTOMER_PER_MINUTE", 120)?;
         let trust_proxy = flag("NETIA_TRUST_PROXY", get("NETIA_TRUST_PROXY"), false)?;
+        let metrics_token = match get("METRICS_TOKEN").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(token) if token.chars().count() >= 16 && !token.chars().any(char::is_whitespace) => {
+                Some(SecretString::from(token))
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "METRICS_TOKEN",
+                    "(hidden)".to_owned(),
+                    "must be at least 16 characters without spaces",
+                ));
+            }
+        };
+        let metrics_addr = match get("METRICS_ADDR").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(addr) => Some(
+                addr.trim()
+                    .parse()
+                    .map_err(|_| invalid("METRICS_ADDR", addr, "must be host:port, e.g. 127.0.0.1:9100"))?,
+            ),
+        };
         let shutdown_timeout = {
             let reason = "must be a whole number of seconds from 1 to 600";
             let seconds: u64 = parse("SHUTDOWN_TIMEOUT", get("SHUTDOWN_TIMEOUT"), 15, reason)?;
@@ -214,6 +240,8 @@ impl Settings {
             rate_limit_customer_per_minute,
             trust_proxy,
             shutdown_timeout,
+            metrics_token,
+            metrics_addr,
             amqp_url,
             retry,
             llm,

@@ -25,7 +25,7 @@ use crate::projector::{self, Projector};
 use crate::realtime::{self, Broadcaster, Hub};
 use crate::settings::Settings;
 use crate::store::{self, EventStore};
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Components, Supervisor};
 
 /// Opens the event store named by the settings, migrating it unless told not to.
 pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn EventStore>> {
@@ -60,6 +60,8 @@ pub struct Application {
     /// Tells sockets the node is going away.
     shutdown: watch::Sender<bool>,
     shutdown_timeout: std::time::Duration,
+    /// The `METRICS_ADDR` listener, if any.
+    scrape: Option<Server>,
 }
 
 /// A supervised task's run, boxed so that different tasks share one factory type.
@@ -213,6 +215,14 @@ impl Application {
         let app_state = state.clone();
         let app_hub = hub.clone();
         let app_components = web::Data::from(supervisor.components.clone());
+        let metrics_access = web::Data::new(http::health::MetricsAccess::new(
+            settings.metrics_token.as_ref().map(|t| t.expose_secret()),
+            settings.metrics_addr,
+        ));
+        let scrape = match settings.metrics_addr {
+            Some(addr) => Some(metrics_listener(addr, metrics.clone(), app_components.clone())?),
+            None => None,
+        };
         let app = move || {
             App::new()
                 .wrap(actix_web::middleware::ErrorHandlers::new().handler(
@@ -227,6 +237,7 @@ impl Application {
                 .app_data(app_hub.clone())
                 .app_data(metrics.clone())
                 .app_data(app_components.clone())
+                .app_data(metrics_access.clone())
                 .configure(realtime::routes)
                 .configure(http::routes)
         };
@@ -284,6 +295,7 @@ impl Application {
             supervisor,
             shutdown,
             shutdown_timeout: settings.shutdown_timeout,
+            scrape,
         })
     }
 
@@ -316,8 +328,14 @@ impl Application {
             supervisor,
             shutdown,
             shutdown_timeout,
+            scrape,
             ..
         } = self;
+        let scrape = scrape.map(|server| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
         let served = tokio::select! {
@@ -344,6 +362,9 @@ impl Application {
                 }
             }
         };
+        if let Some(scrape) = scrape {
+            let _ = tokio::time::timeout_at(deadline, scrape.stop(true)).await;
+        }
         let _ = stop_projectors.send(true);
         for task in projectors {
             if tokio::time::timeout_at(deadline, task).await.is_err() {
@@ -353,6 +374,32 @@ impl Application {
         }
         served
     }
+}
+
+/// `/metrics` without a token on `addr` (`METRICS_ADDR`), for a scraper on a private network;
+/// nothing else is served there.
+fn metrics_listener(
+    addr: std::net::SocketAddr,
+    metrics: web::Data<crate::bus::Metrics>,
+    components: web::Data<Components>,
+) -> anyhow::Result<Server> {
+    let server = actix_web::HttpServer::new(move || {
+        App::new()
+            .app_data(metrics.clone())
+            .app_data(components.clone())
+            .route(
+                "/metrics",
+                web::get().to(|m: web::Data<crate::bus::Metrics>, c: web::Data<Components>| async move {
+                    http::health::render(&m, &c)
+                }),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)
+    .with_context(|| format!("cannot listen on METRICS_ADDR {addr}"))?
+    .run();
+    Ok(server)
 }
 
 /// Waits for SIGTERM or SIGINT (Ctrl-C); its name.

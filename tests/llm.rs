@@ -500,12 +500,7 @@ async fn a_running_server_answers_customers(db: &TestDb) {
         answered["correlation_id"], asked["event_id"],
         "the customer message started the chain"
     );
-    let text = reqwest::get(format!("{}/metrics", api.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = api.metrics().await;
     assert!(
         text.contains("netia_consumer_handled_total{consumer=\"llm_reply\"} 1"),
         "{text}"
@@ -583,12 +578,7 @@ async fn an_answer_that_arrives_after_an_agent_took_the_conversation_is_dropped(
     // The consumer is done with the message once it counts it handled.
     let mut handled = false;
     for _ in 0..200 {
-        let text = reqwest::get(format!("{}/metrics", api.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = api.metrics().await;
         if text.contains("netia_consumer_handled_total{consumer=\"llm_reply\"} 1") {
             handled = true;
             break;

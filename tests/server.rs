@@ -58,7 +58,11 @@ async fn a_background_task_that_panics_is_restarted_and_readiness_says_so() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     let db = TestDb::sqlite().await.expect("a SQLite test database");
-    let vars = std::collections::HashMap::from([("PORT", "0"), ("DATABASE_URL", db.url.as_str())]);
+    let vars = std::collections::HashMap::from([
+        ("PORT", "0"),
+        ("DATABASE_URL", db.url.as_str()),
+        ("METRICS_TOKEN", common::api::METRICS_TOKEN),
+    ]);
     let settings = netia::settings::Settings::from_map(&vars).unwrap();
     let mut app = netia::startup::Application::start(&settings, db.store.clone())
         .await
@@ -107,12 +111,11 @@ async fn a_background_task_that_panics_is_restarted_and_readiness_says_so() {
     }
     assert!(ready_again, "ready again once the task is restarted");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let api = common::api::Api {
+        base: base.clone(),
+        http: reqwest::Client::new(),
+    };
+    let metrics = api.metrics().await;
     assert!(
         metrics.contains("netia_task_restarts_total{task=\"probe\"} 1"),
         "{metrics}"
@@ -126,6 +129,62 @@ async fn a_background_task_that_panics_is_restarted_and_readiness_says_so() {
     db.cleanup().await;
 }
 
+/// `/metrics` on the API port only with `METRICS_TOKEN`; without one configured, only on
+/// `METRICS_ADDR` (no token there: a private scrape address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_need_the_token_or_the_private_address() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let api = common::api::Api::start(&db).await;
+    let url = format!("{}/metrics", api.base);
+    let (status, body) = get(&url).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")), "{body}");
+    let wrong = api
+        .http
+        .get(&url)
+        .bearer_auth("not-the-metrics-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(api.metrics().await.contains("netia_task_up"));
+
+    let scrape = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let scrape_addr = scrape.to_string();
+    let other = TestDb::sqlite().await.expect("a SQLite test database");
+    let vars = std::collections::HashMap::from([
+        ("PORT", "0"),
+        ("DATABASE_URL", other.url.as_str()),
+        ("METRICS_ADDR", scrape_addr.as_str()),
+    ]);
+    let settings = netia::settings::Settings::from_map(&vars).unwrap();
+    let app = netia::startup::Application::start(&settings, other.store.clone())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let (status, body) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 403, "no token configured: not on the API port: {body}");
+    assert!(body["message"].as_str().unwrap().contains(&scrape_addr), "{body}");
+    let scraped = reqwest::get(format!("http://{scrape_addr}/metrics")).await.unwrap();
+    assert_eq!(scraped.status().as_u16(), 200);
+    assert!(
+        scraped
+            .text()
+            .await
+            .unwrap()
+            .contains("netia_task_up{task=\"projectors\"} 1")
+    );
+    let elsewhere = reqwest::get(format!("http://{scrape_addr}/api/conversations"))
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status().as_u16(), 404, "only metrics there");
+    db.cleanup().await;
+    other.cleanup().await;
+}
+
 fn netia() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_netia"));
     for var in [
@@ -136,6 +195,9 @@ fn netia() -> Command {
         "NETIA_MIGRATE",
         "LOG_FORMAT",
         "RUST_LOG",
+        "METRICS_TOKEN",
+        "METRICS_ADDR",
+        "SHUTDOWN_TIMEOUT",
     ] {
         cmd.env_remove(var);
     }
@@ -150,6 +212,9 @@ fn invalid_settings_stop_startup_naming_the_variable() {
         ("NETIA_MIGRATE", "perhaps"),
         ("LOG_FORMAT", "yaml"),
         ("DATABASE_MAX_CONNECTIONS", "-1"),
+        ("METRICS_TOKEN", "short"),
+        ("METRICS_ADDR", "nowhere"),
+        ("SHUTDOWN_TIMEOUT", "0"),
     ];
     for (var, value) in cases {
         let out = netia().env(var, value).arg("serve").output().unwrap();

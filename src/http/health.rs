@@ -59,14 +59,58 @@ pub(super) async fn ready(
     }
 }
 
-/// Prometheus counters: events relayed to RabbitMQ; per consumer the events handled, skipped as
-/// duplicates, retried and parked; per supervised task whether it runs and its restarts.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+/// Who may read `/metrics` on the API port: the holder of `METRICS_TOKEN` (compared as SHA-256
+/// digests, so the comparison's timing says nothing of the token). Without a token, metrics are
+/// only on `METRICS_ADDR` (if set) and the API port refuses them.
+#[derive(Clone, Default)]
+pub struct MetricsAccess {
+    token_digest: Option<[u8; 32]>,
+    elsewhere: Option<std::net::SocketAddr>,
+}
+
+impl MetricsAccess {
+    pub fn new(token: Option<&str>, elsewhere: Option<std::net::SocketAddr>) -> Self {
+        Self {
+            token_digest: token.map(digest),
+            elsewhere,
+        }
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// Prometheus text: events relayed to RabbitMQ; per consumer the events handled, skipped as
+/// duplicates, retried and parked; per supervised task whether it runs and its restarts. Needs
+/// `Authorization: Bearer <METRICS_TOKEN>` (401 without it); 403 when no token is configured
+/// (then metrics are served only on `METRICS_ADDR`, if set).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, body = super::views::ErrorBody), (status = 403, body = super::views::ErrorBody)))]
 pub(super) async fn metrics(
+    req: actix_web::HttpRequest,
+    access: web::Data<MetricsAccess>,
     metrics: web::Data<crate::bus::Metrics>,
     components: web::Data<crate::supervisor::Components>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
+    let Some(wanted) = access.token_digest else {
+        return Err(ApiError::Forbidden(match access.elsewhere {
+            Some(addr) => format!("metrics are served on {addr} (METRICS_ADDR)"),
+            None => "metrics are off: set METRICS_TOKEN (a bearer token) or METRICS_ADDR".into(),
+        }));
+    };
+    match super::caller::bearer(&req) {
+        Some(token) if digest(&token) == wanted => Ok(render(&metrics, &components)),
+        _ => Err(ApiError::Unauthorized(
+            "metrics need Authorization: Bearer <METRICS_TOKEN>".into(),
+        )),
+    }
+}
+
+/// The metrics as a scraper reads them.
+pub fn render(metrics: &crate::bus::Metrics, components: &crate::supervisor::Components) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(metrics.render() + &components.render())

@@ -4,7 +4,7 @@ mod accounts;
 pub(crate) mod caller;
 pub(crate) mod conversations;
 mod customers;
-mod health;
+pub mod health;
 pub mod limits;
 mod messages;
 pub mod openapi;

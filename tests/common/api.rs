@@ -23,10 +23,17 @@ pub struct Session {
     pub account_id: String,
 }
 
+/// The `METRICS_TOKEN` of test servers.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+
 impl Api {
     /// Starts a server (projectors included) on `db`, with extra settings.
     pub async fn start_with(db: &TestDb, extra: &[(&str, &str)]) -> Api {
-        let mut vars: HashMap<&str, &str> = HashMap::from([("PORT", "0"), ("DATABASE_URL", db.url.as_str())]);
+        let mut vars: HashMap<&str, &str> = HashMap::from([
+            ("PORT", "0"),
+            ("DATABASE_URL", db.url.as_str()),
+            ("METRICS_TOKEN", METRICS_TOKEN),
+        ]);
         vars.extend(extra.iter().copied());
         let settings = Settings::from_map(&vars).unwrap();
         let app = Application::start(&settings, db.store.clone()).await.unwrap();
@@ -40,6 +47,19 @@ impl Api {
 
     pub async fn start(db: &TestDb) -> Api {
         Self::start_with(db, &[]).await
+    }
+
+    /// `/metrics` as Prometheus would scrape it (with the token).
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
     }
 
     /// Sends `body` (JSON, if any) with an optional bearer token; returns status and JSON body
