@@ -1,4 +1,5 @@
-//! The command line: `netia [serve]`, `netia migrate`, `netia replay …`, `netia audit verify`.
+//! The command line: `netia [serve]`, `netia migrate`, `netia replay …`, `netia audit verify`,
+//! `netia bus parked …`.
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -50,6 +51,47 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Where every follower of the log stands (projections, relay, consumers: checkpoint, lag in
+    /// events and seconds, lease holder), the scheduler's backlog and the parked deliveries.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The bus's consumers: their parked deliveries.
+    Bus {
+        #[command(subcommand)]
+        action: BusAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BusAction {
+    /// Deliveries consumers gave up on after their last attempt.
+    Parked {
+        #[command(subcommand)]
+        action: ParkedAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParkedAction {
+    /// List them, oldest first (consumer, event, attempts, when, last error).
+    List {
+        /// Only this consumer's (e.g. llm_reply).
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One parked delivery and its event (type, stream, payload).
+    Show { consumer: String, event_id: uuid::Uuid },
+    /// Run it through its consumer once more (with this node's settings: LLM, SMTP). Handled, it
+    /// leaves the list (replaying it again does nothing); failing, it stays with the new error.
+    Replay { consumer: String, event_id: uuid::Uuid },
+    /// Forget it without running it.
+    Drop { consumer: String, event_id: uuid::Uuid },
 }
 
 #[derive(Debug, Subcommand)]

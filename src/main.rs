@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use netia::audit;
-use netia::cli::{AuditAction, Cli, Command, ProjectionsAction, ReplayTarget};
+use netia::cli::{AuditAction, BusAction, Cli, Command, ParkedAction, ProjectionsAction, ReplayTarget};
 use netia::projector::group::ProjectorGroup;
 use netia::projector::{self, Projector};
 use netia::settings::Settings;
@@ -171,6 +171,20 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bus {
+            action: BusAction::Parked { action },
+        } => parked(&settings, action).await,
+        Command::Status { json } => {
+            let store = open_store(&settings, settings.migrate).await?;
+            let pool = projector::read_model_pool(settings.database_url.expose_secret(), 2).await?;
+            let status = netia::status::status(&store, &pool).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", render_status(&status));
+            }
+            Ok(())
+        }
         Command::Audit {
             action: AuditAction::Verify { stream, json },
         } => {
@@ -196,6 +210,98 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// `netia bus parked …`: list, show, replay or drop parked deliveries.
+async fn parked(settings: &Settings, action: ParkedAction) -> anyhow::Result<()> {
+    use netia::bus::parked;
+    let store = open_store(settings, settings.migrate).await?;
+    let pool = projector::read_model_pool(settings.database_url.expose_secret(), 2).await?;
+    match action {
+        ParkedAction::List { consumer, json } => {
+            let list = parked::list(&pool, consumer.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for p in &list {
+                    println!(
+                        "{:<16} {}  {} attempt(s)  parked {}  {}",
+                        p.consumer, p.event_id, p.attempts, p.parked_at, p.error
+                    );
+                }
+                println!("{} parked", list.len());
+            }
+            Ok(())
+        }
+        ParkedAction::Show { consumer, event_id } => {
+            let Some(found) = parked::get(&pool, &consumer, event_id).await? else {
+                anyhow::bail!("{consumer} has no parked delivery of event {event_id}");
+            };
+            let event = store.read_event(event_id).await?;
+            let shown = serde_json::json!({
+                "parked": found,
+                "event": event.map(|e| serde_json::json!({
+                    "stream": format!("{}:{}", e.stream_type, e.stream_id), "version": e.version,
+                    "type": e.event_type, "recorded_at": e.recorded_at, "payload": e.payload,
+                    "metadata": e.metadata,
+                })),
+            });
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+            Ok(())
+        }
+        ParkedAction::Replay { consumer, event_id } => {
+            let (consumers, _) = netia::startup::effects(settings, &store, &pool, None)?;
+            let outcome = parked::replay(&pool, store.as_ref(), &consumers, &consumer, event_id).await?;
+            match outcome {
+                netia::bus::Outcome::Duplicate => println!("{consumer} had handled {event_id} already; unparked"),
+                _ => println!("{consumer} handled {event_id}; unparked"),
+            }
+            Ok(())
+        }
+        ParkedAction::Drop { consumer, event_id } => {
+            if !parked::drop_parked(&pool, &consumer, event_id).await? {
+                anyhow::bail!("{consumer} has no parked delivery of event {event_id}");
+            }
+            println!("dropped {consumer} {event_id}");
+            Ok(())
+        }
+    }
+}
+
+fn render_status(status: &netia::status::Status) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<10} {:>22} {:>10} {:>8}  lease",
+        "follower", "kind", "checkpoint (tx, pos)", "lag", "lag s"
+    );
+    for f in &status.followers {
+        let at = format!("({}, {})", f.checkpoint.tx_id, f.checkpoint.position);
+        let _ = writeln!(
+            out,
+            "{:<24} {:<10} {at:>22} {:>10} {:>8.1}  {}",
+            f.name,
+            f.kind,
+            f.lag_events,
+            f.lag_seconds,
+            f.lease_holder.as_deref().unwrap_or("-")
+        );
+    }
+    let s = &status.scheduler;
+    let _ = writeln!(
+        out,
+        "scheduler: {} due, {} pending{}; lease {}",
+        s.due,
+        s.pending,
+        s.next_due_at
+            .as_ref()
+            .map(|t| format!(" (next at {t})"))
+            .unwrap_or_default(),
+        s.lease_holder.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(out, "parked deliveries: {}", status.parked);
+    out
 }
 
 fn render_replay(replay: &audit::Replay) -> String {

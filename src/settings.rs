@@ -34,6 +34,8 @@ pub struct Settings {
     pub rate_limit_customer_per_minute: u32,
     /// Trust `X-Forwarded-For` for the client address (`NETIA_TRUST_PROXY`, default off).
     pub trust_proxy: bool,
+    /// How long handled-delivery records and finished jobs are kept (`RETENTION_DAYS`, default 30).
+    pub retention: chrono::TimeDelta,
     /// How long a SIGTERM/SIGINT shutdown may take before the process exits anyway
     /// (`SHUTDOWN_TIMEOUT`, seconds, default 15).
     pub shutdown_timeout: std::time::Duration,
@@ -158,6 +160,14 @@ impl Settings {
                     .map_err(|_| invalid("METRICS_ADDR", addr, "must be host:port, e.g. 127.0.0.1:9100"))?,
             ),
         };
+        let retention = {
+            let reason = "must be a whole number of days from 1 to 3650";
+            let days: i64 = parse("RETENTION_DAYS", get("RETENTION_DAYS"), 30, reason)?;
+            if !(1..=3650).contains(&days) {
+                return Err(invalid("RETENTION_DAYS", days.to_string(), reason));
+            }
+            chrono::TimeDelta::days(days)
+        };
         let shutdown_timeout = {
             let reason = "must be a whole number of seconds from 1 to 600";
             let seconds: u64 = parse("SHUTDOWN_TIMEOUT", get("SHUTDOWN_TIMEOUT"), 15, reason)?;
@@ -240,6 +250,7 @@ impl Settings {
             rate_limit_customer_per_minute,
             trust_proxy,
             shutdown_timeout,
+            retention,
             metrics_token,
             metrics_addr,
             amqp_url,

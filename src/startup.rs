@@ -151,32 +151,7 @@ impl Application {
             ));
         }
         let metrics = Arc::new(crate::bus::Metrics::default());
-        let mut consumers: Vec<Arc<dyn crate::bus::Consumer>> = Vec::new();
-        if let Some(llm) = &settings.llm {
-            consumers.push(Arc::new(crate::llm::LlmReply {
-                bus: crate::command_bus::CommandBus::new(store.clone()),
-                store: store.clone(),
-                client: Arc::new(crate::llm::OpenAi::new(llm.clone())),
-                settings: llm.clone(),
-                hub: Some(hub.clone().into_inner()),
-            }));
-        } else {
-            tracing::info!("LLM auto-reply off: neither OPENAI_API_KEY nor LLM_BASE_URL is set");
-        }
-        let mut jobs: Vec<Arc<dyn crate::scheduler::JobHandler>> = Vec::new();
-        if let Some(email) = &settings.email {
-            consumers.push(Arc::new(crate::email::ReplyEmailScheduler {
-                db: pool.clone(),
-                delay: email.reply_delay,
-            }));
-            let job = crate::email::ReplyEmailJob::new(
-                crate::command_bus::CommandBus::new(store.clone()),
-                store.clone(),
-                email.clone(),
-            )
-            .map_err(anyhow::Error::msg)?;
-            jobs.push(Arc::new(job));
-        }
+        let (consumers, jobs) = effects(settings, &store, &pool, Some(hub.clone().into_inner()))?;
         let scheduler = crate::scheduler::Scheduler {
             store: store.clone(),
             db: pool.clone(),
@@ -186,6 +161,13 @@ impl Application {
             "scheduler",
             Box::new(move |stop| Box::pin(scheduler.clone().run(stop))),
         ));
+        {
+            let (db, keep) = (pool.clone(), settings.retention);
+            projectors.push(supervise(
+                "retention",
+                Box::new(move |stop| Box::pin(crate::retention::run(db.clone(), keep, stop))),
+            ));
+        }
         projectors.extend(
             crate::bus::start(
                 store.clone(),
@@ -374,6 +356,50 @@ impl Application {
         }
         served
     }
+}
+
+/// Consumers of events and handlers of delayed jobs.
+pub type Effects = (
+    Vec<Arc<dyn crate::bus::Consumer>>,
+    Vec<Arc<dyn crate::scheduler::JobHandler>>,
+);
+
+/// The consumers and scheduled-job handlers these settings turn on (the LLM reply with an LLM
+/// configured, reply emails with SMTP), for the server and for `netia bus parked replay`. `hub`
+/// carries the bot's typing to sockets, when there are sockets.
+pub fn effects(
+    settings: &Settings,
+    store: &Arc<dyn EventStore>,
+    pool: &sqlx::AnyPool,
+    hub: Option<Arc<Hub>>,
+) -> anyhow::Result<Effects> {
+    let mut consumers: Vec<Arc<dyn crate::bus::Consumer>> = Vec::new();
+    if let Some(llm) = &settings.llm {
+        consumers.push(Arc::new(crate::llm::LlmReply {
+            bus: crate::command_bus::CommandBus::new(store.clone()),
+            store: store.clone(),
+            client: Arc::new(crate::llm::OpenAi::new(llm.clone())),
+            settings: llm.clone(),
+            hub: hub.clone(),
+        }));
+    } else {
+        tracing::info!("LLM auto-reply off: neither OPENAI_API_KEY nor LLM_BASE_URL is set");
+    }
+    let mut jobs: Vec<Arc<dyn crate::scheduler::JobHandler>> = Vec::new();
+    if let Some(email) = &settings.email {
+        consumers.push(Arc::new(crate::email::ReplyEmailScheduler {
+            db: pool.clone(),
+            delay: email.reply_delay,
+        }));
+        let job = crate::email::ReplyEmailJob::new(
+            crate::command_bus::CommandBus::new(store.clone()),
+            store.clone(),
+            email.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        jobs.push(Arc::new(job));
+    }
+    Ok((consumers, jobs))
 }
 
 /// `/metrics` without a token on `addr` (`METRICS_ADDR`), for a scraper on a private network;

@@ -529,3 +529,61 @@ mod threads {
     use super::*;
     on_both_backends!(reply_emails_name_the_whole_thread);
 }
+
+/// Retention: handled-delivery records and finished jobs older than the cutoff go; recent ones,
+/// pending jobs (however old) and parked deliveries stay.
+async fn old_bookkeeping_is_pruned_and_nothing_else(db: &TestDb) {
+    let pool = read_models(db).await;
+    let old = netia_events::chain::format_time(Utc::now() - TimeDelta::days(40));
+    let recent = netia_events::chain::format_time(Utc::now() - TimeDelta::days(1));
+    for (event, at) in [("e-old", &old), ("e-recent", &recent)] {
+        sqlx::query("INSERT INTO consumer_processed (consumer, event_id, processed_at) VALUES ('llm_reply', $1, $2)")
+            .bind(event)
+            .bind(at.clone())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    for (id, done) in [
+        ("done-old", Some(&old)),
+        ("done-recent", Some(&recent)),
+        ("pending-old", None),
+    ] {
+        sqlx::query(
+            "INSERT INTO scheduled_jobs (id, kind, payload, due_at, attempts, done_at) VALUES ($1, 'x', '{}', $2, 1, $3)",
+        )
+        .bind(id)
+        .bind(old.clone())
+        .bind(done.cloned())
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    netia::bus::park(&pool, "llm_reply", "e-parked", 5, "down")
+        .await
+        .unwrap();
+    let pruned = netia::retention::prune(&pool, Utc::now() - TimeDelta::days(30))
+        .await
+        .unwrap();
+    assert_eq!((pruned.processed, pruned.jobs), (1, 1));
+    let processed: Vec<String> = sqlx::query_scalar("SELECT event_id FROM consumer_processed ORDER BY event_id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(processed, ["e-recent"]);
+    let jobs: Vec<String> = sqlx::query_scalar("SELECT id FROM scheduled_jobs ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, ["done-recent", "pending-old"]);
+    assert_eq!(netia::bus::parked::list(&pool, None).await.unwrap().len(), 1);
+    let again = netia::retention::prune(&pool, Utc::now() - TimeDelta::days(30))
+        .await
+        .unwrap();
+    assert_eq!((again.processed, again.jobs), (0, 0));
+}
+
+mod retention {
+    use super::*;
+    on_both_backends!(old_bookkeeping_is_pruned_and_nothing_else);
+}

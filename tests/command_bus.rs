@@ -79,6 +79,9 @@ impl EventStore for RacingStore {
     async fn read_stream(&self, stream: &StreamRef, bound: StreamBound) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.read_stream(stream, bound).await
     }
+    async fn read_event(&self, event_id: uuid::Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        self.inner.read_event(event_id).await
+    }
     async fn stream_version(&self, stream: &StreamRef) -> Result<i64, StoreError> {
         self.inner.stream_version(stream).await
     }

@@ -606,3 +606,68 @@ mod assigned_meanwhile {
     use super::*;
     on_both_backends!(an_answer_that_arrives_after_an_agent_took_the_conversation_is_dropped);
 }
+
+/// An operator replays a parked delivery from the command line: the bot answers once; replaying
+/// it again, or dropping what is not parked, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_parked_delivery_replayed_from_the_command_line_answers_once() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion("Tomorrow, by noon.")))
+        .mount(&server)
+        .await;
+    let world = world(&db, true).await;
+    let asked = world.customer_says("When does it arrive?").await;
+    let pool = netia::projector::read_model_pool(&db.url, 2).await.unwrap();
+    let id = asked.event_id.to_string();
+    netia::bus::park(&pool, "llm_reply", &id, 5, "the model was down")
+        .await
+        .unwrap();
+    let base = format!("{}/v1", server.uri());
+    let netia = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env("LLM_BASE_URL", &base)
+            .env("LLM_MODEL", "test-model")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let text = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    let listed = netia(&["bus", "parked", "list", "--json"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let list: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(list[0]["event_id"], id.as_str());
+    assert_eq!(list[0]["error"], "the model was down");
+    let shown = netia(&["bus", "parked", "show", "llm_reply", &id]);
+    assert!(text(&shown).contains("CustomerMessagePosted"), "{}", text(&shown));
+
+    let replayed = netia(&["bus", "parked", "replay", "llm_reply", &id]);
+    assert!(replayed.status.success(), "{}", text(&replayed));
+    assert_eq!(world.bot_replies().await, vec!["Tomorrow, by noon.".to_owned()]);
+    let again = netia(&["bus", "parked", "replay", "llm_reply", &id]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(text(&again).contains("no parked delivery"), "{}", text(&again));
+    assert_eq!(world.bot_replies().await.len(), 1, "the effect happened once");
+    let listed = netia(&["bus", "parked", "list"]);
+    assert!(text(&listed).contains("0 parked"), "{}", text(&listed));
+
+    netia::bus::park(&pool, "llm_reply", &id, 5, "again").await.unwrap();
+    let dropped = netia(&["bus", "parked", "drop", "llm_reply", &id]);
+    assert!(dropped.status.success(), "{}", text(&dropped));
+    let none = netia(&["bus", "parked", "drop", "llm_reply", &id]);
+    assert_eq!(none.status.code(), Some(1));
+    let unknown = netia(&["bus", "parked", "replay", "nobody", &id]);
+    assert_eq!(unknown.status.code(), Some(1));
+    db.cleanup().await;
+}

@@ -185,6 +185,58 @@ async fn metrics_need_the_token_or_the_private_address() {
     other.cleanup().await;
 }
 
+/// `netia status` against a running node's database: every projection's checkpoint and lag, who
+/// holds its lease (PostgreSQL), the scheduler's backlog, the parked deliveries.
+async fn status_shows_every_follower_and_lease(db: &TestDb) {
+    let api = common::api::Api::start(db).await;
+    let admin = api.register("agent@example.com").await;
+    api.conversation(&admin.account_id).await;
+    let pool = netia::projector::read_model_pool(&db.url, 2).await.unwrap();
+    netia::scheduler::schedule(&pool, "probe-job", "probe", &serde_json::json!({}), chrono::Utc::now())
+        .await
+        .unwrap();
+    let mut status = Value::Null;
+    // The projectors and the scheduler take their leases within a few seconds of the start.
+    for _ in 0..100 {
+        let out = netia()
+            .env("DATABASE_URL", &db.url)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        status = serde_json::from_slice(&out.stdout).unwrap();
+        let leased = status["scheduler"]["lease_holder"].is_string();
+        if !db.url.starts_with("postgres") || leased {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let followers = status["followers"].as_array().unwrap();
+    for name in ["conversation", "customer", "inbox", "reporting"] {
+        let f = followers
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {status}"));
+        assert_eq!(f["kind"], "projection");
+        assert!(f["lag_events"].as_i64().unwrap() >= 0);
+        assert_eq!(
+            f["lease_holder"].is_string(),
+            db.url.starts_with("postgres"),
+            "{status}"
+        );
+    }
+    assert_eq!(status["scheduler"]["pending"], 1, "{status}");
+    assert_eq!(status["parked"], 0);
+    let text = netia().env("DATABASE_URL", &db.url).arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("inbox") && text.contains("scheduler: "), "{text}");
+}
+
+mod status {
+    use super::*;
+    on_both_backends!(status_shows_every_follower_and_lease);
+}
+
 fn netia() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_netia"));
     for var in [

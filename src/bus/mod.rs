@@ -13,6 +13,7 @@
 
 pub mod amqp;
 pub mod embedded;
+pub mod parked;
 pub mod relay;
 
 use std::collections::BTreeMap;

@@ -108,6 +108,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// The stream's current version (0 when it does not exist).
     async fn stream_version(&self, stream: &StreamRef) -> Result<i64, StoreError>;
 
+    /// One event by its id (for operators: a parked delivery names only its event).
+    async fn read_event(&self, event_id: uuid::Uuid) -> Result<Option<RecordedEvent>, StoreError>;
+
     /// Up to `limit` committed events after `after`, in `(tx_id, global_position)` order. Appends
     /// are serialized (commit order is log order), so every committed event is final: a reader that
     /// advances its checkpoint to the last event returned never skips one.

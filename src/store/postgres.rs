@@ -266,6 +266,14 @@ impl EventStore for PgStore {
         rows.iter().map(decode_row).collect()
     }
 
+    async fn read_event(&self, event_id: uuid::Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {SELECT_COLUMNS} FROM events WHERE event_id = $1"))
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode_row).transpose()
+    }
+
     async fn stream_version(&self, stream: &StreamRef) -> Result<i64, StoreError> {
         Ok(self.head(stream).await?.map(|(v, _)| v).unwrap_or(0))
     }

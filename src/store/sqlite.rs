@@ -205,6 +205,14 @@ impl EventStore for SqliteStore {
         rows.iter().map(decode_row).collect()
     }
 
+    async fn read_event(&self, event_id: uuid::Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {SELECT_COLUMNS} FROM events WHERE event_id = ?1"))
+            .bind(event_id.to_string())
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(decode_row).transpose()
+    }
+
     async fn stream_version(&self, stream: &StreamRef) -> Result<i64, StoreError> {
         let v: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream_type = ?1 AND stream_id = ?2")

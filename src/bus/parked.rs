@@ -1,0 +1,114 @@
+//! Parked events: deliveries a consumer gave up on (`consumer_parked`), for operators to list,
+//! inspect, replay or drop (`netia bus parked …`).
+
+use std::sync::Arc;
+
+use netia_events::RecordedEvent;
+use sqlx::{AnyPool, FromRow};
+use uuid::Uuid;
+
+use super::{Consumer, Counters, Outcome, RetryPolicy, process};
+use crate::store::{EventStore, StoreError};
+
+/// One parked delivery.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize)]
+pub struct Parked {
+    pub consumer: String,
+    pub event_id: String,
+    /// Attempts made before it was parked.
+    pub attempts: i64,
+    /// The last failure.
+    pub error: String,
+    pub parked_at: String,
+}
+
+/// The parked deliveries, oldest first; of one consumer if named.
+pub async fn list(db: &AnyPool, consumer: Option<&str>) -> Result<Vec<Parked>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT consumer, event_id, CAST(attempts AS BIGINT) AS attempts, error, parked_at FROM consumer_parked \
+         WHERE ($1 = '' OR consumer = $1) ORDER BY parked_at, consumer, event_id",
+    )
+    .bind(consumer.unwrap_or_default().to_owned())
+    .fetch_all(db)
+    .await
+}
+
+/// One parked delivery, if it is parked.
+pub async fn get(db: &AnyPool, consumer: &str, event_id: Uuid) -> Result<Option<Parked>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT consumer, event_id, CAST(attempts AS BIGINT) AS attempts, error, parked_at FROM consumer_parked \
+         WHERE consumer = $1 AND event_id = $2",
+    )
+    .bind(consumer.to_owned())
+    .bind(event_id.to_string())
+    .fetch_optional(db)
+    .await
+}
+
+/// Forgets a parked delivery without running it; whether it was parked.
+pub async fn drop_parked(db: &AnyPool, consumer: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM consumer_parked WHERE consumer = $1 AND event_id = $2")
+        .bind(consumer.to_owned())
+        .bind(event_id.to_string())
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{consumer} has no parked delivery of event {event_id}")]
+    NotParked { consumer: String, event_id: Uuid },
+    #[error("no consumer named {0} runs with these settings")]
+    UnknownConsumer(String),
+    #[error("event {0} is not in the log")]
+    EventGone(Uuid),
+    #[error("the consumer failed again: {0}; it stays parked")]
+    FailedAgain(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Runs a parked delivery through its consumer once more, with a delivery's bookkeeping: an
+/// event the consumer has handled already is not handled again, and a handled one is no longer
+/// parked, so replaying it twice has one effect. Handled (or found handled), it leaves the parked list; failing again,
+/// it stays, with the new error. Returns what became of it.
+pub async fn replay(
+    db: &AnyPool,
+    store: &dyn EventStore,
+    consumers: &[Arc<dyn Consumer>],
+    consumer: &str,
+    event_id: Uuid,
+) -> Result<Outcome, ReplayError> {
+    let not_parked = || ReplayError::NotParked {
+        consumer: consumer.to_owned(),
+        event_id,
+    };
+    let parked = get(db, consumer, event_id).await?.ok_or_else(not_parked)?;
+    let runner = consumers
+        .iter()
+        .find(|c| c.name() == consumer)
+        .ok_or_else(|| ReplayError::UnknownConsumer(consumer.to_owned()))?;
+    let event: RecordedEvent = store
+        .read_event(event_id)
+        .await?
+        .ok_or(ReplayError::EventGone(event_id))?;
+    // One attempt: a failure parks it again straight away.
+    let policy = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    };
+    let outcome = process(db, runner.as_ref(), &event, 1, &policy, &Counters::default()).await?;
+    match &outcome {
+        Outcome::Handled | Outcome::Duplicate => {
+            drop_parked(db, consumer, event_id).await?;
+            Ok(outcome)
+        }
+        Outcome::Parked | Outcome::RetryAfter(_) => {
+            let error = get(db, consumer, event_id).await?.map_or(parked.error, |p| p.error);
+            Err(ReplayError::FailedAgain(error))
+        }
+    }
+}
