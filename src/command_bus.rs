@@ -1,6 +1,7 @@
 //! Executes commands: load the stream, decide, append with the expected version, retry if it commutes.
 //!
-//! Commands on one stream take turns within a node (a fair, first-come lock per stream), so
+//! Commands on one stream take turns within a node (a fair, first-come lock per stream, shared by
+//! every command bus of the process: the HTTP handlers', the LLM consumer's, the scheduler's…), so
 //! writers on one node never conflict with each other; a conflict with another node is retried,
 //! for commands that commute (a message commutes with everything), until a deadline.
 
@@ -56,12 +57,19 @@ type StateCache = Mutex<HashMap<String, (Arc<dyn Any + Send + Sync>, i64)>>;
 /// One turn lock per stream with commands in flight (dropped entries are swept as the map grows).
 type StreamTurns = Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>;
 
+/// The process's turn locks: one node is one process, whichever bus a command goes through.
+/// (Stream ids are UUIDs, so two stores in one process — tests — share no lock by accident in
+/// any way that matters: at worst two of their commands take turns.)
+fn turns() -> &'static StreamTurns {
+    static TURNS: std::sync::OnceLock<StreamTurns> = std::sync::OnceLock::new();
+    TURNS.get_or_init(StreamTurns::default)
+}
+
 #[derive(Clone)]
 pub struct CommandBus {
     store: Arc<dyn EventStore>,
     max_attempts: u32,
     cache: Arc<StateCache>,
-    turns: Arc<StreamTurns>,
     use_cache: bool,
 }
 
@@ -71,7 +79,6 @@ impl CommandBus {
             store,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             cache: Arc::default(),
-            turns: Arc::default(),
             use_cache: true,
         }
     }
@@ -156,7 +163,7 @@ impl CommandBus {
 
     /// The turn lock of `stream`: tokio's mutex queues waiters first come, first served.
     fn turn(&self, stream: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        let mut turns = turns().lock().unwrap_or_else(|p| p.into_inner());
         if let Some(turn) = turns.get(stream).and_then(Weak::upgrade) {
             return turn;
         }

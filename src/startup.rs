@@ -144,8 +144,14 @@ impl Application {
             projectors.push(supervise(
                 "broadcaster",
                 Box::new(move |stop| {
-                    // A restart resumes after the last broadcast queued, not at the first start.
-                    let resume = start.max(Some(hub.broadcast_position()));
+                    // A restart resumes after the last broadcast queued, not at the first start;
+                    // with neither known, the broadcaster finds the head itself.
+                    let queued = hub.broadcast_position();
+                    let resume = match start {
+                        Some(start) => Some(start.max(queued)),
+                        None if queued != netia_events::Checkpoint::default() => Some(queued),
+                        None => None,
+                    };
                     Box::pin(Broadcaster::new(store.clone(), pool.clone(), hub.clone()).run(resume, stop))
                 }),
             ));

@@ -468,6 +468,37 @@ async fn one_external_id_is_one_customer(db: &TestDb) {
     // …and the one it gave up is free.
     let (status, _) = new_customer(&api, account, "user-43").await;
     assert_eq!(status, StatusCode::CREATED);
+
+    // A customer from before claims existed (written straight to the log, no claim) keeps its id.
+    let legacy = netia_events::CustomerId::new();
+    let create = netia_commands::CustomerCommand::Create {
+        customer_id: legacy,
+        account_id: account.parse().unwrap(),
+        identity: netia_events::customer::CustomerIdentity {
+            external_id: Some("legacy-7".into()),
+            ..Default::default()
+        },
+        metadata: Default::default(),
+    };
+    let meta = netia_events::Metadata::system("test");
+    netia::command_bus::CommandBus::new(db.store.clone())
+        .execute::<netia_commands::Customer>(legacy, create, &meta)
+        .await
+        .unwrap();
+    let identify = format!("/api/customers/identify?account_id={account}&external_id=legacy-7");
+    for _ in 0..100 {
+        let (_, found) = api.call(Method::GET, &identify, None, None).await;
+        if found["data"].is_object() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, body) = new_customer(&api, account, "legacy-7").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains(&legacy.to_string()),
+        "{body}"
+    );
 }
 
 /// Item 11: a conversation always belongs to an inbox.

@@ -58,7 +58,7 @@ pub enum InboxOrder {
     #[default]
     Activity,
     /// Oldest first, by the immutable `(created_at, conversation_id)`: a traversal meets every
-    /// conversation exactly once, including those created while it runs (they come last).
+    /// conversation that existed when it began exactly once, whatever changes meanwhile.
     Created,
 }
 

@@ -9,8 +9,10 @@ use netia_events::external_id::{ExternalIdEvent, stream_id};
 use netia_events::{AccountId, CustomerId, DomainEvent, Metadata, RecordedEvent, StreamRef};
 use serde_json::{Map, Value};
 
+use super::{App, AppError};
 use crate::command_bus::{CommandBus, CommandError};
-use crate::store::StreamBound;
+use crate::store::{StoreError, StreamBound};
+use netia_projections::CustomerProjection;
 
 /// A claim whose customer was never created (its creator crashed in between) is taken over after
 /// this long; a younger one may be a creation still under way.
@@ -28,6 +30,8 @@ pub enum CustomerUseCaseError {
     ExternalIdTaken { external_id: String, holder: CustomerId },
     #[error("claiming the external id: {0}")]
     Claim(CommandError<ExternalIdError>),
+    #[error(transparent)]
+    App(#[from] AppError),
 }
 
 impl From<CommandError<CustomerError>> for CustomerUseCaseError {
@@ -40,7 +44,7 @@ impl From<CommandError<CustomerError>> for CustomerUseCaseError {
 /// keeps it) is claimed first, so that two concurrent creations with one external id give one
 /// customer and one [`CustomerUseCaseError::ExternalIdTaken`]. Returns the appended events.
 pub async fn create_customer(
-    bus: &CommandBus,
+    app: &App,
     customer_id: CustomerId,
     account_id: AccountId,
     identity: CustomerIdentity,
@@ -61,13 +65,15 @@ pub async fn create_customer(
         netia_events::customer::CustomerEvent::CustomerCreated(c) => c.identity.external_id.clone(),
         _ => None,
     });
+    let bus = &app.bus;
     if let Some(external_id) = &external_id {
-        claim(bus, account_id, external_id, customer_id, meta).await?;
+        claim(app, account_id, external_id, customer_id, meta).await?;
     }
     match bus.execute::<Customer>(customer_id, command, meta).await {
         Ok(executed) => Ok(executed.events),
         Err(e) => {
-            if let Some(external_id) = &external_id {
+            // Not when the append may have happened: the customer would hold an unclaimed id.
+            if let Some(external_id) = external_id.as_ref().filter(|_| !outcome_unknown(&e)) {
                 release(bus, account_id, external_id, customer_id, meta).await;
             }
             Err(e.into())
@@ -78,11 +84,12 @@ pub async fn create_customer(
 /// Sets the given identity fields of `customer_id`. A new external id is claimed first and the
 /// old one released after.
 pub async fn identify_customer(
-    bus: &CommandBus,
+    app: &App,
     customer_id: CustomerId,
     identity: CustomerIdentity,
     meta: &Metadata,
 ) -> Result<Vec<RecordedEvent>, CustomerUseCaseError> {
+    let bus = &app.bus;
     let (before, _) = bus.load::<Customer>(customer_id).await?;
     let account_id = before
         .account_id
@@ -99,7 +106,7 @@ pub async fn identify_customer(
     let wanted = identity.external_id.as_ref().map(|s| s.trim().to_owned());
     let changes_id = wanted.is_some() && wanted != before.identity.external_id;
     if changes_id && let Some(external_id) = &wanted {
-        claim(bus, account_id, external_id, customer_id, meta).await?;
+        claim(app, account_id, external_id, customer_id, meta).await?;
     }
     let executed = bus.execute::<Customer>(customer_id, command, meta).await;
     match (&executed, changes_id) {
@@ -108,7 +115,7 @@ pub async fn identify_customer(
                 release(bus, account_id, old, customer_id, meta).await;
             }
         }
-        (Err(_), true) => {
+        (Err(e), true) if !outcome_unknown(e) => {
             if let Some(new) = &wanted {
                 release(bus, account_id, new, customer_id, meta).await;
             }
@@ -125,13 +132,66 @@ pub async fn release_external_id(bus: &CommandBus, customer: &Customer, customer
     }
 }
 
+/// Whether a failed append may have been stored after all (the connection failed mid-append).
+fn outcome_unknown<E: std::error::Error>(e: &CommandError<E>) -> bool {
+    matches!(e, CommandError::Store(StoreError::OutcomeUnknown(_)))
+}
+
+/// Customers created before claims existed hold their external ids without a claim: the first
+/// claim of such an id is made on their behalf, from the customer read model (checked against
+/// the customer's own stream), so that a newcomer cannot take it.
+async fn claim_for_legacy_holder(
+    app: &App,
+    account_id: AccountId,
+    external_id: &str,
+    newcomer: CustomerId,
+    meta: &Metadata,
+) -> Result<(), CustomerUseCaseError> {
+    let stream = stream_id(account_id, external_id);
+    let (_, version) = app
+        .bus
+        .load::<ExternalId>(&stream)
+        .await
+        .map_err(CustomerUseCaseError::Claim)?;
+    if version > 0 {
+        return Ok(()); // claimed (or released) before: the claims decide
+    }
+    let found = {
+        let mut conn = app.db.acquire().await.map_err(AppError::from)?;
+        CustomerProjection::by_external_id(&mut conn, account_id, external_id)
+            .await
+            .map_err(AppError::from)?
+    };
+    let Some(holder) = found.and_then(|row| row.id.parse::<CustomerId>().ok()) else {
+        return Ok(());
+    };
+    if holder == newcomer {
+        return Ok(());
+    }
+    let (customer, _) = app.bus.load::<Customer>(holder).await?;
+    if customer.deleted || customer.identity.external_id.as_deref() != Some(external_id) {
+        return Ok(());
+    }
+    let command = ExternalIdCommand::Claim {
+        account_id,
+        external_id: external_id.to_owned(),
+        customer_id: holder,
+    };
+    match app.bus.execute::<ExternalId>(&stream, command, meta).await {
+        Ok(_) | Err(CommandError::Conflict { .. } | CommandError::Domain(_)) => Ok(()),
+        Err(e) => Err(CustomerUseCaseError::Claim(e)),
+    }
+}
+
 async fn claim(
-    bus: &CommandBus,
+    app: &App,
     account_id: AccountId,
     external_id: &str,
     customer_id: CustomerId,
     meta: &Metadata,
 ) -> Result<(), CustomerUseCaseError> {
+    claim_for_legacy_holder(app, account_id, external_id, customer_id, meta).await?;
+    let bus = &app.bus;
     let stream = stream_id(account_id, external_id);
     let command = ExternalIdCommand::Claim {
         account_id,
@@ -144,7 +204,7 @@ async fn claim(
             // Someone claimed or released at the same moment: decide again on what they wrote.
             Err(CommandError::Conflict { .. }) => continue,
             Err(CommandError::Domain(ExternalIdError::Taken { holder })) => {
-                if !holder_is_gone(bus, &stream, holder).await? {
+                if !holder_is_gone(bus, &stream, holder, external_id).await? {
                     return Err(CustomerUseCaseError::ExternalIdTaken {
                         external_id: external_id.to_owned(),
                         holder,
@@ -163,13 +223,21 @@ async fn claim(
     }))
 }
 
-/// Whether `holder` no longer needs the id: deleted, or never created although its claim is old.
-async fn holder_is_gone(bus: &CommandBus, stream: &str, holder: CustomerId) -> Result<bool, CustomerUseCaseError> {
+/// Whether `holder` no longer needs `external_id`: deleted; or — if its claim is older than
+/// [`ORPHAN_CLAIM_AGE`], so that no creation or change in flight is mistaken — never created (its
+/// creator crashed between the claim and the creation) or now known by another external id (two
+/// changes raced, or a release failed).
+async fn holder_is_gone(
+    bus: &CommandBus,
+    stream: &str,
+    holder: CustomerId,
+    external_id: &str,
+) -> Result<bool, CustomerUseCaseError> {
     let (customer, _) = bus.load::<Customer>(holder).await?;
     if customer.deleted {
         return Ok(true);
     }
-    if customer.id.is_some() {
+    if customer.id.is_some() && customer.identity.external_id.as_deref() == Some(external_id) {
         return Ok(false);
     }
     let events = bus

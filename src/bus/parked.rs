@@ -71,9 +71,10 @@ pub enum ReplayError {
     Database(#[from] sqlx::Error),
 }
 
-/// Runs a parked delivery through its consumer once more, with a delivery's bookkeeping: an
-/// event the consumer has handled already is not handled again, and a handled one is no longer
-/// parked, so replaying it twice has one effect. Handled (or found handled), it leaves the parked list; failing again,
+/// Runs a parked delivery through its consumer once more, with a delivery's bookkeeping: it is
+/// taken off the parked list first (so of two replays at once only one runs it), an event the
+/// consumer has handled already is not handled again, and a failure parks it again with the new
+/// error — so replaying it twice has one effect. Handled (or found handled), it leaves the parked list; failing again,
 /// it stays, with the new error. Returns what became of it.
 pub async fn replay(
     db: &AnyPool,
@@ -95,17 +96,26 @@ pub async fn replay(
         .read_event(event_id)
         .await?
         .ok_or(ReplayError::EventGone(event_id))?;
+    // Taken off the list first: of two replays at once, only the one that removed it runs it.
+    if !drop_parked(db, consumer, event_id).await? {
+        return Err(not_parked());
+    }
     // One attempt: a failure parks it again straight away.
     let policy = RetryPolicy {
         max_attempts: 1,
         ..RetryPolicy::default()
     };
-    let outcome = process(db, runner.as_ref(), &event, 1, &policy, &Counters::default()).await?;
-    match &outcome {
-        Outcome::Handled | Outcome::Duplicate => {
-            drop_parked(db, consumer, event_id).await?;
-            Ok(outcome)
+    let outcome = match process(db, runner.as_ref(), &event, 1, &policy, &Counters::default()).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // The bookkeeping failed: back on the list, so that it is not lost.
+            let _ = super::park(db, consumer, &event_id.to_string(), 1, &e.to_string()).await;
+            return Err(e.into());
         }
+    };
+    match &outcome {
+        Outcome::Handled | Outcome::Duplicate => Ok(outcome),
+        // `process` parked it again (one attempt), with the new error.
         Outcome::Parked | Outcome::RetryAfter(_) => {
             let error = get(db, consumer, event_id).await?.map_or(parked.error, |p| p.error);
             Err(ReplayError::FailedAgain(error))

@@ -81,13 +81,14 @@ pub(super) struct Filters {
     /// `last_activity` (default): most recently active first, for people; a conversation that
     /// gets a message while an API client pages moves ahead of its cursor and is skipped.
     /// `created_at`: oldest first by the immutable `(created_at, id)`, so a traversal returns
-    /// every conversation exactly once (those created meanwhile come last) — the order for
+    /// every conversation that existed when it began exactly once, whatever moves — the order for
     /// syncing.
     #[param(value_type = Option<SortName>)]
     sort: Option<String>,
     /// Only conversations changed (any event: message, status, assignee, tags, …) at or after
     /// this RFC 3339 instant. Sync: page with `sort=created_at`, keep the largest `updated_at`
-    /// seen, and next time pass it here (the boundary conversation comes again; dedupe by id).
+    /// seen, and next time pass it minus a minute (times are stamped when a node decides, a
+    /// little before its commit; dedupe by id).
     updated_after: Option<DateTime<Utc>>,
     /// The `next` cursor of the previous page (made for the same `sort`).
     after: Option<String>,

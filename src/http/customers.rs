@@ -43,6 +43,7 @@ pub fn use_case_error(e: crate::app::customers::CustomerUseCaseError) -> ApiErro
         E::Customer(e) => customer_error(e),
         e @ E::ExternalIdTaken { .. } => ApiError::Conflict(e.to_string()),
         E::Claim(e) => ApiError::from_command(e, |_| false),
+        E::App(e) => e.into(),
     }
 }
 
@@ -149,7 +150,7 @@ pub(super) async fn update(
         phone: b.phone,
     };
     let meta = agent.meta();
-    let events = crate::app::customers::identify_customer(&state.bus, id, identity, &meta)
+    let events = crate::app::customers::identify_customer(&state, id, identity, &meta)
         .await
         .map_err(use_case_error)?;
     state.caught_up("customer", &events).await;

@@ -141,11 +141,10 @@ pub(super) async fn set_disabled(
     if disabled {
         // Nobody may be left waiting on a person who cannot answer: their conversations go back
         // to the unassigned queue, each change caused by the disabling.
-        let mut meta = meta(agent);
-        if let Some(cause) = executed.events.first() {
-            meta.causation_id = Some(cause.event_id);
-            meta.correlation_id = Some(cause.event_id);
-        }
+        let meta = match executed.events.first() {
+            Some(cause) => meta(agent).caused_by(cause),
+            None => meta(agent), // already disabled: a repair sweep, in this request's chain
+        };
         state.caught_up_with_log("inbox").await;
         let unassigned = crate::app::team::unassign_departed_agent(&state.bus, &state.db, agent.account_id, id, &meta)
             .await

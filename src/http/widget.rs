@@ -110,7 +110,7 @@ pub async fn create_customer(
         .with_account(account_id)
         .with_correlation(super::caller::RequestId::of(&req));
     let events =
-        crate::app::customers::create_customer(&state.bus, customer_id, account_id, identity, body.metadata, &meta)
+        crate::app::customers::create_customer(&state, customer_id, account_id, identity, body.metadata, &meta)
             .await
             .map_err(super::customers::use_case_error)?;
     // Agents looking for the new customer find it at once.

@@ -6,9 +6,12 @@ use netia_events::{ConversationId, CustomerId, UserId};
 use serde_json::{Value, json};
 
 use super::{BROADCAST_WAIT, Caller, Connection};
-use crate::app::conversations::{NewMessage, ReadBack, ensure_in_account, post_message};
+use crate::app::AppError;
+use crate::app::conversations::{NewMessage, PostError, ReadBack, ensure_in_account, post_message};
+use crate::command_bus::CommandError;
 use crate::realtime::protocol::{Frame, refuse, reply};
 use crate::views::MessageView;
+use netia_commands::ConversationError;
 
 impl Connection {
     /// Tells the topic's other members whether this connection's person is typing.
@@ -52,7 +55,7 @@ impl Connection {
                 user_id, account_id, ..
             } => {
                 if let Err(e) = ensure_in_account(&self.services.app, *account_id, id).await {
-                    return self.send(refuse(frame, &e.to_string()));
+                    return self.send(refuse(frame, &app_refusal(&e)));
                 }
                 Author::Agent { user_id: *user_id }
             }
@@ -85,18 +88,18 @@ impl Connection {
                 );
                 self.send(reply(frame, true, &MessageView::from(&posted.message)));
             }
-            Err(e) => self.send(refuse(frame, &e.to_string())),
+            Err(e) => self.send(refuse(frame, &post_refusal(&e))),
         }
     }
 
     pub(super) async fn mark_read(&self, frame: &Frame, id: ConversationId, user_id: UserId) {
         if let Err(e) = ensure_in_account(&self.services.app, self.caller.account_id(), id).await {
-            return self.send(refuse(frame, &e.to_string()));
+            return self.send(refuse(frame, &app_refusal(&e)));
         }
         let meta = self.caller.meta();
         match crate::app::conversations::mark_read(&self.services.app, id, user_id, &meta).await {
             Ok(_) => self.send(reply(frame, true, &json!({}))),
-            Err(e) => self.send(refuse(frame, &e.to_string())),
+            Err(e) => self.send(refuse(frame, &command_refusal(&e))),
         }
     }
 
@@ -105,7 +108,36 @@ impl Connection {
         let meta = self.caller.meta();
         match crate::app::conversations::seen_by_customer(&self.services.app, id, customer_id, &meta).await {
             Ok(_) => self.send(reply(frame, true, &json!({}))),
-            Err(e) => self.send(refuse(frame, &e.to_string())),
+            Err(e) => self.send(refuse(frame, &command_refusal(&e))),
         }
+    }
+}
+
+/// What a client is told of a use case's failure: the rule or conflict that refused it, never a
+/// database or log error (those are logged here and answered "internal error").
+fn app_refusal(e: &AppError) -> String {
+    match e {
+        AppError::NotFound(_) | AppError::NotReadableYet(_) => e.to_string(),
+        other => {
+            tracing::error!(error = %other, "socket action failed");
+            "internal error".to_owned()
+        }
+    }
+}
+
+fn command_refusal(e: &CommandError<ConversationError>) -> String {
+    match e {
+        CommandError::Domain(_) | CommandError::Conflict { .. } => e.to_string(),
+        other => {
+            tracing::error!(error = %other, "socket action failed");
+            "internal error".to_owned()
+        }
+    }
+}
+
+fn post_refusal(e: &PostError) -> String {
+    match e {
+        PostError::Refused(e) => command_refusal(e),
+        PostError::App(e) => app_refusal(e),
     }
 }
