@@ -165,8 +165,20 @@ async fn metrics_need_the_token_or_the_private_address() {
         .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let (status, body) = get(&format!("{base}/metrics")).await;
-    assert_eq!(status, 403, "no token configured: not on the API port: {body}");
+    let (status, _) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 401, "no credentials");
+    let refused = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth("any-token-at-all-here")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status().as_u16(),
+        403,
+        "no token configured: not on the API port"
+    );
+    let body: Value = refused.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains(&scrape_addr), "{body}");
     let scraped = reqwest::get(format!("http://{scrape_addr}/metrics")).await.unwrap();
     assert_eq!(scraped.status().as_u16(), 200);

@@ -84,8 +84,8 @@ fn digest(token: &str) -> [u8; 32] {
 
 /// Prometheus text: events relayed to RabbitMQ; per consumer the events handled, skipped as
 /// duplicates, retried and parked; per supervised task whether it runs and its restarts. Needs
-/// `Authorization: Bearer <METRICS_TOKEN>` (401 without it); 403 when no token is configured
-/// (then metrics are served only on `METRICS_ADDR`, if set).
+/// `Authorization: Bearer <METRICS_TOKEN>` (401 without it or with another token); 403 for a
+/// token when none is configured (then metrics are served only on `METRICS_ADDR`, if set).
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
         (status = 401, body = super::views::ErrorBody), (status = 403, body = super::views::ErrorBody)))]
@@ -95,13 +95,19 @@ pub(super) async fn metrics(
     metrics: web::Data<crate::bus::Metrics>,
     components: web::Data<crate::supervisor::Components>,
 ) -> Result<HttpResponse, ApiError> {
+    let token = super::caller::bearer(&req);
+    if token.is_none() {
+        return Err(ApiError::Unauthorized(
+            "metrics need Authorization: Bearer <METRICS_TOKEN>".into(),
+        ));
+    }
     let Some(wanted) = access.token_digest else {
         return Err(ApiError::Forbidden(match access.elsewhere {
             Some(addr) => format!("metrics are served on {addr} (METRICS_ADDR)"),
             None => "metrics are off: set METRICS_TOKEN (a bearer token) or METRICS_ADDR".into(),
         }));
     };
-    match super::caller::bearer(&req) {
+    match token {
         Some(token) if digest(&token) == wanted => Ok(render(&metrics, &components)),
         _ => Err(ApiError::Unauthorized(
             "metrics need Authorization: Bearer <METRICS_TOKEN>".into(),
