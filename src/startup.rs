@@ -64,9 +64,6 @@ pub struct Application {
     scrape: Option<Server>,
 }
 
-/// A supervised task's run, boxed so that different tasks share one factory type.
-type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
 impl Application {
     /// Opens the store named by the settings, then [`Application::start`]s on it.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -85,9 +82,7 @@ impl Application {
         let supervisor = Supervisor::new(stop_projectors.clone());
         let supervise = {
             let supervisor = supervisor.clone();
-            move |name: &str, make: Box<dyn FnMut(watch::Receiver<bool>) -> BoxFuture + Send>| {
-                supervisor.spawn(name, make)
-            }
+            move |name: &str, make: crate::supervisor::MakeRun| supervisor.spawn(name, make)
         };
         let mut projectors = Vec::new();
         let names: Vec<&'static str> = projector::projections().iter().map(|p| p.name()).collect();

@@ -13,6 +13,11 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// One run of a supervised task, boxed so that different tasks share one factory type.
+pub type Run = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+/// What makes a supervised task's runs (given the stop signal).
+pub type MakeRun = Box<dyn FnMut(watch::Receiver<bool>) -> Run + Send>;
+
 /// First pause before a restart.
 pub const MIN_RESTART_DELAY: Duration = Duration::from_millis(500);
 /// Longest pause before a restart.

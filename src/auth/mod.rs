@@ -116,7 +116,8 @@ pub struct Auth {
     renew_ttl: Duration,
 }
 
-fn digest(token: &str) -> String {
+/// The SHA-256 of a token, as hex: what is stored and compared, never the token.
+pub(crate) fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

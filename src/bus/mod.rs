@@ -30,6 +30,8 @@ use serde_json::Value;
 use sqlx::AnyPool;
 use uuid::Uuid;
 
+use crate::supervisor::{MakeRun, Run};
+
 /// The topic exchange every committed event is published to.
 pub const EXCHANGE: &str = "netia.events";
 
@@ -272,11 +274,6 @@ pub async fn process(
     counters.parked.fetch_add(1, Ordering::Relaxed);
     Ok(Outcome::Parked)
 }
-
-/// A supervised task's run.
-type Run = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-/// What makes a supervised task's run.
-type MakeRun = Box<dyn FnMut(tokio::sync::watch::Receiver<bool>) -> Run + Send>;
 
 /// Starts the relay (with RabbitMQ) and `consumers` (on RabbitMQ, or embedded without it) under
 /// supervision (`relay`, `consumer:<name>`); they run until the supervisor's stop.

@@ -22,12 +22,13 @@ pub struct Parked {
     pub parked_at: String,
 }
 
+const COLUMNS: &str = "consumer, event_id, CAST(attempts AS BIGINT) AS attempts, error, parked_at";
+
 /// The parked deliveries, oldest first; of one consumer if named.
 pub async fn list(db: &AnyPool, consumer: Option<&str>) -> Result<Vec<Parked>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT consumer, event_id, CAST(attempts AS BIGINT) AS attempts, error, parked_at FROM consumer_parked \
-         WHERE ($1 = '' OR consumer = $1) ORDER BY parked_at, consumer, event_id",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM consumer_parked WHERE ($1 = '' OR consumer = $1) ORDER BY parked_at, consumer, event_id"
+    ))
     .bind(consumer.unwrap_or_default().to_owned())
     .fetch_all(db)
     .await
@@ -35,10 +36,9 @@ pub async fn list(db: &AnyPool, consumer: Option<&str>) -> Result<Vec<Parked>, s
 
 /// One parked delivery, if it is parked.
 pub async fn get(db: &AnyPool, consumer: &str, event_id: Uuid) -> Result<Option<Parked>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT consumer, event_id, CAST(attempts AS BIGINT) AS attempts, error, parked_at FROM consumer_parked \
-         WHERE consumer = $1 AND event_id = $2",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM consumer_parked WHERE consumer = $1 AND event_id = $2"
+    ))
     .bind(consumer.to_owned())
     .bind(event_id.to_string())
     .fetch_optional(db)

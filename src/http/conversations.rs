@@ -8,7 +8,7 @@ use netia_commands::ConversationError;
 use netia_events::chain::format_time;
 use netia_events::conversation::Priority;
 use netia_events::user::Role;
-use netia_events::{ConversationId, DomainEvent, Metadata, UserId};
+use netia_events::{ConversationId, DomainEvent, UserId};
 use netia_projections::inbox::InboxOrder;
 use netia_projections::{Assignee, InboxProjection, InboxQuery, InboxRow};
 use serde::Deserialize;
@@ -345,10 +345,6 @@ pub(super) struct Update {
     tags: Option<Vec<String>>,
 }
 
-pub(super) fn meta(agent: &Agent) -> Metadata {
-    agent.meta()
-}
-
 pub(super) fn conversation_error(e: crate::command_bus::CommandError<ConversationError>) -> ApiError {
     ApiError::from_command(e, |e| matches!(e, ConversationError::NotFound))
 }
@@ -390,7 +386,7 @@ pub(super) async fn update(
         assignee: body.assignee_id,
         tags: body.tags,
     };
-    let events = crate::app::conversations::change(&state, agent.account_id, id, changes, &meta(&agent))
+    let events = crate::app::conversations::change(&state, agent.account_id, id, changes, &agent.meta())
         .await
         .map_err(|e| match e {
             ChangeError::Refused(e) => conversation_error(e),
@@ -416,7 +412,7 @@ pub(super) async fn mark_read(
     agent.require(Role::Viewer)?;
     let id: ConversationId = parse_id(&id, "conversation id")?;
     owned(&state, &agent, id).await?;
-    let events = crate::app::conversations::mark_read(&state, id, agent.user_id, &meta(&agent))
+    let events = crate::app::conversations::mark_read(&state, id, agent.user_id, &agent.meta())
         .await
         .map_err(conversation_error)?;
     state.caught_up("inbox", &events).await;

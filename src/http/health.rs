@@ -64,22 +64,17 @@ pub(super) async fn ready(
 /// only on `METRICS_ADDR` (if set) and the API port refuses them.
 #[derive(Clone, Default)]
 pub struct MetricsAccess {
-    token_digest: Option<[u8; 32]>,
+    token_digest: Option<String>,
     elsewhere: Option<std::net::SocketAddr>,
 }
 
 impl MetricsAccess {
     pub fn new(token: Option<&str>, elsewhere: Option<std::net::SocketAddr>) -> Self {
         Self {
-            token_digest: token.map(digest),
+            token_digest: token.map(crate::auth::digest),
             elsewhere,
         }
     }
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 /// Prometheus text: events relayed to RabbitMQ; per consumer the events handled, skipped as
@@ -101,14 +96,14 @@ pub(super) async fn metrics(
             "metrics need Authorization: Bearer <METRICS_TOKEN>".into(),
         ));
     }
-    let Some(wanted) = access.token_digest else {
+    let Some(wanted) = &access.token_digest else {
         return Err(ApiError::Forbidden(match access.elsewhere {
             Some(addr) => format!("metrics are served on {addr} (METRICS_ADDR)"),
             None => "metrics are off: set METRICS_TOKEN (a bearer token) or METRICS_ADDR".into(),
         }));
     };
     match token {
-        Some(token) if digest(&token) == wanted => Ok(render(&metrics, &components)),
+        Some(token) if crate::auth::digest(&token) == *wanted => Ok(render(&metrics, &components)),
         _ => Err(ApiError::Unauthorized(
             "metrics need Authorization: Bearer <METRICS_TOKEN>".into(),
         )),

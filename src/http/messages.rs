@@ -12,7 +12,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::caller::Reader;
-use super::conversations::{conversation_error, meta, owned};
+use super::conversations::{conversation_error, owned};
 use super::views::{Data, ErrorBody, MessageView};
 use super::{Agent, ApiError, AppState, parse_id};
 use crate::app::conversations::{PostError, ReadBack};
@@ -132,5 +132,5 @@ pub(super) async fn post_message(
     let id: ConversationId = parse_id(&id, "conversation id")?;
     owned(&state, &agent, id).await?;
     let author = Author::Agent { user_id: agent.user_id };
-    post_as(&state, id, author, body.into_inner(), &meta(&agent)).await
+    post_as(&state, id, author, body.into_inner(), &agent.meta()).await
 }

@@ -4,7 +4,6 @@
 use actix_web::{HttpResponse, web};
 use chrono::NaiveDate;
 use netia_commands::{Account, AccountCommand, AccountError};
-use netia_events::Metadata;
 use netia_events::account::{BusinessContext, WidgetSettings};
 use netia_events::user::Role;
 use netia_projections::ReportingProjection;
@@ -44,10 +43,6 @@ fn account_error(e: CommandError<AccountError>) -> ApiError {
     ApiError::from_command(e, |e| {
         matches!(e, AccountError::NotFound | AccountError::CannedResponseNotFound)
     })
-}
-
-fn meta(agent: &Agent) -> Metadata {
-    agent.meta()
 }
 
 pub(super) async fn load(state: &AppState, agent: &Agent) -> Result<Account, ApiError> {
@@ -116,7 +111,7 @@ pub(super) async fn update_business_context(
     }
     state
         .bus
-        .execute_all::<Account>(agent.account_id, &commands, &meta(&agent))
+        .execute_all::<Account>(agent.account_id, &commands, &agent.meta())
         .await
         .map_err(account_error)?;
     Ok(HttpResponse::Ok().json(context_json(&load(&state, &agent).await?)))
@@ -168,7 +163,7 @@ pub(super) async fn update_widget_settings(
         .execute::<Account>(
             agent.account_id,
             AccountCommand::UpdateWidgetSettings { settings },
-            &meta(&agent),
+            &agent.meta(),
         )
         .await
         .map_err(account_error)?;
@@ -228,7 +223,7 @@ pub(super) async fn save_canned(
     };
     state
         .bus
-        .execute::<Account>(agent.account_id, command, &meta(agent))
+        .execute::<Account>(agent.account_id, command, &agent.meta())
         .await
         .map_err(account_error)?;
     let account = load(state, agent).await?;
@@ -286,7 +281,7 @@ pub(super) async fn delete_canned_response(
         .execute::<Account>(
             agent.account_id,
             AccountCommand::DeleteCannedResponse { canned_response_id: id },
-            &meta(&agent),
+            &agent.meta(),
         )
         .await
         .map_err(account_error)?;

@@ -4,8 +4,8 @@
 use actix_web::{HttpResponse, web};
 use netia_commands::user::UserStatus;
 use netia_commands::{User, UserCommand, UserError};
+use netia_events::UserId;
 use netia_events::user::Role;
-use netia_events::{Metadata, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -34,10 +34,6 @@ fn user_error(e: CommandError<UserError>) -> ApiError {
         }
         other => ApiError::from_command(other, |e| matches!(e, UserError::NotFound)),
     }
-}
-
-fn meta(agent: &Agent) -> Metadata {
-    agent.meta()
 }
 
 fn user_json(id: UserId, user: &User) -> Data<UserView> {
@@ -109,7 +105,7 @@ pub(super) async fn change_role(
     };
     state
         .bus
-        .execute::<User>(id, command, &meta(&agent))
+        .execute::<User>(id, command, &agent.meta())
         .await
         .map_err(user_error)?;
     let (user, _) = state.bus.load::<User>(id).await.map_err(user_error)?;
@@ -135,15 +131,15 @@ pub(super) async fn set_disabled(
     };
     let executed = state
         .bus
-        .execute::<User>(id, command, &meta(agent))
+        .execute::<User>(id, command, &agent.meta())
         .await
         .map_err(user_error)?;
     if disabled {
         // Nobody may be left waiting on a person who cannot answer: their conversations go back
         // to the unassigned queue, each change caused by the disabling.
         let meta = match executed.events.first() {
-            Some(cause) => meta(agent).caused_by(cause),
-            None => meta(agent), // already disabled: a repair sweep, in this request's chain
+            Some(cause) => agent.meta().caused_by(cause),
+            None => agent.meta(), // already disabled: a repair sweep, in this request's chain
         };
         state.caught_up_with_log("inbox").await;
         let unassigned = crate::app::team::unassign_departed_agent(&state.bus, &state.db, agent.account_id, id, &meta)
@@ -218,7 +214,7 @@ pub(super) async fn invite(
     };
     state
         .bus
-        .execute::<User>(user_id, command, &meta(&agent))
+        .execute::<User>(user_id, command, &agent.meta())
         .await
         .map_err(user_error)?;
     let issued = state.auth.invitation(user_id, agent.account_id, &email).await?;
