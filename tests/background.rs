@@ -288,12 +288,12 @@ fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-#[tokio::test]
-async fn sqlite_unseen_replies_are_emailed_threaded_and_seen_ones_are_not() {
-    let db = TestDb::sqlite().await.expect("a SQLite test database");
-    let smtp = Smtp::start().await;
-    let bus = CommandBus::new(db.store.clone());
-    let (account, agent, meta) = common::register_account(&bus).await;
+/// A customer with an email address, in a new conversation of `account`: (customer, conversation).
+async fn customer_in_conversation(
+    bus: &CommandBus,
+    account: AccountId,
+    meta: &Metadata,
+) -> (CustomerId, ConversationId) {
     let (customer, id) = (CustomerId::new(), ConversationId::new());
     let identity = CustomerIdentity {
         email: Some("ada@example.com".into()),
@@ -306,10 +306,30 @@ async fn sqlite_unseen_replies_are_emailed_threaded_and_seen_ones_are_not() {
         identity,
         metadata: Default::default(),
     };
-    bus.execute::<Customer>(customer, create, &meta).await.unwrap();
-    bus.execute::<Conversation>(id, common::open_conversation(id, account, customer, Utc::now()), &meta)
+    bus.execute::<Customer>(customer, create, meta).await.unwrap();
+    bus.execute::<Conversation>(id, common::open_conversation(id, account, customer, Utc::now()), meta)
         .await
         .unwrap();
+    (customer, id)
+}
+
+/// The reply-email job, sending through `smtp` at once.
+fn reply_job(smtp: &Smtp, bus: &CommandBus, db: &TestDb) -> ReplyEmailJob {
+    let settings = EmailSettings {
+        smtp_url: smtp.url().into(),
+        from: "Acme Support <help@acme.test>".parse().unwrap(),
+        reply_delay: Duration::from_secs(0),
+    };
+    ReplyEmailJob::new(bus.clone(), db.store.clone(), settings).unwrap()
+}
+
+#[tokio::test]
+async fn sqlite_unseen_replies_are_emailed_threaded_and_seen_ones_are_not() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let smtp = Smtp::start().await;
+    let bus = CommandBus::new(db.store.clone());
+    let (account, agent, meta) = common::register_account(&bus).await;
+    let (customer, id) = customer_in_conversation(&bus, account, &meta).await;
     let say = |author: Author, body: &'static str| {
         let bus = bus.clone();
         let meta = meta.clone();
@@ -318,12 +338,7 @@ async fn sqlite_unseen_replies_are_emailed_threaded_and_seen_ones_are_not() {
             bus.execute::<Conversation>(id, command, &meta).await.unwrap();
         }
     };
-    let settings = EmailSettings {
-        smtp_url: smtp.url().into(),
-        from: "Acme Support <help@acme.test>".parse().unwrap(),
-        reply_delay: Duration::from_secs(0),
-    };
-    let job = ReplyEmailJob::new(bus.clone(), db.store.clone(), settings).unwrap();
+    let job = reply_job(&smtp, &bus, &db);
     let payload = json!({"conversation_id": id.to_string()});
 
     say(Author::Customer { customer_id: customer }, "Where is my order?").await;
@@ -474,27 +489,8 @@ async fn reply_emails_name_the_whole_thread(db: &TestDb) {
     let smtp = Smtp::start().await;
     let bus = CommandBus::new(db.store.clone());
     let (account, agent, meta) = common::register_account(&bus).await;
-    let (customer, id) = (CustomerId::new(), ConversationId::new());
-    let identity = CustomerIdentity {
-        email: Some("ada@example.com".into()),
-        ..CustomerIdentity::default()
-    };
-    let create = CustomerCommand::Create {
-        customer_id: customer,
-        account_id: account,
-        identity,
-        metadata: Default::default(),
-    };
-    bus.execute::<Customer>(customer, create, &meta).await.unwrap();
-    bus.execute::<Conversation>(id, common::open_conversation(id, account, customer, Utc::now()), &meta)
-        .await
-        .unwrap();
-    let settings = EmailSettings {
-        smtp_url: smtp.url().into(),
-        from: "Acme Support <help@acme.test>".parse().unwrap(),
-        reply_delay: Duration::from_secs(0),
-    };
-    let job = ReplyEmailJob::new(bus.clone(), db.store.clone(), settings).unwrap();
+    let (customer, id) = customer_in_conversation(&bus, account, &meta).await;
+    let job = reply_job(&smtp, &bus, db);
     let payload = json!({"conversation_id": id.to_string()});
     for (i, (reply, answer)) in [("Reply one", "Thanks"), ("Reply two", "Ok"), ("Reply three", "Bye")]
         .into_iter()

@@ -56,6 +56,13 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// The agent holding `token` posts `body` in conversation `id`.
+async fn agent_posts(api: &Api, token: &str, id: &str, body: &str) {
+    let path = format!("/api/conversations/{id}/messages");
+    let (status, answer) = api.post(&path, Some(token), json!({ "body": body })).await;
+    assert!(status.is_success(), "{answer}");
+}
+
 /// Item 4: a traversal by creation returns every conversation exactly once while the inbox moves;
 /// `updated_after` returns what changed since.
 async fn a_traversal_by_creation_meets_every_conversation_once(db: &TestDb) {
@@ -68,16 +75,7 @@ async fn a_traversal_by_creation_meets_every_conversation_once(db: &TestDb) {
     let c1 = created[0].0.clone();
 
     // The activity order, as reported: C1 moves ahead of the cursor and is never met.
-    let post = async || {
-        let (status, body) = api
-            .post(
-                &format!("/api/conversations/{c1}/messages"),
-                Some(&admin.token),
-                json!({"body": "Hello again"}),
-            )
-            .await;
-        assert!(status.is_success(), "{body}");
-    };
+    let post = || agent_posts(&api, &admin.token, &c1, "Hello again");
     let pages = traverse(&api, &admin.token, "/api/conversations?limit=2", post).await;
     let seen: Vec<String> = pages.concat();
     assert!(
@@ -87,16 +85,7 @@ async fn a_traversal_by_creation_meets_every_conversation_once(db: &TestDb) {
 
     let cutoff = chrono::Utc::now();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let post = async || {
-        let (status, body) = api
-            .post(
-                &format!("/api/conversations/{c1}/messages"),
-                Some(&admin.token),
-                json!({"body": "Still there?"}),
-            )
-            .await;
-        assert!(status.is_success(), "{body}");
-    };
+    let post = || agent_posts(&api, &admin.token, &c1, "Still there?");
     let pages = traverse(&api, &admin.token, "/api/conversations?sort=created_at&limit=2", post).await;
     let seen: Vec<String> = pages.concat();
     let wanted: Vec<String> = created.iter().map(|(id, _)| id.clone()).collect();

@@ -414,15 +414,13 @@ async fn sqlite_the_model_can_hand_the_conversation_over() {
     db.cleanup().await;
 }
 
-/// The whole path: a running server (embedded bus) answers a customer message through the fake
-/// model, with the settings read from its environment.
-async fn a_running_server_answers_customers(db: &TestDb) {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(completion("Hello from the bot")))
-        .mount(&server)
-        .await;
+/// A running server with the LLM on (the fake model at `server`), an account, and a conversation
+/// whose customer has just written `says`: (api, the admin, the conversation id).
+async fn running_server_asked(
+    db: &TestDb,
+    server: &MockServer,
+    says: &str,
+) -> (common::api::Api, common::api::Session, String) {
     let base = format!("{}/v1", server.uri());
     let api = common::api::Api::start_with(db, &[("LLM_BASE_URL", &base), ("LLM_MODEL", "test-model")]).await;
     let admin = api.register("agent@example.com").await;
@@ -447,7 +445,7 @@ async fn a_running_server_answers_customers(db: &TestDb) {
     let meta = Metadata::new(Actor::Customer { customer_id: customer });
     let command = common::message(
         Author::Customer { customer_id: customer },
-        "Hi there",
+        says,
         false,
         None,
         chrono::Utc::now(),
@@ -456,6 +454,19 @@ async fn a_running_server_answers_customers(db: &TestDb) {
         .execute::<Conversation>(id, command, &meta)
         .await
         .unwrap();
+    (api, admin, conversation)
+}
+
+/// The whole path: a running server (embedded bus) answers a customer message through the fake
+/// model, with the settings read from its environment.
+async fn a_running_server_answers_customers(db: &TestDb) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion("Hello from the bot")))
+        .mount(&server)
+        .await;
+    let (api, admin, conversation) = running_server_asked(db, &server, "Hi there").await;
     let mut kinds = Vec::new();
     for _ in 0..100 {
         let (_, body) = api
@@ -526,39 +537,7 @@ async fn an_answer_that_arrives_after_an_agent_took_the_conversation_is_dropped(
         )
         .mount(&server)
         .await;
-    let base = format!("{}/v1", server.uri());
-    let api = common::api::Api::start_with(db, &[("LLM_BASE_URL", &base), ("LLM_MODEL", "test-model")]).await;
-    let admin = api.register("agent@example.com").await;
-    let (status, body) = api
-        .call(
-            reqwest::Method::PUT,
-            "/api/business_context",
-            Some(&admin.token),
-            Some(
-                json!({"business_name": "Acme", "business_description": "Bikes", "instructions": "Be nice",
-                        "scheduling_link": null, "llm_enabled": true}),
-            ),
-        )
-        .await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
-    let (conversation, _) = api.conversation(&admin.account_id).await;
-    let (_, body) = api
-        .get(&format!("/api/conversations/{conversation}"), &admin.token)
-        .await;
-    let customer: CustomerId = body["data"]["customer_id"].as_str().unwrap().parse().unwrap();
-    let id: ConversationId = conversation.parse().unwrap();
-    let meta = Metadata::new(Actor::Customer { customer_id: customer });
-    let command = common::message(
-        Author::Customer { customer_id: customer },
-        "Where is my order?",
-        false,
-        None,
-        chrono::Utc::now(),
-    );
-    CommandBus::new(db.store.clone())
-        .execute::<Conversation>(id, command, &meta)
-        .await
-        .unwrap();
+    let (api, admin, conversation) = running_server_asked(db, &server, "Where is my order?").await;
     // The model is thinking.
     for _ in 0..100 {
         if !requests(&server).await.is_empty() {
