@@ -231,21 +231,30 @@ impl Application {
             .disable_signals()
             .shutdown_timeout(settings.shutdown_timeout.as_secs())
             .listen("netia", listener, move || {
-                let http = HttpService::build()
-                    // Small frames (socket pushes, replies) go out at once instead of waiting for Nagle.
-                    .tcp_nodelay(true)
-                    .local_addr(local)
-                    .finish(map_config(
-                        app().into_factory().map_err(|e: actix_web::Error| e.error_response()),
-                        |_| AppConfig::default(),
-                    ))
-                    .tcp();
                 let sockets = Arc::new(realtime::socket::SocketServices {
                     app: state.app.clone(),
                     auth: state.auth.clone(),
                     shutdown: shutdown_rx.clone(),
                 });
                 let hub = hub.clone();
+                let (upgrade_sockets, upgrade_hub) = (sockets.clone(), hub.clone().into_inner());
+                let http = HttpService::build()
+                    // Small frames (socket pushes, replies) go out at once instead of waiting for Nagle.
+                    .tcp_nodelay(true)
+                    .local_addr(local)
+                    // An upgrade on a kept-alive connection (a proxy's pooled upstream connection).
+                    .upgrade(fn_service(move |(request, framed)| {
+                        let (sockets, hub) = (upgrade_sockets.clone(), upgrade_hub.clone());
+                        async move {
+                            Box::pin(realtime::socket::serve_upgrade(request, framed, sockets, hub)).await;
+                            Ok::<_, std::convert::Infallible>(())
+                        }
+                    }))
+                    .finish(map_config(
+                        app().into_factory().map_err(|e: actix_web::Error| e.error_response()),
+                        |_| AppConfig::default(),
+                    ))
+                    .tcp();
                 fn_factory(move || {
                     let http = http.new_service(());
                     let (sockets, hub) = (sockets.clone(), hub.clone());

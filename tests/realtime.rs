@@ -442,3 +442,96 @@ async fn postgres_and_rabbitmq_two_nodes_share_messages_presence_and_typing() {
     drop(b);
     db.cleanup().await;
 }
+
+/// Sends one HTTP/1.1 request on `stream` (kept alive) and reads its response: status line and body.
+async fn exchange(stream: &mut tokio::net::TcpStream, request: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= length || n == 0 {
+                return (head.lines().next().unwrap_or_default().to_owned(), body.to_owned());
+            }
+        }
+        assert!(n > 0, "the connection closed mid-answer: {text}");
+    }
+}
+
+/// A reverse proxy with upstream keepalive sends an upgrade on a connection that has carried other
+/// requests: it is upgraded there, the socket works, and an upgrade elsewhere is refused.
+#[tokio::test]
+async fn sqlite_an_upgrade_on_a_kept_alive_connection_opens_the_socket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let api = Api::start(&db).await;
+    let admin = api.register("agent@example.com").await;
+    let (conversation, customer) = api.conversation(&admin.account_id).await;
+    let addr = api.base.trim_start_matches("http://").to_owned();
+
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..2 {
+        let (status, body) = exchange(
+            &mut stream,
+            &format!("GET /health/live HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        )
+        .await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status} {body}");
+    }
+    let url = format!("ws://{addr}/socket/websocket?vsn=2.0.0&token={customer}");
+    let (mut socket, response) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .expect("the third request of the connection is upgraded");
+    assert_eq!(response.status(), 101);
+    let join = format!(r#"["1","1","conversation:{conversation}","phx_join",{{}}]"#);
+    socket.send(Message::text(join)).await.unwrap();
+    let reply = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) if text.contains("phx_reply") => break text.to_string(),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no join reply: {other:?}"),
+        }
+    };
+    assert!(reply.contains(r#""status":"ok""#), "{reply}");
+
+    // Refusals on a reused connection: a bad token (403), an upgrade of another path (404).
+    let refusals = [
+        ("/socket/websocket?vsn=2.0.0&token=ntc_forged", "403"),
+        ("/api/conversations", "404"),
+    ];
+    for (path, expected) in refusals {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (status, _) = exchange(
+            &mut stream,
+            &format!("GET /health/live HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        )
+        .await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let upgrade = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        let (status, body) = exchange(&mut stream, &upgrade).await;
+        assert!(
+            status.starts_with(&format!("HTTP/1.1 {expected}")),
+            "{path}: {status} {body}"
+        );
+        assert!(body.contains("\"message\""), "{body}");
+    }
+}

@@ -5,14 +5,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_codec::Framed;
 use actix_web::{HttpResponse, web};
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use netia_commands::Account;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, create_response, write_response};
+use tokio_tungstenite::tungstenite::http::{self, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -30,25 +34,49 @@ const MAX_HEAD: usize = 8 * 1024;
 /// A client has this long to send its upgrade request.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The request head of a WebSocket upgrade, read (not consumed) from a new connection.
+/// The request head of a WebSocket upgrade: read (not consumed) from a new connection by
+/// [`sniff`], or parsed by the HTTP server on a connection it had already served requests on.
 #[derive(Debug)]
 pub struct Head {
-    /// Bytes the head takes on the wire.
+    /// Bytes the head takes on the wire (0 when the HTTP server consumed it).
     len: usize,
-    query: String,
-    headers: HashMap<String, String>,
+    request: Request,
 }
 
 impl Head {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
+        self.request.headers().get(name)?.to_str().ok()
+    }
+
+    fn query(&self) -> &str {
+        self.request.uri().query().unwrap_or_default()
+    }
+
+    /// The head of an upgrade request the HTTP server parsed (method, target, version, headers).
+    fn parsed(request: &actix_http::Request) -> Option<Head> {
+        let mut builder = Request::builder()
+            .method(request.method().as_str())
+            .uri(request.uri().to_string())
+            .version(match request.version() {
+                actix_http::Version::HTTP_10 => http::Version::HTTP_10,
+                _ => http::Version::HTTP_11,
+            });
+        for (name, value) in request.head().headers() {
+            builder = builder.header(name.as_str(), value.as_bytes());
+        }
+        Some(Head {
+            len: 0,
+            request: builder.body(()).ok()?,
+        })
     }
 }
 
 /// Peeks at the first request of a new connection: `Some` when it is `GET /socket/websocket` with
 /// `Upgrade: websocket`, which [`serve`] then handles; `None` leaves the connection, unread, to the
 /// HTTP server. Upgraded connections bypass the HTTP server so that an idle socket holds no HTTP
-/// buffers (actix's dispatcher keeps 16 KiB per connection for its life).
+/// buffers (actix's dispatcher keeps 16 KiB per connection for its life). An upgrade that comes
+/// later on a kept-alive connection (a reverse proxy reusing its upstream connections) reaches
+/// [`serve_upgrade`] through the HTTP server instead.
 pub async fn sniff(stream: &tokio::net::TcpStream) -> Option<Head> {
     let prefix = format!("GET {PATH}");
     let prefix = prefix.as_bytes();
@@ -85,35 +113,31 @@ pub async fn sniff(stream: &tokio::net::TcpStream) -> Option<Head> {
 
 fn parse_head(bytes: &[u8]) -> Option<Head> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut request = httparse::Request::new(&mut headers);
-    if !request.parse(bytes).ok()?.is_complete() {
+    let mut parsed = httparse::Request::new(&mut headers);
+    if !parsed.parse(bytes).ok()?.is_complete() {
         return None;
     }
-    let headers: HashMap<String, String> = request
+    let upgrade = parsed
         .headers
         .iter()
-        .filter_map(|h| {
-            Some((
-                h.name.to_ascii_lowercase(),
-                std::str::from_utf8(h.value).ok()?.to_owned(),
-            ))
-        })
-        .collect();
-    let upgrade = headers
-        .get("upgrade")
-        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        .any(|h| h.name.eq_ignore_ascii_case("upgrade") && h.value.trim_ascii().eq_ignore_ascii_case(b"websocket"));
     if !upgrade {
         return None; // a plain GET: the HTTP server answers it
     }
-    let query = request
-        .path?
-        .split_once('?')
-        .map(|(_, q)| q.to_owned())
-        .unwrap_or_default();
+    let mut builder = Request::builder()
+        .method(parsed.method?)
+        .uri(parsed.path?)
+        .version(if parsed.version? == 0 {
+            http::Version::HTTP_10
+        } else {
+            http::Version::HTTP_11
+        });
+    for header in parsed.headers.iter() {
+        builder = builder.header(header.name, header.value);
+    }
     Some(Head {
         len: bytes.len(),
-        query,
-        headers,
+        request: builder.body(()).ok()?,
     })
 }
 
@@ -160,7 +184,7 @@ async fn admit(head: &Head, services: &SocketServices) -> Result<Caller, (u16, S
     if *services.shutdown.borrow() {
         return Err((503, "shutting down; connect to another node".to_owned()));
     }
-    let params: HashMap<String, String> = web::Query::<HashMap<String, String>>::from_query(&head.query)
+    let params: HashMap<String, String> = web::Query::<HashMap<String, String>>::from_query(head.query())
         .map(web::Query::into_inner)
         .unwrap_or_default();
     if !params.get("vsn").is_some_and(|v| v.starts_with("2.")) {
@@ -181,67 +205,101 @@ async fn admit(head: &Head, services: &SocketServices) -> Result<Caller, (u16, S
     Ok(caller)
 }
 
-/// Serves a connection [`sniff`] found to be a socket upgrade: refused with a status before the
-/// upgrade when [`admit`] says no, else upgraded (selecting the `phoenix` subprotocol when offered)
-/// and run until it closes.
-// The handshake callback's error type is tungstenite's (a whole HTTP response).
-#[allow(clippy::result_large_err)]
-pub async fn serve(mut stream: tokio::net::TcpStream, head: Head, services: Arc<SocketServices>, hub: Arc<Hub>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Serves a connection [`sniff`] found to be a socket upgrade: its head, still on the wire, is
+/// read, then the upgrade is [`accept`]ed or refused.
+pub async fn serve(mut stream: TcpStream, head: Head, services: Arc<SocketServices>, hub: Arc<Hub>) {
     let _ = stream.set_nodelay(true);
-    // Boxed, like the handshake: their futures are freed before the connection settles in.
+    let mut consumed = vec![0u8; head.len];
+    if stream.read_exact(&mut consumed).await.is_err() {
+        return;
+    }
+    accept(stream, head, Vec::new(), services, hub).await;
+}
+
+/// Serves a WebSocket upgrade the HTTP server parsed on a kept-alive connection (the server hands
+/// over every request with `Upgrade: websocket`, and `CONNECT`): on [`PATH`] it is [`accept`]ed or
+/// refused like any other; elsewhere it is refused (404, or 405 for `CONNECT`) and the connection
+/// closed, since its bytes can no longer go back to the HTTP server.
+pub async fn serve_upgrade(
+    request: actix_http::Request,
+    framed: Framed<TcpStream, actix_http::h1::Codec>,
+    services: Arc<SocketServices>,
+    hub: Arc<Hub>,
+) {
+    let parts = framed.into_parts();
+    let (mut stream, leftover) = (parts.io, parts.read_buf.to_vec());
+    drop(parts.write_buf);
+    let refusal = if request.method() == actix_http::Method::CONNECT {
+        Some((405, "CONNECT is not supported".to_owned()))
+    } else if request.path() != PATH {
+        Some((404, format!("WebSocket upgrades are served only on {PATH}")))
+    } else {
+        None
+    };
+    match (refusal, Head::parsed(&request)) {
+        (None, Some(head)) => accept(stream, head, leftover, services, hub).await,
+        (refusal, _) => {
+            let (status, reason) = refusal.unwrap_or((400, "the request head is not valid HTTP".to_owned()));
+            refuse(&mut stream, status, &reason).await;
+        }
+    }
+}
+
+/// Answers an upgrade with an error status and a JSON body (`{"error", "message"}`), and closes.
+async fn refuse(stream: &mut TcpStream, status: u16, reason: &str) {
+    let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    let error = match status.as_u16() {
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        503 => "unavailable",
+        _ => "bad_request",
+    };
+    let body = json!({"error": error, "message": reason}).to_string();
+    let response = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default(),
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Completes an upgrade whose head has been read: a malformed handshake (RFC 6455 §4.2.1) is
+/// refused with 400, a caller [`admit`] turns away with its status; otherwise `101 Switching
+/// Protocols` is sent (selecting the `phoenix` subprotocol when offered) and the connection runs
+/// until it closes. `leftover` is what the client sent after the head (frames already read).
+async fn accept(mut stream: TcpStream, head: Head, leftover: Vec<u8>, services: Arc<SocketServices>, hub: Arc<Hub>) {
+    let mut response = match create_response(&head.request) {
+        Ok(response) => response,
+        Err(e) => return refuse(&mut stream, 400, &format!("not a valid WebSocket upgrade: {e}")).await,
+    };
+    // Boxed, like the connection: its future is freed before the connection settles in.
     let caller = match Box::pin(admit(&head, &services)).await {
         Ok(caller) => caller,
-        Err((status, reason)) => {
-            // The head is read first, so that closing does not reset the connection before the
-            // client has read the refusal.
-            let mut consumed = vec![0u8; head.len];
-            let _ = stream.read_exact(&mut consumed).await;
-            let error = if status == 403 { "forbidden" } else { "unavailable" };
-            let body = json!({"error": error, "message": reason}).to_string();
-            let title = if status == 403 {
-                "Forbidden"
-            } else {
-                "Service Unavailable"
-            };
-            let response = format!(
-                "HTTP/1.1 {status} {title}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-            return;
-        }
+        Err((status, reason)) => return refuse(&mut stream, status, &reason).await,
     };
-    let phoenix = head
+    if head
         .header("sec-websocket-protocol")
-        .is_some_and(|p| p.split(',').any(|p| p.trim() == "phoenix"));
-    let choose = move |_: &Request, mut response: Response| {
-        if phoenix {
-            response
-                .headers_mut()
-                .insert("sec-websocket-protocol", HeaderValue::from_static("phoenix"));
-        }
-        Ok(response)
-    };
+        .is_some_and(|p| p.split(',').any(|p| p.trim() == "phoenix"))
+    {
+        response
+            .headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("phoenix"));
+    }
+    drop(head);
+    let mut written = Vec::with_capacity(256);
+    if write_response(&mut written, &response).is_err() || stream.write_all(&written).await.is_err() {
+        return;
+    }
+    drop((response, written));
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
-    let socket = match Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        choose,
-        Some(config),
-    ))
-    .await
-    {
-        Ok(socket) => socket,
-        Err(e) => {
-            tracing::debug!(error = %e, "socket handshake failed");
-            return;
-        }
-    };
+    let socket = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
     let (outbox, outgoing, kill) = Outbox::new();
     let connection = Connection {
         id: hub.connection_id(),
@@ -255,12 +313,11 @@ pub async fn serve(mut stream: tokio::net::TcpStream, head: Head, services: Arc<
     connection.run(socket, outgoing, kill).await;
 }
 
-/// What the HTTP server answers on the socket path: the upgrade is served only as a connection's
-/// first request (see [`sniff`]).
+/// What the HTTP server answers on the socket path when the request is not a WebSocket upgrade.
 pub async fn not_upgraded() -> HttpResponse {
     HttpResponse::BadRequest().json(json!({
         "error": "bad_request",
-        "message": "open the socket with a WebSocket upgrade (GET /socket/websocket?vsn=2.0.0) as the first request of a new connection",
+        "message": "open the socket with a WebSocket upgrade (GET /socket/websocket?vsn=2.0.0 with Upgrade: websocket)",
     }))
 }
 
@@ -274,7 +331,7 @@ fn close(code: CloseCode, reason: &str) -> Option<CloseFrame> {
 impl Connection {
     pub(super) async fn run(
         mut self,
-        socket: WebSocketStream<tokio::net::TcpStream>,
+        socket: WebSocketStream<TcpStream>,
         mut outgoing: tokio::sync::mpsc::Receiver<Utf8Bytes>,
         kill: Arc<tokio::sync::Notify>,
     ) {
