@@ -9,13 +9,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lapin::options::QueueDeleteOptions;
-use netia::bus::{Consumer, Failure, Metrics, RetryPolicy, amqp, relay};
+use netia::bus::{Consumer, Failure, RetryPolicy, amqp, relay};
 use netia::store::{EventStore, PgStore};
 use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
 use serde_json::json;
@@ -91,12 +90,12 @@ async fn main() {
             .await
             .unwrap();
     }
-    let metrics = Arc::new(Metrics::default());
     let (stop, _) = watch::channel(false);
     let started = Instant::now();
-    let relay = relay::Relay::new(store.clone(), pool.clone(), amqp_url.clone(), metrics.clone());
+    netia::telemetry::recorder::handle(); // counts from now on
+    let relay = relay::Relay::new(store.clone(), pool.clone(), amqp_url.clone());
     tokio::spawn(relay.run(stop.subscribe()));
-    while metrics.relayed.load(Ordering::Relaxed) < (total / 500 * 500) as u64 {
+    while published() < (total / 500 * 500) as f64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
@@ -120,7 +119,6 @@ async fn main() {
         pool.clone(),
         consumer,
         policy,
-        metrics.clone(),
         stop.subscribe(),
     ));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -170,4 +168,12 @@ async fn main() {
         .execute(&admin)
         .await
         .unwrap();
+}
+
+/// Events the relay has published (with confirms), from this process' metrics.
+fn published() -> f64 {
+    netia::telemetry::recorder::render()
+        .lines()
+        .find_map(|line| line.strip_prefix("netia_relay_published_total ")?.trim().parse().ok())
+        .unwrap_or(0.0)
 }

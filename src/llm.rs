@@ -165,6 +165,26 @@ impl OpenAi {
 #[async_trait]
 impl LlmClient for OpenAi {
     async fn complete(&self, prompt: &Prompt) -> Result<Answer, LlmError> {
+        let started = std::time::Instant::now();
+        let answer = self.call(prompt).await;
+        let outcome = match &answer {
+            Ok(_) => "ok",
+            Err(LlmError::Timeout) => "timeout",
+            Err(LlmError::RateLimited) => "rate_limited",
+            Err(_) => "failed",
+        };
+        metrics::histogram!("netia_llm_request_duration_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        if answer.is_err() {
+            metrics::counter!("netia_llm_failures_total", "reason" => outcome).increment(1);
+        }
+        answer
+    }
+}
+
+impl OpenAi {
+    /// One chat-completion call (see [`LlmClient::complete`]), counting the tokens it reports.
+    async fn call(&self, prompt: &Prompt) -> Result<Answer, LlmError> {
         let chat = self.client.chat();
         let call = chat.create(self.request(prompt));
         let response = match tokio::time::timeout(self.settings.timeout, call).await {
@@ -173,6 +193,11 @@ impl LlmClient for OpenAi {
             Ok(Err(e)) => return Err(LlmError::Failed(e.to_string())),
             Ok(Ok(response)) => response,
         };
+        if let Some(usage) = &response.usage {
+            metrics::counter!("netia_llm_tokens_total", "kind" => "prompt").increment(u64::from(usage.prompt_tokens));
+            metrics::counter!("netia_llm_tokens_total", "kind" => "completion")
+                .increment(u64::from(usage.completion_tokens));
+        }
         let Some(choice) = response.choices.into_iter().next() else {
             return Err(LlmError::Failed("the model returned no choice".into()));
         };

@@ -96,6 +96,7 @@ impl Scheduler {
         self.run_jobs(now).await?;
         if self.due("archive", ARCHIVE_EVERY, now).await? {
             self.archive(now).await?;
+            metrics::counter!("netia_scheduler_runs_total", "job" => "archive", "outcome" => "ok").increment(1);
             self.ran("archive", now).await?;
         }
         Ok(())
@@ -186,6 +187,8 @@ impl Scheduler {
                 (None, _) => Err(format!("no handler for job kind {kind:?}")),
                 (_, Err(e)) => Err(format!("unreadable payload: {e}")),
             };
+            let outcome = if result.is_ok() { "ok" } else { "failed" };
+            metrics::counter!("netia_scheduler_runs_total", "job" => kind, "outcome" => outcome).increment(1);
             let attempts = attempts + 1;
             let update = match result {
                 Ok(()) => {

@@ -25,7 +25,7 @@ use crate::projector::{self, Projector};
 use crate::realtime::{self, Broadcaster, Hub};
 use crate::settings::Settings;
 use crate::store::{self, EventStore};
-use crate::supervisor::{Components, Supervisor};
+use crate::supervisor::Supervisor;
 
 /// Opens the event store named by the settings, migrating it unless told not to.
 pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn EventStore>> {
@@ -74,6 +74,8 @@ impl Application {
     /// Starts the projectors and binds the HTTP server on an open store (port 0 picks a free port,
     /// for tests).
     pub async fn start(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Result<Self> {
+        // Installed before anything records: what is recorded earlier is lost.
+        crate::telemetry::recorder::handle();
         let url = settings.database_url.expose_secret();
         let pool = projector::read_model_pool(url, settings.database_max_connections)
             .await
@@ -151,7 +153,6 @@ impl Application {
                 }),
             ));
         }
-        let metrics = Arc::new(crate::bus::Metrics::default());
         let (consumers, jobs) = effects(settings, &store, &pool, Some(hub.clone().into_inner()))?;
         let scheduler = crate::scheduler::Scheduler {
             store: store.clone(),
@@ -162,6 +163,13 @@ impl Application {
             "scheduler",
             Box::new(move |stop| Box::pin(scheduler.clone().run(stop))),
         ));
+        {
+            let (store, db) = (store.clone(), pool.clone());
+            projectors.push(supervise(
+                "metrics",
+                Box::new(move |stop| Box::pin(crate::telemetry::recorder::sample(store.clone(), db.clone(), stop))),
+            ));
+        }
         {
             let (db, keep) = (pool.clone(), settings.retention);
             projectors.push(supervise(
@@ -175,13 +183,11 @@ impl Application {
                 pool.clone(),
                 settings.amqp_url.as_ref().map(|u| u.expose_secret().to_owned()),
                 settings.retry,
-                metrics.clone(),
                 consumers,
                 &supervisor,
             )
             .await,
         );
-        let metrics = web::Data::from(metrics);
         let auth = Auth::new(pool.clone(), settings.session_ttl_seconds, settings.renew_ttl_seconds);
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
@@ -203,7 +209,7 @@ impl Application {
             settings.metrics_addr,
         ));
         let scrape = match settings.metrics_addr {
-            Some(addr) => Some(metrics_listener(addr, metrics.clone(), app_components.clone())?),
+            Some(addr) => Some(metrics_listener(addr)?),
             None => None,
         };
         let app = move || {
@@ -215,10 +221,10 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(http::limits::limit))
                 .wrap(http::cors())
                 .wrap(tracing_actix())
+                .wrap(actix_web::middleware::from_fn(http::health::measure))
                 .app_data(app_state.clone())
                 .app_data(limiter.clone())
                 .app_data(app_hub.clone())
-                .app_data(metrics.clone())
                 .app_data(app_components.clone())
                 .app_data(metrics_access.clone())
                 .configure(realtime::routes)
@@ -414,21 +420,9 @@ pub fn effects(
 
 /// `/metrics` without a token on `addr` (`METRICS_ADDR`), for a scraper on a private network;
 /// nothing else is served there.
-fn metrics_listener(
-    addr: std::net::SocketAddr,
-    metrics: web::Data<crate::bus::Metrics>,
-    components: web::Data<Components>,
-) -> anyhow::Result<Server> {
+fn metrics_listener(addr: std::net::SocketAddr) -> anyhow::Result<Server> {
     let server = actix_web::HttpServer::new(move || {
-        App::new()
-            .app_data(metrics.clone())
-            .app_data(components.clone())
-            .route(
-                "/metrics",
-                web::get().to(|m: web::Data<crate::bus::Metrics>, c: web::Data<Components>| async move {
-                    http::health::render(&m, &c)
-                }),
-            )
+        App::new().route("/metrics", web::get().to(|| async { http::health::render() }))
     })
     .workers(1)
     .disable_signals()

@@ -64,37 +64,8 @@ pub enum StatusError {
 pub async fn status(store: &Arc<dyn EventStore>, db: &AnyPool) -> Result<Status, StatusError> {
     // Creates the read models' tables if no server has yet, so that a fresh database answers too.
     crate::projector::status(store, db).await?;
-    let backend = store.backend();
-    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM projection_checkpoints ORDER BY name")
-        .fetch_all(db)
-        .await?;
-    let mut followers = Vec::new();
-    let mut conn = db.acquire().await?;
-    for name in names {
-        let checkpoint = Checkpoints::load(&mut conn, &name).await?;
-        let (lag_events, oldest) = store.lag(checkpoint).await?;
-        let kind = if name == crate::bus::relay::NAME {
-            "relay"
-        } else if name.starts_with("consumer:") {
-            "consumer"
-        } else {
-            "projection"
-        };
-        followers.push(Follower {
-            lease_holder: lease_holder(db, backend, &name).await?,
-            name,
-            kind,
-            checkpoint,
-            lag_events,
-            lag_seconds: oldest.map_or(0.0, |t| (Utc::now() - t).as_seconds_f64().max(0.0)),
-        });
-    }
-    drop(conn);
-    let now = format_time(Utc::now());
-    let due: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scheduled_jobs WHERE done_at IS NULL AND due_at <= $1")
-        .bind(now)
-        .fetch_one(db)
-        .await?;
+    let followers = followers(store, db, true).await?;
+    let due = due_jobs(db).await?;
     let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scheduled_jobs WHERE done_at IS NULL")
         .fetch_one(db)
         .await?;
@@ -111,10 +82,53 @@ pub async fn status(store: &Arc<dyn EventStore>, db: &AnyPool) -> Result<Status,
             due,
             pending,
             next_due_at,
-            lease_holder: lease_holder(db, backend, "scheduler").await?,
+            lease_holder: lease_holder(db, store.backend(), "scheduler").await?,
         },
         parked,
     })
+}
+
+/// Every follower of the log with its checkpoint and lag; with `leases`, who holds each lease
+/// (PostgreSQL; one more query per follower).
+pub async fn followers(store: &Arc<dyn EventStore>, db: &AnyPool, leases: bool) -> Result<Vec<Follower>, StatusError> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM projection_checkpoints ORDER BY name")
+        .fetch_all(db)
+        .await?;
+    let mut followers = Vec::new();
+    let mut conn = db.acquire().await?;
+    for name in names {
+        let checkpoint = Checkpoints::load(&mut conn, &name).await?;
+        let (lag_events, oldest) = store.lag(checkpoint).await?;
+        let kind = if name == crate::bus::relay::NAME {
+            "relay"
+        } else if name.starts_with("consumer:") {
+            "consumer"
+        } else {
+            "projection"
+        };
+        let lease_holder = if leases {
+            lease_holder(db, store.backend(), &name).await?
+        } else {
+            None
+        };
+        followers.push(Follower {
+            lease_holder,
+            name,
+            kind,
+            checkpoint,
+            lag_events,
+            lag_seconds: oldest.map_or(0.0, |t| (Utc::now() - t).as_seconds_f64().max(0.0)),
+        });
+    }
+    Ok(followers)
+}
+
+/// Scheduled jobs due now or overdue, not done.
+pub async fn due_jobs(db: &AnyPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM scheduled_jobs WHERE done_at IS NULL AND due_at <= $1")
+        .bind(format_time(Utc::now()))
+        .fetch_one(db)
+        .await
 }
 
 /// The session holding lease `name` (see [`crate::lease`]), on PostgreSQL.

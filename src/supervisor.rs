@@ -71,29 +71,6 @@ impl Components {
     pub fn snapshot(&self) -> BTreeMap<String, ComponentState> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-
-    /// Prometheus text: `netia_task_up{task}` (1/0) and `netia_task_restarts_total{task}`.
-    pub fn render(&self) -> String {
-        let snapshot = self.snapshot();
-        let mut out = String::from(
-            "# HELP netia_task_up Whether a supervised background task is running (1) or waiting to restart (0).\n\
-             # TYPE netia_task_up gauge\n",
-        );
-        for (name, c) in &snapshot {
-            out.push_str(&format!("netia_task_up{{task=\"{name}\"}} {}\n", u8::from(c.up)));
-        }
-        out.push_str(
-            "# HELP netia_task_restarts_total Restarts of a supervised background task after a failure.\n\
-             # TYPE netia_task_restarts_total counter\n",
-        );
-        for (name, c) in &snapshot {
-            out.push_str(&format!(
-                "netia_task_restarts_total{{task=\"{name}\"}} {}\n",
-                c.restarts
-            ));
-        }
-        out
-    }
 }
 
 /// Spawns supervised tasks that all stop when its stop signal turns true, and keeps their
@@ -149,6 +126,7 @@ where
         let mut delays = backoff();
         loop {
             components.update(&name, |c| c.up = true);
+            metrics::gauge!("netia_task_up", "task" => name.clone()).set(1.0);
             let started = Instant::now();
             let outcome = tokio::spawn(make(stop.clone())).await;
             if *stop.borrow() {
@@ -172,6 +150,8 @@ where
             }
             let delay = delays.next().unwrap_or(MAX_RESTART_DELAY);
             tracing::error!(task = %name, error = %why, retry_in_ms = delay.as_millis() as u64, "background task failed; restarting");
+            metrics::gauge!("netia_task_up", "task" => name.clone()).set(0.0);
+            metrics::counter!("netia_task_restarts_total", "task" => name.clone()).increment(1);
             components.update(&name, |c| {
                 c.up = false;
                 c.restarts += 1;
@@ -217,11 +197,6 @@ mod tests {
         assert_eq!(components.snapshot()["flaky"].restarts, 1);
         stop_tx.send(true).unwrap();
         handle.await.unwrap();
-        assert!(
-            components
-                .render()
-                .contains("netia_task_restarts_total{task=\"flaky\"} 1")
-        );
     }
 
     #[tokio::test(start_paused = true)]

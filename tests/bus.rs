@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use common::TestDb;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
-use netia::bus::{self, Consumer, Failure, Metrics, RetryPolicy, amqp, relay};
+use netia::bus::{self, Consumer, Failure, RetryPolicy, amqp, relay};
 use netia::command_bus::CommandBus;
 use netia_commands::Conversation;
 use netia_events::conversation::Author;
@@ -123,22 +123,23 @@ fn fast_policy(max_attempts: u32) -> RetryPolicy {
     }
 }
 
+/// The value of one series in this process' metrics (0 when absent).
+fn counted(series: &str) -> f64 {
+    netia::telemetry::recorder::render()
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Starts `recorder` on RabbitMQ at `url` and waits until its queue exists.
-async fn listen(
-    url: &str,
-    pool: &AnyPool,
-    recorder: &Arc<Recorder>,
-    policy: RetryPolicy,
-    metrics: &Arc<Metrics>,
-    stop: &watch::Sender<bool>,
-) {
+async fn listen(url: &str, pool: &AnyPool, recorder: &Arc<Recorder>, policy: RetryPolicy, stop: &watch::Sender<bool>) {
+    netia::telemetry::recorder::handle(); // counts from now on
     let consumer: Arc<dyn Consumer> = recorder.clone();
     tokio::spawn(amqp::run(
         url.to_owned(),
         pool.clone(),
         consumer,
         policy,
-        metrics.clone(),
         stop.subscribe(),
     ));
     let (connection, _) = relay::open(&amqp_url()).await.unwrap();
@@ -190,10 +191,9 @@ async fn postgres_rabbitmq_a_relay_that_dies_before_its_checkpoint_publishes_aga
     let Some(db) = TestDb::postgres().await else { return };
     let pool = read_models(&db).await;
     let (stop, _) = watch::channel(false);
-    let metrics = Arc::new(Metrics::default());
     let recorder = Recorder::new();
     let policy = fast_policy(3);
-    listen(&amqp_url(), &pool, &recorder, policy, &metrics, &stop).await;
+    listen(&amqp_url(), &pool, &recorder, policy, &stop).await;
 
     let start = bus::start_at(&pool, db.store.as_ref(), relay::NAME).await.unwrap();
     converse(&db.store, &recorder, &["one", "two", "three", "four", "five"]).await;
@@ -208,7 +208,7 @@ async fn postgres_rabbitmq_a_relay_that_dies_before_its_checkpoint_publishes_aga
     connection.close(200, "crash".into()).await.unwrap();
 
     // The next relay starts from the stored checkpoint and publishes them again.
-    let next = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url(), metrics.clone());
+    let next = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url());
     tokio::spawn(next.run(stop.subscribe()));
     let effects = recorder.until(6).await;
     assert_eq!(effects.len(), 6, "{effects:?}");
@@ -216,17 +216,14 @@ async fn postgres_rabbitmq_a_relay_that_dies_before_its_checkpoint_publishes_aga
         effects.values().all(|n| *n == 1),
         "an effect happened twice: {effects:?}"
     );
-    let counters = metrics.of(recorder.name);
+    let duplicates = format!("netia_consumer_duplicates_total{{consumer=\"{}\"}}", recorder.name);
     for _ in 0..100 {
-        if counters.duplicates.load(Ordering::Relaxed) >= 6 {
+        if counted(&duplicates) >= 6.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        counters.duplicates.load(Ordering::Relaxed) >= 6,
-        "the repeats were not delivered"
-    );
+    assert!(counted(&duplicates) >= 6.0, "the repeats were not delivered");
     let _ = stop.send(true);
     delete_queues(recorder.name, &policy).await;
     db.cleanup().await;
@@ -288,12 +285,11 @@ async fn postgres_rabbitmq_500_messages_posted_during_an_outage_all_arrive_once(
     let Some(db) = TestDb::postgres().await else { return };
     let pool = read_models(&db).await;
     let (stop, _) = watch::channel(false);
-    let metrics = Arc::new(Metrics::default());
     let recorder = Recorder::new();
     let policy = fast_policy(3);
     let proxy = Proxy::start("127.0.0.1:5672").await;
-    listen(&proxy.url(), &pool, &recorder, policy, &metrics, &stop).await;
-    let relay = relay::Relay::new(db.store.clone(), pool.clone(), proxy.url(), metrics.clone());
+    listen(&proxy.url(), &pool, &recorder, policy, &stop).await;
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), proxy.url());
     tokio::spawn(relay.run(stop.subscribe()));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -322,11 +318,10 @@ async fn postgres_rabbitmq_a_poison_event_is_parked_after_its_attempts_and_the_q
     let Some(db) = TestDb::postgres().await else { return };
     let pool = read_models(&db).await;
     let (stop, _) = watch::channel(false);
-    let metrics = Arc::new(Metrics::default());
     let recorder = Recorder::new();
     let policy = fast_policy(3);
-    listen(&amqp_url(), &pool, &recorder, policy, &metrics, &stop).await;
-    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url(), metrics.clone());
+    listen(&amqp_url(), &pool, &recorder, policy, &stop).await;
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url());
     tokio::spawn(relay.run(stop.subscribe()));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -371,7 +366,6 @@ async fn assert_parked(pool: &AnyPool, consumer: &str, attempts: i64) {
 async fn sqlite_embedded_consumers_retry_park_and_resume_without_repeating() {
     let db = TestDb::sqlite().await.expect("a SQLite test database");
     let pool = read_models(&db).await;
-    let metrics = Arc::new(Metrics::default());
     let recorder = Recorder::new();
     let policy = fast_policy(3);
     let start = |stop: &watch::Sender<bool>| {
@@ -379,7 +373,6 @@ async fn sqlite_embedded_consumers_retry_park_and_resume_without_repeating() {
             store: db.store.clone(),
             db: pool.clone(),
             policy,
-            metrics: metrics.clone(),
         };
         let consumer: Arc<dyn Consumer> = recorder.clone();
         tokio::spawn(embedded.run(consumer, stop.subscribe()))

@@ -511,11 +511,10 @@ async fn a_running_server_answers_customers(db: &TestDb) {
         answered["correlation_id"], asked["event_id"],
         "the customer message started the chain"
     );
-    let text = api.metrics().await;
-    assert!(
-        text.contains("netia_consumer_handled_total{consumer=\"llm_reply\"} 1"),
-        "{text}"
-    );
+    let handled = api.metric("netia_consumer_handled_total{consumer=\"llm_reply\"}").await;
+    assert!(handled >= Some(1.0), "{handled:?}");
+    let tokens = api.metric("netia_llm_tokens_total{kind=\"completion\"}").await;
+    assert!(tokens > Some(0.0), "the model's usage is counted: {tokens:?}");
 }
 
 mod server {
@@ -554,11 +553,14 @@ async fn an_answer_that_arrives_after_an_agent_took_the_conversation_is_dropped(
         )
         .await;
     assert_eq!(status, reqwest::StatusCode::OK, "{body}");
-    // The consumer is done with the message once it counts it handled.
+    // The consumer is done with the message once it records it handled.
     let mut handled = false;
     for _ in 0..200 {
-        let text = api.metrics().await;
-        if text.contains("netia_consumer_handled_total{consumer=\"llm_reply\"} 1") {
+        if db
+            .count("SELECT COUNT(*) FROM consumer_processed WHERE consumer = 'llm_reply'")
+            .await
+            == 1
+        {
             handled = true;
             break;
         }

@@ -10,23 +10,7 @@ use std::process::Stdio;
 
 use common::TestDb;
 use common::api::Api;
-
-/// The JS test dependencies (the official phoenix client and ws), installed once if missing.
-fn node_modules() -> std::path::PathBuf {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    INSTALL.call_once(|| {
-        if !dir.join("node_modules/phoenix").exists() {
-            let status = std::process::Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .status()
-                .expect("npm runs (Node 20 and npm are needed for the socket tests)");
-            assert!(status.success(), "npm ci in tests/js failed");
-        }
-    });
-    dir
-}
+use common::nodes::{free_port, node_modules, serve, serve_with};
 
 async fn run_script(script: &str, vars: &[(&str, &str)]) {
     let dir = node_modules();
@@ -164,42 +148,13 @@ async fn sqlite_a_consumer_that_stops_reading_is_disconnected_without_stalling_t
     .await;
 }
 
-/// `netia serve` as a child process on `port`, ready.
-async fn serve(db: &TestDb, port: u16) -> tokio::process::Child {
-    serve_with(db, port, &[]).await
-}
-
-async fn serve_with(db: &TestDb, port: u16, vars: &[(&str, &str)]) -> tokio::process::Child {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_netia"))
-        .arg("serve")
-        .envs(vars.iter().copied())
-        .env("DATABASE_URL", &db.url)
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("netia starts");
-    let url = format!("http://127.0.0.1:{port}/health/ready");
-    for _ in 0..200 {
-        if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
-            return child;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("netia did not become ready on port {port}");
-}
-
 /// SIGTERM with 200 open sockets: readiness fails at once, every socket gets a 1001 close frame,
 /// and the process exits 0 well within SHUTDOWN_TIMEOUT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_sigterm_closes_every_socket_with_going_away_and_exits_cleanly() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let db = TestDb::sqlite().await.expect("a SQLite test database");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut server = serve_with(&db, port, &[("SHUTDOWN_TIMEOUT", "10")]).await;
     let api = Api {
         base: format!("http://127.0.0.1:{port}"),
@@ -265,11 +220,7 @@ async fn a_client_loses_nothing_across_a_server_restart(db: &TestDb) {
     use serde_json::json;
     use tokio::io::{AsyncBufReadExt, BufReader};
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut server = serve(db, port).await;
     let api = Api {
         base: format!("http://127.0.0.1:{port}"),
@@ -352,14 +303,7 @@ async fn postgres_and_rabbitmq_two_nodes_share_messages_presence_and_typing() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     let Some(db) = TestDb::postgres().await else { return };
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (port_a, port_b) = (free(), free());
+    let (port_a, port_b) = (free_port(), free_port());
     let amqp = amqp_url();
     let mut a = serve_with(&db, port_a, &[("AMQP_URL", &amqp)]).await;
     let b = serve_with(&db, port_b, &[("AMQP_URL", &amqp)]).await;

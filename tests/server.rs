@@ -197,6 +197,40 @@ async fn metrics_need_the_token_or_the_private_address() {
     other.cleanup().await;
 }
 
+/// Requests are counted and timed by route template (not by raw path: ids would make a series
+/// each), and the sampler reports every follower's lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_count_requests_by_route_template_and_show_follower_lag() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let api = common::api::Api::start(&db).await;
+    let admin = api.register("agent@example.com").await;
+    let id = uuid::Uuid::now_v7();
+    let (status, _) = api.get(&format!("/api/conversations/{id}"), &admin.token).await;
+    assert_eq!(status, 404);
+    let series =
+        "netia_http_request_duration_seconds_count{method=\"GET\",route=\"/api/conversations/{id}\",status=\"404\"}";
+    assert!(api.metric(series).await >= Some(1.0), "{}", api.metrics().await);
+    let text = api.metrics().await;
+    assert!(!text.contains(&id.to_string()), "no raw ids in labels");
+    assert!(
+        text.contains("netia_store_append_duration_seconds_bucket{backend=\"sqlite\""),
+        "{text}"
+    );
+    // The sampler runs at start and every 5 s.
+    let mut lag = None;
+    for _ in 0..100 {
+        lag = api
+            .metric("netia_follower_lag_events{follower=\"inbox\",kind=\"projection\"}")
+            .await;
+        if lag.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(lag.is_some(), "{}", api.metrics().await);
+    db.cleanup().await;
+}
+
 /// `netia status` against a running node's database: every projection's checkpoint and lag, who
 /// holds its lease (PostgreSQL), the scheduler's backlog, the parked deliveries.
 async fn status_shows_every_follower_and_lease(db: &TestDb) {

@@ -23,7 +23,7 @@ use lapin::{Channel, Confirmation};
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
-use super::{Consumer, Counters, EXCHANGE, Metrics, Outcome, RetryPolicy, WireEvent, park, process};
+use super::{Consumer, EXCHANGE, Outcome, RetryPolicy, WireEvent, park, process};
 
 /// The header carrying a delivery's attempt number (from 1).
 pub const ATTEMPT: &str = "x-netia-attempt";
@@ -88,13 +88,11 @@ pub async fn run(
     db: AnyPool,
     consumer: Arc<dyn Consumer>,
     policy: RetryPolicy,
-    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let counters = metrics.of(consumer.name());
     let mut backoff = Duration::from_millis(200);
     loop {
-        match session(&url, &db, consumer.as_ref(), &policy, &counters, &mut stop).await {
+        match session(&url, &db, consumer.as_ref(), &policy, &mut stop).await {
             Ok(()) => return,
             Err(e) => tracing::warn!(consumer = consumer.name(), error = %e, "consumer disconnected; reconnecting"),
         }
@@ -111,7 +109,6 @@ async fn session(
     db: &AnyPool,
     consumer: &dyn Consumer,
     policy: &RetryPolicy,
-    counters: &Counters,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let (connection, channel) = super::relay::open(url).await.map_err(|e| e.to_string())?;
@@ -141,7 +138,7 @@ async fn session(
                 Some(Err(e)) => return Err(e.to_string()),
                 None => return Err("the broker cancelled the consumer".into()),
             };
-            handle(&channel, db, consumer, policy, counters, delivery).await?;
+            handle(&channel, db, consumer, policy, delivery).await?;
         }
     }
     .await;
@@ -189,7 +186,6 @@ async fn handle(
     db: &AnyPool,
     consumer: &dyn Consumer,
     policy: &RetryPolicy,
-    counters: &Counters,
     delivery: Delivery,
 ) -> Result<(), String> {
     let name = consumer.name();
@@ -218,7 +214,7 @@ async fn handle(
                 .map_err(|e| e.to_string());
         }
     };
-    match process(db, consumer, &event, attempt, policy, counters).await {
+    match process(db, consumer, &event, attempt, policy).await {
         Ok(Outcome::Handled | Outcome::Duplicate) => {}
         Ok(Outcome::RetryAfter(_)) => forward(channel, &delivery, retry_queue(name, attempt), attempt + 1).await?,
         Ok(Outcome::Parked) => forward(channel, &delivery, parked_queue(name), attempt).await?,

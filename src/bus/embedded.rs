@@ -11,7 +11,7 @@ use netia_projections::Checkpoints;
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
-use super::{Consumer, Metrics, Outcome, RetryPolicy, matches, process, routing_key};
+use super::{Consumer, Outcome, RetryPolicy, matches, process, routing_key};
 use crate::store::EventStore;
 use crate::tail::Tailer;
 
@@ -20,7 +20,6 @@ pub struct Embedded {
     pub store: Arc<dyn EventStore>,
     pub db: AnyPool,
     pub policy: RetryPolicy,
-    pub metrics: Arc<Metrics>,
 }
 
 impl Embedded {
@@ -32,7 +31,6 @@ impl Embedded {
             lease = crate::lease::acquire(&self.db, self.store.backend(), &checkpoint_name) => lease,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let counters = self.metrics.of(name);
         let bindings = consumer.bindings();
         let mut at = loop {
             match self.load(&checkpoint_name).await {
@@ -68,7 +66,7 @@ impl Embedded {
                 }
                 let mut attempt = 1;
                 loop {
-                    match process(&self.db, consumer.as_ref(), event, attempt, &self.policy, &counters).await {
+                    match process(&self.db, consumer.as_ref(), event, attempt, &self.policy).await {
                         Ok(Outcome::Handled | Outcome::Duplicate | Outcome::Parked) => break,
                         Ok(Outcome::RetryAfter(wait)) => {
                             attempt += 1;

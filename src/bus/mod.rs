@@ -16,10 +16,7 @@ pub mod embedded;
 pub mod parked;
 pub mod relay;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -164,55 +161,6 @@ impl WireEvent {
     }
 }
 
-/// Counters per consumer, shown at `/metrics`.
-#[derive(Default)]
-pub struct Metrics {
-    consumers: Mutex<BTreeMap<&'static str, Arc<Counters>>>,
-    /// Events the relay published with the broker's confirm.
-    pub relayed: AtomicU64,
-}
-
-#[derive(Default)]
-pub struct Counters {
-    pub handled: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub retried: AtomicU64,
-    pub parked: AtomicU64,
-}
-
-impl Metrics {
-    pub fn of(&self, consumer: &'static str) -> Arc<Counters> {
-        let mut consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
-        consumers.entry(consumer).or_default().clone()
-    }
-
-    /// The Prometheus text form.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# TYPE netia_relay_published_total counter\n");
-        out.push_str(&format!(
-            "netia_relay_published_total {}\n",
-            self.relayed.load(Ordering::Relaxed)
-        ));
-        let consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
-        for (metric, read) in [
-            ("handled", (|c: &Counters| &c.handled) as fn(&Counters) -> &AtomicU64),
-            ("duplicates", |c| &c.duplicates),
-            ("retried", |c| &c.retried),
-            ("parked", |c| &c.parked),
-        ] {
-            out.push_str(&format!("# TYPE netia_consumer_{metric}_total counter\n"));
-            for (name, counters) in consumers.iter() {
-                let value = read(counters).load(Ordering::Relaxed);
-                out.push_str(&format!(
-                    "netia_consumer_{metric}_total{{consumer=\"{name}\"}} {value}\n"
-                ));
-            }
-        }
-        out
-    }
-}
-
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -233,7 +181,27 @@ pub async fn process(
     event: &RecordedEvent,
     attempt: u32,
     policy: &RetryPolicy,
-    counters: &Counters,
+) -> Result<Outcome, sqlx::Error> {
+    let name = consumer.name();
+    let outcome = deliver(db, consumer, event, attempt, policy).await;
+    let label = match &outcome {
+        Ok(Outcome::Handled) => "handled",
+        Ok(Outcome::Duplicate) => "duplicates",
+        Ok(Outcome::RetryAfter(_)) => "retried",
+        Ok(Outcome::Parked) => "parked",
+        Err(_) => return outcome,
+    };
+    metrics::counter!(format!("netia_consumer_{label}_total"), "consumer" => name).increment(1);
+    outcome
+}
+
+/// [`process`] without the counting.
+async fn deliver(
+    db: &AnyPool,
+    consumer: &dyn Consumer,
+    event: &RecordedEvent,
+    attempt: u32,
+    policy: &RetryPolicy,
 ) -> Result<Outcome, sqlx::Error> {
     let name = consumer.name();
     let id = event.event_id.to_string();
@@ -244,10 +212,14 @@ pub async fn process(
             .fetch_optional(db)
             .await?;
     if seen.is_some() {
-        counters.duplicates.fetch_add(1, Ordering::Relaxed);
         return Ok(Outcome::Duplicate);
     }
-    let failure = match consumer.handle(event).await {
+    let started = std::time::Instant::now();
+    let handled = consumer.handle(event).await;
+    let outcome = if handled.is_ok() { "ok" } else { "failed" };
+    metrics::histogram!("netia_consumer_duration_seconds", "consumer" => name, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    let failure = match handled {
         Ok(()) => {
             sqlx::query(
                 "INSERT INTO consumer_processed (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
@@ -258,7 +230,6 @@ pub async fn process(
             .bind(netia_events::chain::format_time(Utc::now()))
             .execute(db)
             .await?;
-            counters.handled.fetch_add(1, Ordering::Relaxed);
             return Ok(Outcome::Handled);
         }
         Err(failure) => failure,
@@ -266,12 +237,10 @@ pub async fn process(
     let last = matches!(failure, Failure::Permanent(_)) || attempt >= policy.max_attempts;
     if !last {
         tracing::warn!(consumer = name, event = %id, attempt, error = %failure, "consumer failed; will retry");
-        counters.retried.fetch_add(1, Ordering::Relaxed);
         return Ok(Outcome::RetryAfter(policy.backoff(attempt)));
     }
     tracing::error!(consumer = name, event = %id, attempt, error = %failure, "consumer gave up: event parked");
     park(db, name, &id, attempt, &failure.to_string()).await?;
-    counters.parked.fetch_add(1, Ordering::Relaxed);
     Ok(Outcome::Parked)
 }
 
@@ -282,7 +251,6 @@ pub async fn start(
     db: AnyPool,
     amqp_url: Option<String>,
     policy: RetryPolicy,
-    metrics: Arc<Metrics>,
     consumers: Vec<Arc<dyn Consumer>>,
     supervisor: &crate::supervisor::Supervisor,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -321,18 +289,18 @@ pub async fn start(
     }
     match amqp_url {
         Some(url) => {
-            let relay = relay::Relay::new(store, db.clone(), url.clone(), metrics.clone());
+            let relay = relay::Relay::new(store, db.clone(), url.clone());
             tasks.push(supervise(
                 relay::NAME.to_owned(),
                 Box::new(move |stop| Box::pin(relay.clone().run(stop)) as Run),
             ));
             for consumer in consumers {
                 let name = format!("consumer:{}", consumer.name());
-                let (url, db, metrics) = (url.clone(), db.clone(), metrics.clone());
+                let (url, db) = (url.clone(), db.clone());
                 tasks.push(supervise(
                     name,
                     Box::new(move |stop| {
-                        let run = amqp::run(url.clone(), db.clone(), consumer.clone(), policy, metrics.clone(), stop);
+                        let run = amqp::run(url.clone(), db.clone(), consumer.clone(), policy, stop);
                         Box::pin(run) as Run
                     }),
                 ));
@@ -344,7 +312,6 @@ pub async fn start(
                     store: store.clone(),
                     db: db.clone(),
                     policy,
-                    metrics: metrics.clone(),
                 };
                 let name = format!("consumer:{}", consumer.name());
                 tasks.push(supervise(

@@ -7,7 +7,7 @@ use netia_events::RecordedEvent;
 use sqlx::{AnyPool, FromRow};
 use uuid::Uuid;
 
-use super::{Consumer, Counters, Outcome, RetryPolicy, process};
+use super::{Consumer, Outcome, RetryPolicy, process};
 use crate::store::{EventStore, StoreError};
 
 /// One parked delivery.
@@ -105,7 +105,7 @@ pub async fn replay(
         max_attempts: 1,
         ..RetryPolicy::default()
     };
-    let outcome = match process(db, runner.as_ref(), &event, 1, &policy, &Counters::default()).await {
+    let outcome = match process(db, runner.as_ref(), &event, 1, &policy).await {
         Ok(outcome) => outcome,
         Err(e) => {
             // The bookkeeping failed: back on the list, so that it is not lost.

@@ -7,7 +7,6 @@
 //! again: consumers skip what they have handled.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
@@ -18,7 +17,7 @@ use netia_projections::Checkpoints;
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
-use super::{EXCHANGE, Metrics, WireEvent, routing_key};
+use super::{EXCHANGE, WireEvent, routing_key};
 use crate::store::EventStore;
 use crate::tail::Tailer;
 
@@ -31,7 +30,6 @@ pub struct Relay {
     store: Arc<dyn EventStore>,
     db: AnyPool,
     url: String,
-    metrics: Arc<Metrics>,
 }
 
 /// Opens a channel in confirm mode with `netia.events` declared.
@@ -91,13 +89,8 @@ pub async fn publish(channel: &Channel, events: &[RecordedEvent]) -> Result<(), 
 }
 
 impl Relay {
-    pub fn new(store: Arc<dyn EventStore>, db: AnyPool, url: String, metrics: Arc<Metrics>) -> Self {
-        Self {
-            store,
-            db,
-            url,
-            metrics,
-        }
+    pub fn new(store: Arc<dyn EventStore>, db: AnyPool, url: String) -> Self {
+        Self { store, db, url }
     }
 
     async fn checkpoint(&self) -> Result<Checkpoint, String> {
@@ -151,7 +144,7 @@ impl Relay {
                     return Err("the relay checkpoint moved under this relay".into());
                 }
                 at = last;
-                self.metrics.relayed.fetch_add(events.len() as u64, Ordering::Relaxed);
+                metrics::counter!("netia_relay_published_total").increment(events.len() as u64);
             }
         }
         .await;

@@ -87,8 +87,6 @@ impl MetricsAccess {
 pub(super) async fn metrics(
     req: actix_web::HttpRequest,
     access: web::Data<MetricsAccess>,
-    metrics: web::Data<crate::bus::Metrics>,
-    components: web::Data<crate::supervisor::Components>,
 ) -> Result<HttpResponse, ApiError> {
     let token = super::caller::bearer(&req);
     if token.is_none() {
@@ -103,7 +101,7 @@ pub(super) async fn metrics(
         }));
     };
     match token {
-        Some(token) if crate::auth::digest(&token) == *wanted => Ok(render(&metrics, &components)),
+        Some(token) if crate::auth::digest(&token) == *wanted => Ok(render()),
         _ => Err(ApiError::Unauthorized(
             "metrics need Authorization: Bearer <METRICS_TOKEN>".into(),
         )),
@@ -111,8 +109,33 @@ pub(super) async fn metrics(
 }
 
 /// The metrics as a scraper reads them.
-pub fn render(metrics: &crate::bus::Metrics, components: &crate::supervisor::Components) -> HttpResponse {
+pub fn render() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics.render() + &components.render())
+        .body(crate::telemetry::recorder::render())
+}
+
+/// Middleware: counts every answered request and times it (`netia_http_requests_total`,
+/// `netia_http_request_duration_seconds`), labelled by method, route template (`/api/
+/// conversations/{id}`, never the raw path, so that ids do not multiply the series; `unmatched`
+/// when no route matched) and status.
+pub async fn measure(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let answered = next.call(req).await;
+    let (route, status) = match &answered {
+        Ok(res) => (res.request().match_pattern(), res.response().status().as_u16()),
+        Err(e) => (None, e.as_response_error().status_code().as_u16()),
+    };
+    let labels = [
+        ("method", method),
+        ("route", route.unwrap_or_else(|| "unmatched".to_owned())),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("netia_http_requests_total", &labels).increment(1);
+    metrics::histogram!("netia_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    answered
 }

@@ -47,6 +47,38 @@ pub enum Backend {
     Sqlite,
 }
 
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Times one append, from the call to its answer (committed, conflicting or failed), into
+/// `netia_store_append_duration_seconds{backend}` when dropped.
+pub(crate) struct AppendTimer {
+    backend: Backend,
+    started: std::time::Instant,
+}
+
+impl AppendTimer {
+    pub(crate) fn start(backend: Backend) -> Self {
+        Self {
+            backend,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for AppendTimer {
+    fn drop(&mut self) {
+        metrics::histogram!("netia_store_append_duration_seconds", "backend" => self.backend.name())
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
 /// How much of a stream to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamBound {

@@ -99,6 +99,7 @@ async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<Append>, committed: 
         if batch.len() > 1 {
             match statement(&pool, &mut conn, &batch, &committed.node).await {
                 Ok((head, placed)) => {
+                    metrics::histogram!("netia_store_write_batch_appends").record(batch.len() as f64);
                     committed.deliver(head, batch, placed);
                     continue;
                 }
@@ -116,7 +117,10 @@ async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<Append>, committed: 
         }
         for append in batch {
             match statement(&pool, &mut conn, std::slice::from_ref(&append), &committed.node).await {
-                Ok((head, placed)) => committed.deliver(head, vec![append], placed),
+                Ok((head, placed)) => {
+                    metrics::histogram!("netia_store_write_batch_appends").record(1.0);
+                    committed.deliver(head, vec![append], placed);
+                }
                 Err(e) => {
                     let _ = append.reply.send(Err(e));
                 }

@@ -195,6 +195,7 @@ impl EventStore for PgStore {
         expected_version: i64,
         events: Vec<NewEvent>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let _timer = super::AppendTimer::start(Backend::Postgres);
         let head = match self.cached_head(stream) {
             Some((version, hash)) if version == expected_version => Some((version, hash)),
             _ => self.head(stream).await?,

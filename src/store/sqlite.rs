@@ -110,6 +110,7 @@ impl EventStore for SqliteStore {
         expected_version: i64,
         events: Vec<NewEvent>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let _timer = super::AppendTimer::start(Backend::Sqlite);
         // BEGIN IMMEDIATE takes the write lock now, so positions follow commit order.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let head = sqlx::query(

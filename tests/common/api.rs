@@ -49,6 +49,14 @@ impl Api {
         Self::start_with(db, &[]).await
     }
 
+    /// The value of one series (`name{label="value",…}` as rendered) at `/metrics`, if present.
+    /// Metrics are per process: test servers in one test binary add up.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// `/metrics` as Prometheus would scrape it (with the token).
     pub async fn metrics(&self) -> String {
         let response = self

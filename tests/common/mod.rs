@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod nodes;
 
 use std::sync::Arc;
 
@@ -146,6 +147,15 @@ impl TestDb {
     }
 
     /// Drops the PostgreSQL database (the SQLite directory goes with the value).
+    /// The one integer `sql` selects (a `COUNT(*)`), on either backend.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match &self.raw {
+            Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .expect("the count query runs")
+    }
+
     pub async fn cleanup(self) {
         if let Raw::Postgres(pool) = &self.raw {
             pool.close().await;

@@ -5,7 +5,7 @@ use netia_commands::Conversation;
 use netia_events::ConversationId;
 use serde_json::{Value, json};
 
-use super::{Caller, Connection, MAX_CHANNELS};
+use super::{Caller, Connection, MAX_CHANNELS, topics_joined};
 use crate::realtime::protocol::{Frame, encode, refuse, reply};
 
 impl Connection {
@@ -40,6 +40,7 @@ impl Connection {
             return;
         };
         if let Some(old) = self.joined.remove(&frame.topic) {
+            topics_joined(-1.0);
             self.stop_typing(&frame.topic);
             self.hub.leave(&frame.topic, self.id);
             self.send(encode(Some(&old), Some(&old), &frame.topic, "phx_close", &json!({})));
@@ -60,6 +61,7 @@ impl Connection {
             self.outbox.clone(),
         );
         self.joined.insert(frame.topic.clone(), join_ref);
+        topics_joined(1.0);
         self.send(reply(&frame, true, &json!({})));
         let kind = frame.topic.split(':').next().unwrap_or_default();
         let (key, meta) = self.caller.presence();
@@ -76,6 +78,7 @@ impl Connection {
         self.stop_typing(&frame.topic);
         match self.joined.remove(&frame.topic) {
             Some(join_ref) => {
+                topics_joined(-1.0);
                 self.hub.leave(&frame.topic, self.id);
                 self.send(reply(&frame, true, &json!({})));
                 self.send(encode(

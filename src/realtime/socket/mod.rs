@@ -47,6 +47,11 @@ pub const MAX_CHANNELS: usize = 100;
 /// How long a sender waits for the broadcast of its own message before its reply.
 const BROADCAST_WAIT: Duration = Duration::from_secs(3);
 
+/// Moves `netia_socket_topics_joined` (topics joined by this node's sockets) by `delta`.
+fn topics_joined(delta: f64) {
+    metrics::gauge!("netia_socket_topics_joined").increment(delta);
+}
+
 /// Who is connected.
 #[derive(Debug, Clone)]
 pub enum Caller {

@@ -336,6 +336,7 @@ impl Connection {
         kill: Arc<tokio::sync::Notify>,
     ) {
         self.hub.connection(self.person(), true);
+        metrics::gauge!("netia_sockets_open").increment(1.0);
         let (mut sink, mut stream) = socket.split();
         // Pongs are queued by the socket itself; the writer flushes them out.
         let flush = Arc::new(tokio::sync::Notify::new());
@@ -402,7 +403,9 @@ impl Connection {
         }
         let topics: Vec<String> = self.joined.keys().cloned().collect();
         self.hub.disconnect(self.id, &topics);
+        super::topics_joined(-(topics.len() as f64));
         self.hub.connection(self.person(), false);
+        metrics::gauge!("netia_sockets_open").decrement(1.0);
         drop(self.outbox);
         let abort = writer.abort_handle();
         match tokio::time::timeout(Duration::from_secs(1), writer).await {

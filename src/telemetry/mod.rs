@@ -1,4 +1,6 @@
-//! Logging: tracing with an env filter, as text or JSON lines.
+//! Logging (tracing with an env filter, as text or JSON lines) and metrics ([`recorder`]).
+
+pub mod recorder;
 
 use tracing_subscriber::EnvFilter;
 
