@@ -3,6 +3,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod backoff;
 pub mod bus;
 pub mod cli;
 pub mod command_bus;

@@ -22,6 +22,7 @@ use async_openai::types::chat::{
     FunctionObject,
 };
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
 use netia_commands::{Account, Conversation, ConversationCommand, ConversationError};
 use netia_events::conversation::{ConversationEvent, HandoffReason};
 use netia_events::{Actor, ConversationId, DomainEvent, MessageId, Metadata, RecordedEvent, StreamRef};
@@ -295,22 +296,23 @@ impl LlmReply {
         }
     }
 
-    /// Asks the model, retrying timeouts, 429s and errors with exponential backoff.
+    /// Asks the model, retrying timeouts, 429s and errors with exponential backoff: at most
+    /// `max_retries` retries, the first after `retry_base`, each later one after twice the wait
+    /// before (no cap). The last error when every attempt failed.
     async fn ask(&self, prompt: &Prompt) -> Result<Answer, LlmError> {
-        let mut wait = self.settings.retry_base;
-        let mut attempt = 0;
-        loop {
-            match self.client.complete(prompt).await {
-                Ok(answer) => return Ok(answer),
-                Err(e) if attempt >= self.settings.max_retries => return Err(e),
-                Err(e) => {
-                    tracing::warn!(attempt = attempt + 1, error = %e, "LLM call failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = wait.saturating_mul(2);
-                    attempt += 1;
-                }
-            }
-        }
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.settings.retry_base)
+            .with_factor(2.0)
+            .without_max_delay()
+            .with_max_times(self.settings.max_retries as usize);
+        let mut attempt: u32 = 0;
+        (|| self.client.complete(prompt))
+            .retry(backoff)
+            .notify(|e, _wait| {
+                attempt += 1;
+                tracing::warn!(attempt, error = %e, "LLM call failed; retrying");
+            })
+            .await
     }
 
     async fn hand_over(

@@ -52,9 +52,8 @@ pub async fn run(db: AnyPool, keep: TimeDelta, mut stop: watch::Receiver<bool>) 
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention: pruning failed; trying again later"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
-            _ = stop.wait_for(|stopped| *stopped) => return,
+        if crate::backoff::sleep_or_stop(&mut stop, EVERY).await {
+            return;
         }
     }
 }

@@ -21,6 +21,7 @@ use serde_json::Value;
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
+use crate::backoff::sleep_or_stop;
 use crate::command_bus::CommandBus;
 use crate::store::EventStore;
 
@@ -83,9 +84,8 @@ impl Scheduler {
             if let Err(e) = self.tick(Utc::now()).await {
                 tracing::warn!(error = %e, "scheduler tick failed; trying again next tick");
             }
-            tokio::select! {
-                _ = tokio::time::sleep(TICK) => {}
-                _ = stop.wait_for(|s| *s) => return,
+            if sleep_or_stop(&mut stop, TICK).await {
+                return;
             }
         }
     }

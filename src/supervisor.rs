@@ -157,9 +157,8 @@ where
                 c.restarts += 1;
                 c.last_error = Some(why);
             });
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
+            if crate::backoff::sleep_or_stop(&mut stop, delay).await {
+                return;
             }
         }
     })

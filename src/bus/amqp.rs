@@ -24,6 +24,7 @@ use sqlx::AnyPool;
 use tokio::sync::watch;
 
 use super::{Consumer, EXCHANGE, Outcome, RetryPolicy, WireEvent, park, process};
+use crate::backoff::sleep_or_stop;
 
 /// The header carrying a delivery's attempt number (from 1).
 pub const ATTEMPT: &str = "x-netia-attempt";
@@ -90,17 +91,15 @@ pub async fn run(
     policy: RetryPolicy,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = super::reconnect_backoff();
     loop {
         match session(&url, &db, consumer.as_ref(), &policy, &mut stop).await {
             Ok(()) => return,
             Err(e) => tracing::warn!(consumer = consumer.name(), error = %e, "consumer disconnected; reconnecting"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        if sleep_or_stop(&mut stop, backoff.next_delay()).await {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -12,6 +12,7 @@ use sqlx::AnyPool;
 use tokio::sync::watch;
 
 use super::{Consumer, Outcome, RetryPolicy, matches, process, routing_key};
+use crate::backoff::sleep_or_stop;
 use crate::store::EventStore;
 use crate::tail::Tailer;
 
@@ -37,7 +38,7 @@ impl Embedded {
                 Ok(at) => break at,
                 Err(e) => {
                     tracing::warn!(consumer = name, error = %e, "cannot read the consumer checkpoint; retrying");
-                    if pause(&mut stop, Duration::from_secs(1)).await {
+                    if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
                         return;
                     }
                 }
@@ -53,7 +54,7 @@ impl Embedded {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(consumer = name, error = %e, "cannot read the log; retrying");
-                    if pause(&mut stop, Duration::from_secs(1)).await {
+                    if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
                         return;
                     }
                     continue;
@@ -70,13 +71,13 @@ impl Embedded {
                         Ok(Outcome::Handled | Outcome::Duplicate | Outcome::Parked) => break,
                         Ok(Outcome::RetryAfter(wait)) => {
                             attempt += 1;
-                            if pause(&mut stop, wait).await {
+                            if sleep_or_stop(&mut stop, wait).await {
                                 return;
                             }
                         }
                         Err(e) => {
                             tracing::warn!(consumer = name, error = %e, "consumer bookkeeping failed; retrying");
-                            if pause(&mut stop, Duration::from_secs(1)).await {
+                            if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
                                 return;
                             }
                         }
@@ -116,7 +117,7 @@ impl Embedded {
                 }
                 Err(e) => {
                     tracing::warn!(checkpoint = name, error = %e, "cannot move the consumer checkpoint; retrying");
-                    if pause(stop, Duration::from_secs(1)).await {
+                    if sleep_or_stop(stop, Duration::from_secs(1)).await {
                         return None;
                     }
                 }
@@ -133,13 +134,5 @@ impl Embedded {
         Checkpoints::advance(&mut conn, name, from, to)
             .await
             .map_err(|e| e.to_string())
-    }
-}
-
-/// Sleeps `wait`; true if told to stop meanwhile.
-async fn pause(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => false,
-        _ = stop.wait_for(|s| *s) => true,
     }
 }

@@ -85,6 +85,11 @@ impl RetryPolicy {
     }
 }
 
+/// Pauses before reconnecting to RabbitMQ (the relay, each consumer): 200 ms doubling to 5 s.
+pub(crate) fn reconnect_backoff() -> crate::backoff::Backoff {
+    crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5))
+}
+
 /// The routing key of an event: `<stream_type>.<event_type>`.
 pub fn routing_key(event: &RecordedEvent) -> String {
     format!("{}.{}", event.stream_type, event.event_type)

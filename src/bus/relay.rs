@@ -7,7 +7,6 @@
 //! again: consumers skip what they have handled.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
@@ -18,6 +17,7 @@ use sqlx::AnyPool;
 use tokio::sync::watch;
 
 use super::{EXCHANGE, WireEvent, routing_key};
+use crate::backoff::sleep_or_stop;
 use crate::store::EventStore;
 use crate::tail::Tailer;
 
@@ -111,17 +111,15 @@ impl Relay {
             _ = stop.wait_for(|s| *s) => return,
         };
         tracing::info!("relay active");
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = super::reconnect_backoff();
         loop {
             match self.session(&mut stop).await {
                 Ok(()) => return,
                 Err(e) => tracing::warn!(error = %e, "relay interrupted; resuming from its checkpoint"),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.wait_for(|s| *s) => return,
+            if sleep_or_stop(&mut stop, backoff.next_delay()).await {
+                return;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 

@@ -13,7 +13,8 @@ use sqlx::{AnyConnection, AnyPool, Connection};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Projector, ProjectorError, begin_statement, sleep_or_stop};
+use super::{FIRST_RETRY, LAST_RETRY, Projector, ProjectorError, begin_statement};
+use crate::backoff::{Backoff, sleep_or_stop};
 use crate::store::EventStore;
 use crate::tail::Tailer;
 
@@ -24,8 +25,6 @@ const BATCH: usize = 500;
 /// of per two or three), which leaves more of the processor to appends and broadcasts; an event after
 /// a quiet spell is applied at once. (Measured in docs/adr/0006-serialized-appends.md.)
 const PACE: Duration = Duration::from_millis(10);
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-const LAST_RETRY: Duration = Duration::from_secs(30);
 
 pub struct ProjectorGroup {
     store: Arc<dyn EventStore>,
@@ -37,8 +36,8 @@ struct Member {
     projector: Projector,
     /// Its checkpoint, as this task last committed or read it.
     at: Checkpoint,
-    /// While it fails: when to try it again, and the wait after that.
-    retry: Option<(Instant, Duration)>,
+    /// While it fails: when to try it again, and the delays of the attempts after that.
+    retry: Option<(Instant, Backoff)>,
 }
 
 /// Why a transaction of the group did not commit.
@@ -80,7 +79,7 @@ impl ProjectorGroup {
     /// connection on PostgreSQL, which its transactions also use), so one node runs them.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let names = self.names();
-        let mut backoff = FIRST_RETRY;
+        let mut backoff = Backoff::new(FIRST_RETRY, LAST_RETRY);
         loop {
             let lease = tokio::select! {
                 lease = crate::lease::acquire_all(&self.db, self.store.backend(), &names) => lease,
@@ -91,10 +90,9 @@ impl ProjectorGroup {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "projectors stopped; starting again");
-                    if sleep_or_stop(&mut stop, backoff).await {
+                    if sleep_or_stop(&mut stop, backoff.next_delay()).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(LAST_RETRY);
                 }
             }
         }
@@ -127,7 +125,11 @@ impl ProjectorGroup {
                 _ = tokio::time::sleep_until(next) => {}
             }
             self.catch_up(at).await;
-            let retry_at = self.members.iter().filter_map(|m| m.retry.map(|(when, _)| when)).min();
+            let retry_at = self
+                .members
+                .iter()
+                .filter_map(|m| m.retry.as_ref().map(|(when, _)| *when))
+                .min();
             let events = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
                 _ = sleep_until(retry_at) => continue,
@@ -239,7 +241,7 @@ impl ProjectorGroup {
     async fn catch_up(&mut self, target: Checkpoint) {
         let now = Instant::now();
         for member in &mut self.members {
-            if member.at == target || member.retry.is_some_and(|(when, _)| when > now) {
+            if member.at == target || member.retry.as_ref().is_some_and(|(when, _)| *when > now) {
                 continue;
             }
             match member.projector.catch_up_to(member.at, target).await {
@@ -260,10 +262,15 @@ impl ProjectorGroup {
 }
 
 impl Member {
-    /// Waits before the next attempt, twice as long as before.
+    /// Waits before the next attempt: [`FIRST_RETRY`] after a first failure, then twice as long as
+    /// before, up to [`LAST_RETRY`].
     fn failed(&mut self) {
-        let wait = self.retry.map_or(FIRST_RETRY, |(_, wait)| (wait * 2).min(LAST_RETRY));
-        self.retry = Some((Instant::now() + wait, wait));
+        let mut delays = match self.retry.take() {
+            Some((_, delays)) => delays,
+            None => Backoff::new(FIRST_RETRY, LAST_RETRY),
+        };
+        let wait = delays.next_delay();
+        self.retry = Some((Instant::now() + wait, delays));
     }
 }
 

@@ -12,8 +12,14 @@ use netia_projections::{Checkpoints, Projection, ProjectionError};
 use sqlx::{AnyPool, Connection};
 use tokio::sync::watch;
 
+use crate::backoff::{Backoff, sleep_or_stop};
 use crate::store::{EventStore, StoreError};
 use crate::tail::Tailer;
+
+/// First pause before retrying a failed batch (or checkpoint read, or group run).
+pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// Longest pause between retries; each pause doubles the one before up to this.
+pub(crate) const LAST_RETRY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -40,7 +46,8 @@ pub enum ProjectorError {
 /// `target`. True when it has; false on timeout (the caller answers from a slightly older view).
 pub async fn wait_for(db: &AnyPool, name: &str, target: Checkpoint, timeout: Duration) -> Result<bool, ProjectorError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
+    // A poll, not a retry (nothing failed): every 1 ms at first, doubling to every 20 ms.
+    let mut pauses = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
     loop {
         let reached = {
             let mut conn = db.acquire().await?;
@@ -49,11 +56,11 @@ pub async fn wait_for(db: &AnyPool, name: &str, target: Checkpoint, timeout: Dur
         if reached {
             return Ok(true);
         }
+        let pause = pauses.next_delay();
         if tokio::time::Instant::now() + pause > deadline {
             return Ok(false);
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 
@@ -305,16 +312,15 @@ impl Projector {
             _ = stop.wait_for(|s| *s) => return,
         };
         tracing::info!(projection = name, "projector active");
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(FIRST_RETRY, LAST_RETRY);
         loop {
             let from = match self.checkpoint().await {
                 Ok(from) => from,
                 Err(e) => {
                     tracing::error!(projection = name, error = %e, "cannot read checkpoint");
-                    if sleep_or_stop(&mut stop, backoff).await {
+                    if sleep_or_stop(&mut stop, backoff.next_delay()).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                     continue;
                 }
             };
@@ -335,13 +341,12 @@ impl Projector {
                 }
                 if let Err(e) = result {
                     tracing::error!(projection = name, error = %e, "projection stalled; retrying");
-                    if sleep_or_stop(&mut stop, backoff).await {
+                    if sleep_or_stop(&mut stop, backoff.next_delay()).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                     break; // restart from the stored checkpoint
                 }
-                backoff = Duration::from_millis(100);
+                backoff.reset();
             }
         }
     }
@@ -351,12 +356,5 @@ impl Projector {
     /// connection, which releases the lock.
     async fn lease(&self) -> Option<sqlx::AnyConnection> {
         crate::lease::acquire(&self.db, self.store.backend(), self.name()).await
-    }
-}
-
-async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(pause) => false,
-        _ = stop.wait_for(|s| *s) => true,
     }
 }

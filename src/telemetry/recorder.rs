@@ -158,9 +158,8 @@ pub async fn sample(store: Arc<dyn EventStore>, db: AnyPool, mut stop: watch::Re
             Ok(due) => gauge!("netia_scheduler_due_jobs").set(due as f64),
             Err(e) => tracing::warn!(error = %e, "metrics: the scheduler's backlog could not be read"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(SAMPLE_EVERY) => {}
-            _ = stop.wait_for(|stopping| *stopping) => return,
+        if crate::backoff::sleep_or_stop(&mut stop, SAMPLE_EVERY).await {
+            return;
         }
     }
 }
