@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use lettre::message::header::{ContentType, InReplyTo, References};
 use lettre::message::{Mailbox, MessageBuilder};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use netia_commands::{Account, Conversation, ConversationCommand, Customer};
+use netia_commands::{
+    Account, AccountError, Conversation, ConversationCommand, ConversationError, Customer, CustomerError,
+};
 use netia_events::conversation::ConversationEvent;
 use netia_events::{Actor, ConversationId, DomainEvent, MessageId, Metadata, RecordedEvent, StreamRef};
 use secrecy::{ExposeSecret, SecretString};
@@ -23,11 +25,36 @@ use serde_json::{Value, json};
 use sqlx::AnyPool;
 
 use crate::bus::{Consumer, Failure};
-use crate::command_bus::CommandBus;
-use crate::scheduler::{JobHandler, schedule};
-use crate::store::{EventStore, StreamBound};
+use crate::command_bus::{CommandBus, CommandError};
+use crate::scheduler::{JobError, JobHandler, schedule};
+use crate::store::{EventStore, StoreError, StreamBound};
 
 pub const JOB: &str = "reply_email";
+
+/// Why a reply email could not be set up or sent.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailError {
+    /// `SMTP_URL` is not an SMTP URL lettre understands.
+    #[error("SMTP_URL: {0}")]
+    SmtpUrl(#[source] lettre::transport::smtp::Error),
+    /// The job's payload has no usable `conversation_id`.
+    #[error("the job names no conversation")]
+    NoConversation,
+    #[error(transparent)]
+    Conversation(#[from] CommandError<ConversationError>),
+    #[error(transparent)]
+    Customer(#[from] CommandError<CustomerError>),
+    #[error(transparent)]
+    Account(#[from] CommandError<AccountError>),
+    /// Reading the conversation's stream.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("building the email: {0}")]
+    Build(#[from] lettre::error::Error),
+    /// The SMTP server refused the email or could not be reached.
+    #[error("SMTP: {0}")]
+    Smtp(#[source] lettre::transport::smtp::Error),
+}
 
 #[derive(Debug, Clone)]
 pub struct EmailSettings {
@@ -126,9 +153,11 @@ pub fn references(thread: &[String]) -> String {
 }
 
 impl ReplyEmailJob {
-    pub fn new(bus: CommandBus, store: Arc<dyn EventStore>, settings: EmailSettings) -> Result<Self, String> {
+    /// The job with its SMTP transport (connections are opened when an email is sent);
+    /// [`EmailError::SmtpUrl`] when `settings.smtp_url` does not parse.
+    pub fn new(bus: CommandBus, store: Arc<dyn EventStore>, settings: EmailSettings) -> Result<Self, EmailError> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose_secret())
-            .map_err(|e| format!("SMTP_URL: {e}"))?
+            .map_err(EmailError::SmtpUrl)?
             .timeout(Some(Duration::from_secs(30)))
             .build();
         Ok(Self {
@@ -138,39 +167,26 @@ impl ReplyEmailJob {
             transport,
         })
     }
-}
 
-#[async_trait]
-impl JobHandler for ReplyEmailJob {
-    fn kind(&self) -> &'static str {
-        JOB
-    }
-
-    async fn run(&self, payload: &Value) -> Result<(), String> {
+    /// Emails the customer of the payload's `conversation_id` the replies they have not seen (if
+    /// any, and if they have a usable address) and records it on the conversation.
+    async fn send(&self, payload: &Value) -> Result<(), EmailError> {
         let id: ConversationId = payload
             .get("conversation_id")
             .and_then(Value::as_str)
             .and_then(|s| s.parse().ok())
-            .ok_or("the job names no conversation")?;
-        let (conversation, _) = self.bus.load::<Conversation>(id).await.map_err(|e| e.to_string())?;
+            .ok_or(EmailError::NoConversation)?;
+        let (conversation, _) = self.bus.load::<Conversation>(id).await?;
         let (Some(account_id), Some(customer_id)) = (conversation.account_id, conversation.customer_id) else {
             return Ok(());
         };
         let stream = StreamRef::new(ConversationEvent::STREAM_TYPE, id.to_string());
-        let events = self
-            .store
-            .read_stream(&stream, StreamBound::All)
-            .await
-            .map_err(|e| e.to_string())?;
+        let events = self.store.read_stream(&stream, StreamBound::All).await?;
         let unseen = unseen_replies(&events, &conversation.emailed);
         if unseen.is_empty() {
             return Ok(()); // seen, or emailed with an earlier reply
         }
-        let (customer, _) = self
-            .bus
-            .load::<Customer>(customer_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (customer, _) = self.bus.load::<Customer>(customer_id).await?;
         let Some(address) = customer.identity.email.clone().filter(|_| !customer.deleted) else {
             return Ok(()); // nowhere to write to
         };
@@ -181,7 +197,7 @@ impl JobHandler for ReplyEmailJob {
                 return Ok(());
             }
         };
-        let (account, _) = self.bus.load::<Account>(account_id).await.map_err(|e| e.to_string())?;
+        let (account, _) = self.bus.load::<Account>(account_id).await?;
         let business = Some(account.business_context.business_name.trim())
             .filter(|n| !n.is_empty())
             .unwrap_or(account.name.as_str())
@@ -209,8 +225,8 @@ impl JobHandler for ReplyEmailJob {
                 .header(InReplyTo::from(previous.clone()))
                 .header(References::from(references(&conversation.email_thread)));
         }
-        let message = builder.body(body).map_err(|e| format!("building the email: {e}"))?;
-        self.transport.send(message).await.map_err(|e| format!("SMTP: {e}"))?;
+        let message = builder.body(body)?;
+        self.transport.send(message).await.map_err(EmailError::Smtp)?;
         let command = ConversationCommand::RecordEmailNotification {
             message_ids: unseen.iter().map(|(m, _)| *m).collect(),
             to: address,
@@ -225,11 +241,19 @@ impl JobHandler for ReplyEmailJob {
         let id_of = |key: &str| payload.get(key).and_then(Value::as_str).and_then(|v| v.parse().ok());
         meta.causation_id = id_of("causation_id");
         meta.correlation_id = id_of("correlation_id");
-        self.bus
-            .execute::<Conversation>(id, command, &meta)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.bus.execute::<Conversation>(id, command, &meta).await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl JobHandler for ReplyEmailJob {
+    fn kind(&self) -> &'static str {
+        JOB
+    }
+
+    async fn run(&self, payload: &Value) -> Result<(), JobError> {
+        self.send(payload).await.map_err(JobError::handler)
     }
 }
 

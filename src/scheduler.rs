@@ -31,11 +31,51 @@ pub const MAX_JOB_ATTEMPTS: i64 = 8;
 /// Candidates examined per tick (the rest wait for the next one).
 const BATCH: i64 = 500;
 
+/// Why a scheduler tick stopped short (the next tick tries again).
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// `scheduler_runs.last_run_at` of `job` is not an RFC 3339 time.
+    #[error("the last run of {job} is stored as {stored:?}, not a time: {source}")]
+    LastRun {
+        job: String,
+        stored: String,
+        #[source]
+        source: chrono::ParseError,
+    },
+}
+
+/// Why a delayed job did not run to completion. Its text is kept in `scheduled_jobs.error`; the
+/// job is retried with backoff, up to [`MAX_JOB_ATTEMPTS`] attempts.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// No handler of this node runs jobs of this kind.
+    #[error("no handler for job kind {0:?}")]
+    NoHandler(String),
+    /// The stored payload is not JSON.
+    #[error("unreadable payload: {0}")]
+    Payload(#[from] serde_json::Error),
+    /// The handler failed: its own error (e.g. [`crate::email::EmailError`]).
+    #[error(transparent)]
+    Handler(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl JobError {
+    /// Wraps a handler's own error.
+    pub fn handler(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Handler(Box::new(error))
+    }
+}
+
 /// Runs one kind of delayed job.
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
+    /// The `scheduled_jobs.kind` it runs.
     fn kind(&self) -> &'static str;
-    async fn run(&self, payload: &Value) -> Result<(), String>;
+    /// Runs one job with its stored `payload`; an error ([`JobError::Handler`]) has it retried
+    /// later.
+    async fn run(&self, payload: &Value) -> Result<(), JobError>;
 }
 
 /// Queues job `id` (idempotent: a job already queued under that id stays as it is).
@@ -90,8 +130,9 @@ impl Scheduler {
         }
     }
 
-    /// Everything due at `now`.
-    pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), String> {
+    /// Everything due at `now`. A failed job is no error (it is retried later); a
+    /// [`SchedulerError`] means the scheduler's own tables could not be read or written.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
         self.wake_snoozed(now).await?;
         self.run_jobs(now).await?;
         if self.due("archive", ARCHIVE_EVERY, now).await? {
@@ -102,7 +143,7 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn wake_snoozed(&self, now: DateTime<Utc>) -> Result<(), String> {
+    async fn wake_snoozed(&self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT conversation_id FROM inbox WHERE status = 'snoozed' AND snoozed_until <= $1 \
              ORDER BY snoozed_until LIMIT $2",
@@ -110,13 +151,12 @@ impl Scheduler {
         .bind(format_time(now))
         .bind(BATCH)
         .fetch_all(&self.db)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         self.each(due, |_| ConversationCommand::Wake { at: now }).await;
         Ok(())
     }
 
-    async fn archive(&self, now: DateTime<Utc>) -> Result<(), String> {
+    async fn archive(&self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
         let cutoff = now - chrono::TimeDelta::days(netia_commands::conversation::ARCHIVE_AFTER_DAYS);
         // Closed conversations quiet since the cutoff; the aggregate checks the closing time itself.
         let candidates: Vec<String> = sqlx::query_scalar(
@@ -126,8 +166,7 @@ impl Scheduler {
         .bind(format_time(cutoff))
         .bind(BATCH * 20)
         .fetch_all(&self.db)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         self.each(candidates, |_| ConversationCommand::Archive { at: now })
             .await;
         Ok(())
@@ -144,20 +183,23 @@ impl Scheduler {
         }
     }
 
-    async fn due(&self, job: &str, every: chrono::TimeDelta, now: DateTime<Utc>) -> Result<bool, String> {
+    async fn due(&self, job: &str, every: chrono::TimeDelta, now: DateTime<Utc>) -> Result<bool, SchedulerError> {
         let last: Option<String> = sqlx::query_scalar("SELECT last_run_at FROM scheduler_runs WHERE job = $1")
             .bind(job)
             .fetch_optional(&self.db)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let Some(last) = last else { return Ok(true) };
         let last = DateTime::parse_from_rfc3339(&last)
-            .map_err(|e| e.to_string())?
+            .map_err(|source| SchedulerError::LastRun {
+                job: job.to_owned(),
+                stored: last.clone(),
+                source,
+            })?
             .with_timezone(&Utc);
         Ok(now - last >= every)
     }
 
-    async fn ran(&self, job: &str, now: DateTime<Utc>) -> Result<(), String> {
+    async fn ran(&self, job: &str, now: DateTime<Utc>) -> Result<(), SchedulerError> {
         sqlx::query(
             "INSERT INTO scheduler_runs (job, last_run_at) VALUES ($1, $2) \
              ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at",
@@ -165,12 +207,11 @@ impl Scheduler {
         .bind(job)
         .bind(format_time(now))
         .execute(&self.db)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         Ok(())
     }
 
-    async fn run_jobs(&self, now: DateTime<Utc>) -> Result<(), String> {
+    async fn run_jobs(&self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
         let handlers: HashMap<&str, &Arc<dyn JobHandler>> = self.handlers.iter().map(|h| (h.kind(), h)).collect();
         let due: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT id, kind, payload, attempts FROM scheduled_jobs WHERE done_at IS NULL AND due_at <= $1 \
@@ -179,13 +220,12 @@ impl Scheduler {
         .bind(format_time(now))
         .bind(BATCH)
         .fetch_all(&self.db)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         for (id, kind, payload, attempts) in due {
             let result = match (handlers.get(kind.as_str()), serde_json::from_str::<Value>(&payload)) {
                 (Some(handler), Ok(payload)) => handler.run(&payload).await,
-                (None, _) => Err(format!("no handler for job kind {kind:?}")),
-                (_, Err(e)) => Err(format!("unreadable payload: {e}")),
+                (None, _) => Err(JobError::NoHandler(kind.clone())),
+                (_, Err(e)) => Err(JobError::Payload(e)),
             };
             let outcome = if result.is_ok() { "ok" } else { "failed" };
             metrics::counter!("netia_scheduler_runs_total", "job" => kind, "outcome" => outcome).increment(1);
@@ -202,7 +242,7 @@ impl Scheduler {
                     sqlx::query("UPDATE scheduled_jobs SET attempts = $1, done_at = $2, error = $3 WHERE id = $4")
                         .bind(attempts)
                         .bind(format_time(now))
-                        .bind(error)
+                        .bind(error.to_string())
                         .bind(&id)
                 }
                 Err(error) => {
@@ -211,11 +251,11 @@ impl Scheduler {
                     sqlx::query("UPDATE scheduled_jobs SET attempts = $1, due_at = $2, error = $3 WHERE id = $4")
                         .bind(attempts)
                         .bind(format_time(now + backoff))
-                        .bind(error)
+                        .bind(error.to_string())
                         .bind(&id)
                 }
             };
-            update.execute(&self.db).await.map_err(|e| e.to_string())?;
+            update.execute(&self.db).await?;
         }
         Ok(())
     }

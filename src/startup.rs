@@ -411,8 +411,7 @@ pub fn effects(
             crate::command_bus::CommandBus::new(store.clone()),
             store.clone(),
             email.clone(),
-        )
-        .map_err(anyhow::Error::msg)?;
+        )?;
         jobs.push(Arc::new(job));
     }
     Ok((consumers, jobs))

@@ -14,7 +14,7 @@ use common::TestDb;
 use netia::command_bus::CommandBus;
 use netia::email::{EmailSettings, ReplyEmailJob};
 use netia::projector::Projector;
-use netia::scheduler::{JobHandler, MAX_JOB_ATTEMPTS, Scheduler, schedule};
+use netia::scheduler::{JobError, JobHandler, MAX_JOB_ATTEMPTS, Scheduler, schedule};
 use netia::store::StreamBound;
 use netia_commands::{Conversation, ConversationCommand, Customer, CustomerCommand};
 use netia_events::conversation::Author;
@@ -158,10 +158,10 @@ impl JobHandler for Counting {
         "counting"
     }
 
-    async fn run(&self, _payload: &Value) -> Result<(), String> {
+    async fn run(&self, _payload: &Value) -> Result<(), JobError> {
         let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
         if n <= self.failures {
-            Err(format!("failure {n}"))
+            Err(JobError::Handler(format!("failure {n}").into()))
         } else {
             Ok(())
         }

@@ -23,8 +23,24 @@ use lapin::{Channel, Confirmation};
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
-use super::{Consumer, EXCHANGE, Outcome, RetryPolicy, WireEvent, park, process};
+use super::{BusError, Consumer, EXCHANGE, Outcome, RetryPolicy, WireEvent, park, process};
 use crate::backoff::sleep_or_stop;
+
+/// Why a consumer's session on RabbitMQ ended (it reconnects after a backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    /// The connection, the channel, a declaration, a publish or an acknowledgement.
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker cancelled the consumer")]
+    Cancelled,
+    /// A failed event could not be moved to its retry or parking queue.
+    #[error("the broker did not take a retried event")]
+    NotTaken,
+    /// Recording a parked event.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
 
 /// The header carrying a delivery's attempt number (from 1).
 pub const ATTEMPT: &str = "x-netia-attempt";
@@ -109,14 +125,11 @@ async fn session(
     consumer: &dyn Consumer,
     policy: &RetryPolicy,
     stop: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
-    let (connection, channel) = super::relay::open(url).await.map_err(|e| e.to_string())?;
+) -> Result<(), AmqpError> {
+    let (connection, channel) = super::relay::open(url).await?;
     let result = async {
-        declare(&channel, consumer, policy).await.map_err(|e| e.to_string())?;
-        channel
-            .basic_qos(policy.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
+        declare(&channel, consumer, policy).await?;
+        channel.basic_qos(policy.prefetch, BasicQosOptions::default()).await?;
         let mut deliveries = channel
             .basic_consume(
                 queue(consumer.name()).into(),
@@ -124,8 +137,7 @@ async fn session(
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         tracing::info!(consumer = consumer.name(), "consumer listening");
         loop {
             let delivery = tokio::select! {
@@ -134,8 +146,8 @@ async fn session(
             };
             let delivery = match delivery {
                 Some(Ok(delivery)) => delivery,
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("the broker cancelled the consumer".into()),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(AmqpError::Cancelled),
             };
             handle(&channel, db, consumer, policy, delivery).await?;
         }
@@ -160,7 +172,7 @@ fn attempt_of(delivery: &Delivery) -> u32 {
 }
 
 /// Sends a copy of `delivery` to `queue` (through the default exchange) with attempt `attempt`.
-async fn forward(channel: &Channel, delivery: &Delivery, queue: String, attempt: u32) -> Result<(), String> {
+async fn forward(channel: &Channel, delivery: &Delivery, queue: String, attempt: u32) -> Result<(), AmqpError> {
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt));
     let properties = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
@@ -172,11 +184,10 @@ async fn forward(channel: &Channel, delivery: &Delivery, queue: String, attempt:
             &delivery.data,
             properties,
         )
-        .await
-        .map_err(|e| e.to_string())?;
-    match confirm.await.map_err(|e| e.to_string())? {
+        .await?;
+    match confirm.await? {
         Confirmation::Ack(_) => Ok(()),
-        _ => Err("the broker did not take a retried event".into()),
+        _ => Err(AmqpError::NotTaken),
     }
 }
 
@@ -186,11 +197,11 @@ async fn handle(
     consumer: &dyn Consumer,
     policy: &RetryPolicy,
     delivery: Delivery,
-) -> Result<(), String> {
+) -> Result<(), AmqpError> {
     let name = consumer.name();
     let attempt = attempt_of(&delivery);
     let event = serde_json::from_slice::<WireEvent>(&delivery.data)
-        .map_err(|e| e.to_string())
+        .map_err(BusError::from)
         .and_then(WireEvent::into_recorded);
     let event = match event {
         Ok(event) => event,
@@ -203,14 +214,9 @@ async fn handle(
                 .map_or_else(|| "(no message id)".to_owned(), |m| m.to_string());
             tracing::error!(consumer = name, message = %id, error = %e, "unreadable event parked");
             forward(channel, &delivery, parked_queue(name), attempt).await?;
-            park(db, name, &id, attempt, &format!("unreadable: {e}"))
-                .await
-                .map_err(|e| e.to_string())?;
-            return delivery
-                .ack(BasicAckOptions::default())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
+            park(db, name, &id, attempt, &format!("unreadable: {e}")).await?;
+            delivery.ack(BasicAckOptions::default()).await?;
+            return Ok(());
         }
     };
     match process(db, consumer, &event, attempt, policy).await {
@@ -225,12 +231,10 @@ async fn handle(
                 requeue: true,
                 ..BasicNackOptions::default()
             };
-            return delivery.nack(requeue).await.map(|_| ()).map_err(|e| e.to_string());
+            delivery.nack(requeue).await?;
+            return Ok(());
         }
     }
-    delivery
-        .ack(BasicAckOptions::default())
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    delivery.ack(BasicAckOptions::default()).await?;
+    Ok(())
 }

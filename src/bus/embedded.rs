@@ -11,7 +11,7 @@ use netia_projections::Checkpoints;
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
-use super::{Consumer, Outcome, RetryPolicy, matches, process, routing_key};
+use super::{BusError, Consumer, Outcome, RetryPolicy, matches, process, routing_key};
 use crate::backoff::sleep_or_stop;
 use crate::store::EventStore;
 use crate::tail::Tailer;
@@ -125,14 +125,12 @@ impl Embedded {
         }
     }
 
-    async fn load(&self, name: &str) -> Result<Checkpoint, String> {
+    async fn load(&self, name: &str) -> Result<Checkpoint, BusError> {
         super::start_at(&self.db, self.store.as_ref(), name).await
     }
 
-    async fn advance(&self, name: &str, from: Checkpoint, to: Checkpoint) -> Result<bool, String> {
-        let mut conn = self.db.acquire().await.map_err(|e| e.to_string())?;
-        Checkpoints::advance(&mut conn, name, from, to)
-            .await
-            .map_err(|e| e.to_string())
+    async fn advance(&self, name: &str, from: Checkpoint, to: Checkpoint) -> Result<bool, BusError> {
+        let mut conn = self.db.acquire().await?;
+        Ok(Checkpoints::advance(&mut conn, name, from, to).await?)
     }
 }

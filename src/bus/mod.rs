@@ -22,11 +22,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netia_events::RecordedEvent;
+use netia_projections::ProjectionError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::AnyPool;
 use uuid::Uuid;
 
+use crate::store::StoreError;
 use crate::supervisor::{MakeRun, Run};
 
 /// The topic exchange every committed event is published to.
@@ -41,6 +43,26 @@ pub enum Failure {
     /// Will never work (a malformed event): parked at once.
     #[error("{0}")]
     Permanent(String),
+}
+
+/// Why the bus's own bookkeeping failed: a log follower's checkpoint, or a message that is not an
+/// event.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// A message body that is not a [`WireEvent`].
+    #[error("not an event: {0}")]
+    Body(#[from] serde_json::Error),
+    /// A [`WireEvent`] whose `hash` is not hex.
+    #[error("hash: {0}")]
+    Hash(#[from] hex::FromHexError),
+    /// Reading, placing or moving a checkpoint.
+    #[error(transparent)]
+    Checkpoint(#[from] ProjectionError),
+    /// Reading the log's head.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
 }
 
 /// Something that reacts to committed events. `handle` must be safe to run again for the same event
@@ -148,7 +170,8 @@ impl From<&RecordedEvent> for WireEvent {
 }
 
 impl WireEvent {
-    pub fn into_recorded(self) -> Result<RecordedEvent, String> {
+    /// The event as the log recorded it; [`BusError::Hash`] when `hash` is not hex.
+    pub fn into_recorded(self) -> Result<RecordedEvent, BusError> {
         Ok(RecordedEvent {
             global_position: self.global_position,
             tx_id: self.tx_id,
@@ -161,7 +184,7 @@ impl WireEvent {
             payload: self.payload,
             metadata: self.metadata,
             recorded_at: self.recorded_at,
-            hash: hex::decode(&self.hash).map_err(|e| format!("hash: {e}"))?,
+            hash: hex::decode(&self.hash)?,
         })
     }
 }
@@ -331,21 +354,20 @@ pub async fn start(
 
 /// Where the log follower `name` (the relay, an embedded consumer) resumes: its checkpoint, or, the
 /// first time, the log's head, so that history already there does not set off effects again (no
-/// LLM replies to last year's messages).
+/// LLM replies to last year's messages). Errors: the database ([`BusError::Database`],
+/// [`BusError::Checkpoint`]) or the log ([`BusError::Store`]).
 pub async fn start_at(
     db: &AnyPool,
     store: &dyn crate::store::EventStore,
     name: &str,
-) -> Result<netia_events::Checkpoint, String> {
+) -> Result<netia_events::Checkpoint, BusError> {
     use netia_projections::Checkpoints;
-    let mut conn = db.acquire().await.map_err(|e| e.to_string())?;
-    if let Some(stored) = Checkpoints::find(&mut conn, name).await.map_err(|e| e.to_string())? {
+    let mut conn = db.acquire().await?;
+    if let Some(stored) = Checkpoints::find(&mut conn, name).await? {
         return Ok(stored);
     }
-    let head = store.head().await.map_err(|e| e.to_string())?;
-    Checkpoints::init(&mut conn, name, head)
-        .await
-        .map_err(|e| e.to_string())
+    let head = store.head().await?;
+    Ok(Checkpoints::init(&mut conn, name, head).await?)
 }
 
 /// Records that `consumer` gave up on `event_id`.

@@ -16,14 +16,36 @@ use netia_projections::Checkpoints;
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
-use super::{EXCHANGE, WireEvent, routing_key};
+use super::{BusError, EXCHANGE, WireEvent, routing_key};
 use crate::backoff::sleep_or_stop;
-use crate::store::EventStore;
+use crate::store::{EventStore, StoreError};
 use crate::tail::Tailer;
 
 /// The relay's checkpoint name (in `projection_checkpoints`) and lease.
 pub const NAME: &str = "relay";
 const BATCH: usize = 500;
+
+/// Why the relay stopped relaying (it resumes from its checkpoint after a backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The connection, the channel or a publish.
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("cannot encode an event: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("the broker refused an event (nack)")]
+    Nacked,
+    #[error("the channel is not in confirm mode")]
+    NotConfirming,
+    /// Another relay (or an operator) moved the checkpoint.
+    #[error("the relay checkpoint moved under this relay")]
+    Moved,
+    #[error(transparent)]
+    Checkpoint(#[from] BusError),
+    /// Reading the log.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 #[derive(Clone)]
 pub struct Relay {
@@ -51,12 +73,13 @@ pub async fn declare_exchange(channel: &Channel) -> lapin::Result<()> {
         .await
 }
 
-/// Publishes `events` in order and waits for every confirm; an error means some may not have
-/// reached the broker (publish them again).
-pub async fn publish(channel: &Channel, events: &[RecordedEvent]) -> Result<(), String> {
+/// Publishes `events` in order and waits for every confirm; an error ([`RelayError::Broker`],
+/// [`RelayError::Nacked`], [`RelayError::NotConfirming`], [`RelayError::Encode`]) means some may not
+/// have reached the broker (publish them again).
+pub async fn publish(channel: &Channel, events: &[RecordedEvent]) -> Result<(), RelayError> {
     let mut confirms = Vec::with_capacity(events.len());
     for event in events {
-        let body = serde_json::to_vec(&WireEvent::from(event)).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&WireEvent::from(event))?;
         let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
@@ -74,15 +97,14 @@ pub async fn publish(channel: &Channel, events: &[RecordedEvent]) -> Result<(), 
                 &body,
                 properties,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         confirms.push(confirm);
     }
     for confirm in confirms {
-        match confirm.await.map_err(|e| e.to_string())? {
+        match confirm.await? {
             Confirmation::Ack(_) => {}
-            Confirmation::Nack(_) => return Err("the broker refused an event (nack)".into()),
-            Confirmation::NotRequested => return Err("the channel is not in confirm mode".into()),
+            Confirmation::Nack(_) => return Err(RelayError::Nacked),
+            Confirmation::NotRequested => return Err(RelayError::NotConfirming),
         }
     }
     Ok(())
@@ -93,15 +115,13 @@ impl Relay {
         Self { store, db, url }
     }
 
-    async fn checkpoint(&self) -> Result<Checkpoint, String> {
+    async fn checkpoint(&self) -> Result<Checkpoint, BusError> {
         super::start_at(&self.db, self.store.as_ref(), NAME).await
     }
 
-    async fn advance(&self, from: Checkpoint, to: Checkpoint) -> Result<bool, String> {
-        let mut conn = self.db.acquire().await.map_err(|e| e.to_string())?;
-        Checkpoints::advance(&mut conn, NAME, from, to)
-            .await
-            .map_err(|e| e.to_string())
+    async fn advance(&self, from: Checkpoint, to: Checkpoint) -> Result<bool, BusError> {
+        let mut conn = self.db.acquire().await?;
+        Ok(Checkpoints::advance(&mut conn, NAME, from, to).await?)
     }
 
     /// Relays until `stop` turns true.
@@ -124,14 +144,14 @@ impl Relay {
     }
 
     /// One connection's worth of relaying; `Ok` when told to stop.
-    async fn session(&self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
-        let (connection, channel) = open(&self.url).await.map_err(|e| format!("RabbitMQ: {e}"))?;
+    async fn session(&self, stop: &mut watch::Receiver<bool>) -> Result<(), RelayError> {
+        let (connection, channel) = open(&self.url).await?;
         let result = async {
             let mut at = self.checkpoint().await?;
             let mut tailer = Tailer::new(self.store.clone(), at).with_batch(BATCH);
             loop {
                 let events = tokio::select! {
-                    events = tailer.next_batch() => events.map_err(|e| e.to_string())?,
+                    events = tailer.next_batch() => events?,
                     _ = stop.wait_for(|s| *s) => return Ok(()),
                 };
                 publish(&channel, &events).await?;
@@ -139,7 +159,7 @@ impl Relay {
                     continue;
                 };
                 if !self.advance(at, last).await? {
-                    return Err("the relay checkpoint moved under this relay".into());
+                    return Err(RelayError::Moved);
                 }
                 at = last;
                 metrics::counter!("netia_relay_published_total").increment(events.len() as u64);
