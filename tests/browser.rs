@@ -5,75 +5,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
-
 use common::TestDb;
 use common::api::Api;
-
-fn chromium() -> String {
-    let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    assert!(
-        Path::new(&path).exists(),
-        "Chromium is needed for the browser tests: apt-get install chromium (or set CHROMIUM)"
-    );
-    path
-}
+use common::nodes::browser_script;
 
 async fn in_a_browser(db: &TestDb, script: &str) {
     let api = Api::start(db).await;
-    run(&api, script).await;
-}
-
-async fn run(api: &Api, script: &str) {
-    let chromium = chromium();
-    let admin = api.register("agent@example.com").await;
-    if script == "ai_browser.mjs" {
-        let context = serde_json::json!({"business_name": "Acme Bikes", "business_description": "Bike repairs",
-            "instructions": "", "scheduling_link": null, "llm_enabled": true});
-        let (status, body) = api
-            .call(
-                reqwest::Method::PUT,
-                "/api/business_context",
-                Some(&admin.token),
-                Some(context),
-            )
-            .await;
-        assert!(status.is_success(), "{body}");
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    if !dir.join("node_modules/playwright-core").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs");
-        assert!(status.success(), "npm ci in tests/js failed");
-    }
-    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
-    let output = tokio::process::Command::new("node")
-        .arg(dir.join(script))
-        .current_dir(&dir)
-        .env("NETIA_URL", &api.base)
-        .env("ACCOUNT_ID", &admin.account_id)
-        .env("AGENT_TOKEN", &admin.token)
-        .env("AGENT_EMAIL", "agent@example.com")
-        .env("AGENT_PASSWORD", "correct horse battery")
-        .env("CHROMIUM", chromium)
-        .env("SCREENSHOTS", &screenshots)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{stdout}");
-    assert!(
-        output.status.success() && stdout.contains("all checks passed"),
-        "{script} failed:\n{stdout}\n{stderr}"
-    );
+    browser_script(&api, script).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -111,6 +49,6 @@ async fn sqlite_the_widget_shows_the_ai_typing_and_its_answer() {
         .await;
     let base = format!("{}/v1", model.uri());
     let api = Api::start_with(&db, &[("LLM_BASE_URL", &base)]).await;
-    run(&api, "ai_browser.mjs").await;
+    browser_script(&api, "ai_browser.mjs").await;
     db.cleanup().await;
 }

@@ -106,6 +106,9 @@ pub enum StoreError {
     OutcomeUnknown(String),
     #[error("invalid append: {0}")]
     Invalid(String),
+    /// A task of the store (PostgreSQL's writer or NOTIFY listener) failed and waits to restart.
+    #[error("the event store's {0} is down, restarting")]
+    TaskDown(String),
     #[error("stored event at position {position} is corrupt: {reason}")]
     Corrupt { position: i64, reason: String },
     #[error("database error: {0}")]

@@ -11,7 +11,9 @@ use netia_events::{Checkpoint, RecordedEvent, StreamRef};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPool;
 use sqlx::{Executor, Postgres, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::supervisor::{Components, supervise};
 
 use super::{PreparedEvent, Recent, to_recorded};
 
@@ -60,15 +62,28 @@ impl From<sqlx::Error> for WriteError {
     }
 }
 
-/// Starts the writer task; appends are sent through the returned channel. One writer: appends are
-/// serialized by the database anyway (the append lock), so a second one would only wait on the lock
-/// with a smaller batch.
-pub(super) fn spawn(pool: PgPool, committed: Committed) -> (mpsc::Sender<Append>, tokio::task::JoinHandle<()>) {
+/// Starts the writer task, supervised as `store_writer` (restarted if it panics: the appends of
+/// the batch it was writing fail as of unknown outcome, the queued ones wait for the next run);
+/// appends are sent through the returned channel. One writer: appends are serialized by the
+/// database anyway (the append lock), so a second one would only wait on the lock with a smaller
+/// batch. It ends once every sender is gone.
+pub(super) fn spawn(
+    pool: PgPool,
+    committed: Committed,
+    components: &Arc<Components>,
+    stop: &watch::Sender<bool>,
+) -> mpsc::Sender<Append> {
     let (tx, rx) = mpsc::channel::<Append>(4 * MAX_APPENDS_PER_BATCH);
-    (tx, tokio::spawn(write_batches(pool, rx, committed)))
+    // Outlives a run that panics, so that queued appends stay queued.
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    supervise(components.clone(), "store_writer", stop.subscribe(), move |_| {
+        write_batches(pool.clone(), rx.clone(), committed.clone())
+    });
+    tx
 }
 
-async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<Append>, committed: Committed) {
+async fn write_batches(pool: PgPool, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Append>>>, committed: Committed) {
+    let mut rx = rx.lock().await;
     // One connection, kept from statement to statement (given back when the pool closes, which
     // waits for it); a new one after a failure.
     let mut conn = None;

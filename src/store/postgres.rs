@@ -12,11 +12,11 @@ use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool};
 use sqlx::{ConnectOptions, Row};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::pg_writer::{self, WriteError};
 use super::{Backend, EventStore, Recent, StoreError, StreamBound, prepare};
+use crate::supervisor::{Components, supervise};
 
 /// The NOTIFY channel that wakes tailers after each append (sent by `netia_append` at commit).
 pub const NOTIFY_CHANNEL: &str = "netia_events";
@@ -36,14 +36,16 @@ pub struct PgStore {
     /// fail on the unique constraint, which is the conflict it should be.
     heads: Mutex<HashMap<StreamRef, (i64, Vec<u8>)>>,
     appends: mpsc::Sender<pg_writer::Append>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The writer (`store_writer`) and the NOTIFY listener (`store_listener`), supervised: one
+    /// that panics is restarted after a backoff, shown at `/metrics`, and fails [`EventStore::ping`]
+    /// (so `/health/ready`) meanwhile.
+    components: Arc<Components>,
+    stop: watch::Sender<bool>,
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        let _ = self.stop.send(true);
     }
 }
 
@@ -66,19 +68,26 @@ impl PgStore {
         let recent = Arc::new(Recent::default());
         // Tells this store's NOTIFYs from other nodes'.
         let node = uuid::Uuid::now_v7().simple().to_string();
-        let listener = tokio::spawn(listen(pool.clone(), recent.clone(), node.clone()));
+        let components = Arc::new(Components::default());
+        let (stop, _) = watch::channel(false);
+        {
+            let (pool, recent, node) = (pool.clone(), recent.clone(), node.clone());
+            supervise(components.clone(), "store_listener", stop.subscribe(), move |stop| {
+                listen(pool.clone(), recent.clone(), node.clone(), stop)
+            });
+        }
         let committed = pg_writer::Committed {
             recent: recent.clone(),
             node,
         };
-        let (appends, writer) = pg_writer::spawn(pool.clone(), committed);
-        let tasks = vec![writer, listener];
+        let appends = pg_writer::spawn(pool.clone(), committed, &components, &stop);
         Self {
             pool,
             recent,
             heads: Mutex::new(HashMap::new()),
             appends,
-            tasks,
+            components,
+            stop,
         }
     }
 
@@ -124,8 +133,15 @@ impl PgStore {
     }
 }
 
-/// Relays other nodes' NOTIFYs to the tailers, reconnecting after errors.
-async fn listen(pool: PgPool, recent: Arc<Recent>, node: String) {
+/// Relays other nodes' NOTIFYs to the tailers, reconnecting after errors, until `stop`.
+async fn listen(pool: PgPool, recent: Arc<Recent>, node: String, mut stop: watch::Receiver<bool>) {
+    tokio::select! {
+        () = relay_notifications(pool, recent, node) => {}
+        _ = stop.wait_for(|stopped| *stopped) => {}
+    }
+}
+
+async fn relay_notifications(pool: PgPool, recent: Arc<Recent>, node: String) {
     loop {
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
@@ -342,6 +358,9 @@ impl EventStore for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if let Some((task, why)) = self.components.down().into_iter().next() {
+            return Err(StoreError::TaskDown(format!("{task} ({why})")));
+        }
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }

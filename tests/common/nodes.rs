@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
+use std::process::Stdio;
+
 use super::TestDb;
+use super::api::Api;
 
 /// A free TCP port on 127.0.0.1 (free when asked; a test binds it soon after).
 pub fn free_port() -> u16 {
@@ -53,4 +56,67 @@ pub async fn serve_with(db: &TestDb, port: u16, vars: &[(&str, &str)]) -> tokio:
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("netia did not become ready on port {port}");
+}
+
+/// Debian's Chromium (or `CHROMIUM`), which `.ci/run` installs.
+pub fn chromium() -> String {
+    let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        Path::new(&path).exists(),
+        "Chromium is needed for the browser tests: apt-get install chromium (or set CHROMIUM)"
+    );
+    path
+}
+
+/// Runs `script` (in `tests/js`) with headless Chromium against `api`, as a new agent of a new
+/// account; it must print "all checks passed".
+pub async fn browser_script(api: &Api, script: &str) {
+    let chromium = chromium();
+    let admin = api.register("agent@example.com").await;
+    if script == "ai_browser.mjs" {
+        let context = serde_json::json!({"business_name": "Acme Bikes", "business_description": "Bike repairs",
+            "instructions": "", "scheduling_link": null, "llm_enabled": true});
+        let (status, body) = api
+            .call(
+                reqwest::Method::PUT,
+                "/api/business_context",
+                Some(&admin.token),
+                Some(context),
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    if !dir.join("node_modules/playwright-core").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm ci in tests/js failed");
+    }
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join(script))
+        .current_dir(&dir)
+        .env("NETIA_URL", &api.base)
+        .env("ACCOUNT_ID", &admin.account_id)
+        .env("AGENT_TOKEN", &admin.token)
+        .env("AGENT_EMAIL", "agent@example.com")
+        .env("AGENT_PASSWORD", "correct horse battery")
+        .env("CHROMIUM", chromium)
+        .env("SCREENSHOTS", &screenshots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        output.status.success() && stdout.contains("all checks passed"),
+        "{script} failed:\n{stdout}\n{stderr}"
+    );
 }
