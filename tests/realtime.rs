@@ -148,19 +148,63 @@ async fn sqlite_a_consumer_that_stops_reading_is_disconnected_without_stalling_t
     .await;
 }
 
-/// SIGTERM with 200 open sockets: readiness fails at once, every socket gets a 1001 close frame,
-/// and the process exits 0 well within SHUTDOWN_TIMEOUT.
+/// How many times `kind` is in the conversation's history.
+async fn events_of(api: &Api, token: &str, conversation: &str, kind: &str) -> usize {
+    let (_, history) = api
+        .get(&format!("/api/conversations/{conversation}/history"), token)
+        .await;
+    history["data"]
+        .as_array()
+        .map_or(0, |events| events.iter().filter(|e| e["event_type"] == kind).count())
+}
+
+/// SIGTERM with 200 open sockets and the LLM consumer mid-delivery (the model takes 3 s):
+/// readiness fails at once, every socket gets a 1001 close frame, the process exits 0 well within
+/// SHUTDOWN_TIMEOUT, and the delivery is finished or redelivered: after a restart the customer's
+/// message has exactly one answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_sigterm_closes_every_socket_with_going_away_and_exits_cleanly() {
+async fn sqlite_sigterm_closes_every_socket_keeps_the_delivery_and_exits_cleanly() {
     use tokio::io::{AsyncBufReadExt, BufReader};
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
     let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let model = MockServer::start().await;
+    let answer = serde_json::json!({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "We open at nine."}}]
+    });
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(answer)
+                .set_delay(std::time::Duration::from_secs(3)),
+        )
+        .mount(&model)
+        .await;
+    let llm = format!("{}/v1", model.uri());
+    let vars = [
+        ("SHUTDOWN_TIMEOUT", "10"),
+        ("LLM_BASE_URL", llm.as_str()),
+        ("LLM_MODEL", "m"),
+    ];
     let port = free_port();
-    let mut server = serve_with(&db, port, &[("SHUTDOWN_TIMEOUT", "10")]).await;
+    let mut server = serve_with(&db, port, &vars).await;
     let api = Api {
         base: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::new(),
     };
     let admin = api.register("agent@example.com").await;
+    let context = serde_json::json!({"business_name": "Acme", "business_description": "Bikes",
+        "instructions": "", "scheduling_link": null, "llm_enabled": true});
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            "/api/business_context",
+            Some(&admin.token),
+            Some(context),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
     let (conversation, customer) = api.conversation(&admin.account_id).await;
     let dir = node_modules();
     let mut client = tokio::process::Command::new("node")
@@ -170,16 +214,39 @@ async fn sqlite_sigterm_closes_every_socket_with_going_away_and_exits_cleanly() 
         .env("CUSTOMER_TOKEN", &customer)
         .env("CONVERSATION_ID", &conversation)
         .env("SOCKETS", "200")
+        .env("ASK", "When do you open?")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("node runs");
     let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(std::time::Duration::from_secs(40), lines.next_line())
-        .await
-        .expect("200 sockets joined within 40 s")
-        .unwrap();
-    assert_eq!(ready.as_deref(), Some("READY"));
+    let mut output = String::new();
+    loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(40), lines.next_line())
+            .await
+            .expect("200 sockets joined within 40 s")
+            .unwrap();
+        let Some(line) = line else {
+            panic!("the script ended early:\n{output}")
+        };
+        output.push_str(&line);
+        output.push('\n');
+        if line == "READY" {
+            break;
+        }
+    }
+    // The consumer is mid-delivery once the model has been asked.
+    for _ in 0..200 {
+        if !model.received_requests().await.unwrap_or_default().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        model.received_requests().await.unwrap().len(),
+        1,
+        "the model is thinking"
+    );
 
     let signalled = std::time::Instant::now();
     let pid = server.id().expect("the server runs").to_string();
@@ -203,13 +270,37 @@ async fn sqlite_sigterm_closes_every_socket_with_going_away_and_exits_cleanly() 
         "{:?}",
         signalled.elapsed()
     );
-    let mut output = String::new();
     while let Ok(Some(line)) = lines.next_line().await {
         output.push_str(&line);
         output.push('\n');
     }
     let finished = client.wait().await.unwrap();
     assert!(finished.success() && output.contains("all checks passed"), "{output}");
+
+    // Back up: the delivery was finished before the exit, or is delivered again now; either way
+    // the customer gets one answer.
+    let _server = serve_with(&db, port, &vars).await;
+    let mut answers = 0;
+    for _ in 0..150 {
+        answers = events_of(&api, &admin.token, &conversation, "BotMessagePosted").await;
+        if answers > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(answers, 1, "the message in delivery at the SIGTERM is answered");
+    eprintln!(
+        "exit after {:?}; the model was asked {} time(s) in all",
+        signalled.elapsed(),
+        model.received_requests().await.unwrap().len()
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(
+        events_of(&api, &admin.token, &conversation, "BotMessagePosted").await,
+        1,
+        "and answered once (model asked {} times)",
+        model.received_requests().await.unwrap().len()
+    );
     db.cleanup().await;
 }
 

@@ -1,7 +1,7 @@
 // Graceful shutdown as clients meet it: SOCKETS connections (the official phoenix client) join a
 // conversation, the script prints READY, the test sends SIGTERM to the server, and every socket must
 // get a close frame with code 1001 ("going away") so its client reconnects elsewhere. Run by
-// tests/realtime.rs with NETIA_URL, CUSTOMER_TOKEN, CONVERSATION_ID, SOCKETS.
+// tests/realtime.rs with NETIA_URL, CUSTOMER_TOKEN, CONVERSATION_ID, SOCKETS (and ASK).
 import { Socket } from "phoenix";
 import WebSocket from "ws";
 import { check, deadline } from "./check.mjs";
@@ -34,6 +34,14 @@ await Promise.all(
     });
   }),
 );
+// With ASK, one socket sends it first: the bot's consumer is then busy with it at the SIGTERM.
+if (process.env.ASK) {
+  const channel = sockets[0].channels[0];
+  const asked = await new Promise((resolve) =>
+    channel.push("shout", { body: process.env.ASK }).receive("ok", resolve).receive("error", (e) => resolve({ error: e })),
+  );
+  check("the question is saved", asked.body === process.env.ASK, asked);
+}
 console.log("READY");
 
 const end = Date.now() + 20000;
