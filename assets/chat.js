@@ -92,7 +92,7 @@
     typingTimer: null,
     typingSentAt: 0,
     typingSent: false,
-    agentsOnline: new Set(),
+    agentsOnline: 0,
     showAvailability: false,
   };
 
@@ -224,7 +224,7 @@
       return;
     }
     el.hidden = false;
-    el.textContent = state.agentsOnline.size > 0 ? "We're online!" : "We're away at the moment.";
+    el.textContent = state.agentsOnline > 0 ? "We're online!" : "We're away at the moment.";
   }
 
   async function loadHistory() {
@@ -300,14 +300,9 @@
       markSeenSoon();
     });
     const room = socket.channel(`room:${params.accountId}`, {});
-    const agents = (presences) => Object.keys(presences).filter((k) => k.startsWith("user:"));
-    room.on("presence_state", (s) => {
-      state.agentsOnline = new Set(agents(s));
-      showAvailability();
-    });
-    room.on("presence_diff", (d) => {
-      agents(d.joins || {}).forEach((k) => state.agentsOnline.add(k));
-      agents(d.leaves || {}).forEach((k) => state.agentsOnline.delete(k));
+    // Customers learn whether agents are online and how many, never who.
+    room.on("availability", (a) => {
+      state.agentsOnline = Number(a.agents) || 0;
       showAvailability();
     });
     socket.connect();

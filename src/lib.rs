@@ -10,6 +10,7 @@ pub mod command_bus;
 pub mod email;
 pub mod http;
 pub mod lease;
+pub mod limits;
 pub mod llm;
 pub mod projector;
 pub mod realtime;

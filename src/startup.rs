@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::Auth;
-use crate::http::limits::{Limiter, Limits};
 use crate::http::{self, AppState};
+use crate::limits::{Limiter, Limits};
 use crate::projector::group::ProjectorGroup;
 use crate::projector::{self, Projector};
 use crate::realtime::{self, Broadcaster, Hub};
@@ -196,11 +196,12 @@ impl Application {
         if settings.demo {
             demo(&state, &settings.host, port).await;
         }
-        let limiter = web::Data::new(Limiter::new(Limits {
+        let limiter = web::Data::from(Arc::new(Limiter::new(Limits {
             per_ip_per_minute: settings.rate_limit_ip_per_minute,
             per_customer_per_minute: settings.rate_limit_customer_per_minute,
             trust_proxy: settings.trust_proxy,
-        }));
+        })));
+        let socket_limiter = limiter.clone().into_inner();
         let app_state = state.clone();
         let app_hub = hub.clone();
         let app_components = web::Data::from(supervisor.components.clone());
@@ -241,6 +242,7 @@ impl Application {
                     app: state.app.clone(),
                     auth: state.auth.clone(),
                     shutdown: shutdown_rx.clone(),
+                    limiter: socket_limiter.clone(),
                 });
                 let hub = hub.clone();
                 let (upgrade_sockets, upgrade_hub) = (sockets.clone(), hub.clone().into_inner());

@@ -16,6 +16,7 @@ event_family! {
         UserEnabled = 1,
         AgentCameOnline = 1,
         AgentWentOffline = 1,
+        SessionEnded = 1,
     }
 }
 
@@ -70,3 +71,21 @@ pub struct AgentCameOnline {}
 /// The agent's last connection closed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentWentOffline {}
+
+/// Why a session ended before its expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEnd {
+    /// The agent signed out.
+    LoggedOut,
+    /// Its renew token was exchanged for a new session.
+    Renewed,
+}
+
+/// A session of the agent (`token_id`, as listed in the auth store; never the secret) ended: every
+/// socket opened with it closes, on every node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionEnded {
+    pub token_id: String,
+    pub reason: SessionEnd,
+}

@@ -4,8 +4,11 @@
 //! takes effect at once.
 
 use netia_commands::User;
+use netia_commands::user::UserCommand;
 use netia_commands::user::UserStatus;
+use netia_events::Metadata;
 use netia_events::user::Role;
+use netia_events::user::SessionEnd;
 use netia_events::{AccountId, CustomerId, UserId};
 
 use super::{App, AppError};
@@ -22,6 +25,8 @@ pub struct AgentIdentity {
     /// The session or API key used (to end the session on logout).
     pub token_id: String,
     pub via_api_key: bool,
+    /// When the token expires (`None` for API keys: until revoked).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A widget customer.
@@ -42,6 +47,9 @@ pub enum IdentityError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     App(#[from] AppError),
+    /// The end of a session could not be recorded.
+    #[error("recording the end of the session: {0}")]
+    Record(#[from] crate::command_bus::CommandError<netia_commands::UserError>),
 }
 
 /// The agent holding `token`, one of `kinds` (sessions; API keys too where accepted).
@@ -63,7 +71,50 @@ pub async fn agent(app: &App, auth: &Auth, token: &str, kinds: &[TokenKind]) -> 
         display_name: user.display_name,
         token_id: holder.token_id,
         via_api_key: holder.kind == TokenKind::ApiKey,
+        expires_at: holder.expires_at,
     })
+}
+
+/// Ends the agent's session `token_id` (its access and renew token) and records it in the user's
+/// stream (`SessionEnded`), from which every node closes the sockets opened with it.
+pub async fn end_session(
+    app: &App,
+    auth: &Auth,
+    user_id: UserId,
+    token_id: &str,
+    meta: &Metadata,
+) -> Result<(), IdentityError> {
+    auth.end_session(token_id).await?;
+    session_ended(app, user_id, token_id, SessionEnd::LoggedOut, meta).await
+}
+
+/// Exchanges a renew token for a new session (see [`Auth::renew`]); the old session's end is
+/// recorded like a sign-out's. `None` when the renew token is invalid, expired or used.
+pub async fn renew(app: &App, auth: &Auth, renew_token: &str) -> Result<Option<crate::auth::Renewed>, IdentityError> {
+    let Some(renewed) = auth.renew(renew_token).await? else {
+        return Ok(None);
+    };
+    let meta = Metadata::new(netia_events::Actor::Agent {
+        user_id: renewed.user_id,
+    })
+    .with_account(renewed.account_id);
+    session_ended(app, renewed.user_id, &renewed.ended, SessionEnd::Renewed, &meta).await?;
+    Ok(Some(renewed))
+}
+
+async fn session_ended(
+    app: &App,
+    user_id: UserId,
+    token_id: &str,
+    reason: SessionEnd,
+    meta: &Metadata,
+) -> Result<(), IdentityError> {
+    let command = UserCommand::EndSession {
+        token_id: token_id.to_owned(),
+        reason,
+    };
+    app.bus.execute::<User>(user_id, command, meta).await?;
+    Ok(())
 }
 
 /// The widget customer holding customer token `token`.

@@ -76,6 +76,16 @@ pub struct Issued {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// A session renewed: the new access and renew tokens, and the id of the session that ended.
+#[derive(Debug, Clone)]
+pub struct Renewed {
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub ended: String,
+    pub session: Issued,
+    pub renew: Issued,
+}
+
 /// Whom a valid token stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
@@ -84,6 +94,8 @@ pub struct Holder {
     pub account_id: AccountId,
     pub user_id: Option<UserId>,
     pub customer_id: Option<CustomerId>,
+    /// When the token stops being valid (`None`: until revoked).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A personal API key as its owner lists it (never the secret).
@@ -267,7 +279,7 @@ impl Auth {
     }
 
     /// Exchanges a valid renew token for a new session; the old session ends.
-    pub async fn renew(&self, renew_token: &str) -> Result<Option<(UserId, AccountId, Issued, Issued)>, AuthError> {
+    pub async fn renew(&self, renew_token: &str) -> Result<Option<Renewed>, AuthError> {
         let Some(holder) = self.holder(renew_token, &[TokenKind::Renew]).await? else {
             return Ok(None);
         };
@@ -284,7 +296,13 @@ impl Auth {
         }
         self.end_session(&holder.token_id).await?;
         let (session, renew) = self.start_session(user, holder.account_id).await?;
-        Ok(Some((user, holder.account_id, session, renew)))
+        Ok(Some(Renewed {
+            user_id: user,
+            account_id: holder.account_id,
+            ended: holder.token_id,
+            session,
+            renew,
+        }))
     }
 
     pub async fn create_api_key(&self, user: UserId, account: AccountId, name: &str) -> Result<Issued, AuthError> {
@@ -436,9 +454,12 @@ impl Auth {
             return Ok(None);
         };
         let now = format_time(Utc::now());
-        if expires_at.is_some_and(|at| at <= now) {
+        if expires_at.as_ref().is_some_and(|at| *at <= now) {
             return Ok(None);
         }
+        let expires_at = expires_at
+            .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+            .map(|at| at.with_timezone(&Utc));
         if kind == TokenKind::ApiKey {
             sqlx::query("UPDATE auth_tokens SET last_used_at = $1 WHERE token_hash = $2")
                 .bind(now)
@@ -455,6 +476,7 @@ impl Auth {
             account_id,
             user_id: user.and_then(|u| u.parse().ok()),
             customer_id: customer.and_then(|c| c.parse().ok()),
+            expires_at,
         }))
     }
 }

@@ -2,6 +2,8 @@
 
 use std::sync::OnceLock;
 
+use tokio::sync::Semaphore;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
@@ -29,6 +31,24 @@ pub(super) fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password_blocking("netia-decoy-password").unwrap_or_default())
 }
 
+/// Argon2 runs (each ~19 MiB for its run) at most one per core at a time: a flood of logins
+/// queues here instead of allocating a hash's memory per request on the blocking pool.
+fn hashing_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+}
+
+/// Runs one argon2 computation on the blocking pool once a slot is free.
+async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(|e| AuthError::Hashing(e.to_string()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AuthError::Hashing(e.to_string()))
+}
+
 impl Auth {
     pub fn check_password(password: &str) -> Result<(), AuthError> {
         let n = password.chars().count();
@@ -42,14 +62,12 @@ impl Auth {
     pub async fn hash_password(password: &str) -> Result<String, AuthError> {
         Self::check_password(password)?;
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || hash_password_blocking(&password))
-            .await
-            .map_err(|e| AuthError::Hashing(e.to_string()))?
+        hashing(move || hash_password_blocking(&password)).await?
     }
 
     pub(super) async fn verify(hash: String, password: &str) -> bool {
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || {
+        hashing(move || {
             PasswordHash::new(&hash)
                 .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
                 .unwrap_or(false)

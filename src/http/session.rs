@@ -141,10 +141,18 @@ pub(super) struct Login {
 /// Signs in with email and password.
 #[utoipa::path(post, path = "/api/session", tag = "auth", request_body = Login,
     responses((status = 413, body = ErrorBody), (status = 201, body = Data<SessionView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub(super) async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn login(
+    state: web::Data<AppState>,
+    limiter: Option<web::Data<crate::limits::Limiter>>,
+    body: web::Json<Login>,
+) -> Result<HttpResponse, ApiError> {
     let refused = || ApiError::Unauthorized("email or password is wrong".into());
     if body.email.len() > 320 || body.password.chars().count() > crate::auth::MAX_PASSWORD {
         return Err(refused());
+    }
+    // Too many attempts for this address lock it out, from wherever the guesses come.
+    if let Some(Err(wait)) = limiter.as_ref().map(|l| l.login_attempt(&body.email)) {
+        return Ok(super::limits::too_many(wait, "email address (too many login attempts)"));
     }
     let (user_id, account_id) = state
         .auth
@@ -166,7 +174,7 @@ pub(super) async fn logout(state: web::Data<AppState>, agent: Agent) -> Result<H
     if agent.via_api_key {
         return Err(ApiError::BadRequest("API keys are revoked, not logged out".into()));
     }
-    state.auth.end_session(&agent.token_id).await?;
+    crate::app::identity::end_session(&state.app, &state.auth, agent.user_id, &agent.token_id, &agent.meta()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -188,12 +196,15 @@ pub(super) async fn renew(
         .and_then(|b| b.into_inner().renew_token)
         .or_else(|| super::caller::bearer(&req))
         .ok_or_else(|| ApiError::Unauthorized("a renew token is required".into()))?;
-    let (user, account, session, renew) = state
-        .auth
-        .renew(&token)
+    let renewed = crate::app::identity::renew(&state.app, &state.auth, &token)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the renew token is invalid, expired or used".into()))?;
-    Ok(HttpResponse::Created().json(session_body(user, account, &session, &renew)))
+    Ok(HttpResponse::Created().json(session_body(
+        renewed.user_id,
+        renewed.account_id,
+        &renewed.session,
+        &renewed.renew,
+    )))
 }
 
 /// Creates an account with its first admin (`email`, `password`); nothing is written if anything is

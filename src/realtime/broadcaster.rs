@@ -108,6 +108,29 @@ impl Broadcaster {
         self.accounts.insert(conversation.to_owned(), account.to_owned());
     }
 
+    /// Revocations close the sockets they concern: a user disabled or given another role (they
+    /// reconnect with what they may do now, if anything), a session ended, a customer deleted.
+    fn revocations(&self, event: &RecordedEvent) {
+        let closed = match (event.stream_type.as_str(), event.event_type.as_str()) {
+            (UserEvent::STREAM_TYPE, "UserDisabled" | "UserRoleChanged") => event
+                .stream_id
+                .parse()
+                .map_or(0, |user| self.hub.revoke_person(Person::Agent(user))),
+            (UserEvent::STREAM_TYPE, "SessionEnded") => match UserEvent::decode(event) {
+                Ok(UserEvent::SessionEnded(ended)) => self.hub.revoke_session(&ended.token_id),
+                _ => 0,
+            },
+            (CustomerEvent::STREAM_TYPE, "CustomerDeleted") => event
+                .stream_id
+                .parse()
+                .map_or(0, |customer| self.hub.revoke_person(Person::Customer(customer))),
+            _ => 0,
+        };
+        if closed > 0 {
+            tracing::info!(event = %event.event_type, stream = %event.stream_id, closed, "sockets closed: credentials revoked");
+        }
+    }
+
     /// Someone recorded offline who is still connected here is recorded online again.
     fn presence(&self, event: &RecordedEvent) {
         let person = match (event.stream_type.as_str(), event.event_type.as_str()) {
@@ -123,6 +146,7 @@ impl Broadcaster {
     async fn publish(&mut self, event: &RecordedEvent) -> Result<(), anyhow::Error> {
         use ConversationEvent::*;
         if event.stream_type != ConversationEvent::STREAM_TYPE {
+            self.revocations(event);
             self.presence(event);
             return Ok(());
         }

@@ -40,11 +40,16 @@ pub enum UserCommand {
     SetOnline {
         online: bool,
     },
+    /// A session of this user ended (signed out, or renewed).
+    EndSession {
+        token_id: String,
+        reason: SessionEnd,
+    },
 }
 
 impl crate::Commutes for UserCommand {
     fn commutes(&self) -> bool {
-        matches!(self, UserCommand::SetOnline { .. })
+        matches!(self, UserCommand::SetOnline { .. } | UserCommand::EndSession { .. })
     }
 }
 
@@ -111,6 +116,7 @@ impl User {
             UserEvent::UserEnabled(_) => self.disabled = false,
             UserEvent::AgentCameOnline(_) => self.online = true,
             UserEvent::AgentWentOffline(_) => self.online = false,
+            UserEvent::SessionEnded(_) => {}
         }
     }
 
@@ -208,6 +214,13 @@ impl crate::Decide for User {
                     (true, false) => vec![UserEvent::AgentWentOffline(AgentWentOffline {})],
                     _ => Vec::new(),
                 })
+            }
+            UserCommand::EndSession { token_id, reason } => {
+                self.self_id()?;
+                Ok(vec![UserEvent::SessionEnded(SessionEnded {
+                    token_id: token_id.clone(),
+                    reason: *reason,
+                })])
             }
             UserCommand::Enable { enabled_by } => {
                 self.self_id()?;

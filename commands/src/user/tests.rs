@@ -312,3 +312,39 @@ fn coming_online_and_going_offline_are_recorded_once_each() {
         .when(online(true))
         .then_expect_error(UserError::NotFound);
 }
+
+// ----- sessions -----
+
+#[test]
+fn an_ended_session_is_recorded_with_its_id_and_why() {
+    UserTest::with(())
+        .given(vec![registered(Role::Member)])
+        .when(UserCommand::EndSession {
+            token_id: "t1".to_owned(),
+            reason: SessionEnd::LoggedOut,
+        })
+        .then_expect_events(vec![UserEvent::SessionEnded(SessionEnded {
+            token_id: "t1".to_owned(),
+            reason: SessionEnd::LoggedOut,
+        })]);
+}
+
+#[test]
+fn a_session_of_nobody_cannot_end() {
+    UserTest::with(())
+        .given_no_previous_events()
+        .when(UserCommand::EndSession {
+            token_id: "t1".to_owned(),
+            reason: SessionEnd::Renewed,
+        })
+        .then_expect_error(UserError::NotFound);
+}
+
+#[test]
+fn ending_sessions_commutes_with_other_commands() {
+    let end = UserCommand::EndSession {
+        token_id: "t1".to_owned(),
+        reason: SessionEnd::Renewed,
+    };
+    assert!(end.commutes());
+}

@@ -50,6 +50,8 @@ pub enum Audience {
     Everyone,
     /// Agents only (private notes).
     Agents,
+    /// Customers only.
+    Customers,
 }
 
 pub(super) struct Member {
@@ -69,7 +71,12 @@ impl Topic {
     pub(super) fn send_all(&self, frame: &Utf8Bytes, audience: Audience, except: Option<ConnId>) -> usize {
         let mut sent = 0;
         for (id, member) in &self.members {
-            if Some(*id) == except || (audience == Audience::Agents && !member.agent) {
+            let excluded = match audience {
+                Audience::Everyone => false,
+                Audience::Agents => !member.agent,
+                Audience::Customers => member.agent,
+            };
+            if Some(*id) == except || excluded {
                 continue;
             }
             if member.outbox.send(frame.clone()) {
@@ -92,6 +99,35 @@ impl Topic {
             !metas.is_empty()
         });
         leaves
+    }
+
+    /// Distinct agents present (keys `user:…`).
+    fn agents_present(&self) -> usize {
+        self.presence.keys().filter(|key| key.starts_with("user:")).count()
+    }
+
+    /// What a customer may know of `room:<account>`: whether agents are online, and how many —
+    /// never who (`{"online": bool, "agents": n}`, event `availability`).
+    fn availability(&self, topic: &str, join_ref: Option<&str>) -> Utf8Bytes {
+        let agents = self.agents_present();
+        Utf8Bytes::from(encode(
+            join_ref,
+            None,
+            topic,
+            "availability",
+            &json!({"online": agents > 0, "agents": agents}),
+        ))
+    }
+
+    /// Tells the topic's members of a presence change: the `presence_diff` to everyone, except on
+    /// `room:` topics (an account's agents), where customers get [`Topic::availability`] instead.
+    pub(super) fn send_presence(&self, topic: &str, joins: Map<String, Value>, leaves: Map<String, Value>) {
+        if topic.starts_with("room:") {
+            self.send_all(&diff(topic, joins, leaves), Audience::Agents, None);
+            self.send_all(&self.availability(topic, None), Audience::Customers, None);
+        } else {
+            self.send_all(&diff(topic, joins, leaves), Audience::Everyone, None);
+        }
     }
 
     pub(super) fn state(&self) -> Value {
@@ -136,7 +172,7 @@ impl Hub {
         let here = Origin { node: self.node, conn };
         let leaves = entry.untrack(|_, origin, _| *origin == here);
         if !leaves.is_empty() {
-            entry.send_all(&diff(topic, Map::new(), leaves), Audience::Everyone, None);
+            entry.send_presence(topic, Map::new(), leaves);
             self.tell(Signal::Untrack {
                 topic: topic.to_owned(),
                 conn,
@@ -181,12 +217,12 @@ impl Hub {
         });
     }
 
-    /// Sends the topic's presences to `conn` without tracking it (customers watching agents online).
-    pub fn push_state(&self, topic: &str, conn: ConnId) {
+    /// Sends `conn` (a customer in `room:<account>`, not tracked) whether agents are online, and
+    /// how many; it is told again whenever that changes.
+    pub fn push_availability(&self, topic: &str, conn: ConnId) {
         let topics = self.topics();
         let Some(entry) = topics.get(topic) else { return };
         let Some(member) = entry.members.get(&conn) else { return };
-        let state = encode(Some(&member.join_ref), None, topic, "presence_state", &entry.state());
-        member.outbox.send(Utf8Bytes::from(state));
+        member.outbox.send(entry.availability(topic, Some(&member.join_ref)));
     }
 }

@@ -12,6 +12,7 @@
 mod membership;
 mod online;
 mod presence;
+mod revocation;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +47,8 @@ pub struct Hub {
     next_ref: AtomicU64,
     /// The last log position whose broadcasts have been queued.
     broadcast_at: watch::Sender<Checkpoint>,
+    /// Each socket's credentials, for revocations.
+    credentials: Mutex<HashMap<ConnId, revocation::Credentials>>,
 }
 
 impl Default for Hub {
@@ -66,6 +69,7 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             next_ref: AtomicU64::new(1),
             broadcast_at: watch::channel(Checkpoint::default()).0,
+            credentials: Mutex::new(HashMap::new()),
         }
     }
 

@@ -96,7 +96,7 @@ impl Hub {
         outbox.send(Utf8Bytes::from(state));
         let mut joins = Map::new();
         joins.insert(key.to_owned(), json!({ "metas": [meta.clone()] }));
-        entry.send_all(&diff(topic, joins, Map::new()), Audience::Everyone, None);
+        entry.send_presence(topic, joins, Map::new());
         self.tell(Signal::Track(Tracked {
             topic: topic.to_owned(),
             conn,
@@ -206,7 +206,7 @@ impl Hub {
                 .push((Origin { node, conn }, meta.clone()));
             let mut joins = Map::new();
             joins.insert(key, json!({ "metas": [meta] }));
-            entry.send_all(&diff(&topic, joins, Map::new()), Audience::Everyone, None);
+            entry.send_presence(&topic, joins, Map::new());
         }
     }
 
@@ -220,7 +220,7 @@ impl Hub {
         topics.retain(|topic, entry| {
             let leaves = entry.untrack(|key, origin, meta| origin.node != self.node && gone(topic, key, origin, meta));
             if !leaves.is_empty() {
-                entry.send_all(&diff(topic, Map::new(), leaves), Audience::Everyone, None);
+                entry.send_presence(topic, Map::new(), leaves);
             }
             !(entry.members.is_empty() && entry.presence.is_empty())
         });

@@ -69,7 +69,7 @@ impl Connection {
             ("conversation", _) | ("notification" | "room", Caller::Agent { .. }) => {
                 self.hub.track(&frame.topic, self.id, &key, meta);
             }
-            ("room", Caller::Customer { .. }) => self.hub.push_state(&frame.topic, self.id),
+            ("room", Caller::Customer { .. }) => self.hub.push_availability(&frame.topic, self.id),
             _ => {}
         }
     }

@@ -32,6 +32,8 @@ pub struct SocketServices {
     /// Turns true when the node shuts down: every socket closes with 1001 ("going away") so its
     /// client reconnects to another node, and new upgrades are refused (503).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Socket upgrades per client address (the node's limiter, shared with the HTTP side).
+    pub limiter: Arc<crate::limits::Limiter>,
 }
 
 /// Largest frame accepted from a client, in bytes; a larger one closes the connection (1009). The
@@ -115,6 +117,9 @@ impl Caller {
 struct Connection {
     id: ConnId,
     caller: Caller,
+    /// The agent session it was opened with (closed when that session ends).
+    session: Option<String>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
     services: Arc<SocketServices>,
     hub: Arc<Hub>,
     outbox: Outbox,

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::{Caller, Connection, IDLE, MAX_FRAME, READ_BUFFER, SocketServices};
 use crate::auth::TokenKind;
 use crate::realtime::hub::{Hub, Outbox};
-use crate::realtime::protocol::Frame;
+use crate::realtime::protocol::{self, Frame};
 
 /// Where the socket lives; a connection whose first request is a WebSocket upgrade of this path is
 /// served by [`serve`], outside the HTTP server (see [`sniff`]).
@@ -158,31 +158,67 @@ fn token(head: &Head, params: &HashMap<String, String>) -> Option<String> {
         })
 }
 
-async fn authenticate(services: &SocketServices, token: Option<String>) -> Option<Caller> {
+/// Who opens a socket, with what: the agent's session (its token id, which a `SessionEnded`
+/// names, and its expiry, when the socket closes).
+pub(super) struct Admission {
+    pub(super) caller: Caller,
+    pub(super) session: Option<String>,
+    pub(super) expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+async fn authenticate(services: &SocketServices, token: Option<String>) -> Option<Admission> {
     let token = token?;
     if token.starts_with("ntc_") {
         let customer = crate::app::identity::customer(&services.auth, &token).await.ok()?;
-        return Some(Caller::Customer {
+        let caller = Caller::Customer {
             customer_id: customer.customer_id,
             account_id: customer.account_id,
+        };
+        return Some(Admission {
+            caller,
+            session: None,
+            expires_at: None,
         });
     }
     let agent = crate::app::identity::agent(&services.app, &services.auth, &token, &[TokenKind::Session])
         .await
         .ok()?;
-    Some(Caller::Agent {
+    let caller = Caller::Agent {
         user_id: agent.user_id,
         account_id: agent.account_id,
         role: agent.role,
+    };
+    Some(Admission {
+        caller,
+        session: Some(agent.token_id),
+        expires_at: agent.expires_at,
     })
 }
 
 /// Who may open this socket, or the status and reason of the refusal: the version must be 2.x,
 /// the token valid, the origin allowed by the account.
-async fn admit(head: &Head, services: &SocketServices) -> Result<Caller, (u16, String)> {
+async fn admit(
+    head: &Head,
+    peer: Option<std::net::IpAddr>,
+    services: &SocketServices,
+) -> Result<Admission, (u16, String)> {
     let forbidden = |reason: &str| (403, reason.to_owned());
     if *services.shutdown.borrow() {
         return Err((503, "shutting down; connect to another node".to_owned()));
+    }
+    let ip = crate::limits::client_ip(
+        services.limiter.limits.trust_proxy,
+        head.header("x-forwarded-for"),
+        peer,
+    );
+    if let Some(ip) = ip
+        && let Err(wait) = services.limiter.upgrade_from(ip)
+    {
+        let seconds = wait.as_secs_f64().ceil().max(1.0);
+        return Err((
+            429,
+            format!("too many socket connections from this address; retry in {seconds} s"),
+        ));
     }
     let params: HashMap<String, String> = web::Query::<HashMap<String, String>>::from_query(head.query())
         .map(web::Query::into_inner)
@@ -190,10 +226,10 @@ async fn admit(head: &Head, services: &SocketServices) -> Result<Caller, (u16, S
     if !params.get("vsn").is_some_and(|v| v.starts_with("2.")) {
         return Err(forbidden("only the Phoenix V2 serializer is supported (vsn=2.0.0)"));
     }
-    let Some(caller) = authenticate(services, token(head, &params)).await else {
+    let Some(admission) = authenticate(services, token(head, &params)).await else {
         return Err(forbidden("a valid agent session or customer token is required"));
     };
-    let account = match services.app.state_of::<Account>(caller.account_id()).await {
+    let account = match services.app.state_of::<Account>(admission.caller.account_id()).await {
         Ok(account) => account,
         Err(e) => {
             tracing::error!(error = %e, "socket refused: the account could not be read");
@@ -202,7 +238,7 @@ async fn admit(head: &Head, services: &SocketServices) -> Result<Caller, (u16, S
     };
     crate::app::accounts::origin_allowed(head.header("origin"), head.header("host"), &account)
         .map_err(|e| forbidden(&e.to_string()))?;
-    Ok(caller)
+    Ok(admission)
 }
 
 /// Serves a connection [`sniff`] found to be a socket upgrade: its head, still on the wire, is
@@ -251,6 +287,7 @@ async fn refuse(stream: &mut TcpStream, status: u16, reason: &str) {
     let error = match status.as_u16() {
         403 => "forbidden",
         404 => "not_found",
+        429 => "rate_limited",
         405 => "method_not_allowed",
         503 => "unavailable",
         _ => "bad_request",
@@ -276,8 +313,9 @@ async fn accept(mut stream: TcpStream, head: Head, leftover: Vec<u8>, services: 
         Err(e) => return refuse(&mut stream, 400, &format!("not a valid WebSocket upgrade: {e}")).await,
     };
     // Boxed, like the connection: its future is freed before the connection settles in.
-    let caller = match Box::pin(admit(&head, &services)).await {
-        Ok(caller) => caller,
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let admission = match Box::pin(admit(&head, peer, &services)).await {
+        Ok(admission) => admission,
         Err((status, reason)) => return refuse(&mut stream, status, &reason).await,
     };
     if head
@@ -303,7 +341,9 @@ async fn accept(mut stream: TcpStream, head: Head, leftover: Vec<u8>, services: 
     let (outbox, outgoing, kill) = Outbox::new();
     let connection = Connection {
         id: hub.connection_id(),
-        caller,
+        caller: admission.caller,
+        session: admission.session,
+        expires_at: admission.expires_at,
         services,
         hub,
         outbox,
@@ -321,6 +361,14 @@ pub async fn not_upgraded() -> HttpResponse {
     }))
 }
 
+/// Sleeps until `at`, or for ever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn close(code: CloseCode, reason: &str) -> Option<CloseFrame> {
     Some(CloseFrame {
         code,
@@ -336,6 +384,12 @@ impl Connection {
         kill: Arc<tokio::sync::Notify>,
     ) {
         self.hub.connection(self.person(), true);
+        let revoked = self.hub.admit(self.id, self.person(), self.session.clone());
+        // A session's socket ends with the session; nothing the socket does extends it.
+        let expiry = self.expires_at.map(|at| {
+            let left = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+            tokio::time::Instant::now() + left
+        });
         metrics::gauge!("netia_sockets_open").increment(1.0);
         let (mut sink, mut stream) = socket.split();
         // Pongs are queued by the socket itself; the writer flushes them out.
@@ -364,10 +418,13 @@ impl Connection {
             sink
         });
         let mut shutdown = self.services.shutdown.clone();
+        let frames = crate::limits::frames();
         let reason = loop {
             let next = tokio::select! {
                 _ = kill.notified() => break close(CloseCode::Policy, "too slow: outbound queue full"),
                 _ = shutdown.wait_for(|stopping| *stopping) => break close(CloseCode::Away, "server shutting down"),
+                () = revoked.notified() => break close(CloseCode::Policy, "credentials revoked: sign in again"),
+                () = sleep_until(expiry) => break close(CloseCode::Policy, "session expired: renew it and reconnect"),
                 next = tokio::time::timeout(IDLE, stream.next()) => next,
             };
             match next {
@@ -384,6 +441,15 @@ impl Connection {
                     break close(code, &e.to_string());
                 }
                 Ok(Some(Ok(Message::Text(text)))) => match Frame::parse(&text) {
+                    Ok(frame) if frames.check().is_err() => {
+                        let limit = format!(
+                            "too many frames: at most {} a second (bursts of {})",
+                            crate::limits::FRAMES_PER_SECOND,
+                            crate::limits::FRAME_BURST
+                        );
+                        self.send(protocol::refuse(&frame, &limit));
+                        break close(CloseCode::Policy, &limit);
+                    }
                     // Boxed: the deep futures of a command live only while a frame is handled, not
                     // in every idle connection's task.
                     Ok(frame) => Box::pin(self.handle(frame)).await,
@@ -402,6 +468,7 @@ impl Connection {
             self.stop_typing(&topic);
         }
         let topics: Vec<String> = self.joined.keys().cloned().collect();
+        self.hub.dismiss(self.id);
         self.hub.disconnect(self.id, &topics);
         super::topics_joined(-(topics.len() as f64));
         self.hub.connection(self.person(), false);

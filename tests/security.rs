@@ -1,0 +1,188 @@
+//! Security at the edges, tried as an attacker would, over real HTTP and sockets on PostgreSQL:
+//! rate limits that a made-up agent token does not skip, logins that a flood cannot turn into a
+//! memory blow-up or a password-guessing run, and sockets that follow revocation on every node.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Stdio;
+
+use common::TestDb;
+use common::api::Api;
+use common::nodes::{free_port, node_modules, serve_with};
+use serde_json::json;
+
+fn node(port: u16) -> Api {
+    Api {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    }
+}
+
+/// 1,000 widget calls carrying a made-up agent token are limited like anonymous ones; a real
+/// agent token is not limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_made_up_agent_token_does_not_skip_the_rate_limit() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let api = Api::start_with(&db, &[("RATE_LIMIT_IP_PER_MINUTE", "100")]).await;
+    let admin = api.register("owner@example.com").await;
+    let (mut created, mut limited, mut other) = (0, 0, Vec::new());
+    for _ in 0..1000 {
+        let response = api
+            .http
+            .post(format!("{}/api/customers", api.base))
+            .bearer_auth("nts_x")
+            .json(&json!({"account_id": admin.account_id, "name": "Mallory"}))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            201 => created += 1,
+            429 => {
+                assert!(response.headers().contains_key("retry-after"));
+                limited += 1;
+            }
+            status => other.push(status),
+        }
+    }
+    assert!(other.is_empty(), "only 201 or 429: {other:?}");
+    assert!(
+        limited >= 850,
+        "past the allowance every request is refused: {created} created, {limited} refused"
+    );
+    assert!(created <= 110, "about one minute's allowance: {created}");
+    // A real session is not counted against the address.
+    for _ in 0..150 {
+        let (status, _) = api.get("/api/conversations", &admin.token).await;
+        assert_eq!(status, 200);
+    }
+    db.cleanup().await;
+}
+
+/// Peak resident memory of process `pid`, in MiB (`VmHWM`).
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// 200 wrong logins at once: every answer is 401 or 429, and after ten attempts the address is
+/// locked out — the right password included — whatever client address the guesses come from; 200
+/// more to 200 addresses are all checked, and the server's memory stays bounded (argon2 runs one
+/// per core, the rest queue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_login_flood_is_refused_within_bounded_memory() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let port = free_port();
+    let mut server = serve_with(&db, port, &[("RATE_LIMIT_IP_PER_MINUTE", "1000")]).await;
+    let api = node(port);
+    api.register("owner@example.com").await;
+    let pid = server.id().unwrap();
+    let client = reqwest::Client::new();
+    let guesses = (0..200).map(|i| {
+        let (client, url) = (client.clone(), format!("{}/api/session", api.base));
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": "owner@example.com", "password": format!("wrong-guess-{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let (refused, limited) = (
+        statuses.iter().filter(|s| **s == 401).count(),
+        statuses.iter().filter(|s| **s == 429).count(),
+    );
+    assert_eq!(refused + limited, 200, "only 401 or 429: {statuses:?}");
+    assert!(
+        limited > 0,
+        "the address was locked out: {refused} refused, {limited} locked"
+    );
+    // 200 at once to 200 addresses: each is checked (argon2, ~19 MiB a run), one per core at a time.
+    let spread = (0..200).map(|i| {
+        let (client, url) = (client.clone(), format!("{}/api/session", api.base));
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": format!("someone-{i}@example.com"), "password": "wrong-guess"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let spread = futures_util::future::join_all(spread).await;
+    assert!(spread.iter().all(|s| *s == 401), "{spread:?}");
+    let peak = peak_rss_mib(pid);
+    eprintln!(
+        "200 concurrent wrong logins to one address: {refused} × 401, {limited} × 429; 200 more to 200 addresses: all 401; peak RSS {peak} MiB"
+    );
+    assert!(peak < 300, "peak RSS {peak} MiB");
+    let (status, body) = api
+        .post(
+            "/api/session",
+            None,
+            json!({"email": "owner@example.com", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(status, 429, "locked out, even with the right password: {body}");
+    let _ = server.kill().await;
+    db.cleanup().await;
+}
+
+/// Disabling, demoting and signing out reach open sockets on both nodes within a second; a
+/// customer in the account's room learns availability, never agents' ids (`tests/js/revocation.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rabbitmq_sockets_follow_revocation_on_every_node() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let amqp = std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let (port_a, port_b) = (free_port(), free_port());
+    let _a = serve_with(&db, port_a, &[("AMQP_URL", &amqp)]).await;
+    let _b = serve_with(&db, port_b, &[("AMQP_URL", &amqp)]).await;
+    let api = node(port_a);
+    let admin = api.register("owner@example.com").await;
+    let mut agents = Vec::new();
+    for email in ["member@example.com", "viewer@example.com", "leaver@example.com"] {
+        let invitation = api.invite(&admin, email, "member").await;
+        agents.push(api.accept(email, &invitation, "Agent").await);
+    }
+    let (conversation, customer) = api.conversation(&admin.account_id).await;
+    let dir = node_modules();
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join("revocation.mjs"))
+        .current_dir(&dir)
+        .env("NODE_A", &api.base)
+        .env("NODE_B", format!("http://127.0.0.1:{port_b}"))
+        .env("ACCOUNT_ID", &admin.account_id)
+        .env("ADMIN_TOKEN", &admin.token)
+        .env("ADMIN_ID", &admin.user_id)
+        .env("MEMBER_TOKEN", &agents[0].token)
+        .env("MEMBER_ID", &agents[0].user_id)
+        .env("VIEWER_TOKEN", &agents[1].token)
+        .env("VIEWER_ID", &agents[1].user_id)
+        .env("LEAVER_TOKEN", &agents[2].token)
+        .env("CUSTOMER_TOKEN", &customer)
+        .env("CONVERSATION_ID", &conversation)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        output.status.success() && stdout.contains("all checks passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    db.cleanup().await;
+}
