@@ -127,6 +127,8 @@ async fn main() {
             std::env::var("NETIA_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .env("RATE_LIMIT_IP_PER_MINUTE", "1000000")
+        .env("RATE_LIMIT_SOCKETS_PER_MINUTE", "1000000")
+        .env("RATE_LIMIT_FRAMES_PER_SECOND", "1000000")
         .kill_on_drop(true)
         .spawn()
         .unwrap();

@@ -19,6 +19,11 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 pub struct Limits {
     pub per_ip_per_minute: u32,
     pub per_customer_per_minute: u32,
+    /// Socket upgrades per client address and minute (reconnecting pages included).
+    pub sockets_per_minute: u32,
+    /// Frames a socket may send per second, with bursts of twice that; over it the frame gets an
+    /// error reply and the socket is closed (1008).
+    pub frames_per_second: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (behind a trusted proxy).
     pub trust_proxy: bool,
 }
@@ -27,12 +32,6 @@ pub struct Limits {
 pub const LOGIN_ATTEMPTS: u32 = 10;
 /// …per this window (one more allowed every window / attempts): then 429 for that address.
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Socket upgrades per client address and minute (reconnecting pages included).
-pub const UPGRADES_PER_MINUTE: u32 = 120;
-/// Frames a socket may send per second, with a burst of [`FRAME_BURST`]; over it the frame gets an
-/// error reply and the socket is closed (1008).
-pub const FRAMES_PER_SECOND: u32 = 50;
-pub const FRAME_BURST: u32 = 100;
 /// How long an agent token's validation exempts its requests from the address limit.
 pub const AGENT_TOKEN_CACHE: Duration = Duration::from_secs(10);
 /// Keyed state is swept of idle keys once it holds this many.
@@ -62,7 +61,7 @@ impl Limiter {
             limits,
             per_ip: RateLimiter::keyed(per_minute(limits.per_ip_per_minute)),
             per_customer: RateLimiter::keyed(per_minute(limits.per_customer_per_minute)),
-            upgrades: RateLimiter::keyed(per_minute(UPGRADES_PER_MINUTE)),
+            upgrades: RateLimiter::keyed(per_minute(limits.sockets_per_minute)),
             logins: RateLimiter::keyed(login),
             agents: Mutex::new(HashMap::new()),
         }
@@ -119,11 +118,15 @@ where
         .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
 }
 
-/// Frames of one socket connection: [`FRAMES_PER_SECOND`], burst [`FRAME_BURST`].
-pub fn frames() -> DefaultDirectRateLimiter {
-    let quota = Quota::per_second(NonZeroU32::new(FRAMES_PER_SECOND).unwrap_or(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::new(FRAME_BURST).unwrap_or(NonZeroU32::MIN));
-    RateLimiter::direct(quota)
+impl Limiter {
+    /// The frame limiter of one socket connection ([`Limits::frames_per_second`], bursts of
+    /// twice that).
+    pub fn frames(&self) -> DefaultDirectRateLimiter {
+        let rate = self.limits.frames_per_second.max(1);
+        let quota = Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(rate.saturating_mul(2)).unwrap_or(NonZeroU32::MIN));
+        RateLimiter::direct(quota)
+    }
 }
 
 /// The client address of a request: the last `X-Forwarded-For` entry when the proxy is trusted
@@ -147,6 +150,8 @@ mod tests {
         Limiter::new(Limits {
             per_ip_per_minute: per_minute,
             per_customer_per_minute: per_minute,
+            sockets_per_minute: per_minute,
+            frames_per_second: 50,
             trust_proxy: false,
         })
     }
@@ -194,8 +199,8 @@ mod tests {
 
     #[test]
     fn a_socket_may_burst_then_is_held_to_its_rate() {
-        let frames = frames();
-        for _ in 0..FRAME_BURST {
+        let frames = limiter(5).frames();
+        for _ in 0..100 {
             assert!(frames.check().is_ok());
         }
         assert!(frames.check().is_err());

@@ -32,6 +32,11 @@ pub struct Settings {
     pub rate_limit_ip_per_minute: u32,
     /// Requests per customer token and minute (`RATE_LIMIT_CUSTOMER_PER_MINUTE`, default 120).
     pub rate_limit_customer_per_minute: u32,
+    /// Socket upgrades per client address and minute (`RATE_LIMIT_SOCKETS_PER_MINUTE`, default 300).
+    pub rate_limit_sockets_per_minute: u32,
+    /// Frames a socket may send per second, bursts of twice that (`RATE_LIMIT_FRAMES_PER_SECOND`,
+    /// default 50).
+    pub rate_limit_frames_per_second: u32,
     /// Trust `X-Forwarded-For` for the client address (`NETIA_TRUST_PROXY`, default off).
     pub trust_proxy: bool,
     /// How long handled-delivery records and finished jobs are kept (`RETENTION_DAYS`, default 30).
@@ -138,6 +143,18 @@ impl Settings {
         };
         let rate_limit_ip_per_minute = per_minute("RATE_LIMIT_IP_PER_MINUTE", 300)?;
         let rate_limit_customer_per_minute = per_minute("RATE_LIMIT_CUSTOMER_PER_MINUTE", 120)?;
+        let rate_limit_sockets_per_minute = per_minute("RATE_LIMIT_SOCKETS_PER_MINUTE", 300)?;
+        let rate_limit_frames_per_second = {
+            let (variable, reason) = (
+                "RATE_LIMIT_FRAMES_PER_SECOND",
+                "must be a whole number of frames per second from 1 to 1000000",
+            );
+            let value = parse(variable, get(variable), 50, reason)?;
+            if !(1..=1_000_000).contains(&value) {
+                return Err(invalid(variable, value.to_string(), reason));
+            }
+            value
+        };
         let trust_proxy = flag("NETIA_TRUST_PROXY", get("NETIA_TRUST_PROXY"), false)?;
         let metrics_token = match get("METRICS_TOKEN").filter(|v| !v.is_empty()) {
             None => None,
@@ -248,6 +265,8 @@ impl Settings {
             renew_ttl_seconds,
             rate_limit_ip_per_minute,
             rate_limit_customer_per_minute,
+            rate_limit_sockets_per_minute,
+            rate_limit_frames_per_second,
             trust_proxy,
             shutdown_timeout,
             retention,

@@ -199,6 +199,8 @@ impl Application {
         let limiter = web::Data::from(Arc::new(Limiter::new(Limits {
             per_ip_per_minute: settings.rate_limit_ip_per_minute,
             per_customer_per_minute: settings.rate_limit_customer_per_minute,
+            sockets_per_minute: settings.rate_limit_sockets_per_minute,
+            frames_per_second: settings.rate_limit_frames_per_second,
             trust_proxy: settings.trust_proxy,
         })));
         let socket_limiter = limiter.clone().into_inner();

@@ -133,7 +133,8 @@ mod typing {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_a_consumer_that_stops_reading_is_disconnected_without_stalling_the_others() {
     let db = TestDb::sqlite().await.expect("a SQLite test database");
-    let api = Api::start(&db).await;
+    // The sender floods on purpose (the frame limit would close it first).
+    let api = Api::start_with(&db, &[("RATE_LIMIT_FRAMES_PER_SECOND", "1000000")]).await;
     let admin = api.register("agent@example.com").await;
     let (conversation, customer) = api.conversation(&admin.account_id).await;
     run_script(
@@ -182,7 +183,9 @@ async fn sqlite_sigterm_closes_every_socket_keeps_the_delivery_and_exits_cleanly
         .mount(&model)
         .await;
     let llm = format!("{}/v1", model.uri());
+    // 200 sockets from one address at once: more than one address may open by default.
     let vars = [
+        ("RATE_LIMIT_SOCKETS_PER_MINUTE", "1000"),
         ("SHUTDOWN_TIMEOUT", "10"),
         ("LLM_BASE_URL", llm.as_str()),
         ("LLM_MODEL", "m"),

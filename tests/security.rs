@@ -186,3 +186,64 @@ async fn postgres_rabbitmq_sockets_follow_revocation_on_every_node() {
     );
     db.cleanup().await;
 }
+
+/// Socket upgrades are limited per address (429 before the handshake), and a socket that floods
+/// frames gets an error reply, then a 1008 close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_socket_upgrades_and_frames_are_limited() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    let Some(db) = TestDb::postgres().await else { return };
+    let api = Api::start_with(
+        &db,
+        &[
+            ("RATE_LIMIT_SOCKETS_PER_MINUTE", "5"),
+            ("RATE_LIMIT_FRAMES_PER_SECOND", "10"),
+        ],
+    )
+    .await;
+    let admin = api.register("owner@example.com").await;
+    let (conversation, customer) = api.conversation(&admin.account_id).await;
+    let url = format!(
+        "{}/socket/websocket?vsn=2.0.0&token={customer}",
+        api.base.replace("http://", "ws://")
+    );
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        open.push(
+            tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .expect("within the allowance")
+                .0,
+        );
+    }
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("the sixth upgrade in a minute is refused: {other:?}"),
+    }
+
+    let socket = &mut open[0];
+    let topic = format!("conversation:{conversation}");
+    for n in 0..40 {
+        let frame = format!(r#"["1","{n}","{topic}","phx_join",{{}}]"#);
+        if socket.send(Message::text(frame)).await.is_err() {
+            break;
+        }
+    }
+    let (mut refused, mut closed) = (None, None);
+    while let Ok(Some(message)) = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next()).await {
+        match message {
+            Ok(Message::Text(text)) if text.contains("too many frames") => refused = Some(text.to_string()),
+            Ok(Message::Close(frame)) => {
+                closed = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let refused = refused.expect("the frame over the limit gets an error reply");
+    assert!(refused.contains(r#""status":"error""#), "{refused}");
+    assert_eq!(closed, Some(1008), "then the socket is closed (policy)");
+    db.cleanup().await;
+}

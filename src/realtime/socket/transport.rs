@@ -418,7 +418,7 @@ impl Connection {
             sink
         });
         let mut shutdown = self.services.shutdown.clone();
-        let frames = crate::limits::frames();
+        let frames = self.services.limiter.frames();
         let reason = loop {
             let next = tokio::select! {
                 _ = kill.notified() => break close(CloseCode::Policy, "too slow: outbound queue full"),
@@ -442,10 +442,10 @@ impl Connection {
                 }
                 Ok(Some(Ok(Message::Text(text)))) => match Frame::parse(&text) {
                     Ok(frame) if frames.check().is_err() => {
+                        let rate = self.services.limiter.limits.frames_per_second;
                         let limit = format!(
-                            "too many frames: at most {} a second (bursts of {})",
-                            crate::limits::FRAMES_PER_SECOND,
-                            crate::limits::FRAME_BURST
+                            "too many frames: at most {rate} a second (bursts of {})",
+                            rate.saturating_mul(2)
                         );
                         self.send(protocol::refuse(&frame, &limit));
                         break close(CloseCode::Policy, &limit);
