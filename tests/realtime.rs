@@ -62,7 +62,8 @@ async fn the_phoenix_client_works_against_netia(db: &TestDb) {
         ),
     ] {
         let mut types = Vec::new();
-        for _ in 0..100 {
+        // Going offline is written after the grace period (a reload writes nothing).
+        for _ in 0..300 {
             types = db
                 .store
                 .read_stream(&stream, netia::store::StreamBound::All)
@@ -460,7 +461,8 @@ async fn postgres_and_rabbitmq_two_nodes_share_messages_presence_and_typing() {
     // Node B recorded the customer of the dead node offline (their last presence event).
     let stream = netia_events::StreamRef::new("customer", &customer_id);
     let mut last = None;
-    for _ in 0..100 {
+    // The dead node is noticed within 5 s, and offline written after the grace period.
+    for _ in 0..250 {
         let events = db
             .store
             .read_stream(&stream, netia::store::StreamBound::All)

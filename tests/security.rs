@@ -247,3 +247,65 @@ async fn postgres_socket_upgrades_and_frames_are_limited() {
     assert_eq!(closed, Some(1008), "then the socket is closed (policy)");
     db.cleanup().await;
 }
+
+/// The presence events of `customer_id`, in order.
+async fn presence_events(db: &TestDb, customer_id: &str) -> Vec<String> {
+    let stream = netia_events::StreamRef::new("customer", customer_id);
+    db.store
+        .read_stream(&stream, netia::store::StreamBound::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .filter(|t| t == "CustomerCameOnline" || t == "CustomerWentOffline")
+        .collect()
+}
+
+/// A page reloaded within the grace period writes no presence event; leaving for good writes
+/// one, after the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_reload_within_the_grace_period_writes_no_presence_event() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let api = Api::start(&db).await;
+    let admin = api.register("owner@example.com").await;
+    let (customer_id, token) = api.customer(&admin.account_id).await;
+    let url = format!(
+        "{}/socket/websocket?vsn=2.0.0&token={token}",
+        api.base.replace("http://", "ws://")
+    );
+    let (socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = presence_events(&db, &customer_id).await;
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, ["CustomerCameOnline"]);
+    // Ten reloads, each back within half a second.
+    let mut socket = Some(socket);
+    for _ in 0..10 {
+        drop(socket.take());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        socket = Some(tokio_tungstenite::connect_async(url.as_str()).await.unwrap().0);
+    }
+    tokio::time::sleep(netia::realtime::PRESENCE_GRACE + std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        presence_events(&db, &customer_id).await,
+        ["CustomerCameOnline"],
+        "reloads write nothing"
+    );
+    drop(socket);
+    let left = std::time::Instant::now();
+    for _ in 0..200 {
+        seen = presence_events(&db, &customer_id).await;
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, ["CustomerCameOnline", "CustomerWentOffline"]);
+    assert!(left.elapsed() >= netia::realtime::PRESENCE_GRACE - std::time::Duration::from_millis(500));
+    db.cleanup().await;
+}
