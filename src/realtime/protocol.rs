@@ -154,4 +154,57 @@ mod tests {
             r#"["3","4","conversation:42","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// JSON values of any shape, frames among them.
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<f64>().prop_map(|n| json!(n)),
+                ".{0,80}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 64, 8, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                    prop::collection::btree_map(".{0,12}", inner, 0..8)
+                        .prop_map(|m| Value::Object(m.into_iter().collect::<serde_json::Map<String, Value>>())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_text_is_a_frame_or_a_clear_error(text in ".{0,512}") {
+                if let Err(e) = Frame::parse(&text) {
+                    prop_assert!(!e.to_string().is_empty());
+                }
+            }
+
+            #[test]
+            fn arbitrary_json_is_a_frame_or_a_clear_error(value in json()) {
+                match Frame::parse(&value.to_string()) {
+                    Ok(frame) => {
+                        prop_assert!(!frame.topic.is_empty());
+                        // What it answers is a frame again.
+                        prop_assert!(Frame::parse(&refuse(&frame, "no")).is_ok());
+                    }
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+
+            #[test]
+            fn frame_shaped_arrays_with_any_elements_never_panic(
+                join_ref in json(), reference in json(), topic in json(), event in json(), payload in json()
+            ) {
+                let text = Value::Array(vec![join_ref, reference, topic, event, payload]).to_string();
+                let _ = Frame::parse(&text);
+            }
+        }
+    }
 }

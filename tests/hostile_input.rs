@@ -1,0 +1,143 @@
+//! Property tests of the widget's JSON bodies against a running server: arbitrary bytes, arbitrary
+//! JSON and bodies with the right field names but any values, on every endpoint the widget posts
+//! to (its messages go over the socket: see the frame decoder's properties in
+//! `src/realtime/protocol.rs`).
+//! Each is answered with a success or a 4xx carrying `{"error", "message"}` — never a 5xx, never a
+//! dropped connection — and the server keeps serving.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::TestDb;
+use common::api::Api;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
+use serde_json::{Map, Value, json};
+
+/// JSON values of any shape.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_map(|n| json!(n)),
+        ".{0,64}".prop_map(Value::String),
+        // Long strings, near and over the documented limits.
+        (0usize..30_000).prop_map(|n| Value::String("x".repeat(n))),
+    ];
+    leaf.prop_recursive(3, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(".{0,10}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<String, Value>>())),
+        ]
+    })
+}
+
+/// An object with (some of) the widget's field names, each with any value.
+fn widget_object() -> impl Strategy<Value = Value> {
+    const FIELDS: [&str; 11] = [
+        "account_id",
+        "customer_id",
+        "inbox_id",
+        "external_id",
+        "email",
+        "name",
+        "phone",
+        "metadata",
+        "body",
+        "private",
+        "client_message_id",
+    ];
+    prop::collection::vec((prop::sample::select(&FIELDS[..]), json_value()), 0..8)
+        .prop_map(|pairs| Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+}
+
+/// One body: raw bytes, any JSON, or a widget-shaped object.
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..1024),
+        json_value().prop_map(|v| v.to_string().into_bytes()),
+        widget_object().prop_map(|v| v.to_string().into_bytes()),
+        widget_object().prop_map(|v| v.to_string().into_bytes()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_any_widget_body_is_answered_with_success_or_a_clear_client_error() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let api = Api::start_with(
+        &db,
+        &[
+            ("RATE_LIMIT_IP_PER_MINUTE", "1000000"),
+            ("RATE_LIMIT_CUSTOMER_PER_MINUTE", "1000000"),
+        ],
+    )
+    .await;
+    let admin = api.register("owner@example.com").await;
+    let (customer_id, token) = api.customer(&admin.account_id).await;
+    {
+        let (status, body) = api
+            .post(
+                "/api/conversations",
+                Some(&token),
+                json!({"account_id": admin.account_id, "customer_id": customer_id}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let endpoints = [
+        (reqwest::Method::POST, "/api/customers".to_owned(), None),
+        (
+            reqwest::Method::PUT,
+            format!("/api/customers/{customer_id}/metadata"),
+            Some(&token),
+        ),
+        (reqwest::Method::POST, "/api/conversations".to_owned(), Some(&token)),
+    ];
+    let mut runner = TestRunner::deterministic();
+    let strategy = body();
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(96);
+    let mut answered = std::collections::BTreeMap::<u16, usize>::new();
+    for case in 0..cases {
+        let bytes = strategy.new_tree(&mut runner).unwrap().current();
+        let (method, path, token) = &endpoints[case % endpoints.len()];
+        let mut request = api
+            .http
+            .request(method.clone(), format!("{}{path}", api.base))
+            .header("content-type", "application/json")
+            .body(bytes.clone());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap_or_else(|e| {
+            panic!(
+                "{method} {path} dropped the connection for {:?}: {e}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        let status = response.status().as_u16();
+        *answered.entry(status).or_default() += 1;
+        let text = response.text().await.unwrap();
+        assert!(
+            status < 500,
+            "{method} {path} answered {status} to {:?}: {text}",
+            String::from_utf8_lossy(&bytes)
+        );
+        if status >= 400 {
+            let error: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+            assert!(
+                error["error"].is_string() && error["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{method} {path} {status}: {text}"
+            );
+        }
+    }
+    eprintln!("{cases} hostile widget bodies, answered: {answered:?}");
+    let (status, _) = api.get("/api/conversations", &admin.token).await;
+    assert_eq!(status, 200, "still serving");
+    db.cleanup().await;
+}
