@@ -139,8 +139,9 @@ async fn postgres_a_login_flood_is_refused_within_bounded_memory() {
     db.cleanup().await;
 }
 
-/// Disabling, demoting and signing out reach open sockets on both nodes within a second; a
-/// customer in the account's room learns availability, never agents' ids (`tests/js/revocation.mjs`).
+/// Disabling, demoting, signing out and deleting a customer reach open sockets on both nodes
+/// within a second; a customer in the account's room learns availability, never agents' ids
+/// (`tests/js/revocation.mjs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_rabbitmq_sockets_follow_revocation_on_every_node() {
     let Some(db) = TestDb::postgres().await else { return };
@@ -156,6 +157,8 @@ async fn postgres_rabbitmq_sockets_follow_revocation_on_every_node() {
         agents.push(api.accept(email, &invitation, "Agent").await);
     }
     let (conversation, customer) = api.conversation(&admin.account_id).await;
+    let (_, theirs) = api.get("/api/conversations/customer", &customer).await;
+    let customer_id = theirs["data"][0]["customer_id"].as_str().unwrap().to_owned();
     let dir = node_modules();
     let output = tokio::process::Command::new("node")
         .arg(dir.join("revocation.mjs"))
@@ -171,6 +174,7 @@ async fn postgres_rabbitmq_sockets_follow_revocation_on_every_node() {
         .env("VIEWER_ID", &agents[1].user_id)
         .env("LEAVER_TOKEN", &agents[2].token)
         .env("CUSTOMER_TOKEN", &customer)
+        .env("CUSTOMER_ID", &customer_id)
         .env("CONVERSATION_ID", &conversation)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

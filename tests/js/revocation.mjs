@@ -1,7 +1,8 @@
 // Sockets follow revocation, on every node (tests/security.rs): a member is connected to node A and
 // node B; an admin disables them through node A and both sockets must close within 1 s. Another
 // member, demoted to viewer, reconnects as a viewer and may no longer send. A third signs out and
-// their socket closes. A customer in the account's room learns whether agents are online, never who.
+// their socket closes. A customer in the account's room learns whether agents are online, never who;
+// deleted, their socket closes.
 import { Socket } from "phoenix";
 import WebSocket from "ws";
 import { check, deadline } from "./check.mjs";
@@ -101,6 +102,11 @@ const leaving = connect(nodeA, env.LEAVER_TOKEN);
 await join(leaving.socket, `notification:${env.ACCOUNT_ID}`);
 check("the agent signs out", (await api(nodeB, "DELETE", "/api/session", env.LEAVER_TOKEN)) === 204);
 await until("their socket (on the other node) is closed", () => leaving.closes.length > 0, 3000);
+
+// Deleted: the customer's socket (on node B) closes when an admin deletes them through node A.
+check("the admin deletes the customer", (await api(nodeA, "DELETE", `/api/customers/${env.CUSTOMER_ID}`, env.ADMIN_TOKEN)) === 204);
+await until("the deleted customer's socket is closed", () => customer.closes.length > 0, 3000);
+check("with a policy close (1008)", customer.closes[0].code === 1008, customer.closes);
 
 console.log("all checks passed");
 process.exit(0);
