@@ -2,7 +2,7 @@
 //! for everything an agent's *validated* token does not carry, per customer token on top, socket
 //! upgrades per address, failed logins per email address (a lockout that holds whatever the
 //! address; attempts are counted before the password is checked, so a burst of concurrent
-//! guesses cannot all pass before the first failures are known), and frames per socket connection. The HTTP middleware (`crate::http::limits`) and the
+//! guesses cannot all pass before the first failures are known), and frames per socket connection. The HTTP middleware (`http::limits`) and the
 //! socket transport use them; both answer a refusal with how long to wait.
 
 use std::collections::HashMap;

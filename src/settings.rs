@@ -133,28 +133,20 @@ impl Settings {
         };
         let session_ttl_seconds = ttl("SESSION_TTL_SECONDS", 86_400)?;
         let renew_ttl_seconds = ttl("RENEW_TTL_SECONDS", 30 * 86_400)?;
-        let per_minute = |variable: &'static str, default: u32| -> Result<u32, SettingsError> {
-            let reason = "must be a whole number of requests per minute from 1 to 1000000";
+        // A rate: a whole number from 1 to 1,000,000 (`reason` names its unit).
+        let rate = |variable: &'static str, default: u32, reason: &'static str| -> Result<u32, SettingsError> {
             let value = parse(variable, get(variable), default, reason)?;
             if !(1..=1_000_000).contains(&value) {
                 return Err(invalid(variable, value.to_string(), reason));
             }
             Ok(value)
         };
-        let rate_limit_ip_per_minute = per_minute("RATE_LIMIT_IP_PER_MINUTE", 300)?;
-        let rate_limit_customer_per_minute = per_minute("RATE_LIMIT_CUSTOMER_PER_MINUTE", 120)?;
-        let rate_limit_sockets_per_minute = per_minute("RATE_LIMIT_SOCKETS_PER_MINUTE", 300)?;
-        let rate_limit_frames_per_second = {
-            let (variable, reason) = (
-                "RATE_LIMIT_FRAMES_PER_SECOND",
-                "must be a whole number of frames per second from 1 to 1000000",
-            );
-            let value = parse(variable, get(variable), 50, reason)?;
-            if !(1..=1_000_000).contains(&value) {
-                return Err(invalid(variable, value.to_string(), reason));
-            }
-            value
-        };
+        let per_minute = "must be a whole number of requests per minute from 1 to 1000000";
+        let rate_limit_ip_per_minute = rate("RATE_LIMIT_IP_PER_MINUTE", 300, per_minute)?;
+        let rate_limit_customer_per_minute = rate("RATE_LIMIT_CUSTOMER_PER_MINUTE", 120, per_minute)?;
+        let rate_limit_sockets_per_minute = rate("RATE_LIMIT_SOCKETS_PER_MINUTE", 300, per_minute)?;
+        let per_second = "must be a whole number of frames per second from 1 to 1000000";
+        let rate_limit_frames_per_second = rate("RATE_LIMIT_FRAMES_PER_SECOND", 50, per_second)?;
         let trust_proxy = flag("NETIA_TRUST_PROXY", get("NETIA_TRUST_PROXY"), false)?;
         let metrics_token = match get("METRICS_TOKEN").filter(|v| !v.is_empty()) {
             None => None,
@@ -455,56 +447,4 @@ fn parse<T: std::str::FromStr>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        Settings::from_map(&pairs.iter().copied().collect())
-    }
-
-    #[test]
-    fn defaults_use_sqlite_on_localhost_4000() {
-        let s = settings(&[]).unwrap();
-        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 4000));
-        assert_eq!(s.database_url.expose_secret(), DEFAULT_SQLITE_URL);
-        assert!(s.migrate && !s.is_postgres());
-    }
-
-    #[test]
-    fn each_invalid_value_names_its_variable() {
-        let cases = [
-            ("PORT", "http"),
-            ("PORT", "70000"),
-            ("DATABASE_URL", "mysql://x"),
-            ("DATABASE_MAX_CONNECTIONS", "0"),
-            ("NETIA_MIGRATE", "maybe"),
-            ("LOG_FORMAT", "xml"),
-            ("HOST", "a b"),
-            ("RUST_LOG", "info,[[["),
-            ("AMQP_URL", "amqps://guest:secret@host"),
-            ("AMQP_URL", "amqp://"),
-            ("AMQP_URL", "redis://x"),
-            ("BUS_MAX_ATTEMPTS", "0"),
-            ("BUS_RETRY_BASE_MS", "5"),
-            ("BUS_PREFETCH", "lots"),
-            ("LLM_BASE_URL", "ftp://x"),
-            ("SMTP_URL", "imap://x"),
-        ];
-        for (var, value) in cases {
-            let err = settings(&[(var, value)]).unwrap_err();
-            assert_eq!(err.variable, var, "{var}={value}");
-            assert!(err.to_string().contains(var));
-        }
-    }
-
-    #[test]
-    fn a_database_url_password_is_never_echoed() {
-        let err = settings(&[("DATABASE_URL", "mysql://root:hunter2@db")]).unwrap_err();
-        assert!(!err.to_string().contains("hunter2"));
-    }
-
-    #[test]
-    fn migrations_can_be_turned_off() {
-        assert!(!settings(&[("NETIA_MIGRATE", "0")]).unwrap().migrate);
-    }
-}
+mod tests;

@@ -10,24 +10,7 @@ use std::process::Stdio;
 
 use common::TestDb;
 use common::api::Api;
-use common::nodes::{free_port, node_modules, serve, serve_with};
-
-async fn run_script(script: &str, vars: &[(&str, &str)]) {
-    let dir = node_modules();
-    let output = tokio::process::Command::new("node")
-        .arg(dir.join(script))
-        .current_dir(&dir)
-        .envs(vars.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("all checks passed"), "{stdout}");
-}
+use common::nodes::{free_port, node_modules, run_script, serve, serve_with};
 
 async fn the_phoenix_client_works_against_netia(db: &TestDb) {
     let api = Api::start(db).await;

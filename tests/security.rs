@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::TestDb;
 use common::api::Api;
-use common::nodes::{free_port, node_modules, serve_with};
+use common::nodes::{free_port, run_script, serve_with};
 use serde_json::json;
 
 fn node(port: u16) -> Api {
@@ -159,35 +157,26 @@ async fn postgres_rabbitmq_sockets_follow_revocation_on_every_node() {
     let (conversation, customer) = api.conversation(&admin.account_id).await;
     let (_, theirs) = api.get("/api/conversations/customer", &customer).await;
     let customer_id = theirs["data"][0]["customer_id"].as_str().unwrap().to_owned();
-    let dir = node_modules();
-    let output = tokio::process::Command::new("node")
-        .arg(dir.join("revocation.mjs"))
-        .current_dir(&dir)
-        .env("NODE_A", &api.base)
-        .env("NODE_B", format!("http://127.0.0.1:{port_b}"))
-        .env("ACCOUNT_ID", &admin.account_id)
-        .env("ADMIN_TOKEN", &admin.token)
-        .env("ADMIN_ID", &admin.user_id)
-        .env("MEMBER_TOKEN", &agents[0].token)
-        .env("MEMBER_ID", &agents[0].user_id)
-        .env("VIEWER_TOKEN", &agents[1].token)
-        .env("VIEWER_ID", &agents[1].user_id)
-        .env("LEAVER_TOKEN", &agents[2].token)
-        .env("CUSTOMER_TOKEN", &customer)
-        .env("CUSTOMER_ID", &customer_id)
-        .env("CONVERSATION_ID", &conversation)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    eprintln!("{stdout}");
-    assert!(
-        output.status.success() && stdout.contains("all checks passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let node_b = format!("http://127.0.0.1:{port_b}");
+    run_script(
+        "revocation.mjs",
+        &[
+            ("NODE_A", &api.base),
+            ("NODE_B", &node_b),
+            ("ACCOUNT_ID", &admin.account_id),
+            ("ADMIN_TOKEN", &admin.token),
+            ("ADMIN_ID", &admin.user_id),
+            ("MEMBER_TOKEN", &agents[0].token),
+            ("MEMBER_ID", &agents[0].user_id),
+            ("VIEWER_TOKEN", &agents[1].token),
+            ("VIEWER_ID", &agents[1].user_id),
+            ("LEAVER_TOKEN", &agents[2].token),
+            ("CUSTOMER_TOKEN", &customer),
+            ("CUSTOMER_ID", &customer_id),
+            ("CONVERSATION_ID", &conversation),
+        ],
+    )
+    .await;
     db.cleanup().await;
 }
 

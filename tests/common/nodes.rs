@@ -120,3 +120,22 @@ pub async fn browser_script(api: &Api, script: &str) {
         "{script} failed:\n{stdout}\n{stderr}"
     );
 }
+
+/// Runs `script` (in `tests/js`) with `vars`; it must exit 0 having printed "all checks passed".
+pub async fn run_script(script: &str, vars: &[(&str, &str)]) {
+    let dir = node_modules();
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join(script))
+        .current_dir(&dir)
+        .envs(vars.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}");
+    assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}

@@ -1,0 +1,53 @@
+//! Settings from environment maps: defaults, bounds, and the variable named in each error.
+
+use super::*;
+
+fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+    Settings::from_map(&pairs.iter().copied().collect())
+}
+
+#[test]
+fn defaults_use_sqlite_on_localhost_4000() {
+    let s = settings(&[]).unwrap();
+    assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 4000));
+    assert_eq!(s.database_url.expose_secret(), DEFAULT_SQLITE_URL);
+    assert!(s.migrate && !s.is_postgres());
+}
+
+#[test]
+fn each_invalid_value_names_its_variable() {
+    let cases = [
+        ("PORT", "http"),
+        ("PORT", "70000"),
+        ("DATABASE_URL", "mysql://x"),
+        ("DATABASE_MAX_CONNECTIONS", "0"),
+        ("NETIA_MIGRATE", "maybe"),
+        ("LOG_FORMAT", "xml"),
+        ("HOST", "a b"),
+        ("RUST_LOG", "info,[[["),
+        ("AMQP_URL", "amqps://guest:secret@host"),
+        ("AMQP_URL", "amqp://"),
+        ("AMQP_URL", "redis://x"),
+        ("BUS_MAX_ATTEMPTS", "0"),
+        ("BUS_RETRY_BASE_MS", "5"),
+        ("BUS_PREFETCH", "lots"),
+        ("LLM_BASE_URL", "ftp://x"),
+        ("SMTP_URL", "imap://x"),
+    ];
+    for (var, value) in cases {
+        let err = settings(&[(var, value)]).unwrap_err();
+        assert_eq!(err.variable, var, "{var}={value}");
+        assert!(err.to_string().contains(var));
+    }
+}
+
+#[test]
+fn a_database_url_password_is_never_echoed() {
+    let err = settings(&[("DATABASE_URL", "mysql://root:hunter2@db")]).unwrap_err();
+    assert!(!err.to_string().contains("hunter2"));
+}
+
+#[test]
+fn migrations_can_be_turned_off() {
+    assert!(!settings(&[("NETIA_MIGRATE", "0")]).unwrap().migrate);
+}
