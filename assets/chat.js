@@ -79,6 +79,11 @@
       showAgentAvailability: bool("showAgentAvailability"),
       isBrandingHidden: bool("isBrandingHidden"),
       companyName: text("companyName", 200),
+      // The site's signed-in user (identity verification: see widget.js).
+      externalId: text("externalId", 200),
+      userHash: text("userHash", 200),
+      customerEmail: text("customerEmail", 320),
+      customerName: text("customerName", 200),
     };
   }
 
@@ -234,7 +239,8 @@
   }
 
   async function customer() {
-    const key = `netia:${params.accountId}:customer`;
+    // One stored customer per site user: an anonymous visitor, or the external id the site gave.
+    const key = `netia:${params.accountId}:customer${params.externalId ? `:${params.externalId}` : ""}`;
     const stored = storage.getItem(key);
     if (stored) {
       try {
@@ -242,10 +248,15 @@
         if (parsed && parsed.id && parsed.token) return parsed;
       } catch (_) {}
     }
-    const created = await api("POST", "/api/customers", null, {
+    const body = {
       account_id: params.accountId,
       metadata: { current_url: document.referrer || window.location.href, user_agent: navigator.userAgent },
-    });
+    };
+    if (params.externalId) body.external_id = params.externalId;
+    if (params.userHash) body.user_hash = params.userHash;
+    if (params.customerEmail) body.email = params.customerEmail;
+    if (params.customerName) body.name = params.customerName;
+    const created = await api("POST", "/api/customers", null, body);
     const saved = { id: created.id, token: created.token };
     storage.setItem(key, JSON.stringify(saved));
     return saved;

@@ -196,6 +196,7 @@
       ["Name", customer.name],
       ["Email", customer.email],
       ["Phone", customer.phone],
+      ["Identity", customer.verified ? "Verified ✓" : customer.external_id ? "Not verified" : ""],
       ["Last seen", customer.last_seen_at && new Date(customer.last_seen_at).toLocaleString()],
       ["Conversations", String(customer.conversation_count)],
     ];
@@ -388,6 +389,7 @@
     $("w-greeting").value = widget.greeting;
     $("snippet").textContent = snippet();
     $("preview").src = `/chat?accountId=${state.session.account_id}`;
+    await showIdentity();
     const team = await api("GET", "/api/users").catch(() => []);
     $("team").replaceChildren(
       ...team.map((u) => {
@@ -436,6 +438,49 @@
         }),
     );
   }
+
+  // Identity verification (admins only: others get 403 and do not see the card).
+  const identity = { secret: null, shown: false };
+  function showSecret() {
+    const secret = identity.secret;
+    $("identity-secret").textContent = !secret ? "none yet" : identity.shown ? secret : `${secret.slice(0, 6)}…`;
+    $("identity-reveal").hidden = !secret;
+    $("identity-reveal").textContent = identity.shown ? "Hide" : "Show";
+  }
+  function applyIdentity(v) {
+    identity.secret = v.secret;
+    $("identity").hidden = false;
+    $("identity-required").checked = !!v.require_identity_verification;
+    showSecret();
+  }
+  async function showIdentity() {
+    const v = await api("GET", "/api/identity_verification").catch(() => null);
+    if (v) applyIdentity(v);
+    else $("identity").hidden = true;
+  }
+  $("identity-reveal").addEventListener("click", () => {
+    identity.shown = !identity.shown;
+    showSecret();
+  });
+  $("identity-rotate").addEventListener("click", async () => {
+    if (identity.secret && !window.confirm("Hashes made with the current secret will stop working. Issue a new secret?")) return;
+    try {
+      identity.shown = true;
+      applyIdentity(await api("POST", "/api/identity_verification/secret", {}));
+      $("identity-status").textContent = "New secret issued: update your server.";
+    } catch (err) {
+      $("identity-status").textContent = err.message;
+    }
+  });
+  $("identity-required").addEventListener("change", async (e) => {
+    try {
+      applyIdentity(await api("PUT", "/api/identity_verification", { require_identity_verification: e.target.checked }));
+      $("identity-status").textContent = e.target.checked ? "Verification is required." : "Verification is optional.";
+    } catch (err) {
+      e.target.checked = !e.target.checked;
+      $("identity-status").textContent = err.message;
+    }
+  });
 
   $("open-settings").addEventListener("click", () => openSettings().catch((e) => alert(e.message)));
   $("close-settings").addEventListener("click", () => {

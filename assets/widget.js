@@ -3,6 +3,11 @@
 //   <script src="https://netia.example.com/widget.js" data-account-id="…" data-title="Support"
 //           data-primary-color="#1890ff" async></script>
 //
+// A signed-in user of the site: data-external-id="…" data-user-hash="…" (hex HMAC-SHA256 of the
+// external id with the account's identity secret, computed on the site's server), and optionally
+// data-customer-email / data-customer-name. Papercups' config.customer {external_id, email, name,
+// user_hash} is read too.
+//
 // Papercups' snippet works too (window.Papercups = { config: { token, baseUrl, … } } before the tag).
 (function () {
   "use strict";
@@ -23,6 +28,16 @@
   NAMES.forEach((name) => {
     const value = data[name] !== undefined ? data[name] : legacy[name];
     if (value !== undefined && value !== null) config[name] = String(value);
+  });
+  const legacyCustomer = (legacy.customer && typeof legacy.customer === "object" && legacy.customer) || {};
+  [
+    ["externalId", "external_id"],
+    ["userHash", "user_hash"],
+    ["customerEmail", "email"],
+    ["customerName", "name"],
+  ].forEach(([name, legacyName]) => {
+    const value = data[name] !== undefined ? data[name] : legacyCustomer[legacyName];
+    if (value !== undefined && value !== null && String(value) !== "") config[name] = String(value);
   });
   const base = config.baseUrl || scriptOrigin;
   let origin;

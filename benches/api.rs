@@ -61,6 +61,7 @@ async fn seed(store: Arc<dyn EventStore>, account: AccountId, agent: UserId) -> 
                 ..Default::default()
             },
             metadata: Default::default(),
+            verified: false,
         };
         bus.execute::<Customer>(customer, create, &meta).await.unwrap();
         let id = ConversationId::new();

@@ -1,4 +1,5 @@
-//! Reply emails (SPEC §6): when an agent replies and the customer, who has an email address, has not
+//! Reply emails (SPEC §6): when an agent replies and the customer, who has a verified email address
+//! (vouched for by a `user_hash` or entered by an agent; see `app::verification`), has not
 //! seen the reply `REPLY_EMAIL_DELAY` later, one email carries every reply they have not seen, sent
 //! over SMTP (`SMTP_URL`, `EMAIL_FROM`) and recorded as `EmailNotificationSent`. Successive emails of
 //! a conversation form one thread: each names the previous one's Message-ID in In-Reply-To and the
@@ -187,8 +188,15 @@ impl ReplyEmailJob {
             return Ok(()); // seen, or emailed with an earlier reply
         }
         let (customer, _) = self.bus.load::<Customer>(customer_id).await?;
-        let Some(address) = customer.identity.email.clone().filter(|_| !customer.deleted) else {
-            return Ok(()); // nowhere to write to
+        // Only to an address the account vouches for (identity verification, or an agent entered
+        // it): never to whatever a widget claimed, which may be someone else's.
+        let Some(address) = customer
+            .identity
+            .email
+            .clone()
+            .filter(|_| !customer.deleted && customer.email_verified)
+        else {
+            return Ok(()); // nowhere we may write to
         };
         let to: Mailbox = match address.parse() {
             Ok(to) => to,

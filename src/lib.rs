@@ -17,6 +17,7 @@ pub mod realtime;
 pub mod rebuild;
 pub mod retention;
 pub mod scheduler;
+pub mod secrets;
 pub mod seed;
 pub mod settings;
 pub mod startup;

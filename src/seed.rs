@@ -78,6 +78,7 @@ pub async fn seed_demo(
             )]
             .into_iter()
             .collect(),
+            verified: false,
         };
         let decided = Customer::default().decide(&create).unwrap_or_default();
         let stream = StreamRef::new("customer", customer_id);

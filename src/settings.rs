@@ -56,6 +56,9 @@ pub struct Settings {
     pub demo: bool,
     /// The bearer token `/metrics` asks for (`METRICS_TOKEN`, at least 16 characters).
     pub metrics_token: Option<SecretString>,
+    /// The key that seals secrets at rest (`NETIA_SECRET_KEY`, base64 of 32 bytes); see
+    /// [`crate::secrets`] for what happens without it.
+    pub secret_key: Option<SecretString>,
     /// Where `/metrics` is also served, without a token, for a scraper on a private network
     /// (`METRICS_ADDR`, `host:port`).
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -158,6 +161,17 @@ impl Settings {
                     "METRICS_TOKEN",
                     "(hidden)".to_owned(),
                     "must be at least 16 characters without spaces",
+                ));
+            }
+        };
+        let secret_key = match get("NETIA_SECRET_KEY").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(key) if crate::secrets::parse_key(&key).is_some() => Some(SecretString::from(key)),
+            Some(_) => {
+                return Err(invalid(
+                    "NETIA_SECRET_KEY",
+                    "(hidden)".to_owned(),
+                    "must be 32 random bytes in base64, e.g. from `openssl rand -base64 32`",
                 ));
             }
         };
@@ -264,6 +278,7 @@ impl Settings {
             retention,
             metrics_token,
             metrics_addr,
+            secret_key,
             amqp_url,
             retry,
             llm,

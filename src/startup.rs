@@ -192,7 +192,12 @@ impl Application {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState::new(store, pool, auth).with_progress(progress));
+        let sealer = crate::secrets::sealer_of(settings).context("cannot read or create the secret key")?;
+        let state = web::Data::new(
+            AppState::new(store, pool, auth)
+                .with_progress(progress)
+                .with_sealer(sealer),
+        );
         if settings.demo {
             demo(&state, &settings.host, port).await;
         }

@@ -178,6 +178,9 @@ pub struct CustomerView {
     pub created_at: String,
     pub last_seen_at: Option<String>,
     pub conversation_count: i64,
+    /// The account vouches for the external id: a valid `user_hash` (identity verification) or an
+    /// agent entered it.
+    pub verified: bool,
 }
 
 impl From<&CustomerRow> for CustomerView {
@@ -192,6 +195,7 @@ impl From<&CustomerRow> for CustomerView {
             metadata: serde_json::from_str(&c.metadata).unwrap_or_default(),
             created_at: c.created_at.clone(),
             last_seen_at: c.last_seen_at.clone(),
+            verified: c.verified != 0,
             conversation_count: c.conversation_count,
         }
     }
@@ -208,6 +212,8 @@ pub struct NewCustomerView {
     pub phone: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
+    /// Whether the identity was proven by `user_hash` (identity verification).
+    pub verified: bool,
     pub token: String,
 }
 

@@ -305,6 +305,7 @@ async fn customer_in_conversation(
         account_id: account,
         identity,
         metadata: Default::default(),
+        verified: true,
     };
     bus.execute::<Customer>(customer, create, meta).await.unwrap();
     bus.execute::<Conversation>(id, common::open_conversation(id, account, customer, Utc::now()), meta)
@@ -406,7 +407,49 @@ async fn a_running_server_emails_unseen_replies(db: &TestDb) {
     )
     .await;
     let admin = api.register("agent@example.com").await;
-    let (conversation, _) = api.conversation(&admin.account_id).await;
+    // Only a verified address gets reply emails: Ada's site signs her id with the identity
+    // secret; Mallory types Ada's colleague's address without a hash.
+    let (status, body) = api
+        .post("/api/identity_verification/secret", Some(&admin.token), json!({}))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let secret = body["data"]["secret"].as_str().unwrap().to_owned();
+    let open = |identity: Value| {
+        let (api, account) = (&api, admin.account_id.clone());
+        async move {
+            let mut customer = json!({"account_id": account});
+            customer
+                .as_object_mut()
+                .unwrap()
+                .extend(identity.as_object().unwrap().clone());
+            let (status, body) = api.post("/api/customers", None, customer).await;
+            assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+            let (id, token) = (
+                body["data"]["id"].as_str().unwrap(),
+                body["data"]["token"].as_str().unwrap(),
+            );
+            let (status, body) = api
+                .post(
+                    "/api/conversations",
+                    Some(token),
+                    json!({"account_id": account, "customer_id": id}),
+                )
+                .await;
+            assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+            body["data"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let hash = netia::app::verification::user_hash(&secret, "ada-1");
+    let conversation = open(json!({"external_id": "ada-1", "email": "ada@example.com", "user_hash": hash})).await;
+    let unverified = open(json!({"email": "bob@example.com"})).await;
+    let (status, _) = api
+        .post(
+            &format!("/api/conversations/{unverified}/messages"),
+            Some(&admin.token),
+            json!({"body": "For Bob's eyes"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
     let request_id = uuid::Uuid::now_v7().to_string();
     let response = api
         .http
@@ -424,8 +467,10 @@ async fn a_running_server_emails_unseen_replies(db: &TestDb) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Both replies were due at once; give the unverified one time to (wrongly) go out too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let sent = smtp.messages();
-    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent.len(), 1, "only to the verified address: {sent:?}");
     assert_eq!(header(&sent[0], "To"), Some("ada@example.com"));
     assert!(sent[0].contains("We shipped it"));
     // One chain: the request, the reply it wrote, the email's record caused by that reply.

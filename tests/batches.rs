@@ -35,9 +35,16 @@ async fn history(db: &TestDb) -> Vec<RecordedEvent> {
             phone: (i % 2 == 0).then(|| format!("+1555000{i:04}")),
             ..Default::default()
         };
-        bus.execute::<Customer>(id, CustomerCommand::Identify { identity }, &meta)
-            .await
-            .unwrap();
+        bus.execute::<Customer>(
+            id,
+            CustomerCommand::Identify {
+                identity,
+                verified: i % 3 == 0,
+            },
+            &meta,
+        )
+        .await
+        .unwrap();
         let changes: Map<String, Value> = [
             ("plan".to_owned(), json!(["free", "pro"][i % 2])),
             (

@@ -468,6 +468,7 @@ async fn one_external_id_is_one_customer(db: &TestDb) {
             ..Default::default()
         },
         metadata: Default::default(),
+        verified: false,
     };
     let meta = netia_events::Metadata::system("test");
     netia::command_bus::CommandBus::new(db.store.clone())

@@ -41,6 +41,7 @@ async fn world(db: &TestDb) -> World {
         account_id: account,
         identity,
         metadata: Default::default(),
+        verified: false,
     };
     bus.execute::<Customer>(ada, create, &meta).await.unwrap();
     let conversation = |account_id: AccountId, subject: &str| {

@@ -58,6 +58,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/canned_responses/{id}"),
     ("get", "/api/tags"),
     ("get", "/api/reporting"),
+    ("get", "/api/identity_verification"),
+    ("put", "/api/identity_verification"),
+    ("post", "/api/identity_verification/secret"),
 ];
 
 async fn the_document_lists_every_route_and_only_served_ones(db: &TestDb) {

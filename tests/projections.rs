@@ -40,15 +40,23 @@ async fn history(db: &TestDb, n: usize) -> Vec<CustomerId> {
             account_id,
             identity: CustomerIdentity::default(),
             metadata,
+            verified: false,
         };
         bus.execute::<Customer>(id, create, &meta()).await.unwrap();
         let identity = CustomerIdentity {
             email: Some(format!("c{i}@example.com")),
             ..Default::default()
         };
-        bus.execute::<Customer>(id, CustomerCommand::Identify { identity }, &meta())
-            .await
-            .unwrap();
+        bus.execute::<Customer>(
+            id,
+            CustomerCommand::Identify {
+                identity,
+                verified: false,
+            },
+            &meta(),
+        )
+        .await
+        .unwrap();
         let changes: Map<_, _> = [("plan".to_owned(), json!(i)), ("browser".to_owned(), json!(null))]
             .into_iter()
             .collect();

@@ -302,3 +302,157 @@ async fn postgres_a_reload_within_the_grace_period_writes_no_presence_event() {
     assert!(left.elapsed() >= netia::realtime::PRESENCE_GRACE - std::time::Duration::from_millis(500));
     db.cleanup().await;
 }
+
+/// Identity verification: the admin issues a secret and requires verification; a forged
+/// `user_hash` is refused, as are an external id or email without one; a valid one makes a
+/// verified customer (the API and the event say so), brings the same customer back next time,
+/// and is the only way `identify` finds a customer. A rotated secret refuses the old hashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_forged_user_hash_is_refused_when_verification_is_required() {
+    use netia::app::verification::user_hash;
+    use reqwest::Method;
+    let Some(db) = TestDb::postgres().await else { return };
+    let api = Api::start_with(&db, &[]).await;
+    let admin = api.register("owner@example.com").await;
+    let account = admin.account_id.clone();
+    // Settings: no secret yet, so verification cannot be required; members may not read it.
+    let (status, body) = api.get("/api/identity_verification", &admin.token).await;
+    assert_eq!(
+        (status.as_u16(), &body["data"]["secret"]),
+        (200, &json!(null)),
+        "{body}"
+    );
+    let require = |on: bool| {
+        api.call(
+            Method::PUT,
+            "/api/identity_verification",
+            Some(&admin.token),
+            Some(json!({"require_identity_verification": on})),
+        )
+    };
+    let (status, body) = require(true).await;
+    assert_eq!(status, 422, "{body}");
+    let invitation = api.invite(&admin, "member@example.com", "member").await;
+    let (_, member) = api
+        .post(
+            "/api/registration",
+            None,
+            json!({"email": "member@example.com", "password": "correct horse battery", "invitation_token": invitation}),
+        )
+        .await;
+    let member_token = member["data"]["token"].as_str().unwrap_or_default().to_owned();
+    let (status, _) = api.get("/api/identity_verification", &member_token).await;
+    assert_eq!(status, 403);
+    let (status, body) = api
+        .post("/api/identity_verification/secret", Some(&admin.token), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let secret = body["data"]["secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 64);
+    assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
+    let (status, body) = require(true).await;
+    assert_eq!(
+        (status.as_u16(), &body["data"]["require_identity_verification"]),
+        (200, &json!(true)),
+        "{body}"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT COUNT(*) FROM events WHERE payload::text LIKE '%{secret}%'"
+        ))
+        .await,
+        0,
+        "the secret is sealed in the log"
+    );
+
+    let customer = |identity: serde_json::Value| {
+        let mut body = json!({"account_id": account});
+        body.as_object_mut()
+            .unwrap()
+            .extend(identity.as_object().unwrap().clone());
+        api.post("/api/customers", None, body)
+    };
+    let forged = user_hash("not-the-secret", "user-1");
+    for claim in [
+        json!({"external_id": "user-1", "email": "billing@yourcustomer.example", "user_hash": forged}),
+        json!({"external_id": "user-1", "email": "billing@yourcustomer.example"}),
+        json!({"email": "billing@yourcustomer.example"}),
+        json!({"external_id": "user-2", "user_hash": user_hash(&secret, "user-1")}),
+        json!({"user_hash": user_hash(&secret, "user-1")}),
+    ] {
+        let (status, body) = customer(claim.clone()).await;
+        assert_eq!(status, 422, "{claim} → {body}");
+        assert_eq!(body["error"], "invalid");
+    }
+    let (status, body) = customer(json!({"name": "Anonymous visitor"})).await;
+    assert_eq!(
+        (status.as_u16(), &body["data"]["verified"]),
+        (201, &json!(false)),
+        "{body}"
+    );
+
+    let good = user_hash(&secret, "user-1");
+    let (status, body) =
+        customer(json!({"external_id": "user-1", "email": "ada@example.com", "user_hash": good})).await;
+    assert_eq!(
+        (status.as_u16(), &body["data"]["verified"]),
+        (201, &json!(true)),
+        "{body}"
+    );
+    let ada = body["data"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = api.get(&format!("/api/customers/{ada}"), &admin.token).await;
+    assert_eq!(
+        (status.as_u16(), &body["data"]["verified"]),
+        (200, &json!(true)),
+        "{body}"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT COUNT(*) FROM events WHERE stream_id = '{ada}' AND event_type = 'CustomerCreated' \
+             AND (payload->>'verified')::boolean"
+        ))
+        .await,
+        1,
+        "the event says so"
+    );
+    // The same person again (another browser): the same customer, with a new token.
+    let (status, body) = customer(json!({"external_id": "user-1", "user_hash": good.to_uppercase()})).await;
+    assert_eq!(
+        (status.as_u16(), body["data"]["id"].as_str()),
+        (200, Some(ada.as_str())),
+        "{body}"
+    );
+    // identify: a hash is needed, and only a verified customer is found.
+    let identify = |external_id: &str, hash: Option<String>| {
+        let mut path = format!("/api/customers/identify?account_id={account}&external_id={external_id}");
+        if let Some(hash) = hash {
+            path.push_str(&format!("&user_hash={hash}"));
+        }
+        let api = &api;
+        async move { api.call(Method::GET, &path, None, None).await }
+    };
+    assert_eq!(identify("user-1", None).await.0, 422);
+    assert_eq!(identify("user-1", Some(forged.clone())).await.0, 422);
+    let (status, body) = identify("user-1", Some(good.clone())).await;
+    assert_eq!(
+        (status.as_u16(), body["data"]["customer_id"].as_str()),
+        (200, Some(ada.as_str()))
+    );
+
+    // A customer who claimed an id while verification was off is not found by it once required.
+    require(false).await;
+    let (status, _) = customer(json!({"external_id": "squatter"})).await;
+    assert_eq!(status, 201);
+    require(true).await;
+    let (status, body) = identify("squatter", Some(user_hash(&secret, "squatter"))).await;
+    assert_eq!((status.as_u16(), &body["data"]), (200, &json!(null)), "{body}");
+
+    // After a rotation the old hashes are refused.
+    let (status, _) = api
+        .post("/api/identity_verification/secret", Some(&admin.token), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = customer(json!({"external_id": "user-1", "user_hash": good})).await;
+    assert_eq!(status, 422, "{body}");
+    db.cleanup().await;
+}

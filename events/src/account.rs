@@ -1,4 +1,5 @@
-//! Account events: registration, business context, widget settings, LLM on/off, canned responses.
+//! Account events: registration, business context, widget settings, LLM on/off, canned responses,
+//! identity verification.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,8 @@ event_family! {
         LlmDisabled = 1,
         CannedResponseSaved = 1,
         CannedResponseDeleted = 1,
+        IdentitySecretRotated = 1,
+        IdentityVerificationSet = 1,
     }
 }
 
@@ -78,4 +81,19 @@ pub struct CannedResponseSaved {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CannedResponseDeleted {
     pub canned_response_id: uuid::Uuid,
+}
+
+/// An admin issued a new identity secret, the HMAC key with which the account's own servers sign
+/// their users' external ids for the widget (`user_hash`). The previous secret stops working.
+/// The secret is sealed (AES-256-GCM under the deployment's `NETIA_SECRET_KEY`, bound to the
+/// account), never in clear in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentitySecretRotated {
+    pub sealed_secret: String,
+}
+
+/// Whether the widget must prove every external id and email it sends with a valid `user_hash`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentityVerificationSet {
+    pub required: bool,
 }

@@ -39,12 +39,21 @@ pub struct CustomerCreated {
     pub identity: CustomerIdentity,
     /// Browser and host-page facts sent by the widget, or anything an agent records.
     pub metadata: Map<String, Value>,
+    /// Whether the account vouches for `identity`: the widget sent a `user_hash` that matches
+    /// the account's identity secret (HMAC-SHA256 of the external id), or an agent entered it.
+    /// Absent (false) in events written before identity verification existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verified: bool,
 }
 
-/// Fields newly learnt or changed; absent fields are unchanged.
+/// Fields newly learnt or changed; absent fields are unchanged. A field may also appear unchanged
+/// when the account now vouches for a value it did not vouch for before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CustomerIdentified {
     pub identity: CustomerIdentity,
+    /// Whether the account vouches for the fields set here (see [`CustomerCreated::verified`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verified: bool,
 }
 
 /// Keys set (a `null` value removes the key).

@@ -30,12 +30,13 @@ pub struct CustomerRow {
     pub conversation_count: i64,
     /// The customer stream's version applied last (guards against applying an event twice).
     pub version: i64,
+    /// 1 when the account vouches for the external id (identity verification), else 0.
+    pub verified: i64,
 }
 
 pub struct CustomerProjection;
 
-const COLUMNS: &str =
-    "id, account_id, external_id, email, name, phone, metadata, created_at, last_seen_at, conversation_count, version";
+const COLUMNS: &str = "id, account_id, external_id, email, name, phone, metadata, created_at, last_seen_at, conversation_count, version, verified";
 
 impl CustomerProjection {
     pub async fn get(conn: &mut AnyConnection, id: CustomerId) -> Result<Option<CustomerRow>, ProjectionError> {
@@ -128,7 +129,7 @@ impl Projection for CustomerProjection {
             "CREATE TABLE IF NOT EXISTS customers (\
                 id TEXT PRIMARY KEY, account_id TEXT NOT NULL, external_id TEXT, email TEXT, name TEXT, \
                 phone TEXT, metadata TEXT NOT NULL, created_at TEXT NOT NULL, last_seen_at TEXT, \
-                conversation_count BIGINT NOT NULL, version BIGINT NOT NULL)",
+                conversation_count BIGINT NOT NULL, version BIGINT NOT NULL, verified BIGINT NOT NULL DEFAULT 0)",
             "CREATE INDEX IF NOT EXISTS customers_by_account ON customers (account_id, created_at)",
             "CREATE INDEX IF NOT EXISTS customers_by_external_id ON customers (account_id, external_id)",
             "CREATE INDEX IF NOT EXISTS customers_by_email ON customers (account_id, email)",
@@ -137,6 +138,16 @@ impl Projection for CustomerProjection {
                 PRIMARY KEY (customer_id, conversation_id))",
         ] {
             sqlx::query(statement).execute(&mut *conn).await?;
+        }
+        // Tables made before identity verification: their customers were all unverified (0).
+        if sqlx::query("SELECT verified FROM customers WHERE 1 = 0")
+            .execute(&mut *conn)
+            .await
+            .is_err()
+        {
+            sqlx::query("ALTER TABLE customers ADD COLUMN verified BIGINT NOT NULL DEFAULT 0")
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }
@@ -302,6 +313,7 @@ impl Batch {
         let id = recorded.stream_id.clone();
         if let CustomerEvent::CustomerCreated(e) = event {
             if !self.customers.contains_key(&id) {
+                let row_has_external_id = e.identity.external_id.is_some();
                 let row = CustomerRow {
                     id: id.clone(),
                     account_id: e.account_id.to_string(),
@@ -314,6 +326,7 @@ impl Batch {
                     last_seen_at: None,
                     conversation_count: self.unowned_links.remove(&id).unwrap_or(0),
                     version: recorded.version,
+                    verified: i64::from(e.verified && row_has_external_id),
                 };
                 self.customers.insert(id.clone(), row);
                 self.dirty.insert(id);
@@ -343,6 +356,9 @@ impl Batch {
             }
             CustomerEvent::CustomerIdentified(e) => {
                 let identity = e.identity;
+                if identity.external_id.is_some() {
+                    row.verified = i64::from(e.verified);
+                }
                 row.external_id = identity.external_id.or(row.external_id.take());
                 row.email = identity.email.or(row.email.take());
                 row.name = identity.name.or(row.name.take());
@@ -396,6 +412,7 @@ impl Batch {
                     c.last_seen_at.into(),
                     c.conversation_count.into(),
                     c.version.into(),
+                    c.verified.into(),
                 ]
             })
             .collect();

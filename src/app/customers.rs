@@ -30,6 +30,9 @@ pub enum CustomerUseCaseError {
     ExternalIdTaken { external_id: String, holder: CustomerId },
     #[error("claiming the external id: {0}")]
     Claim(CommandError<ExternalIdError>),
+    /// The widget's identity claim was refused (identity verification), or could not be checked.
+    #[error(transparent)]
+    Verification(#[from] super::verification::VerificationError),
     #[error(transparent)]
     App(#[from] AppError),
 }
@@ -40,15 +43,81 @@ impl From<CommandError<CustomerError>> for CustomerUseCaseError {
     }
 }
 
+/// What the widget's customer call did.
+#[derive(Debug)]
+pub struct WidgetCustomer {
+    pub customer_id: CustomerId,
+    /// A new customer (`false`: a verified external id brought back its customer).
+    pub created: bool,
+    pub events: Vec<RecordedEvent>,
+}
+
+/// The widget's customer: `identity` is judged against the account's identity verification
+/// ([`super::verification::check_claim`]). With a valid `user_hash` for an external id that a
+/// customer already holds, that customer comes back (its identity and metadata updated, vouched
+/// for); otherwise customer `new_id` is created, verified or not. `meta_for` gives the metadata of
+/// the writes made as a customer.
+pub async fn join_from_widget(
+    app: &App,
+    new_id: CustomerId,
+    account_id: AccountId,
+    identity: CustomerIdentity,
+    metadata: Map<String, Value>,
+    user_hash: Option<&str>,
+    meta_for: impl Fn(CustomerId) -> Metadata,
+) -> Result<WidgetCustomer, CustomerUseCaseError> {
+    let account = app.state_of::<netia_commands::Account>(account_id).await?;
+    let claim = super::verification::check_claim(
+        app,
+        account_id,
+        &account,
+        identity.external_id.as_deref(),
+        identity.email.as_deref(),
+        user_hash,
+    )?;
+    let verified = claim == super::verification::Claim::Verified;
+    let created = create_customer(
+        app,
+        new_id,
+        account_id,
+        identity.clone(),
+        metadata.clone(),
+        verified,
+        &meta_for(new_id),
+    )
+    .await;
+    match created {
+        Ok(events) => Ok(WidgetCustomer {
+            customer_id: new_id,
+            created: true,
+            events,
+        }),
+        Err(CustomerUseCaseError::ExternalIdTaken { holder, .. }) if verified => {
+            let meta = meta_for(holder);
+            let mut events = identify_customer(app, holder, identity, true, &meta).await?;
+            let update = CustomerCommand::UpdateMetadata { changes: metadata };
+            events.extend(app.bus.execute::<Customer>(holder, update, &meta).await?.events);
+            Ok(WidgetCustomer {
+                customer_id: holder,
+                created: false,
+                events,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates customer `customer_id` of `account_id`. An `external_id` (trimmed, as the customer
 /// keeps it) is claimed first, so that two concurrent creations with one external id give one
-/// customer and one [`CustomerUseCaseError::ExternalIdTaken`]. Returns the appended events.
+/// customer and one [`CustomerUseCaseError::ExternalIdTaken`]. `verified`: the account vouches
+/// for the identity. Returns the appended events.
 pub async fn create_customer(
     app: &App,
     customer_id: CustomerId,
     account_id: AccountId,
     identity: CustomerIdentity,
     metadata: Map<String, Value>,
+    verified: bool,
     meta: &Metadata,
 ) -> Result<Vec<RecordedEvent>, CustomerUseCaseError> {
     let command = CustomerCommand::Create {
@@ -56,6 +125,7 @@ pub async fn create_customer(
         account_id,
         identity,
         metadata,
+        verified,
     };
     // Refusals (bad email, metadata too large) come before anything is claimed.
     let decided = Customer::default()
@@ -81,12 +151,13 @@ pub async fn create_customer(
     }
 }
 
-/// Sets the given identity fields of `customer_id`. A new external id is claimed first and the
-/// old one released after.
+/// Sets the given identity fields of `customer_id` (`verified`: the account vouches for them). A
+/// new external id is claimed first and the old one released after.
 pub async fn identify_customer(
     app: &App,
     customer_id: CustomerId,
     identity: CustomerIdentity,
+    verified: bool,
     meta: &Metadata,
 ) -> Result<Vec<RecordedEvent>, CustomerUseCaseError> {
     let bus = &app.bus;
@@ -99,6 +170,7 @@ pub async fn identify_customer(
     // Refusals (a bad email, a blank external id) come before anything is claimed.
     let command = CustomerCommand::Identify {
         identity: identity.clone(),
+        verified,
     };
     before
         .decide(&command)

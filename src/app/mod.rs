@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod customers;
 pub mod identity;
 pub mod team;
+pub mod verification;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub struct App {
     /// Read models and credentials.
     pub db: AnyPool,
     pub progress: crate::projector::Progress,
+    /// Seals and opens secrets kept in the log (identity secrets, channel credentials).
+    pub sealer: crate::secrets::Sealer,
 }
 
 /// Failures shared by the use cases. Refusals by an aggregate come as the use case's
@@ -59,7 +62,14 @@ impl App {
             store,
             db,
             progress: crate::projector::Progress::default(),
+            sealer: crate::secrets::Sealer::unavailable(),
         }
+    }
+
+    /// Uses this deployment's key for secrets.
+    pub fn with_sealer(mut self, sealer: crate::secrets::Sealer) -> Self {
+        self.sealer = sealer;
+        self
     }
 
     /// Uses the local projectors' progress for read-your-writes.

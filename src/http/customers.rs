@@ -43,6 +43,7 @@ pub fn use_case_error(e: crate::app::customers::CustomerUseCaseError) -> ApiErro
         E::Customer(e) => customer_error(e),
         e @ E::ExternalIdTaken { .. } => ApiError::Conflict(e.to_string()),
         E::Claim(e) => ApiError::from_command(e, |_| false),
+        E::Verification(e) => super::verification::verification_error(e),
         E::App(e) => e.into(),
     }
 }
@@ -150,7 +151,8 @@ pub(super) async fn update(
         phone: b.phone,
     };
     let meta = agent.meta();
-    let events = crate::app::customers::identify_customer(&state, id, identity, &meta)
+    // An agent's word is the account's: what they enter is vouched for.
+    let events = crate::app::customers::identify_customer(&state, id, identity, true, &meta)
         .await
         .map_err(use_case_error)?;
     state.caught_up("customer", &events).await;
@@ -205,25 +207,44 @@ pub(super) struct IdentifyQuery {
     account_id: String,
     #[param(min_length = 1, max_length = 200)]
     external_id: String,
+    /// hex(HMAC-SHA256(identity secret, external_id)); required when the account requires
+    /// identity verification.
+    #[param(max_length = 200)]
+    user_hash: Option<String>,
 }
 
 /// The id of the account's customer with this external id (`data: null` if none). Public, as the
-/// widget calls it; it reveals only an id, which is useless without that customer's token.
+/// widget calls it; it reveals only an id, which is useless without that customer's token. A
+/// `user_hash` that does not match is refused (422); when the account requires identity
+/// verification, one is needed and only a verified customer is found.
 #[utoipa::path(get, path = "/api/customers/identify", tag = "widget", params(IdentifyQuery),
-    responses((status = 200, description = "`data` is null when there is no such customer", body = Data<Option<IdentifiedView>>), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, description = "`data` is null when there is no such customer", body = Data<Option<IdentifiedView>>), (status = 400, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn identify(
     state: web::Data<AppState>,
     query: web::Query<IdentifyQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let account: AccountId = parse_id(&query.account_id, "account_id")?;
+    let account_id: AccountId = parse_id(&query.account_id, "account_id")?;
     let max = netia_commands::validate::MAX_KEY_CHARS;
     if query.external_id.trim().is_empty() || query.external_id.chars().count() > max {
         return Err(ApiError::BadRequest(format!(
             "external_id must be 1 to {max} characters"
         )));
     }
+    let account = state.load::<netia_commands::Account>(account_id).await?;
+    crate::app::verification::check_claim(
+        &state,
+        account_id,
+        &account,
+        Some(&query.external_id),
+        None,
+        query.user_hash.as_deref(),
+    )
+    .map_err(super::verification::verification_error)?;
     let mut conn = state.db.acquire().await?;
-    let found = CustomerProjection::by_external_id(&mut conn, account, query.external_id.trim()).await?;
+    let found = CustomerProjection::by_external_id(&mut conn, account_id, query.external_id.trim())
+        .await?
+        .filter(|c| c.verified != 0 || !account.identity_verification_required);
     Ok(HttpResponse::Ok().json(Data {
         data: found.map(|c| IdentifiedView { customer_id: c.id }),
     }))

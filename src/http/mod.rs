@@ -12,6 +12,7 @@ pub mod pages;
 pub mod session;
 mod settings;
 mod team;
+mod verification;
 pub use crate::views;
 pub(crate) mod widget;
 
@@ -64,6 +65,12 @@ impl AppState {
         self
     }
 
+    /// Uses this deployment's key for secrets.
+    pub fn with_sealer(mut self, sealer: crate::secrets::Sealer) -> Self {
+        self.app = self.app.with_sealer(sealer);
+        self
+    }
+
     /// An aggregate's current state, for checks before a command (ownership, roles). A failure to
     /// read it is ours (500), not the caller's.
     pub async fn load<A>(&self, id: impl std::fmt::Display) -> Result<A, ApiError>
@@ -97,6 +104,7 @@ fn agent_routes(cfg: &mut web::ServiceConfig) {
     customers::routes(cfg);
     settings::routes(cfg);
     team::routes(cfg);
+    verification::routes(cfg);
 }
 
 /// Cross-origin calls: any origin may call with a bearer token (no cookies are used, so a foreign page

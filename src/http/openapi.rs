@@ -5,7 +5,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, conversations, customers, health, messages, session, settings, team, views, widget};
+use super::{
+    accounts, conversations, customers, health, messages, session, settings, team, verification, views, widget,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +31,7 @@ use super::{accounts, conversations, customers, health, messages, session, setti
         settings::business_context, settings::update_business_context, settings::update_widget_settings,
         settings::canned_responses, settings::create_canned_response, settings::update_canned_response,
         settings::delete_canned_response, settings::tags, settings::reporting,
+        verification::get, verification::rotate, verification::update,
     ),
     components(schemas(views::StatusName, views::PriorityName, views::SourceName, views::SortName, views::RoleName)),
     modifiers(&Security),

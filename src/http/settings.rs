@@ -39,7 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/reporting").route(web::get().to(reporting)));
 }
 
-fn account_error(e: CommandError<AccountError>) -> ApiError {
+pub(super) fn account_error(e: CommandError<AccountError>) -> ApiError {
     ApiError::from_command(e, |e| {
         matches!(e, AccountError::NotFound | AccountError::CannedResponseNotFound)
     })

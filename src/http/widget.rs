@@ -82,15 +82,23 @@ pub struct NewCustomer {
     email: Option<String>,
     name: Option<String>,
     phone: Option<String>,
+    /// hex(HMAC-SHA256(account identity secret, external_id)), computed by the site's server:
+    /// proves the external id and vouches for the email (identity verification).
+    #[schema(min_length = 64, max_length = 64)]
+    user_hash: Option<String>,
     #[serde(default)]
     #[schema(value_type = Object)]
     metadata: Map<String, Value>,
 }
 
-/// A new customer for the widget, with the token it uses from now on.
+/// The widget's customer, with the token it uses from now on: a new one (201), or, for an external
+/// id proven by `user_hash`, the customer that already holds it (200). A `user_hash` that does not
+/// match is refused (422), as is an external id or email without one when the account requires
+/// identity verification.
 #[utoipa::path(post, path = "/api/customers", tag = "widget", request_body = NewCustomer,
     responses((status = 201, body = Data<NewCustomerView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+        (status = 200, body = Data<NewCustomerView>), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create_customer(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -99,25 +107,40 @@ pub async fn create_customer(
     let body = body.into_inner();
     let account_id: AccountId = parse_id(&body.account_id, "account_id")?;
     check_origin(&req, &account(&state, account_id).await?)?;
-    let customer_id = CustomerId::new();
     let identity = CustomerIdentity {
         external_id: body.external_id,
         email: body.email,
         name: body.name,
         phone: body.phone,
     };
-    let meta = Metadata::new(Actor::Customer { customer_id })
-        .with_account(account_id)
-        .with_correlation(super::caller::RequestId::of(&req));
-    let events =
-        crate::app::customers::create_customer(&state, customer_id, account_id, identity, body.metadata, &meta)
-            .await
-            .map_err(super::customers::use_case_error)?;
+    let request = super::caller::RequestId::of(&req);
+    let meta_for = |customer_id| {
+        Metadata::new(Actor::Customer { customer_id })
+            .with_account(account_id)
+            .with_correlation(request)
+    };
+    let joined = crate::app::customers::join_from_widget(
+        &state,
+        CustomerId::new(),
+        account_id,
+        identity,
+        body.metadata,
+        body.user_hash.as_deref(),
+        meta_for,
+    )
+    .await
+    .map_err(super::customers::use_case_error)?;
+    let customer_id = joined.customer_id;
     // Agents looking for the new customer find it at once.
-    state.caught_up("customer", &events).await;
+    state.caught_up("customer", &joined.events).await;
     let (customer, _) = state.bus.load::<Customer>(customer_id).await.map_err(customer_error)?;
     let token = state.auth.customer_token(customer_id, account_id).await?;
-    Ok(HttpResponse::Created().json(Data {
+    let mut response = if joined.created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(response.json(Data {
         data: NewCustomerView {
             id: customer_id.to_string(),
             account_id: account_id.to_string(),
@@ -126,6 +149,7 @@ pub async fn create_customer(
             name: customer.identity.name,
             phone: customer.identity.phone,
             metadata: customer.metadata,
+            verified: customer.verified,
             token: token.token,
         },
     }))

@@ -51,3 +51,13 @@ fn a_database_url_password_is_never_echoed() {
 fn migrations_can_be_turned_off() {
     assert!(!settings(&[("NETIA_MIGRATE", "0")]).unwrap().migrate);
 }
+
+#[test]
+fn the_secret_key_is_32_bytes_of_base64() {
+    let key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    assert!(settings(&[("NETIA_SECRET_KEY", key)]).unwrap().secret_key.is_some());
+    assert!(settings(&[]).unwrap().secret_key.is_none());
+    let err = settings(&[("NETIA_SECRET_KEY", "c2hvcnQ=")]).unwrap_err();
+    assert_eq!(err.variable, "NETIA_SECRET_KEY");
+    assert_eq!(err.value, "(hidden)");
+}

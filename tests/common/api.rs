@@ -25,6 +25,8 @@ pub struct Session {
 
 /// The `METRICS_TOKEN` of test servers.
 pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+/// The `NETIA_SECRET_KEY` of test servers (every node of a test shares it).
+pub const SECRET_KEY: &str = "bmV0aWEtdGVzdC1zZWNyZXQta2V5LTMyLWJ5dGVzISE=";
 
 impl Api {
     /// Starts a server (projectors included) on `db`, with extra settings.
@@ -33,6 +35,7 @@ impl Api {
             ("PORT", "0"),
             ("DATABASE_URL", db.url.as_str()),
             ("METRICS_TOKEN", METRICS_TOKEN),
+            ("NETIA_SECRET_KEY", SECRET_KEY),
         ]);
         vars.extend(extra.iter().copied());
         let settings = Settings::from_map(&vars).unwrap();

@@ -42,6 +42,7 @@ pub async fn serve_with(db: &TestDb, port: u16, vars: &[(&str, &str)]) -> tokio:
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_netia"))
         .arg("serve")
         .envs(vars.iter().copied())
+        .env("NETIA_SECRET_KEY", super::api::SECRET_KEY)
         .env("DATABASE_URL", &db.url)
         .env("PORT", port.to_string())
         .env("RUST_LOG", "warn")

@@ -170,6 +170,19 @@ check("an API key is created and shown once", true);
 await agent.locator("#keys li", { hasText: "CI key" }).getByRole("button", { name: /Revoke/ }).click();
 await agent.waitForFunction(() => ![...document.querySelectorAll("#keys li")].some((li) => li.textContent.includes("CI key")), null, { timeout: 10000 });
 check("an API key is revoked", true);
+// Identity verification: the admin issues a secret, sees it, and requires verification.
+await agent.locator("#identity:not([hidden])").waitFor({ timeout: 10000 });
+await agent.locator("#identity-required").check();
+await agent.locator("#identity-status", { hasText: "identity secret" }).waitFor({ timeout: 10000 });
+check("verification cannot be required before a secret exists", !(await agent.locator("#identity-required").isChecked()));
+await agent.locator("#identity-rotate").click();
+await agent.locator("#identity-status", { hasText: "New secret issued" }).waitFor({ timeout: 10000 });
+const shownSecret = await agent.locator("#identity-secret").textContent();
+check("an admin issues and reads the identity secret", /^[0-9a-f]{64}$/.test(shownSecret), shownSecret);
+await agent.locator("#identity-required").check();
+await agent.locator("#identity-status", { hasText: "Verification is required." }).waitFor({ timeout: 10000 });
+const required = await fetch(`${netia}/api/identity_verification`, { headers: { authorization: `Bearer ${process.env.AGENT_TOKEN}` } }).then((r) => r.json());
+check("requiring verification is saved", required.data.require_identity_verification === true && required.data.secret === shownSecret, required);
 if (screenshots) await agent.screenshot({ path: `${screenshots}/settings.png` });
 
 check("no request went to another host", foreign.length === 0, foreign);

@@ -3,6 +3,7 @@
 // phoenix client, in Node) receives it live, types and replies; the customer sees typing and the reply;
 // a hostile body shows as text; a reload keeps the conversation; URL parameters apply; no request
 // leaves Netia and the host page. Run by tests/browser.rs; screenshots go to SCREENSHOTS.
+import crypto from "node:crypto";
 import http from "node:http";
 import { chromium } from "playwright-core";
 import { Socket } from "phoenix";
@@ -15,8 +16,15 @@ const screenshots = process.env.SCREENSHOTS;
 deadline(90);
 
 // The customer's website, on its own origin, with the embed snippet.
+let signedIn = null; // {externalId, userHash, email}: the site's signed-in user, signed by its server
 const host = http.createServer((req, res) => {
   res.writeHead(200, { "content-type": "text/html" });
+  if (req.url === "/signed-in" && signedIn) {
+    res.end(`<!doctype html><html><body><h1>My account</h1><script src="${netia}/widget.js" data-account-id="${account}"
+      data-external-id="${signedIn.externalId}" data-user-hash="${signedIn.userHash}"
+      data-customer-email="${signedIn.email}" data-customer-name="Grace" async></script></body></html>`);
+    return;
+  }
   if (req.url === "/papercups") {
     // Papercups' own embed snippet, pointed at Netia.
     res.end(`<!doctype html><html><body><script>window.Papercups = { config: { token: "${account}",
@@ -129,6 +137,51 @@ const legacyFrame = legacy.frameLocator("#netia-chat-frame");
 await legacyFrame.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
 check("Papercups' embed snippet works", (await legacyFrame.locator("#title").textContent()) === "Legacy snippet");
 check("its colour applies", (await legacyFrame.locator("#header").evaluate((el) => getComputedStyle(el).backgroundColor)) === "rgb(0, 170, 0)");
+
+// Identity verification: the site's server signs its user's id with the account's identity secret;
+// the widget passes it on, and agents see a verified customer with the site's email for them.
+const api = async (method, path, body) => {
+  const response = await fetch(netia + path, {
+    method,
+    headers: { authorization: `Bearer ${process.env.AGENT_TOKEN}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await response.json();
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
+  return json.data;
+};
+const { secret } = await api("POST", "/api/identity_verification/secret", {});
+signedIn = {
+  externalId: "site-user-7",
+  userHash: crypto.createHmac("sha256", secret).update("site-user-7").digest("hex"),
+  email: "grace@example.com",
+};
+const member = await context.newPage();
+await member.goto(`${hostUrl}/signed-in`);
+await member.click("#netia-chat-button");
+const memberFrame = member.frameLocator("#netia-chat-frame");
+await memberFrame.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
+const memberConversation = await memberFrame.locator("body").getAttribute("data-conversation");
+check("a signed-in user gets a conversation of their own", memberConversation && memberConversation !== conversationId);
+const { customer_id: memberId } = await api("GET", `/api/conversations/${memberConversation}`);
+const verifiedCustomer = await api("GET", `/api/customers/${memberId}`);
+check(
+  "the customer is verified, with the site's id and email",
+  verifiedCustomer.verified === true && verifiedCustomer.external_id === "site-user-7" && verifiedCustomer.email === "grace@example.com",
+  verifiedCustomer,
+);
+// A forged hash is refused once the account requires verification: the widget cannot start.
+await api("PUT", "/api/identity_verification", { require_identity_verification: true });
+signedIn = { ...signedIn, externalId: "site-user-8" }; // the hash is for site-user-7
+const forged = await context.newPage();
+const refusals = [];
+forged.on("response", (r) => r.url().endsWith("/api/customers") && refusals.push(r.status()));
+await forged.goto(`${hostUrl}/signed-in`);
+await forged.click("#netia-chat-button");
+const until422 = Date.now() + 10000;
+while (Date.now() < until422 && !refusals.length) await new Promise((r) => setTimeout(r, 50));
+check("a forged user_hash is refused (422)", refusals[0] === 422, refusals);
+await api("PUT", "/api/identity_verification", { require_identity_verification: false });
 
 // /chat directly with bad parameters: defaults, with console warnings.
 const direct = await context.newPage();

@@ -33,6 +33,14 @@ pub enum AccountCommand {
     DeleteCannedResponse {
         canned_response_id: uuid::Uuid,
     },
+    /// Records a new identity secret, already sealed by the application layer.
+    RotateIdentitySecret {
+        sealed_secret: String,
+    },
+    /// Turns required identity verification on or off; on needs an identity secret.
+    SetIdentityVerification {
+        required: bool,
+    },
 }
 
 impl crate::Commutes for AccountCommand {
@@ -84,6 +92,12 @@ pub struct Account {
     /// The inbox created with the account: where conversations go that name no inbox.
     #[serde(default)]
     pub primary_inbox_id: Option<InboxId>,
+    /// The identity secret, sealed (see `IdentitySecretRotated`); `None` until an admin issues one.
+    #[serde(default)]
+    pub identity_secret: Option<String>,
+    /// Whether external ids and emails from the widget must carry a valid `user_hash`.
+    #[serde(default)]
+    pub identity_verification_required: bool,
 }
 
 impl Account {
@@ -110,6 +124,8 @@ impl Account {
             AccountEvent::CannedResponseDeleted(e) => {
                 self.canned_responses.remove(&e.canned_response_id);
             }
+            AccountEvent::IdentitySecretRotated(e) => self.identity_secret = Some(e.sealed_secret.clone()),
+            AccountEvent::IdentityVerificationSet(e) => self.identity_verification_required = e.required,
         }
     }
 }
@@ -207,6 +223,29 @@ impl crate::Decide for Account {
                 Ok(vec![AccountEvent::CannedResponseDeleted(CannedResponseDeleted {
                     canned_response_id: *canned_response_id,
                 })])
+            }
+            (Some(_), AccountCommand::RotateIdentitySecret { sealed_secret }) => {
+                if sealed_secret.is_empty() || sealed_secret.len() > 1_000 {
+                    return Err(invalid("identity_secret", "must be a sealed secret"));
+                }
+                Ok(vec![AccountEvent::IdentitySecretRotated(IdentitySecretRotated {
+                    sealed_secret: sealed_secret.clone(),
+                })])
+            }
+            (Some(_), AccountCommand::SetIdentityVerification { required }) => {
+                if *required && self.identity_secret.is_none() {
+                    return Err(invalid(
+                        "require_identity_verification",
+                        "needs an identity secret: issue one first",
+                    ));
+                }
+                Ok(if *required == self.identity_verification_required {
+                    Vec::new()
+                } else {
+                    vec![AccountEvent::IdentityVerificationSet(IdentityVerificationSet {
+                        required: *required,
+                    })]
+                })
             }
         }
     }

@@ -411,3 +411,58 @@ fn deleting_a_canned_response_removes_it_and_an_unknown_one_is_not_found() {
 fn canned_response_commands_commute() {
     assert!(save("a", "b").commutes());
 }
+
+// ----- identity verification -----
+
+fn secret_rotated() -> AccountEvent {
+    AccountEvent::IdentitySecretRotated(IdentitySecretRotated {
+        sealed_secret: "v1.sealed".into(),
+    })
+}
+
+#[test]
+fn requiring_identity_verification_needs_a_secret() {
+    AccountTest::with(())
+        .given(vec![registered()])
+        .when(AccountCommand::SetIdentityVerification { required: true })
+        .then_expect_error(invalid(
+            "require_identity_verification",
+            "needs an identity secret: issue one first",
+        ));
+}
+
+#[test]
+fn with_a_secret_identity_verification_can_be_required_once() {
+    AccountTest::with(())
+        .given(vec![registered(), secret_rotated()])
+        .when(AccountCommand::SetIdentityVerification { required: true })
+        .then_expect_events(vec![AccountEvent::IdentityVerificationSet(IdentityVerificationSet {
+            required: true,
+        })]);
+    AccountTest::with(())
+        .given(vec![
+            registered(),
+            secret_rotated(),
+            AccountEvent::IdentityVerificationSet(IdentityVerificationSet { required: true }),
+        ])
+        .when(AccountCommand::SetIdentityVerification { required: true })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn rotating_the_identity_secret_records_the_sealed_value() {
+    AccountTest::with(())
+        .given(vec![registered(), secret_rotated()])
+        .when(AccountCommand::RotateIdentitySecret {
+            sealed_secret: "v1.other".into(),
+        })
+        .then_expect_events(vec![AccountEvent::IdentitySecretRotated(IdentitySecretRotated {
+            sealed_secret: "v1.other".into(),
+        })]);
+    AccountTest::with(())
+        .given(vec![registered()])
+        .when(AccountCommand::RotateIdentitySecret {
+            sealed_secret: String::new(),
+        })
+        .then_expect_error(invalid("identity_secret", "must be a sealed secret"));
+}

@@ -22,9 +22,14 @@ pub enum CustomerCommand {
         account_id: AccountId,
         identity: CustomerIdentity,
         metadata: Map<String, Value>,
+        /// The account vouches for `identity` (a valid `user_hash`, or an agent entered it).
+        verified: bool,
     },
+    /// Sets the given fields. `verified`: the account vouches for them; an unverified call never
+    /// takes away the verification of a value it leaves unchanged.
     Identify {
         identity: CustomerIdentity,
+        verified: bool,
     },
     UpdateMetadata {
         changes: Map<String, Value>,
@@ -68,6 +73,12 @@ pub struct Customer {
     pub metadata: Map<String, Value>,
     pub deleted: bool,
     pub online: bool,
+    /// The account vouches for the external id (identity verification).
+    #[serde(default)]
+    pub verified: bool,
+    /// The account vouches for the email address: reply emails may go to it.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 impl Customer {
@@ -78,8 +89,18 @@ impl Customer {
                 self.account_id = Some(e.account_id);
                 self.identity = e.identity.clone();
                 self.metadata = e.metadata.clone();
+                self.verified = e.verified && e.identity.external_id.is_some();
+                self.email_verified = e.verified && e.identity.email.is_some();
             }
-            CustomerEvent::CustomerIdentified(e) => merge_identity(&mut self.identity, &e.identity),
+            CustomerEvent::CustomerIdentified(e) => {
+                merge_identity(&mut self.identity, &e.identity);
+                if e.identity.external_id.is_some() {
+                    self.verified = e.verified;
+                }
+                if e.identity.email.is_some() {
+                    self.email_verified = e.verified;
+                }
+            }
             CustomerEvent::CustomerMetadataUpdated(e) => merge_metadata(&mut self.metadata, &e.changes),
             CustomerEvent::CustomerDeleted(_) => self.deleted = true,
             CustomerEvent::CustomerCameOnline(_) => self.online = true,
@@ -98,6 +119,7 @@ impl crate::Decide for Customer {
                     account_id,
                     identity,
                     metadata,
+                    verified,
                 },
             ) => {
                 check_identity(identity)?;
@@ -109,6 +131,7 @@ impl crate::Decide for Customer {
                     account_id: *account_id,
                     identity: normalize(identity),
                     metadata: merged,
+                    verified: *verified,
                 })])
             }
             (None, _) => Err(CustomerError::NotFound),
@@ -124,20 +147,27 @@ impl crate::Decide for Customer {
                     deleted_by: *deleted_by,
                 })])
             }
-            (Some(_), CustomerCommand::Identify { identity }) => {
+            (Some(_), CustomerCommand::Identify { identity, verified }) => {
                 check_identity(identity)?;
                 let identity = normalize(identity);
+                // A value now vouched for counts as a change even when it is the same.
+                let vouched = |was_verified: bool| *verified && !was_verified;
                 let changed = CustomerIdentity {
-                    external_id: changed(&self.identity.external_id, &identity.external_id),
-                    email: changed(&self.identity.email, &identity.email),
-                    name: changed(&self.identity.name, &identity.name),
-                    phone: changed(&self.identity.phone, &identity.phone),
+                    external_id: changed(
+                        &self.identity.external_id,
+                        &identity.external_id,
+                        vouched(self.verified),
+                    ),
+                    email: changed(&self.identity.email, &identity.email, vouched(self.email_verified)),
+                    name: changed(&self.identity.name, &identity.name, false),
+                    phone: changed(&self.identity.phone, &identity.phone, false),
                 };
                 Ok(if changed == CustomerIdentity::default() {
                     Vec::new()
                 } else {
                     vec![CustomerEvent::CustomerIdentified(CustomerIdentified {
                         identity: changed,
+                        verified: *verified,
                     })]
                 })
             }
@@ -171,9 +201,10 @@ impl crate::Decide for Customer {
 
 crate::aggregate!(Customer, "customer", CustomerCommand, CustomerEvent, CustomerError);
 
-fn changed(current: &Option<String>, new: &Option<String>) -> Option<String> {
+/// `new` if it differs from `current`, or also if it is the same and `even_if_same`.
+fn changed(current: &Option<String>, new: &Option<String>, even_if_same: bool) -> Option<String> {
     match new {
-        Some(v) if current.as_ref() != Some(v) => Some(v.clone()),
+        Some(v) if even_if_same || current.as_ref() != Some(v) => Some(v.clone()),
         _ => None,
     }
 }

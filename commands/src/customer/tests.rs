@@ -37,6 +37,7 @@ fn create(identity: CustomerIdentity, metadata: Value) -> CustomerCommand {
         account_id: ACCOUNT,
         identity,
         metadata: map(metadata),
+        verified: false,
     }
 }
 
@@ -46,6 +47,7 @@ fn created(metadata: Value) -> CustomerEvent {
         account_id: ACCOUNT,
         identity: identity(),
         metadata: map(metadata),
+        verified: false,
     })
 }
 
@@ -128,7 +130,10 @@ fn a_blank_external_id_is_refused() {
 #[test]
 fn any_command_before_creation_is_refused_as_not_found() {
     let commands = [
-        CustomerCommand::Identify { identity: identity() },
+        CustomerCommand::Identify {
+            identity: identity(),
+            verified: false,
+        },
         update(json!({"plan": "pro"})),
     ];
     for command in commands {
@@ -152,6 +157,7 @@ fn identifying_a_customer_records_only_the_changed_fields() {
                 name: Some("Ada Lovelace".to_owned()),
                 phone: Some("+44 20 7946 0000".to_owned()),
             },
+            verified: false,
         })
         .then_expect_events(vec![CustomerEvent::CustomerIdentified(CustomerIdentified {
             identity: CustomerIdentity {
@@ -160,6 +166,7 @@ fn identifying_a_customer_records_only_the_changed_fields() {
                 name: None,
                 phone: Some("+44 20 7946 0000".to_owned()),
             },
+            verified: false,
         })]);
 }
 
@@ -174,6 +181,7 @@ fn identifying_with_nothing_new_is_a_no_op() {
                 name: Some("Ada Lovelace".to_owned()),
                 phone: None,
             },
+            verified: false,
         })
         .then_expect_events(vec![]);
 }
@@ -189,9 +197,13 @@ fn identifying_again_with_a_field_learnt_before_is_a_no_op() {
             created(json!({})),
             CustomerEvent::CustomerIdentified(CustomerIdentified {
                 identity: learnt.clone(),
+                verified: false,
             }),
         ])
-        .when(CustomerCommand::Identify { identity: learnt })
+        .when(CustomerCommand::Identify {
+            identity: learnt,
+            verified: false,
+        })
         .then_expect_events(vec![]);
 }
 
@@ -204,6 +216,7 @@ fn identifying_with_an_invalid_email_is_refused() {
                 email: Some("not an email".to_owned()),
                 ..CustomerIdentity::default()
             },
+            verified: false,
         })
         .then_expect_error(CustomerError::InvalidEmail);
 }
@@ -307,7 +320,13 @@ fn a_blank_or_overlong_metadata_key_is_refused() {
 
 #[test]
 fn identifying_and_metadata_updates_commute_but_creation_does_not() {
-    assert!(CustomerCommand::Identify { identity: identity() }.commutes());
+    assert!(
+        CustomerCommand::Identify {
+            identity: identity(),
+            verified: false
+        }
+        .commutes()
+    );
     assert!(update(json!({"plan": "pro"})).commutes());
     assert!(!create(identity(), json!({})).commutes());
 }
@@ -338,6 +357,7 @@ fn a_deleted_customer_accepts_no_command() {
                 name: Some("New name".into()),
                 ..Default::default()
             },
+            verified: false,
         },
     ] {
         CustomerTest::with(())
@@ -379,4 +399,75 @@ fn a_customer_coming_online_and_going_offline_is_recorded_once_each() {
         .given(vec![created(json!({})), deleted()])
         .when(online(true))
         .then_expect_error(CustomerError::NotFound);
+}
+
+// ----- identity verification -----
+
+fn verified_created() -> CustomerEvent {
+    CustomerEvent::CustomerCreated(CustomerCreated {
+        customer_id: CUSTOMER,
+        account_id: ACCOUNT,
+        identity: identity(),
+        metadata: Map::new(),
+        verified: true,
+    })
+}
+
+fn state(events: &[CustomerEvent]) -> Customer {
+    let mut customer = Customer::default();
+    events.iter().for_each(|e| customer.evolve(e));
+    customer
+}
+
+#[test]
+fn a_customer_created_with_a_valid_hash_is_verified_for_its_external_id_and_email() {
+    let customer = state(&[verified_created()]);
+    assert!(customer.verified && customer.email_verified);
+    let customer = state(&[created(json!({}))]);
+    assert!(!customer.verified && !customer.email_verified);
+}
+
+#[test]
+fn vouching_for_an_unchanged_email_records_it_as_verified() {
+    CustomerTest::with(())
+        .given(vec![created(json!({}))])
+        .when(CustomerCommand::Identify {
+            identity: CustomerIdentity {
+                email: Some("ada@example.com".to_owned()),
+                ..CustomerIdentity::default()
+            },
+            verified: true,
+        })
+        .then_expect_events(vec![CustomerEvent::CustomerIdentified(CustomerIdentified {
+            identity: CustomerIdentity {
+                email: Some("ada@example.com".to_owned()),
+                ..CustomerIdentity::default()
+            },
+            verified: true,
+        })]);
+}
+
+#[test]
+fn an_unverified_call_with_unchanged_values_keeps_their_verification() {
+    CustomerTest::with(())
+        .given(vec![verified_created()])
+        .when(CustomerCommand::Identify {
+            identity: identity(),
+            verified: false,
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn an_unverified_new_email_is_no_longer_verified_but_the_external_id_still_is() {
+    let changed = CustomerEvent::CustomerIdentified(CustomerIdentified {
+        identity: CustomerIdentity {
+            email: Some("someone@else.example".to_owned()),
+            ..CustomerIdentity::default()
+        },
+        verified: false,
+    });
+    let customer = state(&[verified_created(), changed]);
+    assert!(customer.verified);
+    assert!(!customer.email_verified);
 }
