@@ -456,3 +456,34 @@ async fn postgres_a_forged_user_hash_is_refused_when_verification_is_required() 
     assert_eq!(status, 422, "{body}");
     db.cleanup().await;
 }
+
+/// A session's socket closes when the session expires, heartbeats notwithstanding
+/// (`tests/js/expiry.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_socket_closes_when_its_session_expires() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let port = free_port();
+    let _node = serve_with(&db, port, &[("SESSION_TTL_SECONDS", "3")]).await;
+    let api = node(port);
+    let (status, body) = api
+        .post(
+            "/api/registration",
+            None,
+            json!({"email": "owner@example.com", "password": "correct horse battery", "account_name": "Acme"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let admin = common::api::session(&body);
+    let expires_at = body["data"]["expires_at"].as_str().unwrap().to_owned();
+    run_script(
+        "expiry.mjs",
+        &[
+            ("NODE_URL", &api.base),
+            ("ACCOUNT_ID", &admin.account_id),
+            ("AGENT_TOKEN", &admin.token),
+            ("EXPIRES_AT", &expires_at),
+        ],
+    )
+    .await;
+    db.cleanup().await;
+}
