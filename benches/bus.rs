@@ -158,7 +158,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_c, channel) = relay::open(&amqp_url).await.unwrap();
     let mut queues = vec![amqp::queue(name), amqp::parked_queue(name)];
-    queues.extend((1..policy.max_attempts).map(|a| amqp::retry_queue(name, a)));
+    queues.extend((1..policy.max_attempts.max(2)).map(|a| amqp::retry_queue(name, policy.backoff(a))));
     for queue in queues {
         let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
     }

@@ -167,7 +167,7 @@ async fn listen(url: &str, pool: &AnyPool, recorder: &Arc<Recorder>, policy: Ret
 async fn delete_queues(name: &str, policy: &RetryPolicy) {
     let (_conn, channel) = relay::open(&amqp_url()).await.unwrap();
     let mut queues = vec![amqp::queue(name), amqp::parked_queue(name)];
-    queues.extend((1..policy.max_attempts).map(|a| amqp::retry_queue(name, a)));
+    queues.extend((1..policy.max_attempts.max(2)).map(|a| amqp::retry_queue(name, policy.backoff(a))));
     for queue in queues {
         let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
     }
@@ -289,7 +289,8 @@ async fn postgres_rabbitmq_500_messages_posted_during_an_outage_all_arrive_once(
     let policy = fast_policy(3);
     let proxy = Proxy::start("127.0.0.1:5672").await;
     listen(&proxy.url(), &pool, &recorder, policy, &stop).await;
-    let relay = relay::Relay::new(db.store.clone(), pool.clone(), proxy.url());
+    let topology: Vec<Arc<dyn Consumer>> = vec![recorder.clone()];
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), proxy.url()).with_topology(topology, policy);
     tokio::spawn(relay.run(stop.subscribe()));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -313,15 +314,62 @@ async fn postgres_rabbitmq_500_messages_posted_during_an_outage_all_arrive_once(
     db.cleanup().await;
 }
 
+/// A relay that runs while no consumer has declared its queue yet (the node started with RabbitMQ
+/// down, and the consumers have not reconnected) declares the queues itself before publishing: the
+/// events wait there, and the consumer gets every one when it comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rabbitmq_events_relayed_before_any_consumer_listens_are_not_lost() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let pool = read_models(&db).await;
+    let (stop, _) = watch::channel(false);
+    let recorder = Recorder::new();
+    let policy = fast_policy(3);
+    let topology: Vec<Arc<dyn Consumer>> = vec![recorder.clone()];
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url()).with_topology(topology, policy);
+    bus::start_at(&pool, db.store.as_ref(), relay::NAME).await.unwrap(); // as the server does at start
+    tokio::spawn(relay.run(stop.subscribe()));
+    converse(&db.store, &recorder, &["one", "two", "three"]).await;
+    // The relay has published them all (its checkpoint is at the head) before anyone listens.
+    let head = db.store.head().await.unwrap();
+    for _ in 0..200 {
+        if bus::start_at(&pool, db.store.as_ref(), relay::NAME).await.unwrap() >= head {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        bus::start_at(&pool, db.store.as_ref(), relay::NAME).await.unwrap() >= head,
+        "the relay did not catch up"
+    );
+    listen(&amqp_url(), &pool, &recorder, policy, &stop).await;
+    let effects = recorder.until(4).await;
+    assert_eq!(effects.len(), 4, "the creation and three messages: {effects:?}");
+    let _ = stop.send(true);
+    delete_queues(recorder.name, &policy).await;
+    db.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_rabbitmq_a_poison_event_is_parked_after_its_attempts_and_the_queue_keeps_flowing() {
     let Some(db) = TestDb::postgres().await else { return };
     let pool = read_models(&db).await;
     let (stop, _) = watch::channel(false);
     let recorder = Recorder::new();
+    // An earlier node ran with another BUS_RETRY_BASE_MS: its retry queues exist with other TTLs,
+    // and this node's consumer must still start (no 406) and retry through its own.
+    let earlier = RetryPolicy {
+        base: Duration::from_millis(30),
+        ..fast_policy(3)
+    };
+    {
+        let (_conn, channel) = relay::open(&amqp_url()).await.unwrap();
+        let consumer: Arc<dyn Consumer> = recorder.clone();
+        amqp::declare(&channel, consumer.as_ref(), &earlier).await.unwrap();
+    }
     let policy = fast_policy(3);
     listen(&amqp_url(), &pool, &recorder, policy, &stop).await;
-    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url());
+    let topology: Vec<Arc<dyn Consumer>> = vec![recorder.clone()];
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url()).with_topology(topology, policy);
     tokio::spawn(relay.run(stop.subscribe()));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -341,6 +389,7 @@ async fn postgres_rabbitmq_a_poison_event_is_parked_after_its_attempts_and_the_q
     assert_eq!(parked_count(recorder.name).await, 1, "the parking queue holds it");
     let _ = stop.send(true);
     delete_queues(recorder.name, &policy).await;
+    delete_queues(recorder.name, &earlier).await;
     db.cleanup().await;
 }
 
@@ -403,4 +452,106 @@ async fn sqlite_embedded_consumers_retry_park_and_resume_without_repeating() {
     );
     let _ = stop.send(true);
     db.cleanup().await;
+}
+
+/// Counts its calls; takes 300 ms; fails while `failures` is above zero.
+struct Slow {
+    calls: std::sync::atomic::AtomicU32,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl Consumer for Slow {
+    fn name(&self) -> &'static str {
+        "test_slow"
+    }
+
+    fn bindings(&self) -> Vec<String> {
+        vec!["#".into()]
+    }
+
+    async fn handle(&self, _event: &RecordedEvent) -> Result<(), Failure> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let failing = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            Err(Failure::Retry("not yet".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Claim before act: two copies of one event delivered at once have one effect (the other is told
+/// to look again, then finds it done); a failed attempt releases its claim; a claim whose holder
+/// died is taken over once its time is up.
+async fn two_copies_of_an_event_at_once_have_one_effect(db: &TestDb) {
+    let pool = read_models(db).await;
+    let recorder = Recorder::new();
+    converse(&db.store, &recorder, &["a", "b", "c"]).await;
+    let events = db
+        .store
+        .read_all(netia_events::Checkpoint::default(), 10)
+        .await
+        .unwrap();
+    let policy = fast_policy(3);
+    let slow = Slow {
+        calls: 0.into(),
+        failures: 0.into(),
+    };
+    let event = &events[0];
+    let (one, two) = tokio::join!(
+        bus::process(&pool, &slow, event, 1, &policy),
+        bus::process(&pool, &slow, event, 1, &policy)
+    );
+    let mut outcomes = [one.unwrap(), two.unwrap()];
+    outcomes.sort_by_key(|o| matches!(o, bus::Outcome::Busy(_)));
+    assert!(
+        matches!(outcomes, [bus::Outcome::Handled, bus::Outcome::Busy(_)]),
+        "{outcomes:?}"
+    );
+    assert_eq!(slow.calls.load(Ordering::SeqCst), 1, "one effect");
+    assert_eq!(
+        bus::process(&pool, &slow, event, 1, &policy).await.unwrap(),
+        bus::Outcome::Duplicate
+    );
+
+    // A failure lets the retry claim it.
+    slow.failures.store(1, Ordering::SeqCst);
+    let event = &events[1];
+    assert!(matches!(
+        bus::process(&pool, &slow, event, 1, &policy).await.unwrap(),
+        bus::Outcome::RetryAfter(_)
+    ));
+    assert_eq!(
+        bus::process(&pool, &slow, event, 2, &policy).await.unwrap(),
+        bus::Outcome::Handled
+    );
+
+    // A holder that died mid-effect: its claim ran out a second ago.
+    let event = &events[2];
+    let past = netia_events::chain::format_time(chrono::Utc::now() - chrono::TimeDelta::seconds(1));
+    sqlx::query(
+        "INSERT INTO consumer_processed (consumer, event_id, processed_at, state, claimed_until) \
+         VALUES ('test_slow', $1, $2, 'claimed', $2)",
+    )
+    .bind(event.event_id.to_string())
+    .bind(&past)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let calls = slow.calls.load(Ordering::SeqCst);
+    assert_eq!(
+        bus::process(&pool, &slow, event, 1, &policy).await.unwrap(),
+        bus::Outcome::Handled
+    );
+    assert_eq!(slow.calls.load(Ordering::SeqCst), calls + 1);
+}
+
+mod claims {
+    use super::*;
+    on_both_backends!(two_copies_of_an_event_at_once_have_one_effect);
 }

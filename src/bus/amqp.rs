@@ -1,9 +1,12 @@
 //! Consumers on RabbitMQ. Each consumer owns:
 //! - `netia.<name>`: durable, bound to `netia.events` with its routing keys; deliveries are acked
 //!   after the effect (manual ack, bounded prefetch), so a crash redelivers;
-//! - `netia.<name>.retry.<n>`: durable, one per attempt, holding a failed event for the backoff of
-//!   attempt `n` (queue TTL) and then dead-lettering it back to `netia.<name>`; one queue per delay
-//!   so that a long delay never holds a short one up;
+//! - `netia.<name>.retry.<ms>ms`: durable, one per backoff delay, holding a failed event for that
+//!   many milliseconds (queue TTL) and then dead-lettering it back to `netia.<name>`; one queue per
+//!   delay so that a long delay never holds a short one up. The delay is in the name because
+//!   RabbitMQ refuses (406) to redeclare a queue with other arguments: a node started with another
+//!   `BUS_RETRY_BASE_MS` declares and uses queues of its own delays, and events waiting in the old
+//!   ones still go back to `netia.<name>` when their time is up;
 //! - `netia.<name>.parked`: where an event goes after its last attempt (also recorded in
 //!   `consumer_parked`).
 //!
@@ -49,8 +52,9 @@ pub fn queue(name: &str) -> String {
     format!("netia.{name}")
 }
 
-pub fn retry_queue(name: &str, attempt: u32) -> String {
-    format!("netia.{name}.retry.{attempt}")
+/// The queue that holds `name`'s failed events for `delay` (whole milliseconds).
+pub fn retry_queue(name: &str, delay: Duration) -> String {
+    format!("netia.{name}.retry.{}ms", delay.as_millis())
 }
 
 pub fn parked_queue(name: &str) -> String {
@@ -80,9 +84,10 @@ pub async fn declare(channel: &Channel, consumer: &dyn Consumer, policy: &RetryP
             )
             .await?;
     }
-    for attempt in 1..policy.max_attempts {
+    for attempt in 1..=last_retry(policy) {
+        let delay = policy.backoff(attempt);
         let mut arguments = FieldTable::default();
-        let ttl = u32::try_from(policy.backoff(attempt).as_millis()).unwrap_or(u32::MAX);
+        let ttl = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
         arguments.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl));
         arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         arguments.insert(
@@ -90,13 +95,19 @@ pub async fn declare(channel: &Channel, consumer: &dyn Consumer, policy: &RetryP
             AMQPValue::LongString(main.clone().into()),
         );
         channel
-            .queue_declare(retry_queue(name, attempt).into(), durable, arguments)
+            .queue_declare(retry_queue(name, delay).into(), durable, arguments)
             .await?;
     }
     channel
         .queue_declare(parked_queue(name).into(), durable, FieldTable::default())
         .await?;
     Ok(())
+}
+
+/// The last attempt with a retry queue: one before the last attempt, and at least the first (a
+/// busy copy waits in it even when failures are not retried).
+fn last_retry(policy: &RetryPolicy) -> u32 {
+    policy.max_attempts.saturating_sub(1).max(1)
 }
 
 /// Runs `consumer` on RabbitMQ at `url` until `stop` turns true, reconnecting as needed.
@@ -171,7 +182,8 @@ fn attempt_of(delivery: &Delivery) -> u32 {
     }
 }
 
-/// Sends a copy of `delivery` to `queue` (through the default exchange) with attempt `attempt`.
+/// Sends a copy of `delivery` to `queue` (through the default exchange) with attempt `attempt`;
+/// `mandatory`, so a queue that does not exist is an error, never a silent loss.
 async fn forward(channel: &Channel, delivery: &Delivery, queue: String, attempt: u32) -> Result<(), AmqpError> {
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     headers.insert(ATTEMPT.into(), AMQPValue::LongUInt(attempt));
@@ -180,13 +192,16 @@ async fn forward(channel: &Channel, delivery: &Delivery, queue: String, attempt:
         .basic_publish(
             "".into(),
             queue.into(),
-            BasicPublishOptions::default(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
             &delivery.data,
             properties,
         )
         .await?;
     match confirm.await? {
-        Confirmation::Ack(_) => Ok(()),
+        Confirmation::Ack(None) => Ok(()),
         _ => Err(AmqpError::NotTaken),
     }
 }
@@ -221,7 +236,12 @@ async fn handle(
     };
     match process(db, consumer, &event, attempt, policy).await {
         Ok(Outcome::Handled | Outcome::Duplicate) => {}
-        Ok(Outcome::RetryAfter(_)) => forward(channel, &delivery, retry_queue(name, attempt), attempt + 1).await?,
+        Ok(Outcome::RetryAfter(delay)) => forward(channel, &delivery, retry_queue(name, delay), attempt + 1).await?,
+        // Another copy is being handled: back through the attempt's own delay queue, same attempt.
+        Ok(Outcome::Busy(_)) => {
+            let delay = policy.backoff(attempt.clamp(1, last_retry(policy)));
+            forward(channel, &delivery, retry_queue(name, delay), attempt).await?;
+        }
         Ok(Outcome::Parked) => forward(channel, &delivery, parked_queue(name), attempt).await?,
         Err(e) => {
             // Bookkeeping failed (the database): give the delivery back and slow down.

@@ -75,6 +75,12 @@ impl Embedded {
                                 return;
                             }
                         }
+                        // Another node handles it (after a lease change): look again, same attempt.
+                        Ok(Outcome::Busy(wait)) => {
+                            if sleep_or_stop(&mut stop, wait).await {
+                                return;
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(consumer = name, error = %e, "consumer bookkeeping failed; retrying");
                             if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {

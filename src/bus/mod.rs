@@ -6,8 +6,9 @@
 //! - Embedded (no `AMQP_URL`): each consumer follows the log itself from its own checkpoint
 //!   ([`embedded`]).
 //!
-//! Both run every delivery through [`process`]: an event a consumer already handled is skipped
-//! (`consumer_processed`), a failure is retried with exponential backoff, and after the last attempt
+//! Both run every delivery through [`process`]: a consumer claims `(consumer, event_id)` before the
+//! effect and marks it done after (`consumer_processed`), so an event already handled is skipped and
+//! a second copy arriving while the first is handled waits ([`Outcome::Busy`]); a failure is retried with exponential backoff, and after the last attempt
 //! the event is parked (`consumer_parked`, plus the consumer's parking queue on RabbitMQ) while the
 //! consumer goes on with the next one.
 
@@ -199,6 +200,65 @@ pub enum Outcome {
     RetryAfter(Duration),
     /// Failed for the last time (or for good): parked.
     Parked,
+    /// Another delivery of the same event is being handled (its claim holds): look again after
+    /// this long, without counting an attempt. If it succeeds this copy becomes a
+    /// [`Outcome::Duplicate`]; if its handler crashed, the claim expires ([`CLAIM_TTL`]) and this
+    /// copy takes it over.
+    Busy(Duration),
+}
+
+/// How long a claim holds before another delivery may take the event over (its holder crashed):
+/// longer than any handler runs (the LLM consumer's three 30 s attempts).
+pub const CLAIM_TTL: Duration = Duration::from_secs(120);
+
+/// What claiming an event for a consumer found.
+enum Claim {
+    /// Ours: act, then mark it done.
+    Won,
+    /// Handled before.
+    Done,
+    /// Claimed by another delivery until then.
+    Held(DateTime<Utc>),
+}
+
+/// Claims `(consumer, event_id)` atomically: a new claim, or one whose holder's time is up.
+async fn claim(db: &AnyPool, consumer: &str, event_id: &str) -> Result<Claim, sqlx::Error> {
+    let now = Utc::now();
+    let until = now + chrono::TimeDelta::from_std(CLAIM_TTL).unwrap_or(chrono::TimeDelta::MAX);
+    let format = netia_events::chain::format_time;
+    let won: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO consumer_processed (consumer, event_id, processed_at, state, claimed_until) \
+         VALUES ($1, $2, $3, 'claimed', $4) \
+         ON CONFLICT (consumer, event_id) DO UPDATE \
+         SET processed_at = excluded.processed_at, claimed_until = excluded.claimed_until \
+         WHERE consumer_processed.state = 'claimed' AND consumer_processed.claimed_until < $3 \
+         RETURNING 1",
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .bind(format(now))
+    .bind(format(until))
+    .fetch_optional(db)
+    .await?;
+    if won.is_some() {
+        return Ok(Claim::Won);
+    }
+    let row: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT state, claimed_until FROM consumer_processed WHERE consumer = $1 AND event_id = $2")
+            .bind(consumer)
+            .bind(event_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(match row {
+        Some((state, _)) if state == "done" => Claim::Done,
+        Some((_, until)) => Claim::Held(
+            until
+                .and_then(|u| DateTime::parse_from_rfc3339(&u).ok())
+                .map_or(now, |u| u.with_timezone(&Utc)),
+        ),
+        // Released between the two statements (its handler failed): look again shortly.
+        None => Claim::Held(now),
+    })
 }
 
 /// Runs delivery `attempt` (from 1) of `event` through `consumer`, with the bookkeeping that makes
@@ -217,6 +277,7 @@ pub async fn process(
         Ok(Outcome::Duplicate) => "duplicates",
         Ok(Outcome::RetryAfter(_)) => "retried",
         Ok(Outcome::Parked) => "parked",
+        Ok(Outcome::Busy(_)) => "busy",
         Err(_) => return outcome,
     };
     metrics::counter!(format!("netia_consumer_{label}_total"), "consumer" => name).increment(1);
@@ -233,14 +294,16 @@ async fn deliver(
 ) -> Result<Outcome, sqlx::Error> {
     let name = consumer.name();
     let id = event.event_id.to_string();
-    let seen: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM consumer_processed WHERE consumer = $1 AND event_id = $2")
-            .bind(name)
-            .bind(&id)
-            .fetch_optional(db)
-            .await?;
-    if seen.is_some() {
-        return Ok(Outcome::Duplicate);
+    match claim(db, name, &id).await? {
+        Claim::Won => {}
+        Claim::Done => return Ok(Outcome::Duplicate),
+        Claim::Held(until) => {
+            // Look again when the holder should be done, or its claim over; at most the backoff.
+            let left = (until - Utc::now()).to_std().unwrap_or_default();
+            return Ok(Outcome::Busy(
+                left.clamp(Duration::from_millis(50), policy.backoff(attempt)),
+            ));
+        }
     }
     let started = std::time::Instant::now();
     let handled = consumer.handle(event).await;
@@ -250,8 +313,8 @@ async fn deliver(
     let failure = match handled {
         Ok(()) => {
             sqlx::query(
-                "INSERT INTO consumer_processed (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (consumer, event_id) DO NOTHING",
+                "UPDATE consumer_processed SET state = 'done', processed_at = $3, claimed_until = NULL \
+                 WHERE consumer = $1 AND event_id = $2",
             )
             .bind(name)
             .bind(&id)
@@ -262,6 +325,12 @@ async fn deliver(
         }
         Err(failure) => failure,
     };
+    // Let the retry (or a replay) claim it again.
+    sqlx::query("DELETE FROM consumer_processed WHERE consumer = $1 AND event_id = $2 AND state = 'claimed'")
+        .bind(name)
+        .bind(&id)
+        .execute(db)
+        .await?;
     let last = matches!(failure, Failure::Permanent(_)) || attempt >= policy.max_attempts;
     if !last {
         tracing::warn!(consumer = name, event = %id, attempt, error = %failure, "consumer failed; will retry");
@@ -297,27 +366,10 @@ pub async fn start(
             tracing::warn!(follower = %name, error = %e, "cannot place the first checkpoint yet");
         }
     }
-    if let Some(url) = &amqp_url {
-        // Queues exist before the relay publishes, so the first events are not unroutable.
-        // Bounded: an unreachable broker must not hold the server's start.
-        match tokio::time::timeout(std::time::Duration::from_secs(5), relay::open(url)).await {
-            Ok(Ok((connection, channel))) => {
-                for consumer in &consumers {
-                    if let Err(e) = amqp::declare(&channel, consumer.as_ref(), &policy).await {
-                        tracing::warn!(consumer = consumer.name(), error = %e, "cannot declare the consumer's queues yet");
-                    }
-                }
-                let _ = connection.close(200, "declared".into()).await;
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "RabbitMQ unreachable at start; the relay and consumers will retry")
-            }
-            Err(_) => tracing::warn!("RabbitMQ did not answer within 5 s at start; the relay and consumers will retry"),
-        }
-    }
     match amqp_url {
         Some(url) => {
-            let relay = relay::Relay::new(store, db.clone(), url.clone());
+            // The relay declares every consumer's queues at each broker session, before publishing.
+            let relay = relay::Relay::new(store, db.clone(), url.clone()).with_topology(consumers.clone(), policy);
             tasks.push(supervise(
                 relay::NAME.to_owned(),
                 Box::new(move |stop| Box::pin(relay.clone().run(stop)) as Run),

@@ -114,7 +114,8 @@ pub async fn replay(
         }
     };
     match &outcome {
-        Outcome::Handled | Outcome::Duplicate => Ok(outcome),
+        // Busy: another delivery of it is being handled right now, and will finish it.
+        Outcome::Handled | Outcome::Duplicate | Outcome::Busy(_) => Ok(outcome),
         // `process` parked it again (one attempt), with the new error.
         Outcome::Parked | Outcome::RetryAfter(_) => {
             let error = get(db, consumer, event_id).await?.map_or(parked.error, |p| p.error);

@@ -1,7 +1,11 @@
 //! The relay: the events table is the outbox. It tails the log from its checkpoint and publishes each
-//! committed event to `netia.events` (routing key `<stream_type>.<event_type>`, persistent,
-//! `message_id` = event id, the correlation id, JSON body), waits for the broker's confirms of a
-//! batch, and only then moves its checkpoint. One relay is active across nodes (a lease). While
+//! committed event that some consumer binds to to `netia.events` (routing key
+//! `<stream_type>.<event_type>`, persistent, `message_id` = event id, the correlation id, JSON body),
+//! waits for the broker's confirms of a batch, and only then moves its checkpoint. Each broker
+//! session starts by declaring the whole topology (the exchange, every consumer's queue, retry and
+//! parking queues, bindings), and publishes are `mandatory`: an event the broker cannot route to a
+//! queue comes back, fails the batch, and the checkpoint does not move past it, so a queue deleted
+//! (or never declared, the broker being down when the node started) cannot swallow events. One relay is active across nodes (a lease). While
 //! RabbitMQ is unreachable events keep being accepted; the relay resumes from its checkpoint, in log
 //! order, when the broker is back. A crash between the confirms and the checkpoint publishes a batch
 //! again: consumers skip what they have handled.
@@ -35,6 +39,9 @@ pub enum RelayError {
     Encode(#[from] serde_json::Error),
     #[error("the broker refused an event (nack)")]
     Nacked,
+    /// A mandatory publish that no queue took (returned by the broker).
+    #[error("no queue took event {0} (returned by the broker)")]
+    Unroutable(String),
     #[error("the channel is not in confirm mode")]
     NotConfirming,
     /// Another relay (or an operator) moved the checkpoint.
@@ -52,6 +59,10 @@ pub struct Relay {
     store: Arc<dyn EventStore>,
     db: AnyPool,
     url: String,
+    /// The consumers whose queues it declares and whose bindings choose what it publishes; none:
+    /// every event, not mandatory (tests of the relay alone).
+    consumers: Vec<Arc<dyn super::Consumer>>,
+    policy: super::RetryPolicy,
 }
 
 /// Opens a channel in confirm mode with `netia.events` declared.
@@ -77,7 +88,16 @@ pub async fn declare_exchange(channel: &Channel) -> lapin::Result<()> {
 /// [`RelayError::Nacked`], [`RelayError::NotConfirming`], [`RelayError::Encode`]) means some may not
 /// have reached the broker (publish them again).
 pub async fn publish(channel: &Channel, events: &[RecordedEvent]) -> Result<(), RelayError> {
-    let mut confirms = Vec::with_capacity(events.len());
+    publish_with(channel, events.iter(), false).await
+}
+
+/// [`publish`]; `mandatory`: an event no queue takes is [`RelayError::Unroutable`].
+async fn publish_with<'a>(
+    channel: &Channel,
+    events: impl Iterator<Item = &'a RecordedEvent>,
+    mandatory: bool,
+) -> Result<(), RelayError> {
+    let mut confirms = Vec::new();
     for event in events {
         let body = serde_json::to_vec(&WireEvent::from(event))?;
         let mut properties = BasicProperties::default()
@@ -93,16 +113,20 @@ pub async fn publish(channel: &Channel, events: &[RecordedEvent]) -> Result<(), 
             .basic_publish(
                 EXCHANGE.into(),
                 routing_key(event).into(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions {
+                    mandatory,
+                    ..BasicPublishOptions::default()
+                },
                 &body,
                 properties,
             )
             .await?;
-        confirms.push(confirm);
+        confirms.push((event.event_id, confirm));
     }
-    for confirm in confirms {
+    for (event_id, confirm) in confirms {
         match confirm.await? {
-            Confirmation::Ack(_) => {}
+            Confirmation::Ack(None) => {}
+            Confirmation::Ack(Some(_)) => return Err(RelayError::Unroutable(event_id.to_string())),
             Confirmation::Nack(_) => return Err(RelayError::Nacked),
             Confirmation::NotRequested => return Err(RelayError::NotConfirming),
         }
@@ -112,7 +136,29 @@ pub async fn publish(channel: &Channel, events: &[RecordedEvent]) -> Result<(), 
 
 impl Relay {
     pub fn new(store: Arc<dyn EventStore>, db: AnyPool, url: String) -> Self {
-        Self { store, db, url }
+        Self {
+            store,
+            db,
+            url,
+            consumers: Vec::new(),
+            policy: super::RetryPolicy::default(),
+        }
+    }
+
+    /// Declares these consumers' topology at each broker session and publishes only (and
+    /// `mandatory`) the events they bind to.
+    pub fn with_topology(mut self, consumers: Vec<Arc<dyn super::Consumer>>, policy: super::RetryPolicy) -> Self {
+        self.consumers = consumers;
+        self.policy = policy;
+        self
+    }
+
+    /// Whether some consumer wants `event` (always, without a topology).
+    fn wanted(&self, bindings: &[String], event: &RecordedEvent) -> bool {
+        self.consumers.is_empty() || {
+            let key = routing_key(event);
+            bindings.iter().any(|b| super::matches(b, &key))
+        }
     }
 
     async fn checkpoint(&self) -> Result<Checkpoint, BusError> {
@@ -147,6 +193,10 @@ impl Relay {
     async fn session(&self, stop: &mut watch::Receiver<bool>) -> Result<(), RelayError> {
         let (connection, channel) = open(&self.url).await?;
         let result = async {
+            for consumer in &self.consumers {
+                super::amqp::declare(&channel, consumer.as_ref(), &self.policy).await?;
+            }
+            let bindings: Vec<String> = self.consumers.iter().flat_map(|c| c.bindings()).collect();
             let mut at = self.checkpoint().await?;
             let mut tailer = Tailer::new(self.store.clone(), at).with_batch(BATCH);
             loop {
@@ -154,7 +204,8 @@ impl Relay {
                     events = tailer.next_batch() => events?,
                     _ = stop.wait_for(|s| *s) => return Ok(()),
                 };
-                publish(&channel, &events).await?;
+                let wanted = events.iter().filter(|e| self.wanted(&bindings, e));
+                publish_with(&channel, wanted, !self.consumers.is_empty()).await?;
                 let Some(last) = events.last().map(RecordedEvent::checkpoint) else {
                     continue;
                 };
