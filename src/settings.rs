@@ -250,10 +250,16 @@ impl Settings {
                 "must be a whole number from 1 to 1000",
             ));
         }
+        let reason = "must be a whole number of deliveries from 1 to 256";
+        let concurrency: u16 = parse("BUS_CONCURRENCY", get("BUS_CONCURRENCY"), 8, reason)?;
+        if !(1..=256).contains(&concurrency) {
+            return Err(invalid("BUS_CONCURRENCY", concurrency.to_string(), reason));
+        }
         let retry = crate::bus::RetryPolicy {
             max_attempts,
             base: std::time::Duration::from_millis(base_ms),
             prefetch,
+            concurrency,
         };
         let llm = llm_settings(&get)?;
         let email = email_settings(&get)?;

@@ -120,6 +120,7 @@ fn fast_policy(max_attempts: u32) -> RetryPolicy {
         max_attempts,
         base: Duration::from_millis(50),
         prefetch: 16,
+        concurrency: 8,
     }
 }
 
@@ -554,4 +555,101 @@ async fn two_copies_of_an_event_at_once_have_one_effect(db: &TestDb) {
 mod claims {
     use super::*;
     on_both_backends!(two_copies_of_an_event_at_once_have_one_effect);
+}
+
+/// Records when it handles each event of the watched conversations; takes 150 ms an event.
+struct Ordered {
+    watch: Arc<Recorder>,
+    handled: Mutex<Vec<(String, i64, std::time::Instant, std::time::Instant)>>,
+    running: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Consumer for Ordered {
+    fn name(&self) -> &'static str {
+        self.watch.name
+    }
+
+    fn bindings(&self) -> Vec<String> {
+        vec!["conversation.#".into()]
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure> {
+        if !self.watch.watched.lock().unwrap().contains(&event.stream_id) {
+            return Ok(());
+        }
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let entry = (
+            event.stream_id.clone(),
+            event.version,
+            started,
+            std::time::Instant::now(),
+        );
+        self.handled.lock().unwrap().push(entry);
+        Ok(())
+    }
+}
+
+/// Concurrent consumers, ordered per conversation: with BUS_CONCURRENCY 8, four conversations'
+/// events are handled side by side, while each conversation's are handled one at a time, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rabbitmq_consumers_handle_conversations_side_by_side_and_each_in_order() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let pool = read_models(&db).await;
+    let (stop, _) = watch::channel(false);
+    let ordered = Arc::new(Ordered {
+        watch: Recorder::new(),
+        handled: Mutex::new(Vec::new()),
+        running: 0.into(),
+        peak: 0.into(),
+    });
+    let policy = fast_policy(3);
+    let consumer: Arc<dyn Consumer> = ordered.clone();
+    let relay =
+        relay::Relay::new(db.store.clone(), pool.clone(), amqp_url()).with_topology(vec![consumer.clone()], policy);
+    bus::start_at(&pool, db.store.as_ref(), relay::NAME).await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        converse(&db.store, &ordered.watch, &["one", "two", "three"]).await;
+    }
+    // Queued before the consumer starts, so that it has all sixteen to choose from.
+    tokio::spawn(relay.run(stop.subscribe()));
+    let head = db.store.head().await.unwrap();
+    while bus::start_at(&pool, db.store.as_ref(), relay::NAME).await.unwrap() < head {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::spawn(amqp::run(amqp_url(), pool.clone(), consumer, policy, stop.subscribe()));
+    for _ in 0..400 {
+        if ordered.handled.lock().unwrap().len() >= 16 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let handled = ordered.handled.lock().unwrap().clone();
+    assert_eq!(handled.len(), 16, "four conversations of four events");
+    let mut by_stream: HashMap<String, Vec<(i64, std::time::Instant, std::time::Instant)>> = HashMap::new();
+    for (stream, version, from, to) in handled {
+        by_stream.entry(stream).or_default().push((version, from, to));
+    }
+    for (stream, events) in &by_stream {
+        // `handled` is in order of finishing: versions must rise, each starting after the last ended.
+        assert!(
+            events.windows(2).all(|w| w[0].0 < w[1].0 && w[1].1 >= w[0].2),
+            "{stream} handled out of order or overlapping: {events:?}"
+        );
+    }
+    let peak = ordered.peak.load(Ordering::SeqCst);
+    assert!(peak >= 2, "conversations were handled one at a time (peak {peak})");
+    eprintln!(
+        "16 events of 4 conversations at 150 ms each: peak {peak} at once, {:?} in all",
+        started.elapsed()
+    );
+    let _ = stop.send(true);
+    delete_queues(ordered.watch.name, &policy).await;
+    db.cleanup().await;
 }

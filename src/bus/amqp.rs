@@ -10,12 +10,16 @@
 //! - `netia.<name>.parked`: where an event goes after its last attempt (also recorded in
 //!   `consumer_parked`).
 //!
-//! Consumers on several nodes share the queues (competing consumers).
+//! Consumers on several nodes share the queues (competing consumers). Each handles up to
+//! `BUS_CONCURRENCY` deliveries at once, never two of one stream at once (a conversation's events
+//! are handled one after the other, in order), acknowledging each on its own.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, QueueBindOptions,
@@ -150,22 +154,68 @@ async fn session(
             )
             .await?;
         tracing::info!(consumer = consumer.name(), "consumer listening");
+        let limit = usize::from(policy.concurrency.clamp(1, policy.prefetch.max(1)));
+        // Up to `limit` handlers run at once, at most one per stream: a delivery whose stream has
+        // a handler running waits behind it (in `waiting`, still unacknowledged), in order.
+        let mut running = FuturesUnordered::new();
+        let mut waiting: HashMap<String, VecDeque<Delivery>> = HashMap::new();
+        let run = |key: String, delivery: Delivery| {
+            let channel = &channel;
+            async move { (key, handle(channel, db, consumer, policy, delivery).await) }
+        };
         loop {
-            let delivery = tokio::select! {
-                delivery = deliveries.next() => delivery,
-                _ = stop.wait_for(|s| *s) => return Ok(()),
-            };
-            let delivery = match delivery {
-                Some(Ok(delivery)) => delivery,
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(AmqpError::Cancelled),
-            };
-            handle(&channel, db, consumer, policy, delivery).await?;
+            tokio::select! {
+                delivery = deliveries.next(), if running.len() < limit => {
+                    let delivery = match delivery {
+                        Some(Ok(delivery)) => delivery,
+                        Some(Err(e)) => return Err(e.into()),
+                        None => return Err(AmqpError::Cancelled),
+                    };
+                    let key = ordering_key(&delivery);
+                    match waiting.get_mut(&key) {
+                        Some(behind) => behind.push_back(delivery),
+                        None => {
+                            waiting.insert(key.clone(), VecDeque::new());
+                            running.push(run(key, delivery));
+                        }
+                    }
+                }
+                Some((key, handled)) = running.next() => {
+                    handled?;
+                    match waiting.get_mut(&key).and_then(VecDeque::pop_front) {
+                        Some(next) => running.push(run(key, next)),
+                        None => {
+                            waiting.remove(&key);
+                        }
+                    }
+                }
+                _ = stop.wait_for(|s| *s) => break,
+            }
         }
+        // Let the effects under way finish (bounded by the shutdown timeout); what waits
+        // unacknowledged is redelivered to another node.
+        while let Some((_, handled)) = running.next().await {
+            handled?;
+        }
+        Ok(())
     }
     .await;
     let _ = connection.close(200, "bye".into()).await;
     result
+}
+
+/// What orders deliveries: the event's stream (one conversation, one customer), so that two events
+/// of one stream are never handled at once, nor out of order; an unreadable body stands alone.
+fn ordering_key(delivery: &Delivery) -> String {
+    #[derive(serde::Deserialize)]
+    struct Stream {
+        stream_type: String,
+        stream_id: String,
+    }
+    match serde_json::from_slice::<Stream>(&delivery.data) {
+        Ok(s) => format!("{}:{}", s.stream_type, s.stream_id),
+        Err(_) => format!("unreadable:{}", delivery.delivery_tag),
+    }
 }
 
 fn attempt_of(delivery: &Delivery) -> u32 {

@@ -87,6 +87,9 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Unacknowledged deliveries a consumer holds at once (RabbitMQ).
     pub prefetch: u16,
+    /// Deliveries a consumer handles at once on RabbitMQ (`BUS_CONCURRENCY`), never two of one
+    /// stream (one conversation) at once; at most `prefetch` in effect.
+    pub concurrency: u16,
 }
 
 impl Default for RetryPolicy {
@@ -95,6 +98,7 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             base: Duration::from_secs(1),
             prefetch: 16,
+            concurrency: 8,
         }
     }
 }
@@ -475,6 +479,7 @@ mod tests {
             max_attempts: 5,
             base: Duration::from_millis(100),
             prefetch: 1,
+            concurrency: 1,
         };
         let waits: Vec<u128> = (1..=4).map(|a| policy.backoff(a).as_millis()).collect();
         assert_eq!(waits, [100, 200, 400, 800]);
