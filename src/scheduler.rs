@@ -30,6 +30,9 @@ pub const ARCHIVE_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 pub const MAX_JOB_ATTEMPTS: i64 = 8;
 /// Candidates examined per tick (the rest wait for the next one).
 const BATCH: i64 = 500;
+/// How long a claimed job is a scheduler's alone: longer than any job runs (an SMTP send); after
+/// it, the job is another's to run (its scheduler died mid-job).
+pub const JOB_CLAIM: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// Why a scheduler tick stopped short (the next tick tries again).
 #[derive(Debug, thiserror::Error)]
@@ -215,13 +218,27 @@ impl Scheduler {
         let handlers: HashMap<&str, &Arc<dyn JobHandler>> = self.handlers.iter().map(|h| (h.kind(), h)).collect();
         let due: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT id, kind, payload, attempts FROM scheduled_jobs WHERE done_at IS NULL AND due_at <= $1 \
-             ORDER BY due_at LIMIT $2",
+             AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY due_at LIMIT $2",
         )
         .bind(format_time(now))
         .bind(BATCH)
         .fetch_all(&self.db)
         .await?;
         for (id, kind, payload, attempts) in due {
+            // Claim it, row by row: another scheduler (a deposed lease holder) may have it already.
+            let claimed = sqlx::query(
+                "UPDATE scheduled_jobs SET claimed_until = $1 WHERE id = $2 AND done_at IS NULL AND attempts = $3 \
+                 AND (claimed_until IS NULL OR claimed_until < $4)",
+            )
+            .bind(format_time(now + JOB_CLAIM))
+            .bind(&id)
+            .bind(attempts)
+            .bind(format_time(now))
+            .execute(&self.db)
+            .await?;
+            if claimed.rows_affected() != 1 {
+                continue;
+            }
             let result = match (handlers.get(kind.as_str()), serde_json::from_str::<Value>(&payload)) {
                 (Some(handler), Ok(payload)) => handler.run(&payload).await,
                 (None, _) => Err(JobError::NoHandler(kind.clone())),
@@ -231,28 +248,35 @@ impl Scheduler {
             metrics::counter!("netia_scheduler_runs_total", "job" => kind, "outcome" => outcome).increment(1);
             let attempts = attempts + 1;
             let update = match result {
-                Ok(()) => {
-                    sqlx::query("UPDATE scheduled_jobs SET attempts = $1, done_at = $2, error = NULL WHERE id = $3")
-                        .bind(attempts)
-                        .bind(format_time(now))
-                        .bind(&id)
-                }
+                Ok(()) => sqlx::query(
+                    "UPDATE scheduled_jobs SET attempts = $1, done_at = $2, error = NULL, claimed_until = NULL \
+                         WHERE id = $3",
+                )
+                .bind(attempts)
+                .bind(format_time(now))
+                .bind(&id),
                 Err(error) if attempts >= MAX_JOB_ATTEMPTS => {
                     tracing::error!(job = %id, %error, "job failed for the last time");
-                    sqlx::query("UPDATE scheduled_jobs SET attempts = $1, done_at = $2, error = $3 WHERE id = $4")
-                        .bind(attempts)
-                        .bind(format_time(now))
-                        .bind(error.to_string())
-                        .bind(&id)
+                    sqlx::query(
+                        "UPDATE scheduled_jobs SET attempts = $1, done_at = $2, error = $3, claimed_until = NULL \
+                         WHERE id = $4",
+                    )
+                    .bind(attempts)
+                    .bind(format_time(now))
+                    .bind(error.to_string())
+                    .bind(&id)
                 }
                 Err(error) => {
                     tracing::warn!(job = %id, attempt = attempts, %error, "job failed; will retry");
                     let backoff = chrono::TimeDelta::seconds(5 * (1 << attempts.min(10)));
-                    sqlx::query("UPDATE scheduled_jobs SET attempts = $1, due_at = $2, error = $3 WHERE id = $4")
-                        .bind(attempts)
-                        .bind(format_time(now + backoff))
-                        .bind(error.to_string())
-                        .bind(&id)
+                    sqlx::query(
+                        "UPDATE scheduled_jobs SET attempts = $1, due_at = $2, error = $3, claimed_until = NULL \
+                         WHERE id = $4",
+                    )
+                    .bind(attempts)
+                    .bind(format_time(now + backoff))
+                    .bind(error.to_string())
+                    .bind(&id)
                 }
             };
             update.execute(&self.db).await?;

@@ -628,3 +628,62 @@ mod retention {
     use super::*;
     on_both_backends!(old_bookkeeping_is_pruned_and_nothing_else);
 }
+
+/// Takes 300 ms a run, and counts them.
+struct SlowJob {
+    runs: AtomicU32,
+}
+
+#[async_trait]
+impl JobHandler for SlowJob {
+    fn kind(&self) -> &'static str {
+        "slow"
+    }
+
+    async fn run(&self, _payload: &Value) -> Result<(), JobError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(())
+    }
+}
+
+/// Two schedulers at once (a deposed lease holder still ticking, say): each due job is claimed row
+/// by row and runs once; a claim whose scheduler died runs again once the claim is over.
+async fn two_schedulers_run_each_job_once(db: &TestDb) {
+    let pool = read_models(db).await;
+    let job = Arc::new(SlowJob {
+        runs: AtomicU32::new(0),
+    });
+    let scheduler = Scheduler {
+        store: db.store.clone(),
+        db: pool.clone(),
+        handlers: vec![job.clone()],
+    };
+    let now = Utc::now();
+    for i in 0..5 {
+        schedule(&pool, &format!("slow-{i}"), "slow", &json!({}), now)
+            .await
+            .unwrap();
+    }
+    let other = scheduler.clone();
+    let (a, b) = tokio::join!(scheduler.tick(now), other.tick(now));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(job.runs.load(Ordering::SeqCst), 5, "five jobs, five runs");
+    // A scheduler that died mid-job left its claim: the job runs again only after the claim.
+    schedule(&pool, "slow-orphan", "slow", &json!({}), now).await.unwrap();
+    sqlx::query("UPDATE scheduled_jobs SET claimed_until = $1 WHERE id = 'slow-orphan'")
+        .bind(netia_events::chain::format_time(now + TimeDelta::minutes(5)))
+        .execute(&pool)
+        .await
+        .unwrap();
+    scheduler.tick(now + TimeDelta::minutes(1)).await.unwrap();
+    assert_eq!(job.runs.load(Ordering::SeqCst), 5, "still claimed");
+    scheduler.tick(now + TimeDelta::minutes(6)).await.unwrap();
+    assert_eq!(job.runs.load(Ordering::SeqCst), 6, "taken over after the claim");
+}
+
+mod job_claims {
+    use super::*;
+    on_both_backends!(two_schedulers_run_each_job_once);
+}
