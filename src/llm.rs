@@ -371,6 +371,16 @@ impl Consumer for LlmReply {
         vec!["conversation.CustomerMessagePosted".into()]
     }
 
+    /// Every call timing out, with the backoff between them.
+    fn claim_ttl(&self) -> std::time::Duration {
+        let calls = self.settings.max_retries.saturating_add(1);
+        let waits = (0..self.settings.max_retries).map(|i| self.settings.retry_base.saturating_mul(1 << i.min(16)));
+        self.settings
+            .timeout
+            .saturating_mul(calls)
+            .saturating_add(waits.fold(std::time::Duration::ZERO, std::time::Duration::saturating_add))
+    }
+
     async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure> {
         let Ok(ConversationEvent::CustomerMessagePosted(message)) = ConversationEvent::decode(event) else {
             return Ok(());

@@ -254,9 +254,6 @@ async fn parked(settings: &Settings, action: ParkedAction) -> anyhow::Result<()>
             let outcome = parked::replay(&pool, store.as_ref(), &consumers, &consumer, event_id).await?;
             match outcome {
                 netia::bus::Outcome::Duplicate => println!("{consumer} had handled {event_id} already; unparked"),
-                netia::bus::Outcome::Busy(_) => {
-                    println!("{consumer} is handling {event_id} in another delivery right now; unparked")
-                }
                 _ => println!("{consumer} handled {event_id}; unparked"),
             }
             Ok(())

@@ -157,11 +157,14 @@ fn sqlite_key_file(url: &str) -> SqliteKey {
     SqliteKey::File(PathBuf::from(format!("{path}.key")))
 }
 
-/// Reads the key in `path`, or writes a new random one there (mode 0600) if there is none.
+/// Reads the key in `path`, or writes a new random one there (mode 0600) if there is none. The new
+/// key is written to a temporary file, synced, then linked into place (a link fails if the file
+/// exists), so two processes starting at once agree on one key and a crash leaves no empty file.
 fn key_from_file(path: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
     use anyhow::Context;
     match std::fs::read_to_string(path) {
         Ok(text) => {
+            warn_if_readable_by_others(path);
             parse_key(&text).with_context(|| format!("{} does not hold a base64 key of 32 bytes", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -169,24 +172,49 @@ fn key_from_file(path: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             }
             let key = random_key();
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let written = options
-                .open(path)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{}\n", STANDARD.encode(key)).as_bytes()));
-            match written {
+            let temporary = path.with_extension(format!("key.{}", uuid::Uuid::now_v7().simple()));
+            let written = write_private(&temporary, format!("{}\n", STANDARD.encode(key)).as_bytes())
+                .with_context(|| format!("writing {}", temporary.display()));
+            let linked = written.and_then(|()| std::fs::hard_link(&temporary, path).map_err(anyhow::Error::from));
+            let _ = std::fs::remove_file(&temporary);
+            match linked {
                 Ok(()) => {
                     tracing::info!(path = %path.display(), "generated the secret key (set NETIA_SECRET_KEY to choose one)");
                     Ok(key)
                 }
-                // Another process created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_from_file(path),
-                Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
+                // Another process linked its key first: use theirs (complete: it was synced).
+                Err(e)
+                    if e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists) =>
+                {
+                    key_from_file(path)
+                }
+                Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
             }
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Creates `path` (mode 0600 on Unix) with `bytes`, synced to disk.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "the secret key file is readable by others: chmod 600 it");
+        }
     }
 }
 

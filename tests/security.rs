@@ -446,6 +446,13 @@ async fn postgres_a_forged_user_hash_is_refused_when_verification_is_required() 
     require(true).await;
     let (status, body) = identify("squatter", Some(user_hash(&secret, "squatter"))).await;
     assert_eq!((status.as_u16(), &body["data"]), (200, &json!(null)), "{body}");
+    // Nor does a valid hash sign in to it: the squatter's token would still work there.
+    let (status, body) =
+        customer(json!({"external_id": "squatter", "user_hash": user_hash(&secret, "squatter")})).await;
+    assert_eq!(status, 409, "{body}");
+    // An id with spaces around it cannot pass for the trimmed one.
+    let (status, body) = customer(json!({"external_id": " user-1", "user_hash": user_hash(&secret, " user-1")})).await;
+    assert_eq!(status, 422, "{body}");
 
     // After a rotation the old hashes are refused.
     let (status, _) = api

@@ -54,8 +54,9 @@ pub struct WidgetCustomer {
 
 /// The widget's customer: `identity` is judged against the account's identity verification
 /// ([`super::verification::check_claim`]). With a valid `user_hash` for an external id that a
-/// customer already holds, that customer comes back (its identity and metadata updated, vouched
-/// for); otherwise customer `new_id` is created, verified or not. `meta_for` gives the metadata of
+/// verified customer already holds, that customer comes back (its identity and metadata updated,
+/// vouched for); an unverified holder stays [`CustomerUseCaseError::ExternalIdTaken`] (an agent
+/// may delete it); otherwise customer `new_id` is created, verified or not. `meta_for` gives the metadata of
 /// the writes made as a customer.
 pub async fn join_from_widget(
     app: &App,
@@ -92,7 +93,11 @@ pub async fn join_from_widget(
             created: true,
             events,
         }),
-        Err(CustomerUseCaseError::ExternalIdTaken { holder, .. }) if verified => {
+        // Only into a customer the account already vouches for: one that took the id unverified
+        // (before verification was required, say) may be someone else holding a token for it.
+        Err(CustomerUseCaseError::ExternalIdTaken { holder, .. })
+            if verified && app.state_of::<Customer>(holder).await?.verified =>
+        {
             let meta = meta_for(holder);
             let mut events = identify_customer(app, holder, identity, true, &meta).await?;
             let update = CustomerCommand::UpdateMetadata { changes: metadata };

@@ -149,6 +149,12 @@ pub fn check_claim(
         return Ok(Claim::Unverified);
     };
     let external_id = external_id.ok_or(VerificationError::Refused("user_hash needs the external_id it signs"))?;
+    // The customer keeps the trimmed id: " alice" signed by a site must not become "alice".
+    if external_id.trim() != external_id {
+        return Err(VerificationError::Refused(
+            "an external_id sent with a user_hash must not start or end with spaces",
+        ));
+    }
     let sealed = account.identity_secret.as_deref().ok_or(VerificationError::Refused(
         "user_hash given, but the account has no identity secret",
     ))?;

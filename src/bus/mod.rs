@@ -76,6 +76,11 @@ pub trait Consumer: Send + Sync + 'static {
     /// Routing keys it wants, `<stream_type>.<event_type>` with AMQP topic wildcards (`*`, `#`).
     fn bindings(&self) -> Vec<String>;
     async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure>;
+    /// How long one `handle` may take at most: its claim on an event holds this long (plus a
+    /// margin) before another delivery may take the event over. [`CLAIM_TTL`] unless said.
+    fn claim_ttl(&self) -> Duration {
+        CLAIM_TTL
+    }
 }
 
 /// How deliveries are retried (`BUS_MAX_ATTEMPTS`, `BUS_RETRY_BASE_MS`, `BUS_PREFETCH`).
@@ -211,24 +216,27 @@ pub enum Outcome {
     Busy(Duration),
 }
 
-/// How long a claim holds before another delivery may take the event over (its holder crashed):
-/// longer than any handler runs (the LLM consumer's three 30 s attempts).
+/// How long a claim holds by default before another delivery may take the event over (its holder
+/// crashed); consumers whose handling may take longer say so ([`Consumer::claim_ttl`]).
 pub const CLAIM_TTL: Duration = Duration::from_secs(120);
+/// Added to a consumer's own bound, for the bookkeeping around it.
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
 /// What claiming an event for a consumer found.
 enum Claim {
-    /// Ours: act, then mark it done.
-    Won,
+    /// Ours until the time it names (stored as `claimed_until`, this claim's token): act, then mark
+    /// it done.
+    Won(String),
     /// Handled before.
     Done,
     /// Claimed by another delivery until then.
     Held(DateTime<Utc>),
 }
 
-/// Claims `(consumer, event_id)` atomically: a new claim, or one whose holder's time is up.
-async fn claim(db: &AnyPool, consumer: &str, event_id: &str) -> Result<Claim, sqlx::Error> {
+/// Claims `(consumer, event_id)` atomically for `ttl`: a new claim, or one whose holder's time is up.
+async fn claim(db: &AnyPool, consumer: &str, event_id: &str, ttl: Duration) -> Result<Claim, sqlx::Error> {
     let now = Utc::now();
-    let until = now + chrono::TimeDelta::from_std(CLAIM_TTL).unwrap_or(chrono::TimeDelta::MAX);
+    let until = now + chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
     let format = netia_events::chain::format_time;
     let won: Option<i64> = sqlx::query_scalar(
         "INSERT INTO consumer_processed (consumer, event_id, processed_at, state, claimed_until) \
@@ -245,7 +253,7 @@ async fn claim(db: &AnyPool, consumer: &str, event_id: &str) -> Result<Claim, sq
     .fetch_optional(db)
     .await?;
     if won.is_some() {
-        return Ok(Claim::Won);
+        return Ok(Claim::Won(format(until)));
     }
     let row: Option<(String, Option<String>)> =
         sqlx::query_as("SELECT state, claimed_until FROM consumer_processed WHERE consumer = $1 AND event_id = $2")
@@ -298,17 +306,17 @@ async fn deliver(
 ) -> Result<Outcome, sqlx::Error> {
     let name = consumer.name();
     let id = event.event_id.to_string();
-    match claim(db, name, &id).await? {
-        Claim::Won => {}
+    let ttl = consumer.claim_ttl().saturating_add(CLAIM_MARGIN);
+    let token = match claim(db, name, &id, ttl).await? {
+        Claim::Won(token) => token,
         Claim::Done => return Ok(Outcome::Duplicate),
         Claim::Held(until) => {
             // Look again when the holder should be done, or its claim over; at most the backoff.
             let left = (until - Utc::now()).to_std().unwrap_or_default();
-            return Ok(Outcome::Busy(
-                left.clamp(Duration::from_millis(50), policy.backoff(attempt)),
-            ));
+            let most = policy.backoff(attempt).max(Duration::from_millis(50));
+            return Ok(Outcome::Busy(left.max(Duration::from_millis(50)).min(most)));
         }
-    }
+    };
     let started = std::time::Instant::now();
     let handled = consumer.handle(event).await;
     let outcome = if handled.is_ok() { "ok" } else { "failed" };
@@ -329,12 +337,16 @@ async fn deliver(
         }
         Err(failure) => failure,
     };
-    // Let the retry (or a replay) claim it again.
-    sqlx::query("DELETE FROM consumer_processed WHERE consumer = $1 AND event_id = $2 AND state = 'claimed'")
-        .bind(name)
-        .bind(&id)
-        .execute(db)
-        .await?;
+    // Let the retry (or a replay) claim it again; only our own claim (it may have been taken over).
+    sqlx::query(
+        "DELETE FROM consumer_processed WHERE consumer = $1 AND event_id = $2 AND state = 'claimed' \
+         AND claimed_until = $3",
+    )
+    .bind(name)
+    .bind(&id)
+    .bind(&token)
+    .execute(db)
+    .await?;
     let last = matches!(failure, Failure::Permanent(_)) || attempt >= policy.max_attempts;
     if !last {
         tracing::warn!(consumer = name, event = %id, attempt, error = %failure, "consumer failed; will retry");

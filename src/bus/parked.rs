@@ -114,8 +114,22 @@ pub async fn replay(
         }
     };
     match &outcome {
-        // Busy: another delivery of it is being handled right now, and will finish it.
-        Outcome::Handled | Outcome::Duplicate | Outcome::Busy(_) => Ok(outcome),
+        Outcome::Handled | Outcome::Duplicate => Ok(outcome),
+        // Another delivery of it holds a claim (perhaps a replay that died): back on the list, so
+        // that it is not lost, to be replayed once the claim is over.
+        Outcome::Busy(_) => {
+            super::park(
+                db,
+                consumer,
+                &event_id.to_string(),
+                1,
+                "being handled by another delivery; replay later",
+            )
+            .await?;
+            Err(ReplayError::FailedAgain(
+                "another delivery of this event holds its claim; try again in a few minutes".into(),
+            ))
+        }
         // `process` parked it again (one attempt), with the new error.
         Outcome::Parked | Outcome::RetryAfter(_) => {
             let error = get(db, consumer, event_id).await?.map_or(parked.error, |p| p.error);

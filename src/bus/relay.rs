@@ -1,11 +1,13 @@
 //! The relay: the events table is the outbox. It tails the log from its checkpoint and publishes each
-//! committed event that some consumer binds to to `netia.events` (routing key
+//! committed event to `netia.events` (routing key
 //! `<stream_type>.<event_type>`, persistent, `message_id` = event id, the correlation id, JSON body),
 //! waits for the broker's confirms of a batch, and only then moves its checkpoint. Each broker
 //! session starts by declaring the whole topology (the exchange, every consumer's queue, retry and
-//! parking queues, bindings), and publishes are `mandatory`: an event the broker cannot route to a
-//! queue comes back, fails the batch, and the checkpoint does not move past it, so a queue deleted
-//! (or never declared, the broker being down when the node started) cannot swallow events. One relay is active across nodes (a lease). While
+//! parking queues, bindings), and the events this node's consumers bind to are published
+//! `mandatory`: one the broker cannot route to a queue comes back, fails the batch, and the
+//! checkpoint does not move past it, so a queue deleted (or never declared, the broker being down
+//! when the node started) cannot swallow events. Every event is published, whatever this node's
+//! consumers: other nodes may run consumers this one does not (an LLM key set there only). One relay is active across nodes (a lease). While
 //! RabbitMQ is unreachable events keep being accepted; the relay resumes from its checkpoint, in log
 //! order, when the broker is back. A crash between the confirms and the checkpoint publishes a batch
 //! again: consumers skip what they have handled.
@@ -59,8 +61,7 @@ pub struct Relay {
     store: Arc<dyn EventStore>,
     db: AnyPool,
     url: String,
-    /// The consumers whose queues it declares and whose bindings choose what it publishes; none:
-    /// every event, not mandatory (tests of the relay alone).
+    /// The consumers whose queues it declares and whose events it publishes `mandatory`.
     consumers: Vec<Arc<dyn super::Consumer>>,
     policy: super::RetryPolicy,
 }
@@ -88,14 +89,15 @@ pub async fn declare_exchange(channel: &Channel) -> lapin::Result<()> {
 /// [`RelayError::Nacked`], [`RelayError::NotConfirming`], [`RelayError::Encode`]) means some may not
 /// have reached the broker (publish them again).
 pub async fn publish(channel: &Channel, events: &[RecordedEvent]) -> Result<(), RelayError> {
-    publish_with(channel, events.iter(), false).await
+    publish_with(channel, events.iter(), |_| false).await
 }
 
-/// [`publish`]; `mandatory`: an event no queue takes is [`RelayError::Unroutable`].
+/// [`publish`]; an event for which `mandatory` says so and that no queue takes is
+/// [`RelayError::Unroutable`].
 async fn publish_with<'a>(
     channel: &Channel,
     events: impl Iterator<Item = &'a RecordedEvent>,
-    mandatory: bool,
+    mandatory: impl Fn(&RecordedEvent) -> bool,
 ) -> Result<(), RelayError> {
     let mut confirms = Vec::new();
     for event in events {
@@ -114,7 +116,7 @@ async fn publish_with<'a>(
                 EXCHANGE.into(),
                 routing_key(event).into(),
                 BasicPublishOptions {
-                    mandatory,
+                    mandatory: mandatory(event),
                     ..BasicPublishOptions::default()
                 },
                 &body,
@@ -145,20 +147,18 @@ impl Relay {
         }
     }
 
-    /// Declares these consumers' topology at each broker session and publishes only (and
-    /// `mandatory`) the events they bind to.
+    /// Declares these consumers' topology at each broker session and publishes the events they
+    /// bind to `mandatory`.
     pub fn with_topology(mut self, consumers: Vec<Arc<dyn super::Consumer>>, policy: super::RetryPolicy) -> Self {
         self.consumers = consumers;
         self.policy = policy;
         self
     }
 
-    /// Whether some consumer wants `event` (always, without a topology).
-    fn wanted(&self, bindings: &[String], event: &RecordedEvent) -> bool {
-        self.consumers.is_empty() || {
-            let key = routing_key(event);
-            bindings.iter().any(|b| super::matches(b, &key))
-        }
+    /// Whether one of this node's consumers wants `event`.
+    fn wanted(bindings: &[String], event: &RecordedEvent) -> bool {
+        let key = routing_key(event);
+        bindings.iter().any(|b| super::matches(b, &key))
     }
 
     async fn checkpoint(&self) -> Result<Checkpoint, BusError> {
@@ -204,8 +204,7 @@ impl Relay {
                     events = tailer.next_batch() => events?,
                     _ = stop.wait_for(|s| *s) => return Ok(()),
                 };
-                let wanted = events.iter().filter(|e| self.wanted(&bindings, e));
-                publish_with(&channel, wanted, !self.consumers.is_empty()).await?;
+                publish_with(&channel, events.iter(), |e| Self::wanted(&bindings, e)).await?;
                 let Some(last) = events.last().map(RecordedEvent::checkpoint) else {
                     continue;
                 };
