@@ -118,18 +118,26 @@ fn meta() -> Metadata {
 impl Scheduler {
     /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let _lease = tokio::select! {
+        let lease = tokio::select! {
             lease = crate::lease::acquire(&self.db, self.store.backend(), "scheduler") => lease,
             _ = stop.wait_for(|s| *s) => return,
         };
         tracing::info!("scheduler active");
-        loop {
-            if let Err(e) = self.tick(Utc::now()).await {
-                tracing::warn!(error = %e, "scheduler tick failed; trying again next tick");
+        // A lost lease stops the ticks at once (another node has it); the supervisor starts again.
+        // A job under way is cut short; its claim keeps the new holder from running it meanwhile.
+        let ticks = async {
+            loop {
+                if let Err(e) = self.tick(Utc::now()).await {
+                    tracing::warn!(error = %e, "scheduler tick failed; trying again next tick");
+                }
+                if sleep_or_stop(&mut stop, TICK).await {
+                    return;
+                }
             }
-            if sleep_or_stop(&mut stop, TICK).await {
-                return;
-            }
+        };
+        tokio::select! {
+            () = ticks => {}
+            () = lease.lost() => {}
         }
     }
 

@@ -653,3 +653,48 @@ async fn postgres_rabbitmq_consumers_handle_conversations_side_by_side_and_each_
     delete_queues(ordered.watch.name, &policy).await;
     db.cleanup().await;
 }
+
+/// A lease whose database session is terminated (a failover, an operator, a proxy's idle timeout)
+/// is known lost within two seconds, and another node then takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_lease_whose_session_is_terminated_is_lost_within_two_seconds() {
+    use netia::lease;
+    let Some(db) = TestDb::postgres().await else { return };
+    let pool = read_models(&db).await;
+    let name = format!("test-lease-{}", Uuid::now_v7().simple());
+    let held = lease::acquire(&pool, netia::store::Backend::Postgres, &name).await;
+    assert!(!held.is_lost());
+    // Another node waits for it meanwhile.
+    let (other_pool, other_name) = (pool.clone(), name.clone());
+    let waiter = tokio::spawn(async move {
+        let lease = lease::acquire(&other_pool, netia::store::Backend::Postgres, &other_name).await;
+        (std::time::Instant::now(), lease)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiter.is_finished(), "one holder at a time");
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND ((classid::bigint << 32) | objid::bigint) = $1",
+    )
+    .bind(lease::lock_key(&name))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(terminated, [true], "the lease's session");
+    let cut = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), held.lost())
+        .await
+        .expect("the holder learns it lost the lease");
+    let noticed = cut.elapsed();
+    assert!(noticed <= Duration::from_millis(2500), "lost after {noticed:?}");
+    let (taken_at, taken) = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!taken.is_lost());
+    eprintln!(
+        "lease lost noticed after {noticed:?}; taken over after {:?}",
+        taken_at - cut
+    );
+    db.cleanup().await;
+}

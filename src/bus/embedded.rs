@@ -28,13 +28,23 @@ impl Embedded {
     pub async fn run(self, consumer: Arc<dyn Consumer>, mut stop: watch::Receiver<bool>) {
         let name = consumer.name();
         let checkpoint_name = format!("consumer:{name}");
-        let _lease = tokio::select! {
+        let lease = tokio::select! {
             lease = crate::lease::acquire(&self.db, self.store.backend(), &checkpoint_name) => lease,
             _ = stop.wait_for(|s| *s) => return,
         };
+        // A lost lease stops the work at once (another node has it); the supervisor starts again.
+        tokio::select! {
+            () = self.follow(consumer, &checkpoint_name, &mut stop) => {}
+            () = lease.lost() => {}
+        }
+    }
+
+    /// Feeds `consumer` from its checkpoint `checkpoint_name` until `stop` turns true.
+    async fn follow(&self, consumer: Arc<dyn Consumer>, checkpoint_name: &str, mut stop: &mut watch::Receiver<bool>) {
+        let name = consumer.name();
         let bindings = consumer.bindings();
         let mut at = loop {
-            match self.load(&checkpoint_name).await {
+            match self.load(checkpoint_name).await {
                 Ok(at) => break at,
                 Err(e) => {
                     tracing::warn!(consumer = name, error = %e, "cannot read the consumer checkpoint; retrying");
@@ -90,14 +100,14 @@ impl Embedded {
                     }
                 }
                 // Moved past each handled event, so a restart does not run its effect again.
-                match self.move_to(&checkpoint_name, at, event.checkpoint(), &mut stop).await {
+                match self.move_to(checkpoint_name, at, event.checkpoint(), stop).await {
                     Some(next) => at = next,
                     None => return,
                 }
             }
             // Past the events of the batch it does not want, with one write.
             if let Some(last) = events.last().map(RecordedEvent::checkpoint).filter(|last| *last > at) {
-                match self.move_to(&checkpoint_name, at, last, &mut stop).await {
+                match self.move_to(checkpoint_name, at, last, stop).await {
                     Some(next) => at = next,
                     None => return,
                 }

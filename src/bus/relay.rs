@@ -165,32 +165,45 @@ impl Relay {
         super::start_at(&self.db, self.store.as_ref(), NAME).await
     }
 
-    async fn advance(&self, from: Checkpoint, to: Checkpoint) -> Result<bool, BusError> {
+    /// Moves the checkpoint, on the lease's connection where there is one (PostgreSQL), so that a
+    /// relay whose lease is gone cannot move it.
+    async fn advance(&self, lease: &crate::lease::Lease, from: Checkpoint, to: Checkpoint) -> Result<bool, BusError> {
+        if let Some(mut conn) = lease.connection().await {
+            return Ok(Checkpoints::advance(&mut conn, NAME, from, to).await?);
+        }
         let mut conn = self.db.acquire().await?;
         Ok(Checkpoints::advance(&mut conn, NAME, from, to).await?)
     }
 
     /// Relays until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let _lease = tokio::select! {
+        let lease = tokio::select! {
             lease = crate::lease::acquire(&self.db, self.store.backend(), NAME) => lease,
             _ = stop.wait_for(|s| *s) => return,
         };
         tracing::info!("relay active");
-        let mut backoff = super::reconnect_backoff();
-        loop {
-            match self.session(&mut stop).await {
-                Ok(()) => return,
-                Err(e) => tracing::warn!(error = %e, "relay interrupted; resuming from its checkpoint"),
+        // A lost lease stops the relaying at once (another node has it); the supervisor starts
+        // again. Checkpoint writes go over the lease's own connection, so none outlives it.
+        let relaying = async {
+            let mut backoff = super::reconnect_backoff();
+            loop {
+                match self.session(&mut stop, &lease).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!(error = %e, "relay interrupted; resuming from its checkpoint"),
+                }
+                if sleep_or_stop(&mut stop, backoff.next_delay()).await {
+                    return;
+                }
             }
-            if sleep_or_stop(&mut stop, backoff.next_delay()).await {
-                return;
-            }
+        };
+        tokio::select! {
+            () = relaying => {}
+            () = lease.lost() => {}
         }
     }
 
     /// One connection's worth of relaying; `Ok` when told to stop.
-    async fn session(&self, stop: &mut watch::Receiver<bool>) -> Result<(), RelayError> {
+    async fn session(&self, stop: &mut watch::Receiver<bool>, lease: &crate::lease::Lease) -> Result<(), RelayError> {
         let (connection, channel) = open(&self.url).await?;
         let result = async {
             for consumer in &self.consumers {
@@ -208,7 +221,7 @@ impl Relay {
                 let Some(last) = events.last().map(RecordedEvent::checkpoint) else {
                     continue;
                 };
-                if !self.advance(at, last).await? {
+                if !self.advance(lease, at, last).await? {
                     return Err(RelayError::Moved);
                 }
                 at = last;

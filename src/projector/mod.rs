@@ -307,11 +307,22 @@ impl Projector {
     /// A failing batch is retried with backoff: nothing after it is applied until it succeeds.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let name = self.name();
-        let _lease = tokio::select! {
+        let lease = tokio::select! {
             lease = self.lease() => lease,
             _ = stop.wait_for(|s| *s) => return,
         };
         tracing::info!(projection = name, "projector active");
+        // A lost lease stops the work at once (another node has it); the supervisor starts again.
+        tokio::select! {
+            () = self.follow(&mut stop) => {}
+            () = lease.lost() => {}
+        }
+    }
+
+    /// Applies the log from the checkpoint until `stop` turns true.
+    async fn follow(&self, stop: &mut watch::Receiver<bool>) {
+        let name = self.name();
+        let mut stop = stop.clone();
         let mut backoff = Backoff::new(FIRST_RETRY, LAST_RETRY);
         loop {
             let from = match self.checkpoint().await {
@@ -354,7 +365,7 @@ impl Projector {
     /// Waits until this instance may run the projection.
     /// The lease is a session lock on a connection taken out of the pool; dropping it closes the
     /// connection, which releases the lock.
-    async fn lease(&self) -> Option<sqlx::AnyConnection> {
+    async fn lease(&self) -> crate::lease::Lease {
         crate::lease::acquire(&self.db, self.store.backend(), self.name()).await
     }
 }
