@@ -40,7 +40,7 @@ impl Embedded {
     }
 
     /// Feeds `consumer` from its checkpoint `checkpoint_name` until `stop` turns true.
-    async fn follow(&self, consumer: Arc<dyn Consumer>, checkpoint_name: &str, mut stop: &mut watch::Receiver<bool>) {
+    async fn follow(&self, consumer: Arc<dyn Consumer>, checkpoint_name: &str, stop: &mut watch::Receiver<bool>) {
         let name = consumer.name();
         let bindings = consumer.bindings();
         let mut at = loop {
@@ -48,7 +48,7 @@ impl Embedded {
                 Ok(at) => break at,
                 Err(e) => {
                     tracing::warn!(consumer = name, error = %e, "cannot read the consumer checkpoint; retrying");
-                    if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
+                    if sleep_or_stop(stop, Duration::from_secs(1)).await {
                         return;
                     }
                 }
@@ -64,7 +64,7 @@ impl Embedded {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(consumer = name, error = %e, "cannot read the log; retrying");
-                    if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
+                    if sleep_or_stop(stop, Duration::from_secs(1)).await {
                         return;
                     }
                     continue;
@@ -81,19 +81,19 @@ impl Embedded {
                         Ok(Outcome::Handled | Outcome::Duplicate | Outcome::Parked) => break,
                         Ok(Outcome::RetryAfter(wait)) => {
                             attempt += 1;
-                            if sleep_or_stop(&mut stop, wait).await {
+                            if sleep_or_stop(stop, wait).await {
                                 return;
                             }
                         }
                         // Another node handles it (after a lease change): look again, same attempt.
                         Ok(Outcome::Busy(wait)) => {
-                            if sleep_or_stop(&mut stop, wait).await {
+                            if sleep_or_stop(stop, wait).await {
                                 return;
                             }
                         }
                         Err(e) => {
                             tracing::warn!(consumer = name, error = %e, "consumer bookkeeping failed; retrying");
-                            if sleep_or_stop(&mut stop, Duration::from_secs(1)).await {
+                            if sleep_or_stop(stop, Duration::from_secs(1)).await {
                                 return;
                             }
                         }
