@@ -116,6 +116,7 @@ async fn main() {
     let consumer: Arc<dyn Consumer> = watch.clone();
     tokio::spawn(amqp::run(
         amqp_url.clone(),
+        netia::bus::DEFAULT_PREFIX.to_owned(),
         pool.clone(),
         consumer,
         policy,
@@ -157,8 +158,13 @@ async fn main() {
     let _ = stop.send(true);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_c, channel) = relay::open(&amqp_url).await.unwrap();
-    let mut queues = vec![amqp::queue(name), amqp::parked_queue(name)];
-    queues.extend((1..policy.max_attempts.max(2)).map(|a| amqp::retry_queue(name, policy.backoff(a))));
+    let mut queues = vec![
+        amqp::queue(netia::bus::DEFAULT_PREFIX, name),
+        amqp::parked_queue(netia::bus::DEFAULT_PREFIX, name),
+    ];
+    queues.extend(
+        (1..policy.max_attempts.max(2)).map(|a| amqp::retry_queue(netia::bus::DEFAULT_PREFIX, name, policy.backoff(a))),
+    );
     for queue in queues {
         let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
     }

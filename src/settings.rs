@@ -46,6 +46,9 @@ pub struct Settings {
     pub shutdown_timeout: std::time::Duration,
     /// RabbitMQ (`AMQP_URL`, `amqp://…`); without it this node runs alone, with an in-process bus.
     pub amqp_url: Option<SecretString>,
+    /// The deployment prefix of RabbitMQ exchange and queue names (`AMQP_PREFIX`; by default the
+    /// database's name, e.g. `netia`): deployments sharing a vhost never consume each other's events.
+    pub amqp_prefix: String,
     /// How consumers retry (`BUS_MAX_ATTEMPTS`, `BUS_RETRY_BASE_MS`, `BUS_PREFETCH`).
     pub retry: crate::bus::RetryPolicy,
     /// The LLM auto-reply (`OPENAI_API_KEY` and/or `LLM_BASE_URL`, `LLM_*`); `None`: disabled.
@@ -211,6 +214,17 @@ impl Settings {
                 ));
             }
         };
+        let amqp_prefix = match get("AMQP_PREFIX").filter(|v| !v.trim().is_empty()) {
+            Some(prefix) if crate::bus::is_prefix(&prefix) => prefix,
+            Some(prefix) => {
+                return Err(invalid(
+                    "AMQP_PREFIX",
+                    prefix,
+                    "must be 1 to 64 characters of a-z, 0-9, '_' and '-'",
+                ));
+            }
+            None => crate::bus::prefix_of(&database_url),
+        };
         let max_attempts = parse(
             "BUS_MAX_ATTEMPTS",
             get("BUS_MAX_ATTEMPTS"),
@@ -286,6 +300,7 @@ impl Settings {
             metrics_addr,
             secret_key,
             amqp_url,
+            amqp_prefix,
             retry,
             llm,
             email,

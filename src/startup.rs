@@ -126,14 +126,8 @@ impl Application {
         }
         let hub = web::Data::new(hub);
         if let Some((url, outgoing)) = cluster {
-            let outgoing = Arc::new(tokio::sync::Mutex::new(outgoing));
-            let hub = hub.clone().into_inner();
-            projectors.push(supervise(
-                "cluster",
-                Box::new(move |stop| {
-                    Box::pin(realtime::cluster::run(url.clone(), hub.clone(), outgoing.clone(), stop))
-                }),
-            ));
+            let (prefix, hub) = (settings.amqp_prefix.clone(), hub.clone().into_inner());
+            projectors.push(realtime::cluster::supervised(&supervisor, url, prefix, hub, outgoing));
         }
         let start = store.head().await.ok();
         {
@@ -182,6 +176,7 @@ impl Application {
                 store.clone(),
                 pool.clone(),
                 settings.amqp_url.as_ref().map(|u| u.expose_secret().to_owned()),
+                &settings.amqp_prefix,
                 settings.retry,
                 consumers,
                 &supervisor,

@@ -138,6 +138,7 @@ async fn listen(url: &str, pool: &AnyPool, recorder: &Arc<Recorder>, policy: Ret
     let consumer: Arc<dyn Consumer> = recorder.clone();
     tokio::spawn(amqp::run(
         url.to_owned(),
+        recorder.name.to_owned(),
         pool.clone(),
         consumer,
         policy,
@@ -152,7 +153,11 @@ async fn listen(url: &str, pool: &AnyPool, recorder: &Arc<Recorder>, policy: Ret
             ..QueueDeclareOptions::default()
         };
         let found = channel
-            .queue_declare(amqp::queue(recorder.name).into(), passive, FieldTable::default())
+            .queue_declare(
+                amqp::queue(recorder.name, recorder.name).into(),
+                passive,
+                FieldTable::default(),
+            )
             .await;
         if found.is_ok() {
             // Declared; give the consumer a moment to start consuming.
@@ -167,8 +172,8 @@ async fn listen(url: &str, pool: &AnyPool, recorder: &Arc<Recorder>, policy: Ret
 /// Deletes the test consumer's queues (durable: they would outlive the test).
 async fn delete_queues(name: &str, policy: &RetryPolicy) {
     let (_conn, channel) = relay::open(&amqp_url()).await.unwrap();
-    let mut queues = vec![amqp::queue(name), amqp::parked_queue(name)];
-    queues.extend((1..policy.max_attempts.max(2)).map(|a| amqp::retry_queue(name, policy.backoff(a))));
+    let mut queues = vec![amqp::queue(name, name), amqp::parked_queue(name, name)];
+    queues.extend((1..policy.max_attempts.max(2)).map(|a| amqp::retry_queue(name, name, policy.backoff(a))));
     for queue in queues {
         let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
     }
@@ -181,7 +186,7 @@ async fn parked_count(name: &str) -> u32 {
         ..QueueDeclareOptions::default()
     };
     channel
-        .queue_declare(amqp::parked_queue(name).into(), passive, FieldTable::default())
+        .queue_declare(amqp::parked_queue(name, name).into(), passive, FieldTable::default())
         .await
         .unwrap()
         .message_count()
@@ -205,11 +210,11 @@ async fn postgres_rabbitmq_a_relay_that_dies_before_its_checkpoint_publishes_aga
         events.extend(tailer.next_batch().await.unwrap());
     }
     let (connection, channel) = relay::open(&amqp_url()).await.unwrap();
-    relay::publish(&channel, &events).await.unwrap();
+    relay::publish(&channel, recorder.name, &events).await.unwrap();
     connection.close(200, "crash".into()).await.unwrap();
 
     // The next relay starts from the stored checkpoint and publishes them again.
-    let next = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url());
+    let next = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url()).with_prefix(recorder.name);
     tokio::spawn(next.run(stop.subscribe()));
     let effects = recorder.until(6).await;
     assert_eq!(effects.len(), 6, "{effects:?}");
@@ -291,7 +296,9 @@ async fn postgres_rabbitmq_500_messages_posted_during_an_outage_all_arrive_once(
     let proxy = Proxy::start("127.0.0.1:5672").await;
     listen(&proxy.url(), &pool, &recorder, policy, &stop).await;
     let topology: Vec<Arc<dyn Consumer>> = vec![recorder.clone()];
-    let relay = relay::Relay::new(db.store.clone(), pool.clone(), proxy.url()).with_topology(topology, policy);
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), proxy.url())
+        .with_prefix(recorder.name)
+        .with_topology(topology, policy);
     tokio::spawn(relay.run(stop.subscribe()));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -326,7 +333,9 @@ async fn postgres_rabbitmq_events_relayed_before_any_consumer_listens_are_not_lo
     let recorder = Recorder::new();
     let policy = fast_policy(3);
     let topology: Vec<Arc<dyn Consumer>> = vec![recorder.clone()];
-    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url()).with_topology(topology, policy);
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url())
+        .with_prefix(recorder.name)
+        .with_topology(topology, policy);
     bus::start_at(&pool, db.store.as_ref(), relay::NAME).await.unwrap(); // as the server does at start
     tokio::spawn(relay.run(stop.subscribe()));
     converse(&db.store, &recorder, &["one", "two", "three"]).await;
@@ -365,12 +374,16 @@ async fn postgres_rabbitmq_a_poison_event_is_parked_after_its_attempts_and_the_q
     {
         let (_conn, channel) = relay::open(&amqp_url()).await.unwrap();
         let consumer: Arc<dyn Consumer> = recorder.clone();
-        amqp::declare(&channel, consumer.as_ref(), &earlier).await.unwrap();
+        amqp::declare(&channel, recorder.name, consumer.as_ref(), &earlier)
+            .await
+            .unwrap();
     }
     let policy = fast_policy(3);
     listen(&amqp_url(), &pool, &recorder, policy, &stop).await;
     let topology: Vec<Arc<dyn Consumer>> = vec![recorder.clone()];
-    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url()).with_topology(topology, policy);
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url())
+        .with_prefix(recorder.name)
+        .with_topology(topology, policy);
     tokio::spawn(relay.run(stop.subscribe()));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -610,8 +623,9 @@ async fn postgres_rabbitmq_consumers_handle_conversations_side_by_side_and_each_
     });
     let policy = fast_policy(3);
     let consumer: Arc<dyn Consumer> = ordered.clone();
-    let relay =
-        relay::Relay::new(db.store.clone(), pool.clone(), amqp_url()).with_topology(vec![consumer.clone()], policy);
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url())
+        .with_prefix(ordered.watch.name)
+        .with_topology(vec![consumer.clone()], policy);
     bus::start_at(&pool, db.store.as_ref(), relay::NAME).await.unwrap();
     let started = std::time::Instant::now();
     for _ in 0..4 {
@@ -623,7 +637,14 @@ async fn postgres_rabbitmq_consumers_handle_conversations_side_by_side_and_each_
     while bus::start_at(&pool, db.store.as_ref(), relay::NAME).await.unwrap() < head {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::spawn(amqp::run(amqp_url(), pool.clone(), consumer, policy, stop.subscribe()));
+    tokio::spawn(amqp::run(
+        amqp_url(),
+        ordered.watch.name.to_owned(),
+        pool.clone(),
+        consumer,
+        policy,
+        stop.subscribe(),
+    ));
     for _ in 0..400 {
         if ordered.handled.lock().unwrap().len() >= 16 {
             break;
@@ -696,5 +717,92 @@ async fn postgres_a_lease_whose_session_is_terminated_is_lost_within_two_seconds
         "lease lost noticed after {noticed:?}; taken over after {:?}",
         taken_at - cut
     );
+    db.cleanup().await;
+}
+
+/// Two deployments on one vhost: a relay publishing under one prefix never reaches a consumer of
+/// the same name under another; and an event that this deployment's log does not hold (a leftover
+/// message of another database) is parked, never acted on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rabbitmq_deployments_sharing_a_vhost_never_consume_each_others_events() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let pool = read_models(&db).await;
+    let (stop, _) = watch::channel(false);
+    let recorder = Recorder::new();
+    let policy = fast_policy(3);
+    let (ours, theirs) = (format!("ours_{}", recorder.name), format!("theirs_{}", recorder.name));
+    let consumer: Arc<dyn Consumer> = recorder.clone();
+    // Their deployment's consumer, with the same name, is listening; ours is not yet.
+    let theirs_stop = stop.subscribe();
+    tokio::spawn(amqp::run(
+        amqp_url(),
+        theirs.clone(),
+        pool.clone(),
+        consumer.clone(),
+        policy,
+        theirs_stop,
+    ));
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_url())
+        .with_prefix(&ours)
+        .with_topology(vec![consumer.clone()], policy);
+    bus::start_at(&pool, db.store.as_ref(), relay::NAME).await.unwrap();
+    tokio::spawn(relay.run(stop.subscribe()));
+    converse(&db.store, &recorder, &["one", "two"]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(recorder.effects().is_empty(), "their consumer took our events");
+    tokio::spawn(amqp::run(
+        amqp_url(),
+        ours.clone(),
+        pool.clone(),
+        consumer.clone(),
+        policy,
+        stop.subscribe(),
+    ));
+    assert_eq!(recorder.until(3).await.len(), 3, "ours gets them all");
+
+    // A message of another database on our exchange: parked, not handled.
+    let foreign = {
+        let mut tailer = netia::tail::Tailer::new(db.store.clone(), netia_events::Checkpoint::default());
+        let mut event = tailer.next_batch().await.unwrap().remove(0);
+        event.event_id = Uuid::now_v7();
+        event.stream_id = ConversationId::new().to_string();
+        recorder.watched.lock().unwrap().insert(event.stream_id.clone());
+        event
+    };
+    let (_conn, channel) = relay::open(&amqp_url()).await.unwrap();
+    relay::publish(&channel, &ours, std::slice::from_ref(&foreign))
+        .await
+        .unwrap();
+    let mut parked = None;
+    for _ in 0..100 {
+        parked = netia::bus::parked::get(&pool, recorder.name, foreign.event_id)
+            .await
+            .unwrap();
+        if parked.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let parked = parked.expect("the foreign event is parked");
+    assert!(
+        parked.error.contains("not in this deployment's log"),
+        "{}",
+        parked.error
+    );
+    assert!(
+        !recorder.attempts.lock().unwrap().contains_key(&foreign.event_id),
+        "never handled"
+    );
+    let _ = stop.send(true);
+    for prefix in [&ours, &theirs] {
+        let mut queues = vec![
+            amqp::queue(prefix, recorder.name),
+            amqp::parked_queue(prefix, recorder.name),
+        ];
+        queues.extend((1..3).map(|a| amqp::retry_queue(prefix, recorder.name, policy.backoff(a))));
+        for queue in queues {
+            let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+        }
+    }
     db.cleanup().await;
 }

@@ -30,7 +30,7 @@ use lapin::{Channel, Confirmation};
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
-use super::{BusError, Consumer, EXCHANGE, Outcome, RetryPolicy, WireEvent, park, process};
+use super::{BusError, Consumer, Outcome, RetryPolicy, WireEvent, exchange, park, process};
 use crate::backoff::sleep_or_stop;
 
 /// Why a consumer's session on RabbitMQ ended (it reconnects after a backoff).
@@ -52,28 +52,34 @@ pub enum AmqpError {
 /// The header carrying a delivery's attempt number (from 1).
 pub const ATTEMPT: &str = "x-netia-attempt";
 
-pub fn queue(name: &str) -> String {
-    format!("netia.{name}")
+/// The main queue of consumer `name` in the deployment `prefix`: `<prefix>.<name>`.
+pub fn queue(prefix: &str, name: &str) -> String {
+    format!("{prefix}.{name}")
 }
 
 /// The queue that holds `name`'s failed events for `delay` (whole milliseconds).
-pub fn retry_queue(name: &str, delay: Duration) -> String {
-    format!("netia.{name}.retry.{}ms", delay.as_millis())
+pub fn retry_queue(prefix: &str, name: &str, delay: Duration) -> String {
+    format!("{prefix}.{name}.retry.{}ms", delay.as_millis())
 }
 
-pub fn parked_queue(name: &str) -> String {
-    format!("netia.{name}.parked")
+pub fn parked_queue(prefix: &str, name: &str) -> String {
+    format!("{prefix}.{name}.parked")
 }
 
 /// Declares a consumer's queues and bindings (idempotent).
-pub async fn declare(channel: &Channel, consumer: &dyn Consumer, policy: &RetryPolicy) -> lapin::Result<()> {
-    super::relay::declare_exchange(channel).await?;
+pub async fn declare(
+    channel: &Channel,
+    prefix: &str,
+    consumer: &dyn Consumer,
+    policy: &RetryPolicy,
+) -> lapin::Result<()> {
+    super::relay::declare_exchange(channel, prefix).await?;
     let durable = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
     };
     let name = consumer.name();
-    let main = queue(name);
+    let main = queue(prefix, name);
     channel
         .queue_declare(main.clone().into(), durable, FieldTable::default())
         .await?;
@@ -81,7 +87,7 @@ pub async fn declare(channel: &Channel, consumer: &dyn Consumer, policy: &RetryP
         channel
             .queue_bind(
                 main.clone().into(),
-                EXCHANGE.into(),
+                exchange(prefix).into(),
                 binding.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
@@ -99,11 +105,11 @@ pub async fn declare(channel: &Channel, consumer: &dyn Consumer, policy: &RetryP
             AMQPValue::LongString(main.clone().into()),
         );
         channel
-            .queue_declare(retry_queue(name, delay).into(), durable, arguments)
+            .queue_declare(retry_queue(prefix, name, delay).into(), durable, arguments)
             .await?;
     }
     channel
-        .queue_declare(parked_queue(name).into(), durable, FieldTable::default())
+        .queue_declare(parked_queue(prefix, name).into(), durable, FieldTable::default())
         .await?;
     Ok(())
 }
@@ -114,9 +120,11 @@ fn last_retry(policy: &RetryPolicy) -> u32 {
     policy.max_attempts.saturating_sub(1).max(1)
 }
 
-/// Runs `consumer` on RabbitMQ at `url` until `stop` turns true, reconnecting as needed.
+/// Runs `consumer` of the deployment `prefix` on RabbitMQ at `url` until `stop` turns true,
+/// reconnecting as needed.
 pub async fn run(
     url: String,
+    prefix: String,
     db: AnyPool,
     consumer: Arc<dyn Consumer>,
     policy: RetryPolicy,
@@ -124,7 +132,7 @@ pub async fn run(
 ) {
     let mut backoff = super::reconnect_backoff();
     loop {
-        match session(&url, &db, consumer.as_ref(), &policy, &mut stop).await {
+        match session(&url, &prefix, &db, consumer.as_ref(), &policy, &mut stop).await {
             Ok(()) => return,
             Err(e) => tracing::warn!(consumer = consumer.name(), error = %e, "consumer disconnected; reconnecting"),
         }
@@ -136,6 +144,7 @@ pub async fn run(
 
 async fn session(
     url: &str,
+    prefix: &str,
     db: &AnyPool,
     consumer: &dyn Consumer,
     policy: &RetryPolicy,
@@ -143,11 +152,11 @@ async fn session(
 ) -> Result<(), AmqpError> {
     let (connection, channel) = super::relay::open(url).await?;
     let result = async {
-        declare(&channel, consumer, policy).await?;
+        declare(&channel, prefix, consumer, policy).await?;
         channel.basic_qos(policy.prefetch, BasicQosOptions::default()).await?;
         let mut deliveries = channel
             .basic_consume(
-                queue(consumer.name()).into(),
+                queue(prefix, consumer.name()).into(),
                 "".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -161,7 +170,7 @@ async fn session(
         let mut waiting: HashMap<String, VecDeque<Delivery>> = HashMap::new();
         let run = |key: String, delivery: Delivery| {
             let channel = &channel;
-            async move { (key, handle(channel, db, consumer, policy, delivery).await) }
+            async move { (key, handle(channel, prefix, db, consumer, policy, delivery).await) }
         };
         loop {
             tokio::select! {
@@ -202,6 +211,20 @@ async fn session(
     .await;
     let _ = connection.close(200, "bye".into()).await;
     result
+}
+
+/// Whether this deployment's log holds `event` (same stream, version and hash).
+async fn in_log(db: &AnyPool, event: &netia_events::RecordedEvent) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM events WHERE stream_type = $1 AND stream_id = $2 AND version = $3 AND hash = $4",
+    )
+    .bind(&event.stream_type)
+    .bind(&event.stream_id)
+    .bind(event.version)
+    .bind(event.hash.clone())
+    .fetch_optional(db)
+    .await?;
+    Ok(found.is_some())
 }
 
 /// What orders deliveries: the event's stream (one conversation, one customer), so that two events
@@ -258,6 +281,7 @@ async fn forward(channel: &Channel, delivery: &Delivery, queue: String, attempt:
 
 async fn handle(
     channel: &Channel,
+    prefix: &str,
     db: &AnyPool,
     consumer: &dyn Consumer,
     policy: &RetryPolicy,
@@ -278,21 +302,39 @@ async fn handle(
                 .as_ref()
                 .map_or_else(|| "(no message id)".to_owned(), |m| m.to_string());
             tracing::error!(consumer = name, message = %id, error = %e, "unreadable event parked");
-            forward(channel, &delivery, parked_queue(name), attempt).await?;
+            forward(channel, &delivery, parked_queue(prefix, name), attempt).await?;
             park(db, name, &id, attempt, &format!("unreadable: {e}")).await?;
             delivery.ack(BasicAckOptions::default()).await?;
             return Ok(());
         }
     };
+    if !in_log(db, &event).await? {
+        // Another deployment's event (a shared vhost, a leftover queue): never acted on here.
+        let id = event.event_id.to_string();
+        tracing::error!(consumer = name, event = %id, stream = %event.stream_id, "an event this deployment's log does not hold; parked");
+        forward(channel, &delivery, parked_queue(prefix, name), attempt).await?;
+        park(
+            db,
+            name,
+            &id,
+            attempt,
+            "not in this deployment's log (another deployment's event?)",
+        )
+        .await?;
+        delivery.ack(BasicAckOptions::default()).await?;
+        return Ok(());
+    }
     match process(db, consumer, &event, attempt, policy).await {
         Ok(Outcome::Handled | Outcome::Duplicate) => {}
-        Ok(Outcome::RetryAfter(delay)) => forward(channel, &delivery, retry_queue(name, delay), attempt + 1).await?,
+        Ok(Outcome::RetryAfter(delay)) => {
+            forward(channel, &delivery, retry_queue(prefix, name, delay), attempt + 1).await?
+        }
         // Another copy is being handled: back through the attempt's own delay queue, same attempt.
         Ok(Outcome::Busy(_)) => {
             let delay = policy.backoff(attempt.clamp(1, last_retry(policy)));
-            forward(channel, &delivery, retry_queue(name, delay), attempt).await?;
+            forward(channel, &delivery, retry_queue(prefix, name, delay), attempt).await?;
         }
-        Ok(Outcome::Parked) => forward(channel, &delivery, parked_queue(name), attempt).await?,
+        Ok(Outcome::Parked) => forward(channel, &delivery, parked_queue(prefix, name), attempt).await?,
         Err(e) => {
             // Bookkeeping failed (the database): give the delivery back and slow down.
             tracing::warn!(consumer = name, error = %e, "consumer bookkeeping failed; requeued");

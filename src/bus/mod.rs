@@ -13,9 +13,13 @@
 //! consumer goes on with the next one.
 
 pub mod amqp;
+mod claims;
 pub mod embedded;
+mod names;
 pub mod parked;
 pub mod relay;
+
+pub use names::{DEFAULT_PREFIX, exchange, is_prefix, prefix_of};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,9 +35,6 @@ use uuid::Uuid;
 
 use crate::store::StoreError;
 use crate::supervisor::{MakeRun, Run};
-
-/// The topic exchange every committed event is published to.
-pub const EXCHANGE: &str = "netia.events";
 
 /// Why a consumer could not handle an event.
 #[derive(Debug, thiserror::Error)]
@@ -222,57 +223,6 @@ pub const CLAIM_TTL: Duration = Duration::from_secs(120);
 /// Added to a consumer's own bound, for the bookkeeping around it.
 const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
-/// What claiming an event for a consumer found.
-enum Claim {
-    /// Ours until the time it names (stored as `claimed_until`, this claim's token): act, then mark
-    /// it done.
-    Won(String),
-    /// Handled before.
-    Done,
-    /// Claimed by another delivery until then.
-    Held(DateTime<Utc>),
-}
-
-/// Claims `(consumer, event_id)` atomically for `ttl`: a new claim, or one whose holder's time is up.
-async fn claim(db: &AnyPool, consumer: &str, event_id: &str, ttl: Duration) -> Result<Claim, sqlx::Error> {
-    let now = Utc::now();
-    let until = now + chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
-    let format = netia_events::chain::format_time;
-    let won: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO consumer_processed (consumer, event_id, processed_at, state, claimed_until) \
-         VALUES ($1, $2, $3, 'claimed', $4) \
-         ON CONFLICT (consumer, event_id) DO UPDATE \
-         SET processed_at = excluded.processed_at, claimed_until = excluded.claimed_until \
-         WHERE consumer_processed.state = 'claimed' AND consumer_processed.claimed_until < $3 \
-         RETURNING 1",
-    )
-    .bind(consumer)
-    .bind(event_id)
-    .bind(format(now))
-    .bind(format(until))
-    .fetch_optional(db)
-    .await?;
-    if won.is_some() {
-        return Ok(Claim::Won(format(until)));
-    }
-    let row: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT state, claimed_until FROM consumer_processed WHERE consumer = $1 AND event_id = $2")
-            .bind(consumer)
-            .bind(event_id)
-            .fetch_optional(db)
-            .await?;
-    Ok(match row {
-        Some((state, _)) if state == "done" => Claim::Done,
-        Some((_, until)) => Claim::Held(
-            until
-                .and_then(|u| DateTime::parse_from_rfc3339(&u).ok())
-                .map_or(now, |u| u.with_timezone(&Utc)),
-        ),
-        // Released between the two statements (its handler failed): look again shortly.
-        None => Claim::Held(now),
-    })
-}
-
 /// Runs delivery `attempt` (from 1) of `event` through `consumer`, with the bookkeeping that makes
 /// redeliveries harmless and failures bounded.
 pub async fn process(
@@ -307,10 +257,10 @@ async fn deliver(
     let name = consumer.name();
     let id = event.event_id.to_string();
     let ttl = consumer.claim_ttl().saturating_add(CLAIM_MARGIN);
-    let token = match claim(db, name, &id, ttl).await? {
-        Claim::Won(token) => token,
-        Claim::Done => return Ok(Outcome::Duplicate),
-        Claim::Held(until) => {
+    let token = match claims::claim(db, name, &id, ttl).await? {
+        claims::Claim::Won(token) => token,
+        claims::Claim::Done => return Ok(Outcome::Duplicate),
+        claims::Claim::Held(until) => {
             // Look again when the holder should be done, or its claim over; at most the backoff.
             let left = (until - Utc::now()).to_std().unwrap_or_default();
             let most = policy.backoff(attempt).max(Duration::from_millis(50));
@@ -363,6 +313,7 @@ pub async fn start(
     store: Arc<dyn crate::store::EventStore>,
     db: AnyPool,
     amqp_url: Option<String>,
+    prefix: &str,
     policy: RetryPolicy,
     consumers: Vec<Arc<dyn Consumer>>,
     supervisor: &crate::supervisor::Supervisor,
@@ -385,18 +336,20 @@ pub async fn start(
     match amqp_url {
         Some(url) => {
             // The relay declares every consumer's queues at each broker session, before publishing.
-            let relay = relay::Relay::new(store, db.clone(), url.clone()).with_topology(consumers.clone(), policy);
+            let relay = relay::Relay::new(store, db.clone(), url.clone())
+                .with_prefix(prefix)
+                .with_topology(consumers.clone(), policy);
             tasks.push(supervise(
                 relay::NAME.to_owned(),
                 Box::new(move |stop| Box::pin(relay.clone().run(stop)) as Run),
             ));
             for consumer in consumers {
                 let name = format!("consumer:{}", consumer.name());
-                let (url, db) = (url.clone(), db.clone());
+                let (url, db, prefix) = (url.clone(), db.clone(), prefix.to_owned());
                 tasks.push(supervise(
                     name,
                     Box::new(move |stop| {
-                        let run = amqp::run(url.clone(), db.clone(), consumer.clone(), policy, stop);
+                        let run = amqp::run(url.clone(), prefix.clone(), db.clone(), consumer.clone(), policy, stop);
                         Box::pin(run) as Run
                     }),
                 ));

@@ -22,7 +22,7 @@ use netia_projections::Checkpoints;
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
-use super::{BusError, EXCHANGE, WireEvent, routing_key};
+use super::{BusError, WireEvent, exchange, routing_key};
 use crate::backoff::sleep_or_stop;
 use crate::store::{EventStore, StoreError};
 use crate::tail::Tailer;
@@ -64,41 +64,50 @@ pub struct Relay {
     /// The consumers whose queues it declares and whose events it publishes `mandatory`.
     consumers: Vec<Arc<dyn super::Consumer>>,
     policy: super::RetryPolicy,
+    /// The deployment prefix of the exchange and queue names.
+    prefix: String,
 }
 
-/// Opens a channel in confirm mode with `netia.events` declared.
+/// Opens a channel in confirm mode.
 pub async fn open(url: &str) -> lapin::Result<(Connection, Channel)> {
     let connection = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    declare_exchange(&channel).await?;
     Ok((connection, channel))
 }
 
-pub async fn declare_exchange(channel: &Channel) -> lapin::Result<()> {
+/// Declares the deployment's events exchange (`<prefix>.events`, durable topic).
+pub async fn declare_exchange(channel: &Channel, prefix: &str) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
     };
     channel
-        .exchange_declare(EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .exchange_declare(
+            exchange(prefix).into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
         .await
 }
 
 /// Publishes `events` in order and waits for every confirm; an error ([`RelayError::Broker`],
 /// [`RelayError::Nacked`], [`RelayError::NotConfirming`], [`RelayError::Encode`]) means some may not
 /// have reached the broker (publish them again).
-pub async fn publish(channel: &Channel, events: &[RecordedEvent]) -> Result<(), RelayError> {
-    publish_with(channel, events.iter(), |_| false).await
+pub async fn publish(channel: &Channel, prefix: &str, events: &[RecordedEvent]) -> Result<(), RelayError> {
+    publish_with(channel, prefix, events.iter(), |_| false).await
 }
 
 /// [`publish`]; an event for which `mandatory` says so and that no queue takes is
 /// [`RelayError::Unroutable`].
 async fn publish_with<'a>(
     channel: &Channel,
+    prefix: &str,
     events: impl Iterator<Item = &'a RecordedEvent>,
     mandatory: impl Fn(&RecordedEvent) -> bool,
 ) -> Result<(), RelayError> {
+    let exchange = exchange(prefix);
     let mut confirms = Vec::new();
     for event in events {
         let body = serde_json::to_vec(&WireEvent::from(event))?;
@@ -113,7 +122,7 @@ async fn publish_with<'a>(
         }
         let confirm = channel
             .basic_publish(
-                EXCHANGE.into(),
+                exchange.as_str().into(),
                 routing_key(event).into(),
                 BasicPublishOptions {
                     mandatory: mandatory(event),
@@ -144,7 +153,14 @@ impl Relay {
             url,
             consumers: Vec::new(),
             policy: super::RetryPolicy::default(),
+            prefix: super::DEFAULT_PREFIX.to_owned(),
         }
+    }
+
+    /// Publishes to the deployment `prefix`'s exchange (`<prefix>.events`).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.prefix);
+        self
     }
 
     /// Declares these consumers' topology at each broker session and publishes the events they
@@ -206,8 +222,9 @@ impl Relay {
     async fn session(&self, stop: &mut watch::Receiver<bool>, lease: &crate::lease::Lease) -> Result<(), RelayError> {
         let (connection, channel) = open(&self.url).await?;
         let result = async {
+            declare_exchange(&channel, &self.prefix).await?;
             for consumer in &self.consumers {
-                super::amqp::declare(&channel, consumer.as_ref(), &self.policy).await?;
+                super::amqp::declare(&channel, &self.prefix, consumer.as_ref(), &self.policy).await?;
             }
             let bindings: Vec<String> = self.consumers.iter().flat_map(|c| c.bindings()).collect();
             let mut at = self.checkpoint().await?;
@@ -217,7 +234,7 @@ impl Relay {
                     events = tailer.next_batch() => events?,
                     _ = stop.wait_for(|s| *s) => return Ok(()),
                 };
-                publish_with(&channel, events.iter(), |e| Self::wanted(&bindings, e)).await?;
+                publish_with(&channel, &self.prefix, events.iter(), |e| Self::wanted(&bindings, e)).await?;
                 let Some(last) = events.last().map(RecordedEvent::checkpoint) else {
                     continue;
                 };

@@ -25,7 +25,11 @@ use uuid::Uuid;
 
 use super::hub::{Hub, Signal};
 
-pub const EXCHANGE: &str = "netia.presence";
+/// The fanout exchange the nodes of the deployment `prefix` signal each other on:
+/// `<prefix>.presence`.
+pub fn exchange(prefix: &str) -> String {
+    format!("{prefix}.presence")
+}
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node silent this long is taken for dead (the issue allows 10 s to clear its presences).
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,10 +41,26 @@ struct Envelope {
     signal: Signal,
 }
 
+/// Runs the link (see [`run`]) as the supervised task `cluster`.
+pub fn supervised(
+    supervisor: &crate::supervisor::Supervisor,
+    url: String,
+    prefix: String,
+    hub: Arc<Hub>,
+    outgoing: mpsc::UnboundedReceiver<Signal>,
+) -> tokio::task::JoinHandle<()> {
+    let outgoing = Arc::new(tokio::sync::Mutex::new(outgoing));
+    supervisor.spawn(
+        "cluster",
+        Box::new(move |stop| Box::pin(run(url.clone(), prefix.clone(), hub.clone(), outgoing.clone(), stop))),
+    )
+}
+
 /// Links `hub` to the other nodes through RabbitMQ at `url` until `stop` turns true, reconnecting
 /// as needed. `outgoing` is what the hub tells the others.
 pub async fn run(
     url: String,
+    prefix: String,
     hub: Arc<Hub>,
     outgoing: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Signal>>>,
     mut stop: watch::Receiver<bool>,
@@ -48,11 +68,21 @@ pub async fn run(
     // Shared so that a restarted link goes on with the same queue.
     let mut outgoing = outgoing.lock().await;
     let mut peers = Peers::default();
+    let exchange = exchange(&prefix);
     loop {
-        match connect(&url).await {
+        match connect(&url, &exchange).await {
             Ok((connection, channel, consumer)) => {
                 tracing::info!(node = %hub.node(), "cluster link up");
-                let ended = link(&hub, &channel, consumer, &mut outgoing, &mut peers, &mut stop).await;
+                let ended = link(
+                    &hub,
+                    &channel,
+                    &exchange,
+                    consumer,
+                    &mut outgoing,
+                    &mut peers,
+                    &mut stop,
+                )
+                .await;
                 let _ = connection.close(200, "bye".into()).await;
                 if ended {
                     return;
@@ -75,7 +105,7 @@ pub async fn run(
     }
 }
 
-async fn connect(url: &str) -> lapin::Result<(Connection, Channel, lapin::Consumer)> {
+async fn connect(url: &str, exchange: &str) -> lapin::Result<(Connection, Channel, lapin::Consumer)> {
     let connection = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
     let durable = ExchangeDeclareOptions {
@@ -83,7 +113,7 @@ async fn connect(url: &str) -> lapin::Result<(Connection, Channel, lapin::Consum
         ..ExchangeDeclareOptions::default()
     };
     channel
-        .exchange_declare(EXCHANGE.into(), ExchangeKind::Fanout, durable, FieldTable::default())
+        .exchange_declare(exchange.into(), ExchangeKind::Fanout, durable, FieldTable::default())
         .await?;
     let mut arguments = FieldTable::default();
     // A signal older than a node timeout is of no use to anyone.
@@ -100,7 +130,7 @@ async fn connect(url: &str) -> lapin::Result<(Connection, Channel, lapin::Consum
     channel
         .queue_bind(
             queue.name().clone(),
-            EXCHANGE.into(),
+            exchange.into(),
             "".into(),
             QueueBindOptions::default(),
             FieldTable::default(),
@@ -146,6 +176,7 @@ impl Peers {
 async fn link(
     hub: &Hub,
     channel: &Channel,
+    exchange: &str,
     mut consumer: lapin::Consumer,
     outgoing: &mut mpsc::UnboundedReceiver<Signal>,
     peers: &mut Peers,
@@ -156,7 +187,7 @@ async fn link(
         let body = serde_json::to_vec(&Envelope { node, signal }).unwrap_or_default();
         channel
             .basic_publish(
-                EXCHANGE.into(),
+                exchange.into(),
                 "".into(),
                 BasicPublishOptions::default(),
                 &body,

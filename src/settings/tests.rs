@@ -61,3 +61,16 @@ fn the_secret_key_is_32_bytes_of_base64() {
     assert_eq!(err.variable, "NETIA_SECRET_KEY");
     assert_eq!(err.value, "(hidden)");
 }
+
+#[test]
+fn the_amqp_prefix_is_the_database_name_unless_set() {
+    let of = |url: &str| settings(&[("DATABASE_URL", url)]).unwrap().amqp_prefix;
+    assert_eq!(of("postgres://postgres@127.0.0.1:5432/netia"), "netia");
+    assert_eq!(of("postgres://u:p@db/Netia.Staging?sslmode=disable"), "netia_staging");
+    assert_eq!(of("sqlite://./data/shop.db"), "shop");
+    assert_eq!(of("sqlite::memory:"), "netia");
+    let set = settings(&[("AMQP_PREFIX", "tenant-7")]).unwrap();
+    assert_eq!(set.amqp_prefix, "tenant-7");
+    let err = settings(&[("AMQP_PREFIX", "a.b")]).unwrap_err();
+    assert_eq!(err.variable, "AMQP_PREFIX");
+}
