@@ -17,7 +17,7 @@ db="netia_schemathesis_$$"
 psql -q "$admin" -c "CREATE DATABASE $db"
 port=$((20000 + $$ % 20000))
 log=target/schemathesis-server.log
-DATABASE_URL="${admin%/*}/$db" PORT=$port RUST_LOG=warn \
+DATABASE_URL="${admin%/*}/$db" PORT=$port RUST_LOG=warn NETIA_SECRET_KEY="$(head -c 32 /dev/urandom | base64)" \
   RATE_LIMIT_IP_PER_MINUTE=1000000 RATE_LIMIT_CUSTOMER_PER_MINUTE=1000000 \
   target/debug/netia serve >"$log" 2>&1 &
 server=$!
