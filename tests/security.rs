@@ -494,3 +494,65 @@ async fn postgres_a_socket_closes_when_its_session_expires() {
     .await;
     db.cleanup().await;
 }
+
+/// One person whose connection flaps (60 changes in about a second and a half) writes at most ten
+/// presence events a minute; when the node's recorder stops, the last state is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_one_flapping_person_writes_at_most_ten_presence_events_a_minute() {
+    use netia::command_bus::CommandBus;
+    use netia::realtime::hub::Person;
+    use netia_commands::{Customer, CustomerCommand};
+    use netia_events::{AccountId, Actor, CustomerId, Metadata, StreamRef};
+    use std::time::Duration;
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let bus = CommandBus::new(db.store.clone());
+    let customer = CustomerId::new();
+    let create = CustomerCommand::Create {
+        customer_id: customer,
+        account_id: AccountId::new(),
+        identity: Default::default(),
+        metadata: Default::default(),
+        verified: false,
+    };
+    let meta = Metadata::new(Actor::Customer { customer_id: customer });
+    bus.execute::<Customer>(customer, create, &meta).await.unwrap();
+    let (changes, received) = tokio::sync::mpsc::unbounded_channel();
+    let received = std::sync::Arc::new(tokio::sync::Mutex::new(received));
+    let grace = Duration::from_millis(20);
+    let recorder = tokio::spawn(netia::realtime::record_presence_with(bus.clone(), received, grace));
+    for _ in 0..30 {
+        changes.send((Person::Customer(customer), true)).unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        changes.send((Person::Customer(customer), false)).unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let presence = || async {
+        let stream = StreamRef::new("customer", customer.to_string());
+        let events = db
+            .store
+            .read_stream(&stream, netia::store::StreamBound::All)
+            .await
+            .unwrap();
+        events
+            .into_iter()
+            .map(|e| e.event_type)
+            .filter(|t| t.starts_with("CustomerCame") || t.starts_with("CustomerWent"))
+            .collect::<Vec<_>>()
+    };
+    let written = presence().await;
+    assert!(
+        (2..=10).contains(&written.len()),
+        "{} presence events: {written:?}",
+        written.len()
+    );
+    drop(changes);
+    recorder.await.unwrap();
+    let written = presence().await;
+    assert_eq!(
+        written.last().map(String::as_str),
+        Some("CustomerWentOffline"),
+        "{written:?}"
+    );
+    db.cleanup().await;
+}

@@ -9,7 +9,7 @@ pub mod protocol;
 pub mod socket;
 
 pub use broadcaster::Broadcaster;
-pub use presence_log::{PRESENCE_EVENTS_PER_MINUTE, PRESENCE_GRACE, record_presence};
+pub use presence_log::{PRESENCE_EVENTS_PER_MINUTE, PRESENCE_GRACE, record_presence, record_presence_with};
 
 /// How often a typist repeats `typing: true` while still typing (pages and the bot).
 pub const TYPING_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);

@@ -29,6 +29,15 @@ pub const PRESENCE_EVENTS_PER_MINUTE: u32 = 10;
 /// the order this node saw them, with the grace period and the bound above; the aggregates make
 /// repeats no-ops. Runs until the channel closes.
 pub async fn record_presence(bus: CommandBus, changes: Arc<Mutex<mpsc::UnboundedReceiver<(Person, bool)>>>) {
+    record_presence_with(bus, changes, PRESENCE_GRACE).await;
+}
+
+/// [`record_presence`] with another grace period (tests).
+pub async fn record_presence_with(
+    bus: CommandBus,
+    changes: Arc<Mutex<mpsc::UnboundedReceiver<(Person, bool)>>>,
+    grace: Duration,
+) {
     // Shared so that a restarted recorder goes on with the same queue.
     let mut changes = changes.lock().await;
     let quota = Quota::per_minute(NonZeroU32::new(PRESENCE_EVENTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN));
@@ -55,7 +64,7 @@ pub async fn record_presence(bus: CommandBus, changes: Arc<Mutex<mpsc::Unbounded
                         pending.insert(person, (true, Instant::now()));
                     }
                     (false, _) => {
-                        pending.insert(person, (false, Instant::now() + PRESENCE_GRACE));
+                        pending.insert(person, (false, Instant::now() + grace));
                     }
                 }
             }
