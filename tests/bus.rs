@@ -6,12 +6,13 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use common::TestDb;
+use common::proxy::TcpProxy;
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use netia::bus::{self, Consumer, Failure, RetryPolicy, amqp, relay};
@@ -235,55 +236,9 @@ async fn postgres_rabbitmq_a_relay_that_dies_before_its_checkpoint_publishes_aga
     db.cleanup().await;
 }
 
-/// A TCP proxy to RabbitMQ that the test can cut (connections dropped, new ones refused) and restore.
-struct Proxy {
-    port: u16,
-    open: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let open = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let upstream = upstream.to_owned();
-        let (accepting, registry) = (open.clone(), links.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                if !accepting.load(Ordering::SeqCst) {
-                    continue; // dropped: refused
-                }
-                let upstream = upstream.clone();
-                let link = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                registry.lock().unwrap().push(link.abort_handle());
-            }
-        });
-        Self { port, open, links }
-    }
-
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-    }
-
-    fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
+/// A proxy to RabbitMQ that the test can cut.
+fn amqp_through(proxy: &TcpProxy) -> String {
+    format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -293,10 +248,10 @@ async fn postgres_rabbitmq_500_messages_posted_during_an_outage_all_arrive_once(
     let (stop, _) = watch::channel(false);
     let recorder = Recorder::new();
     let policy = fast_policy(3);
-    let proxy = Proxy::start("127.0.0.1:5672").await;
-    listen(&proxy.url(), &pool, &recorder, policy, &stop).await;
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    listen(&amqp_through(&proxy), &pool, &recorder, policy, &stop).await;
     let topology: Vec<Arc<dyn Consumer>> = vec![recorder.clone()];
-    let relay = relay::Relay::new(db.store.clone(), pool.clone(), proxy.url())
+    let relay = relay::Relay::new(db.store.clone(), pool.clone(), amqp_through(&proxy))
         .with_prefix(recorder.name)
         .with_topology(topology, policy);
     tokio::spawn(relay.run(stop.subscribe()));

@@ -464,3 +464,73 @@ async fn sqlite_a_row_that_is_not_json_is_reported_with_its_position() {
     );
     db.cleanup().await;
 }
+
+/// With PostgreSQL unreachable (a proxy in front of it, cut), twenty appends fail within their
+/// deadline as unavailable — nothing stored, safe to retry — instead of waiting minutes; the ones
+/// whose outcome the cut left open are looked up first. Once it is back, appends succeed again and
+/// nothing was stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_appends_fail_fast_while_the_database_is_unreachable_and_resume_after() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let proxy = common::proxy::TcpProxy::start("127.0.0.1:5432").await;
+    let url = db.url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    assert_ne!(url, db.url, "the test database is on 127.0.0.1:5432");
+    let store = netia::store::connect(&url, 5).await.unwrap();
+    // Half the streams were written before, so their heads are cached and the appends go straight
+    // to the writer, whose connection the cut breaks mid-statement or before.
+    for i in 0..10 {
+        store
+            .append(&stream(&format!("cut-{i}")), 0, vec![event(0)])
+            .await
+            .unwrap();
+    }
+    proxy.cut();
+    let started = std::time::Instant::now();
+    let appends = (0..20).map(|i| {
+        let store = store.clone();
+        let expected = if i < 10 { 1 } else { 0 };
+        async move {
+            store
+                .append(&stream(&format!("cut-{i}")), expected, vec![event(i)])
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(appends).await;
+    let waited = started.elapsed();
+    for result in &results {
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_))),
+            "{result:?}"
+        );
+    }
+    let unavailable = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::Unavailable(_))))
+        .count();
+    eprintln!("20 appends with PostgreSQL cut off: {unavailable} unavailable, the rest unknown, after {waited:?}");
+    assert!(waited < Duration::from_secs(20), "callers waited {waited:?}");
+    proxy.restore();
+    let mut resumed = None;
+    for _ in 0..40 {
+        match store.append(&stream("after"), 0, vec![event(1)]).await {
+            Ok(recorded) => {
+                resumed = Some(recorded);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    assert!(resumed.is_some(), "appends resume once the database is back");
+    // What was refused as unavailable was not stored.
+    for (i, result) in results.iter().enumerate() {
+        if matches!(result, Err(StoreError::Unavailable(_))) {
+            let before = if i < 10 { 1 } else { 0 };
+            assert_eq!(
+                store.stream_version(&stream(&format!("cut-{i}"))).await.unwrap(),
+                before,
+                "{i}"
+            );
+        }
+    }
+    db.cleanup().await;
+}

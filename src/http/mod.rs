@@ -234,6 +234,13 @@ impl ApiError {
             CommandError::Domain(e) if not_found(&e) => ApiError::NotFound(e.to_string()),
             CommandError::Domain(e) => ApiError::Invalid(e.to_string()),
             CommandError::Conflict { .. } => ApiError::Conflict(e.to_string()),
+            // The database is away or slow: the client may try again (nothing doubled: an
+            // unknown outcome is resolved against the log first; see `store::APPEND_DEADLINE`).
+            CommandError::Store(
+                crate::store::StoreError::Unavailable(_)
+                | crate::store::StoreError::TaskDown(_)
+                | crate::store::StoreError::OutcomeUnknown(_),
+            ) => ApiError::Unavailable(e.to_string()),
             other => ApiError::internal(anyhow::anyhow!(other.to_string())),
         }
     }
@@ -294,6 +301,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::Unauthorized(_) = self {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let ApiError::Unavailable(_) = self {
+            response.insert_header(("Retry-After", "1"));
         }
         response.json(json!({"error": self.code(), "message": self.to_string()}))
     }

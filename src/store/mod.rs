@@ -79,6 +79,11 @@ impl Drop for AppendTimer {
     }
 }
 
+/// How long an append may take, from the call to its commit, before it fails with
+/// [`StoreError::Unavailable`] (queued, never written) or, once a statement has it, with the
+/// outcome that statement has.
+pub const APPEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How much of a stream to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamBound {
@@ -109,6 +114,10 @@ pub enum StoreError {
     /// A task of the store (PostgreSQL's writer or NOTIFY listener) failed and waits to restart.
     #[error("the event store's {0} is down, restarting")]
     TaskDown(String),
+    /// The database could not take the append in time ([`APPEND_DEADLINE`]) or could not be
+    /// reached: nothing was stored, and the same append may be tried again.
+    #[error("the event store is unavailable ({0}); nothing was stored, try again")]
+    Unavailable(String),
     #[error("stored event at position {position} is corrupt: {reason}")]
     Corrupt { position: i64, reason: String },
     #[error("database error: {0}")]
@@ -120,6 +129,17 @@ pub enum StoreError {
 impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// A failure to reach the database (I/O, pool timeout, closed pool) as
+    /// [`StoreError::Unavailable`]; for errors of a step that stores nothing.
+    pub fn unreachable(self) -> Self {
+        match self {
+            StoreError::Database(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            other => other,
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use netia_events::{Checkpoint, RecordedEvent, StreamRef};
 use sqlx::pool::PoolConnection;
@@ -28,6 +29,26 @@ pub(super) struct Append {
     pub prepared: Vec<PreparedEvent>,
     /// Gets the recorded events, or why they were not stored.
     pub reply: oneshot::Sender<Result<Vec<RecordedEvent>, WriteError>>,
+    /// Who has the append: [`QUEUED`], then [`TAKEN`] by the writer just before its statement, or
+    /// [`ABANDONED`] by a caller whose deadline passed first (then it is never written).
+    pub state: Arc<AtomicU8>,
+}
+
+/// Waiting in the writer's queue.
+pub(super) const QUEUED: u8 = 0;
+/// In a statement (its outcome is the statement's).
+pub(super) const TAKEN: u8 = 1;
+/// Given up by its caller before any statement: never written.
+pub(super) const ABANDONED: u8 = 2;
+
+impl Append {
+    /// Claims the append for a statement; `false` if its caller gave up.
+    fn take(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            || self.state.load(Ordering::Acquire) == TAKEN
+    }
 }
 
 /// What the writer tasks share.
@@ -44,6 +65,9 @@ pub(super) enum WriteError {
     Conflict,
     /// The database refused the statement: nothing of it was stored.
     Refused(sqlx::Error),
+    /// The database could not be reached (no connection within the pool's timeout): nothing was
+    /// stored.
+    Unreachable(String),
     /// The connection failed while the statement ran: it may or may not have committed.
     Unknown(String),
 }
@@ -56,7 +80,8 @@ impl From<sqlx::Error> for WriteError {
             {
                 WriteError::Conflict
             }
-            sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => WriteError::Refused(e),
+            sqlx::Error::Database(_) => WriteError::Refused(e),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => WriteError::Unreachable(e.to_string()),
             _ => WriteError::Unknown(e.to_string()),
         }
     }
@@ -111,6 +136,28 @@ async fn write_batches(pool: PgPool, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<A
                 Err(_) => break,
             }
         }
+        // A connection first (bounded): without one, nothing of the batch can be written.
+        if conn.is_none() {
+            let reason = match tokio::time::timeout(super::APPEND_DEADLINE, pool.acquire()).await {
+                Ok(Ok(acquired)) => {
+                    conn = Some(acquired);
+                    None
+                }
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("no database connection within the append deadline".to_owned()),
+            };
+            if let Some(reason) = reason {
+                for append in batch {
+                    let _ = append.reply.send(Err(WriteError::Unreachable(reason.clone())));
+                }
+                continue;
+            }
+        }
+        // Appends whose callers' deadlines passed while they queued are never written.
+        batch.retain(Append::take);
+        if batch.is_empty() {
+            continue;
+        }
         if batch.len() > 1 {
             match statement(&pool, &mut conn, &batch, &committed.node).await {
                 Ok((head, placed)) => {
@@ -121,6 +168,14 @@ async fn write_batches(pool: PgPool, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<A
                 // Some append conflicts, or the database refused the statement: nothing was
                 // stored, so each append can safely be tried alone.
                 Err(WriteError::Conflict | WriteError::Refused(_)) => {}
+                // No database: the whole batch fails at once (one by one, each would wait for
+                // the pool's timeout again).
+                Err(WriteError::Unreachable(reason)) => {
+                    for append in batch {
+                        let _ = append.reply.send(Err(WriteError::Unreachable(reason.clone())));
+                    }
+                    continue;
+                }
                 // Retrying after a possible commit could store events twice: report, don't retry.
                 Err(WriteError::Unknown(reason)) => {
                     for append in batch {

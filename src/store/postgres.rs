@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::pg_writer::{self, WriteError};
-use super::{Backend, EventStore, Recent, StoreError, StreamBound, prepare};
+use super::{APPEND_DEADLINE, Backend, EventStore, Recent, StoreError, StreamBound, prepare};
 use crate::supervisor::{Components, supervise};
 
 /// The NOTIFY channel that wakes tailers after each append (sent by `netia_append` at commit).
@@ -64,6 +65,45 @@ impl PgStore {
     }
 
     /// Wraps an existing pool; starts the LISTEN task that feeds [`EventStore::wake`].
+    /// Finds out whether an append whose statement's outcome is unknown (the connection broke
+    /// mid-statement, or it took too long) was stored, by looking its event ids up: all there, it
+    /// succeeded; none, it did not ([`StoreError::Unavailable`]: try again). A statement is atomic,
+    /// so it is one or the other. [`StoreError::OutcomeUnknown`] only if the log cannot be read
+    /// for a few seconds.
+    async fn resolve(
+        &self,
+        stream: &StreamRef,
+        ids: &[Uuid],
+        reason: String,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if let Ok(mut heads) = self.heads.lock() {
+            heads.remove(stream);
+        }
+        let sql = format!("SELECT {SELECT_COLUMNS} FROM events WHERE event_id = ANY($1) ORDER BY version");
+        for _ in 0..6 {
+            let lookup = tokio::time::timeout(
+                Duration::from_secs(1),
+                sqlx::query(&sql).bind(ids).fetch_all(&self.pool),
+            );
+            match lookup.await.unwrap_or(Err(sqlx::Error::PoolTimedOut)) {
+                Ok(rows) if rows.len() == ids.len() => {
+                    let recorded = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
+                    tracing::info!(%stream, "an append of unknown outcome was stored after all");
+                    return Ok(recorded);
+                }
+                Ok(rows) if rows.is_empty() => {
+                    return Err(StoreError::Unavailable(format!("{reason}; the append was not stored")));
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(%stream, error = %e, "cannot look an append of unknown outcome up yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        Err(StoreError::OutcomeUnknown(reason))
+    }
+
     pub fn from_pool(pool: PgPool) -> Self {
         let recent = Arc::new(Recent::default());
         // Tells this store's NOTIFYs from other nodes'.
@@ -214,7 +254,8 @@ impl EventStore for PgStore {
         let _timer = super::AppendTimer::start(Backend::Postgres);
         let head = match self.cached_head(stream) {
             Some((version, hash)) if version == expected_version => Some((version, hash)),
-            _ => self.head(stream).await?,
+            // A failure to read the head stores nothing: with the database away, try again later.
+            _ => self.head(stream).await.map_err(StoreError::unreachable)?,
         };
         let (version, prev_hash) = head.unwrap_or((0, GENESIS.to_vec()));
         if version != expected_version {
@@ -225,16 +266,53 @@ impl EventStore for PgStore {
             });
         }
         let prepared = prepare(stream, expected_version, &prev_hash, events)?;
-        let (reply, placed) = oneshot::channel();
+        let ids: Vec<Uuid> = prepared.iter().map(|p| p.event_id).collect();
+        let (reply, mut placed) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(pg_writer::QUEUED));
         let append = pg_writer::Append {
             stream: stream.clone(),
             prepared,
             reply,
+            state: state.clone(),
         };
-        let Ok(()) = self.appends.send(append).await else {
-            return Err(StoreError::Database(sqlx::Error::PoolClosed));
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(APPEND_DEADLINE, self.appends.send(append)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(StoreError::Database(sqlx::Error::PoolClosed)),
+            // Never queued, so never written.
+            Err(_) => return Err(StoreError::Unavailable("the writer's queue stayed full".into())),
+        }
+        let left = APPEND_DEADLINE.saturating_sub(started.elapsed());
+        let outcome = match tokio::time::timeout(left, &mut placed).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // Still queued: given up, so the writer will skip it.
+                if state
+                    .compare_exchange(
+                        pg_writer::QUEUED,
+                        pg_writer::ABANDONED,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok()
+                {
+                    return Err(StoreError::Unavailable(format!(
+                        "not written within {} s",
+                        APPEND_DEADLINE.as_secs()
+                    )));
+                }
+                // In a statement: its outcome decides; if that does not come, the log does.
+                match tokio::time::timeout(APPEND_DEADLINE, placed).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        return self
+                            .resolve(stream, &ids, "the append statement took too long".into())
+                            .await;
+                    }
+                }
+            }
         };
-        let recorded = match placed.await {
+        let recorded = match outcome {
             Ok(Ok(recorded)) => recorded,
             Ok(Err(WriteError::Conflict)) => {
                 if let Ok(mut heads) = self.heads.lock() {
@@ -243,12 +321,8 @@ impl EventStore for PgStore {
                 return Err(self.conflict(stream, expected_version).await);
             }
             Ok(Err(WriteError::Refused(e))) => return Err(e.into()),
-            Ok(Err(WriteError::Unknown(reason))) => {
-                if let Ok(mut heads) = self.heads.lock() {
-                    heads.remove(stream);
-                }
-                return Err(StoreError::OutcomeUnknown(reason));
-            }
+            Ok(Err(WriteError::Unreachable(reason))) => return Err(StoreError::Unavailable(reason)),
+            Ok(Err(WriteError::Unknown(reason))) => return self.resolve(stream, &ids, reason).await,
             // The writer task is gone (shutdown) mid-append.
             Err(_) => {
                 return Err(StoreError::OutcomeUnknown(

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod nodes;
+pub mod proxy;
 
 use std::sync::Arc;
 
