@@ -338,13 +338,14 @@ mod tests {
 
     #[test]
     fn a_statement_never_sent_was_not_stored() {
+        // No connection: nothing stored, and the database is away (the whole batch fails at once).
         assert!(matches!(
             WriteError::from(sqlx::Error::PoolTimedOut),
-            WriteError::Refused(_)
+            WriteError::Unreachable(_)
         ));
         assert!(matches!(
             WriteError::from(sqlx::Error::PoolClosed),
-            WriteError::Refused(_)
+            WriteError::Unreachable(_)
         ));
     }
 }
