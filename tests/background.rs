@@ -687,3 +687,94 @@ mod job_claims {
     use super::*;
     on_both_backends!(two_schedulers_run_each_job_once);
 }
+
+/// Two `netia serve` nodes on PostgreSQL, both able to run the scheduler, with eight reply emails
+/// due: the session holding the scheduler's lease is terminated (`pg_terminate_backend`, as a
+/// failover or a proxy's idle timeout would) while they come due. The other node takes over, and
+/// each email is sent exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_each_reply_email_is_sent_once_when_the_scheduler_lease_is_cut() {
+    use common::nodes::{free_port, serve_with};
+    let Some(db) = TestDb::postgres().await else { return };
+    let smtp = Smtp::start().await;
+    let url = smtp.url();
+    let vars = [
+        ("SMTP_URL", url.as_str()),
+        ("REPLY_EMAIL_DELAY", "2"),
+        ("EMAIL_FROM", "help@acme.test"),
+    ];
+    let (port_a, port_b) = (free_port(), free_port());
+    let _a = serve_with(&db, port_a, &vars).await;
+    let _b = serve_with(&db, port_b, &vars).await;
+    let api = common::api::Api {
+        base: format!("http://127.0.0.1:{port_a}"),
+        http: reqwest::Client::new(),
+    };
+    let admin = api.register("agent@example.com").await;
+    let (_, body) = api
+        .post("/api/identity_verification/secret", Some(&admin.token), json!({}))
+        .await;
+    let secret = body["data"]["secret"].as_str().unwrap().to_owned();
+    for i in 0..8 {
+        let id = format!("customer-{i}");
+        let customer = json!({"account_id": admin.account_id, "external_id": id, "email": format!("c{i}@example.com"),
+            "user_hash": netia::app::verification::user_hash(&secret, &id)});
+        let (status, body) = api.post("/api/customers", None, customer).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+        let (customer_id, token) = (
+            body["data"]["id"].as_str().unwrap(),
+            body["data"]["token"].as_str().unwrap(),
+        );
+        let (_, body) = api
+            .post(
+                "/api/conversations",
+                Some(token),
+                json!({"account_id": admin.account_id, "customer_id": customer_id}),
+            )
+            .await;
+        let conversation = body["data"]["id"].as_str().unwrap();
+        let (status, _) = api
+            .post(
+                &format!("/api/conversations/{conversation}/messages"),
+                Some(&admin.token),
+                json!({"body": "Shipped"}),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED);
+    }
+    // Cut the scheduler's lease session before the emails are due.
+    let admin_pool = sqlx::postgres::PgPool::connect(&db.url).await.unwrap();
+    let mut terminated = Vec::new();
+    for _ in 0..100 {
+        terminated = sqlx::query_scalar::<_, bool>(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND ((classid::bigint << 32) | objid::bigint) = $1",
+        )
+        .bind(netia::lease::lock_key("scheduler"))
+        .fetch_all(&admin_pool)
+        .await
+        .unwrap();
+        if !terminated.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(terminated, [true], "the scheduler's lease session");
+    for _ in 0..200 {
+        if smtp.messages().len() >= 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await; // a duplicate would arrive meanwhile
+    let mut to: Vec<String> = smtp
+        .messages()
+        .iter()
+        .filter_map(|m| header(m, "To").map(str::to_owned))
+        .collect();
+    to.sort();
+    let expected: Vec<String> = (0..8).map(|i| format!("c{i}@example.com")).collect();
+    assert_eq!(to, expected, "each email once");
+    admin_pool.close().await;
+    db.cleanup().await;
+}
