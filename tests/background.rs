@@ -778,3 +778,81 @@ async fn postgres_each_reply_email_is_sent_once_when_the_scheduler_lease_is_cut(
     admin_pool.close().await;
     db.cleanup().await;
 }
+
+/// A node started while RabbitMQ is unreachable (a cut proxy in front of it) takes writes; its
+/// relay cannot publish and nothing is lost: once RabbitMQ is reachable, the relay declares the
+/// consumers' queues before it publishes the backlog, and every reply email goes out, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rabbitmq_a_node_started_while_rabbitmq_is_down_loses_nothing() {
+    use common::nodes::{free_port, serve_with};
+    let Some(db) = TestDb::postgres().await else { return };
+    let smtp = Smtp::start().await;
+    let proxy = common::proxy::TcpProxy::start("127.0.0.1:5672").await;
+    proxy.cut();
+    let (smtp_url, amqp) = (smtp.url(), format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port));
+    let vars = [
+        ("SMTP_URL", smtp_url.as_str()),
+        ("REPLY_EMAIL_DELAY", "1"),
+        ("EMAIL_FROM", "help@acme.test"),
+        ("AMQP_URL", amqp.as_str()),
+    ];
+    let port = free_port();
+    let _node = serve_with(&db, port, &vars).await;
+    let api = common::api::Api {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    let admin = api.register("agent@example.com").await;
+    let (_, body) = api
+        .post("/api/identity_verification/secret", Some(&admin.token), json!({}))
+        .await;
+    let secret = body["data"]["secret"].as_str().unwrap().to_owned();
+    for i in 0..5 {
+        let id = format!("customer-{i}");
+        let customer = json!({"account_id": admin.account_id, "external_id": id, "email": format!("c{i}@example.com"),
+            "user_hash": netia::app::verification::user_hash(&secret, &id)});
+        let (_, body) = api.post("/api/customers", None, customer).await;
+        let (customer_id, token) = (
+            body["data"]["id"].as_str().unwrap(),
+            body["data"]["token"].as_str().unwrap(),
+        );
+        let (_, body) = api
+            .post(
+                "/api/conversations",
+                Some(token),
+                json!({"account_id": admin.account_id, "customer_id": customer_id}),
+            )
+            .await;
+        let conversation = body["data"]["id"].as_str().unwrap();
+        let (status, _) = api
+            .post(
+                &format!("/api/conversations/{conversation}/messages"),
+                Some(&admin.token),
+                json!({"body": "Shipped"}),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "writes go on without RabbitMQ");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        smtp.messages().is_empty(),
+        "nothing can be consumed while RabbitMQ is away"
+    );
+    proxy.restore();
+    for _ in 0..300 {
+        if smtp.messages().len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // a duplicate would arrive meanwhile
+    let mut to: Vec<String> = smtp
+        .messages()
+        .iter()
+        .filter_map(|m| header(m, "To").map(str::to_owned))
+        .collect();
+    to.sort();
+    let expected: Vec<String> = (0..5).map(|i| format!("c{i}@example.com")).collect();
+    assert_eq!(to, expected, "every email, once");
+    db.cleanup().await;
+}
