@@ -652,3 +652,94 @@ async fn sqlite_a_parked_delivery_replayed_from_the_command_line_answers_once() 
     assert_eq!(unknown.status.code(), Some(1));
     db.cleanup().await;
 }
+
+/// Crash: two `netia serve` nodes on PostgreSQL and RabbitMQ answer 40 questions (one per
+/// conversation, so none is superseded) with a model that takes 400 ms; one node is killed with
+/// SIGKILL halfway, mid-answers. Every question gets exactly one bot reply: the survivor takes
+/// over the relay and the deliveries the dead node held, and the claims keep what it had started
+/// or finished from being answered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rabbitmq_a_node_killed_mid_answers_leaves_each_question_one_reply() {
+    use common::nodes::{free_port, serve_with};
+    let Some(db) = TestDb::postgres().await else { return };
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(completion("Answered"))
+                .set_delay(Duration::from_millis(400)),
+        )
+        .mount(&server)
+        .await;
+    let base = format!("{}/v1", server.uri());
+    let amqp = std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let vars = [
+        ("LLM_BASE_URL", base.as_str()),
+        ("LLM_MODEL", "test-model"),
+        ("LLM_TIMEOUT", "2"),
+        ("LLM_MAX_RETRIES", "0"),
+        ("AMQP_URL", amqp.as_str()),
+    ];
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = serve_with(&db, port_a, &vars).await;
+    let _b = serve_with(&db, port_b, &vars).await;
+    let world = world(&db, true).await;
+    let mut conversations = Vec::new();
+    for i in 0..40 {
+        let (customer, conversation) = (CustomerId::new(), ConversationId::new());
+        let account = world.meta.account_id.unwrap();
+        let open = common::open_conversation(conversation, account, customer, chrono::Utc::now());
+        world
+            .bus
+            .execute::<Conversation>(conversation, open, &world.meta)
+            .await
+            .unwrap();
+        let ask = common::message(
+            Author::Customer { customer_id: customer },
+            &format!("Question {i}"),
+            false,
+            None,
+            chrono::Utc::now(),
+        );
+        world
+            .bus
+            .execute::<Conversation>(conversation, ask, &world.meta)
+            .await
+            .unwrap();
+        conversations.push(conversation);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if i == 20 {
+            a.start_kill().unwrap(); // SIGKILL: no shutdown, deliveries unacknowledged, claims held
+        }
+    }
+    let replies = |conversation: ConversationId| {
+        let store = db.store.clone();
+        async move {
+            let stream = StreamRef::new("conversation", conversation.to_string());
+            let events = store.read_stream(&stream, StreamBound::All).await.unwrap();
+            events.iter().filter(|e| e.event_type == "BotMessagePosted").count()
+        }
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let mut answered = 0;
+        for c in &conversations {
+            answered += usize::from(replies(*c).await > 0);
+        }
+        if answered == conversations.len() || started.elapsed() > Duration::from_secs(90) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "every question answered {:?} after the last was asked",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await; // a duplicate would arrive meanwhile
+    let mut counts = Vec::new();
+    for c in &conversations {
+        counts.push(replies(*c).await);
+    }
+    assert!(counts.iter().all(|n| *n == 1), "bot replies per question: {counts:?}");
+    db.cleanup().await;
+}

@@ -221,7 +221,7 @@ pub enum Outcome {
 /// crashed); consumers whose handling may take longer say so ([`Consumer::claim_ttl`]).
 pub const CLAIM_TTL: Duration = Duration::from_secs(120);
 /// Added to a consumer's own bound, for the bookkeeping around it.
-const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+const CLAIM_MARGIN: Duration = Duration::from_secs(10);
 
 /// Runs delivery `attempt` (from 1) of `event` through `consumer`, with the bookkeeping that makes
 /// redeliveries harmless and failures bounded.
