@@ -142,6 +142,7 @@ async fn lease_holder(db: &AnyPool, backend: Backend, name: &str) -> Result<Opti
          ' since ' || to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 LIMIT 1",
     )
     .bind(crate::lease::lock_key(name))

@@ -748,6 +748,7 @@ async fn postgres_each_reply_email_is_sent_once_when_the_scheduler_lease_is_cut(
     for _ in 0..100 {
         terminated = sqlx::query_scalar::<_, bool>(
             "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              AND ((classid::bigint << 32) | objid::bigint) = $1",
         )
         .bind(netia::lease::lock_key("scheduler"))

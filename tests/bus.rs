@@ -650,6 +650,7 @@ async fn postgres_a_lease_whose_session_is_terminated_is_lost_within_two_seconds
     assert!(!waiter.is_finished(), "one holder at a time");
     let terminated: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          AND ((classid::bigint << 32) | objid::bigint) = $1",
     )
     .bind(lease::lock_key(&name))
