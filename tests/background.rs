@@ -710,38 +710,7 @@ async fn postgres_each_reply_email_is_sent_once_when_the_scheduler_lease_is_cut(
         base: format!("http://127.0.0.1:{port_a}"),
         http: reqwest::Client::new(),
     };
-    let admin = api.register("agent@example.com").await;
-    let (_, body) = api
-        .post("/api/identity_verification/secret", Some(&admin.token), json!({}))
-        .await;
-    let secret = body["data"]["secret"].as_str().unwrap().to_owned();
-    for i in 0..8 {
-        let id = format!("customer-{i}");
-        let customer = json!({"account_id": admin.account_id, "external_id": id, "email": format!("c{i}@example.com"),
-            "user_hash": netia::app::verification::user_hash(&secret, &id)});
-        let (status, body) = api.post("/api/customers", None, customer).await;
-        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
-        let (customer_id, token) = (
-            body["data"]["id"].as_str().unwrap(),
-            body["data"]["token"].as_str().unwrap(),
-        );
-        let (_, body) = api
-            .post(
-                "/api/conversations",
-                Some(token),
-                json!({"account_id": admin.account_id, "customer_id": customer_id}),
-            )
-            .await;
-        let conversation = body["data"]["id"].as_str().unwrap();
-        let (status, _) = api
-            .post(
-                &format!("/api/conversations/{conversation}/messages"),
-                Some(&admin.token),
-                json!({"body": "Shipped"}),
-            )
-            .await;
-        assert_eq!(status, reqwest::StatusCode::CREATED);
-    }
+    reply_to_verified_customers(&api, 8).await;
     // Cut the scheduler's lease session before the emails are due.
     let admin_pool = sqlx::postgres::PgPool::connect(&db.url).await.unwrap();
     let mut terminated = Vec::new();
@@ -761,21 +730,7 @@ async fn postgres_each_reply_email_is_sent_once_when_the_scheduler_lease_is_cut(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(terminated, [true], "the scheduler's lease session");
-    for _ in 0..200 {
-        if smtp.messages().len() >= 8 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await; // a duplicate would arrive meanwhile
-    let mut to: Vec<String> = smtp
-        .messages()
-        .iter()
-        .filter_map(|m| header(m, "To").map(str::to_owned))
-        .collect();
-    to.sort();
-    let expected: Vec<String> = (0..8).map(|i| format!("c{i}@example.com")).collect();
-    assert_eq!(to, expected, "each email once");
+    assert_each_emailed_once(&smtp, 8).await;
     admin_pool.close().await;
     db.cleanup().await;
 }
@@ -803,16 +758,31 @@ async fn postgres_rabbitmq_a_node_started_while_rabbitmq_is_down_loses_nothing()
         base: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::new(),
     };
+    reply_to_verified_customers(&api, 5).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        smtp.messages().is_empty(),
+        "nothing can be consumed while RabbitMQ is away"
+    );
+    proxy.restore();
+    assert_each_emailed_once(&smtp, 5).await;
+    db.cleanup().await;
+}
+
+/// Registers an account through `api` and has its agent reply to `n` customers verified by the
+/// identity secret (`c<i>@example.com`), so that `n` reply emails come due.
+async fn reply_to_verified_customers(api: &common::api::Api, n: usize) {
     let admin = api.register("agent@example.com").await;
     let (_, body) = api
         .post("/api/identity_verification/secret", Some(&admin.token), json!({}))
         .await;
     let secret = body["data"]["secret"].as_str().unwrap().to_owned();
-    for i in 0..5 {
+    for i in 0..n {
         let id = format!("customer-{i}");
         let customer = json!({"account_id": admin.account_id, "external_id": id, "email": format!("c{i}@example.com"),
             "user_hash": netia::app::verification::user_hash(&secret, &id)});
-        let (_, body) = api.post("/api/customers", None, customer).await;
+        let (status, body) = api.post("/api/customers", None, customer).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
         let (customer_id, token) = (
             body["data"]["id"].as_str().unwrap(),
             body["data"]["token"].as_str().unwrap(),
@@ -832,28 +802,26 @@ async fn postgres_rabbitmq_a_node_started_while_rabbitmq_is_down_loses_nothing()
                 json!({"body": "Shipped"}),
             )
             .await;
-        assert_eq!(status, reqwest::StatusCode::CREATED, "writes go on without RabbitMQ");
+        assert_eq!(status, reqwest::StatusCode::CREATED, "writes go on whatever the broker");
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        smtp.messages().is_empty(),
-        "nothing can be consumed while RabbitMQ is away"
-    );
-    proxy.restore();
+}
+
+/// Waits (30 s at most) for `n` emails, then 3 s more for a duplicate: exactly one to each of
+/// `c0@example.com` … `c<n-1>@example.com`.
+async fn assert_each_emailed_once(smtp: &Smtp, n: usize) {
     for _ in 0..300 {
-        if smtp.messages().len() >= 5 {
+        if smtp.messages().len() >= n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await; // a duplicate would arrive meanwhile
+    tokio::time::sleep(Duration::from_secs(3)).await; // a duplicate would arrive meanwhile
     let mut to: Vec<String> = smtp
         .messages()
         .iter()
         .filter_map(|m| header(m, "To").map(str::to_owned))
         .collect();
     to.sort();
-    let expected: Vec<String> = (0..5).map(|i| format!("c{i}@example.com")).collect();
-    assert_eq!(to, expected, "every email, once");
-    db.cleanup().await;
+    let expected: Vec<String> = (0..n).map(|i| format!("c{i}@example.com")).collect();
+    assert_eq!(to, expected, "each email once");
 }

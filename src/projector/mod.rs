@@ -322,14 +322,13 @@ impl Projector {
     /// Applies the log from the checkpoint until `stop` turns true.
     async fn follow(&self, stop: &mut watch::Receiver<bool>) {
         let name = self.name();
-        let mut stop = stop.clone();
         let mut backoff = Backoff::new(FIRST_RETRY, LAST_RETRY);
         loop {
             let from = match self.checkpoint().await {
                 Ok(from) => from,
                 Err(e) => {
                     tracing::error!(projection = name, error = %e, "cannot read checkpoint");
-                    if sleep_or_stop(&mut stop, backoff.next_delay()).await {
+                    if sleep_or_stop(stop, backoff.next_delay()).await {
                         return;
                     }
                     continue;
@@ -352,7 +351,7 @@ impl Projector {
                 }
                 if let Err(e) = result {
                     tracing::error!(projection = name, error = %e, "projection stalled; retrying");
-                    if sleep_or_stop(&mut stop, backoff.next_delay()).await {
+                    if sleep_or_stop(stop, backoff.next_delay()).await {
                         return;
                     }
                     break; // restart from the stored checkpoint

@@ -87,39 +87,19 @@ pub async fn browser_script(api: &Api, script: &str) {
             .await;
         assert!(status.is_success(), "{body}");
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    if !dir.join("node_modules/playwright-core").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm runs");
-        assert!(status.success(), "npm ci in tests/js failed");
-    }
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
-    let output = tokio::process::Command::new("node")
-        .arg(dir.join(script))
-        .current_dir(&dir)
-        .env("NETIA_URL", &api.base)
-        .env("ACCOUNT_ID", &admin.account_id)
-        .env("AGENT_TOKEN", &admin.token)
-        .env("AGENT_EMAIL", "agent@example.com")
-        .env("AGENT_PASSWORD", "correct horse battery")
-        .env("CHROMIUM", chromium)
-        .env("SCREENSHOTS", &screenshots)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{stdout}");
-    assert!(
-        output.status.success() && stdout.contains("all checks passed"),
-        "{script} failed:\n{stdout}\n{stderr}"
-    );
+    let screenshots = screenshots.to_string_lossy().into_owned();
+    let vars = [
+        ("NETIA_URL", api.base.as_str()),
+        ("ACCOUNT_ID", admin.account_id.as_str()),
+        ("AGENT_TOKEN", admin.token.as_str()),
+        ("AGENT_EMAIL", "agent@example.com"),
+        ("AGENT_PASSWORD", "correct horse battery"),
+        ("CHROMIUM", chromium.as_str()),
+        ("SCREENSHOTS", screenshots.as_str()),
+    ];
+    run_script(script, &vars).await;
 }
 
 /// Runs `script` (in `tests/js`) with `vars`; it must exit 0 having printed "all checks passed".
