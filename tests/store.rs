@@ -534,3 +534,59 @@ async fn postgres_appends_fail_fast_while_the_database_is_unreachable_and_resume
     }
     db.cleanup().await;
 }
+
+/// The append statement answers per append: with the append lock held elsewhere, 53 appends queue
+/// up — 31 to fresh streams and 11 pairs racing for the first version of a stream each — and once
+/// the lock goes, one statement commits every append that holds (one transaction id for all of
+/// them) and refuses exactly one of each pair as a conflict, instead of failing the statement and
+/// retrying each append alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_conflicts_inside_a_batch_are_answered_per_append_in_one_statement() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Raw::Postgres(pool) = &db.raw else { unreachable!() };
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(1852142689, 1)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let mut streams: Vec<String> = (0..31).map(|i| format!("fresh-{i}")).collect();
+    for i in 0..11 {
+        streams.push(format!("raced-{i}"));
+        streams.push(format!("raced-{i}"));
+    }
+    let tasks: Vec<_> = streams
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (store, s) = (db.store.clone(), stream(id));
+            tokio::spawn(async move { store.append(&s, 0, vec![event(i)]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await; // every append queued behind the lock
+    holder.commit().await.unwrap();
+    let mut transactions: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut conflicts = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(recorded) => *transactions.entry(recorded[0].tx_id).or_default() += 1,
+            Err(StoreError::Conflict { actual, .. }) => {
+                assert_eq!(actual, 1, "the pair's winner is the stream's head");
+                conflicts += 1;
+            }
+            Err(other) => panic!("append failed: {other}"),
+        }
+    }
+    assert_eq!(conflicts, 11, "one of each pair");
+    assert_eq!(transactions.values().sum::<usize>(), 42);
+    let largest = transactions.values().copied().max().unwrap();
+    eprintln!("appends per transaction: {transactions:?}");
+    // The writer may have taken the first append alone before it met the lock.
+    assert!(largest >= 40, "appends per transaction: {transactions:?}");
+    for i in 0..11 {
+        assert_eq!(
+            db.store.stream_version(&stream(&format!("raced-{i}"))).await.unwrap(),
+            1
+        );
+    }
+    db.cleanup().await;
+}

@@ -1,8 +1,9 @@
 //! Group commit for PostgreSQL: appends that arrive together share one append statement
-//! (`netia_append`), so one commit (one WAL flush) serves many of them. A statement is atomic by
-//! itself; if it fails (a conflict in any one append), each append is retried alone so that only the
-//! conflicting ones fail. Committed events go to [`Recent`] with the head they follow, which wakes
-//! local tailers.
+//! (`netia_append_each`), so one commit (one WAL flush) serves many of them. The statement checks
+//! each append's expected version under the append lock and answers per append: a stale one is
+//! refused (a conflict) while the others commit. If the database refuses the statement as a whole,
+//! each append is tried alone so that only the offending ones fail. Committed events go to
+//! [`Recent`] with the head they follow, which wakes local tailers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +22,9 @@ use super::{PreparedEvent, Recent, to_recorded};
 const MAX_APPENDS_PER_BATCH: usize = 256;
 const MAX_ROWS_PER_BATCH: usize = 5_000;
 
-/// Where each inserted event landed: `(global_position, tx_id)`, in version order.
-type Placed = Vec<(i64, u64)>;
+/// Where each inserted event of an append landed: `(global_position, tx_id)`, in version order;
+/// `None` if the statement refused the append (its expected version was stale).
+type Placed = Option<Vec<(i64, u64)>>;
 
 pub(super) struct Append {
     pub stream: StreamRef,
@@ -165,8 +167,8 @@ async fn write_batches(pool: PgPool, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<A
                     committed.deliver(head, batch, placed);
                     continue;
                 }
-                // Some append conflicts, or the database refused the statement: nothing was
-                // stored, so each append can safely be tried alone.
+                // The database refused the statement (or, from a node without per-append status,
+                // a unique violation): nothing was stored, so each append can safely be tried alone.
                 Err(WriteError::Conflict | WriteError::Refused(_)) => {}
                 // No database: the whole batch fails at once (one by one, each would wait for
                 // the pool's timeout again).
@@ -223,30 +225,37 @@ async fn statement(
 impl Committed {
     /// Records one committed statement's appends, wakes local tailers, answers each append.
     fn deliver(&self, head: Checkpoint, appends: Vec<Append>, placed: Vec<Placed>) {
-        let answers: Vec<(oneshot::Sender<_>, Vec<RecordedEvent>)> = appends
-            .into_iter()
-            .zip(placed)
-            .map(|(append, placed)| {
-                let recorded = append
+        let mut answers: Vec<(oneshot::Sender<_>, Result<Vec<RecordedEvent>, WriteError>)> = Vec::new();
+        for (append, placed) in appends.into_iter().zip(placed) {
+            let answer = match placed {
+                Some(placed) => Ok(append
                     .prepared
                     .into_iter()
                     .zip(placed)
                     .map(|(p, (position, tx_id))| to_recorded(&append.stream, p, position, tx_id))
-                    .collect();
-                (append.reply, recorded)
-            })
+                    .collect()),
+                None => Err(WriteError::Conflict),
+            };
+            answers.push((append.reply, answer));
+        }
+        let mut in_log_order: Vec<RecordedEvent> = answers
+            .iter()
+            .filter_map(|(_, answer)| answer.as_ref().ok())
+            .flatten()
+            .cloned()
             .collect();
-        let mut in_log_order: Vec<RecordedEvent> = answers.iter().flat_map(|(_, events)| events.clone()).collect();
-        in_log_order.sort_by_key(RecordedEvent::checkpoint);
-        self.recent.committed(head, in_log_order);
-        for (reply, events) in answers {
-            let _ = reply.send(Ok(events));
+        if !in_log_order.is_empty() {
+            in_log_order.sort_by_key(RecordedEvent::checkpoint);
+            self.recent.committed(head, in_log_order);
+        }
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
         }
     }
 }
 
-/// Appends every event of `appends` in one statement; returns the head they follow and each
-/// append's placements.
+/// Appends every event of `appends` whose expected version holds in one statement; returns the
+/// head they follow and each append's placements (`None`: refused as stale).
 async fn insert<'e, E>(executor: E, appends: &[Append], node: &str) -> Result<(Checkpoint, Vec<Placed>), sqlx::Error>
 where
     E: Executor<'e, Database = Postgres>,
@@ -262,6 +271,7 @@ where
     let mut metadatas = Vec::with_capacity(n);
     let mut times = Vec::with_capacity(n);
     let mut hashes = Vec::with_capacity(n);
+    let mut append_of = Vec::with_capacity(n);
     let mut slot: HashMap<(&str, &str, i64), (usize, usize)> = HashMap::with_capacity(n);
     for (a, append) in appends.iter().enumerate() {
         for (e, p) in append.prepared.iter().enumerate() {
@@ -275,17 +285,18 @@ where
             metadatas.push(p.metadata_text.as_str());
             times.push(p.recorded_at);
             hashes.push(p.hash.as_slice());
-            slot.insert(
-                (&append.stream.stream_type, &append.stream.stream_id, p.version),
-                (a, e),
-            );
+            append_of.push(i32::try_from(a).map_err(|_| sqlx::Error::Protocol("too many appends".into()))?);
+            // Two appends of one batch to the same stream and version: the statement accepts at
+            // most the first, so a placed row is the first's.
+            slot.entry((&append.stream.stream_type, &append.stream.stream_id, p.version))
+                .or_insert((a, e));
         }
     }
     let rows = sqlx::query(
         "SELECT placed_position, placed_tx, placed_stream_type, placed_stream_id, placed_version, \
-                head_tx, head_position \
-         FROM netia_append($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::int[], \
-                           $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11)",
+                refused_append, head_tx, head_position \
+         FROM netia_append_each($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::int[], \
+                                $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::int[], $12)",
     )
     .bind(&ids)
     .bind(&stream_types)
@@ -297,12 +308,27 @@ where
     .bind(&metadatas)
     .bind(&times)
     .bind(&hashes)
+    .bind(&append_of)
     .bind(node)
     .fetch_all(executor)
     .await?;
-    let mut placed: Vec<Placed> = appends.iter().map(|a| vec![(0, 0); a.prepared.len()]).collect();
+    let mut placed: Vec<Placed> = appends.iter().map(|a| Some(vec![(0, 0); a.prepared.len()])).collect();
     let mut head = Checkpoint::default();
     for row in rows {
+        head = Checkpoint {
+            tx_id: parse_tx(row.try_get("head_tx")?)?,
+            position: row.try_get("head_position")?,
+        };
+        if let Some(refused) = row.try_get::<Option<i32>, _>("refused_append")? {
+            let slot = usize::try_from(refused).ok().and_then(|a| placed.get_mut(a));
+            let Some(slot) = slot else {
+                return Err(sqlx::Error::Protocol(
+                    "the append refused an append that was not sent".into(),
+                ));
+            };
+            *slot = None;
+            continue;
+        }
         let stream_type: String = row.try_get("placed_stream_type")?;
         let stream_id: String = row.try_get("placed_stream_id")?;
         let version: i64 = row.try_get("placed_version")?;
@@ -312,11 +338,9 @@ where
                 "the append returned a row that was not sent".into(),
             ));
         };
-        placed[a][e] = (row.try_get("placed_position")?, tx_id);
-        head = Checkpoint {
-            tx_id: parse_tx(row.try_get("head_tx")?)?,
-            position: row.try_get("head_position")?,
-        };
+        if let Some(events) = placed[a].as_mut() {
+            events[e] = (row.try_get("placed_position")?, tx_id);
+        }
     }
     Ok((head, placed))
 }
