@@ -124,7 +124,7 @@ impl ProjectorGroup {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
                 _ = tokio::time::sleep_until(next) => {}
             }
-            self.catch_up(at).await;
+            self.catch_up(lease.as_mut(), at).await?;
             let retry_at = self
                 .members
                 .iter()
@@ -237,18 +237,28 @@ impl ProjectorGroup {
         tx.commit().await.map_err(connection)
     }
 
-    /// Brings every member that is not in step (and not waiting to retry) to `target` on its own.
-    async fn catch_up(&mut self, target: Checkpoint) {
+    /// Brings every member that is not in step (and not waiting to retry) to `target` on its own,
+    /// writing over `lease` (fenced). A broken lease connection ends the leadership (`Err`).
+    async fn catch_up(
+        &mut self,
+        mut lease: Option<&mut AnyConnection>,
+        target: Checkpoint,
+    ) -> Result<(), ProjectorError> {
         let now = Instant::now();
         for member in &mut self.members {
             if member.at == target || member.retry.as_ref().is_some_and(|(when, _)| *when > now) {
                 continue;
             }
-            match member.projector.catch_up_to(member.at, target).await {
+            match member
+                .projector
+                .catch_up_to(lease.as_deref_mut(), member.at, target)
+                .await
+            {
                 Ok(at) => {
                     member.at = at;
                     member.retry = None;
                 }
+                Err(e) if lease.is_some() && connection_lost(&e) => return Err(e),
                 Err(e) => {
                     tracing::error!(projection = member.projector.name(), error = %e, "projection stalled; retrying");
                     if let Ok(at) = member.projector.checkpoint().await {
@@ -258,7 +268,22 @@ impl ProjectorGroup {
                 }
             }
         }
+        Ok(())
     }
+}
+
+/// Whether `e` is the connection's (it broke or closed) rather than a statement the database
+/// refused or a projection's own failure.
+fn connection_lost(e: &ProjectorError) -> bool {
+    let sql = match e {
+        ProjectorError::Database(e)
+        | ProjectorError::Apply {
+            source: ProjectionError::Database(e),
+            ..
+        } => e,
+        _ => return false,
+    };
+    !matches!(sql, sqlx::Error::Database(_))
 }
 
 impl Member {

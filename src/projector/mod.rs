@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use netia_events::{Checkpoint, RecordedEvent};
 use netia_projections::{Checkpoints, Projection, ProjectionError};
-use sqlx::{AnyPool, Connection};
+use sqlx::{AnyConnection, AnyPool, Connection};
 use tokio::sync::watch;
 
 use crate::backoff::{Backoff, sleep_or_stop};
@@ -233,11 +233,30 @@ impl Projector {
     /// Applies `events` (read after `from`) and moves the checkpoint from `from` to the last of them,
     /// all in one transaction.
     pub async fn apply_batch(&self, from: Checkpoint, events: &[RecordedEvent]) -> Result<(), ProjectorError> {
+        self.apply_batch_on(None, from, events).await
+    }
+
+    /// [`Self::apply_batch`] on `lease` (the connection holding the projection's lease, so that a
+    /// deposed holder cannot move the checkpoint), or on a pooled connection if `None`.
+    pub(crate) async fn apply_batch_on(
+        &self,
+        lease: Option<&mut AnyConnection>,
+        from: Checkpoint,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectorError> {
         let Some(last) = events.last() else { return Ok(()) };
-        let mut conn = self.db.acquire().await?;
-        // On SQLite take the write lock up front: a transaction that reads first and writes later
-        // cannot upgrade once another writer (the event store) has committed meanwhile.
-        let mut tx = conn.begin_with(begin_statement(self.store.backend())).await?;
+        let mut pooled;
+        let (conn, begin) = match lease {
+            Some(conn) => (conn, "BEGIN"),
+            None => {
+                pooled = self.db.acquire().await?;
+                // On SQLite take the write lock up front: a transaction that reads first and
+                // writes later cannot upgrade once another writer (the event store) has committed
+                // meanwhile.
+                (&mut *pooled, begin_statement(self.store.backend()))
+            }
+        };
+        let mut tx = conn.begin_with(begin).await?;
         if let Err((position, source)) = self.projection.apply_batch(&mut tx, events).await {
             return Err(ProjectorError::Apply {
                 name: self.name(),
@@ -271,20 +290,31 @@ impl Projector {
     }
 
     /// Applies the events after `from` up to `target` (all committed), in batches of their own
-    /// transactions; returns where it stopped (`target`, or `from` if that is already past it).
-    pub(crate) async fn catch_up_to(&self, from: Checkpoint, target: Checkpoint) -> Result<Checkpoint, ProjectorError> {
+    /// transactions (on `lease` if given); returns the checkpoint it stored last (that of the last
+    /// event at or before `target`, or `from` if there was none). Not the tailer's position: the
+    /// tailer may have read past `target`, and a member put there would never be in step again.
+    pub(crate) async fn catch_up_to(
+        &self,
+        mut lease: Option<&mut AnyConnection>,
+        from: Checkpoint,
+        target: Checkpoint,
+    ) -> Result<Checkpoint, ProjectorError> {
         let mut tailer = Tailer::new(self.store.clone(), from).with_batch(self.batch);
+        let mut reached = from;
         while tailer.checkpoint() < target {
-            let from = tailer.checkpoint();
             let mut events = tailer.try_next_batch().await?;
             events.retain(|e| e.checkpoint() <= target);
-            if events.is_empty() {
+            let Some(last) = events.last().map(RecordedEvent::checkpoint) else {
+                if tailer.checkpoint() >= target {
+                    break; // what was read past `from` lies beyond `target`
+                }
                 // Everything up to `target` was read before, so it is there to read now.
                 return Err(ProjectorError::LogEnds(self.name()));
-            }
-            self.apply_batch(from, &events).await?;
+            };
+            self.apply_batch_on(lease.as_deref_mut(), reached, &events).await?;
+            reached = last;
         }
-        Ok(tailer.checkpoint().max(from))
+        Ok(reached)
     }
 
     /// Applies everything committed so far; returns how many events it applied.
@@ -368,3 +398,6 @@ impl Projector {
         crate::lease::acquire(&self.db, self.store.backend(), self.name()).await
     }
 }
+
+#[cfg(test)]
+mod tests;
