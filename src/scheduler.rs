@@ -234,16 +234,28 @@ impl Scheduler {
         .await?;
         for (id, kind, payload, attempts) in due {
             // Claim it, row by row: another scheduler (a deposed lease holder) may have it already.
+            // The claim's expiry is also its token: only its holder records the outcome.
+            let token = format_time(now + JOB_CLAIM);
             let claimed = sqlx::query(
                 "UPDATE scheduled_jobs SET claimed_until = $1 WHERE id = $2 AND done_at IS NULL AND attempts = $3 \
                  AND (claimed_until IS NULL OR claimed_until < $4)",
             )
-            .bind(format_time(now + JOB_CLAIM))
+            .bind(&token)
             .bind(&id)
             .bind(attempts)
             .bind(format_time(now))
             .execute(&self.db)
-            .await?;
+            .await;
+            let claimed = match claimed {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    // It may have been claimed all the same: give the claim back rather than leave
+                    // the job waiting for its expiry.
+                    let release = Outcome::release(&id, &token);
+                    let _ = self.record(&release, now + JOB_CLAIM).await;
+                    return Err(e.into());
+                }
+            };
             if claimed.rows_affected() != 1 {
                 continue;
             }
@@ -252,43 +264,97 @@ impl Scheduler {
                 (None, _) => Err(JobError::NoHandler(kind.clone())),
                 (_, Err(e)) => Err(JobError::Payload(e)),
             };
-            let outcome = if result.is_ok() { "ok" } else { "failed" };
-            metrics::counter!("netia_scheduler_runs_total", "job" => kind, "outcome" => outcome).increment(1);
+            let ok = if result.is_ok() { "ok" } else { "failed" };
+            metrics::counter!("netia_scheduler_runs_total", "job" => kind, "outcome" => ok).increment(1);
             let attempts = attempts + 1;
-            let update = match result {
-                Ok(()) => sqlx::query(
-                    "UPDATE scheduled_jobs SET attempts = $1, done_at = $2, error = NULL, claimed_until = NULL \
-                         WHERE id = $3",
-                )
-                .bind(attempts)
-                .bind(format_time(now))
-                .bind(&id),
+            let outcome = match result {
+                Ok(()) => Outcome {
+                    done_at: Some(format_time(now)),
+                    ..Outcome::release(&id, &token).attempt(attempts)
+                },
                 Err(error) if attempts >= MAX_JOB_ATTEMPTS => {
                     tracing::error!(job = %id, %error, "job failed for the last time");
-                    sqlx::query(
-                        "UPDATE scheduled_jobs SET attempts = $1, done_at = $2, error = $3, claimed_until = NULL \
-                         WHERE id = $4",
-                    )
-                    .bind(attempts)
-                    .bind(format_time(now))
-                    .bind(error.to_string())
-                    .bind(&id)
+                    Outcome {
+                        done_at: Some(format_time(now)),
+                        error: Some(error.to_string()),
+                        ..Outcome::release(&id, &token).attempt(attempts)
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(job = %id, attempt = attempts, %error, "job failed; will retry");
                     let backoff = chrono::TimeDelta::seconds(5 * (1 << attempts.min(10)));
-                    sqlx::query(
-                        "UPDATE scheduled_jobs SET attempts = $1, due_at = $2, error = $3, claimed_until = NULL \
-                         WHERE id = $4",
-                    )
-                    .bind(attempts)
-                    .bind(format_time(now + backoff))
-                    .bind(error.to_string())
-                    .bind(&id)
+                    Outcome {
+                        due_at: Some(format_time(now + backoff)),
+                        error: Some(error.to_string()),
+                        ..Outcome::release(&id, &token).attempt(attempts)
+                    }
                 }
             };
-            update.execute(&self.db).await?;
+            self.record(&outcome, now + JOB_CLAIM).await?;
         }
         Ok(())
+    }
+
+    /// Writes `outcome`, trying again (250 ms, doubling to 5 s) while the database is unavailable
+    /// and the claim lasts (until `claim_ends`): a job that ran must not run again because its
+    /// outcome could not be written during a database restart, nor wait for its claim to expire.
+    async fn record(&self, outcome: &Outcome, claim_ends: DateTime<Utc>) -> Result<(), SchedulerError> {
+        let mut pauses = crate::backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+        loop {
+            let written = sqlx::query(
+                "UPDATE scheduled_jobs SET attempts = COALESCE($1, attempts), done_at = $2, \
+                 due_at = COALESCE($3, due_at), error = CASE WHEN $1 IS NULL THEN error ELSE $4 END, claimed_until = NULL \
+                 WHERE id = $5 AND claimed_until = $6",
+            )
+            .bind(outcome.attempts)
+            .bind(outcome.done_at.clone())
+            .bind(outcome.due_at.clone())
+            .bind(outcome.error.clone())
+            .bind(&outcome.id)
+            .bind(&outcome.token)
+            .execute(&self.db)
+            .await;
+            match written {
+                Ok(_) => return Ok(()),
+                Err(e) if crate::store::database_unavailable(&e) && Utc::now() < claim_ends => {
+                    tracing::warn!(job = %outcome.id, error = %e, "cannot record the job's outcome yet; trying again");
+                    tokio::time::sleep(pauses.next_delay()).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// What becomes of a claimed job: its claim given back, with the attempt counted (and its error,
+/// or none), and done or due again (`None` leaves `done_at` or `due_at` as it is).
+struct Outcome {
+    id: String,
+    /// The claim's `claimed_until`: the row is written only while this claim holds it.
+    token: String,
+    attempts: Option<i64>,
+    done_at: Option<String>,
+    due_at: Option<String>,
+    error: Option<String>,
+}
+
+impl Outcome {
+    /// The claim given back, nothing else changed.
+    fn release(id: &str, token: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            token: token.to_owned(),
+            attempts: None,
+            done_at: None,
+            due_at: None,
+            error: None,
+        }
+    }
+
+    fn attempt(self, attempts: i64) -> Self {
+        Self {
+            attempts: Some(attempts),
+            ..self
+        }
     }
 }

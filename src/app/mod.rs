@@ -50,9 +50,12 @@ pub enum AppError {
     ReadModel(#[from] netia_projections::ProjectionError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    /// The log could not be read, or holds an event that does not decode.
+    /// The log holds an event that does not decode (or could not be encoded).
     #[error("reading the log: {0}")]
     Log(String),
+    /// The log could not be read.
+    #[error("reading the log: {0}")]
+    Store(#[source] crate::store::StoreError),
 }
 
 impl App {
@@ -88,7 +91,10 @@ impl App {
             .load::<A>(id)
             .await
             .map(|(state, _)| state)
-            .map_err(|e: CommandError<A::Error>| AppError::Log(e.to_string()))
+            .map_err(|e: CommandError<A::Error>| match e {
+                CommandError::Store(e) => AppError::Store(e),
+                other => AppError::Log(other.to_string()),
+            })
     }
 
     /// Waits (bounded) until the named read model has applied `events`, so that the caller reads

@@ -172,13 +172,23 @@ async fn session(
             let channel = &channel;
             async move { (key, handle(channel, prefix, db, consumer, policy, delivery).await) }
         };
+        // The first error ends the session, but only once the handlers under way have finished:
+        // one dropped mid-effect would keep its claim until the claim expires, holding back the
+        // redelivered copy that long.
+        let mut failure = None;
         loop {
             tokio::select! {
                 delivery = deliveries.next(), if running.len() < limit => {
                     let delivery = match delivery {
                         Some(Ok(delivery)) => delivery,
-                        Some(Err(e)) => return Err(e.into()),
-                        None => return Err(AmqpError::Cancelled),
+                        Some(Err(e)) => {
+                            failure = Some(e.into());
+                            break;
+                        }
+                        None => {
+                            failure = Some(AmqpError::Cancelled);
+                            break;
+                        }
                     };
                     let key = ordering_key(&delivery);
                     match waiting.get_mut(&key) {
@@ -190,7 +200,10 @@ async fn session(
                     }
                 }
                 Some((key, handled)) = running.next() => {
-                    handled?;
+                    if let Err(e) = handled {
+                        failure = Some(e);
+                        break;
+                    }
                     match waiting.get_mut(&key).and_then(VecDeque::pop_front) {
                         Some(next) => running.push(run(key, next)),
                         None => {
@@ -201,12 +214,14 @@ async fn session(
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
-        // Let the effects under way finish (bounded by the shutdown timeout); what waits
-        // unacknowledged is redelivered to another node.
+        // Let the effects under way finish (bounded by the shutdown timeout and by each
+        // consumer's claim); what waits unacknowledged is redelivered, here or on another node.
         while let Some((_, handled)) = running.next().await {
-            handled?;
+            if let Err(e) = handled {
+                failure.get_or_insert(e);
+            }
         }
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
     .await;
     let _ = connection.close(200, "bye".into()).await;

@@ -136,7 +136,7 @@ impl From<crate::app::identity::IdentityError> for ApiError {
             IdentityError::Disabled => ApiError::Unauthorized(e.to_string()),
             IdentityError::Auth(e) => e.into(),
             IdentityError::App(e) => e.into(),
-            e @ IdentityError::Record(_) => ApiError::internal(anyhow::anyhow!(e.to_string())),
+            e @ IdentityError::Record(_) => ApiError::internal(e),
         }
     }
 }

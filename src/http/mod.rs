@@ -220,8 +220,15 @@ impl ApiError {
         }
     }
 
+    /// Our failure: 500, unless the database is unavailable (see [`crate::store::unavailable_in`]),
+    /// which is a 503 with `Retry-After`: the same request may succeed in a moment.
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
-        ApiError::Internal(e.into())
+        let e = e.into();
+        if crate::store::unavailable_in(&*e) {
+            tracing::warn!(error = %e, "the database is unavailable; answered 503");
+            return ApiError::Unavailable("the database is unavailable; try again".into());
+        }
+        ApiError::Internal(e)
     }
 
     /// A command's failure: the aggregate's refusal is the caller's mistake (422, or 404 when the
@@ -241,7 +248,7 @@ impl ApiError {
                 | crate::store::StoreError::TaskDown(_)
                 | crate::store::StoreError::OutcomeUnknown(_),
             ) => ApiError::Unavailable(e.to_string()),
-            other => ApiError::internal(anyhow::anyhow!(other.to_string())),
+            other => ApiError::internal(other),
         }
     }
 }

@@ -22,6 +22,10 @@ use crate::views::MessageView;
 
 /// Conversations whose account is remembered (beyond that the cache starts over).
 const REMEMBERED: usize = 100_000;
+/// Attempts at broadcasting one event whose account lookup fails on the database, and the pause
+/// between them (5 s in all: a PostgreSQL restart is over well within that).
+const REPUBLISH_ATTEMPTS: u32 = 20;
+const REPUBLISH_PAUSE: Duration = Duration::from_millis(250);
 
 pub struct Broadcaster {
     store: Arc<dyn EventStore>,
@@ -69,8 +73,8 @@ impl Broadcaster {
             match batch {
                 Ok(events) => {
                     for event in &events {
-                        if let Err(e) = self.publish(event).await {
-                            tracing::warn!(position = event.global_position, error = %e, "event not broadcast");
+                        if self.publish_retrying(event, &mut stop).await {
+                            return;
                         }
                     }
                     if let Some(last) = events.last() {
@@ -83,6 +87,30 @@ impl Broadcaster {
                 }
             }
         }
+    }
+
+    /// Publishes `event`; a database error (the account lookup, with PostgreSQL restarting) is
+    /// tried again every [`REPUBLISH_PAUSE`] for up to [`REPUBLISH_ATTEMPTS`] attempts before the
+    /// event is skipped (live sockets then miss it; clients catch up from the API when they
+    /// rejoin). True if `stop` turned true meanwhile.
+    async fn publish_retrying(&mut self, event: &RecordedEvent, stop: &mut watch::Receiver<bool>) -> bool {
+        for attempt in 1..=REPUBLISH_ATTEMPTS {
+            match self.publish(event).await {
+                Ok(()) => return false,
+                Err(e) if attempt < REPUBLISH_ATTEMPTS && e.downcast_ref::<sqlx::Error>().is_some() => {
+                    tracing::debug!(position = event.global_position, error = %e, "broadcast waits for the database");
+                    tokio::select! {
+                        _ = stop.changed() => return true,
+                        () = tokio::time::sleep(REPUBLISH_PAUSE) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(position = event.global_position, error = %e, "event not broadcast");
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     async fn account_of(&mut self, event: &RecordedEvent) -> Result<Option<String>, anyhow::Error> {

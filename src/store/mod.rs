@@ -135,12 +135,47 @@ impl StoreError {
     /// [`StoreError::Unavailable`]; for errors of a step that stores nothing.
     pub fn unreachable(self) -> Self {
         match self {
-            StoreError::Database(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => {
-                StoreError::Unavailable(e.to_string())
-            }
+            StoreError::Database(e) if database_unavailable(&e) => StoreError::Unavailable(e.to_string()),
             other => other,
         }
     }
+}
+
+/// Whether `e` says the database cannot be used right now, so that the same request may succeed
+/// later: I/O and TLS failures, a pool that timed out or closed, and PostgreSQL's connection
+/// exceptions (SQLSTATE class `08`), `too_many_connections` (`53300`), `admin_shutdown` (`57P01`),
+/// `crash_shutdown` (`57P02`) and `cannot_connect_now` (`57P03`) — the codes of the PostgreSQL
+/// manual, appendix A "PostgreSQL Error Codes".
+pub fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || matches!(&*code, "53300" | "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+/// Whether `e` or any of its sources is the database being unavailable ([`database_unavailable`])
+/// or the store saying so ([`StoreError::Unavailable`], [`StoreError::TaskDown`],
+/// [`StoreError::OutcomeUnknown`]): a failure to answer "try again" (HTTP 503), not an internal
+/// error.
+pub fn unavailable_in(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.downcast_ref::<sqlx::Error>().is_some_and(database_unavailable)
+            || e.downcast_ref::<StoreError>().is_some_and(|s| {
+                matches!(
+                    s,
+                    StoreError::Unavailable(_) | StoreError::TaskDown(_) | StoreError::OutcomeUnknown(_)
+                )
+            })
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// The append-only log. Every method is safe to call from many tasks and many processes.

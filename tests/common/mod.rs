@@ -4,6 +4,7 @@
 pub mod api;
 pub mod nodes;
 pub mod proxy;
+pub mod smtp;
 
 use std::sync::Arc;
 

@@ -38,8 +38,15 @@ pub async fn serve(db: &TestDb, port: u16) -> tokio::process::Child {
     serve_with(db, port, &[]).await
 }
 
+/// `netia serve` (this build's binary) on `port` with extra environment `vars`, ready.
 pub async fn serve_with(db: &TestDb, port: u16, vars: &[(&str, &str)]) -> tokio::process::Child {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+    serve_binary(Path::new(env!("CARGO_BIN_EXE_netia")), db, port, vars).await
+}
+
+/// `binary serve` on `port` with extra environment `vars`, ready (`/health/ready` answers 200
+/// within 10 s).
+pub async fn serve_binary(binary: &Path, db: &TestDb, port: u16, vars: &[(&str, &str)]) -> tokio::process::Child {
+    let child = tokio::process::Command::new(binary)
         .arg("serve")
         .envs(vars.iter().copied())
         .env("NETIA_SECRET_KEY", super::api::SECRET_KEY)

@@ -113,11 +113,16 @@ impl Connection {
     }
 }
 
+/// The reason of a refusal the client may try again (the database is away).
+const UNAVAILABLE: &str = "unavailable";
+
 /// What a client is told of a use case's failure: the rule or conflict that refused it, never a
-/// database or log error (those are logged here and answered "internal error").
+/// database or log error: "unavailable" while the database is away (try again), otherwise
+/// "internal error" (logged here).
 fn app_refusal(e: &AppError) -> String {
     match e {
         AppError::NotFound(_) | AppError::NotReadableYet(_) => e.to_string(),
+        other if crate::store::unavailable_in(other) => UNAVAILABLE.to_owned(),
         other => {
             tracing::error!(error = %other, "socket action failed");
             "internal error".to_owned()
@@ -128,6 +133,8 @@ fn app_refusal(e: &AppError) -> String {
 fn command_refusal(e: &CommandError<ConversationError>) -> String {
     match e {
         CommandError::Domain(_) | CommandError::Conflict { .. } => e.to_string(),
+        CommandError::Store(store) if crate::store::unavailable_in(store) => UNAVAILABLE.to_owned(),
+        other if crate::store::unavailable_in(other) => UNAVAILABLE.to_owned(),
         other => {
             tracing::error!(error = %other, "socket action failed");
             "internal error".to_owned()

@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Caller, Connection, IDLE, MAX_FRAME, READ_BUFFER, SocketServices};
+use crate::app::identity::IdentityError;
 use crate::auth::TokenKind;
 use crate::realtime::hub::{Hub, Outbox};
 use crate::realtime::protocol::{self, Frame};
@@ -166,15 +167,28 @@ pub(super) struct Admission {
     pub(super) expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-async fn authenticate(services: &SocketServices, token: Option<String>) -> Option<Admission> {
-    let token = token?;
+/// Who holds `token`: refused with 403 when the token is missing, unknown, expired or its user
+/// disabled, 503 when it could not be checked (the database is away: the client may retry).
+async fn authenticate(services: &SocketServices, token: Option<String>) -> Result<Admission, (u16, String)> {
+    let refused = |e: Option<IdentityError>| match e {
+        None | Some(IdentityError::Invalid | IdentityError::Disabled) => {
+            (403, "a valid agent session or customer token is required".to_owned())
+        }
+        Some(other) => {
+            tracing::warn!(error = %other, "socket refused: its token could not be checked");
+            (503, "temporarily unavailable".to_owned())
+        }
+    };
+    let token = token.ok_or_else(|| refused(None))?;
     if token.starts_with("ntc_") {
-        let customer = crate::app::identity::customer(&services.auth, &token).await.ok()?;
+        let customer = crate::app::identity::customer(&services.auth, &token)
+            .await
+            .map_err(|e| refused(Some(e)))?;
         let caller = Caller::Customer {
             customer_id: customer.customer_id,
             account_id: customer.account_id,
         };
-        return Some(Admission {
+        return Ok(Admission {
             caller,
             session: None,
             expires_at: None,
@@ -182,13 +196,13 @@ async fn authenticate(services: &SocketServices, token: Option<String>) -> Optio
     }
     let agent = crate::app::identity::agent(&services.app, &services.auth, &token, &[TokenKind::Session])
         .await
-        .ok()?;
+        .map_err(|e| refused(Some(e)))?;
     let caller = Caller::Agent {
         user_id: agent.user_id,
         account_id: agent.account_id,
         role: agent.role,
     };
-    Some(Admission {
+    Ok(Admission {
         caller,
         session: Some(agent.token_id),
         expires_at: agent.expires_at,
@@ -226,9 +240,7 @@ async fn admit(
     if !params.get("vsn").is_some_and(|v| v.starts_with("2.")) {
         return Err(forbidden("only the Phoenix V2 serializer is supported (vsn=2.0.0)"));
     }
-    let Some(admission) = authenticate(services, token(head, &params)).await else {
-        return Err(forbidden("a valid agent session or customer token is required"));
-    };
+    let admission = authenticate(services, token(head, &params)).await?;
     let account = match services.app.state_of::<Account>(admission.caller.account_id()).await {
         Ok(account) => account,
         Err(e) => {
