@@ -249,17 +249,7 @@ impl Deployment {
             http: deployment.http.clone(),
         };
         let admin = api.register("agent@example.com").await;
-        let context = json!({"business_name": "Acme Bikes", "business_description": "Bike repairs",
-            "instructions": "", "scheduling_link": null, "llm_enabled": true});
-        let (status, body) = api
-            .call(
-                reqwest::Method::PUT,
-                "/api/business_context",
-                Some(&admin.token),
-                Some(context),
-            )
-            .await;
-        assert!(status.is_success(), "{body}");
+        api.enable_ai(&admin.token).await;
         let (_, body) = api
             .post("/api/identity_verification/secret", Some(&admin.token), json!({}))
             .await;

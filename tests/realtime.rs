@@ -181,17 +181,7 @@ async fn sqlite_sigterm_closes_every_socket_keeps_the_delivery_and_exits_cleanly
         http: reqwest::Client::new(),
     };
     let admin = api.register("agent@example.com").await;
-    let context = serde_json::json!({"business_name": "Acme", "business_description": "Bikes",
-        "instructions": "", "scheduling_link": null, "llm_enabled": true});
-    let (status, body) = api
-        .call(
-            reqwest::Method::PUT,
-            "/api/business_context",
-            Some(&admin.token),
-            Some(context),
-        )
-        .await;
-    assert!(status.is_success(), "{body}");
+    api.enable_ai(&admin.token).await;
     let (conversation, customer) = api.conversation(&admin.account_id).await;
     let dir = node_modules();
     let mut client = tokio::process::Command::new("node")

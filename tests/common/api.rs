@@ -52,6 +52,17 @@ impl Api {
         Self::start_with(db, &[]).await
     }
 
+    /// Turns AI replies on for the account of the admin `token` (a business context with
+    /// `llm_enabled`), as the settings page does.
+    pub async fn enable_ai(&self, token: &str) {
+        let context = json!({"business_name": "Acme Bikes", "business_description": "Bike repairs",
+            "instructions": "", "scheduling_link": null, "llm_enabled": true});
+        let (status, body) = self
+            .call(Method::PUT, "/api/business_context", Some(token), Some(context))
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+
     /// The value of one series (`name{label="value",…}` as rendered) at `/metrics`, if present.
     /// Metrics are per process: test servers in one test binary add up.
     pub async fn metric(&self, series: &str) -> Option<f64> {

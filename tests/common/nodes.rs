@@ -82,17 +82,7 @@ pub async fn browser_script(api: &Api, script: &str) {
     let chromium = chromium();
     let admin = api.register("agent@example.com").await;
     if script == "ai_browser.mjs" {
-        let context = serde_json::json!({"business_name": "Acme Bikes", "business_description": "Bike repairs",
-            "instructions": "", "scheduling_link": null, "llm_enabled": true});
-        let (status, body) = api
-            .call(
-                reqwest::Method::PUT,
-                "/api/business_context",
-                Some(&admin.token),
-                Some(context),
-            )
-            .await;
-        assert!(status.is_success(), "{body}");
+        api.enable_ai(&admin.token).await;
     }
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();

@@ -6,6 +6,7 @@
 //! `conversation:<id>`, `notification:<account>`, `room:<account>`, `events:<account>`.
 
 mod actions;
+mod admission;
 mod channels;
 mod transport;
 

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::realtime::socket::admission::token;
 
 fn head(subprotocol: &[u8]) -> Option<Head> {
     let mut bytes =
