@@ -30,9 +30,12 @@ pub const ARCHIVE_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 pub const MAX_JOB_ATTEMPTS: i64 = 8;
 /// Candidates examined per tick (the rest wait for the next one).
 const BATCH: i64 = 500;
-/// How long a claimed job is a scheduler's alone: longer than any job runs (an SMTP send); after
-/// it, the job is another's to run (its scheduler died mid-job).
-pub const JOB_CLAIM: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+/// How long a claimed job is a scheduler's alone: longer than any job may run ([`JOB_RUN_LIMIT`]);
+/// after it, the job is another's to run (its scheduler died mid-job).
+pub const JOB_CLAIM: chrono::TimeDelta = chrono::TimeDelta::seconds(90);
+/// How long one run of a job may take (an SMTP send, each of its commands bounded at 30 s) before
+/// it counts as failed and is retried: well inside [`JOB_CLAIM`], so that no run outlives its claim.
+pub const JOB_RUN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Why a scheduler tick stopped short (the next tick tries again).
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +62,9 @@ pub enum JobError {
     /// The stored payload is not JSON.
     #[error("unreadable payload: {0}")]
     Payload(#[from] serde_json::Error),
+    /// The run took longer than [`JOB_RUN_LIMIT`].
+    #[error("the job took longer than {0:?}")]
+    TimedOut(Duration),
     /// The handler failed: its own error (e.g. [`crate::email::EmailError`]).
     #[error(transparent)]
     Handler(Box<dyn std::error::Error + Send + Sync>),
@@ -260,7 +266,9 @@ impl Scheduler {
                 continue;
             }
             let result = match (handlers.get(kind.as_str()), serde_json::from_str::<Value>(&payload)) {
-                (Some(handler), Ok(payload)) => handler.run(&payload).await,
+                (Some(handler), Ok(payload)) => tokio::time::timeout(JOB_RUN_LIMIT, handler.run(&payload))
+                    .await
+                    .unwrap_or(Err(JobError::TimedOut(JOB_RUN_LIMIT))),
                 (None, _) => Err(JobError::NoHandler(kind.clone())),
                 (_, Err(e)) => Err(JobError::Payload(e)),
             };

@@ -97,7 +97,7 @@ impl Broadcaster {
         for attempt in 1..=REPUBLISH_ATTEMPTS {
             match self.publish(event).await {
                 Ok(()) => return false,
-                Err(e) if attempt < REPUBLISH_ATTEMPTS && e.downcast_ref::<sqlx::Error>().is_some() => {
+                Err(e) if attempt < REPUBLISH_ATTEMPTS && crate::store::unavailable_in(e.as_ref()) => {
                     tracing::debug!(position = event.global_position, error = %e, "broadcast waits for the database");
                     tokio::select! {
                         _ = stop.changed() => return true,

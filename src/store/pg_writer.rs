@@ -274,7 +274,7 @@ where
     let mut append_of = Vec::with_capacity(n);
     let mut slot: HashMap<(&str, &str, i64), (usize, usize)> = HashMap::with_capacity(n);
     for (a, append) in appends.iter().enumerate() {
-        for (e, p) in append.prepared.iter().enumerate() {
+        for p in &append.prepared {
             ids.push(p.event_id);
             stream_types.push(append.stream.stream_type.as_str());
             stream_ids.push(append.stream.stream_id.as_str());
@@ -286,10 +286,6 @@ where
             times.push(p.recorded_at);
             hashes.push(p.hash.as_slice());
             append_of.push(i32::try_from(a).map_err(|_| sqlx::Error::Protocol("too many appends".into()))?);
-            // Two appends of one batch to the same stream and version: the statement accepts at
-            // most the first, so a placed row is the first's.
-            slot.entry((&append.stream.stream_type, &append.stream.stream_id, p.version))
-                .or_insert((a, e));
         }
     }
     let rows = sqlx::query(
@@ -314,7 +310,7 @@ where
     .await?;
     let mut placed: Vec<Placed> = appends.iter().map(|a| Some(vec![(0, 0); a.prepared.len()])).collect();
     let mut head = Checkpoint::default();
-    for row in rows {
+    for row in &rows {
         head = Checkpoint {
             tx_id: parse_tx(row.try_get("head_tx")?)?,
             position: row.try_get("head_position")?,
@@ -327,6 +323,23 @@ where
                 ));
             };
             *slot = None;
+        }
+    }
+    // Placed rows belong to accepted appends only (a refused one may share a stream and version
+    // with an accepted one; accepted ones never overlap).
+    for (a, append) in appends.iter().enumerate() {
+        if placed[a].is_some() {
+            for (e, p) in append.prepared.iter().enumerate() {
+                slot.insert(
+                    (&append.stream.stream_type, &append.stream.stream_id, p.version),
+                    (a, e),
+                );
+            }
+        }
+    }
+    let mut filled = 0;
+    for row in rows {
+        if row.try_get::<Option<i32>, _>("refused_append")?.is_some() {
             continue;
         }
         let stream_type: String = row.try_get("placed_stream_type")?;
@@ -340,7 +353,13 @@ where
         };
         if let Some(events) = placed[a].as_mut() {
             events[e] = (row.try_get("placed_position")?, tx_id);
+            filled += 1;
         }
+    }
+    if filled != slot.len() {
+        return Err(sqlx::Error::Protocol(
+            "the append did not place every accepted event".into(),
+        ));
     }
     Ok((head, placed))
 }
