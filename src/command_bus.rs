@@ -35,8 +35,11 @@ pub enum CommandError<E: std::error::Error + 'static> {
     Corrupt(#[from] EventError),
     #[error("cannot encode event: {0}")]
     Encode(#[from] serde_json::Error),
-    #[error(transparent)]
-    Store(StoreError),
+    /// The store failed. Not `transparent`: the [`StoreError`] itself stays in the `source()`
+    /// chain, so [`crate::store::unavailable_in`] finds an unavailable database through any
+    /// wrapper (a 503, not a 500).
+    #[error("{0}")]
+    Store(#[source] StoreError),
 }
 
 /// The result of a command: the events it appended (none for a no-op) and the stream's version.

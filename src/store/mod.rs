@@ -362,3 +362,28 @@ pub(crate) fn to_recorded(stream: &StreamRef, p: PreparedEvent, global_position:
         hash: p.hash.to_vec(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command_bus::CommandError;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("signing out failed")]
+    struct Wrapper(#[source] CommandError<std::fmt::Error>);
+
+    #[test]
+    fn an_unavailable_store_is_found_through_wrappers() {
+        let wrapped = Wrapper(CommandError::Store(StoreError::Unavailable("pool timed out".into())));
+        assert!(unavailable_in(&wrapped));
+        let anyhow = anyhow::Error::new(wrapped).context("handling a request");
+        assert!(unavailable_in(&*anyhow));
+        let conflict = Wrapper(CommandError::Store(StoreError::Invalid("empty append".into())));
+        assert!(
+            !unavailable_in(&conflict),
+            "an invalid append is ours, not unavailability"
+        );
+        let corrupt = Wrapper(CommandError::Domain(std::fmt::Error));
+        assert!(!unavailable_in(&corrupt), "a refusal is not unavailability");
+    }
+}

@@ -1,6 +1,6 @@
 //! Who may open a socket: the Phoenix V2 serializer, a valid token (an agent's session or a
 //! customer's token, from `?token=` or the `authToken` subprotocol), an origin the account allows;
-//! with the status and reason of a refusal (403, 429, 503).
+//! with the status and reason of a refusal (403, 429, 503; 500 for our own failure).
 
 use std::collections::HashMap;
 
@@ -39,15 +39,20 @@ pub(super) struct Admission {
 }
 
 /// Who holds `token`: refused with 403 when the token is missing, unknown, expired or its user
-/// disabled, 503 when it could not be checked (the database is away: the client may retry).
+/// disabled, 503 when it could not be checked because the database is away (the client may
+/// retry), 500 for any other failure.
 async fn authenticate(services: &SocketServices, token: Option<String>) -> Result<Admission, (u16, String)> {
     let refused = |e: Option<IdentityError>| match e {
         None | Some(IdentityError::Invalid | IdentityError::Disabled) => {
             (403, "a valid agent session or customer token is required".to_owned())
         }
-        Some(other) => {
+        Some(other) if crate::store::unavailable_in(&other) => {
             tracing::warn!(error = %other, "socket refused: its token could not be checked");
             (503, "temporarily unavailable".to_owned())
+        }
+        Some(other) => {
+            tracing::error!(error = %other, "socket refused: checking its token failed");
+            (500, "internal error".to_owned())
         }
     };
     let token = token.ok_or_else(|| refused(None))?;
@@ -114,9 +119,13 @@ pub(super) async fn admit(
     let admission = authenticate(services, token(head, &params)).await?;
     let account = match services.app.state_of::<Account>(admission.caller.account_id()).await {
         Ok(account) => account,
+        Err(e) if crate::store::unavailable_in(&e) => {
+            tracing::warn!(error = %e, "socket refused: the account could not be read");
+            return Err((503, "temporarily unavailable".to_owned()));
+        }
         Err(e) => {
             tracing::error!(error = %e, "socket refused: the account could not be read");
-            return Err((503, "temporarily unavailable".to_owned()));
+            return Err((500, "internal error".to_owned()));
         }
     };
     crate::app::accounts::origin_allowed(head.header("origin"), head.header("host"), &account)

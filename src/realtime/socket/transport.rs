@@ -187,6 +187,7 @@ async fn refuse(stream: &mut TcpStream, status: u16, reason: &str) {
         404 => "not_found",
         429 => "rate_limited",
         405 => "method_not_allowed",
+        500 => "internal",
         503 => "unavailable",
         _ => "bad_request",
     };
