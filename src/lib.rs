@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod bus;
 pub mod cli;
 pub mod command_bus;
+pub mod consumers;
 pub mod email;
 pub mod http;
 pub mod lease;

@@ -1,7 +1,8 @@
 //! Retention of the bus's and scheduler's bookkeeping (`RETENTION_DAYS`, default 30): which
 //! deliveries each consumer handled (`consumer_processed`) and finished delayed jobs
-//! (`scheduled_jobs` with a `done_at`) are forgotten once older than that, so these tables stop
-//! growing with the log. The log itself, pending jobs and parked deliveries are never pruned here.
+//! (`scheduled_jobs` with a `done_at`) and outbound webhook deliveries (`webhook_deliveries`) are
+//! forgotten once older than that, so these tables stop growing with the log. The log itself,
+//! pending jobs and parked deliveries are never pruned here.
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ pub const EVERY: Duration = Duration::from_secs(3600);
 pub struct Pruned {
     pub processed: u64,
     pub jobs: u64,
+    pub webhook_deliveries: u64,
 }
 
 /// Deletes the bookkeeping older than `cutoff`: handled deliveries, and delayed jobs finished
@@ -30,11 +32,20 @@ pub async fn prune(db: &AnyPool, cutoff: DateTime<Utc>) -> Result<Pruned, sqlx::
         .await?
         .rows_affected();
     let jobs = sqlx::query("DELETE FROM scheduled_jobs WHERE done_at IS NOT NULL AND done_at < $1")
+        .bind(cutoff.clone())
+        .execute(db)
+        .await?
+        .rows_affected();
+    let webhook_deliveries = sqlx::query("DELETE FROM webhook_deliveries WHERE state <> 'parked' AND updated_at < $1")
         .bind(cutoff)
         .execute(db)
         .await?
         .rows_affected();
-    Ok(Pruned { processed, jobs })
+    Ok(Pruned {
+        processed,
+        jobs,
+        webhook_deliveries,
+    })
 }
 
 /// Prunes what is older than `keep` at start and then every [`EVERY`], until `stop` turns true.
@@ -46,6 +57,7 @@ pub async fn run(db: AnyPool, keep: TimeDelta, mut stop: watch::Receiver<bool>) 
                 tracing::info!(
                     processed = pruned.processed,
                     jobs = pruned.jobs,
+                    webhook_deliveries = pruned.webhook_deliveries,
                     "retention: old bookkeeping pruned"
                 );
             }

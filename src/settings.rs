@@ -65,6 +65,9 @@ pub struct Settings {
     /// Where `/metrics` is also served, without a token, for a scraper on a private network
     /// (`METRICS_ADDR`, `host:port`).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// What outbound webhooks may reach (`WEBHOOK_ALLOW_PRIVATE`, default off: no private,
+    /// loopback or link-local addresses).
+    pub webhooks: crate::app::webhooks::WebhookPolicy,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -279,6 +282,9 @@ impl Settings {
         let email = email_settings(&get)?;
         let configured = get("DATABASE_URL").is_some_and(|v| !v.is_empty());
         let demo = flag("NETIA_DEMO", get("NETIA_DEMO"), !configured)?;
+        let webhooks = crate::app::webhooks::WebhookPolicy {
+            allow_private: flag("WEBHOOK_ALLOW_PRIVATE", get("WEBHOOK_ALLOW_PRIVATE"), false)?,
+        };
         Ok(Self {
             host,
             port,
@@ -305,6 +311,7 @@ impl Settings {
             llm,
             email,
             demo,
+            webhooks,
         })
     }
 

@@ -191,7 +191,8 @@ impl Application {
         let state = web::Data::new(
             AppState::new(store, pool, auth)
                 .with_progress(progress)
-                .with_sealer(sealer),
+                .with_sealer(sealer)
+                .with_webhooks(settings.webhooks),
         );
         if settings.demo {
             demo(&state, &settings.host, port).await;
@@ -405,6 +406,13 @@ pub fn effects(
     } else {
         tracing::info!("LLM auto-reply off: neither OPENAI_API_KEY nor LLM_BASE_URL is set");
     }
+    let app = crate::app::App::new(store.clone(), pool.clone())
+        .with_sealer(crate::secrets::sealer_of(settings)?)
+        .with_webhooks(settings.webhooks);
+    consumers.push(Arc::new(crate::consumers::webhooks::WebhookConsumer::new(
+        app,
+        settings.retry.max_attempts,
+    )));
     let mut jobs: Vec<Arc<dyn crate::scheduler::JobHandler>> = Vec::new();
     if let Some(email) = &settings.email {
         consumers.push(Arc::new(crate::email::ReplyEmailScheduler {

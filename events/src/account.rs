@@ -1,5 +1,5 @@
 //! Account events: registration, business context, widget settings, LLM on/off, canned responses,
-//! identity verification.
+//! identity verification, outbound webhook subscriptions.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,8 @@ event_family! {
         CannedResponseDeleted = 1,
         IdentitySecretRotated = 1,
         IdentityVerificationSet = 1,
+        EventSubscriptionCreated = 1,
+        EventSubscriptionDeleted = 1,
     }
 }
 
@@ -96,4 +98,31 @@ pub struct IdentitySecretRotated {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdentityVerificationSet {
     pub required: bool,
+}
+
+/// The kinds of event an outbound webhook can subscribe to (Papercups' event subscriptions, with
+/// `conversation:closed` and `customer:created` added).
+pub const WEBHOOK_EVENTS: [&str; 5] = [
+    "message:created",
+    "conversation:created",
+    "conversation:updated",
+    "conversation:closed",
+    "customer:created",
+];
+
+/// An admin subscribed `url` to `events` (each one of [`WEBHOOK_EVENTS`]). Deliveries are signed
+/// with the subscription's secret, sealed here (AES-256-GCM under `NETIA_SECRET_KEY`, bound to the
+/// subscription id): the secret itself is never in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventSubscriptionCreated {
+    pub subscription_id: uuid::Uuid,
+    pub url: String,
+    pub events: Vec<String>,
+    pub sealed_secret: String,
+}
+
+/// The subscription stops: no new deliveries, and queued ones are dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventSubscriptionDeleted {
+    pub subscription_id: uuid::Uuid,
 }

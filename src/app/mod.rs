@@ -10,6 +10,7 @@ pub mod customers;
 pub mod identity;
 pub mod team;
 pub mod verification;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub struct App {
     pub progress: crate::projector::Progress,
     /// Seals and opens secrets kept in the log (identity secrets, channel credentials).
     pub sealer: crate::secrets::Sealer,
+    /// What outbound webhooks may reach.
+    pub webhooks: webhooks::WebhookPolicy,
 }
 
 /// Failures shared by the use cases. Refusals by an aggregate come as the use case's
@@ -66,7 +69,14 @@ impl App {
             db,
             progress: crate::projector::Progress::default(),
             sealer: crate::secrets::Sealer::unavailable(),
+            webhooks: webhooks::WebhookPolicy::default(),
         }
+    }
+
+    /// Lets outbound webhooks reach what `policy` allows.
+    pub fn with_webhooks(mut self, policy: webhooks::WebhookPolicy) -> Self {
+        self.webhooks = policy;
+        self
     }
 
     /// Uses this deployment's key for secrets.
@@ -100,10 +110,7 @@ impl App {
     /// Waits (bounded) until the named read model has applied `events`, so that the caller reads
     /// its own write. Returns even when the projector is slow: the write itself has succeeded.
     pub async fn caught_up(&self, projection: &str, events: &[RecordedEvent]) {
-        let Some(last) = events.iter().map(RecordedEvent::checkpoint).max() else {
-            return;
-        };
-        self.wait_for(projection, last).await;
+        self.applied(projection, events).await;
     }
 
     /// Waits (bounded) until the named read model has applied everything committed before this
@@ -111,20 +118,37 @@ impl App {
     /// missing what was written while it was away.
     pub async fn caught_up_with_log(&self, projection: &str) {
         match self.store.head().await {
-            Ok(head) if head != Checkpoint::default() => self.wait_for(projection, head).await,
+            Ok(head) if head != Checkpoint::default() => {
+                self.wait_for(projection, head).await;
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(projection, error = %e, "cannot read the log head"),
         }
     }
 
-    async fn wait_for(&self, projection: &str, at: Checkpoint) {
+    /// Like [`caught_up`](Self::caught_up), and says whether the read model has applied `events`
+    /// (false: it is still behind, or its progress could not be read).
+    pub async fn applied(&self, projection: &str, events: &[RecordedEvent]) -> bool {
+        match events.iter().map(RecordedEvent::checkpoint).max() {
+            Some(last) => self.wait_for(projection, last).await,
+            None => true,
+        }
+    }
+
+    async fn wait_for(&self, projection: &str, at: Checkpoint) -> bool {
         match self.progress.wait_for(&self.db, projection, at, READ_YOUR_WRITES).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                projection,
-                "read model did not catch up within the read-your-writes bound"
-            ),
-            Err(e) => tracing::warn!(projection, error = %e, "cannot wait for the read model"),
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(
+                    projection,
+                    "read model did not catch up within the read-your-writes bound"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(projection, error = %e, "cannot wait for the read model");
+                false
+            }
         }
     }
 }

@@ -77,6 +77,11 @@ pub trait Consumer: Send + Sync + 'static {
     /// Routing keys it wants, `<stream_type>.<event_type>` with AMQP topic wildcards (`*`, `#`).
     fn bindings(&self) -> Vec<String>;
     async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure>;
+    /// Whether `event` may need handling at all; when not, it is acknowledged without a claim or
+    /// any bookkeeping (e.g. no webhook subscription wants it). When in doubt, say yes.
+    async fn concerns(&self, _event: &RecordedEvent) -> bool {
+        true
+    }
     /// How long one `handle` may take at most: its claim on an event holds this long (plus a
     /// margin) before another delivery may take the event over. [`CLAIM_TTL`] unless said.
     fn claim_ttl(&self) -> Duration {
@@ -256,6 +261,9 @@ async fn deliver(
 ) -> Result<Outcome, sqlx::Error> {
     let name = consumer.name();
     let id = event.event_id.to_string();
+    if !consumer.concerns(event).await {
+        return Ok(Outcome::Handled);
+    }
     let ttl = consumer.claim_ttl().saturating_add(CLAIM_MARGIN);
     let token = match claims::claim(db, name, &id, ttl).await? {
         claims::Claim::Won(token) => token,

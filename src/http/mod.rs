@@ -13,6 +13,7 @@ pub mod session;
 mod settings;
 mod team;
 mod verification;
+mod webhooks;
 pub use crate::views;
 pub(crate) mod widget;
 
@@ -71,6 +72,12 @@ impl AppState {
         self
     }
 
+    /// Lets outbound webhooks reach what `policy` allows.
+    pub fn with_webhooks(mut self, policy: crate::app::webhooks::WebhookPolicy) -> Self {
+        self.app = self.app.with_webhooks(policy);
+        self
+    }
+
     /// An aggregate's current state, for checks before a command (ownership, roles). A failure to
     /// read it is ours (500), not the caller's.
     pub async fn load<A>(&self, id: impl std::fmt::Display) -> Result<A, ApiError>
@@ -105,6 +112,7 @@ fn agent_routes(cfg: &mut web::ServiceConfig) {
     settings::routes(cfg);
     team::routes(cfg);
     verification::routes(cfg);
+    webhooks::routes(cfg);
 }
 
 /// Cross-origin calls: any origin may call with a bearer token (no cookies are used, so a foreign page

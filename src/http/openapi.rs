@@ -6,7 +6,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    accounts, conversations, customers, health, messages, session, settings, team, verification, views, widget,
+    accounts, conversations, customers, health, messages, session, settings, team, verification, views, webhooks,
+    widget,
 };
 
 #[derive(OpenApi)]
@@ -32,6 +33,7 @@ use super::{
         settings::canned_responses, settings::create_canned_response, settings::update_canned_response,
         settings::delete_canned_response, settings::tags, settings::reporting,
         verification::get, verification::rotate, verification::update,
+        webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::send_test,
     ),
     components(schemas(views::StatusName, views::PriorityName, views::SourceName, views::SortName, views::RoleName)),
     modifiers(&Security),

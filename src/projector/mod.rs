@@ -175,9 +175,14 @@ impl Progress {
             // The local projector reports at once; the database is asked now and then in case the
             // active projector is another node's.
             let step = tokio::time::Instant::now() + Duration::from_millis(50);
-            match tokio::time::timeout_at(step.min(deadline), local.wait_for(|at| *at >= target)).await {
-                Ok(Ok(_)) => return Ok(true),
-                Ok(Err(_)) => return wait_for(db, name, target, deadline - tokio::time::Instant::now()).await,
+            // The watch's guard is dropped here, not held across the awaits below (the future
+            // stays `Send`, for consumers).
+            let reached = tokio::time::timeout_at(step.min(deadline), local.wait_for(|at| *at >= target))
+                .await
+                .map(|waited| waited.is_ok());
+            match reached {
+                Ok(true) => return Ok(true),
+                Ok(false) => return wait_for(db, name, target, deadline - tokio::time::Instant::now()).await,
                 Err(_) => {}
             }
             let mut conn = db.acquire().await?;

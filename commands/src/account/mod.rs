@@ -1,5 +1,8 @@
-//! The account aggregate: registration, business context, widget settings, LLM on/off, canned responses.
+//! The account aggregate: registration, business context, widget settings, LLM on/off, canned
+//! responses, identity verification, outbound webhook subscriptions.
 
+#[cfg(test)]
+mod subscription_tests;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +44,17 @@ pub enum AccountCommand {
     SetIdentityVerification {
         required: bool,
     },
+    /// Subscribes an outbound webhook; its secret already sealed by the application layer (which
+    /// also checks the URL against private addresses, a rule of the deployment, not the account).
+    CreateEventSubscription {
+        subscription_id: uuid::Uuid,
+        url: String,
+        events: Vec<String>,
+        sealed_secret: String,
+    },
+    DeleteEventSubscription {
+        subscription_id: uuid::Uuid,
+    },
 }
 
 impl crate::Commutes for AccountCommand {
@@ -51,6 +65,8 @@ impl crate::Commutes for AccountCommand {
                 | AccountCommand::DisableLlm
                 | AccountCommand::SaveCannedResponse { .. }
                 | AccountCommand::DeleteCannedResponse { .. }
+                | AccountCommand::CreateEventSubscription { .. }
+                | AccountCommand::DeleteEventSubscription { .. }
         )
     }
 }
@@ -69,6 +85,21 @@ pub enum AccountError {
     CannedResponseNotFound,
     #[error("an account has at most {MAX_CANNED_RESPONSES} canned responses")]
     TooManyCannedResponses,
+    #[error("event subscription not found")]
+    EventSubscriptionNotFound,
+    #[error("an account has at most {MAX_EVENT_SUBSCRIPTIONS} event subscriptions")]
+    TooManyEventSubscriptions,
+}
+
+/// Outbound webhook subscriptions per account.
+pub const MAX_EVENT_SUBSCRIPTIONS: usize = 20;
+
+/// An outbound webhook: where deliveries go, for which events, signed with which (sealed) secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSubscription {
+    pub url: String,
+    pub events: Vec<String>,
+    pub sealed_secret: String,
 }
 
 /// Canned responses per account.
@@ -98,6 +129,9 @@ pub struct Account {
     /// Whether external ids and emails from the widget must carry a valid `user_hash`.
     #[serde(default)]
     pub identity_verification_required: bool,
+    /// Outbound webhooks, by subscription id.
+    #[serde(default)]
+    pub event_subscriptions: std::collections::BTreeMap<uuid::Uuid, EventSubscription>,
 }
 
 impl Account {
@@ -126,6 +160,19 @@ impl Account {
             }
             AccountEvent::IdentitySecretRotated(e) => self.identity_secret = Some(e.sealed_secret.clone()),
             AccountEvent::IdentityVerificationSet(e) => self.identity_verification_required = e.required,
+            AccountEvent::EventSubscriptionCreated(e) => {
+                self.event_subscriptions.insert(
+                    e.subscription_id,
+                    EventSubscription {
+                        url: e.url.clone(),
+                        events: e.events.clone(),
+                        sealed_secret: e.sealed_secret.clone(),
+                    },
+                );
+            }
+            AccountEvent::EventSubscriptionDeleted(e) => {
+                self.event_subscriptions.remove(&e.subscription_id);
+            }
         }
     }
 }
@@ -247,7 +294,72 @@ impl crate::Decide for Account {
                     })]
                 })
             }
+            (
+                Some(_),
+                AccountCommand::CreateEventSubscription {
+                    subscription_id,
+                    url,
+                    events,
+                    sealed_secret,
+                },
+            ) => self.create_subscription(*subscription_id, url, events, sealed_secret),
+            (Some(_), AccountCommand::DeleteEventSubscription { subscription_id }) => {
+                if !self.event_subscriptions.contains_key(subscription_id) {
+                    return Err(AccountError::EventSubscriptionNotFound);
+                }
+                Ok(vec![AccountEvent::EventSubscriptionDeleted(EventSubscriptionDeleted {
+                    subscription_id: *subscription_id,
+                })])
+            }
         }
+    }
+}
+
+impl Account {
+    /// A new subscription: an http(s) URL without credentials, 1 to 5 distinct known events; the
+    /// same id again with the same fields is a no-op (a retried request).
+    fn create_subscription(
+        &self,
+        subscription_id: uuid::Uuid,
+        url: &str,
+        events: &[String],
+        sealed_secret: &str,
+    ) -> Result<Vec<AccountEvent>, AccountError> {
+        let authority = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split(['/', '?', '#']).next());
+        if !is_http_url(url) || authority.is_none_or(|a| a.is_empty() || a.contains('@')) {
+            return Err(invalid("url", "must be an http(s) URL without credentials"));
+        }
+        if events.is_empty() {
+            return Err(invalid("events", "name at least one event"));
+        }
+        if events.iter().any(|e| !WEBHOOK_EVENTS.contains(&e.as_str())) {
+            return Err(invalid(
+                "events",
+                "each must be one of message:created, conversation:created, conversation:updated, conversation:closed, customer:created",
+            ));
+        }
+        let mut distinct = events.to_vec();
+        distinct.sort();
+        distinct.dedup();
+        if sealed_secret.is_empty() || sealed_secret.len() > 1_000 {
+            return Err(invalid("secret", "must be a sealed secret"));
+        }
+        match self.event_subscriptions.get(&subscription_id) {
+            Some(existing) if existing.url == url && existing.events == distinct => return Ok(Vec::new()),
+            Some(_) => return Err(invalid("subscription_id", "is taken")),
+            None if self.event_subscriptions.len() >= MAX_EVENT_SUBSCRIPTIONS => {
+                return Err(AccountError::TooManyEventSubscriptions);
+            }
+            None => {}
+        }
+        Ok(vec![AccountEvent::EventSubscriptionCreated(EventSubscriptionCreated {
+            subscription_id,
+            url: url.to_owned(),
+            events: distinct,
+            sealed_secret: sealed_secret.to_owned(),
+        })])
     }
 }
 
