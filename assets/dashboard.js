@@ -390,6 +390,7 @@
     $("snippet").textContent = snippet();
     $("preview").src = `/chat?accountId=${state.session.account_id}`;
     await showIdentity();
+    await showIntegrations();
     const team = await api("GET", "/api/users").catch(() => []);
     $("team").replaceChildren(
       ...team.map((u) => {
@@ -479,6 +480,91 @@
     } catch (err) {
       e.target.checked = !e.target.checked;
       $("identity-status").textContent = err.message;
+    }
+  });
+
+  // Integrations (admins only: others get 403 and do not see the card): Slack and webhooks.
+  async function showIntegrations() {
+    const slack = await api("GET", "/api/slack").catch(() => null);
+    $("integrations").hidden = !slack;
+    if (!slack) return;
+    $("slack-link").hidden = !slack.configured || slack.installed;
+    $("slack-unlink").hidden = !slack.installed;
+    $("slack-map").hidden = !slack.installed;
+    $("slack-status").textContent = !slack.configured
+      ? "Slack is not configured on this server (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET, SLACK_SIGNING_SECRET)."
+      : slack.installed
+        ? `Linked to ${slack.team_name || slack.team_id}.`
+        : "Not linked.";
+    $("slack-map").dataset.inbox = slack.inbox_id || "";
+    if (slack.installed) {
+      const mapped = (slack.mappings[0] || {}).channel_id;
+      const channels = await api("GET", "/api/slack/channels").catch((e) => {
+        $("slack-status").textContent += ` ${e.message}`;
+        return [];
+      });
+      $("slack-channel").replaceChildren(
+        ...channels.map((c) => {
+          const option = el("option", `#${c.name}${c.is_member ? "" : " (invite the bot first)"}`);
+          option.value = c.id;
+          option.selected = c.id === mapped;
+          return option;
+        }),
+      );
+    }
+    const hooks = await api("GET", "/api/event_subscriptions").catch(() => []);
+    $("hooks").replaceChildren(
+      ...hooks.map((h) => {
+        const item = el("li", `${h.url} — ${h.events.join(", ")} `);
+        const test = el("button", "Send test event");
+        test.type = "button";
+        test.addEventListener("click", async () => {
+          const sent = await api("POST", `/api/event_subscriptions/${h.id}/test`, {}).catch((e) => ({ state: e.message }));
+          $("hook-status").textContent = `Test event: ${sent.state}${sent.response_status ? ` (HTTP ${sent.response_status})` : ""}${sent.error ? ` — ${sent.error}` : ""}`;
+        });
+        const remove = el("button", "Delete");
+        remove.type = "button";
+        remove.setAttribute("aria-label", `Delete webhook ${h.url}`);
+        remove.addEventListener("click", () =>
+          api("DELETE", `/api/event_subscriptions/${h.id}`).then(showIntegrations).catch((e) => alert(e.message)),
+        );
+        item.append(test, " ", remove);
+        return item;
+      }),
+    );
+  }
+  $("slack-link").addEventListener("click", async () => {
+    try {
+      const started = await api("GET", "/api/slack/oauth/start");
+      window.location.assign(started.url);
+    } catch (err) {
+      $("slack-status").textContent = err.message;
+    }
+  });
+  $("slack-unlink").addEventListener("click", async () => {
+    if (!window.confirm("Unlink Slack? Conversations stop appearing there.")) return;
+    await api("DELETE", "/api/slack").catch((e) => alert(e.message));
+    showIntegrations();
+  });
+  $("slack-map").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("PUT", "/api/slack/mapping", { inbox_id: $("slack-map").dataset.inbox, channel_id: $("slack-channel").value });
+      $("slack-status").textContent = "Saved: new conversations go to that channel.";
+    } catch (err) {
+      $("slack-status").textContent = err.message;
+    }
+  });
+  $("hook-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const events = [...document.querySelectorAll("input[name=hook-event]:checked")].map((i) => i.value);
+    try {
+      const created = await api("POST", "/api/event_subscriptions", { url: $("hook-url").value, events });
+      $("hook-url").value = "";
+      await showIntegrations();
+      $("hook-status").textContent = `Webhook added. Its signing secret, shown only now: ${created.secret}`;
+    } catch (err) {
+      $("hook-status").textContent = err.message;
     }
   });
 
@@ -609,6 +695,12 @@
       state.session = null;
     }
   }
-  if (state.session && state.session.token) start();
-  else showLogin();
+  if (state.session && state.session.token) {
+    start();
+    // Back from Slack's install page: show where it landed; a link from Slack opens its conversation.
+    const hash = window.location.hash;
+    if (hash === "#integrations") openSettings().catch(() => {});
+    const linked = /^#conversation=([0-9a-f-]{36})$/.exec(hash);
+    if (linked) openConversation(linked[1]).catch(() => {});
+  } else showLogin();
 })();

@@ -79,10 +79,22 @@ impl Consumer for ReplyEmailScheduler {
     }
 
     fn bindings(&self) -> Vec<String> {
-        vec!["conversation.AgentMessagePosted".into()]
+        vec![
+            "conversation.AgentMessagePosted".into(),
+            "conversation.SlackMessageReceived".into(),
+        ]
     }
 
     async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure> {
+        // A reply an agent wrote in Slack is emailed like one written in Netia; a customer's is not.
+        if event.event_type == "SlackMessageReceived"
+            && !matches!(
+                ConversationEvent::decode(event),
+                Ok(ConversationEvent::SlackMessageReceived(m)) if matches!(m.author, netia_events::conversation::Author::Agent { .. })
+            )
+        {
+            return Ok(());
+        }
         let delay = chrono::TimeDelta::from_std(self.delay).map_err(|e| Failure::Permanent(e.to_string()))?;
         // The email's record is caused by this reply, in the reply's correlation.
         let meta = Metadata::system("email").caused_by(event);
@@ -122,6 +134,11 @@ pub fn unseen_replies(
     for event in events {
         match ConversationEvent::decode(event) {
             Ok(ConversationEvent::AgentMessagePosted(m)) => unseen.push((m.message_id, m.body)),
+            Ok(ConversationEvent::SlackMessageReceived(m))
+                if matches!(m.author, netia_events::conversation::Author::Agent { .. }) =>
+            {
+                unseen.push((m.message_id, m.body));
+            }
             Ok(
                 ConversationEvent::CustomerMessagePosted(_)
                 | ConversationEvent::SmsMessageReceived(_)

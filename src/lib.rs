@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod bus;
+pub mod channels;
 pub mod cli;
 pub mod command_bus;
 pub mod consumers;

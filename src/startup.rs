@@ -192,7 +192,8 @@ impl Application {
             AppState::new(store, pool, auth)
                 .with_progress(progress)
                 .with_sealer(sealer)
-                .with_webhooks(settings.webhooks),
+                .with_webhooks(settings.webhooks)
+                .with_channels(settings),
         );
         if settings.demo {
             demo(&state, &settings.host, port).await;
@@ -379,55 +380,7 @@ impl Application {
     }
 }
 
-/// Consumers of events and handlers of delayed jobs.
-pub type Effects = (
-    Vec<Arc<dyn crate::bus::Consumer>>,
-    Vec<Arc<dyn crate::scheduler::JobHandler>>,
-);
-
-/// The consumers and scheduled-job handlers these settings turn on (the LLM reply with an LLM
-/// configured, reply emails with SMTP), for the server and for `netia bus parked replay`. `hub`
-/// carries the bot's typing to sockets, when there are sockets.
-pub fn effects(
-    settings: &Settings,
-    store: &Arc<dyn EventStore>,
-    pool: &sqlx::AnyPool,
-    hub: Option<Arc<Hub>>,
-) -> anyhow::Result<Effects> {
-    let mut consumers: Vec<Arc<dyn crate::bus::Consumer>> = Vec::new();
-    if let Some(llm) = &settings.llm {
-        consumers.push(Arc::new(crate::llm::LlmReply {
-            bus: crate::command_bus::CommandBus::new(store.clone()),
-            store: store.clone(),
-            client: Arc::new(crate::llm::OpenAi::new(llm.clone())),
-            settings: llm.clone(),
-            hub: hub.clone(),
-        }));
-    } else {
-        tracing::info!("LLM auto-reply off: neither OPENAI_API_KEY nor LLM_BASE_URL is set");
-    }
-    let app = crate::app::App::new(store.clone(), pool.clone())
-        .with_sealer(crate::secrets::sealer_of(settings)?)
-        .with_webhooks(settings.webhooks);
-    consumers.push(Arc::new(crate::consumers::webhooks::WebhookConsumer::new(
-        app,
-        settings.retry.max_attempts,
-    )));
-    let mut jobs: Vec<Arc<dyn crate::scheduler::JobHandler>> = Vec::new();
-    if let Some(email) = &settings.email {
-        consumers.push(Arc::new(crate::email::ReplyEmailScheduler {
-            db: pool.clone(),
-            delay: email.reply_delay,
-        }));
-        let job = crate::email::ReplyEmailJob::new(
-            crate::command_bus::CommandBus::new(store.clone()),
-            store.clone(),
-            email.clone(),
-        )?;
-        jobs.push(Arc::new(job));
-    }
-    Ok((consumers, jobs))
-}
+pub use crate::consumers::{Effects, effects};
 
 /// `/metrics` without a token on `addr` (`METRICS_ADDR`), for a scraper on a private network;
 /// nothing else is served there.

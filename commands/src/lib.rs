@@ -11,7 +11,7 @@ pub mod external_id;
 pub mod user;
 pub mod validate;
 
-pub use account::{Account, AccountCommand, AccountError, EventSubscription};
+pub use account::{Account, AccountCommand, AccountError, EventSubscription, SlackInstallation};
 pub use conversation::{Conversation, ConversationCommand, ConversationError};
 pub use customer::{Customer, CustomerCommand, CustomerError};
 pub use external_id::{ExternalId, ExternalIdCommand, ExternalIdError};

@@ -21,6 +21,9 @@ event_family! {
         IdentityVerificationSet = 1,
         EventSubscriptionCreated = 1,
         EventSubscriptionDeleted = 1,
+        SlackInstalled = 1,
+        SlackUninstalled = 1,
+        SlackChannelMapped = 1,
     }
 }
 
@@ -125,4 +128,29 @@ pub struct EventSubscriptionCreated {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventSubscriptionDeleted {
     pub subscription_id: uuid::Uuid,
+}
+
+/// An admin linked a Slack workspace (OAuth v2). The bot token is sealed (AES-256-GCM under
+/// `NETIA_SECRET_KEY`, bound to the account), never in clear in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlackInstalled {
+    pub team_id: String,
+    pub team_name: String,
+    /// The bot's own user id: its messages in a thread are ours, not replies.
+    pub bot_user_id: String,
+    pub sealed_bot_token: String,
+    pub installed_by: UserId,
+}
+
+/// The Slack workspace was unlinked: nothing more is posted, replies are no longer taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlackUninstalled {}
+
+/// Conversations of `inbox_id` are posted to Slack channel `channel_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlackChannelMapped {
+    pub inbox_id: InboxId,
+    pub channel_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_name: Option<String>,
 }

@@ -32,6 +32,8 @@ event_family! {
         HandedToHuman = 1,
         SeenByCustomer = 1,
         EmailNotificationSent = 1,
+        SlackThreadStarted = 1,
+        SlackPostFailed = 1,
     }
 }
 
@@ -249,4 +251,21 @@ pub struct EmailNotificationSent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<String>,
     pub at: DateTime<Utc>,
+}
+
+/// The conversation's parent message was posted in a Slack channel: its later messages go into
+/// this thread, and replies in it come back to the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlackThreadStarted {
+    pub channel_id: String,
+    /// The parent message's `ts` (Slack's message id in the channel): the `thread_ts` of replies.
+    pub thread_ts: String,
+}
+
+/// A message could not be posted to Slack after every attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlackPostFailed {
+    /// The event (a message of this conversation) whose post failed.
+    pub trigger_event_id: Uuid,
+    pub error: String,
 }

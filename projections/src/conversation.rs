@@ -73,6 +73,21 @@ impl ConversationProjection {
         )
     }
 
+    /// The conversation (and its account) mirrored in Slack thread `thread_ts` of `channel_id`.
+    pub async fn by_slack_thread(
+        conn: &mut AnyConnection,
+        channel_id: &str,
+        thread_ts: &str,
+    ) -> Result<Option<(String, String)>, ProjectionError> {
+        Ok(sqlx::query_as(
+            "SELECT conversation_id, account_id FROM conversation_slack_threads WHERE channel_id = $1 AND thread_ts = $2",
+        )
+        .bind(channel_id.to_owned())
+        .bind(thread_ts.to_owned())
+        .fetch_optional(conn)
+        .await?)
+    }
+
     pub async fn message(conn: &mut AnyConnection, message_id: &str) -> Result<Option<MessageRow>, ProjectionError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM conversation_messages WHERE message_id = $1"
@@ -184,7 +199,11 @@ impl Projection for ConversationProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["conversation_accounts", "conversation_messages"]
+        &[
+            "conversation_accounts",
+            "conversation_messages",
+            "conversation_slack_threads",
+        ]
     }
 
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
@@ -198,6 +217,9 @@ impl Projection for ConversationProjection {
                 seen_at TEXT, delivery_status TEXT NOT NULL)",
             "CREATE INDEX IF NOT EXISTS conversation_messages_in_order \
                 ON conversation_messages (conversation_id, version)",
+            "CREATE TABLE IF NOT EXISTS conversation_slack_threads (channel_id TEXT NOT NULL, \
+                thread_ts TEXT NOT NULL, conversation_id TEXT NOT NULL, account_id TEXT NOT NULL, \
+                PRIMARY KEY (channel_id, thread_ts))",
         ] {
             sqlx::query(statement).execute(&mut *conn).await?;
         }
@@ -228,6 +250,7 @@ impl Projection for ConversationProjection {
         let mut messages: Vec<MessageRow> = Vec::new();
         let mut by_conversation: HashMap<String, Vec<usize>> = HashMap::new();
         let mut reads: Vec<(String, i64, String)> = Vec::new();
+        let mut threads: Vec<Vec<Cell>> = Vec::new();
         for event in events {
             if event.stream_type != ConversationEvent::STREAM_TYPE {
                 continue;
@@ -255,6 +278,16 @@ impl Projection for ConversationProjection {
                     }
                     reads.push((event.stream_id.clone(), event.version, at));
                 }
+                SlackThreadStarted(e) => {
+                    if let Some(account) = accounts.get(&event.stream_id) {
+                        threads.push(vec![
+                            e.channel_id.clone().into(),
+                            e.thread_ts.clone().into(),
+                            event.stream_id.clone().into(),
+                            account.clone().into(),
+                        ]);
+                    }
+                }
                 _ => {
                     if let (Some(m), Some(account)) = (new_message(&decoded), accounts.get(&event.stream_id)) {
                         by_conversation
@@ -274,6 +307,14 @@ impl Projection for ConversationProjection {
                 &["conversation_id", "account_id", "customer_id"],
                 &links,
                 "ON CONFLICT (conversation_id) DO NOTHING",
+            )
+            .await?;
+            insert_rows(
+                conn,
+                "conversation_slack_threads",
+                &["channel_id", "thread_ts", "conversation_id", "account_id"],
+                &threads,
+                "ON CONFLICT (channel_id, thread_ts) DO NOTHING",
             )
             .await?;
             let rows: Vec<Vec<Cell>> = messages.into_iter().map(MessageRow::into_cells).collect();

@@ -81,6 +81,8 @@ fn summarize(event: &ConversationEvent) -> String {
         HandedToHuman(e) => format!("handed to a person ({:?})", e.reason).to_lowercase(),
         SeenByCustomer(_) => "seen by the customer".to_owned(),
         EmailNotificationSent(e) => format!("{} replies emailed to the customer", e.message_ids.len()),
+        SlackThreadStarted(e) => format!("mirrored in Slack channel {}", e.channel_id),
+        SlackPostFailed(e) => format!("posting event {} to Slack failed", e.trigger_event_id),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod conversations;
 pub mod customers;
 pub mod identity;
+pub mod slack;
 pub mod team;
 pub mod verification;
 pub mod webhooks;
@@ -37,6 +38,10 @@ pub struct App {
     pub sealer: crate::secrets::Sealer,
     /// What outbound webhooks may reach.
     pub webhooks: webhooks::WebhookPolicy,
+    /// The deployment's Slack app, when `SLACK_*` is set.
+    pub slack: Option<Arc<slack::SlackApp>>,
+    /// `NETIA_PUBLIC_URL`.
+    pub public_url: Option<String>,
 }
 
 /// Failures shared by the use cases. Refusals by an aggregate come as the use case's
@@ -70,12 +75,21 @@ impl App {
             progress: crate::projector::Progress::default(),
             sealer: crate::secrets::Sealer::unavailable(),
             webhooks: webhooks::WebhookPolicy::default(),
+            slack: None,
+            public_url: None,
         }
     }
 
     /// Lets outbound webhooks reach what `policy` allows.
     pub fn with_webhooks(mut self, policy: webhooks::WebhookPolicy) -> Self {
         self.webhooks = policy;
+        self
+    }
+
+    /// Uses the deployment's channels: its Slack app, its public URL.
+    pub fn with_channels(mut self, settings: &crate::settings::Settings) -> Self {
+        self.slack = settings.slack.clone().map(slack::SlackApp::new);
+        self.public_url = settings.public_url.clone();
         self
     }
 

@@ -82,6 +82,9 @@ pub trait Consumer: Send + Sync + 'static {
     async fn concerns(&self, _event: &RecordedEvent) -> bool {
         true
     }
+    /// Called once when `event` is parked (its last attempt failed, or it failed for good), before
+    /// the parking is recorded: the place to record the failure as an event (e.g. `SlackPostFailed`).
+    async fn parked(&self, _event: &RecordedEvent, _failure: &Failure) {}
     /// How long one `handle` may take at most: its claim on an event holds this long (plus a
     /// margin) before another delivery may take the event over. [`CLAIM_TTL`] unless said.
     fn claim_ttl(&self) -> Duration {
@@ -311,6 +314,7 @@ async fn deliver(
         return Ok(Outcome::RetryAfter(policy.backoff(attempt)));
     }
     tracing::error!(consumer = name, event = %id, attempt, error = %failure, "consumer gave up: event parked");
+    consumer.parked(event, &failure).await;
     park(db, name, &id, attempt, &failure.to_string()).await?;
     Ok(Outcome::Parked)
 }

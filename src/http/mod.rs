@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod pages;
 pub mod session;
 mod settings;
+mod slack;
 mod team;
 mod verification;
 mod webhooks;
@@ -78,6 +79,12 @@ impl AppState {
         self
     }
 
+    /// Uses the deployment's channels (Slack app, public URL).
+    pub fn with_channels(mut self, settings: &crate::settings::Settings) -> Self {
+        self.app = self.app.with_channels(settings);
+        self
+    }
+
     /// An aggregate's current state, for checks before a command (ownership, roles). A failure to
     /// read it is ours (500), not the caller's.
     pub async fn load<A>(&self, id: impl std::fmt::Display) -> Result<A, ApiError>
@@ -113,6 +120,7 @@ fn agent_routes(cfg: &mut web::ServiceConfig) {
     team::routes(cfg);
     verification::routes(cfg);
     webhooks::routes(cfg);
+    slack::routes(cfg);
 }
 
 /// Cross-origin calls: any origin may call with a bearer token (no cookies are used, so a foreign page

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    accounts, conversations, customers, health, messages, session, settings, team, verification, views, webhooks,
-    widget,
+    accounts, conversations, customers, health, messages, session, settings, slack, team, verification, views,
+    webhooks, widget,
 };
 
 #[derive(OpenApi)]
@@ -34,6 +34,7 @@ use super::{
         settings::delete_canned_response, settings::tags, settings::reporting,
         verification::get, verification::rotate, verification::update,
         webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::send_test,
+        slack::status, slack::uninstall, slack::start, slack::callback, slack::channels, slack::map, slack::events,
     ),
     components(schemas(views::StatusName, views::PriorityName, views::SourceName, views::SortName, views::RoleName)),
     modifiers(&Security),

@@ -208,6 +208,15 @@ impl Broadcaster {
                     .broadcast(&notification, "conversation:created", &created, Audience::Agents, None);
                 return Ok(());
             }
+            SlackPostFailed(e) => {
+                let notice = json!({
+                    "type": "slack_post_failed", "conversation_id": id, "trigger_event_id": e.trigger_event_id,
+                    "error": e.error, "at": event.recorded_at,
+                });
+                self.hub
+                    .broadcast(&format!("events:{account}"), "event", &notice, Audience::Agents, None);
+                return Ok(());
+            }
             ConversationRead(e) => {
                 let read = json!({"conversation_id": id, "user_id": e.user_id});
                 self.hub.broadcast(&notification, "read", &read, Audience::Agents, None);

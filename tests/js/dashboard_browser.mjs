@@ -183,6 +183,15 @@ await agent.locator("#identity-required").check();
 await agent.locator("#identity-status", { hasText: "Verification is required." }).waitFor({ timeout: 10000 });
 const required = await fetch(`${netia}/api/identity_verification`, { headers: { authorization: `Bearer ${process.env.AGENT_TOKEN}` } }).then((r) => r.json());
 check("requiring verification is saved", required.data.require_identity_verification === true && required.data.secret === shownSecret, required);
+// Integrations: Slack says whether the server has an app; a webhook is added and its secret shown once.
+await agent.locator("#integrations:not([hidden])").waitFor({ timeout: 10000 });
+check("Slack says the server has no app", (await agent.locator("#slack-status").textContent()).includes("not configured"));
+await agent.locator("#hook-url").fill("https://93.184.216.34/netia-hook");
+await agent.locator("#hook-form button[type=submit]").click();
+await agent.locator("#hook-status", { hasText: "signing secret" }).waitFor({ timeout: 10000 });
+const hookStatus = await agent.locator("#hook-status").textContent();
+check("a webhook's secret is shown once", /whsec_[0-9a-f]{64}/.test(hookStatus), hookStatus);
+check("and the webhook is listed", (await agent.locator("#hooks li").first().textContent()).includes("https://93.184.216.34/netia-hook"));
 if (screenshots) await agent.screenshot({ path: `${screenshots}/settings.png` });
 
 check("no request went to another host", foreign.length === 0, foreign);

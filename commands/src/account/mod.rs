@@ -1,6 +1,10 @@
 //! The account aggregate: registration, business context, widget settings, LLM on/off, canned
 //! responses, identity verification, outbound webhook subscriptions.
 
+mod slack;
+pub use slack::SlackInstallation;
+#[cfg(test)]
+mod slack_tests;
 #[cfg(test)]
 mod subscription_tests;
 #[cfg(test)]
@@ -55,6 +59,21 @@ pub enum AccountCommand {
     DeleteEventSubscription {
         subscription_id: uuid::Uuid,
     },
+    /// Records a Slack installation (OAuth v2 done by the application layer; token sealed).
+    InstallSlack {
+        team_id: String,
+        team_name: String,
+        bot_user_id: String,
+        sealed_bot_token: String,
+        installed_by: UserId,
+    },
+    UninstallSlack,
+    /// Posts the conversations of `inbox_id` to Slack channel `channel_id`.
+    MapSlackChannel {
+        inbox_id: InboxId,
+        channel_id: String,
+        channel_name: Option<String>,
+    },
 }
 
 impl crate::Commutes for AccountCommand {
@@ -89,6 +108,10 @@ pub enum AccountError {
     EventSubscriptionNotFound,
     #[error("an account has at most {MAX_EVENT_SUBSCRIPTIONS} event subscriptions")]
     TooManyEventSubscriptions,
+    #[error("Slack is not linked to this account")]
+    SlackNotInstalled,
+    #[error("inbox not found")]
+    InboxNotFound,
 }
 
 /// Outbound webhook subscriptions per account.
@@ -132,6 +155,12 @@ pub struct Account {
     /// Outbound webhooks, by subscription id.
     #[serde(default)]
     pub event_subscriptions: std::collections::BTreeMap<uuid::Uuid, EventSubscription>,
+    /// The linked Slack workspace, if any.
+    #[serde(default)]
+    pub slack: Option<slack::SlackInstallation>,
+    /// The Slack channel of each mapped inbox.
+    #[serde(default)]
+    pub slack_channels: std::collections::BTreeMap<InboxId, String>,
 }
 
 impl Account {
@@ -172,6 +201,11 @@ impl Account {
             }
             AccountEvent::EventSubscriptionDeleted(e) => {
                 self.event_subscriptions.remove(&e.subscription_id);
+            }
+            AccountEvent::SlackInstalled(_)
+            | AccountEvent::SlackUninstalled(_)
+            | AccountEvent::SlackChannelMapped(_) => {
+                self.evolve_slack(event);
             }
         }
     }
@@ -303,6 +337,12 @@ impl crate::Decide for Account {
                     sealed_secret,
                 },
             ) => self.create_subscription(*subscription_id, url, events, sealed_secret),
+            (
+                Some(_),
+                AccountCommand::InstallSlack { .. }
+                | AccountCommand::UninstallSlack
+                | AccountCommand::MapSlackChannel { .. },
+            ) => self.decide_slack(command),
             (Some(_), AccountCommand::DeleteEventSubscription { subscription_id }) => {
                 if !self.event_subscriptions.contains_key(subscription_id) {
                     return Err(AccountError::EventSubscriptionNotFound);

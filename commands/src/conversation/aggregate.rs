@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use netia_events::conversation::*;
-use netia_events::{AccountId, ConversationId, CustomerId, MessageId, UserId};
+use netia_events::{AccountId, ConversationId, CustomerId, InboxId, MessageId, UserId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -61,6 +61,12 @@ pub struct Conversation {
     /// emails received): the next email's `References` (RFC 5322 §3.6.4).
     #[serde(default)]
     pub email_thread: Vec<String>,
+    /// The inbox it arrived in.
+    #[serde(default)]
+    pub inbox_id: Option<InboxId>,
+    /// The Slack thread (channel, parent `ts`) it is mirrored in.
+    #[serde(default)]
+    pub slack_thread: Option<(String, String)>,
 }
 
 /// The scope of an idempotency key: `customer:<id>:<key>` or `agent:<id>:<key>`.
@@ -71,7 +77,7 @@ pub fn author_key(author: &Author, key: &str) -> String {
     }
 }
 
-type Decision = Result<Vec<ConversationEvent>, ConversationError>;
+pub(super) type Decision = Result<Vec<ConversationEvent>, ConversationError>;
 
 impl Conversation {
     fn is_reopenable(&self) -> bool {
@@ -191,6 +197,7 @@ impl Conversation {
         use ConversationCommand::*;
         match command {
             Create { .. } => Err(ConversationError::AlreadyExists),
+            StartSlackThread { .. } | RecordSlackPostFailure { .. } => self.decide_slack(command),
             MarkSeenByCustomer { customer_id, at } => {
                 if Some(*customer_id) != self.customer_id {
                     return Err(ConversationError::NotFound);
@@ -434,6 +441,7 @@ impl Conversation {
                 self.id = Some(e.conversation_id);
                 self.account_id = Some(e.account_id);
                 self.customer_id = Some(e.customer_id);
+                self.inbox_id = e.inbox_id;
                 self.status = Status::Open;
             }
             CustomerMessagePosted(e) => {
@@ -445,6 +453,13 @@ impl Conversation {
             }
             HandedToHuman(_) => self.handed_to_human = true,
             SeenByCustomer(e) => self.seen_by_customer = Some(e.up_to),
+            SlackThreadStarted(e) => {
+                self.slack_thread
+                    .get_or_insert_with(|| (e.channel_id.clone(), e.thread_ts.clone()));
+            }
+            SlackPostFailed(e) => {
+                self.external_ids.insert(format!("slack-failed:{}", e.trigger_event_id));
+            }
             EmailNotificationSent(e) => {
                 self.emailed.extend(e.message_ids.iter().copied());
                 self.last_email_id = Some(e.email_message_id.clone());

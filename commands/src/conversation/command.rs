@@ -118,6 +118,17 @@ pub enum ConversationCommand {
     Archive {
         at: DateTime<Utc>,
     },
+    /// Records the Slack thread of the conversation (its parent message was posted); a no-op when
+    /// it has one already.
+    StartSlackThread {
+        channel_id: String,
+        thread_ts: String,
+    },
+    /// Records that posting `trigger_event_id` to Slack failed for good (once per trigger).
+    RecordSlackPostFailure {
+        trigger_event_id: uuid::Uuid,
+        error: String,
+    },
 }
 
 impl Commutes for ConversationCommand {
@@ -136,6 +147,8 @@ impl Commutes for ConversationCommand {
             | HandToHuman { .. }
             | MarkSeenByCustomer { .. }
             | RecordEmailNotification { .. }
+            | StartSlackThread { .. }
+            | RecordSlackPostFailure { .. }
             | Archive { .. } => true,
             Create { .. } | Close { .. } | Reopen { .. } | Snooze { .. } | SetPriority { .. } | Assign { .. } => false,
         }

@@ -31,4 +31,6 @@ pub enum ConversationError {
     NotClosed,
     #[error("conversation was closed less than {days} days ago")]
     ClosedTooRecently { days: i64 },
+    #[error("a Slack thread needs a channel id and a message ts")]
+    InvalidSlackThread,
 }

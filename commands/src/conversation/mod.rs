@@ -3,6 +3,7 @@
 mod aggregate;
 mod command;
 mod error;
+mod slack;
 #[cfg(test)]
 mod tests;
 

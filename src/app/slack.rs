@@ -1,0 +1,320 @@
+//! Slack use cases: link a workspace (OAuth v2 with a sealed `state`), map the inbox to a channel,
+//! unlink, and take an agent's reply in a conversation's thread (the Events API) as the agent's
+//! message to the customer. The client, signatures and the outbound consumer are in
+//! [`crate::channels::slack`].
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use netia_commands::{
+    Account, AccountCommand, AccountError, Conversation, ConversationCommand, ConversationError, User,
+};
+use netia_events::conversation::Author;
+use netia_events::user::Role;
+use netia_events::{AccountId, ConversationId, InboxId, MessageId, Metadata, UserId};
+use netia_projections::ConversationProjection;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{App, AppError};
+use crate::auth::{Auth, AuthError};
+use crate::channels::slack::client::{Channel, SlackClient, SlackError};
+use crate::channels::slack::mrkdwn::from_mrkdwn;
+use crate::channels::slack::outbound::token_context;
+use crate::channels::slack::state::{self, StateRefused};
+use crate::channels::slack::{SCOPES, SlackSettings};
+use crate::command_bus::CommandError;
+use crate::secrets::SealError;
+
+/// The deployment's Slack app and its client.
+pub struct SlackApp {
+    pub settings: SlackSettings,
+    pub client: SlackClient,
+}
+
+impl SlackApp {
+    pub fn new(settings: SlackSettings) -> Arc<Self> {
+        let client = SlackClient::new(&settings.api_base_url);
+        Arc::new(Self { settings, client })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlackUseError {
+    /// `SLACK_*` is not configured on this deployment (404 for its routes).
+    #[error("Slack is not configured on this deployment (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET, SLACK_SIGNING_SECRET)")]
+    NotConfigured,
+    #[error(transparent)]
+    State(#[from] StateRefused),
+    /// The admin who started the install is no longer an admin of the account.
+    #[error("only an admin of the account can link Slack")]
+    NotAdmin,
+    #[error(transparent)]
+    Slack(#[from] SlackError),
+    /// The channel is not one the bot can see.
+    #[error("channel {0} is not visible to the Netia bot; invite it to the channel first")]
+    UnknownChannel(String),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error(transparent)]
+    Account(#[from] CommandError<AccountError>),
+    #[error(transparent)]
+    Conversation(#[from] CommandError<ConversationError>),
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+fn configured(app: &App) -> Result<&SlackApp, SlackUseError> {
+    app.slack.as_deref().ok_or(SlackUseError::NotConfigured)
+}
+
+/// The OAuth callback URL, when the deployment knows its public URL.
+fn redirect_uri(app: &App) -> Option<String> {
+    app.public_url.as_ref().map(|base| format!("{base}/api/slack/oauth"))
+}
+
+/// The Slack authorize URL an admin opens to link a workspace (valid 10 minutes).
+pub fn start_url(app: &App, account_id: AccountId, user_id: UserId) -> Result<String, SlackUseError> {
+    let slack = configured(app)?;
+    let sealed = state::issue(&app.sealer, account_id, user_id, Utc::now())?;
+    let mut params = vec![
+        ("client_id", slack.settings.client_id.clone()),
+        ("scope", SCOPES.to_owned()),
+        ("state", sealed),
+    ];
+    if let Some(uri) = redirect_uri(app) {
+        params.push(("redirect_uri", uri));
+    }
+    let url = reqwest::Url::parse_with_params(&slack.settings.oauth_url, &params)
+        .map_err(|_| SlackUseError::NotConfigured)?;
+    Ok(url.to_string())
+}
+
+/// Finishes the install: checks `state`, exchanges `code` (`oauth.v2.access`), records the
+/// installation with the bot token sealed. Returns the account.
+pub async fn finish_install(app: &App, code: &str, sealed_state: &str) -> Result<AccountId, SlackUseError> {
+    let slack = configured(app)?;
+    let started = state::open(&app.sealer, sealed_state, Utc::now())?;
+    let user = app.state_of::<User>(started.user_id).await?;
+    if user.account_id != Some(started.account_id) || user.disabled || user.role != Some(Role::Admin) {
+        return Err(SlackUseError::NotAdmin);
+    }
+    let secret = secrecy::ExposeSecret::expose_secret(&slack.settings.client_secret).to_owned();
+    let installation = slack
+        .client
+        .oauth_access(&slack.settings.client_id, &secret, code, redirect_uri(app).as_deref())
+        .await?;
+    let sealed_bot_token = app
+        .sealer
+        .seal(installation.bot_token.as_bytes(), &token_context(started.account_id))?;
+    let command = AccountCommand::InstallSlack {
+        team_id: installation.team_id,
+        team_name: installation.team_name,
+        bot_user_id: installation.bot_user_id,
+        sealed_bot_token,
+        installed_by: started.user_id,
+    };
+    let meta = Metadata::new(netia_events::Actor::Agent {
+        user_id: started.user_id,
+    })
+    .with_account(started.account_id);
+    app.bus.execute::<Account>(started.account_id, command, &meta).await?;
+    Ok(started.account_id)
+}
+
+/// What admins see of the account's Slack link (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SlackStatus {
+    /// Whether this deployment has a Slack app at all.
+    pub configured: bool,
+    pub installed: bool,
+    pub team_id: Option<String>,
+    pub team_name: Option<String>,
+    /// The account's inbox, to map to a channel.
+    pub inbox_id: Option<String>,
+    /// The channel each inbox posts to.
+    pub mappings: Vec<SlackMapping>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SlackMapping {
+    pub inbox_id: String,
+    pub channel_id: String,
+}
+
+pub async fn status(app: &App, account_id: AccountId) -> Result<SlackStatus, SlackUseError> {
+    let account = app.state_of::<Account>(account_id).await?;
+    Ok(SlackStatus {
+        configured: app.slack.is_some(),
+        installed: account.slack.is_some(),
+        team_id: account.slack.as_ref().map(|s| s.team_id.clone()),
+        team_name: account.slack.as_ref().map(|s| s.team_name.clone()),
+        inbox_id: account.primary_inbox_id.map(|i| i.to_string()),
+        mappings: account
+            .slack_channels
+            .iter()
+            .map(|(inbox, channel)| SlackMapping {
+                inbox_id: inbox.to_string(),
+                channel_id: channel.clone(),
+            })
+            .collect(),
+    })
+}
+
+pub async fn uninstall(app: &App, account_id: AccountId, meta: &Metadata) -> Result<(), SlackUseError> {
+    app.bus
+        .execute::<Account>(account_id, AccountCommand::UninstallSlack, meta)
+        .await?;
+    Ok(())
+}
+
+/// The bot token of a linked account, opened.
+fn bot_token(app: &App, account_id: AccountId, account: &Account) -> Result<String, SlackUseError> {
+    let installation = account
+        .slack
+        .as_ref()
+        .ok_or(SlackUseError::Account(CommandError::Domain(
+            AccountError::SlackNotInstalled,
+        )))?;
+    let bytes = app
+        .sealer
+        .open(&installation.sealed_bot_token, &token_context(account_id))?;
+    Ok(String::from_utf8(bytes).map_err(|_| SealError::Unreadable)?)
+}
+
+/// The channels the bot can see (`conversations.list`).
+pub async fn channels(app: &App, account_id: AccountId) -> Result<Vec<Channel>, SlackUseError> {
+    let slack = configured(app)?;
+    let account = app.state_of::<Account>(account_id).await?;
+    let token = bot_token(app, account_id, &account)?;
+    Ok(slack.client.channels(&token).await?)
+}
+
+/// Posts the conversations of `inbox_id` to `channel_id`, a channel the bot can see.
+pub async fn map_channel(
+    app: &App,
+    account_id: AccountId,
+    inbox_id: InboxId,
+    channel_id: &str,
+    meta: &Metadata,
+) -> Result<(), SlackUseError> {
+    let found = channels(app, account_id)
+        .await?
+        .into_iter()
+        .find(|c| c.id == channel_id)
+        .ok_or_else(|| SlackUseError::UnknownChannel(channel_id.to_owned()))?;
+    let command = AccountCommand::MapSlackChannel {
+        inbox_id,
+        channel_id: found.id,
+        channel_name: Some(found.name),
+    };
+    app.bus.execute::<Account>(account_id, command, meta).await?;
+    Ok(())
+}
+
+/// What became of an event Slack sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A reply in a conversation's thread, now the agent's message (or already, for a retry).
+    Posted { conversation_id: ConversationId },
+    /// Not ours to take: another event type, a bot's or our own message, an edit, a message
+    /// outside our threads, another workspace.
+    Ignored(&'static str),
+    /// The Slack user is not an agent of the account: the reply was not sent (the thread says so).
+    UnknownAgent,
+}
+
+/// Takes one Events API `event_callback` envelope (already verified as Slack's).
+pub async fn receive(app: &App, auth: &Auth, envelope: &Value) -> Result<Received, SlackUseError> {
+    let slack = configured(app)?;
+    let event = &envelope["event"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let (channel, thread_ts, ts, user) = (
+        text(&event["channel"]),
+        text(&event["thread_ts"]),
+        text(&event["ts"]),
+        text(&event["user"]),
+    );
+    if event["type"] != "message" {
+        return Ok(Received::Ignored("not a message"));
+    }
+    if event.get("subtype").is_some_and(|s| !s.is_null()) || event.get("bot_id").is_some_and(|b| !b.is_null()) {
+        return Ok(Received::Ignored("an edit, a deletion or a bot's message"));
+    }
+    if thread_ts.is_empty() || thread_ts == ts || user.is_empty() {
+        return Ok(Received::Ignored("not a reply in a thread"));
+    }
+    let mut conn = app.db.acquire().await.map_err(AppError::from)?;
+    let Some((conversation_id, account_id)) = ConversationProjection::by_slack_thread(&mut conn, &channel, &thread_ts)
+        .await
+        .map_err(AppError::from)?
+    else {
+        return Ok(Received::Ignored("not a thread of a Netia conversation"));
+    };
+    drop(conn);
+    let (Ok(conversation_id), Ok(account_id)) = (
+        conversation_id.parse::<ConversationId>(),
+        account_id.parse::<AccountId>(),
+    ) else {
+        return Ok(Received::Ignored("not a thread of a Netia conversation"));
+    };
+    let account = app.state_of::<Account>(account_id).await?;
+    let Some(installation) = &account.slack else {
+        return Ok(Received::Ignored("Slack is no longer linked to the account"));
+    };
+    if envelope["team_id"].as_str() != Some(installation.team_id.as_str()) {
+        return Ok(Received::Ignored("another workspace"));
+    }
+    if user == installation.bot_user_id {
+        return Ok(Received::Ignored("our own message"));
+    }
+    let token = bot_token(app, account_id, &account)?;
+    let email = slack.client.user_email(&token, &user).await?;
+    let agent = match email {
+        Some(email) => agent_by_email(app, auth, account_id, &email).await?,
+        None => None,
+    };
+    let Some(user_id) = agent else {
+        let notice = format!(
+            ":warning: Not sent to the customer: <@{user}> is not a Netia agent of this account (no agent has their Slack email)."
+        );
+        slack
+            .client
+            .post_message(&token, &channel, &notice, Some(&thread_ts))
+            .await?;
+        return Ok(Received::UnknownAgent);
+    };
+    let event_id = envelope["event_id"]
+        .as_str()
+        .map_or_else(|| format!("ts:{ts}"), str::to_owned);
+    let command = ConversationCommand::ReceiveSlackMessage {
+        message_id: MessageId::new(),
+        author: Author::Agent { user_id },
+        body: from_mrkdwn(&text(&event["text"])),
+        slack_event_id: event_id,
+        slack_ts: Some(ts),
+        at: Utc::now(),
+    };
+    let meta = Metadata::new(netia_events::Actor::Agent { user_id }).with_account(account_id);
+    app.bus.execute::<Conversation>(conversation_id, command, &meta).await?;
+    Ok(Received::Posted { conversation_id })
+}
+
+/// The enabled agent of `account_id` whose email is `email` (case-insensitive).
+async fn agent_by_email(
+    app: &App,
+    auth: &Auth,
+    account_id: AccountId,
+    email: &str,
+) -> Result<Option<UserId>, SlackUseError> {
+    for id in auth.users(account_id).await? {
+        let Ok(user_id) = id.parse::<UserId>() else { continue };
+        let user = app.state_of::<User>(user_id).await?;
+        if !user.disabled && user.account_id == Some(account_id) && user.email.eq_ignore_ascii_case(email) {
+            return Ok(Some(user_id));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,217 @@
+//! The Slack Web API client: `POST <SLACK_API_BASE_URL>/<method>` with the bot token as a bearer and
+//! a JSON body (form-encoded for `oauth.v2.access`, as Slack documents it). Every answer is
+//! `{"ok": true, …}` or `{"ok": false, "error": "<code>"}`; HTTP 429 carries `Retry-After` (seconds).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// How long one call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlackError {
+    /// Slack answered `ok: false` with this error code (e.g. `channel_not_found`, `invalid_auth`).
+    #[error("Slack refused {method}: {code}")]
+    Api { method: &'static str, code: String },
+    /// HTTP 429: wait this long before calling again.
+    #[error("Slack rate-limited {method}; retry after {retry_after:?}")]
+    RateLimited {
+        method: &'static str,
+        retry_after: Duration,
+    },
+    /// HTTP 5xx, or an answer that is not Slack's JSON.
+    #[error("Slack answered {method} with {status}")]
+    Server { method: &'static str, status: u16 },
+    /// Slack could not be reached, or did not answer in time.
+    #[error("Slack could not be reached for {method}: {reason}")]
+    Transport { method: &'static str, reason: String },
+}
+
+impl SlackError {
+    /// Worth another attempt later (rate limit, server error, network).
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, SlackError::Api { .. })
+    }
+}
+
+/// What `oauth.v2.access` returns that Netia keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installation {
+    pub team_id: String,
+    pub team_name: String,
+    pub bot_user_id: String,
+    /// `xoxb-…`: seal it before it goes anywhere.
+    pub bot_token: String,
+}
+
+/// A channel the bot can see.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Channel {
+    pub id: String,
+    pub name: String,
+    pub is_private: bool,
+    /// Whether the bot is in it (it must be invited to post there).
+    pub is_member: bool,
+}
+
+#[derive(Clone)]
+pub struct SlackClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl SlackClient {
+    /// A client of the Web API at `base` (`https://slack.com/api`).
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(CALL_TIMEOUT)
+            .user_agent(concat!("Netia/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    async fn answer(
+        method: &'static str,
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<Value, SlackError> {
+        let response = sent.map_err(|e| SlackError::Transport {
+            method,
+            reason: if e.is_timeout() {
+                "timed out".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+        let status = response.status();
+        if status.as_u16() == 429 {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1);
+            return Err(SlackError::RateLimited {
+                method,
+                retry_after: Duration::from_secs(retry_after.min(300)),
+            });
+        }
+        if !status.is_success() {
+            return Err(SlackError::Server {
+                method,
+                status: status.as_u16(),
+            });
+        }
+        let body: Value = response.json().await.map_err(|_| SlackError::Server {
+            method,
+            status: status.as_u16(),
+        })?;
+        if body["ok"] == true {
+            Ok(body)
+        } else {
+            Err(SlackError::Api {
+                method,
+                code: body["error"].as_str().unwrap_or("unknown_error").to_owned(),
+            })
+        }
+    }
+
+    /// Calls `method` with `token` and a JSON `body`.
+    pub async fn call(&self, method: &'static str, token: &str, body: &Value) -> Result<Value, SlackError> {
+        let sent = self
+            .http
+            .post(format!("{}/{method}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await;
+        Self::answer(method, sent).await
+    }
+
+    /// Exchanges an OAuth `code` for the workspace's bot token (`oauth.v2.access`).
+    pub async fn oauth_access(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        code: &str,
+        redirect_uri: Option<&str>,
+    ) -> Result<Installation, SlackError> {
+        let mut form = vec![
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+            ("code", code),
+        ];
+        if let Some(uri) = redirect_uri {
+            form.push(("redirect_uri", uri));
+        }
+        let sent = self
+            .http
+            .post(format!("{}/oauth.v2.access", self.base))
+            .form(&form)
+            .send()
+            .await;
+        let body = Self::answer("oauth.v2.access", sent).await?;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        Ok(Installation {
+            team_id: text(&body["team"]["id"]),
+            team_name: text(&body["team"]["name"]),
+            bot_user_id: text(&body["bot_user_id"]),
+            bot_token: text(&body["access_token"]),
+        })
+    }
+
+    /// The public and private channels the bot can see (`conversations.list`, every page).
+    pub async fn channels(&self, token: &str) -> Result<Vec<Channel>, SlackError> {
+        let mut channels = Vec::new();
+        let mut cursor = String::new();
+        for _ in 0..20 {
+            let mut body = json!({"types": "public_channel,private_channel", "exclude_archived": true, "limit": 200});
+            if !cursor.is_empty() {
+                body["cursor"] = json!(cursor);
+            }
+            let page = self.call("conversations.list", token, &body).await?;
+            for c in page["channels"].as_array().into_iter().flatten() {
+                channels.push(Channel {
+                    id: c["id"].as_str().unwrap_or_default().to_owned(),
+                    name: c["name"].as_str().unwrap_or_default().to_owned(),
+                    is_private: c["is_private"].as_bool().unwrap_or(false),
+                    is_member: c["is_member"].as_bool().unwrap_or(false),
+                });
+            }
+            cursor = page["response_metadata"]["next_cursor"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if cursor.is_empty() {
+                break;
+            }
+        }
+        Ok(channels)
+    }
+
+    /// Posts `text` (mrkdwn) to `channel`, in `thread_ts`'s thread if given; the new message's `ts`.
+    pub async fn post_message(
+        &self,
+        token: &str,
+        channel: &str,
+        text: &str,
+        thread_ts: Option<&str>,
+    ) -> Result<String, SlackError> {
+        let mut body = json!({"channel": channel, "text": text, "unfurl_links": false});
+        if let Some(ts) = thread_ts {
+            body["thread_ts"] = json!(ts);
+        }
+        let answer = self.call("chat.postMessage", token, &body).await?;
+        Ok(answer["ts"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// The email address of Slack user `user` (`users.info`; needs `users:read.email`).
+    pub async fn user_email(&self, token: &str, user: &str) -> Result<Option<String>, SlackError> {
+        let answer = self.call("users.info", token, &json!({"user": user})).await?;
+        Ok(answer["user"]["profile"]["email"].as_str().map(str::to_owned))
+    }
+}

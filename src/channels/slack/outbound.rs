@@ -1,0 +1,273 @@
+//! The Slack consumer (`netia.slack`): mirrors each conversation of a mapped inbox in its Slack
+//! channel. The conversation's first public message posts a parent (who the customer is, the
+//! message, a link to the conversation) and records its `ts` (`SlackThreadStarted`); every later
+//! public message (customer, bot, agent, email, SMS) goes into that thread. Private notes and
+//! messages that came from Slack are never posted. A 429 is waited out (`Retry-After`, up to 30 s)
+//! and tried again; other transient failures are retried by the bus; a post that fails for good is
+//! recorded as `SlackPostFailed`, which the socket pushes on `events:<account>`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use netia_commands::{Account, Conversation, ConversationCommand, Customer, User};
+use netia_events::conversation::ConversationEvent;
+use netia_events::{AccountId, ConversationId, DomainEvent, Metadata, RecordedEvent};
+
+use super::client::{SlackClient, SlackError};
+use super::mrkdwn::to_mrkdwn;
+use crate::app::App;
+use crate::bus::{Consumer, Failure};
+
+/// The longest `Retry-After` waited out inline; longer ones go back to the bus.
+const LONGEST_INLINE_WAIT: Duration = Duration::from_secs(30);
+
+/// The associated data a sealed bot token is bound to.
+pub fn token_context(account_id: AccountId) -> String {
+    format!("slack-bot-token:{account_id}")
+}
+
+pub struct SlackConsumer {
+    pub app: App,
+    pub client: SlackClient,
+    /// `NETIA_PUBLIC_URL`: where the parent message links to; none, no link.
+    pub public_url: Option<String>,
+}
+
+/// Where an event goes: the channel, the bot token, the thread if there is one.
+struct Target {
+    conversation_id: ConversationId,
+    account_id: AccountId,
+    channel: String,
+    token: String,
+    thread: Option<String>,
+    conversation: Conversation,
+}
+
+impl SlackConsumer {
+    /// The target of `event`, if it is a public message of a conversation whose inbox is mapped.
+    async fn target(&self, event: &RecordedEvent) -> Result<Option<Target>, Failure> {
+        if !postable(&event.event_type) {
+            return Ok(None);
+        }
+        let retry = |e: crate::app::AppError| Failure::Retry(e.to_string());
+        let conversation_id: ConversationId = event
+            .stream_id
+            .parse()
+            .map_err(|_| Failure::Permanent("not a conversation id".into()))?;
+        let conversation = self
+            .app
+            .state_of::<Conversation>(conversation_id)
+            .await
+            .map_err(retry)?;
+        let Some(account_id) = conversation.account_id else {
+            return Ok(None);
+        };
+        let account = self.app.state_of::<Account>(account_id).await.map_err(retry)?;
+        let Some(slack) = &account.slack else { return Ok(None) };
+        let Some(inbox) = conversation.inbox_id.or(account.primary_inbox_id) else {
+            return Ok(None);
+        };
+        let Some(channel) = account.slack_channels.get(&inbox).cloned() else {
+            return Ok(None);
+        };
+        let token = self
+            .app
+            .sealer
+            .open(&slack.sealed_bot_token, &token_context(account_id))
+            .map_err(|e| Failure::Permanent(e.to_string()))?;
+        let token = String::from_utf8(token).map_err(|_| Failure::Permanent("the bot token is not text".into()))?;
+        Ok(Some(Target {
+            conversation_id,
+            account_id,
+            thread: conversation.slack_thread.as_ref().map(|(_, ts)| ts.clone()),
+            channel,
+            token,
+            conversation,
+        }))
+    }
+
+    /// Posts with 429s waited out inline (bounded).
+    async fn post(&self, target: &Target, text: &str, thread: Option<&str>) -> Result<String, SlackError> {
+        let mut waited = Duration::ZERO;
+        loop {
+            match self
+                .client
+                .post_message(&target.token, &target.channel, text, thread)
+                .await
+            {
+                Err(SlackError::RateLimited { retry_after, .. }) if waited + retry_after <= LONGEST_INLINE_WAIT => {
+                    tracing::info!(?retry_after, "Slack rate-limited a post; waiting as it asks");
+                    tokio::time::sleep(retry_after).await;
+                    waited += retry_after;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Who wrote the message, as the thread shows it.
+    async fn author(&self, decoded: &ConversationEvent, target: &Target) -> String {
+        use ConversationEvent::*;
+        let agent = |user_id| async move {
+            match self.app.state_of::<User>(user_id).await {
+                Ok(user) if !user.display_name.is_empty() => user.display_name,
+                _ => "Agent".to_owned(),
+            }
+        };
+        match decoded {
+            AgentMessagePosted(m) => agent(m.user_id).await,
+            EmailMessageReceived(m) => match m.author {
+                netia_events::conversation::Author::Agent { user_id } => agent(user_id).await,
+                netia_events::conversation::Author::Customer { .. } => self.customer_name(target).await,
+            },
+            BotMessagePosted(_) => "Bot".to_owned(),
+            _ => self.customer_name(target).await,
+        }
+    }
+
+    async fn customer_name(&self, target: &Target) -> String {
+        let Some(customer_id) = target.conversation.customer_id else {
+            return "Customer".to_owned();
+        };
+        match self.app.state_of::<Customer>(customer_id).await {
+            Ok(customer) => match (customer.identity.name, customer.identity.email) {
+                (Some(name), Some(email)) => format!("{name} ({email})"),
+                (Some(name), None) => name,
+                (None, Some(email)) => email,
+                (None, None) => "Anonymous customer".to_owned(),
+            },
+            Err(_) => "Customer".to_owned(),
+        }
+    }
+}
+
+/// The event types posted to Slack: public messages that did not come from Slack.
+fn postable(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "CustomerMessagePosted"
+            | "AgentMessagePosted"
+            | "BotMessagePosted"
+            | "EmailMessageReceived"
+            | "SmsMessageReceived"
+    )
+}
+
+fn body_of(decoded: &ConversationEvent) -> Option<&str> {
+    use ConversationEvent::*;
+    match decoded {
+        CustomerMessagePosted(m) => Some(&m.body),
+        AgentMessagePosted(m) => Some(&m.body),
+        BotMessagePosted(m) => Some(&m.body),
+        EmailMessageReceived(m) => Some(&m.body),
+        SmsMessageReceived(m) => Some(&m.body),
+        _ => None,
+    }
+}
+
+fn failure(e: SlackError) -> Failure {
+    if e.is_transient() {
+        Failure::Retry(e.to_string())
+    } else {
+        Failure::Permanent(e.to_string())
+    }
+}
+
+#[async_trait]
+impl Consumer for SlackConsumer {
+    fn name(&self) -> &'static str {
+        "slack"
+    }
+
+    fn bindings(&self) -> Vec<String> {
+        [
+            "CustomerMessagePosted",
+            "AgentMessagePosted",
+            "BotMessagePosted",
+            "EmailMessageReceived",
+            "SmsMessageReceived",
+        ]
+        .iter()
+        .map(|t| format!("conversation.{t}"))
+        .collect()
+    }
+
+    /// Up to three posts (two after 429s) of at most 10 s each, and the waits between.
+    fn claim_ttl(&self) -> Duration {
+        Duration::from_secs(90)
+    }
+
+    async fn concerns(&self, event: &RecordedEvent) -> bool {
+        !matches!(self.target(event).await, Ok(None))
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure> {
+        let Some(target) = self.target(event).await? else {
+            return Ok(());
+        };
+        let decoded = ConversationEvent::decode(event).map_err(|e| Failure::Permanent(e.to_string()))?;
+        let Some(body) = body_of(&decoded) else { return Ok(()) };
+        let author = self.author(&decoded, &target).await;
+        let meta = Metadata::system("slack")
+            .caused_by(event)
+            .with_account(target.account_id);
+        match &target.thread {
+            Some(thread) => {
+                let text = format!("*{author}*: {}", to_mrkdwn(body));
+                self.post(&target, &text, Some(thread)).await.map_err(failure)?;
+            }
+            None => {
+                let customer = self.customer_name(&target).await;
+                let mut text = format!(
+                    "*New conversation* from {customer}\n>{}",
+                    to_mrkdwn(body).replace('\n', "\n>")
+                );
+                if let Some(base) = &self.public_url {
+                    text.push_str(&format!(
+                        "\n<{base}/#conversation={}|Open in Netia>",
+                        target.conversation_id
+                    ));
+                }
+                let ts = self.post(&target, &text, None).await.map_err(failure)?;
+                let start = ConversationCommand::StartSlackThread {
+                    channel_id: target.channel.clone(),
+                    thread_ts: ts,
+                };
+                self.app
+                    .bus
+                    .execute::<Conversation>(target.conversation_id, start, &meta)
+                    .await
+                    .map_err(|e| Failure::Retry(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn parked(&self, event: &RecordedEvent, failure: &Failure) {
+        let Ok(conversation_id) = event.stream_id.parse::<ConversationId>() else {
+            return;
+        };
+        let command = ConversationCommand::RecordSlackPostFailure {
+            trigger_event_id: event.event_id,
+            error: failure.to_string(),
+        };
+        let meta = Metadata::system("slack").caused_by(event);
+        let meta = match event
+            .metadata
+            .get("account_id")
+            .and_then(|a| a.as_str())
+            .and_then(|a| a.parse().ok())
+        {
+            Some(account) => meta.with_account(account),
+            None => meta,
+        };
+        if let Err(e) = self
+            .app
+            .bus
+            .execute::<Conversation>(conversation_id, command, &meta)
+            .await
+        {
+            tracing::error!(conversation = %conversation_id, error = %e, "cannot record the failed Slack post");
+        }
+    }
+}

@@ -1,0 +1,681 @@
+//! Slack against a fake Slack (wiremock) that checks requests the way Slack does (bearer token,
+//! JSON or form body, required fields) and answers in Slack's shapes: the OAuth round trip (a
+//! forged or expired `state` refused), the channel mapping, customer message → parent in the mapped
+//! channel → agent replies in its thread, a signed thread reply → the agent's message on the
+//! customer's socket (official `phoenix` client) with the bot stopped, unsigned/stale/tampered
+//! events refused with nothing stored, Slack's retries deduplicated, 429 honoured, 500s parked as
+//! `SlackPostFailed`; no secret in answers or in the log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use common::api::{Api, SECRET_KEY, Session};
+use netia::command_bus::CommandBus;
+use netia_commands::Conversation;
+use netia_events::conversation::Author;
+use netia_events::{Actor, ConversationId, CustomerId, Metadata};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const CLIENT_ID: &str = "1234.5678";
+const CLIENT_SECRET: &str = "slack-client-secret-0123456789";
+const SIGNING_SECRET: &str = "slack-signing-secret-abcdef0123";
+const BOT_TOKEN: &str = "xoxb-test-bot-token-9876543210";
+const TEAM: &str = "T0ACME01";
+const BOT_USER: &str = "U0NETIABOT";
+const CHANNEL: &str = "C0SUPPORT";
+/// The Slack user whose email is the admin's.
+const AGENT_USER: &str = "U0AGENT01";
+
+/// Slack's Web API as far as Netia uses it, checking what Slack checks.
+struct FakeSlack {
+    agent_email: String,
+    next_ts: AtomicU64,
+    posts: Mutex<Vec<Value>>,
+}
+
+fn slack_error(code: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": code}))
+}
+
+impl Respond for FakeSlack {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let method = request.url.path().trim_start_matches('/').to_owned();
+        if method == "oauth.v2.access" {
+            let form: std::collections::HashMap<String, String> =
+                url::form_urlencoded::parse(&request.body).into_owned().collect();
+            if form.get("client_id").map(String::as_str) != Some(CLIENT_ID)
+                || form.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET)
+            {
+                return slack_error("invalid_client_id");
+            }
+            if form.get("code").map(String::as_str) != Some("good-code") {
+                return slack_error("invalid_code");
+            }
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "ok": true, "access_token": BOT_TOKEN, "token_type": "bot", "scope": "chat:write",
+                "bot_user_id": BOT_USER, "app_id": "A0NETIA", "team": {"id": TEAM, "name": "Acme HQ"},
+                "enterprise": null, "authed_user": {"id": AGENT_USER}
+            }));
+        }
+        let auth = request.headers.get("authorization").and_then(|h| h.to_str().ok());
+        match auth {
+            None => return slack_error("not_authed"),
+            Some(a) if a != format!("Bearer {BOT_TOKEN}") => return slack_error("invalid_auth"),
+            Some(_) => {}
+        }
+        let is_json = request
+            .headers
+            .get("content-type")
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/json"));
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return slack_error("invalid_json");
+        };
+        if !is_json {
+            return slack_error("invalid_form_data");
+        }
+        match method.as_str() {
+            "conversations.list" => ResponseTemplate::new(200).set_body_json(json!({
+                "ok": true,
+                "channels": [
+                    {"id": CHANNEL, "name": "support", "is_private": false, "is_member": true},
+                    {"id": "C0RANDOM", "name": "random", "is_private": false, "is_member": false}
+                ],
+                "response_metadata": {"next_cursor": ""}
+            })),
+            "chat.postMessage" => {
+                let (Some(channel), Some(_)) = (body["channel"].as_str(), body["text"].as_str()) else {
+                    return slack_error("invalid_arguments");
+                };
+                if channel != CHANNEL {
+                    return slack_error("channel_not_found");
+                }
+                let ts = format!("1700000000.{:06}", self.next_ts.fetch_add(1, Ordering::SeqCst) + 100);
+                let mut post = body.clone();
+                post["ts"] = json!(ts);
+                self.posts.lock().unwrap().push(post);
+                ResponseTemplate::new(200).set_body_json(json!({"ok": true, "channel": channel, "ts": ts,
+                    "message": {"text": body["text"], "ts": ts}}))
+            }
+            "users.info" => match body["user"].as_str() {
+                Some(AGENT_USER) => ResponseTemplate::new(200).set_body_json(json!({"ok": true,
+                    "user": {"id": AGENT_USER, "profile": {"email": self.agent_email, "real_name": "Ada"}}})),
+                Some(_) => ResponseTemplate::new(200).set_body_json(json!({"ok": true,
+                    "user": {"id": "U0STRANGER", "profile": {"email": "stranger@elsewhere.example"}}})),
+                None => slack_error("user_not_found"),
+            },
+            _ => slack_error("unknown_method"),
+        }
+    }
+}
+
+struct World {
+    api: Api,
+    admin: Session,
+    slack: MockServer,
+    fake: std::sync::Arc<FakeSlack>,
+}
+
+/// The fake, shared between the mock server and the test.
+struct Shared(std::sync::Arc<FakeSlack>);
+
+impl Respond for Shared {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        self.0.respond(request)
+    }
+}
+
+impl World {
+    fn posts(&self) -> Vec<Value> {
+        self.fake.posts.lock().unwrap().clone()
+    }
+
+    async fn wait_posts(&self, n: usize) -> Vec<Value> {
+        let started = Instant::now();
+        while self.posts().len() < n && started.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.posts()
+    }
+}
+
+/// The settings of a server whose Slack is the fake at `base`.
+fn slack_vars(base: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("SLACK_CLIENT_ID", CLIENT_ID.to_owned()),
+        ("SLACK_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("SLACK_SIGNING_SECRET", SIGNING_SECRET.to_owned()),
+        ("NETIA_PUBLIC_URL", "https://support.acme.example".to_owned()),
+        ("SLACK_API_BASE_URL", base.to_owned()),
+        ("SLACK_OAUTH_URL", format!("{base}/oauth/v2/authorize")),
+    ]
+}
+
+/// A server whose Slack is the fake; `extra` settings; `before` mounts run first (they win).
+async fn world(db: &TestDb, extra: &[(&str, &str)], before: Vec<Mock>) -> World {
+    let slack = MockServer::start().await;
+    for mock in before {
+        slack.register(mock).await;
+    }
+    let owned = slack_vars(&slack.uri());
+    let mut vars: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    vars.extend_from_slice(extra);
+    let api = Api::start_with(db, &vars).await;
+    with_fake(api, slack).await
+}
+
+/// Registers an admin on `api` and mounts the fake (knowing the admin's email) on `slack`.
+async fn with_fake(api: Api, slack: MockServer) -> World {
+    let email = format!("admin-{}@example.com", uuid::Uuid::now_v7().simple());
+    let admin = api.register(&email).await;
+    let fake = std::sync::Arc::new(FakeSlack {
+        agent_email: email,
+        next_ts: AtomicU64::new(0),
+        posts: Mutex::new(Vec::new()),
+    });
+    Mock::given(method("POST"))
+        .respond_with(Shared(fake.clone()))
+        .mount(&slack)
+        .await;
+    World {
+        api,
+        admin,
+        slack,
+        fake,
+    }
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Links the fake workspace through the OAuth round trip and maps the inbox to `CHANNEL`.
+async fn link(w: &World) {
+    let (status, started) = w.api.get("/api/slack/oauth/start", &w.admin.token).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let url = reqwest::Url::parse(started["data"]["url"].as_str().unwrap()).unwrap();
+    let params: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(url.path(), "/oauth/v2/authorize");
+    assert_eq!(params["client_id"], CLIENT_ID);
+    assert!(params["scope"].contains("chat:write") && params["scope"].contains("users:read.email"));
+    assert_eq!(params["redirect_uri"], "https://support.acme.example/api/slack/oauth");
+    let callback = format!(
+        "{}/api/slack/oauth?code=good-code&state={}",
+        w.api.base,
+        urlencode(&params["state"])
+    );
+    let answer = no_redirects().get(&callback).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    assert_eq!(answer.headers()["location"], "/#integrations");
+    let (_, status) = w.api.get("/api/slack", &w.admin.token).await;
+    assert_eq!(status["data"]["installed"], true, "{status}");
+    assert_eq!(status["data"]["team_id"], TEAM);
+    let (status_code, channels) = w.api.get("/api/slack/channels", &w.admin.token).await;
+    assert_eq!(status_code, StatusCode::OK, "{channels}");
+    assert_eq!(channels["data"][0]["id"], CHANNEL);
+    let inbox = status["data"]["inbox_id"].as_str().unwrap().to_owned();
+    let (status_code, mapped) = w
+        .api
+        .call(
+            reqwest::Method::PUT,
+            "/api/slack/mapping",
+            Some(&w.admin.token),
+            Some(json!({"inbox_id": inbox, "channel_id": CHANNEL})),
+        )
+        .await;
+    assert_eq!(status_code, StatusCode::OK, "{mapped}");
+    assert_eq!(mapped["data"]["mappings"][0]["channel_id"], CHANNEL);
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A customer message in a new conversation of the admin's account (as the widget posts it).
+async fn customer_says(w: &World, db: &TestDb, text: &str) -> (String, String) {
+    let (conversation, token) = w.api.conversation(&w.admin.account_id).await;
+    customer_says_in(w, db, &conversation, text).await;
+    (conversation, token)
+}
+
+async fn customer_says_in(w: &World, db: &TestDb, conversation: &str, text: &str) {
+    let (_, body) = w
+        .api
+        .get(&format!("/api/conversations/{conversation}"), &w.admin.token)
+        .await;
+    let customer: CustomerId = body["data"]["customer_id"].as_str().unwrap().parse().unwrap();
+    let id: ConversationId = conversation.parse().unwrap();
+    let meta = Metadata::new(Actor::Customer { customer_id: customer });
+    let command = common::message(
+        Author::Customer { customer_id: customer },
+        text,
+        false,
+        None,
+        chrono::Utc::now(),
+    );
+    CommandBus::new(db.store.clone())
+        .execute::<Conversation>(id, command, &meta)
+        .await
+        .unwrap();
+}
+
+/// Sends `body` to `/api/slack/events` signed as Slack signs (`secret`, timestamp `t`).
+async fn send_event(w: &World, body: &str, secret: &str, t: i64) -> StatusCode {
+    let signature = netia::channels::slack::signature::sign(secret, t, body.as_bytes());
+    w.api
+        .http
+        .post(format!("{}/api/slack/events", w.api.base))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", t.to_string())
+        .header("x-slack-signature", signature)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn reply_event(event_id: &str, thread_ts: &str, user: &str, text: &str) -> String {
+    json!({
+        "token": "legacy", "team_id": TEAM, "api_app_id": "A0NETIA", "type": "event_callback",
+        "event_id": event_id, "event_time": 1_700_000_100,
+        "event": {"type": "message", "channel": CHANNEL, "user": user, "text": text,
+                  "ts": format!("1700000100.{}", &event_id[event_id.len() - 6..]), "thread_ts": thread_ts,
+                  "channel_type": "channel"}
+    })
+    .to_string()
+}
+
+async fn messages(w: &World, conversation: &str) -> Vec<Value> {
+    let (_, body) = w
+        .api
+        .get(&format!("/api/conversations/{conversation}/messages"), &w.admin.token)
+        .await;
+    body["data"].as_array().cloned().unwrap_or_default()
+}
+
+async fn the_oauth_round_trip_refuses_forged_and_expired_states(db: &TestDb) {
+    let w = world(db, &[], vec![]).await;
+    let forged = format!("{}/api/slack/oauth?code=good-code&state=v1.forged", w.api.base);
+    assert_eq!(
+        no_redirects().get(&forged).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let key = netia::secrets::parse_key(SECRET_KEY).unwrap();
+    let sealer = netia::secrets::Sealer::new(&key);
+    let expired = netia::channels::slack::state::issue(
+        &sealer,
+        w.admin.account_id.parse().unwrap(),
+        w.admin.user_id.parse().unwrap(),
+        chrono::Utc::now() - chrono::TimeDelta::minutes(11),
+    )
+    .unwrap();
+    let url = format!(
+        "{}/api/slack/oauth?code=good-code&state={}",
+        w.api.base,
+        urlencode(&expired)
+    );
+    let answer = no_redirects().get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    assert!(answer.text().await.unwrap().contains("expired"));
+    let (_, status) = w.api.get("/api/slack", &w.admin.token).await;
+    assert_eq!(status["data"]["installed"], false, "nothing linked by a refused state");
+    // A bad code is Slack's refusal (422); a member cannot start an install.
+    let (_, started) = w.api.get("/api/slack/oauth/start", &w.admin.token).await;
+    let state = reqwest::Url::parse(started["data"]["url"].as_str().unwrap())
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let bad = format!("{}/api/slack/oauth?code=bad&state={}", w.api.base, urlencode(&state));
+    assert_eq!(
+        no_redirects().get(&bad).send().await.unwrap().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let invitation = w.api.invite(&w.admin, "member@example.com", "member").await;
+    let member = w.api.accept("member@example.com", &invitation, "Mo").await;
+    let (status_code, _) = w.api.get("/api/slack/oauth/start", &member.token).await;
+    assert_eq!(status_code, StatusCode::FORBIDDEN);
+
+    link(&w).await;
+    let (_, status) = w.api.get("/api/slack", &w.admin.token).await;
+    assert!(
+        !status.to_string().contains("xoxb"),
+        "the token is never shown: {status}"
+    );
+    let leaked = db
+        .count(&format!(
+            "SELECT count(*) FROM events WHERE CAST(payload AS TEXT) LIKE '%{BOT_TOKEN}%' \
+             OR CAST(payload AS TEXT) LIKE '%{CLIENT_SECRET}%' OR CAST(payload AS TEXT) LIKE '%{SIGNING_SECRET}%'"
+        ))
+        .await;
+    assert_eq!(leaked, 0, "no secret in the log");
+}
+
+async fn conversations_are_mirrored_and_thread_replies_come_back(db: &TestDb) {
+    let w = world(db, &[], vec![]).await;
+    link(&w).await;
+    let (conversation, customer_token) = customer_says(&w, db, "My **chain** broke").await;
+    let posts = w.wait_posts(1).await;
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let parent = &posts[0];
+    assert_eq!(parent["channel"], CHANNEL);
+    assert!(parent.get("thread_ts").is_none());
+    let text = parent["text"].as_str().unwrap();
+    assert!(
+        text.contains("Ada (ada@example.com)") && text.contains("My *chain* broke"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("https://support.acme.example/#conversation={conversation}")),
+        "{text}"
+    );
+    let thread = parent["ts"].as_str().unwrap().to_owned();
+
+    // An agent's reply in Netia goes into the thread; a private note does not.
+    let (status, _) = w
+        .api
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            Some(&w.admin.token),
+            json!({"body": "On it, see [the guide](https://acme.example/chains)"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = w
+        .api
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            Some(&w.admin.token),
+            json!({"body": "internal only", "private": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let posts = w.wait_posts(2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let posts = if posts.len() == 2 { w.posts() } else { posts };
+    assert_eq!(posts.len(), 2, "the note is never posted: {posts:?}");
+    assert_eq!(posts[1]["thread_ts"], thread.as_str());
+    assert!(
+        posts[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("<https://acme.example/chains|the guide>")
+    );
+
+    // A reply typed in the Slack thread reaches the customer's socket (the official client).
+    let expected = "Fixed: **new chain** fitted";
+    let listener = {
+        let (base, token, conversation) = (w.api.base.clone(), customer_token.clone(), conversation.clone());
+        tokio::spawn(async move {
+            common::nodes::run_script(
+                "slack_reply.mjs",
+                &[
+                    ("NETIA_URL", base.as_str()),
+                    ("CUSTOMER_TOKEN", token.as_str()),
+                    ("CONVERSATION_ID", conversation.as_str()),
+                    ("EXPECTED_BODY", expected),
+                ],
+            )
+            .await;
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let now = chrono::Utc::now().timestamp();
+    let event = reply_event("Ev0REPLY000001", &thread, AGENT_USER, "Fixed: *new chain* fitted");
+    // Slack retries (X-Slack-Retry-Num) the same event: one message.
+    for _ in 0..3 {
+        assert_eq!(send_event(&w, &event, SIGNING_SECRET, now).await, StatusCode::OK);
+    }
+    tokio::time::timeout(Duration::from_secs(30), listener)
+        .await
+        .expect("the customer's socket got the reply")
+        .expect("the phoenix client saw it");
+    let all = messages(&w, &conversation).await;
+    let from_slack: Vec<&Value> = all.iter().filter(|m| m["type"] == "slack").collect();
+    assert_eq!(from_slack.len(), 1, "three deliveries, one message: {all:?}");
+    assert_eq!(from_slack[0]["body"], expected);
+    assert_eq!(from_slack[0]["user_id"], w.admin.user_id.as_str());
+    let (_, c) = w
+        .api
+        .get(&format!("/api/conversations/{conversation}"), &w.admin.token)
+        .await;
+    let handed = db
+        .count(&format!(
+            "SELECT count(*) FROM events WHERE stream_id = '{conversation}' AND event_type = 'SlackMessageReceived'"
+        ))
+        .await;
+    assert_eq!(handed, 1, "{c}");
+
+    // Wrong secret, stale timestamp, tampered body: 401, nothing stored.
+    let other = reply_event("Ev0REPLY000002", &thread, AGENT_USER, "forged");
+    assert_eq!(
+        send_event(&w, &other, "wrong-secret", now).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send_event(&w, &other, SIGNING_SECRET, now - 301).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let signature = netia::channels::slack::signature::sign(SIGNING_SECRET, now, other.as_bytes());
+    let tampered = other.replace("forged", "tampered");
+    let answer = w
+        .api
+        .http
+        .post(format!("{}/api/slack/events", w.api.base))
+        .header("x-slack-request-timestamp", now.to_string())
+        .header("x-slack-signature", signature)
+        .body(tampered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let unsigned = w
+        .api
+        .http
+        .post(format!("{}/api/slack/events", w.api.base))
+        .body(other.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(messages(&w, &conversation).await.len(), all.len(), "nothing stored");
+
+    // url_verification is answered; the bot's own messages and strangers' are not taken as agents'.
+    let challenge = json!({"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}).to_string();
+    let signature = netia::channels::slack::signature::sign(SIGNING_SECRET, now, challenge.as_bytes());
+    let answer: Value = w
+        .api
+        .http
+        .post(format!("{}/api/slack/events", w.api.base))
+        .header("x-slack-request-timestamp", now.to_string())
+        .header("x-slack-signature", signature)
+        .body(challenge)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["challenge"],
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+    let ours = reply_event("Ev0REPLY000003", &thread, BOT_USER, "echo");
+    assert_eq!(send_event(&w, &ours, SIGNING_SECRET, now).await, StatusCode::OK);
+    let stranger = reply_event("Ev0REPLY000004", &thread, "U0STRANGER", "who am I");
+    assert_eq!(send_event(&w, &stranger, SIGNING_SECRET, now).await, StatusCode::OK);
+    assert_eq!(
+        messages(&w, &conversation).await.len(),
+        all.len(),
+        "neither becomes a message"
+    );
+    let notices = w.posts();
+    assert!(
+        notices.last().unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .contains("Not sent to the customer"),
+        "{notices:?}"
+    );
+}
+
+async fn rate_limits_are_waited_out_and_failures_parked(db: &TestDb) {
+    // The first post is rate-limited once (Retry-After: 1): posted once, after the wait.
+    let limited = Mock::given(method("POST"))
+        .and(path("/chat.postMessage"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1);
+    let w = world(
+        db,
+        &[("BUS_MAX_ATTEMPTS", "3"), ("BUS_RETRY_BASE_MS", "50")],
+        vec![limited],
+    )
+    .await;
+    link(&w).await;
+    let started = Instant::now();
+    customer_says(&w, db, "Hello?").await;
+    let posts = w.wait_posts(1).await;
+    assert_eq!(posts.len(), 1);
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was honoured");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.posts().len(), 1, "posted once");
+
+    // Slack failing with 500 on every attempt: parked, recorded as SlackPostFailed.
+    let failing = Mock::given(method("POST"))
+        .and(path("/chat.postMessage"))
+        .respond_with(ResponseTemplate::new(500))
+        .with_priority(1);
+    w.slack.register(failing).await;
+    let (conversation, _) = customer_says(&w, db, "Anyone there?").await;
+    let started = Instant::now();
+    let mut failed = 0;
+    while failed == 0 && started.elapsed() < Duration::from_secs(20) {
+        failed = db
+            .count(&format!(
+                "SELECT count(*) FROM events WHERE stream_id = '{conversation}' AND event_type = 'SlackPostFailed'"
+            ))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(failed, 1, "SlackPostFailed recorded once");
+    let parked = db
+        .count("SELECT count(*) FROM consumer_parked WHERE consumer = 'slack'")
+        .await;
+    assert_eq!(parked, 1);
+    let attempts = w
+        .slack
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/chat.postMessage")
+        .count();
+    assert_eq!(
+        attempts,
+        1 + 1 + 3,
+        "the 429, the post, and BUS_MAX_ATTEMPTS failed attempts"
+    );
+}
+
+/// The released binary at `RUST_LOG=debug`, through an install, a mirrored conversation, a thread
+/// reply and a webhook delivery: no bot token, client secret, signing secret or webhook secret in
+/// what it logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_secret_reaches_the_log() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let slack = MockServer::start().await;
+    let port = common::nodes::free_port();
+    let log_path = std::env::temp_dir().join(format!("netia-secrets-{port}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut vars = slack_vars(&slack.uri());
+    vars.push(("WEBHOOK_ALLOW_PRIVATE", "1".to_owned()));
+    let mut node = tokio::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+        .arg("serve")
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("NETIA_SECRET_KEY", SECRET_KEY)
+        .env("DATABASE_URL", &db.url)
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "debug")
+        .env("LOG_FORMAT", "json")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/health/ready"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let api = Api {
+        base,
+        http: reqwest::Client::new(),
+    };
+    let w = with_fake(api, slack).await;
+    link(&w).await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let (status, created) = w
+        .api
+        .post(
+            "/api/event_subscriptions",
+            Some(&w.admin.token),
+            json!({"url": receiver.uri(), "events": ["message:created"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let webhook_secret = created["data"]["secret"].as_str().unwrap().to_owned();
+    let (conversation, _) = customer_says(&w, &db, "Is my order shipped?").await;
+    let parent = w.wait_posts(1).await;
+    let thread = parent[0]["ts"].as_str().unwrap().to_owned();
+    let event = reply_event("Ev0SECRETS0001", &thread, AGENT_USER, "Yes, today");
+    assert_eq!(
+        send_event(&w, &event, SIGNING_SECRET, chrono::Utc::now().timestamp()).await,
+        StatusCode::OK
+    );
+    let started = Instant::now();
+    while receiver.received_requests().await.unwrap_or_default().len() < 2
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(messages(&w, &conversation).await.iter().any(|m| m["type"] == "slack"));
+    node.start_kill().unwrap();
+    let _ = node.wait().await;
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logged.lines().count() > 20, "the node logged at debug level: {logged}");
+    for secret in [BOT_TOKEN, CLIENT_SECRET, SIGNING_SECRET, webhook_secret.as_str()] {
+        assert!(!logged.contains(secret), "{secret} is in the log");
+    }
+    let _ = std::fs::remove_file(&log_path);
+    db.cleanup().await;
+}
+
+on_both_backends!(
+    the_oauth_round_trip_refuses_forged_and_expired_states,
+    conversations_are_mirrored_and_thread_replies_come_back,
+    rate_limits_are_waited_out_and_failures_parked,
+);
