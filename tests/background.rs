@@ -314,6 +314,21 @@ async fn sqlite_unseen_replies_are_emailed_threaded_and_seen_ones_are_not() {
     job.run(&payload).await.unwrap();
     assert_eq!(smtp.messages().len(), 2);
 
+    // A reply an agent typed in the conversation's Slack thread is emailed like any other.
+    let from_slack = ConversationCommand::ReceiveSlackMessage {
+        message_id: netia_events::MessageId::new(),
+        author: Author::Agent { user_id: agent },
+        body: "Answered from Slack.".into(),
+        slack_event_id: "Ev0EMAIL000001".into(),
+        slack_ts: Some("1700000000.000200".into()),
+        at: Utc::now(),
+    };
+    bus.execute::<Conversation>(id, from_slack, &meta).await.unwrap();
+    job.run(&payload).await.unwrap();
+    let sent = smtp.messages();
+    assert_eq!(sent.len(), 3);
+    assert!(sent[2].contains("Answered from Slack."), "{}", sent[2]);
+
     let stream = StreamRef::new("conversation", id.to_string());
     let recorded = db
         .store
@@ -323,7 +338,7 @@ async fn sqlite_unseen_replies_are_emailed_threaded_and_seen_ones_are_not() {
         .into_iter()
         .filter(|e| e.event_type == "EmailNotificationSent")
         .count();
-    assert_eq!(recorded, 2, "each email is recorded as an event");
+    assert_eq!(recorded, 3, "each email is recorded as an event");
     db.cleanup().await;
 }
 

@@ -61,6 +61,19 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/identity_verification"),
     ("put", "/api/identity_verification"),
     ("post", "/api/identity_verification/secret"),
+    ("get", "/api/event_subscriptions"),
+    ("post", "/api/event_subscriptions"),
+    ("delete", "/api/event_subscriptions/{id}"),
+    ("get", "/api/event_subscriptions/{id}/deliveries"),
+    ("post", "/api/event_subscriptions/{id}/test"),
+    ("get", "/api/slack"),
+    ("delete", "/api/slack"),
+    ("get", "/api/slack/oauth/start"),
+    ("get", "/api/slack/oauth"),
+    ("get", "/api/slack/channels"),
+    ("put", "/api/slack/mapping"),
+    ("post", "/api/slack/events"),
+    ("post", "/api/slack/actions"),
 ];
 
 async fn the_document_lists_every_route_and_only_served_ones(db: &TestDb) {

@@ -39,6 +39,7 @@ struct FakeSlack {
     agent_email: String,
     next_ts: AtomicU64,
     posts: Mutex<Vec<Value>>,
+    updates: Mutex<Vec<Value>>,
 }
 
 fn slack_error(code: &str) -> ResponseTemplate {
@@ -104,6 +105,18 @@ impl Respond for FakeSlack {
                 self.posts.lock().unwrap().push(post);
                 ResponseTemplate::new(200).set_body_json(json!({"ok": true, "channel": channel, "ts": ts,
                     "message": {"text": body["text"], "ts": ts}}))
+            }
+            "chat.update" => {
+                let (Some(_), Some(ts), Some(_)) =
+                    (body["channel"].as_str(), body["ts"].as_str(), body["text"].as_str())
+                else {
+                    return slack_error("invalid_arguments");
+                };
+                if !self.posts.lock().unwrap().iter().any(|p| p["ts"] == ts) {
+                    return slack_error("message_not_found");
+                }
+                self.updates.lock().unwrap().push(body.clone());
+                ResponseTemplate::new(200).set_body_json(json!({"ok": true, "channel": body["channel"], "ts": ts}))
             }
             "users.info" => match body["user"].as_str() {
                 Some(AGENT_USER) => ResponseTemplate::new(200).set_body_json(json!({"ok": true,
@@ -180,6 +193,7 @@ async fn with_fake(api: Api, slack: MockServer) -> World {
         agent_email: email,
         next_ts: AtomicU64::new(0),
         posts: Mutex::new(Vec::new()),
+        updates: Mutex::new(Vec::new()),
     });
     Mock::given(method("POST"))
         .respond_with(Shared(fake.clone()))
@@ -365,12 +379,36 @@ async fn the_oauth_round_trip_refuses_forged_and_expired_states(db: &TestDb) {
     assert_eq!(leaked, 0, "no secret in the log");
 }
 
+/// A fake OpenAI-compatible model that always answers `text`.
+async fn model(text: &str) -> MockServer {
+    let model = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "test-model",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        })))
+        .mount(&model)
+        .await;
+    model
+}
+
 async fn conversations_are_mirrored_and_thread_replies_come_back(db: &TestDb) {
-    let w = world(db, &[], vec![]).await;
+    let model = model("Have you tried **oiling** it?").await;
+    let llm = format!("{}/v1", model.uri());
+    let w = world(
+        db,
+        &[("LLM_BASE_URL", llm.as_str()), ("LLM_MODEL", "test-model")],
+        vec![],
+    )
+    .await;
+    w.api.enable_ai(&w.admin.token).await;
     link(&w).await;
     let (conversation, customer_token) = customer_says(&w, db, "My **chain** broke").await;
-    let posts = w.wait_posts(1).await;
-    assert_eq!(posts.len(), 1, "{posts:?}");
+    // The parent, then the bot's answer in its thread.
+    let posts = w.wait_posts(2).await;
+    assert_eq!(posts.len(), 2, "{posts:?}");
     let parent = &posts[0];
     assert_eq!(parent["channel"], CHANNEL);
     assert!(parent.get("thread_ts").is_none());
@@ -384,6 +422,8 @@ async fn conversations_are_mirrored_and_thread_replies_come_back(db: &TestDb) {
         "{text}"
     );
     let thread = parent["ts"].as_str().unwrap().to_owned();
+    assert_eq!(posts[1]["thread_ts"], thread.as_str());
+    assert_eq!(posts[1]["text"], "*Bot*: Have you tried *oiling* it?");
 
     // An agent's reply in Netia goes into the thread; a private note does not.
     let (status, _) = w
@@ -404,13 +444,13 @@ async fn conversations_are_mirrored_and_thread_replies_come_back(db: &TestDb) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let posts = w.wait_posts(2).await;
+    w.wait_posts(3).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let posts = if posts.len() == 2 { w.posts() } else { posts };
-    assert_eq!(posts.len(), 2, "the note is never posted: {posts:?}");
-    assert_eq!(posts[1]["thread_ts"], thread.as_str());
+    let posts = w.posts();
+    assert_eq!(posts.len(), 3, "the note is never posted: {posts:?}");
+    assert_eq!(posts[2]["thread_ts"], thread.as_str());
     assert!(
-        posts[1]["text"]
+        posts[2]["text"]
             .as_str()
             .unwrap()
             .contains("<https://acme.example/chains|the guide>")
@@ -449,16 +489,19 @@ async fn conversations_are_mirrored_and_thread_replies_come_back(db: &TestDb) {
     assert_eq!(from_slack.len(), 1, "three deliveries, one message: {all:?}");
     assert_eq!(from_slack[0]["body"], expected);
     assert_eq!(from_slack[0]["user_id"], w.admin.user_id.as_str());
-    let (_, c) = w
-        .api
-        .get(&format!("/api/conversations/{conversation}"), &w.admin.token)
-        .await;
-    let handed = db
+    // The bot stops: the customer's next message gets no bot answer (it is mirrored, though).
+    customer_says_in(&w, db, &conversation, "Thanks!").await;
+    let posted = w.wait_posts(4).await;
+    assert_eq!(posted.len(), 4, "{posted:?}");
+    assert!(posted[3]["text"].as_str().unwrap().ends_with("Thanks!"), "{posted:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let bot = db
         .count(&format!(
-            "SELECT count(*) FROM events WHERE stream_id = '{conversation}' AND event_type = 'SlackMessageReceived'"
+            "SELECT count(*) FROM events WHERE stream_id = '{conversation}' AND event_type = 'BotMessagePosted'"
         ))
         .await;
-    assert_eq!(handed, 1, "{c}");
+    assert_eq!(bot, 1, "after an agent's Slack reply the bot stays silent");
+    let all = messages(&w, &conversation).await;
 
     // Wrong secret, stale timestamp, tampered body: 401, nothing stored.
     let other = reply_event("Ev0REPLY000002", &thread, AGENT_USER, "forged");
@@ -561,6 +604,30 @@ async fn rate_limits_are_waited_out_and_failures_parked(db: &TestDb) {
         .respond_with(ResponseTemplate::new(500))
         .with_priority(1);
     w.slack.register(failing).await;
+    // An agent's dashboard listens on events:<account> for the failure notice.
+    let notice = {
+        let url = format!(
+            "{}/socket/websocket?vsn=2.0.0&token={}",
+            w.api.base.replace("http", "ws"),
+            w.admin.token
+        );
+        let topic = format!("events:{}", w.admin.account_id);
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        use futures_util::{SinkExt, StreamExt};
+        let join = json!(["1", "1", topic, "phx_join", {}]).to_string();
+        socket.send(join.into()).await.unwrap();
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = socket.next().await {
+                let Ok(text) = frame.into_text() else { continue };
+                let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if frame[3] == "event" && frame[4]["type"] == "slack_post_failed" {
+                    return frame[4].clone();
+                }
+            }
+            Value::Null
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (conversation, _) = customer_says(&w, db, "Anyone there?").await;
     let started = Instant::now();
     let mut failed = 0;
@@ -573,6 +640,12 @@ async fn rate_limits_are_waited_out_and_failures_parked(db: &TestDb) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(failed, 1, "SlackPostFailed recorded once");
+    let pushed = tokio::time::timeout(Duration::from_secs(10), notice)
+        .await
+        .expect("the notice reached the agent's socket")
+        .unwrap();
+    assert_eq!(pushed["conversation_id"], conversation.as_str(), "{pushed}");
+    assert!(pushed["error"].as_str().unwrap().contains("500"), "{pushed}");
     let parked = db
         .count("SELECT count(*) FROM consumer_parked WHERE consumer = 'slack'")
         .await;
@@ -590,6 +663,98 @@ async fn rate_limits_are_waited_out_and_failures_parked(db: &TestDb) {
         1 + 1 + 3,
         "the 429, the post, and BUS_MAX_ATTEMPTS failed attempts"
     );
+}
+
+/// Sends a `block_actions` payload to `/api/slack/actions` (form-encoded, signed as Slack signs).
+async fn click(w: &World, user: &str, action: &str, conversation: &str, ts: &str, secret: &str) -> StatusCode {
+    let payload = json!({
+        "type": "block_actions", "team": {"id": TEAM}, "user": {"id": user}, "channel": {"id": CHANNEL},
+        "message": {"ts": ts, "text": "New conversation", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*New conversation* from Ada"}}]},
+        "actions": [{"action_id": action, "block_id": "netia_conversation", "value": conversation, "type": "button"}]
+    });
+    let body = format!("payload={}", urlencode(&payload.to_string()));
+    let t = chrono::Utc::now().timestamp();
+    let signature = netia::channels::slack::signature::sign(secret, t, body.as_bytes());
+    w.api
+        .http
+        .post(format!("{}/api/slack/actions", w.api.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", t.to_string())
+        .header("x-slack-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn the_parent_messages_buttons_change_the_conversation(db: &TestDb) {
+    let w = world(db, &[], vec![]).await;
+    link(&w).await;
+    let (conversation, _) = customer_says(&w, db, "Where is my parcel?").await;
+    let parent = w.wait_posts(1).await[0].clone();
+    let ts = parent["ts"].as_str().unwrap().to_owned();
+    let buttons: Vec<&str> = parent["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| {
+            b["elements"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["action_id"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(buttons, ["netia_close", "netia_reopen", "netia_assign_me"], "{parent}");
+    let status_of = || {
+        let (api, token, id) = (&w.api, w.admin.token.clone(), conversation.clone());
+        async move { api.get(&format!("/api/conversations/{id}"), &token).await.1["data"].clone() }
+    };
+
+    // Unsigned or by a stranger: nothing changes.
+    assert_eq!(
+        click(&w, AGENT_USER, "netia_close", &conversation, &ts, "wrong").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        click(&w, "U0STRANGER", "netia_close", &conversation, &ts, SIGNING_SECRET).await,
+        StatusCode::OK
+    );
+    assert_eq!(status_of().await["status"], "open");
+    // On another message than the conversation's parent: nothing either.
+    assert_eq!(
+        click(&w, AGENT_USER, "netia_close", &conversation, "1.000001", SIGNING_SECRET).await,
+        StatusCode::OK
+    );
+    assert_eq!(status_of().await["status"], "open");
+
+    assert_eq!(
+        click(&w, AGENT_USER, "netia_assign_me", &conversation, &ts, SIGNING_SECRET).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        click(&w, AGENT_USER, "netia_close", &conversation, &ts, SIGNING_SECRET).await,
+        StatusCode::OK
+    );
+    let now = status_of().await;
+    assert_eq!(now["status"], "closed", "{now}");
+    assert_eq!(now["assignee_id"], w.admin.user_id.as_str());
+    let updates = w.fake.updates.lock().unwrap().clone();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    assert!(
+        updates
+            .iter()
+            .all(|u| u["ts"] == ts.as_str() && u["channel"] == CHANNEL)
+    );
+    let context = updates[1]["blocks"].to_string();
+    assert!(context.contains("Closed by") && context.contains("closed"), "{context}");
+    assert_eq!(
+        click(&w, AGENT_USER, "netia_reopen", &conversation, &ts, SIGNING_SECRET).await,
+        StatusCode::OK
+    );
+    assert_eq!(status_of().await["status"], "open");
 }
 
 /// The released binary at `RUST_LOG=debug`, through an install, a mirrored conversation, a thread
@@ -678,4 +843,5 @@ on_both_backends!(
     the_oauth_round_trip_refuses_forged_and_expired_states,
     conversations_are_mirrored_and_thread_replies_come_back,
     rate_limits_are_waited_out_and_failures_parked,
+    the_parent_messages_buttons_change_the_conversation,
 );

@@ -12,7 +12,7 @@ pub mod user;
 pub mod validate;
 
 pub use account::{Account, AccountCommand, AccountError, EventSubscription, SlackInstallation};
-pub use conversation::{Conversation, ConversationCommand, ConversationError};
+pub use conversation::{Conversation, ConversationCommand, ConversationError, Status as ConversationStatus};
 pub use customer::{Customer, CustomerCommand, CustomerError};
 pub use external_id::{ExternalId, ExternalIdCommand, ExternalIdError};
 pub use user::{User, UserCommand, UserError};

@@ -64,6 +64,9 @@ pub enum SlackUseError {
     App(#[from] AppError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The conversation refused the change a button asked for.
+    #[error(transparent)]
+    Change(#[from] super::conversations::ChangeError),
 }
 
 fn configured(app: &App) -> Result<&SlackApp, SlackUseError> {
@@ -246,14 +249,9 @@ pub async fn receive(app: &App, auth: &Auth, envelope: &Value) -> Result<Receive
     if thread_ts.is_empty() || thread_ts == ts || user.is_empty() {
         return Ok(Received::Ignored("not a reply in a thread"));
     }
-    let mut conn = app.db.acquire().await.map_err(AppError::from)?;
-    let Some((conversation_id, account_id)) = ConversationProjection::by_slack_thread(&mut conn, &channel, &thread_ts)
-        .await
-        .map_err(AppError::from)?
-    else {
+    let Some((conversation_id, account_id)) = thread_of(app, &channel, &thread_ts).await? else {
         return Ok(Received::Ignored("not a thread of a Netia conversation"));
     };
-    drop(conn);
     let (Ok(conversation_id), Ok(account_id)) = (
         conversation_id.parse::<ConversationId>(),
         account_id.parse::<AccountId>(),
@@ -271,18 +269,14 @@ pub async fn receive(app: &App, auth: &Auth, envelope: &Value) -> Result<Receive
         return Ok(Received::Ignored("our own message"));
     }
     let token = bot_token(app, account_id, &account)?;
-    let email = slack.client.user_email(&token, &user).await?;
-    let agent = match email {
-        Some(email) => agent_by_email(app, auth, account_id, &email).await?,
-        None => None,
-    };
+    let agent = agent_of(app, auth, slack, &token, account_id, &user).await?;
     let Some(user_id) = agent else {
         let notice = format!(
             ":warning: Not sent to the customer: <@{user}> is not a Netia agent of this account (no agent has their Slack email)."
         );
         slack
             .client
-            .post_message(&token, &channel, &notice, Some(&thread_ts))
+            .post_message(&token, &channel, &notice, Some(&thread_ts), None)
             .await?;
         return Ok(Received::UnknownAgent);
     };
@@ -302,6 +296,40 @@ pub async fn receive(app: &App, auth: &Auth, envelope: &Value) -> Result<Receive
     Ok(Received::Posted { conversation_id })
 }
 
+/// The conversation (and account) of a Slack thread; when the read model does not know it yet,
+/// once more after it has caught up with the log (a reply right after the parent was posted).
+async fn thread_of(app: &App, channel: &str, thread_ts: &str) -> Result<Option<(String, String)>, SlackUseError> {
+    for attempt in 0..2 {
+        if attempt == 1 {
+            app.caught_up_with_log("conversation").await;
+        }
+        let mut conn = app.db.acquire().await.map_err(AppError::from)?;
+        let found = ConversationProjection::by_slack_thread(&mut conn, channel, thread_ts)
+            .await
+            .map_err(AppError::from)?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// The agent of `account_id` that Slack user `user` is: the enabled agent with the email Slack
+/// has for them (`users.info`).
+async fn agent_of(
+    app: &App,
+    auth: &Auth,
+    slack: &SlackApp,
+    token: &str,
+    account_id: AccountId,
+    user: &str,
+) -> Result<Option<UserId>, SlackUseError> {
+    match slack.client.user_email(token, user).await? {
+        Some(email) => agent_by_email(app, auth, account_id, &email).await,
+        None => Ok(None),
+    }
+}
+
 /// The enabled agent of `account_id` whose email is `email` (case-insensitive).
 async fn agent_by_email(
     app: &App,
@@ -317,4 +345,106 @@ async fn agent_by_email(
         }
     }
     Ok(None)
+}
+
+/// What a button on a parent message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acted {
+    /// The conversation changed (or already was so), and the parent message says so now.
+    Done { conversation_id: ConversationId },
+    /// Not a button of ours, or a message that is not a conversation's parent.
+    Ignored(&'static str),
+    /// The Slack user is not an agent of the account who may change conversations.
+    NotAllowed,
+}
+
+/// Takes one interactivity payload (`block_actions`, already verified as Slack's): close, reopen or
+/// assign-to-me on a conversation's parent message, as the agent the Slack user is; then the parent
+/// message shows the new state (`chat.update`).
+pub async fn act(app: &App, auth: &Auth, payload: &Value) -> Result<Acted, SlackUseError> {
+    use crate::channels::slack::outbound::{ASSIGN_ME, CLOSE, REOPEN, parent_blocks};
+    let slack = configured(app)?;
+    if payload["type"] != "block_actions" {
+        return Ok(Acted::Ignored("not a button"));
+    }
+    let action = &payload["actions"][0];
+    let action_id = action["action_id"].as_str().unwrap_or_default();
+    let Ok(conversation_id) = action["value"].as_str().unwrap_or_default().parse::<ConversationId>() else {
+        return Ok(Acted::Ignored("not a conversation's button"));
+    };
+    let conversation = app.state_of::<Conversation>(conversation_id).await?;
+    let (Some(account_id), Some((channel, thread_ts))) = (conversation.account_id, conversation.slack_thread.clone())
+    else {
+        return Ok(Acted::Ignored("not a mirrored conversation"));
+    };
+    // The button must be on that conversation's own parent, in the account's workspace.
+    let account = app.state_of::<Account>(account_id).await?;
+    let same_team = account
+        .slack
+        .as_ref()
+        .is_some_and(|s| payload["team"]["id"].as_str() == Some(s.team_id.as_str()));
+    if !same_team
+        || payload["channel"]["id"].as_str() != Some(channel.as_str())
+        || payload["message"]["ts"].as_str() != Some(thread_ts.as_str())
+    {
+        return Ok(Acted::Ignored("not the conversation's parent message"));
+    }
+    let token = bot_token(app, account_id, &account)?;
+    let user = payload["user"]["id"].as_str().unwrap_or_default();
+    let agent = agent_of(app, auth, slack, &token, account_id, user).await?;
+    let Some(user_id) = agent else {
+        return Ok(Acted::NotAllowed);
+    };
+    let agent_state = app.state_of::<User>(user_id).await?;
+    if matches!(agent_state.role, None | Some(Role::Viewer)) {
+        return Ok(Acted::NotAllowed);
+    }
+    let changes = match action_id {
+        CLOSE => super::conversations::Changes {
+            status: Some(super::conversations::StatusChange::Closed),
+            ..Default::default()
+        },
+        REOPEN => super::conversations::Changes {
+            status: Some(super::conversations::StatusChange::Open),
+            ..Default::default()
+        },
+        ASSIGN_ME => super::conversations::Changes {
+            assignee: Some(Some(user_id)),
+            ..Default::default()
+        },
+        _ => return Ok(Acted::Ignored("not a button of ours")),
+    };
+    let meta = Metadata::new(netia_events::Actor::Agent { user_id }).with_account(account_id);
+    let events = super::conversations::change(app, account_id, conversation_id, changes, &meta).await?;
+    app.caught_up("inbox", &events).await;
+    let now = app.state_of::<Conversation>(conversation_id).await?;
+    let who = if agent_state.display_name.is_empty() {
+        agent_state.email.clone()
+    } else {
+        agent_state.display_name.clone()
+    };
+    let status = match action_id {
+        CLOSE => format!("Closed by {who}"),
+        REOPEN => format!("Reopened by {who}"),
+        _ => format!("Assigned to {who}"),
+    };
+    let status = format!(
+        "{status} · {}",
+        match now.status {
+            netia_commands::ConversationStatus::Closed => "closed",
+            netia_commands::ConversationStatus::Snoozed { .. } => "snoozed",
+            netia_commands::ConversationStatus::Open => "open",
+        }
+    );
+    let text = payload["message"]["blocks"][0]["text"]["text"]
+        .as_str()
+        .or_else(|| payload["message"]["text"].as_str())
+        .unwrap_or("Conversation")
+        .to_owned();
+    let blocks = parent_blocks(&text, conversation_id, Some(&status));
+    slack
+        .client
+        .update_message(&token, &channel, &thread_ts, &text, &blocks)
+        .await?;
+    Ok(Acted::Done { conversation_id })
 }

@@ -34,7 +34,7 @@ use super::{
         settings::delete_canned_response, settings::tags, settings::reporting,
         verification::get, verification::rotate, verification::update,
         webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::send_test,
-        slack::status, slack::uninstall, slack::start, slack::callback, slack::channels, slack::map, slack::events,
+        slack::status, slack::uninstall, slack::start, slack::callback, slack::channels, slack::map, slack::events, slack::actions,
     ),
     components(schemas(views::StatusName, views::PriorityName, views::SourceName, views::SortName, views::RoleName)),
     modifiers(&Security),

@@ -27,7 +27,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/slack/oauth").route(web::get().to(callback)))
     .service(web::resource("/slack/channels").route(web::get().to(channels)))
     .service(web::resource("/slack/mapping").route(web::put().to(map)))
-    .service(web::resource("/slack/events").route(web::post().to(events)));
+    .service(web::resource("/slack/events").route(web::post().to(events)))
+    .service(web::resource("/slack/actions").route(web::post().to(actions)));
 }
 
 fn slack_error(e: SlackUseError) -> ApiError {
@@ -42,6 +43,7 @@ fn slack_error(e: SlackUseError) -> ApiError {
         SlackUseError::Conversation(e) => ApiError::internal(e),
         SlackUseError::App(e) => e.into(),
         SlackUseError::Auth(e) => e.into(),
+        SlackUseError::Change(e) => ApiError::Invalid(e.to_string()),
     }
 }
 
@@ -161,6 +163,45 @@ pub(super) async fn map(
     Ok(HttpResponse::Ok().json(Data { data }))
 }
 
+/// Checks that a request is Slack's (v0 signature, 5-minute window): 401 otherwise.
+fn verified(state: &AppState, request: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
+    let Some(app) = state.slack.as_ref() else {
+        return Err(ApiError::NotFound("Slack is not configured on this deployment".into()));
+    };
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let secret = secrecy::ExposeSecret::expose_secret(&app.settings.signing_secret);
+    signature::verify(
+        secret,
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        body,
+        chrono::Utc::now().timestamp(),
+    )
+    .map_err(|e| ApiError::Unauthorized(format!("not a request from Slack: {e}")))
+}
+
+/// Slack's interactivity endpoint (called by Slack, signed like the events): the parent message's
+/// buttons close, reopen or assign the conversation to the agent who clicked (matched by email;
+/// viewers and strangers change nothing), and the message is updated to show it.
+#[utoipa::path(post, path = "/api/slack/actions", tag = "slack", request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "payload=<JSON>"),
+    responses((status = 200, description = "Taken (or ignored)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn actions(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    verified(&state, &request, &body)?;
+    let payload = url::form_urlencoded::parse(&body)
+        .find(|(key, _)| key == "payload")
+        .map(|(_, value)| value.into_owned())
+        .ok_or_else(|| ApiError::BadRequest("payload is required".into()))?;
+    let payload: Value =
+        serde_json::from_str(&payload).map_err(|_| ApiError::BadRequest("payload is not JSON".into()))?;
+    let acted = slack::act(&state, &state.auth, &payload).await.map_err(slack_error)?;
+    tracing::debug!(?acted, "Slack action taken");
+    Ok(HttpResponse::Ok().finish())
+}
+
 /// Slack's Events API (called by Slack, signed with the app's signing secret): answers the
 /// `url_verification` challenge, and takes agents' replies in conversation threads. An unsigned,
 /// tampered or stale request is 401 and nothing is stored; a retry of an event already taken
@@ -172,19 +213,7 @@ pub(super) async fn events(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(app) = state.slack.clone() else {
-        return Err(ApiError::NotFound("Slack is not configured on this deployment".into()));
-    };
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-    let secret = secrecy::ExposeSecret::expose_secret(&app.settings.signing_secret);
-    signature::verify(
-        secret,
-        header("x-slack-request-timestamp"),
-        header("x-slack-signature"),
-        &body,
-        chrono::Utc::now().timestamp(),
-    )
-    .map_err(|e| ApiError::Unauthorized(format!("not a request from Slack: {e}")))?;
+    verified(&state, &request, &body)?;
     let envelope: Value =
         serde_json::from_slice(&body).map_err(|_| ApiError::BadRequest("the body is not JSON".into()))?;
     match envelope["type"].as_str() {

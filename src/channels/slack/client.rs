@@ -193,20 +193,38 @@ impl SlackClient {
         Ok(channels)
     }
 
-    /// Posts `text` (mrkdwn) to `channel`, in `thread_ts`'s thread if given; the new message's `ts`.
+    /// Posts `text` (mrkdwn) to `channel`, in `thread_ts`'s thread if given, with Block Kit
+    /// `blocks` if given (`text` is then the notification's fallback); the new message's `ts`.
     pub async fn post_message(
         &self,
         token: &str,
         channel: &str,
         text: &str,
         thread_ts: Option<&str>,
+        blocks: Option<&Value>,
     ) -> Result<String, SlackError> {
         let mut body = json!({"channel": channel, "text": text, "unfurl_links": false});
         if let Some(ts) = thread_ts {
             body["thread_ts"] = json!(ts);
         }
+        if let Some(blocks) = blocks {
+            body["blocks"] = blocks.clone();
+        }
         let answer = self.call("chat.postMessage", token, &body).await?;
         Ok(answer["ts"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Replaces message `ts` of `channel` (`chat.update`) with `text` and `blocks`.
+    pub async fn update_message(
+        &self,
+        token: &str,
+        channel: &str,
+        ts: &str,
+        text: &str,
+        blocks: &Value,
+    ) -> Result<(), SlackError> {
+        let body = json!({"channel": channel, "ts": ts, "text": text, "blocks": blocks});
+        self.call("chat.update", token, &body).await.map(|_| ())
     }
 
     /// The email address of Slack user `user` (`users.info`; needs `users:read.email`).

@@ -87,12 +87,18 @@ impl SlackConsumer {
     }
 
     /// Posts with 429s waited out inline (bounded).
-    async fn post(&self, target: &Target, text: &str, thread: Option<&str>) -> Result<String, SlackError> {
+    async fn post(
+        &self,
+        target: &Target,
+        text: &str,
+        thread: Option<&str>,
+        blocks: Option<&serde_json::Value>,
+    ) -> Result<String, SlackError> {
         let mut waited = Duration::ZERO;
         loop {
             match self
                 .client
-                .post_message(&target.token, &target.channel, text, thread)
+                .post_message(&target.token, &target.channel, text, thread, blocks)
                 .await
             {
                 Err(SlackError::RateLimited { retry_after, .. }) if waited + retry_after <= LONGEST_INLINE_WAIT => {
@@ -139,6 +145,30 @@ impl SlackConsumer {
             Err(_) => "Customer".to_owned(),
         }
     }
+}
+
+/// The `action_id`s of the parent message's buttons.
+pub const CLOSE: &str = "netia_close";
+pub const REOPEN: &str = "netia_reopen";
+pub const ASSIGN_ME: &str = "netia_assign_me";
+
+/// The parent message's blocks: its text, a status line if any, and the buttons (close, reopen,
+/// assign to me) whose `value` is the conversation id.
+pub fn parent_blocks(text: &str, conversation_id: ConversationId, status: Option<&str>) -> serde_json::Value {
+    let button = |id: &str, label: &str| {
+        serde_json::json!({"type": "button", "action_id": id, "value": conversation_id.to_string(),
+            "text": {"type": "plain_text", "text": label}})
+    };
+    let mut blocks = vec![serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})];
+    if let Some(status) = status {
+        blocks.push(serde_json::json!({"type": "context", "elements": [{"type": "mrkdwn", "text": status}]}));
+    }
+    blocks.push(
+        serde_json::json!({"type": "actions", "block_id": "netia_conversation", "elements": [
+            button(CLOSE, "Close"), button(REOPEN, "Reopen"), button(ASSIGN_ME, "Assign to me")
+        ]}),
+    );
+    serde_json::Value::Array(blocks)
 }
 
 /// The event types posted to Slack: public messages that did not come from Slack.
@@ -214,7 +244,7 @@ impl Consumer for SlackConsumer {
         match &target.thread {
             Some(thread) => {
                 let text = format!("*{author}*: {}", to_mrkdwn(body));
-                self.post(&target, &text, Some(thread)).await.map_err(failure)?;
+                self.post(&target, &text, Some(thread), None).await.map_err(failure)?;
             }
             None => {
                 let customer = self.customer_name(&target).await;
@@ -228,7 +258,8 @@ impl Consumer for SlackConsumer {
                         target.conversation_id
                     ));
                 }
-                let ts = self.post(&target, &text, None).await.map_err(failure)?;
+                let blocks = parent_blocks(&text, target.conversation_id, None);
+                let ts = self.post(&target, &text, None, Some(&blocks)).await.map_err(failure)?;
                 let start = ConversationCommand::StartSlackThread {
                     channel_id: target.channel.clone(),
                     thread_ts: ts,
