@@ -250,7 +250,8 @@ async fn parked(settings: &Settings, action: ParkedAction) -> anyhow::Result<()>
             Ok(())
         }
         ParkedAction::Replay { consumer, event_id } => {
-            let (consumers, _) = netia::startup::effects(settings, &store, &pool, None)?;
+            let sealer = netia::secrets::sealer_of(settings)?;
+            let (consumers, _) = netia::startup::effects(settings, &store, &pool, None, &sealer)?;
             let outcome = parked::replay(&pool, store.as_ref(), &consumers, &consumer, event_id).await?;
             match outcome {
                 netia::bus::Outcome::Duplicate => println!("{consumer} had handled {event_id} already; unparked"),

@@ -147,7 +147,8 @@ impl Application {
                 }),
             ));
         }
-        let (consumers, jobs) = effects(settings, &store, &pool, Some(hub.clone().into_inner()))?;
+        let sealer = crate::secrets::sealer_of(settings).context("cannot read or create the secret key")?;
+        let (consumers, jobs) = effects(settings, &store, &pool, Some(hub.clone().into_inner()), &sealer)?;
         let scheduler = crate::scheduler::Scheduler {
             store: store.clone(),
             db: pool.clone(),
@@ -187,7 +188,6 @@ impl Application {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
-        let sealer = crate::secrets::sealer_of(settings).context("cannot read or create the secret key")?;
         let state = web::Data::new(
             AppState::new(store, pool, auth)
                 .with_progress(progress)

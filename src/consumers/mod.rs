@@ -16,13 +16,15 @@ pub type Effects = (
 );
 
 /// The consumers and scheduled-job handlers these settings turn on (the LLM reply with an LLM
-/// configured, reply emails with SMTP), for the server and for `netia bus parked replay`. `hub`
-/// carries the bot's typing to sockets, when there are sockets.
+/// configured, reply emails with SMTP, Slack with `SLACK_*`, outbound webhooks always), for the server and for `netia bus parked replay`. `hub`
+/// carries the bot's typing to sockets, when there are sockets; `sealer` is the one the node's
+/// API uses (an in-memory database's key exists once per process).
 pub fn effects(
     settings: &Settings,
     store: &Arc<dyn EventStore>,
     pool: &sqlx::AnyPool,
     hub: Option<Arc<Hub>>,
+    sealer: &crate::secrets::Sealer,
 ) -> anyhow::Result<Effects> {
     let mut consumers: Vec<Arc<dyn crate::bus::Consumer>> = Vec::new();
     if let Some(llm) = &settings.llm {
@@ -37,7 +39,7 @@ pub fn effects(
         tracing::info!("LLM auto-reply off: neither OPENAI_API_KEY nor LLM_BASE_URL is set");
     }
     let app = crate::app::App::new(store.clone(), pool.clone())
-        .with_sealer(crate::secrets::sealer_of(settings)?)
+        .with_sealer(sealer.clone())
         .with_webhooks(settings.webhooks)
         .with_channels(settings);
     if let Some(slack) = &app.slack {
