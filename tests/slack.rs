@@ -757,6 +757,26 @@ async fn the_parent_messages_buttons_change_the_conversation(db: &TestDb) {
     assert_eq!(status_of().await["status"], "open");
 }
 
+/// Slack's signed callbacks are not rate-limited per address (Slack sends a busy workspace's events
+/// from a few addresses); the rest of the public API still is.
+async fn slack_callbacks_are_not_limited_per_address(db: &TestDb) {
+    let w = world(db, &[("RATE_LIMIT_IP_PER_MINUTE", "3")], vec![]).await;
+    let challenge = json!({"token": "t", "challenge": "c", "type": "url_verification"}).to_string();
+    for _ in 0..10 {
+        let status = send_event(&w, &challenge, SIGNING_SECRET, chrono::Utc::now().timestamp()).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut limited = false;
+    for _ in 0..5 {
+        let (status, _) = w
+            .api
+            .post("/api/customers", None, json!({"account_id": w.admin.account_id}))
+            .await;
+        limited |= status == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(limited, "the widget's calls are still limited");
+}
+
 /// The released binary at `RUST_LOG=debug`, through an install, a mirrored conversation, a thread
 /// reply and a webhook delivery: no bot token, client secret, signing secret or webhook secret in
 /// what it logs.
@@ -844,4 +864,5 @@ on_both_backends!(
     conversations_are_mirrored_and_thread_replies_come_back,
     rate_limits_are_waited_out_and_failures_parked,
     the_parent_messages_buttons_change_the_conversation,
+    slack_callbacks_are_not_limited_per_address,
 );

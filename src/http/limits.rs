@@ -3,7 +3,10 @@
 //! an API key; remembered for [`crate::limits::AGENT_TOKEN_CACHE`]) passes; everything else —
 //! widget calls, registration, login, and any token that does not validate — is counted per
 //! client address, and customer tokens per token too. A refused request gets 429 with
-//! `Retry-After` (seconds).
+//! `Retry-After` (seconds). Slack's signed callbacks (`/api/slack/events`, `/api/slack/actions`)
+//! are not counted per address: Slack sends every event of a busy workspace from a few addresses,
+//! a 429 makes it retry and then disable the subscription, and the handlers refuse an unsigned
+//! request after one HMAC, before reading anything else.
 
 use std::time::Duration;
 
@@ -50,15 +53,26 @@ async fn validated_agent(req: &ServiceRequest, limiter: &Limiter, token: &str) -
     valid
 }
 
+/// Slack's callbacks, which prove their origin with a signature (see the module's documentation).
+fn signed_by_slack(path: &str) -> bool {
+    let path = path
+        .strip_prefix("/api/v1")
+        .or_else(|| path.strip_prefix("/api"))
+        .unwrap_or(path);
+    matches!(path, "/slack/events" | "/slack/actions")
+}
+
 /// The middleware (see the module's documentation).
 pub async fn limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let limiter = req.app_data::<web::Data<Limiter>>().cloned();
-    let Some(limiter) =
-        limiter.filter(|_| req.path().starts_with("/api/") && req.method() != actix_web::http::Method::OPTIONS)
-    else {
+    let Some(limiter) = limiter.filter(|_| {
+        req.path().starts_with("/api/")
+            && req.method() != actix_web::http::Method::OPTIONS
+            && !signed_by_slack(req.path())
+    }) else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
     let token = super::caller::bearer(req.request());
