@@ -72,18 +72,32 @@ impl Respond for FakeSlack {
             Some(a) if a != format!("Bearer {BOT_TOKEN}") => return slack_error("invalid_auth"),
             Some(_) => {}
         }
-        let is_json = request
+        let content_type = request
             .headers
             .get("content-type")
             .and_then(|h| h.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/json"));
-        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
-            return slack_error("invalid_json");
+            .unwrap_or_default()
+            .to_owned();
+        // Read methods take form arguments (Slack ignores a JSON body there); writes take JSON.
+        let body: Value = if matches!(method.as_str(), "users.info" | "conversations.list") {
+            if !content_type.starts_with("application/x-www-form-urlencoded") {
+                return slack_error("invalid_arguments");
+            }
+            let form: serde_json::Map<String, Value> = url::form_urlencoded::parse(&request.body)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect();
+            Value::Object(form)
+        } else {
+            if !content_type.starts_with("application/json") {
+                return slack_error("invalid_form_data");
+            }
+            let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+                return slack_error("invalid_json");
+            };
+            body
         };
-        if !is_json {
-            return slack_error("invalid_form_data");
-        }
         match method.as_str() {
+            "conversations.list" if body["types"] != "public_channel,private_channel" => slack_error("invalid_types"),
             "conversations.list" => ResponseTemplate::new(200).set_body_json(json!({
                 "ok": true,
                 "channels": [
@@ -215,21 +229,48 @@ fn no_redirects() -> reqwest::Client {
 }
 
 /// Links the fake workspace through the OAuth round trip and maps the inbox to `CHANNEL`.
-async fn link(w: &World) {
-    let (status, started) = w.api.get("/api/slack/oauth/start", &w.admin.token).await;
-    assert_eq!(status, StatusCode::OK, "{started}");
+/// Starts an install as `token`'s browser would: the authorize URL's parameters and the cookie
+/// (`name=value`) that binds the install to that browser.
+async fn start_install(w: &World, token: &str) -> (std::collections::HashMap<String, String>, String) {
+    let answer = w
+        .api
+        .http
+        .get(format!("{}/api/slack/oauth/start", w.api.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let set_cookie = answer.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly")
+            && set_cookie.contains("SameSite=Lax")
+            && set_cookie.contains("Path=/api/slack/oauth"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let started: Value = answer.json().await.unwrap();
     let url = reqwest::Url::parse(started["data"]["url"].as_str().unwrap()).unwrap();
-    let params: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(url.path(), "/oauth/v2/authorize");
+    (url.query_pairs().into_owned().collect(), cookie)
+}
+
+/// Slack's redirect back to the callback, from a browser with `cookie` (if any).
+async fn callback(w: &World, code: &str, state: &str, cookie: Option<&str>) -> reqwest::Response {
+    let url = format!("{}/api/slack/oauth?code={code}&state={}", w.api.base, urlencode(state));
+    let mut request = no_redirects().get(url);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
+async fn link(w: &World) {
+    let (params, cookie) = start_install(w, &w.admin.token).await;
     assert_eq!(params["client_id"], CLIENT_ID);
     assert!(params["scope"].contains("chat:write") && params["scope"].contains("users:read.email"));
     assert_eq!(params["redirect_uri"], "https://support.acme.example/api/slack/oauth");
-    let callback = format!(
-        "{}/api/slack/oauth?code=good-code&state={}",
-        w.api.base,
-        urlencode(&params["state"])
-    );
-    let answer = no_redirects().get(&callback).send().await.unwrap();
+    let answer = callback(w, "good-code", &params["state"], Some(&cookie)).await;
     assert_eq!(answer.status(), StatusCode::SEE_OTHER);
     assert_eq!(answer.headers()["location"], "/#integrations");
     let (_, status) = w.api.get("/api/slack", &w.admin.token).await;
@@ -321,44 +362,34 @@ async fn messages(w: &World, conversation: &str) -> Vec<Value> {
 
 async fn the_oauth_round_trip_refuses_forged_and_expired_states(db: &TestDb) {
     let w = world(db, &[], vec![]).await;
-    let forged = format!("{}/api/slack/oauth?code=good-code&state=v1.forged", w.api.base);
-    assert_eq!(
-        no_redirects().get(&forged).send().await.unwrap().status(),
-        StatusCode::FORBIDDEN
-    );
+    let forged = callback(&w, "good-code", "v1.forged", Some("netia_slack_oauth=00")).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     let key = netia::secrets::parse_key(SECRET_KEY).unwrap();
     let sealer = netia::secrets::Sealer::new(&key);
-    let expired = netia::channels::slack::state::issue(
+    let (expired, nonce) = netia::channels::slack::state::issue(
         &sealer,
         w.admin.account_id.parse().unwrap(),
         w.admin.user_id.parse().unwrap(),
         chrono::Utc::now() - chrono::TimeDelta::minutes(11),
     )
     .unwrap();
-    let url = format!(
-        "{}/api/slack/oauth?code=good-code&state={}",
-        w.api.base,
-        urlencode(&expired)
-    );
-    let answer = no_redirects().get(&url).send().await.unwrap();
+    let cookie = format!("netia_slack_oauth={nonce}");
+    let answer = callback(&w, "good-code", &expired, Some(&cookie)).await;
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
     assert!(answer.text().await.unwrap().contains("expired"));
+    // A valid install link opened in another browser (no cookie, or another install's): refused.
+    let (params, cookie) = start_install(&w, &w.admin.token).await;
+    let answer = callback(&w, "good-code", &params["state"], None).await;
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    assert!(answer.text().await.unwrap().contains("another browser"));
+    let (_, other_cookie) = start_install(&w, &w.admin.token).await;
+    let answer = callback(&w, "good-code", &params["state"], Some(&other_cookie)).await;
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
     let (_, status) = w.api.get("/api/slack", &w.admin.token).await;
     assert_eq!(status["data"]["installed"], false, "nothing linked by a refused state");
     // A bad code is Slack's refusal (422); a member cannot start an install.
-    let (_, started) = w.api.get("/api/slack/oauth/start", &w.admin.token).await;
-    let state = reqwest::Url::parse(started["data"]["url"].as_str().unwrap())
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
-    let bad = format!("{}/api/slack/oauth?code=bad&state={}", w.api.base, urlencode(&state));
-    assert_eq!(
-        no_redirects().get(&bad).send().await.unwrap().status(),
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
+    let bad = callback(&w, "bad", &params["state"], Some(&cookie)).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let invitation = w.api.invite(&w.admin, "member@example.com", "member").await;
     let member = w.api.accept("member@example.com", &invitation, "Mo").await;
     let (status_code, _) = w.api.get("/api/slack/oauth/start", &member.token).await;
@@ -414,7 +445,8 @@ async fn conversations_are_mirrored_and_thread_replies_come_back(db: &TestDb) {
     assert!(parent.get("thread_ts").is_none());
     let text = parent["text"].as_str().unwrap();
     assert!(
-        text.contains("Ada (ada@example.com)") && text.contains("My *chain* broke"),
+        // The customer's words are shown as written, never turned into Slack markup.
+        text.contains("Ada (ada@example.com)") && text.contains("My **chain** broke"),
         "{text}"
     );
     assert!(
@@ -490,10 +522,20 @@ async fn conversations_are_mirrored_and_thread_replies_come_back(db: &TestDb) {
     assert_eq!(from_slack[0]["body"], expected);
     assert_eq!(from_slack[0]["user_id"], w.admin.user_id.as_str());
     // The bot stops: the customer's next message gets no bot answer (it is mirrored, though).
-    customer_says_in(&w, db, &conversation, "Thanks!").await;
+    customer_says_in(
+        &w,
+        db,
+        &conversation,
+        "Thanks! <!channel> [Reset](https://evil.example)",
+    )
+    .await;
     let posted = w.wait_posts(4).await;
     assert_eq!(posted.len(), 4, "{posted:?}");
-    assert!(posted[3]["text"].as_str().unwrap().ends_with("Thanks!"), "{posted:?}");
+    let thanks = posted[3]["text"].as_str().unwrap();
+    assert!(
+        thanks.ends_with("Thanks! &lt;!channel&gt; [Reset](https://evil.example)"),
+        "no mention, no labelled link from a customer: {thanks}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let bot = db
         .count(&format!(

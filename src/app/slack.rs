@@ -78,10 +78,11 @@ fn redirect_uri(app: &App) -> Option<String> {
     app.public_url.as_ref().map(|base| format!("{base}/api/slack/oauth"))
 }
 
-/// The Slack authorize URL an admin opens to link a workspace (valid 10 minutes).
-pub fn start_url(app: &App, account_id: AccountId, user_id: UserId) -> Result<String, SlackUseError> {
+/// The Slack authorize URL an admin opens to link a workspace (valid 10 minutes), and the nonce
+/// the admin's browser must bring back to the callback (as the [`state::COOKIE`] cookie).
+pub fn start_url(app: &App, account_id: AccountId, user_id: UserId) -> Result<(String, String), SlackUseError> {
     let slack = configured(app)?;
-    let sealed = state::issue(&app.sealer, account_id, user_id, Utc::now())?;
+    let (sealed, nonce) = state::issue(&app.sealer, account_id, user_id, Utc::now())?;
     let mut params = vec![
         ("client_id", slack.settings.client_id.clone()),
         ("scope", SCOPES.to_owned()),
@@ -92,14 +93,19 @@ pub fn start_url(app: &App, account_id: AccountId, user_id: UserId) -> Result<St
     }
     let url = reqwest::Url::parse_with_params(&slack.settings.oauth_url, &params)
         .map_err(|_| SlackUseError::NotConfigured)?;
-    Ok(url.to_string())
+    Ok((url.to_string(), nonce))
 }
 
-/// Finishes the install: checks `state`, exchanges `code` (`oauth.v2.access`), records the
-/// installation with the bot token sealed. Returns the account.
-pub async fn finish_install(app: &App, code: &str, sealed_state: &str) -> Result<AccountId, SlackUseError> {
+/// Finishes the install: checks `state` against the browser's `cookie`, exchanges `code`
+/// (`oauth.v2.access`), records the installation with the bot token sealed. Returns the account.
+pub async fn finish_install(
+    app: &App,
+    code: &str,
+    sealed_state: &str,
+    cookie: Option<&str>,
+) -> Result<AccountId, SlackUseError> {
     let slack = configured(app)?;
-    let started = state::open(&app.sealer, sealed_state, Utc::now())?;
+    let started = state::open(&app.sealer, sealed_state, cookie, Utc::now())?;
     let user = app.state_of::<User>(started.user_id).await?;
     if user.account_id != Some(started.account_id) || user.disabled || user.role != Some(Role::Admin) {
         return Err(SlackUseError::NotAdmin);
@@ -227,6 +233,8 @@ pub enum Received {
     Ignored(&'static str),
     /// The Slack user is not an agent of the account: the reply was not sent (the thread says so).
     UnknownAgent,
+    /// The conversation refused it (an empty or too long message).
+    Refused(ConversationError),
 }
 
 /// Takes one Events API `event_callback` envelope (already verified as Slack's).
@@ -243,8 +251,13 @@ pub async fn receive(app: &App, auth: &Auth, envelope: &Value) -> Result<Receive
     if event["type"] != "message" {
         return Ok(Received::Ignored("not a message"));
     }
-    if event.get("subtype").is_some_and(|s| !s.is_null()) || event.get("bot_id").is_some_and(|b| !b.is_null()) {
-        return Ok(Received::Ignored("an edit, a deletion or a bot's message"));
+    // A plain reply, a reply also sent to the channel, a reply with a file: taken. Edits,
+    // deletions, bots' messages and channel notices are not.
+    let subtype = event["subtype"].as_str();
+    if !matches!(subtype, None | Some("thread_broadcast" | "file_share"))
+        || event.get("bot_id").is_some_and(|b| !b.is_null())
+    {
+        return Ok(Received::Ignored("an edit, a deletion, a notice or a bot's message"));
     }
     if thread_ts.is_empty() || thread_ts == ts || user.is_empty() {
         return Ok(Received::Ignored("not a reply in a thread"));
@@ -292,8 +305,15 @@ pub async fn receive(app: &App, auth: &Auth, envelope: &Value) -> Result<Receive
         at: Utc::now(),
     };
     let meta = Metadata::new(netia_events::Actor::Agent { user_id }).with_account(account_id);
-    app.bus.execute::<Conversation>(conversation_id, command, &meta).await?;
-    Ok(Received::Posted { conversation_id })
+    match app.bus.execute::<Conversation>(conversation_id, command, &meta).await {
+        Ok(_) => Ok(Received::Posted { conversation_id }),
+        // Empty (a file alone) or too long: Slack's retries would not change that.
+        Err(CommandError::Domain(refusal)) => {
+            tracing::info!(conversation = %conversation_id, %refusal, "Slack reply not taken");
+            Ok(Received::Refused(refusal))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The conversation (and account) of a Slack thread; when the read model does not know it yet,

@@ -52,7 +52,7 @@ pub fn effects(
     consumers.push(Arc::new(crate::consumers::webhooks::WebhookConsumer::new(
         app,
         settings.retry.max_attempts,
-    )));
+    )?));
     let mut jobs: Vec<Arc<dyn crate::scheduler::JobHandler>> = Vec::new();
     if let Some(email) = &settings.email {
         consumers.push(Arc::new(crate::email::ReplyEmailScheduler {

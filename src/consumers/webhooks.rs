@@ -21,13 +21,14 @@ pub struct WebhookConsumer {
 }
 
 impl WebhookConsumer {
-    pub fn new(app: App, max_attempts: u32) -> Self {
-        let sender = Sender::new(app.webhooks.allow_private);
-        Self {
+    /// The consumer; fails when its HTTP client cannot be built (TLS did not initialise).
+    pub fn new(app: App, max_attempts: u32) -> Result<Self, reqwest::Error> {
+        let sender = Sender::new(app.webhooks.allow_private)?;
+        Ok(Self {
             app,
             sender,
             max_attempts,
-        }
+        })
     }
 }
 

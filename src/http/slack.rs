@@ -80,8 +80,18 @@ pub struct InstallUrl {
     responses((status = 200, body = Data<InstallUrl>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn start(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     agent.require(Role::Admin)?;
-    let url = slack::start_url(&state, agent.account_id, agent.user_id).map_err(slack_error)?;
-    Ok(HttpResponse::Ok().json(Data {
+    let (url, nonce) = slack::start_url(&state, agent.account_id, agent.user_id).map_err(slack_error)?;
+    // Binds the install to this browser (see `channels::slack::state`): Lax, so that Slack's
+    // top-level redirect back brings it; only the callback's path; as long as the state lives.
+    let secure = state.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let cookie = actix_web::cookie::Cookie::build(crate::channels::slack::state::COOKIE, nonce)
+        .path("/api/slack/oauth")
+        .http_only(true)
+        .secure(secure)
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::minutes(10))
+        .finish();
+    Ok(HttpResponse::Ok().cookie(cookie).json(Data {
         data: InstallUrl { url },
     }))
 }
@@ -99,11 +109,13 @@ pub(super) struct Callback {
 
 /// Slack's redirect after the admin approved (or declined): checks `state`, exchanges `code`, and
 /// sends the browser back to the dashboard's Integrations (`/#integrations`). A forged or expired
-/// `state` is refused (403).
+/// `state`, or one brought by another browser than the one that started (no `netia_slack_oauth`
+/// cookie of its own), is refused (403).
 #[utoipa::path(get, path = "/api/slack/oauth", tag = "slack", params(Callback),
     responses((status = 303, description = "Linked: back to the dashboard"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn callback(
     state: web::Data<AppState>,
+    request: HttpRequest,
     query: web::Query<Callback>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(error) = &query.error {
@@ -116,7 +128,10 @@ pub(super) async fn callback(
     if code.len() > 500 || sealed.len() > 2_000 {
         return Err(ApiError::BadRequest("code or state is too long".into()));
     }
-    slack::finish_install(&state, code, sealed).await.map_err(slack_error)?;
+    let cookie = request.cookie(crate::channels::slack::state::COOKIE);
+    slack::finish_install(&state, code, sealed, cookie.as_ref().map(|c| c.value()))
+        .await
+        .map_err(slack_error)?;
     Ok(HttpResponse::SeeOther()
         .insert_header(("Location", "/#integrations"))
         .finish())

@@ -34,6 +34,7 @@ fn webhook_error(e: WebhookError) -> ApiError {
         }),
         WebhookError::App(e) => e.into(),
         WebhookError::Database(e) => ApiError::internal(e),
+        WebhookError::Client(e) => ApiError::internal(anyhow::anyhow!(e)),
     }
 }
 

@@ -29,6 +29,10 @@ impl Account {
     pub(super) fn evolve_slack(&mut self, event: &AccountEvent) {
         match event {
             AccountEvent::SlackInstalled(e) => {
+                // Another workspace's channels mean nothing in this one.
+                if self.slack.as_ref().is_some_and(|s| s.team_id != e.team_id) {
+                    self.slack_channels.clear();
+                }
                 self.slack = Some(SlackInstallation {
                     team_id: e.team_id.clone(),
                     team_name: e.team_name.clone(),

@@ -123,18 +123,21 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(allow_private: bool) -> Self {
+    /// The client; fails only when TLS cannot initialise. No proxy is used (`HTTP(S)_PROXY` would
+    /// resolve names itself, past the guard).
+    pub fn new(allow_private: bool) -> Result<Self, reqwest::Error> {
         let mut builder = reqwest::Client::builder()
             .timeout(DELIVERY_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .user_agent(concat!("Netia-Webhooks/", env!("CARGO_PKG_VERSION")));
         if !allow_private {
             builder = builder.dns_resolver(std::sync::Arc::new(GuardedResolver));
         }
-        // Building fails only when TLS cannot initialise; a default client still refuses nothing
-        // worse than the guard's resolver would, so fall back to it rather than fail startup.
-        let client = builder.build().unwrap_or_default();
-        Self { client, allow_private }
+        Ok(Self {
+            client: builder.build()?,
+            allow_private,
+        })
     }
 
     /// One attempt at `delivery` to `url`, signed with `secret`; a 2xx answer is delivered.

@@ -54,6 +54,9 @@ pub enum WebhookError {
     App(#[from] AppError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The HTTP client could not be built (TLS did not initialise).
+    #[error("the webhook client cannot start: {0}")]
+    Client(String),
 }
 
 /// A subscription as admins see it: never its secret.
@@ -161,9 +164,8 @@ pub async fn send_test(app: &App, account_id: AccountId, id: Uuid) -> Result<Del
         body: &render,
     };
     let opened = delivery::open(&app.db, &new).await?;
-    let attempt = Sender::new(app.webhooks.allow_private)
-        .attempt(&found.url, &secret, &opened)
-        .await;
+    let sender = Sender::new(app.webhooks.allow_private).map_err(|e| WebhookError::Client(e.to_string()))?;
+    let attempt = sender.attempt(&found.url, &secret, &opened).await;
     delivery::record(&app.db, &opened, &attempt, !attempt.delivered).await?;
     let recorded = delivery::list(&app.db, id, 500)
         .await?

@@ -113,9 +113,10 @@ pub async fn render(app: &App, name: &str, event: &RecordedEvent) -> Result<Opti
         },
     };
     match rendered {
+        // A row the read model has not brought up to this event would describe an older state.
+        _ if !applied => Err(PayloadError::Behind(projection)),
         Some(value) => Ok(Some(value.map_err(|e| AppError::Log(e.to_string()))?)),
-        None if applied => Ok(None),
-        None => Err(PayloadError::Behind(projection)),
+        None => Ok(None),
     }
 }
 

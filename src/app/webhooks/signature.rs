@@ -48,7 +48,7 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: i64) -> bool {
         }
     }
     let Some(t) = timestamp else { return false };
-    (now - t).abs() <= TOLERANCE_SECONDS
+    now.abs_diff(t) <= TOLERANCE_SECONDS.unsigned_abs()
         && signatures
             .iter()
             .any(|given| mac(secret, t, body).verify_slice(given).is_ok())

@@ -132,6 +132,19 @@ impl SlackClient {
         Self::answer(method, sent).await
     }
 
+    /// Calls a read method (`users.info`, `conversations.list`) with `token` and form `params`:
+    /// Slack takes JSON bodies only for (most) write methods.
+    pub async fn read(&self, method: &'static str, token: &str, params: &[(&str, &str)]) -> Result<Value, SlackError> {
+        let sent = self
+            .http
+            .post(format!("{}/{method}", self.base))
+            .bearer_auth(token)
+            .form(params)
+            .send()
+            .await;
+        Self::answer(method, sent).await
+    }
+
     /// Exchanges an OAuth `code` for the workspace's bot token (`oauth.v2.access`).
     pub async fn oauth_access(
         &self,
@@ -169,11 +182,15 @@ impl SlackClient {
         let mut channels = Vec::new();
         let mut cursor = String::new();
         for _ in 0..20 {
-            let mut body = json!({"types": "public_channel,private_channel", "exclude_archived": true, "limit": 200});
+            let mut params = vec![
+                ("types", "public_channel,private_channel"),
+                ("exclude_archived", "true"),
+                ("limit", "200"),
+            ];
             if !cursor.is_empty() {
-                body["cursor"] = json!(cursor);
+                params.push(("cursor", cursor.as_str()));
             }
-            let page = self.call("conversations.list", token, &body).await?;
+            let page = self.read("conversations.list", token, &params).await?;
             for c in page["channels"].as_array().into_iter().flatten() {
                 channels.push(Channel {
                     id: c["id"].as_str().unwrap_or_default().to_owned(),
@@ -229,7 +246,7 @@ impl SlackClient {
 
     /// The email address of Slack user `user` (`users.info`; needs `users:read.email`).
     pub async fn user_email(&self, token: &str, user: &str) -> Result<Option<String>, SlackError> {
-        let answer = self.call("users.info", token, &json!({"user": user})).await?;
+        let answer = self.read("users.info", token, &[("user", user)]).await?;
         Ok(answer["user"]["profile"]["email"].as_str().map(str::to_owned))
     }
 }

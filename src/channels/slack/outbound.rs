@@ -80,7 +80,11 @@ impl SlackConsumer {
             conversation_id,
             account_id,
             thread: conversation.slack_thread.as_ref().map(|(_, ts)| ts.clone()),
-            channel,
+            // A thread stays in the channel it started in, whatever the mapping says now.
+            channel: conversation
+                .slack_thread
+                .as_ref()
+                .map_or(channel, |(thread_channel, _)| thread_channel.clone()),
             token,
             conversation,
         }))
@@ -121,13 +125,44 @@ impl SlackConsumer {
             }
         };
         match decoded {
-            AgentMessagePosted(m) => agent(m.user_id).await,
+            AgentMessagePosted(m) => escape(&agent(m.user_id).await),
             EmailMessageReceived(m) => match m.author {
-                netia_events::conversation::Author::Agent { user_id } => agent(user_id).await,
+                netia_events::conversation::Author::Agent { user_id } => escape(&agent(user_id).await),
                 netia_events::conversation::Author::Customer { .. } => self.customer_name(target).await,
             },
             BotMessagePosted(_) => "Bot".to_owned(),
             _ => self.customer_name(target).await,
+        }
+    }
+
+    /// Only the conversation's first public message posts the parent: a later one arriving first
+    /// (another node took it, or the first is waiting to be retried) waits for the thread, unless
+    /// the first one's post failed for good or is older than [`FIRST_POST_WAIT`] (it came before
+    /// Slack was linked, and will never post).
+    async fn first_to_post(&self, event: &RecordedEvent, target: &Target) -> Result<(), Failure> {
+        let stream = netia_events::StreamRef::new("conversation", event.stream_id.clone());
+        let events = self
+            .app
+            .store
+            .read_stream(&stream, crate::store::StreamBound::UpToVersion(event.version))
+            .await
+            .map_err(|e| Failure::Retry(e.to_string()))?;
+        let first = events.iter().find(|e| postable(&e.event_type));
+        let recent = chrono::Utc::now() - chrono::TimeDelta::from_std(FIRST_POST_WAIT).unwrap_or_default();
+        match first.filter(|f| f.recorded_at > recent).map(|f| f.event_id) {
+            Some(first) if first != event.event_id => {
+                if target
+                    .conversation
+                    .external_ids
+                    .contains(&format!("slack-failed:{first}"))
+                {
+                    return Ok(());
+                }
+                Err(Failure::Retry(
+                    "waiting for the conversation's first message to post the Slack parent".into(),
+                ))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -136,7 +171,10 @@ impl SlackConsumer {
             return "Customer".to_owned();
         };
         match self.app.state_of::<Customer>(customer_id).await {
-            Ok(customer) => match (customer.identity.name, customer.identity.email) {
+            Ok(customer) => match (
+                customer.identity.name.map(|n| escape(&n)),
+                customer.identity.email.map(|e| escape(&e)),
+            ) {
                 (Some(name), Some(email)) => format!("{name} ({email})"),
                 (Some(name), None) => name,
                 (None, Some(email)) => email,
@@ -144,6 +182,40 @@ impl SlackConsumer {
             },
             Err(_) => "Customer".to_owned(),
         }
+    }
+}
+
+/// How long a later message waits for the first one to post the parent.
+const FIRST_POST_WAIT: Duration = Duration::from_secs(600);
+
+/// Slack's limit on a section block's text; the parent's quote is cut to fit.
+const MAX_SECTION_CHARS: usize = 3_000;
+/// Slack truncates a message's text past 40,000 characters; ours stop before.
+const MAX_TEXT_CHARS: usize = 39_000;
+
+/// Text shown as it is in mrkdwn: `&`, `<`, `>` escaped, so no mention (`<!channel>`), link or
+/// user reference can be made of it (Slack, "Escaping text").
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// At most `max` characters of `text` (an ellipsis marks the cut).
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Whether the message is the customer's own words.
+fn from_customer(decoded: &ConversationEvent) -> bool {
+    use netia_events::conversation::Author;
+    match decoded {
+        ConversationEvent::CustomerMessagePosted(_) | ConversationEvent::SmsMessageReceived(_) => true,
+        ConversationEvent::EmailMessageReceived(m) => matches!(m.author, Author::Customer { .. }),
+        _ => false,
     }
 }
 
@@ -159,6 +231,7 @@ pub fn parent_blocks(text: &str, conversation_id: ConversationId, status: Option
         serde_json::json!({"type": "button", "action_id": id, "value": conversation_id.to_string(),
             "text": {"type": "plain_text", "text": label}})
     };
+    let text = truncate(text, MAX_SECTION_CHARS);
     let mut blocks = vec![serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})];
     if let Some(status) = status {
         blocks.push(serde_json::json!({"type": "context", "elements": [{"type": "mrkdwn", "text": status}]}));
@@ -238,20 +311,26 @@ impl Consumer for SlackConsumer {
         let decoded = ConversationEvent::decode(event).map_err(|e| Failure::Permanent(e.to_string()))?;
         let Some(body) = body_of(&decoded) else { return Ok(()) };
         let author = self.author(&decoded, &target).await;
+        // What customers write (and how they name themselves) is shown as text: no mentions, no
+        // links with a label of their choosing. Agents' and the bot's Markdown is converted.
+        let body = if from_customer(&decoded) {
+            escape(body)
+        } else {
+            to_mrkdwn(body)
+        };
         let meta = Metadata::system("slack")
             .caused_by(event)
             .with_account(target.account_id);
         match &target.thread {
             Some(thread) => {
-                let text = format!("*{author}*: {}", to_mrkdwn(body));
+                let text = truncate(&format!("*{author}*: {body}"), MAX_TEXT_CHARS);
                 self.post(&target, &text, Some(thread), None).await.map_err(failure)?;
             }
             None => {
+                self.first_to_post(event, &target).await?;
                 let customer = self.customer_name(&target).await;
-                let mut text = format!(
-                    "*New conversation* from {customer}\n>{}",
-                    to_mrkdwn(body).replace('\n', "\n>")
-                );
+                let quoted = truncate(&body, MAX_SECTION_CHARS - 400).replace('\n', "\n>");
+                let mut text = format!("*New conversation* from {}\n>{quoted}", truncate(&customer, 200));
                 if let Some(base) = &self.public_url {
                     text.push_str(&format!(
                         "\n<{base}/#conversation={}|Open in Netia>",

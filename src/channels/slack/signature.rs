@@ -33,7 +33,7 @@ pub fn verify(
         return Err(Unverified::Missing);
     };
     let t: i64 = timestamp.trim().parse().map_err(|_| Unverified::Missing)?;
-    if (now - t).abs() > WINDOW_SECONDS {
+    if now.abs_diff(t) > WINDOW_SECONDS.unsigned_abs() {
         return Err(Unverified::Stale);
     }
     let given = signature

@@ -1,8 +1,9 @@
-//! The OAuth `state` parameter: who started the install (account, user) and until when it is
-//! valid (10 minutes), sealed with AES-256-GCM under `NETIA_SECRET_KEY` (authenticated, so it
-//! cannot be forged or altered, and opaque to the browser). RFC 6749 §10.12 asks for a state bound
-//! to the user agent's session to stop CSRF on the callback; binding it to the admin who asked
-//! and checking that on return does that here.
+//! The OAuth `state` parameter: who started the install (account, user), until when it is valid
+//! (10 minutes) and a random nonce, sealed with AES-256-GCM under `NETIA_SECRET_KEY`
+//! (authenticated, so it cannot be forged or altered, and opaque to the browser). RFC 6749 §10.12
+//! asks for a state bound to the user agent to stop CSRF on the callback: the nonce is also set
+//! as a cookie in the admin's browser when the install starts, and the callback takes the state
+//! only with that cookie — an install link sent to someone else's browser links nothing.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use netia_events::{AccountId, UserId};
@@ -19,7 +20,12 @@ pub struct InstallState {
     pub account_id: AccountId,
     pub user_id: UserId,
     pub expires_at: DateTime<Utc>,
+    /// Also in the starting browser's cookie ([`COOKIE`]).
+    pub nonce: [u8; 16],
 }
+
+/// The cookie that binds an install to the browser that started it.
+pub const COOKIE: &str = "netia_slack_oauth";
 
 /// Why a returned `state` is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,25 +34,48 @@ pub enum StateRefused {
     Forged,
     #[error("the install link expired; start again from Integrations")]
     Expired,
+    #[error("the install was started in another browser; start it again from Integrations here")]
+    OtherBrowser,
 }
 
-/// A sealed state for `account_id`'s admin `user_id`, valid for [`STATE_TTL`] from `now`.
-pub fn issue(sealer: &Sealer, account_id: AccountId, user_id: UserId, now: DateTime<Utc>) -> Result<String, SealError> {
+/// A sealed state for `account_id`'s admin `user_id`, valid for [`STATE_TTL`] from `now`, and
+/// its nonce in hex (the [`COOKIE`]'s value).
+pub fn issue(
+    sealer: &Sealer,
+    account_id: AccountId,
+    user_id: UserId,
+    now: DateTime<Utc>,
+) -> Result<(String, String), SealError> {
+    let mut nonce = [0u8; 16];
+    crate::secrets::fill_random(&mut nonce);
     let state = InstallState {
         account_id,
         user_id,
         expires_at: now + STATE_TTL,
+        nonce,
     };
     let json = serde_json::to_vec(&state).unwrap_or_default();
-    sealer.seal(&json, CONTEXT)
+    Ok((sealer.seal(&json, CONTEXT)?, hex::encode(nonce)))
 }
 
-/// The state `sealed` carries, if Netia issued it and it has not expired at `now`.
-pub fn open(sealer: &Sealer, sealed: &str, now: DateTime<Utc>) -> Result<InstallState, StateRefused> {
+/// The state `sealed` carries, if Netia issued it, it has not expired at `now`, and `cookie` (the
+/// browser's [`COOKIE`]) is its nonce.
+pub fn open(
+    sealer: &Sealer,
+    sealed: &str,
+    cookie: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<InstallState, StateRefused> {
     let json = sealer.open(sealed, CONTEXT).map_err(|_| StateRefused::Forged)?;
     let state: InstallState = serde_json::from_slice(&json).map_err(|_| StateRefused::Forged)?;
     if now > state.expires_at {
         return Err(StateRefused::Expired);
+    }
+    let same_browser = cookie
+        .and_then(|c| hex::decode(c.trim()).ok())
+        .is_some_and(|given| subtle::ConstantTimeEq::ct_eq(given.as_slice(), state.nonce.as_slice()).into());
+    if !same_browser {
+        return Err(StateRefused::OtherBrowser);
     }
     Ok(state)
 }
@@ -59,14 +88,22 @@ mod tests {
     fn a_state_opens_until_it_expires_and_only_under_its_key() {
         let sealer = Sealer::ephemeral();
         let (account, user, now) = (AccountId::new(), UserId::new(), Utc::now());
-        let sealed = issue(&sealer, account, user, now).unwrap();
-        let opened = open(&sealer, &sealed, now + TimeDelta::minutes(9)).unwrap();
+        let (sealed, nonce) = issue(&sealer, account, user, now).unwrap();
+        let cookie = Some(nonce.as_str());
+        let opened = open(&sealer, &sealed, cookie, now + TimeDelta::minutes(9)).unwrap();
         assert_eq!((opened.account_id, opened.user_id), (account, user));
+        let late = now + TimeDelta::minutes(11);
+        assert_eq!(open(&sealer, &sealed, cookie, late), Err(StateRefused::Expired));
         assert_eq!(
-            open(&sealer, &sealed, now + TimeDelta::minutes(11)),
-            Err(StateRefused::Expired)
+            open(&Sealer::ephemeral(), &sealed, cookie, now),
+            Err(StateRefused::Forged)
         );
-        assert_eq!(open(&Sealer::ephemeral(), &sealed, now), Err(StateRefused::Forged));
-        assert_eq!(open(&sealer, "v1.forged", now), Err(StateRefused::Forged));
+        assert_eq!(open(&sealer, "v1.forged", cookie, now), Err(StateRefused::Forged));
+        assert_eq!(open(&sealer, &sealed, None, now), Err(StateRefused::OtherBrowser));
+        let (_, other) = issue(&sealer, account, user, now).unwrap();
+        assert_eq!(
+            open(&sealer, &sealed, Some(other.as_str()), now),
+            Err(StateRefused::OtherBrowser)
+        );
     }
 }
