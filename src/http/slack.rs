@@ -195,10 +195,19 @@ fn verified(state: &AppState, request: &HttpRequest, body: &[u8]) -> Result<(), 
     .map_err(|e| ApiError::Unauthorized(format!("not a request from Slack: {e}")))
 }
 
+/// The form Slack posts to the interactivity endpoint.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(super) struct ActionsForm {
+    /// The interaction as JSON (`{"type": "block_actions", "user", "team", "channel", "message",
+    /// "actions": [{"action_id", "value"}]}`).
+    #[allow(dead_code)]
+    payload: String,
+}
+
 /// Slack's interactivity endpoint (called by Slack, signed like the events): the parent message's
 /// buttons close, reopen or assign the conversation to the agent who clicked (matched by email;
 /// viewers and strangers change nothing), and the message is updated to show it.
-#[utoipa::path(post, path = "/api/slack/actions", tag = "slack", request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "payload=<JSON>"),
+#[utoipa::path(post, path = "/api/slack/actions", tag = "slack", request_body(content = ActionsForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Taken (or ignored)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn actions(
     state: web::Data<AppState>,
