@@ -555,12 +555,18 @@ impl Outcome {
         let messages_read: i64 = sqlx::query_scalar("SELECT count(*) FROM conversation_messages")
             .fetch_one(pool)
             .await?;
-        let mut emails: HashMap<String, usize> = HashMap::new();
+        // Distinct emails per address, by Message-ID: a node killed between the SMTP server's
+        // acceptance and the record of the send sends the same email (same Message-ID, RFC 5322
+        // §3.6.4) again on retry, which mailboxes treat as one message; two different emails to
+        // one address would be a doubled effect.
+        let mut ids: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
         for message in deployment.smtp.messages() {
             if let Some(to) = header(&message, "To") {
-                *emails.entry(to.to_owned()).or_default() += 1;
+                let id = header(&message, "Message-ID").unwrap_or_default().to_owned();
+                ids.entry(to.to_owned()).or_default().insert(id);
             }
         }
+        let emails: HashMap<String, usize> = ids.into_iter().map(|(to, ids)| (to, ids.len())).collect();
         let claims_open: i64 = sqlx::query_scalar("SELECT count(*) FROM consumer_processed WHERE state <> 'done'")
             .fetch_one(pool)
             .await?;
