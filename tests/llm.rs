@@ -17,7 +17,7 @@ use netia::store::StreamBound;
 use netia_commands::{Account, AccountCommand, Conversation};
 use netia_events::account::BusinessContext;
 use netia_events::conversation::Author;
-use netia_events::{Actor, ConversationId, CustomerId, Metadata, RecordedEvent, StreamRef, UserId};
+use netia_events::{ConversationId, CustomerId, Metadata, RecordedEvent, StreamRef, UserId};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -437,23 +437,7 @@ async fn running_server_asked(
         .await;
     assert_eq!(status, reqwest::StatusCode::OK, "{body}");
     let (conversation, _) = api.conversation(&admin.account_id).await;
-    let (_, body) = api
-        .get(&format!("/api/conversations/{conversation}"), &admin.token)
-        .await;
-    let customer: CustomerId = body["data"]["customer_id"].as_str().unwrap().parse().unwrap();
-    let id: ConversationId = conversation.parse().unwrap();
-    let meta = Metadata::new(Actor::Customer { customer_id: customer });
-    let command = common::message(
-        Author::Customer { customer_id: customer },
-        says,
-        false,
-        None,
-        chrono::Utc::now(),
-    );
-    CommandBus::new(db.store.clone())
-        .execute::<Conversation>(id, command, &meta)
-        .await
-        .unwrap();
+    common::api::customer_says(&api, &admin, &db.store, &conversation, says).await;
     (api, admin, conversation)
 }
 

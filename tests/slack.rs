@@ -15,10 +15,6 @@ use std::time::{Duration, Instant};
 
 use common::TestDb;
 use common::api::{Api, SECRET_KEY, Session};
-use netia::command_bus::CommandBus;
-use netia_commands::Conversation;
-use netia_events::conversation::Author;
-use netia_events::{Actor, ConversationId, CustomerId, Metadata};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -305,24 +301,7 @@ async fn customer_says(w: &World, db: &TestDb, text: &str) -> (String, String) {
 }
 
 async fn customer_says_in(w: &World, db: &TestDb, conversation: &str, text: &str) {
-    let (_, body) = w
-        .api
-        .get(&format!("/api/conversations/{conversation}"), &w.admin.token)
-        .await;
-    let customer: CustomerId = body["data"]["customer_id"].as_str().unwrap().parse().unwrap();
-    let id: ConversationId = conversation.parse().unwrap();
-    let meta = Metadata::new(Actor::Customer { customer_id: customer });
-    let command = common::message(
-        Author::Customer { customer_id: customer },
-        text,
-        false,
-        None,
-        chrono::Utc::now(),
-    );
-    CommandBus::new(db.store.clone())
-        .execute::<Conversation>(id, command, &meta)
-        .await
-        .unwrap();
+    common::api::customer_says(&w.api, &w.admin, &db.store, conversation, text).await;
 }
 
 /// Sends `body` to `/api/slack/events` signed as Slack signs (`secret`, timestamp `t`).

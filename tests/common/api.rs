@@ -193,6 +193,36 @@ impl Api {
     }
 }
 
+/// The customer of `conversation` writes `text` (as the widget's `shout` does), through the
+/// command bus on `store`.
+pub async fn customer_says(
+    api: &Api,
+    admin: &Session,
+    store: &std::sync::Arc<dyn netia::store::EventStore>,
+    conversation: &str,
+    text: &str,
+) {
+    use netia_events::conversation::Author;
+    use netia_events::{Actor, ConversationId, CustomerId, Metadata};
+    let (_, body) = api
+        .get(&format!("/api/conversations/{conversation}"), &admin.token)
+        .await;
+    let customer: CustomerId = body["data"]["customer_id"].as_str().unwrap().parse().unwrap();
+    let id: ConversationId = conversation.parse().unwrap();
+    let meta = Metadata::new(Actor::Customer { customer_id: customer });
+    let command = super::message(
+        Author::Customer { customer_id: customer },
+        text,
+        false,
+        None,
+        chrono::Utc::now(),
+    );
+    netia::command_bus::CommandBus::new(store.clone())
+        .execute::<netia_commands::Conversation>(id, command, &meta)
+        .await
+        .unwrap();
+}
+
 pub fn session(body: &Value) -> Session {
     let data = &body["data"];
     Session {
