@@ -140,13 +140,18 @@
 
   function kindLabel(message) {
     if (message.type === "bot") return "AI assistant";
-    if (message.type === "agent") return params.companyName || "Agent";
-    return "";
+    if (fromCustomer(message)) return "";
+    return message.author_name || params.companyName || "Agent";
+  }
+
+  /** The customer's own messages: typed here, or sent by email or SMS from the customer. */
+  function fromCustomer(message) {
+    return message.type === "customer" || (message.type !== "agent" && message.customer_id != null);
   }
 
   /** Shows `message` once: a saved message replaces its pending copy (same client_message_id). */
   function render(message, options) {
-    const mine = message.type === "customer";
+    const mine = fromCustomer(message);
     const key = message.id || message.client_message_id;
     let el = state.rendered.get(key) || (message.client_message_id && state.rendered.get(message.client_message_id));
     if (!el) {

@@ -147,15 +147,24 @@
     return user ? user.display_name || user.email : "Agent";
   }
 
+  /** Who wrote `m`, and through which channel when it was not the chat. */
+  function authorLabel(m, kind) {
+    if (kind === "note") return `Note by ${userName(m.user_id)}`;
+    if (kind === "bot") return "AI assistant";
+    const via = m.source && m.source !== "chat" ? ` via ${m.source}` : "";
+    if (m.user_id) return userName(m.user_id) + via;
+    if (m.author_name) return `${m.author_name} (not a Netia user)${via}`;
+    return "Customer" + via;
+  }
+
   function renderMessage(m) {
     if (document.querySelector(`#messages [data-id="${m.id}"]`)) return;
     const kind = m.private ? "note" : m.type;
-    const item = el("li", m.body, `message ${kind}`);
+    // The team's side (agents, external agents, the bot) on the right; the customer's on the left.
+    const item = el("li", m.body, `message ${kind}${m.customer_id ? "" : " team"}`);
     item.dataset.id = m.id;
     item.dataset.type = kind;
-    const label =
-      kind === "note" ? `Note by ${userName(m.user_id)}` : kind === "agent" ? userName(m.user_id) : kind === "bot" ? "AI assistant" : "Customer";
-    item.appendChild(el("span", `${label} · ${new Date(m.sent_at).toLocaleTimeString()}`, "meta"));
+    item.appendChild(el("span", `${authorLabel(m, kind)} · ${new Date(m.sent_at).toLocaleTimeString()}`, "meta"));
     $("messages").appendChild(item);
     $("messages").scrollTop = $("messages").scrollHeight;
   }

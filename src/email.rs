@@ -86,11 +86,12 @@ impl Consumer for ReplyEmailScheduler {
     }
 
     async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure> {
-        // A reply an agent wrote in Slack is emailed like one written in Netia; a customer's is not.
+        // A reply an agent (or external agent) wrote in Slack is emailed like one written in Netia;
+        // a customer's is not.
         if event.event_type == "SlackMessageReceived"
             && !matches!(
                 ConversationEvent::decode(event),
-                Ok(ConversationEvent::SlackMessageReceived(m)) if matches!(m.author, netia_events::conversation::Author::Agent { .. })
+                Ok(ConversationEvent::SlackMessageReceived(m)) if !m.author.is_customer()
             )
         {
             return Ok(());
@@ -134,9 +135,7 @@ pub fn unseen_replies(
     for event in events {
         match ConversationEvent::decode(event) {
             Ok(ConversationEvent::AgentMessagePosted(m)) => unseen.push((m.message_id, m.body)),
-            Ok(ConversationEvent::SlackMessageReceived(m))
-                if matches!(m.author, netia_events::conversation::Author::Agent { .. }) =>
-            {
+            Ok(ConversationEvent::SlackMessageReceived(m)) if !m.author.is_customer() => {
                 unseen.push((m.message_id, m.body));
             }
             Ok(

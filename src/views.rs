@@ -129,6 +129,10 @@ pub struct MessageView {
     pub user_id: Option<String>,
     pub customer: Option<IdRef>,
     pub user: Option<IdRef>,
+    /// The name of an external agent: someone on the account's side who answered through a
+    /// channel without being a Netia user (a Slack member). `null` for customers, agents and the
+    /// bot.
+    pub author_name: Option<String>,
     pub client_message_id: Option<String>,
     pub sent_at: String,
     pub seen_at: Option<String>,
@@ -155,6 +159,7 @@ impl From<&MessageRow> for MessageView {
             user_id: m.user_id.clone(),
             customer: m.customer_id.clone().map(|id| IdRef { id }),
             user: m.user_id.clone().map(|id| IdRef { id }),
+            author_name: m.author_name.clone(),
             client_message_id: m.client_message_id.clone(),
             sent_at: m.sent_at.clone(),
             seen_at: m.seen_at.clone(),

@@ -303,19 +303,19 @@ async fn cached_states_catch_up_with_other_writers(db: &TestDb) {
     let open = common::open_conversation(id, netia_events::AccountId::new(), customer, Utc::now());
     node_a.execute::<Conversation>(id, open, &meta).await.unwrap();
     let author = Author::Customer { customer_id: customer };
-    let first = common::message(author, "one", false, Some("k1"), Utc::now());
+    let first = common::message(author.clone(), "one", false, Some("k1"), Utc::now());
     assert_eq!(
         node_a.execute::<Conversation>(id, first, &meta).await.unwrap().version,
         2
     );
     // Node B writes; node A's cached state (version 2) does not know it yet.
-    let second = common::message(author, "two", false, Some("k2"), Utc::now());
+    let second = common::message(author.clone(), "two", false, Some("k2"), Utc::now());
     assert_eq!(
         node_b.execute::<Conversation>(id, second, &meta).await.unwrap().version,
         3
     );
     // A repeat of B's key through A is recognised: A read the event it had not seen.
-    let repeat = common::message(author, "two", false, Some("k2"), Utc::now());
+    let repeat = common::message(author.clone(), "two", false, Some("k2"), Utc::now());
     let executed = node_a.execute::<Conversation>(id, repeat, &meta).await.unwrap();
     assert!(executed.events.is_empty(), "deduplicated");
     assert_eq!(executed.version, 3);

@@ -87,4 +87,71 @@ async fn messages_are_listed_in_order_with_notes_for_agents_only(db: &TestDb) {
     );
 }
 
-on_both_backends!(messages_are_listed_in_order_with_notes_for_agents_only);
+/// A read model made before external agents (no `author_name` column) keeps its rows and gains
+/// the column when the projection starts; a later external agent's reply lands in it.
+async fn an_older_message_table_gains_the_author_name(db: &TestDb) {
+    let pool = read_model_pool(&db.url, 2).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query(
+        "CREATE TABLE conversation_messages (message_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, \
+         account_id TEXT NOT NULL, version BIGINT NOT NULL, kind TEXT NOT NULL, customer_id TEXT, user_id TEXT, \
+         body TEXT NOT NULL, private BIGINT NOT NULL, client_message_id TEXT, external_id TEXT, \
+         sent_at TEXT NOT NULL, seen_at TEXT, delivery_status TEXT NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let id = ConversationId::new();
+    sqlx::query(
+        "INSERT INTO conversation_messages VALUES ('old', $1, 'a', 1, 'agent', NULL, 'u', 'earlier', 0, NULL, NULL, \
+         '2026-01-01T00:00:00.000000Z', NULL, 'sent')",
+    )
+    .bind(id.to_string())
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+
+    let bus = CommandBus::new(db.store.clone());
+    let meta = Metadata::system("test");
+    let customer_id = CustomerId::new();
+    bus.execute::<Conversation>(
+        id,
+        common::open_conversation(id, AccountId::new(), customer_id, Utc::now()),
+        &meta,
+    )
+    .await
+    .unwrap();
+    let external = Author::ExternalAgent {
+        name: "Sam Stranger".into(),
+        channel_user_id: "U0STRANGER".into(),
+    };
+    let reply = ConversationCommand::ReceiveSlackMessage {
+        message_id: MessageId::new(),
+        author: external,
+        body: "On it".into(),
+        slack_event_id: "Ev1".into(),
+        slack_ts: None,
+        at: Utc::now(),
+    };
+    bus.execute::<Conversation>(id, reply, &meta).await.unwrap();
+    let projector = Projector::new(db.store.clone(), pool.clone(), Arc::new(ConversationProjection));
+    projector.setup().await.unwrap();
+    projector.setup().await.unwrap(); // a second start finds the column
+    projector.catch_up().await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let rows = ConversationProjection::messages(&mut conn, id, true, 0, 100)
+        .await
+        .unwrap();
+    let names: Vec<(&str, Option<&str>)> = rows
+        .iter()
+        .map(|m| (m.body.as_str(), m.author_name.as_deref()))
+        .collect();
+    assert_eq!(names, vec![("earlier", None), ("On it", Some("Sam Stranger"))]);
+    assert!(rows[1].user_id.is_none() && rows[1].customer_id.is_none());
+}
+
+on_both_backends!(
+    messages_are_listed_in_order_with_notes_for_agents_only,
+    an_older_message_table_gains_the_author_name
+);

@@ -132,7 +132,7 @@ impl Respond for FakeSlack {
                 Some(AGENT_USER) => ResponseTemplate::new(200).set_body_json(json!({"ok": true,
                     "user": {"id": AGENT_USER, "profile": {"email": self.agent_email, "real_name": "Ada"}}})),
                 Some(_) => ResponseTemplate::new(200).set_body_json(json!({"ok": true,
-                    "user": {"id": "U0STRANGER", "profile": {"email": "stranger@elsewhere.example"}}})),
+                    "user": {"id": "U0STRANGER", "name": "sam", "profile": {"email": "stranger@elsewhere.example", "display_name": "", "real_name": "Sam Stranger"}}})),
                 None => slack_error("user_not_found"),
             },
             _ => slack_error("unknown_method"),
@@ -580,20 +580,39 @@ async fn conversations_are_mirrored_and_thread_replies_come_back(db: &TestDb) {
     );
     let ours = reply_event("Ev0REPLY000003", &thread, BOT_USER, "echo");
     assert_eq!(send_event(&w, &ours, SIGNING_SECRET, now).await, StatusCode::OK);
-    let stranger = reply_event("Ev0REPLY000004", &thread, "U0STRANGER", "who am I");
-    assert_eq!(send_event(&w, &stranger, SIGNING_SECRET, now).await, StatusCode::OK);
     assert_eq!(
         messages(&w, &conversation).await.len(),
         all.len(),
-        "neither becomes a message"
+        "our own post is no message"
     );
-    let notices = w.posts();
+
+    // A workspace member who is no Netia agent answers as a named external agent: the customer
+    // gets it, the thread is not sent it back, and the member still may not press the buttons.
+    let posts_before = w.posts().len();
+    let stranger = reply_event("Ev0REPLY000004", &thread, "U0STRANGER", "I can help *too*");
+    assert_eq!(send_event(&w, &stranger, SIGNING_SECRET, now).await, StatusCode::OK);
+    assert_eq!(send_event(&w, &stranger, SIGNING_SECRET, now).await, StatusCode::OK);
+    let after = messages(&w, &conversation).await;
+    assert_eq!(after.len(), all.len() + 1, "one message, however often Slack sends it");
+    let external = after.last().unwrap();
+    assert_eq!(external["body"], "I can help **too**");
+    assert_eq!(external["type"], "slack");
+    assert_eq!(external["author_name"], "Sam Stranger");
     assert!(
-        notices.last().unwrap()["text"]
-            .as_str()
-            .unwrap()
-            .contains("Not sent to the customer"),
-        "{notices:?}"
+        external["user_id"].is_null() && external["customer_id"].is_null(),
+        "{external}"
+    );
+    let logged = common::all_events(&*db.store).await.into_iter().any(|e| {
+        e.stream_id == conversation
+            && e.payload["author"]
+                == json!({"kind": "external_agent", "name": "Sam Stranger", "channel_user_id": "U0STRANGER"})
+    });
+    assert!(logged, "the log names the external agent and their Slack user id");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        w.posts().len(),
+        posts_before,
+        "a reply from Slack is not posted back to Slack"
     );
 }
 

@@ -55,12 +55,37 @@ pub enum Priority {
     Priority,
 }
 
-/// The author of a message that came from a channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The author of a message. In the log: `{"kind": "customer", "customer_id"}`,
+/// `{"kind": "agent", "user_id"}` or `{"kind": "external_agent", "name", "channel_user_id"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Author {
-    Customer { customer_id: CustomerId },
-    Agent { user_id: UserId },
+    Customer {
+        customer_id: CustomerId,
+    },
+    Agent {
+        user_id: UserId,
+    },
+    /// Someone on the account's side who answers through a channel but is no Netia user: a
+    /// member of the linked Slack workspace without an agent account (matched by email). Shown
+    /// by `name` (at most [`EXTERNAL_NAME_MAX`] characters); `channel_user_id` is the channel's
+    /// own id for them (Slack's `U…` user id), kept for the audit trail. Only channel messages
+    /// (`SlackMessageReceived`, `EmailMessageReceived`) carry this author.
+    ExternalAgent {
+        name: String,
+        channel_user_id: String,
+    },
+}
+
+/// The longest name of an [`Author::ExternalAgent`], in characters.
+pub const EXTERNAL_NAME_MAX: usize = 80;
+
+impl Author {
+    /// Whether the message comes from the customer's side (the customer), rather than from the
+    /// account's side (an agent, an external agent).
+    pub fn is_customer(&self) -> bool {
+        matches!(self, Self::Customer { .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use netia_events::conversation::{Author, ConversationEvent};
 use netia_events::{ConversationId, DomainEvent, RecordedEvent};
 use sqlx::{AnyConnection, FromRow};
 
-use crate::rows::{Cell, insert_rows, select_in};
+use crate::rows::{Cell, add_column_if_missing, insert_rows, select_in};
 use crate::{Projection, ProjectionError};
 
 /// One message as the conversation view shows it.
@@ -35,12 +35,15 @@ pub struct MessageRow {
     pub seen_at: Option<String>,
     /// `sent` until a channel reports otherwise.
     pub delivery_status: String,
+    /// The name of an external agent (a Slack member who is no Netia user); `None` for everyone
+    /// else (customers and agents are named by id).
+    pub author_name: Option<String>,
 }
 
 pub struct ConversationProjection;
 
 const COLUMNS: &str = "message_id, conversation_id, account_id, version, kind, customer_id, user_id, body, private, \
-     client_message_id, external_id, sent_at, seen_at, delivery_status";
+     client_message_id, external_id, sent_at, seen_at, delivery_status, author_name";
 
 impl ConversationProjection {
     /// Messages in order after `after_version`, at most `limit`; notes only when `include_private`.
@@ -108,6 +111,8 @@ impl ConversationProjection {
         let (column, author_id) = match author {
             Author::Customer { customer_id } => ("customer_id", customer_id.to_string()),
             Author::Agent { user_id } => ("user_id", user_id.to_string()),
+            // External agents write only through channels, which have no idempotency keys.
+            Author::ExternalAgent { .. } => return Ok(None),
         };
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM conversation_messages \
@@ -168,10 +173,11 @@ impl<'a> NewMessage<'a> {
     }
 
     fn into_row(self, event: &RecordedEvent, account_id: &str) -> MessageRow {
-        let (customer_id, user_id) = match self.author {
-            Some(Author::Customer { customer_id }) => (Some(customer_id.to_string()), None),
-            Some(Author::Agent { user_id }) => (None, Some(user_id.to_string())),
-            None => (None, None),
+        let (customer_id, user_id, author_name) = match self.author {
+            Some(Author::Customer { customer_id }) => (Some(customer_id.to_string()), None, None),
+            Some(Author::Agent { user_id }) => (None, Some(user_id.to_string()), None),
+            Some(Author::ExternalAgent { name, .. }) => (None, None, Some(name)),
+            None => (None, None, None),
         };
         MessageRow {
             message_id: self.message_id,
@@ -188,6 +194,7 @@ impl<'a> NewMessage<'a> {
             sent_at: format_time(self.sent_at),
             seen_at: None,
             delivery_status: "sent".to_owned(),
+            author_name,
         }
     }
 }
@@ -214,7 +221,7 @@ impl Projection for ConversationProjection {
                 message_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, account_id TEXT NOT NULL, \
                 version BIGINT NOT NULL, kind TEXT NOT NULL, customer_id TEXT, user_id TEXT, body TEXT NOT NULL, \
                 private BIGINT NOT NULL, client_message_id TEXT, external_id TEXT, sent_at TEXT NOT NULL, \
-                seen_at TEXT, delivery_status TEXT NOT NULL)",
+                seen_at TEXT, delivery_status TEXT NOT NULL, author_name TEXT)",
             "CREATE INDEX IF NOT EXISTS conversation_messages_in_order \
                 ON conversation_messages (conversation_id, version)",
             "CREATE TABLE IF NOT EXISTS conversation_slack_threads (channel_id TEXT NOT NULL, \
@@ -223,6 +230,8 @@ impl Projection for ConversationProjection {
         ] {
             sqlx::query(statement).execute(&mut *conn).await?;
         }
+        // Tables made before external agents: none of their messages had an author name.
+        add_column_if_missing(conn, "conversation_messages", "author_name", "TEXT").await?;
         Ok(())
     }
 
@@ -349,6 +358,7 @@ impl MessageRow {
             self.sent_at.into(),
             self.seen_at.into(),
             self.delivery_status.into(),
+            self.author_name.into(),
         ]
     }
 }
@@ -422,12 +432,10 @@ fn new_message(decoded: &ConversationEvent) -> Option<NewMessage<'_>> {
                 .private()
         }
         BotMessagePosted(e) => NewMessage::new(e.message_id, "bot", None, &e.body, e.sent_at),
-        EmailMessageReceived(e) => {
-            NewMessage::new(e.message_id, "email", Some(e.author), &e.body, e.sent_at).external(&e.email_message_id)
-        }
-        SlackMessageReceived(e) => {
-            NewMessage::new(e.message_id, "slack", Some(e.author), &e.body, e.sent_at).external(&e.slack_event_id)
-        }
+        EmailMessageReceived(e) => NewMessage::new(e.message_id, "email", Some(e.author.clone()), &e.body, e.sent_at)
+            .external(&e.email_message_id),
+        SlackMessageReceived(e) => NewMessage::new(e.message_id, "slack", Some(e.author.clone()), &e.body, e.sent_at)
+            .external(&e.slack_event_id),
         SmsMessageReceived(e) => {
             let author = Author::Customer {
                 customer_id: e.customer_id,

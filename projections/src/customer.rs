@@ -11,7 +11,7 @@ use netia_events::{AccountId, CustomerId, DomainEvent, RecordedEvent};
 use serde_json::{Map, Value};
 use sqlx::{AnyConnection, FromRow};
 
-use crate::rows::{Cell, insert_rows, replace_on, select_in};
+use crate::rows::{Cell, add_column_if_missing, insert_rows, replace_on, select_in};
 use crate::{Projection, ProjectionError};
 
 /// One customer as agents see it.
@@ -140,15 +140,7 @@ impl Projection for CustomerProjection {
             sqlx::query(statement).execute(&mut *conn).await?;
         }
         // Tables made before identity verification: their customers were all unverified (0).
-        if sqlx::query("SELECT verified FROM customers WHERE 1 = 0")
-            .execute(&mut *conn)
-            .await
-            .is_err()
-        {
-            sqlx::query("ALTER TABLE customers ADD COLUMN verified BIGINT NOT NULL DEFAULT 0")
-                .execute(&mut *conn)
-                .await?;
-        }
+        add_column_if_missing(conn, "customers", "verified", "BIGINT NOT NULL DEFAULT 0").await?;
         Ok(())
     }
 
@@ -201,11 +193,11 @@ fn seen_in(event: &ConversationEvent) -> Option<(CustomerId, Option<DateTime<Utc
         SmsMessageReceived(e) => Some((e.customer_id, Some(e.sent_at))),
         EmailMessageReceived(e) => match e.author {
             Author::Customer { customer_id } => Some((customer_id, Some(e.sent_at))),
-            Author::Agent { .. } => None,
+            Author::Agent { .. } | Author::ExternalAgent { .. } => None,
         },
         SlackMessageReceived(e) => match e.author {
             Author::Customer { customer_id } => Some((customer_id, Some(e.sent_at))),
-            Author::Agent { .. } => None,
+            Author::Agent { .. } | Author::ExternalAgent { .. } => None,
         },
         _ => None,
     }

@@ -297,20 +297,15 @@ impl Batch {
         }
         conversation.version = event.version;
         conversation.dirty = true;
-        let (kind, at, from_customer, agent) = match &decoded {
-            CustomerMessagePosted(e) => ("customer", e.sent_at, true, None),
-            AgentMessagePosted(e) => ("agent", e.sent_at, false, Some(e.user_id.to_string())),
-            PrivateNoteAdded(e) => ("note", e.sent_at, false, None),
-            BotMessagePosted(e) => ("bot", e.sent_at, false, None),
-            EmailMessageReceived(e) => match e.author {
-                Author::Customer { .. } => ("email", e.sent_at, true, None),
-                Author::Agent { user_id } => ("email", e.sent_at, false, Some(user_id.to_string())),
-            },
-            SlackMessageReceived(e) => match e.author {
-                Author::Customer { .. } => ("slack", e.sent_at, true, None),
-                Author::Agent { user_id } => ("slack", e.sent_at, false, Some(user_id.to_string())),
-            },
-            SmsMessageReceived(e) => ("sms", e.sent_at, true, None),
+        // (kind, when, from the customer, a person's answer, the agent who answered)
+        let (kind, at, from_customer, answer, agent) = match &decoded {
+            CustomerMessagePosted(e) => ("customer", e.sent_at, true, false, None),
+            AgentMessagePosted(e) => ("agent", e.sent_at, false, true, Some(e.user_id.to_string())),
+            PrivateNoteAdded(e) => ("note", e.sent_at, false, false, None),
+            BotMessagePosted(e) => ("bot", e.sent_at, false, false, None),
+            EmailMessageReceived(e) => channel_message("email", e.sent_at, &e.author),
+            SlackMessageReceived(e) => channel_message("slack", e.sent_at, &e.author),
+            SmsMessageReceived(e) => ("sms", e.sent_at, true, false, None),
             ConversationClosed(e) => {
                 let resolution = (e.closed_at - parse(&conversation.opened_at)?)
                     .num_milliseconds()
@@ -331,7 +326,7 @@ impl Batch {
         if from_customer && conversation.first_customer_at.is_none() {
             conversation.first_customer_at = Some(format_time(at));
         }
-        if agent.is_some()
+        if answer
             && conversation.first_response_ms.is_none()
             && let Some(first) = &conversation.first_customer_at
         {
@@ -390,9 +385,49 @@ impl Batch {
     }
 }
 
+/// A channel message for the counts: `kind`, when, from the customer, a person's answer (an agent
+/// or an external agent: it ends the wait for a first response), the agent who answered.
+fn channel_message(
+    kind: &'static str,
+    at: DateTime<Utc>,
+    author: &Author,
+) -> (&'static str, DateTime<Utc>, bool, bool, Option<String>) {
+    match author {
+        Author::Customer { .. } => (kind, at, true, false, None),
+        Author::Agent { user_id } => (kind, at, false, true, Some(user_id.to_string())),
+        Author::ExternalAgent { .. } => (kind, at, false, true, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Durations;
+    use super::{Author, Durations, Utc, channel_message};
+    use netia_events::{CustomerId, UserId};
+
+    #[test]
+    fn a_channel_answer_ends_the_wait_but_only_agents_are_counted_by_name() {
+        let at = Utc::now();
+        let customer = Author::Customer {
+            customer_id: CustomerId::new(),
+        };
+        let user_id = UserId::new();
+        let external = Author::ExternalAgent {
+            name: "Sam".into(),
+            channel_user_id: "U1".into(),
+        };
+        assert_eq!(
+            channel_message("slack", at, &customer),
+            ("slack", at, true, false, None)
+        );
+        assert_eq!(
+            channel_message("slack", at, &Author::Agent { user_id }),
+            ("slack", at, false, true, Some(user_id.to_string()))
+        );
+        assert_eq!(
+            channel_message("email", at, &external),
+            ("email", at, false, true, None)
+        );
+    }
 
     #[test]
     fn averages_and_medians() {

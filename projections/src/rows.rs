@@ -141,6 +141,24 @@ pub(crate) async fn insert_rows(
     Ok(())
 }
 
+/// Adds `column` (`definition`: its type and default, e.g. `TEXT`) to `table` unless it is there:
+/// a read model made by an older Netia gains a column whose value is the same for every row it
+/// already has (its default). Portable: PostgreSQL's `ADD COLUMN IF NOT EXISTS` is not SQLite's.
+pub(crate) async fn add_column_if_missing(
+    conn: &mut AnyConnection,
+    table: &str,
+    column: &str,
+    definition: &str,
+) -> Result<(), sqlx::Error> {
+    let probe = format!("SELECT {column} FROM {table} WHERE 1 = 0");
+    if sqlx::query(&probe).execute(&mut *conn).await.is_err() {
+        sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// `ON CONFLICT (key) DO UPDATE SET c = excluded.c, …` for every column but the key.
 pub(crate) fn replace_on(key: &str, columns: &[&str]) -> String {
     let set: Vec<String> = columns

@@ -85,7 +85,7 @@ pub async fn post_message(
     let client_message_id = message.client_message_id.clone();
     let command = ConversationCommand::PostMessage {
         message_id,
-        author,
+        author: author.clone(),
         body: message.body,
         private: message.private,
         client_message_id: message.client_message_id,

@@ -231,8 +231,6 @@ pub enum Received {
     /// Not ours to take: another event type, a bot's or our own message, an edit, a message
     /// outside our threads, another workspace.
     Ignored(&'static str),
-    /// The Slack user is not an agent of the account: the reply was not sent (the thread says so).
-    UnknownAgent,
     /// The conversation refused it (an empty or too long message).
     Refused(ConversationError),
 }
@@ -282,29 +280,25 @@ pub async fn receive(app: &App, auth: &Auth, envelope: &Value) -> Result<Receive
         return Ok(Received::Ignored("our own message"));
     }
     let token = bot_token(app, account_id, &account)?;
-    let agent = agent_of(app, auth, slack, &token, account_id, &user).await?;
-    let Some(user_id) = agent else {
-        let notice = format!(
-            ":warning: Not sent to the customer: <@{user}> is not a Netia agent of this account (no agent has their Slack email)."
-        );
-        slack
-            .client
-            .post_message(&token, &channel, &notice, Some(&thread_ts), None)
-            .await?;
-        return Ok(Received::UnknownAgent);
-    };
+    let author = author_of(app, auth, slack, &token, account_id, &user).await?;
     let event_id = envelope["event_id"]
         .as_str()
         .map_or_else(|| format!("ts:{ts}"), str::to_owned);
     let command = ConversationCommand::ReceiveSlackMessage {
         message_id: MessageId::new(),
-        author: Author::Agent { user_id },
+        author: author.clone(),
         body: from_mrkdwn(&text(&event["text"])),
         slack_event_id: event_id,
         slack_ts: Some(ts),
         at: Utc::now(),
     };
-    let meta = Metadata::new(netia_events::Actor::Agent { user_id }).with_account(account_id);
+    let actor = match author {
+        Author::Agent { user_id } => netia_events::Actor::Agent { user_id },
+        _ => netia_events::Actor::System {
+            component: "slack".into(),
+        },
+    };
+    let meta = Metadata::new(actor).with_account(account_id);
     match app.bus.execute::<Conversation>(conversation_id, command, &meta).await {
         Ok(_) => Ok(Received::Posted { conversation_id }),
         // Empty (a file alone) or too long: Slack's retries would not change that.
@@ -334,20 +328,26 @@ async fn thread_of(app: &App, channel: &str, thread_ts: &str) -> Result<Option<(
     Ok(None)
 }
 
-/// The agent of `account_id` that Slack user `user` is: the enabled agent with the email Slack
-/// has for them (`users.info`).
-async fn agent_of(
+/// Who Slack user `user` is for `account_id`: the enabled agent with the email Slack has for them
+/// (`users.info`), else an external agent under the name Slack shows for them.
+async fn author_of(
     app: &App,
     auth: &Auth,
     slack: &SlackApp,
     token: &str,
     account_id: AccountId,
     user: &str,
-) -> Result<Option<UserId>, SlackUseError> {
-    match slack.client.user_email(token, user).await? {
-        Some(email) => agent_by_email(app, auth, account_id, &email).await,
-        None => Ok(None),
+) -> Result<Author, SlackUseError> {
+    let member = slack.client.user(token, user).await?;
+    if let Some(email) = &member.email
+        && let Some(user_id) = agent_by_email(app, auth, account_id, email).await?
+    {
+        return Ok(Author::Agent { user_id });
     }
+    Ok(Author::ExternalAgent {
+        name: member.name,
+        channel_user_id: user.to_owned(),
+    })
 }
 
 /// The enabled agent of `account_id` whose email is `email` (case-insensitive).
@@ -411,8 +411,8 @@ pub async fn act(app: &App, auth: &Auth, payload: &Value) -> Result<Acted, Slack
     }
     let token = bot_token(app, account_id, &account)?;
     let user = payload["user"]["id"].as_str().unwrap_or_default();
-    let agent = agent_of(app, auth, slack, &token, account_id, user).await?;
-    let Some(user_id) = agent else {
+    // Only agents may press the buttons: an external agent may answer, not close or assign.
+    let Author::Agent { user_id } = author_of(app, auth, slack, &token, account_id, user).await? else {
         return Ok(Acted::NotAllowed);
     };
     let agent_state = app.state_of::<User>(user_id).await?;

@@ -74,6 +74,7 @@ pub fn author_key(author: &Author, key: &str) -> String {
     match author {
         Author::Customer { customer_id } => format!("customer:{customer_id}:{key}"),
         Author::Agent { user_id } => format!("agent:{user_id}:{key}"),
+        Author::ExternalAgent { channel_user_id, .. } => format!("external:{channel_user_id}:{key}"),
     }
 }
 
@@ -132,7 +133,7 @@ impl Conversation {
     fn post_message(
         &self,
         message_id: MessageId,
-        author: Author,
+        author: &Author,
         body: &str,
         private: bool,
         client_message_id: &Option<String>,
@@ -141,14 +142,14 @@ impl Conversation {
         check_body(body)?;
         if let Some(key) = client_message_id {
             check_key(key)?;
-            if self.client_message_ids.contains(&author_key(&author, key)) {
+            if self.client_message_ids.contains(&author_key(author, key)) {
                 return Ok(Vec::new());
             }
         }
         let at = self.message_time(at);
         let client_message_id = client_message_id.clone();
         let body = body.to_owned();
-        match author {
+        match *author {
             Author::Customer { customer_id } => {
                 if private {
                     return Err(ConversationError::PrivateNoteByCustomer);
@@ -178,16 +179,21 @@ impl Conversation {
                 client_message_id,
                 sent_at: at,
             })]),
+            Author::ExternalAgent { .. } => Err(ConversationError::ExternalAgentOutsideChannel),
         }
     }
 
-    fn channel_message(&self, author: Author, at: DateTime<Utc>, event: ConversationEvent) -> Decision {
+    fn channel_message(&self, author: &Author, at: DateTime<Utc>, event: ConversationEvent) -> Decision {
         let mut events = match author {
             Author::Customer { customer_id } => {
-                self.check_customer(customer_id)?;
+                self.check_customer(*customer_id)?;
                 self.reopen_for_customer(at)
             }
             Author::Agent { .. } => Vec::new(),
+            Author::ExternalAgent { name, channel_user_id } => {
+                check_external_agent(name, channel_user_id)?;
+                Vec::new()
+            }
         };
         events.push(event);
         Ok(events)
@@ -247,7 +253,7 @@ impl Conversation {
                 private,
                 client_message_id,
                 at,
-            } => self.post_message(*message_id, *author, body, *private, client_message_id, *at),
+            } => self.post_message(*message_id, author, body, *private, client_message_id, *at),
             PostBotReply {
                 message_id,
                 body,
@@ -286,14 +292,14 @@ impl Conversation {
                 }
                 let event = ConversationEvent::EmailMessageReceived(EmailMessageReceived {
                     message_id: *message_id,
-                    author: *author,
+                    author: author.clone(),
                     body: body.clone(),
                     subject: subject.clone(),
                     email_message_id: email_message_id.clone(),
                     in_reply_to: in_reply_to.clone(),
                     sent_at: self.message_time(*at),
                 });
-                self.channel_message(*author, *at, event)
+                self.channel_message(author, *at, event)
             }
             ReceiveSlackMessage {
                 message_id,
@@ -309,13 +315,13 @@ impl Conversation {
                 }
                 let event = ConversationEvent::SlackMessageReceived(SlackMessageReceived {
                     message_id: *message_id,
-                    author: *author,
+                    author: author.clone(),
                     body: body.clone(),
                     slack_event_id: slack_event_id.clone(),
                     slack_ts: slack_ts.clone(),
                     sent_at: self.message_time(*at),
                 });
-                self.channel_message(*author, *at, event)
+                self.channel_message(author, *at, event)
             }
             ReceiveSms {
                 message_id,
@@ -338,7 +344,7 @@ impl Conversation {
                     sent_at: self.message_time(*at),
                 });
                 self.channel_message(
-                    Author::Customer {
+                    &Author::Customer {
                         customer_id: *customer_id,
                     },
                     *at,
@@ -484,17 +490,19 @@ impl Conversation {
                 self.external_ids.insert(format!("email:{}", e.email_message_id));
                 self.last_email_id = Some(e.email_message_id.clone());
                 self.email_thread.push(e.email_message_id.clone());
-                match e.author {
-                    Author::Agent { .. } => self.handed_to_human = true,
-                    Author::Customer { .. } => self.last_customer_message = Some(e.message_id),
+                if e.author.is_customer() {
+                    self.last_customer_message = Some(e.message_id);
+                } else {
+                    self.handed_to_human = true;
                 }
             }
             SlackMessageReceived(e) => {
                 self.record_message(e.message_id, e.sent_at, None, None);
                 self.external_ids.insert(format!("slack:{}", e.slack_event_id));
-                match e.author {
-                    Author::Agent { .. } => self.handed_to_human = true,
-                    Author::Customer { .. } => self.last_customer_message = Some(e.message_id),
+                if e.author.is_customer() {
+                    self.last_customer_message = Some(e.message_id);
+                } else {
+                    self.handed_to_human = true;
                 }
             }
             SmsMessageReceived(e) => {
@@ -604,6 +612,14 @@ fn check_key(key: &str) -> Result<(), ConversationError> {
         Ok(())
     } else {
         Err(ConversationError::InvalidKey { max: MAX_KEY_CHARS })
+    }
+}
+
+fn check_external_agent(name: &str, channel_user_id: &str) -> Result<(), ConversationError> {
+    if is_label(name, EXTERNAL_NAME_MAX) && name.trim() == name && is_label(channel_user_id, MAX_KEY_CHARS) {
+        Ok(())
+    } else {
+        Err(ConversationError::InvalidExternalAgent { max: EXTERNAL_NAME_MAX })
     }
 }
 

@@ -33,4 +33,8 @@ pub enum ConversationError {
     ClosedTooRecently { days: i64 },
     #[error("a Slack thread needs a channel id and a message ts")]
     InvalidSlackThread,
+    #[error("an external agent writes only through a channel (Slack, email)")]
+    ExternalAgentOutsideChannel,
+    #[error("an external agent needs a name of 1 to {max} printable characters and a channel user id")]
+    InvalidExternalAgent { max: usize },
 }

@@ -611,15 +611,17 @@ fn a_private_note_does_not_hand_the_conversation_to_a_human() {
 }
 
 #[test]
-fn an_agent_slack_reply_hands_the_conversation_to_a_human() {
-    let mut agent_reply = slack_received(agent(), "Ev1");
-    if let ConversationEvent::SlackMessageReceived(e) = &mut agent_reply {
-        e.message_id = message(2);
+fn an_agent_or_external_agent_slack_reply_hands_the_conversation_to_a_human() {
+    for author in [agent(), external()] {
+        let mut reply = slack_received(author, "Ev1");
+        if let ConversationEvent::SlackMessageReceived(e) = &mut reply {
+            e.message_id = message(2);
+        }
+        ConversationTest::with(())
+            .given(vec![created(), customer_posted(1, None), reply])
+            .when(bot_reply(TRIGGER))
+            .then_expect_error(ConversationError::HandedToHuman);
     }
-    ConversationTest::with(())
-        .given(vec![created(), customer_posted(1, None), agent_reply])
-        .when(bot_reply(TRIGGER))
-        .then_expect_error(ConversationError::HandedToHuman);
 }
 
 #[test]
@@ -1452,4 +1454,60 @@ fn the_email_thread_lists_every_message_id_in_order() {
     }
     assert_eq!(state.email_thread, vec!["<a@x>".to_owned(), "<b@x>".to_owned()]);
     assert_eq!(state.last_email_id.as_deref(), Some("<b@x>"));
+}
+
+// ----- external agents (a Slack member who is no Netia user) -----
+
+fn external() -> Author {
+    Author::ExternalAgent {
+        name: "Sam Stranger".to_owned(),
+        channel_user_id: "U0STRANGER".to_owned(),
+    }
+}
+
+#[test]
+fn an_external_agent_slack_reply_is_received_under_their_name() {
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted(1, None)])
+        .when(receive_slack(external(), "Ev1"))
+        .then_expect_events(vec![slack_received(external(), "Ev1")]);
+}
+
+#[test]
+fn an_external_agent_reply_does_not_reopen_a_closed_conversation() {
+    let closed = ConversationEvent::ConversationClosed(ConversationClosed { closed_at: at(3) });
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted(1, None), closed])
+        .when(receive_slack(external(), "Ev1"))
+        .then_expect_events(vec![slack_received(external(), "Ev1")]);
+}
+
+#[test]
+fn an_external_agent_cannot_post_outside_a_channel() {
+    ConversationTest::with(())
+        .given(vec![created()])
+        .when(post(external(), "Hi", false, None))
+        .then_expect_error(ConversationError::ExternalAgentOutsideChannel);
+}
+
+#[test]
+fn an_external_agent_needs_a_printable_name_and_an_id() {
+    let long = "n".repeat(EXTERNAL_NAME_MAX + 1);
+    for (name, id) in [
+        ("", "U1"),
+        ("  ", "U1"),
+        ("Sam\u{7}", "U1"),
+        (" Sam", "U1"),
+        (long.as_str(), "U1"),
+        ("Sam", ""),
+    ] {
+        let author = Author::ExternalAgent {
+            name: name.to_owned(),
+            channel_user_id: id.to_owned(),
+        };
+        ConversationTest::with(())
+            .given(vec![created()])
+            .when(receive_slack(author, "Ev1"))
+            .then_expect_error(ConversationError::InvalidExternalAgent { max: EXTERNAL_NAME_MAX });
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use netia_events::conversation::EXTERNAL_NAME_MAX;
 use serde_json::{Value, json};
 
 /// How long one call may take.
@@ -244,9 +245,69 @@ impl SlackClient {
         self.call("chat.update", token, &body).await.map(|_| ())
     }
 
-    /// The email address of Slack user `user` (`users.info`; needs `users:read.email`).
-    pub async fn user_email(&self, token: &str, user: &str) -> Result<Option<String>, SlackError> {
+    /// Slack user `user` (`users.info`): their email address (needs `users:read.email`) and the
+    /// name Slack shows for them.
+    pub async fn user(&self, token: &str, user: &str) -> Result<SlackUser, SlackError> {
         let answer = self.read("users.info", token, &[("user", user)]).await?;
-        Ok(answer["user"]["profile"]["email"].as_str().map(str::to_owned))
+        Ok(SlackUser::from_users_info(user, &answer["user"]))
+    }
+}
+
+/// A Slack workspace member, as `users.info` describes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackUser {
+    /// `profile.email`; absent without the `users:read.email` scope or for bots.
+    pub email: Option<String>,
+    /// The name Slack shows: `profile.display_name`, else `profile.real_name`, else the
+    /// `name` handle, else the user id; trimmed, control characters dropped, at most
+    /// [`EXTERNAL_NAME_MAX`] characters.
+    pub name: String,
+}
+
+impl SlackUser {
+    fn from_users_info(id: &str, user: &Value) -> Self {
+        let profile = &user["profile"];
+        let name = [
+            &profile["display_name"],
+            &profile["real_name"],
+            &user["real_name"],
+            &user["name"],
+        ]
+        .into_iter()
+        .filter_map(Value::as_str)
+        .map(|name| name.chars().filter(|c| !c.is_control()).collect::<String>())
+        .map(|name| name.trim().chars().take(EXTERNAL_NAME_MAX).collect::<String>())
+        .find(|name| !name.trim().is_empty())
+        .map_or_else(|| id.to_owned(), |name| name.trim_end().to_owned());
+        Self {
+            email: profile["email"].as_str().map(str::to_owned),
+            name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slack_user_is_named_as_slack_shows_them() {
+        let user = json!({"name": "ada.l", "real_name": "Ada L", "profile": {"display_name": "", "real_name": "Ada Lovelace", "email": "ada@example.com"}});
+        let found = SlackUser::from_users_info("U1", &user);
+        assert_eq!(found.name, "Ada Lovelace");
+        assert_eq!(found.email.as_deref(), Some("ada@example.com"));
+        let shown = json!({"profile": {"display_name": " Ada\u{7} ", "real_name": "Ada Lovelace"}});
+        assert_eq!(SlackUser::from_users_info("U1", &shown).name, "Ada");
+    }
+
+    #[test]
+    fn a_slack_user_without_a_name_is_their_id_and_long_names_are_cut() {
+        assert_eq!(SlackUser::from_users_info("U1", &json!({"profile": {}})).name, "U1");
+        let long = "n".repeat(200);
+        let user = json!({"profile": {"real_name": long}});
+        assert_eq!(
+            SlackUser::from_users_info("U1", &user).name.chars().count(),
+            EXTERNAL_NAME_MAX
+        );
     }
 }

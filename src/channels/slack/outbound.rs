@@ -129,6 +129,7 @@ impl SlackConsumer {
             EmailMessageReceived(m) => match m.author {
                 netia_events::conversation::Author::Agent { user_id } => escape(&agent(user_id).await),
                 netia_events::conversation::Author::Customer { .. } => self.customer_name(target).await,
+                netia_events::conversation::Author::ExternalAgent { ref name, .. } => escape(name),
             },
             BotMessagePosted(_) => "Bot".to_owned(),
             _ => self.customer_name(target).await,
