@@ -72,8 +72,10 @@ pub struct Settings {
     /// `None`: Slack is off.
     pub slack: Option<crate::channels::slack::SlackSettings>,
     /// Where users reach this deployment (`NETIA_PUBLIC_URL`, e.g. `https://support.acme.com`):
-    /// links in Slack posts, the Slack OAuth redirect.
+    /// links in Slack posts, the Slack OAuth redirect, the URL Twilio's signatures cover.
     pub public_url: Option<String>,
+    /// Twilio's REST API (`TWILIO_API_BASE_URL`, default `https://api.twilio.com`).
+    pub twilio_api_base_url: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -298,6 +300,11 @@ impl Settings {
             Some(url) if crate::channels::slack::is_http_url(&url) => Some(url.trim().trim_end_matches('/').to_owned()),
             Some(url) => return Err(invalid("NETIA_PUBLIC_URL", url, "must be an http(s) URL")),
         };
+        let twilio_api_base_url = match get("TWILIO_API_BASE_URL").filter(|v| !v.trim().is_empty()) {
+            None => crate::channels::twilio::client::API_BASE_URL.to_owned(),
+            Some(url) if crate::channels::slack::is_http_url(&url) => url.trim().trim_end_matches('/').to_owned(),
+            Some(url) => return Err(invalid("TWILIO_API_BASE_URL", url, "must be an http(s) URL")),
+        };
         Ok(Self {
             host,
             port,
@@ -327,6 +334,7 @@ impl Settings {
             webhooks,
             slack,
             public_url,
+            twilio_api_base_url,
         })
     }
 

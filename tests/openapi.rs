@@ -74,6 +74,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/slack/mapping"),
     ("post", "/api/slack/events"),
     ("post", "/api/slack/actions"),
+    ("get", "/api/twilio/authorization"),
+    ("put", "/api/twilio/authorization"),
+    ("delete", "/api/twilio/authorization"),
+    ("post", "/api/twilio/webhook"),
+    ("post", "/api/twilio/status"),
 ];
 
 async fn the_document_lists_every_route_and_only_served_ones(db: &TestDb) {

@@ -11,7 +11,10 @@ pub mod external_id;
 pub mod user;
 pub mod validate;
 
-pub use account::{Account, AccountCommand, AccountError, EventSubscription, SlackInstallation};
+pub use account::{
+    Account, AccountCommand, AccountError, EventSubscription, SlackInstallation, TwilioAuthorization, is_account_sid,
+    is_e164,
+};
 pub use conversation::{Conversation, ConversationCommand, ConversationError, Status as ConversationStatus};
 pub use customer::{Customer, CustomerCommand, CustomerError};
 pub use external_id::{ExternalId, ExternalIdCommand, ExternalIdError};

@@ -1,5 +1,5 @@
 //! Account events: registration, business context, widget settings, LLM on/off, canned responses,
-//! identity verification, outbound webhook subscriptions.
+//! identity verification, outbound webhook subscriptions, the Slack and Twilio links.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,8 @@ event_family! {
         SlackInstalled = 1,
         SlackUninstalled = 1,
         SlackChannelMapped = 1,
+        TwilioLinked = 1,
+        TwilioUnlinked = 1,
     }
 }
 
@@ -154,3 +156,20 @@ pub struct SlackChannelMapped {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_name: Option<String>,
 }
+
+/// An admin linked a Twilio account (Papercups' twilio authorization): SMS to `from_number` become
+/// conversations, agents' replies are sent from it. The auth token is sealed (AES-256-GCM under
+/// `NETIA_SECRET_KEY`, bound to the account), never in clear in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TwilioLinked {
+    /// Twilio's account SID: `AC` and 32 hex digits.
+    pub account_sid: String,
+    /// The Twilio number, E.164 (`+15005550006`).
+    pub from_number: String,
+    pub sealed_auth_token: String,
+    pub linked_by: UserId,
+}
+
+/// The Twilio link was removed: SMS are no longer taken or sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TwilioUnlinked {}

@@ -34,6 +34,9 @@ event_family! {
         EmailNotificationSent = 1,
         SlackThreadStarted = 1,
         SlackPostFailed = 1,
+        SmsSent = 1,
+        SmsStatusUpdated = 1,
+        SmsSendFailed = 1,
     }
 }
 
@@ -292,5 +295,34 @@ pub struct SlackThreadStarted {
 pub struct SlackPostFailed {
     /// The event (a message of this conversation) whose post failed.
     pub trigger_event_id: Uuid,
+    pub error: String,
+}
+
+/// A reply (`message_id`, from event `trigger_event_id`) was handed to Twilio's Messages API: one
+/// `message_sids` entry per part (a body longer than 1,600 characters goes in parts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmsSent {
+    pub trigger_event_id: Uuid,
+    pub message_id: MessageId,
+    /// Twilio's `SM…` ids, in order.
+    pub message_sids: Vec<String>,
+    /// The customer's number, E.164.
+    pub to_number: String,
+}
+
+/// Twilio's status callback for a sent SMS: `queued`, `sending`, `sent`, `delivered`,
+/// `undelivered` or `failed` (a later state only; Twilio's callbacks may arrive out of order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmsStatusUpdated {
+    pub message_id: MessageId,
+    pub message_sid: String,
+    pub status: String,
+}
+
+/// A reply could not be sent by SMS after every attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmsSendFailed {
+    pub trigger_event_id: Uuid,
+    pub message_id: MessageId,
     pub error: String,
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use netia_events::account::AccountEvent;
 use netia_events::chain::format_time;
 use netia_events::conversation::{Author, ConversationEvent};
 use netia_events::{ConversationId, DomainEvent, RecordedEvent};
@@ -74,6 +75,22 @@ impl ConversationProjection {
                 .fetch_optional(conn)
                 .await?,
         )
+    }
+
+    /// The Netia account that linked Twilio number `from_number` of Twilio account `account_sid`.
+    pub async fn by_twilio_number(
+        conn: &mut AnyConnection,
+        account_sid: &str,
+        from_number: &str,
+    ) -> Result<Option<String>, ProjectionError> {
+        let found: Option<(String,)> = sqlx::query_as(
+            "SELECT account_id FROM conversation_twilio_numbers WHERE account_sid = $1 AND from_number = $2",
+        )
+        .bind(account_sid.to_owned())
+        .bind(from_number.to_owned())
+        .fetch_optional(conn)
+        .await?;
+        Ok(found.map(|(account,)| account))
     }
 
     /// The conversation (and its account) mirrored in Slack thread `thread_ts` of `channel_id`.
@@ -210,6 +227,7 @@ impl Projection for ConversationProjection {
             "conversation_accounts",
             "conversation_messages",
             "conversation_slack_threads",
+            "conversation_twilio_numbers",
         ]
     }
 
@@ -227,6 +245,9 @@ impl Projection for ConversationProjection {
             "CREATE TABLE IF NOT EXISTS conversation_slack_threads (channel_id TEXT NOT NULL, \
                 thread_ts TEXT NOT NULL, conversation_id TEXT NOT NULL, account_id TEXT NOT NULL, \
                 PRIMARY KEY (channel_id, thread_ts))",
+            // The Netia account of each linked Twilio number (Twilio's webhooks name the number).
+            "CREATE TABLE IF NOT EXISTS conversation_twilio_numbers (account_sid TEXT NOT NULL, \
+                from_number TEXT NOT NULL, account_id TEXT NOT NULL, PRIMARY KEY (account_sid, from_number))",
         ] {
             sqlx::query(statement).execute(&mut *conn).await?;
         }
@@ -260,7 +281,19 @@ impl Projection for ConversationProjection {
         let mut by_conversation: HashMap<String, Vec<usize>> = HashMap::new();
         let mut reads: Vec<(String, i64, String)> = Vec::new();
         let mut threads: Vec<Vec<Cell>> = Vec::new();
+        let mut statuses: Vec<(String, String)> = Vec::new();
+        let mut numbers: Vec<(String, Option<(String, String)>)> = Vec::new();
         for event in events {
+            if event.stream_type == AccountEvent::STREAM_TYPE {
+                match AccountEvent::decode(event).map_err(|e| (event.global_position, e.into()))? {
+                    AccountEvent::TwilioLinked(e) => {
+                        numbers.push((event.stream_id.clone(), Some((e.account_sid, e.from_number))));
+                    }
+                    AccountEvent::TwilioUnlinked(_) => numbers.push((event.stream_id.clone(), None)),
+                    _ => {}
+                }
+                continue;
+            }
             if event.stream_type != ConversationEvent::STREAM_TYPE {
                 continue;
             }
@@ -286,6 +319,13 @@ impl Projection for ConversationProjection {
                         }
                     }
                     reads.push((event.stream_id.clone(), event.version, at));
+                }
+                SmsStatusUpdated(e) => {
+                    let id = e.message_id.to_string();
+                    match messages.iter_mut().find(|m| m.message_id == id) {
+                        Some(m) => m.delivery_status = e.status.clone(),
+                        None => statuses.push((id, e.status.clone())),
+                    }
                 }
                 SlackThreadStarted(e) => {
                     if let Some(account) = accounts.get(&event.stream_id) {
@@ -335,7 +375,38 @@ impl Projection for ConversationProjection {
                 &rows,
                 "ON CONFLICT (message_id) DO NOTHING",
             )
-            .await
+            .await?;
+            // Twilio links, in log order: an account has one number; a number, one account.
+            for (account, linked) in &numbers {
+                sqlx::query("DELETE FROM conversation_twilio_numbers WHERE account_id = $1")
+                    .bind(account.clone())
+                    .execute(&mut *conn)
+                    .await?;
+                if let Some((sid, number)) = linked {
+                    sqlx::query("DELETE FROM conversation_twilio_numbers WHERE account_sid = $1 AND from_number = $2")
+                        .bind(sid.clone())
+                        .bind(number.clone())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO conversation_twilio_numbers (account_sid, from_number, account_id) VALUES ($1, $2, $3)",
+                    )
+                    .bind(sid.clone())
+                    .bind(number.clone())
+                    .bind(account.clone())
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
+            // Delivery reports of messages stored before this batch (a few per batch at most).
+            for (message_id, status) in &statuses {
+                sqlx::query("UPDATE conversation_messages SET delivery_status = $1 WHERE message_id = $2")
+                    .bind(status.clone())
+                    .bind(message_id.clone())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok::<(), sqlx::Error>(())
         };
         write.await.map_err(|e| (first, e.into()))
     }

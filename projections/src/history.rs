@@ -83,6 +83,9 @@ fn summarize(event: &ConversationEvent) -> String {
         EmailNotificationSent(e) => format!("{} replies emailed to the customer", e.message_ids.len()),
         SlackThreadStarted(e) => format!("mirrored in Slack channel {}", e.channel_id),
         SlackPostFailed(e) => format!("posting event {} to Slack failed", e.trigger_event_id),
+        SmsSent(e) => format!("reply {} sent by SMS to {}", e.message_id, e.to_number),
+        SmsStatusUpdated(e) => format!("SMS {} is {}", e.message_sid, e.status),
+        SmsSendFailed(e) => format!("sending reply {} by SMS failed", e.message_id),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod customers;
 pub mod identity;
 pub mod slack;
 pub mod team;
+pub mod twilio;
 pub mod verification;
 pub mod webhooks;
 
@@ -42,6 +43,8 @@ pub struct App {
     pub slack: Option<Arc<slack::SlackApp>>,
     /// `NETIA_PUBLIC_URL`.
     pub public_url: Option<String>,
+    /// Twilio's REST API (`TWILIO_API_BASE_URL`).
+    pub twilio: crate::channels::twilio::client::TwilioClient,
 }
 
 /// Failures shared by the use cases. Refusals by an aggregate come as the use case's
@@ -77,6 +80,7 @@ impl App {
             webhooks: webhooks::WebhookPolicy::default(),
             slack: None,
             public_url: None,
+            twilio: crate::channels::twilio::client::TwilioClient::new(crate::channels::twilio::client::API_BASE_URL),
         }
     }
 
@@ -86,10 +90,11 @@ impl App {
         self
     }
 
-    /// Uses the deployment's channels: its Slack app, its public URL.
+    /// Uses the deployment's channels: its Slack app, its public URL, Twilio's API.
     pub fn with_channels(mut self, settings: &crate::settings::Settings) -> Self {
         self.slack = settings.slack.clone().map(slack::SlackApp::new);
         self.public_url = settings.public_url.clone();
+        self.twilio = crate::channels::twilio::client::TwilioClient::new(&settings.twilio_api_base_url);
         self
     }
 

@@ -47,6 +47,17 @@ pub enum Failure {
     Permanent(String),
 }
 
+impl Failure {
+    /// A vendor's error: retried when `transient` (rate limit, 5xx, network), else parked at once.
+    pub fn of_vendor(transient: bool, error: impl std::fmt::Display) -> Self {
+        if transient {
+            Self::Retry(error.to_string())
+        } else {
+            Self::Permanent(error.to_string())
+        }
+    }
+}
+
 /// Why the bus's own bookkeeping failed: a log follower's checkpoint, or a message that is not an
 /// event.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ pub type Effects = (
 );
 
 /// The consumers and scheduled-job handlers these settings turn on (the LLM reply with an LLM
-/// configured, reply emails with SMTP, Slack with `SLACK_*`, outbound webhooks always), for the server and for `netia bus parked replay`. `hub`
+/// configured, reply emails with SMTP, Slack with `SLACK_*`, SMS and outbound webhooks always), for the server and for `netia bus parked replay`. `hub`
 /// carries the bot's typing to sockets, when there are sockets; `sealer` is the one the node's
 /// API uses (an in-memory database's key exists once per process).
 pub fn effects(
@@ -49,6 +49,9 @@ pub fn effects(
             app: app.clone(),
         }));
     }
+    consumers.push(Arc::new(crate::channels::twilio::outbound::SmsConsumer {
+        app: app.clone(),
+    }));
     consumers.push(Arc::new(crate::consumers::webhooks::WebhookConsumer::new(
         app,
         settings.retry.max_attempts,
@@ -67,4 +70,36 @@ pub fn effects(
         jobs.push(Arc::new(job));
     }
     Ok((consumers, jobs))
+}
+
+/// The metadata of a failure recorded when a consumer parks `event`: caused by it, in its account.
+pub fn failure_metadata(component: &str, event: &netia_events::RecordedEvent) -> netia_events::Metadata {
+    let meta = netia_events::Metadata::system(component).caused_by(event);
+    match event
+        .metadata
+        .get("account_id")
+        .and_then(|a| a.as_str())
+        .and_then(|a| a.parse().ok())
+    {
+        Some(account) => meta.with_account(account),
+        None => meta,
+    }
+}
+
+/// The conversation an event of a conversation stream belongs to, as it is now: the id is
+/// permanent trouble when malformed, reading the log is worth a retry.
+pub async fn conversation_of(
+    app: &crate::app::App,
+    event: &netia_events::RecordedEvent,
+) -> Result<(netia_events::ConversationId, netia_commands::Conversation), crate::bus::Failure> {
+    use crate::bus::Failure;
+    let conversation_id: netia_events::ConversationId = event
+        .stream_id
+        .parse()
+        .map_err(|_| Failure::Permanent("not a conversation id".into()))?;
+    let conversation = app
+        .state_of::<netia_commands::Conversation>(conversation_id)
+        .await
+        .map_err(|e| Failure::Retry(e.to_string()))?;
+    Ok((conversation_id, conversation))
 }

@@ -13,6 +13,7 @@ pub mod session;
 mod settings;
 mod slack;
 mod team;
+mod twilio;
 mod verification;
 mod webhooks;
 pub use crate::views;
@@ -121,6 +122,7 @@ fn agent_routes(cfg: &mut web::ServiceConfig) {
     verification::routes(cfg);
     webhooks::routes(cfg);
     slack::routes(cfg);
+    twilio::routes(cfg);
 }
 
 /// Cross-origin calls: any origin may call with a bearer token (no cookies are used, so a foreign page

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    accounts, conversations, customers, health, messages, session, settings, slack, team, verification, views,
+    accounts, conversations, customers, health, messages, session, settings, slack, team, twilio, verification, views,
     webhooks, widget,
 };
 
@@ -35,6 +35,7 @@ use super::{
         verification::get, verification::rotate, verification::update,
         webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::send_test,
         slack::status, slack::uninstall, slack::start, slack::callback, slack::channels, slack::map, slack::events, slack::actions,
+        twilio::status, twilio::link, twilio::unlink, twilio::webhook, twilio::status_callback,
     ),
     components(schemas(views::StatusName, views::PriorityName, views::SourceName, views::SortName, views::RoleName)),
     modifiers(&Security),

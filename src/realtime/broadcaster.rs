@@ -217,6 +217,21 @@ impl Broadcaster {
                     .broadcast(&format!("events:{account}"), "event", &notice, Audience::Agents, None);
                 return Ok(());
             }
+            SmsSendFailed(e) => {
+                let notice = json!({
+                    "type": "sms_send_failed", "conversation_id": id, "trigger_event_id": e.trigger_event_id,
+                    "message_id": e.message_id, "error": e.error, "at": event.recorded_at,
+                });
+                self.hub
+                    .broadcast(&format!("events:{account}"), "event", &notice, Audience::Agents, None);
+                return Ok(());
+            }
+            SmsStatusUpdated(e) => {
+                let status = json!({"id": e.message_id, "conversation_id": id, "delivery_status": e.status});
+                self.hub
+                    .broadcast(&conversation_topic, "message:status", &status, Audience::Agents, None);
+                return Ok(());
+            }
             ConversationRead(e) => {
                 let read = json!({"conversation_id": id, "user_id": e.user_id});
                 self.hub.broadcast(&notification, "read", &read, Audience::Agents, None);

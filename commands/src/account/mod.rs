@@ -1,14 +1,18 @@
 //! The account aggregate: registration, business context, widget settings, LLM on/off, canned
-//! responses, identity verification, outbound webhook subscriptions.
+//! responses, identity verification, outbound webhook subscriptions, the Slack and Twilio links.
 
 mod slack;
 pub use slack::SlackInstallation;
+mod twilio;
+pub use twilio::{TwilioAuthorization, is_account_sid, is_e164};
 #[cfg(test)]
 mod slack_tests;
 #[cfg(test)]
 mod subscription_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod twilio_tests;
 
 use netia_events::account::*;
 use netia_events::{AccountId, InboxId, UserId};
@@ -74,6 +78,14 @@ pub enum AccountCommand {
         channel_id: String,
         channel_name: Option<String>,
     },
+    /// Links a Twilio number (credentials checked by the application layer; token sealed).
+    LinkTwilio {
+        account_sid: String,
+        from_number: String,
+        sealed_auth_token: String,
+        linked_by: UserId,
+    },
+    UnlinkTwilio,
 }
 
 impl crate::Commutes for AccountCommand {
@@ -161,6 +173,9 @@ pub struct Account {
     /// The Slack channel of each mapped inbox.
     #[serde(default)]
     pub slack_channels: std::collections::BTreeMap<InboxId, String>,
+    /// The linked Twilio number, if any.
+    #[serde(default)]
+    pub twilio: Option<twilio::TwilioAuthorization>,
 }
 
 impl Account {
@@ -207,6 +222,7 @@ impl Account {
             | AccountEvent::SlackChannelMapped(_) => {
                 self.evolve_slack(event);
             }
+            AccountEvent::TwilioLinked(_) | AccountEvent::TwilioUnlinked(_) => self.evolve_twilio(event),
         }
     }
 }
@@ -343,6 +359,7 @@ impl crate::Decide for Account {
                 | AccountCommand::UninstallSlack
                 | AccountCommand::MapSlackChannel { .. },
             ) => self.decide_slack(command),
+            (Some(_), AccountCommand::LinkTwilio { .. } | AccountCommand::UnlinkTwilio) => self.decide_twilio(command),
             (Some(_), AccountCommand::DeleteEventSubscription { subscription_id }) => {
                 if !self.event_subscriptions.contains_key(subscription_id) {
                     return Err(AccountError::EventSubscriptionNotFound);

@@ -67,6 +67,15 @@ pub struct Conversation {
     /// The Slack thread (channel, parent `ts`) it is mirrored in.
     #[serde(default)]
     pub slack_thread: Option<(String, String)>,
+    /// Where the conversation started (`None` in states saved before it was kept).
+    #[serde(default)]
+    pub source: Option<Source>,
+    /// The number the customer last wrote from by SMS: where SMS replies go.
+    #[serde(default)]
+    pub sms_number: Option<String>,
+    /// Each sent SMS part (`SM…`) with its reply and last known status.
+    #[serde(default)]
+    pub sms_sent: BTreeMap<String, (MessageId, String)>,
 }
 
 /// The scope of an idempotency key: `customer:<id>:<key>` or `agent:<id>:<key>`.
@@ -204,6 +213,7 @@ impl Conversation {
         match command {
             Create { .. } => Err(ConversationError::AlreadyExists),
             StartSlackThread { .. } | RecordSlackPostFailure { .. } => self.decide_slack(command),
+            RecordSmsSent { .. } | RecordSmsStatus { .. } | RecordSmsFailure { .. } => self.decide_sms(command),
             MarkSeenByCustomer { customer_id, at } => {
                 if Some(*customer_id) != self.customer_id {
                     return Err(ConversationError::NotFound);
@@ -449,6 +459,7 @@ impl Conversation {
                 self.customer_id = Some(e.customer_id);
                 self.inbox_id = e.inbox_id;
                 self.status = Status::Open;
+                self.source = Some(e.source);
             }
             CustomerMessagePosted(e) => {
                 let author = Author::Customer {
@@ -466,6 +477,7 @@ impl Conversation {
             SlackPostFailed(e) => {
                 self.external_ids.insert(format!("slack-failed:{}", e.trigger_event_id));
             }
+            SmsSent(_) | SmsStatusUpdated(_) | SmsSendFailed(_) => self.evolve_sms(event),
             EmailNotificationSent(e) => {
                 self.emailed.extend(e.message_ids.iter().copied());
                 self.last_email_id = Some(e.email_message_id.clone());
@@ -508,6 +520,7 @@ impl Conversation {
             SmsMessageReceived(e) => {
                 self.record_message(e.message_id, e.sent_at, None, None);
                 self.external_ids.insert(format!("sms:{}", e.message_sid));
+                self.sms_number = Some(e.from_number.clone());
                 self.last_customer_message = Some(e.message_id);
             }
             ConversationClosed(e) => {

@@ -129,6 +129,24 @@ pub enum ConversationCommand {
         trigger_event_id: uuid::Uuid,
         error: String,
     },
+    /// Records that reply `message_id` (event `trigger_event_id`) went to Twilio (once per trigger).
+    RecordSmsSent {
+        trigger_event_id: uuid::Uuid,
+        message_id: MessageId,
+        message_sids: Vec<String>,
+        to_number: String,
+    },
+    /// Records Twilio's status callback for one of this conversation's sent SMS.
+    RecordSmsStatus {
+        message_sid: String,
+        status: String,
+    },
+    /// Records that sending reply `message_id` by SMS failed for good (once per trigger).
+    RecordSmsFailure {
+        trigger_event_id: uuid::Uuid,
+        message_id: MessageId,
+        error: String,
+    },
 }
 
 impl Commutes for ConversationCommand {
@@ -149,6 +167,9 @@ impl Commutes for ConversationCommand {
             | RecordEmailNotification { .. }
             | StartSlackThread { .. }
             | RecordSlackPostFailure { .. }
+            | RecordSmsSent { .. }
+            | RecordSmsStatus { .. }
+            | RecordSmsFailure { .. }
             | Archive { .. } => true,
             Create { .. } | Close { .. } | Reopen { .. } | Snooze { .. } | SetPriority { .. } | Assign { .. } => false,
         }

@@ -37,4 +37,6 @@ pub enum ConversationError {
     ExternalAgentOutsideChannel,
     #[error("an external agent needs a name of 1 to {max} printable characters and a channel user id")]
     InvalidExternalAgent { max: usize },
+    #[error("an SMS record needs Twilio message SIDs (SM…) and a known status")]
+    InvalidSms,
 }

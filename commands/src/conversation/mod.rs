@@ -4,6 +4,7 @@ mod aggregate;
 mod command;
 mod error;
 mod slack;
+mod sms;
 #[cfg(test)]
 mod tests;
 

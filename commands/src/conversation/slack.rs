@@ -6,9 +6,18 @@ use super::aggregate::{Conversation, Decision};
 use super::{ConversationCommand, ConversationError};
 
 /// Longest failure text kept in the log.
-const MAX_ERROR_CHARS: usize = 500;
+pub(super) const MAX_ERROR_CHARS: usize = 500;
 
 impl Conversation {
+    /// `event`, unless a record under `key` (in `external_ids`) says it happened already.
+    pub(super) fn once(&self, key: &str, event: ConversationEvent) -> Vec<ConversationEvent> {
+        if self.external_ids.contains(key) {
+            Vec::new()
+        } else {
+            vec![event]
+        }
+    }
+
     pub(super) fn decide_slack(&self, command: &ConversationCommand) -> Decision {
         match command {
             ConversationCommand::StartSlackThread { channel_id, thread_ts } => {
@@ -27,13 +36,11 @@ impl Conversation {
                 trigger_event_id,
                 error,
             } => {
-                if self.external_ids.contains(&format!("slack-failed:{trigger_event_id}")) {
-                    return Ok(Vec::new());
-                }
-                Ok(vec![ConversationEvent::SlackPostFailed(SlackPostFailed {
+                let failed = ConversationEvent::SlackPostFailed(SlackPostFailed {
                     trigger_event_id: *trigger_event_id,
                     error: error.chars().take(MAX_ERROR_CHARS).collect(),
-                })])
+                });
+                Ok(self.once(&format!("slack-failed:{trigger_event_id}"), failed))
             }
             _ => Ok(Vec::new()),
         }

@@ -65,13 +65,8 @@ pub struct SlackClient {
 impl SlackClient {
     /// A client of the Web API at `base` (`https://slack.com/api`).
     pub fn new(base: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
-            .user_agent(concat!("Netia/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
         Self {
-            http,
+            http: super::super::vendor_http(CALL_TIMEOUT),
             base: base.trim_end_matches('/').to_owned(),
         }
     }

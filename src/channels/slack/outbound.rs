@@ -50,15 +50,7 @@ impl SlackConsumer {
             return Ok(None);
         }
         let retry = |e: crate::app::AppError| Failure::Retry(e.to_string());
-        let conversation_id: ConversationId = event
-            .stream_id
-            .parse()
-            .map_err(|_| Failure::Permanent("not a conversation id".into()))?;
-        let conversation = self
-            .app
-            .state_of::<Conversation>(conversation_id)
-            .await
-            .map_err(retry)?;
+        let (conversation_id, conversation) = crate::consumers::conversation_of(&self.app, event).await?;
         let Some(account_id) = conversation.account_id else {
             return Ok(None);
         };
@@ -270,11 +262,7 @@ fn body_of(decoded: &ConversationEvent) -> Option<&str> {
 }
 
 fn failure(e: SlackError) -> Failure {
-    if e.is_transient() {
-        Failure::Retry(e.to_string())
-    } else {
-        Failure::Permanent(e.to_string())
-    }
+    Failure::of_vendor(e.is_transient(), e)
 }
 
 #[async_trait]
@@ -362,16 +350,7 @@ impl Consumer for SlackConsumer {
             trigger_event_id: event.event_id,
             error: failure.to_string(),
         };
-        let meta = Metadata::system("slack").caused_by(event);
-        let meta = match event
-            .metadata
-            .get("account_id")
-            .and_then(|a| a.as_str())
-            .and_then(|a| a.parse().ok())
-        {
-            Some(account) => meta.with_account(account),
-            None => meta,
-        };
+        let meta = crate::consumers::failure_metadata("slack", event);
         if let Err(e) = self
             .app
             .bus
