@@ -22,6 +22,7 @@
     session: null, // {token, user_id, account_id}
     filter: "open",
     conversation: null, // the open conversation view
+    customer: null, // its customer's profile
     users: [],
     socket: null,
     channel: null,
@@ -157,6 +158,12 @@
     return "Customer" + via;
   }
 
+  /** The line under a message: who, when, and for replies sent by SMS what Twilio says of them. */
+  function metaText(m, kind) {
+    const status = !m.customer_id && m.delivery_status && m.delivery_status !== "sent" ? ` · ${m.delivery_status}` : "";
+    return `${authorLabel(m, kind)} · ${new Date(m.sent_at).toLocaleTimeString()}${status}`;
+  }
+
   function renderMessage(m) {
     if (document.querySelector(`#messages [data-id="${m.id}"]`)) return;
     const kind = m.private ? "note" : m.type;
@@ -164,7 +171,7 @@
     const item = el("li", m.body, `message ${kind}${m.customer_id ? "" : " team"}`);
     item.dataset.id = m.id;
     item.dataset.type = kind;
-    item.appendChild(el("span", `${authorLabel(m, kind)} · ${new Date(m.sent_at).toLocaleTimeString()}`, "meta"));
+    item.appendChild(el("span", metaText(m, kind), "meta"));
     $("messages").appendChild(item);
     $("messages").scrollTop = $("messages").scrollHeight;
   }
@@ -196,11 +203,29 @@
     });
   }
 
+  /** Says how a reply will reach the customer: by SMS, in the widget (and by email when unseen), or not at all (a note). */
+  function showDeliveryHint() {
+    const c = state.conversation;
+    const customer = state.customer;
+    if (!c || !customer) return;
+    $("delivery-hint").textContent = $("private").checked
+      ? "Private note: only agents see it."
+      : c.source === "sms" && customer.phone
+        ? `Your reply goes by SMS to ${customer.phone}.`
+        : customer.email
+          ? `Your reply appears in the chat; if unseen, it is emailed to ${customer.email}.`
+          : "Your reply appears in the customer's chat.";
+  }
+
   async function renderCustomer(c) {
     const panel = $("customer");
     panel.replaceChildren(el("h3", "Customer"));
+    state.customer = null;
+    $("delivery-hint").textContent = "";
     const customer = await api("GET", `/api/customers/${c.customer_id}`).catch(() => null);
     if (!customer) return;
+    state.customer = customer;
+    showDeliveryHint();
     const rows = [
       ["Name", customer.name],
       ["Email", customer.email],
@@ -287,6 +312,13 @@
       if (t.typing) state.typingShown = setTimeout(() => ($("typing").hidden = true), TYPING_TTL_MS);
     });
     channel.on("conversation:updated", () => refreshSoon());
+    channel.on("message:status", (u) => {
+      const item = document.querySelector(`#messages [data-id="${u.id}"]`);
+      if (!item) return;
+      item.dataset.deliveryStatus = u.delivery_status;
+      const meta = item.querySelector(".meta");
+      if (meta) meta.textContent = meta.textContent.replace(/( · (queued|accepted|sending|delivered|undelivered|failed))?$/, ` · ${u.delivery_status}`);
+    });
     channel.join();
   }
 
@@ -492,7 +524,7 @@
     }
   });
 
-  // Integrations (admins only: others get 403 and do not see the card): Slack and webhooks.
+  // Integrations (admins only: others get 403 and do not see the card): Slack, Twilio and webhooks.
   async function showIntegrations() {
     const slack = await api("GET", "/api/slack").catch(() => null);
     $("integrations").hidden = !slack;
@@ -521,6 +553,7 @@
         }),
       );
     }
+    showTwilio(await api("GET", "/api/twilio/authorization").catch(() => null));
     const hooks = await api("GET", "/api/event_subscriptions").catch(() => []);
     $("hooks").replaceChildren(
       ...hooks.map((h) => {
@@ -542,6 +575,39 @@
       }),
     );
   }
+  $("private").addEventListener("change", showDeliveryHint);
+  $("twilio-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const linked = await api("PUT", "/api/twilio/authorization", {
+        account_sid: $("twilio-sid").value.trim(),
+        auth_token: $("twilio-token").value.trim(),
+        from_number: $("twilio-number").value.trim(),
+      });
+      $("twilio-token").value = "";
+      showTwilio(linked);
+    } catch (err) {
+      $("twilio-status").textContent = err.message;
+    }
+  });
+  $("twilio-unlink").addEventListener("click", async () => {
+    if (!window.confirm("Unlink Twilio? SMS stop arriving and replies are no longer sent.")) return;
+    await api("DELETE", "/api/twilio/authorization").catch((e) => alert(e.message));
+    showTwilio(await api("GET", "/api/twilio/authorization").catch(() => null));
+  });
+
+  function showTwilio(twilio) {
+    if (!twilio) return;
+    $("twilio-unlink").hidden = !twilio.linked;
+    $("twilio-status").textContent = twilio.linked
+      ? `Linked: ${twilio.from_number} (${twilio.account_sid}). In Twilio, set the number's "A message comes in" webhook to ${twilio.webhook_url || "<NETIA_PUBLIC_URL>/api/twilio/webhook"} (HTTP POST).`
+      : "Not linked: enter your Twilio account SID, auth token and number.";
+    if (twilio.linked) {
+      $("twilio-sid").value = twilio.account_sid;
+      $("twilio-number").value = twilio.from_number;
+    }
+  }
+
   $("slack-link").addEventListener("click", async () => {
     try {
       const started = await api("GET", "/api/slack/oauth/start");

@@ -76,12 +76,16 @@ await agent.locator("#reply").type("Let me", { delay: 20 });
 await customer.locator("#typing:not([hidden])").waitFor({ timeout: 10000 });
 check("the customer sees the agent typing", true);
 
+// The composer says how a reply reaches this (chat) customer, and that a note reaches no one.
+await agent.locator("#delivery-hint", { hasText: "appears in the" }).waitFor({ timeout: 10000 });
+check("the composer says the reply goes to the chat", true);
 // The agent replies; the customer sees it.
 await agent.locator("#reply").fill("It arrives tomorrow, sorry!");
 await agent.locator("#reply").press("Enter");
 await customer.locator(".message", { hasText: "It arrives tomorrow, sorry!" }).waitFor({ timeout: 10000 });
 check("the customer sees the agent's reply", true);
 await agent.locator("#private").check();
+check("a note is said to be for agents only", (await agent.locator("#delivery-hint").textContent()).includes("only agents"));
 await agent.locator("#reply").fill("VIP customer, handle with care");
 await agent.locator("#reply").press("Enter");
 await agent.locator("#messages .message.note", { hasText: "VIP customer" }).waitFor({ timeout: 10000 });
@@ -186,6 +190,8 @@ check("requiring verification is saved", required.data.require_identity_verifica
 // Integrations: Slack says whether the server has an app; a webhook is added and its secret shown once.
 await agent.locator("#integrations:not([hidden])").waitFor({ timeout: 10000 });
 check("Slack says the server has no app", (await agent.locator("#slack-status").textContent()).includes("not configured"));
+await agent.locator("#twilio-status", { hasText: "Not linked" }).waitFor({ timeout: 10000 });
+check("SMS (Twilio) can be linked from the page", await agent.locator("#twilio-form button[type=submit]").isVisible());
 await agent.locator("#hook-url").fill("https://93.184.216.34/netia-hook");
 await agent.locator("#hook-form button[type=submit]").click();
 await agent.locator("#hook-status", { hasText: "signing secret" }).waitFor({ timeout: 10000 });
