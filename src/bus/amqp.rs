@@ -47,6 +47,20 @@ pub enum AmqpError {
     /// Recording a parked event.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The broker did not answer within [`super::relay::BROKER_TIMEOUT`]: the connection is taken
+    /// for dead (what was not acknowledged is redelivered).
+    #[error("RabbitMQ did not answer in time")]
+    Timeout,
+}
+
+/// `operation` on the broker, or [`AmqpError::Timeout`]: a broker stopped mid-session can leave a
+/// confirm or an acknowledgement pending on a connection not yet seen dead, and a handler waiting
+/// on it would keep the session (and its consumer) from ever reconnecting.
+async fn broker<T>(operation: impl std::future::Future<Output = lapin::Result<T>>) -> Result<T, AmqpError> {
+    tokio::time::timeout(super::relay::BROKER_TIMEOUT, operation)
+        .await
+        .map_err(|_| AmqpError::Timeout)?
+        .map_err(AmqpError::from)
 }
 
 /// The header carrying a delivery's attempt number (from 1).
@@ -150,18 +164,17 @@ async fn session(
     policy: &RetryPolicy,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), AmqpError> {
-    let (connection, channel) = super::relay::open(url).await?;
+    let (connection, channel) = broker(super::relay::open(url)).await?;
     let result = async {
-        declare(&channel, prefix, consumer, policy).await?;
-        channel.basic_qos(policy.prefetch, BasicQosOptions::default()).await?;
-        let mut deliveries = channel
-            .basic_consume(
-                queue(prefix, consumer.name()).into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        broker(declare(&channel, prefix, consumer, policy)).await?;
+        broker(channel.basic_qos(policy.prefetch, BasicQosOptions::default())).await?;
+        let mut deliveries = broker(channel.basic_consume(
+            queue(prefix, consumer.name()).into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ))
+        .await?;
         tracing::info!(consumer = consumer.name(), "consumer listening");
         let limit = usize::from(policy.concurrency.clamp(1, policy.prefetch.max(1)));
         // Up to `limit` handlers run at once, at most one per stream: a delivery whose stream has
@@ -224,7 +237,7 @@ async fn session(
         failure.map_or(Ok(()), Err)
     }
     .await;
-    let _ = connection.close(200, "bye".into()).await;
+    let _ = tokio::time::timeout(super::relay::BROKER_TIMEOUT, connection.close(200, "bye".into())).await;
     result
 }
 
@@ -288,7 +301,7 @@ async fn forward(channel: &Channel, delivery: &Delivery, queue: String, attempt:
             properties,
         )
         .await?;
-    match confirm.await? {
+    match broker(confirm).await? {
         Confirmation::Ack(None) => Ok(()),
         _ => Err(AmqpError::NotTaken),
     }
@@ -319,7 +332,7 @@ async fn handle(
             tracing::error!(consumer = name, message = %id, error = %e, "unreadable event parked");
             forward(channel, &delivery, parked_queue(prefix, name), attempt).await?;
             park(db, name, &id, attempt, &format!("unreadable: {e}")).await?;
-            delivery.ack(BasicAckOptions::default()).await?;
+            broker(delivery.ack(BasicAckOptions::default())).await?;
             return Ok(());
         }
     };
@@ -336,7 +349,7 @@ async fn handle(
             "not in this deployment's log (another deployment's event?)",
         )
         .await?;
-        delivery.ack(BasicAckOptions::default()).await?;
+        broker(delivery.ack(BasicAckOptions::default())).await?;
         return Ok(());
     }
     match process(db, consumer, &event, attempt, policy).await {
@@ -358,10 +371,10 @@ async fn handle(
                 requeue: true,
                 ..BasicNackOptions::default()
             };
-            delivery.nack(requeue).await?;
+            broker(delivery.nack(requeue)).await?;
             return Ok(());
         }
     }
-    delivery.ack(BasicAckOptions::default()).await?;
+    broker(delivery.ack(BasicAckOptions::default())).await?;
     Ok(())
 }

@@ -54,6 +54,26 @@ pub enum RelayError {
     /// Reading the log.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The broker did not answer (a connect, a declaration, a batch's confirms) within
+    /// [`BROKER_TIMEOUT`]: the connection is taken for dead.
+    #[error("RabbitMQ did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+/// How long one exchange with the broker may take before the session is given up and started
+/// again from the checkpoint. A broker stopped mid-batch can leave a publish's confirm pending
+/// forever on a connection the client has not yet seen die; without this bound the relay waited
+/// on it for good (the crash suite's broker restart caught it).
+pub const BROKER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `operation`, or [`RelayError::Timeout`] after [`BROKER_TIMEOUT`].
+async fn bounded<T, E: Into<RelayError>>(
+    operation: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, RelayError> {
+    match tokio::time::timeout(BROKER_TIMEOUT, operation).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(RelayError::Timeout(BROKER_TIMEOUT)),
+    }
 }
 
 #[derive(Clone)]
@@ -220,11 +240,17 @@ impl Relay {
 
     /// One connection's worth of relaying; `Ok` when told to stop.
     async fn session(&self, stop: &mut watch::Receiver<bool>, lease: &crate::lease::Lease) -> Result<(), RelayError> {
-        let (connection, channel) = open(&self.url).await?;
+        let (connection, channel) = bounded(open(&self.url)).await?;
         let result = async {
-            declare_exchange(&channel, &self.prefix).await?;
+            bounded(declare_exchange(&channel, &self.prefix)).await?;
             for consumer in &self.consumers {
-                super::amqp::declare(&channel, &self.prefix, consumer.as_ref(), &self.policy).await?;
+                bounded(super::amqp::declare(
+                    &channel,
+                    &self.prefix,
+                    consumer.as_ref(),
+                    &self.policy,
+                ))
+                .await?;
             }
             let bindings: Vec<String> = self.consumers.iter().flat_map(|c| c.bindings()).collect();
             let mut at = self.checkpoint().await?;
@@ -234,7 +260,10 @@ impl Relay {
                     events = tailer.next_batch() => events?,
                     _ = stop.wait_for(|s| *s) => return Ok(()),
                 };
-                publish_with(&channel, &self.prefix, events.iter(), |e| Self::wanted(&bindings, e)).await?;
+                bounded(publish_with(&channel, &self.prefix, events.iter(), |e| {
+                    Self::wanted(&bindings, e)
+                }))
+                .await?;
                 let Some(last) = events.last().map(RecordedEvent::checkpoint) else {
                     continue;
                 };
@@ -246,7 +275,8 @@ impl Relay {
             }
         }
         .await;
-        let _ = connection.close(200, "bye".into()).await;
+        // A dead connection may not answer the close either.
+        let _ = tokio::time::timeout(BROKER_TIMEOUT, connection.close(200, "bye".into())).await;
         result
     }
 }
