@@ -197,6 +197,9 @@ impl ReplyEmailJob {
         let (Some(account_id), Some(customer_id)) = (conversation.account_id, conversation.customer_id) else {
             return Ok(());
         };
+        if conversation.source == Some(netia_events::conversation::Source::Email) {
+            return Ok(()); // answered by email at once (`channels::email::outbound`)
+        }
         let stream = StreamRef::new(ConversationEvent::STREAM_TYPE, id.to_string());
         let events = self.store.read_stream(&stream, StreamBound::All).await?;
         let unseen = unseen_replies(&events, &conversation.emailed);

@@ -76,6 +76,11 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Twilio's REST API (`TWILIO_API_BASE_URL`, default `https://api.twilio.com`).
     pub twilio_api_base_url: String,
+    /// The domain of inbound addresses (`INBOUND_EMAIL_DOMAIN`, e.g. `in.support.acme.com`,
+    /// whose MX points at this deployment): `<local part>@<domain>`.
+    pub inbound_email_domain: Option<String>,
+    /// Where the built-in SMTP receiver listens (`INBOUND_SMTP_ADDR`, `host:port`); off when unset.
+    pub inbound_smtp_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -305,6 +310,26 @@ impl Settings {
             Some(url) if crate::channels::slack::is_http_url(&url) => url.trim().trim_end_matches('/').to_owned(),
             Some(url) => return Err(invalid("TWILIO_API_BASE_URL", url, "must be an http(s) URL")),
         };
+        let inbound_email_domain = match get("INBOUND_EMAIL_DOMAIN").map(|v| v.trim().to_lowercase()) {
+            None => None,
+            Some(d) if d.is_empty() => None,
+            Some(d) if is_domain(&d) => Some(d),
+            Some(d) => {
+                return Err(invalid(
+                    "INBOUND_EMAIL_DOMAIN",
+                    d,
+                    "must be a domain name such as in.acme.com",
+                ));
+            }
+        };
+        let inbound_smtp_addr = match get("INBOUND_SMTP_ADDR").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse()
+                    .map_err(|_| invalid("INBOUND_SMTP_ADDR", v.clone(), "must be host:port, e.g. 0.0.0.0:2525"))?,
+            ),
+        };
         Ok(Self {
             host,
             port,
@@ -335,6 +360,8 @@ impl Settings {
             slack,
             public_url,
             twilio_api_base_url,
+            inbound_email_domain,
+            inbound_smtp_addr,
         })
     }
 
@@ -342,6 +369,19 @@ impl Settings {
         let url = self.database_url.expose_secret();
         url.starts_with("postgres://") || url.starts_with("postgresql://")
     }
+}
+
+/// A DNS name (RFC 1035 §2.3.1, letters-digits-hyphens labels, at least two of them).
+fn is_domain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').count() >= 2
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// A number from the environment within `range`, or `default`.

@@ -79,6 +79,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/twilio/authorization"),
     ("post", "/api/twilio/webhook"),
     ("post", "/api/twilio/status"),
+    ("get", "/api/email/inbound"),
+    ("post", "/api/email/inbound/rotate"),
+    ("post", "/api/email/inbound/{token}"),
 ];
 
 async fn the_document_lists_every_route_and_only_served_ones(db: &TestDb) {

@@ -13,7 +13,7 @@ pub mod validate;
 
 pub use account::{
     Account, AccountCommand, AccountError, EventSubscription, SlackInstallation, TwilioAuthorization, is_account_sid,
-    is_e164,
+    is_e164, is_local_part,
 };
 pub use conversation::{Conversation, ConversationCommand, ConversationError, Status as ConversationStatus};
 pub use customer::{Customer, CustomerCommand, CustomerError};

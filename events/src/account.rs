@@ -26,6 +26,7 @@ event_family! {
         SlackChannelMapped = 1,
         TwilioLinked = 1,
         TwilioUnlinked = 1,
+        InboundEmailAddressIssued = 1,
     }
 }
 
@@ -173,3 +174,15 @@ pub struct TwilioLinked {
 /// The Twilio link was removed: SMS are no longer taken or sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TwilioUnlinked {}
+
+/// Inbox `inbox_id` takes email at `<local_part>@<INBOUND_EMAIL_DOMAIN>` (the built-in SMTP
+/// receiver) and at `POST /api/email/inbound/<token>` (a forwarding service). Issued on first use
+/// and again on rotation (a new token; the local part stays, so forwarding rules keep working).
+/// The token is kept as its SHA-256 (hex, for lookups) and sealed (to show the webhook URL again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundEmailAddressIssued {
+    pub inbox_id: InboxId,
+    pub local_part: String,
+    pub token_sha256: String,
+    pub sealed_token: String,
+}

@@ -37,6 +37,7 @@ event_family! {
         SmsSent = 1,
         SmsStatusUpdated = 1,
         SmsSendFailed = 1,
+        EmailSendFailed = 1,
     }
 }
 
@@ -322,6 +323,14 @@ pub struct SmsStatusUpdated {
 /// A reply could not be sent by SMS after every attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SmsSendFailed {
+    pub trigger_event_id: Uuid,
+    pub message_id: MessageId,
+    pub error: String,
+}
+
+/// A reply on an email conversation could not be emailed after every attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailSendFailed {
     pub trigger_event_id: Uuid,
     pub message_id: MessageId,
     pub error: String,

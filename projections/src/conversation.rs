@@ -83,14 +83,35 @@ impl ConversationProjection {
         account_sid: &str,
         from_number: &str,
     ) -> Result<Option<String>, ProjectionError> {
-        let found: Option<(String,)> = sqlx::query_as(
-            "SELECT account_id FROM conversation_twilio_numbers WHERE account_sid = $1 AND from_number = $2",
-        )
-        .bind(account_sid.to_owned())
-        .bind(from_number.to_owned())
+        let sql = "SELECT account_id FROM conversation_twilio_numbers WHERE account_sid = $1 AND from_number = $2";
+        lookup(conn, sql, account_sid, from_number).await
+    }
+
+    /// The conversation of account `account_id` that sent or received the email `email_message_id`
+    /// (with its angle brackets).
+    pub async fn by_email_message_id(
+        conn: &mut AnyConnection,
+        account_id: &str,
+        email_message_id: &str,
+    ) -> Result<Option<String>, ProjectionError> {
+        let sql = "SELECT conversation_id FROM conversation_email_ids WHERE account_id = $1 AND email_message_id = $2";
+        lookup(conn, sql, account_id, email_message_id).await
+    }
+
+    /// The (account, inbox) whose inbound token hashes to `token_sha256`, or whose address has
+    /// `local_part` (`by_token: false`).
+    pub async fn inbound_inbox(
+        conn: &mut AnyConnection,
+        key: &str,
+        by_token: bool,
+    ) -> Result<Option<(String, String)>, ProjectionError> {
+        let column = if by_token { "token_sha256" } else { "local_part" };
+        Ok(sqlx::query_as(&format!(
+            "SELECT account_id, inbox_id FROM conversation_inbound_addresses WHERE {column} = $1"
+        ))
+        .bind(key.to_owned())
         .fetch_optional(conn)
-        .await?;
-        Ok(found.map(|(account,)| account))
+        .await?)
     }
 
     /// The conversation (and its account) mirrored in Slack thread `thread_ts` of `channel_id`.
@@ -141,6 +162,16 @@ impl ConversationProjection {
         .fetch_optional(conn)
         .await?)
     }
+}
+
+/// The one text column `sql` selects with parameters `a` and `b`, if a row matches.
+async fn lookup(conn: &mut AnyConnection, sql: &str, a: &str, b: &str) -> Result<Option<String>, ProjectionError> {
+    let found: Option<(String,)> = sqlx::query_as(sql)
+        .bind(a.to_owned())
+        .bind(b.to_owned())
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.map(|(value,)| value))
 }
 
 struct NewMessage<'a> {
@@ -228,6 +259,8 @@ impl Projection for ConversationProjection {
             "conversation_messages",
             "conversation_slack_threads",
             "conversation_twilio_numbers",
+            "conversation_email_ids",
+            "conversation_inbound_addresses",
         ]
     }
 
@@ -248,6 +281,12 @@ impl Projection for ConversationProjection {
             // The Netia account of each linked Twilio number (Twilio's webhooks name the number).
             "CREATE TABLE IF NOT EXISTS conversation_twilio_numbers (account_sid TEXT NOT NULL, \
                 from_number TEXT NOT NULL, account_id TEXT NOT NULL, PRIMARY KEY (account_sid, from_number))",
+            // Every Message-ID of an email we sent or received, with its conversation: threading.
+            "CREATE TABLE IF NOT EXISTS conversation_email_ids (account_id TEXT NOT NULL, \
+                email_message_id TEXT NOT NULL, conversation_id TEXT NOT NULL, PRIMARY KEY (account_id, email_message_id))",
+            // Each inbox's inbound address and webhook token (its SHA-256).
+            "CREATE TABLE IF NOT EXISTS conversation_inbound_addresses (token_sha256 TEXT PRIMARY KEY, \
+                local_part TEXT NOT NULL, account_id TEXT NOT NULL, inbox_id TEXT NOT NULL)",
         ] {
             sqlx::query(statement).execute(&mut *conn).await?;
         }
@@ -283,6 +322,8 @@ impl Projection for ConversationProjection {
         let mut threads: Vec<Vec<Cell>> = Vec::new();
         let mut statuses: Vec<(String, String)> = Vec::new();
         let mut numbers: Vec<(String, Option<(String, String)>)> = Vec::new();
+        let mut addresses: Vec<(String, netia_events::account::InboundEmailAddressIssued)> = Vec::new();
+        let mut email_ids: Vec<Vec<Cell>> = Vec::new();
         for event in events {
             if event.stream_type == AccountEvent::STREAM_TYPE {
                 match AccountEvent::decode(event).map_err(|e| (event.global_position, e.into()))? {
@@ -290,6 +331,7 @@ impl Projection for ConversationProjection {
                         numbers.push((event.stream_id.clone(), Some((e.account_sid, e.from_number))));
                     }
                     AccountEvent::TwilioUnlinked(_) => numbers.push((event.stream_id.clone(), None)),
+                    AccountEvent::InboundEmailAddressIssued(e) => addresses.push((event.stream_id.clone(), e)),
                     _ => {}
                 }
                 continue;
@@ -319,6 +361,23 @@ impl Projection for ConversationProjection {
                         }
                     }
                     reads.push((event.stream_id.clone(), event.version, at));
+                }
+                EmailMessageReceived(_) | EmailNotificationSent(_) => {
+                    let id = match &decoded {
+                        EmailMessageReceived(e) => e.email_message_id.clone(),
+                        EmailNotificationSent(e) => e.email_message_id.clone(),
+                        _ => unreachable!(),
+                    };
+                    if let Some(account) = accounts.get(&event.stream_id) {
+                        email_ids.push(vec![account.clone().into(), id.into(), event.stream_id.clone().into()]);
+                    }
+                    if let (Some(m), Some(account)) = (new_message(&decoded), accounts.get(&event.stream_id)) {
+                        by_conversation
+                            .entry(event.stream_id.clone())
+                            .or_default()
+                            .push(messages.len());
+                        messages.push(m.into_row(event, account));
+                    }
                 }
                 SmsStatusUpdated(e) => {
                     let id = e.message_id.to_string();
@@ -397,6 +456,31 @@ impl Projection for ConversationProjection {
                     .execute(&mut *conn)
                     .await?;
                 }
+            }
+            insert_rows(
+                conn,
+                "conversation_email_ids",
+                &["account_id", "email_message_id", "conversation_id"],
+                &email_ids,
+                "ON CONFLICT (account_id, email_message_id) DO NOTHING",
+            )
+            .await?;
+            for (account, issued) in &addresses {
+                sqlx::query("DELETE FROM conversation_inbound_addresses WHERE account_id = $1 AND inbox_id = $2")
+                    .bind(account.clone())
+                    .bind(issued.inbox_id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO conversation_inbound_addresses (token_sha256, local_part, account_id, inbox_id) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (token_sha256) DO NOTHING",
+                )
+                .bind(issued.token_sha256.clone())
+                .bind(issued.local_part.clone())
+                .bind(account.clone())
+                .bind(issued.inbox_id.to_string())
+                .execute(&mut *conn)
+                .await?;
             }
             // Delivery reports of messages stored before this batch (a few per batch at most).
             for (message_id, status) in &statuses {

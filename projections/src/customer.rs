@@ -106,6 +106,21 @@ impl CustomerProjection {
         .await?)
     }
 
+    /// The account's oldest customer with this email address (compared case-insensitively).
+    pub async fn by_email(
+        conn: &mut AnyConnection,
+        account: AccountId,
+        email: &str,
+    ) -> Result<Option<CustomerRow>, ProjectionError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM customers WHERE account_id = $1 AND LOWER(email) = $2 ORDER BY created_at LIMIT 1"
+        ))
+        .bind(account.to_string())
+        .bind(email.to_lowercase())
+        .fetch_optional(conn)
+        .await?)
+    }
+
     /// Every customer, in id order (for comparisons and exports).
     pub async fn all(conn: &mut AnyConnection) -> Result<Vec<CustomerRow>, ProjectionError> {
         Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers ORDER BY id"))

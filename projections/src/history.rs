@@ -86,6 +86,7 @@ fn summarize(event: &ConversationEvent) -> String {
         SmsSent(e) => format!("reply {} sent by SMS to {}", e.message_id, e.to_number),
         SmsStatusUpdated(e) => format!("SMS {} is {}", e.message_sid, e.status),
         SmsSendFailed(e) => format!("sending reply {} by SMS failed", e.message_id),
+        EmailSendFailed(e) => format!("emailing reply {} failed", e.message_id),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod conversations;
 pub mod customers;
 pub mod identity;
+pub mod inbound_email;
 pub mod slack;
 pub mod team;
 pub mod twilio;
@@ -45,6 +46,8 @@ pub struct App {
     pub public_url: Option<String>,
     /// Twilio's REST API (`TWILIO_API_BASE_URL`).
     pub twilio: crate::channels::twilio::client::TwilioClient,
+    /// `INBOUND_EMAIL_DOMAIN`: inbound addresses are `<local part>@<domain>`.
+    pub inbound_email_domain: Option<String>,
 }
 
 /// Failures shared by the use cases. Refusals by an aggregate come as the use case's
@@ -81,6 +84,7 @@ impl App {
             slack: None,
             public_url: None,
             twilio: crate::channels::twilio::client::TwilioClient::new(crate::channels::twilio::client::API_BASE_URL),
+            inbound_email_domain: None,
         }
     }
 
@@ -95,6 +99,7 @@ impl App {
         self.slack = settings.slack.clone().map(slack::SlackApp::new);
         self.public_url = settings.public_url.clone();
         self.twilio = crate::channels::twilio::client::TwilioClient::new(&settings.twilio_api_base_url);
+        self.inbound_email_domain = settings.inbound_email_domain.clone();
         self
     }
 
@@ -170,4 +175,21 @@ impl App {
             }
         }
     }
+}
+
+/// A stable id for what `key` names within `account` (the customer or conversation of a phone
+/// number, of an email address, of an email): the same key always finds the same ones, even when
+/// two of its messages arrive at once on two nodes. A UUIDv8 from SHA-256 of the three.
+pub(crate) fn derived_id(account_id: netia_events::AccountId, kind: &str, key: &str) -> uuid::Uuid {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(account_id.to_string())
+        .chain_update([0])
+        .chain_update(kind)
+        .chain_update([0])
+        .chain_update(key)
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }

@@ -15,7 +15,6 @@ use netia_events::customer::CustomerIdentity;
 use netia_events::{AccountId, ConversationId, CustomerId, MessageId, Metadata, UserId};
 use netia_projections::ConversationProjection;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::{App, AppError};
 use crate::channels::twilio::client::{TwilioCredentials, TwilioError};
@@ -201,22 +200,6 @@ async fn verified(app: &App, account_id: AccountId, request: &TwilioRequest<'_>)
     Ok(account)
 }
 
-/// A stable id for what `key` names within `account` (the customer or conversation of a phone
-/// number): the same number always finds the same ones, even when two of its messages arrive at
-/// once on two nodes.
-fn derived_id(account_id: AccountId, kind: &str, key: &str) -> uuid::Uuid {
-    let digest = Sha256::new()
-        .chain_update(account_id.to_string())
-        .chain_update([0])
-        .chain_update(kind)
-        .chain_update([0])
-        .chain_update(key)
-        .finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
-}
-
 /// What became of an incoming SMS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmsReceived {
@@ -259,8 +242,8 @@ pub async fn receive(app: &App, request: &TwilioRequest<'_>) -> Result<SmsReceiv
     if body.trim().is_empty() {
         return Ok(SmsReceived::Ignored("no text (a picture alone)"));
     }
-    let customer_id = CustomerId(derived_id(account_id, "sms-customer", from));
-    let conversation_id = ConversationId(derived_id(account_id, "sms-conversation", from));
+    let customer_id = CustomerId(super::derived_id(account_id, "sms-customer", from));
+    let conversation_id = ConversationId(super::derived_id(account_id, "sms-conversation", from));
     let meta = Metadata::new(netia_events::Actor::Customer { customer_id }).with_account(account_id);
     let customer = app.state_of::<Customer>(customer_id).await?;
     if customer.account_id.is_none() {

@@ -12,3 +12,4 @@ pub fn vendor_http(timeout: std::time::Duration) -> reqwest::Client {
         .build()
         .unwrap_or_default()
 }
+pub mod email;

@@ -53,11 +53,14 @@ pub fn effects(
         app: app.clone(),
     }));
     consumers.push(Arc::new(crate::consumers::webhooks::WebhookConsumer::new(
-        app,
+        app.clone(),
         settings.retry.max_attempts,
     )?));
     let mut jobs: Vec<Arc<dyn crate::scheduler::JobHandler>> = Vec::new();
     if let Some(email) = &settings.email {
+        consumers.push(Arc::new(crate::channels::email::outbound::EmailReplyConsumer::new(
+            app, email,
+        )?));
         consumers.push(Arc::new(crate::email::ReplyEmailScheduler {
             db: pool.clone(),
             delay: email.reply_delay,
@@ -72,8 +75,9 @@ pub fn effects(
     Ok((consumers, jobs))
 }
 
-/// The metadata of a failure recorded when a consumer parks `event`: caused by it, in its account.
-pub fn failure_metadata(component: &str, event: &netia_events::RecordedEvent) -> netia_events::Metadata {
+/// The metadata of what a consumer records about `event` (its effect, or its failure): caused
+/// by it, in its account.
+pub fn effect_metadata(component: &str, event: &netia_events::RecordedEvent) -> netia_events::Metadata {
     let meta = netia_events::Metadata::system(component).caused_by(event);
     match event
         .metadata
@@ -102,4 +106,54 @@ pub async fn conversation_of(
         .await
         .map_err(|e| Failure::Retry(e.to_string()))?;
     Ok((conversation_id, conversation))
+}
+
+/// The reply an event carries, if it is one for the customer: an agent's public message, or a
+/// message an agent or external agent wrote in Slack.
+pub fn reply_of(decoded: &netia_events::conversation::ConversationEvent) -> Option<(netia_events::MessageId, &str)> {
+    use netia_events::conversation::ConversationEvent;
+    match decoded {
+        ConversationEvent::AgentMessagePosted(m) => Some((m.message_id, &m.body)),
+        ConversationEvent::SlackMessageReceived(m) if !m.author.is_customer() => Some((m.message_id, &m.body)),
+        _ => None,
+    }
+}
+
+/// Records `command` on the conversation of `event` (as `component`, caused by `event`): a
+/// consumer's effect (`Err` is worth a retry) or, from `parked`, its failure.
+pub async fn record(
+    app: &crate::app::App,
+    component: &str,
+    event: &netia_events::RecordedEvent,
+    command: netia_commands::ConversationCommand,
+) -> Result<(), crate::bus::Failure> {
+    let conversation_id: netia_events::ConversationId = event
+        .stream_id
+        .parse()
+        .map_err(|_| crate::bus::Failure::Permanent("not a conversation id".into()))?;
+    app.bus
+        .execute::<netia_commands::Conversation>(conversation_id, command, &effect_metadata(component, event))
+        .await
+        .map_err(|e| crate::bus::Failure::Retry(e.to_string()))?;
+    Ok(())
+}
+
+/// What `parked` records for a reply a channel could not deliver: `failed(trigger, message, error)`
+/// on the reply's conversation, logged when even that fails.
+pub async fn record_undelivered(
+    app: &crate::app::App,
+    component: &str,
+    event: &netia_events::RecordedEvent,
+    failure: &crate::bus::Failure,
+    failed: impl FnOnce(uuid::Uuid, netia_events::MessageId, String) -> netia_commands::ConversationCommand,
+) {
+    use netia_events::DomainEvent;
+    let decoded = netia_events::conversation::ConversationEvent::decode(event).ok();
+    let Some((message_id, _)) = decoded.as_ref().and_then(reply_of) else {
+        return;
+    };
+    let command = failed(event.event_id, message_id, failure.to_string());
+    if let Err(e) = record(app, component, event, command).await {
+        tracing::error!(conversation = %event.stream_id, component, error = %e, "cannot record an undelivered reply");
+    }
 }

@@ -4,6 +4,7 @@ mod accounts;
 pub(crate) mod caller;
 pub(crate) mod conversations;
 mod customers;
+mod email;
 pub mod health;
 pub mod limits;
 mod messages;
@@ -122,6 +123,7 @@ fn agent_routes(cfg: &mut web::ServiceConfig) {
     verification::routes(cfg);
     webhooks::routes(cfg);
     slack::routes(cfg);
+    email::routes(cfg);
     twilio::routes(cfg);
 }
 

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    accounts, conversations, customers, health, messages, session, settings, slack, team, twilio, verification, views,
-    webhooks, widget,
+    accounts, conversations, customers, email, health, messages, session, settings, slack, team, twilio, verification,
+    views, webhooks, widget,
 };
 
 #[derive(OpenApi)]
@@ -36,6 +36,7 @@ use super::{
         webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::send_test,
         slack::status, slack::uninstall, slack::start, slack::callback, slack::channels, slack::map, slack::events, slack::actions,
         twilio::status, twilio::link, twilio::unlink, twilio::webhook, twilio::status_callback,
+        email::address, email::rotate, email::receive,
     ),
     components(schemas(views::StatusName, views::PriorityName, views::SourceName, views::SortName, views::RoleName)),
     modifiers(&Security),

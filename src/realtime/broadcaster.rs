@@ -217,10 +217,15 @@ impl Broadcaster {
                     .broadcast(&format!("events:{account}"), "event", &notice, Audience::Agents, None);
                 return Ok(());
             }
-            SmsSendFailed(e) => {
+            SmsSendFailed(_) | EmailSendFailed(_) => {
+                let (kind, trigger, message, error) = match &decoded {
+                    SmsSendFailed(e) => ("sms_send_failed", e.trigger_event_id, e.message_id, &e.error),
+                    EmailSendFailed(e) => ("email_send_failed", e.trigger_event_id, e.message_id, &e.error),
+                    _ => unreachable!(),
+                };
                 let notice = json!({
-                    "type": "sms_send_failed", "conversation_id": id, "trigger_event_id": e.trigger_event_id,
-                    "message_id": e.message_id, "error": e.error, "at": event.recorded_at,
+                    "type": kind, "conversation_id": id, "trigger_event_id": trigger,
+                    "message_id": message, "error": error, "at": event.recorded_at,
                 });
                 self.hub
                     .broadcast(&format!("events:{account}"), "event", &notice, Audience::Agents, None);

@@ -86,6 +86,14 @@ pub enum AccountCommand {
         linked_by: UserId,
     },
     UnlinkTwilio,
+    /// Issues inbox `inbox_id` a new inbound-email token (and, the first time, its address).
+    IssueInboundEmailAddress {
+        inbox_id: InboxId,
+        /// Used only when the inbox has no address yet.
+        local_part: String,
+        token_sha256: String,
+        sealed_token: String,
+    },
 }
 
 impl crate::Commutes for AccountCommand {
@@ -176,6 +184,9 @@ pub struct Account {
     /// The linked Twilio number, if any.
     #[serde(default)]
     pub twilio: Option<twilio::TwilioAuthorization>,
+    /// Each inbox's inbound email address and token.
+    #[serde(default)]
+    pub inbound_email: std::collections::BTreeMap<InboxId, InboundEmailAddressIssued>,
 }
 
 impl Account {
@@ -223,6 +234,9 @@ impl Account {
                 self.evolve_slack(event);
             }
             AccountEvent::TwilioLinked(_) | AccountEvent::TwilioUnlinked(_) => self.evolve_twilio(event),
+            AccountEvent::InboundEmailAddressIssued(e) => {
+                self.inbound_email.insert(e.inbox_id, e.clone());
+            }
         }
     }
 }
@@ -360,6 +374,43 @@ impl crate::Decide for Account {
                 | AccountCommand::MapSlackChannel { .. },
             ) => self.decide_slack(command),
             (Some(_), AccountCommand::LinkTwilio { .. } | AccountCommand::UnlinkTwilio) => self.decide_twilio(command),
+            (
+                Some(_),
+                AccountCommand::IssueInboundEmailAddress {
+                    inbox_id,
+                    local_part,
+                    token_sha256,
+                    sealed_token,
+                },
+            ) => {
+                if Some(*inbox_id) != self.primary_inbox_id {
+                    return Err(AccountError::InboxNotFound);
+                }
+                let local_part = match self.inbound_email.get(inbox_id) {
+                    Some(issued) => issued.local_part.clone(),
+                    None if is_local_part(local_part) => local_part.clone(),
+                    None => {
+                        return Err(invalid(
+                            "local_part",
+                            "must be 3 to 64 lowercase letters, digits or hyphens",
+                        ));
+                    }
+                };
+                if token_sha256.len() != 64
+                    || !token_sha256.chars().all(|c| c.is_ascii_hexdigit())
+                    || sealed_token.is_empty()
+                {
+                    return Err(invalid("token", "must be a SHA-256 and a sealed token"));
+                }
+                Ok(vec![AccountEvent::InboundEmailAddressIssued(
+                    InboundEmailAddressIssued {
+                        inbox_id: *inbox_id,
+                        local_part,
+                        token_sha256: token_sha256.clone(),
+                        sealed_token: sealed_token.clone(),
+                    },
+                )])
+            }
             (Some(_), AccountCommand::DeleteEventSubscription { subscription_id }) => {
                 if !self.event_subscriptions.contains_key(subscription_id) {
                     return Err(AccountError::EventSubscriptionNotFound);
@@ -421,6 +472,16 @@ impl Account {
 }
 
 crate::aggregate!(Account, "account", AccountCommand, AccountEvent, AccountError);
+
+/// The local part of an inbound address: 3 to 64 of `a-z`, `0-9` and `-` (RFC 5321's dot-atom
+/// text, narrowed so that no address needs quoting or differs only in case).
+pub fn is_local_part(s: &str) -> bool {
+    (3..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
 
 fn invalid(field: &'static str, reason: &'static str) -> AccountError {
     AccountError::InvalidField { field, reason }

@@ -70,6 +70,9 @@ pub struct Conversation {
     /// Where the conversation started (`None` in states saved before it was kept).
     #[serde(default)]
     pub source: Option<Source>,
+    /// Its subject (an email's), if it has one.
+    #[serde(default)]
+    pub subject: Option<String>,
     /// The number the customer last wrote from by SMS: where SMS replies go.
     #[serde(default)]
     pub sms_number: Option<String>,
@@ -214,6 +217,18 @@ impl Conversation {
             Create { .. } => Err(ConversationError::AlreadyExists),
             StartSlackThread { .. } | RecordSlackPostFailure { .. } => self.decide_slack(command),
             RecordSmsSent { .. } | RecordSmsStatus { .. } | RecordSmsFailure { .. } => self.decide_sms(command),
+            RecordEmailFailure {
+                trigger_event_id,
+                message_id,
+                error,
+            } => {
+                let failed = ConversationEvent::EmailSendFailed(EmailSendFailed {
+                    trigger_event_id: *trigger_event_id,
+                    message_id: *message_id,
+                    error: error.chars().take(500).collect(),
+                });
+                Ok(self.once(&format!("email-failed:{trigger_event_id}"), failed))
+            }
             MarkSeenByCustomer { customer_id, at } => {
                 if Some(*customer_id) != self.customer_id {
                     return Err(ConversationError::NotFound);
@@ -460,6 +475,7 @@ impl Conversation {
                 self.inbox_id = e.inbox_id;
                 self.status = Status::Open;
                 self.source = Some(e.source);
+                self.subject = e.subject.clone();
             }
             CustomerMessagePosted(e) => {
                 let author = Author::Customer {
@@ -478,6 +494,9 @@ impl Conversation {
                 self.external_ids.insert(format!("slack-failed:{}", e.trigger_event_id));
             }
             SmsSent(_) | SmsStatusUpdated(_) | SmsSendFailed(_) => self.evolve_sms(event),
+            EmailSendFailed(e) => {
+                self.external_ids.insert(format!("email-failed:{}", e.trigger_event_id));
+            }
             EmailNotificationSent(e) => {
                 self.emailed.extend(e.message_ids.iter().copied());
                 self.last_email_id = Some(e.email_message_id.clone());
@@ -499,6 +518,9 @@ impl Conversation {
             }
             EmailMessageReceived(e) => {
                 self.record_message(e.message_id, e.sent_at, None, None);
+                if self.subject.is_none() {
+                    self.subject = e.subject.clone();
+                }
                 self.external_ids.insert(format!("email:{}", e.email_message_id));
                 self.last_email_id = Some(e.email_message_id.clone());
                 self.email_thread.push(e.email_message_id.clone());

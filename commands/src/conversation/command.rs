@@ -141,6 +141,13 @@ pub enum ConversationCommand {
         message_sid: String,
         status: String,
     },
+    /// Records that emailing reply `message_id` (an email conversation's) failed for good (once
+    /// per trigger).
+    RecordEmailFailure {
+        trigger_event_id: uuid::Uuid,
+        message_id: MessageId,
+        error: String,
+    },
     /// Records that sending reply `message_id` by SMS failed for good (once per trigger).
     RecordSmsFailure {
         trigger_event_id: uuid::Uuid,
@@ -170,6 +177,7 @@ impl Commutes for ConversationCommand {
             | RecordSmsSent { .. }
             | RecordSmsStatus { .. }
             | RecordSmsFailure { .. }
+            | RecordEmailFailure { .. }
             | Archive { .. } => true,
             Create { .. } | Close { .. } | Reopen { .. } | Snooze { .. } | SetPriority { .. } | Assign { .. } => false,
         }

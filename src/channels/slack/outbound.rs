@@ -343,21 +343,12 @@ impl Consumer for SlackConsumer {
     }
 
     async fn parked(&self, event: &RecordedEvent, failure: &Failure) {
-        let Ok(conversation_id) = event.stream_id.parse::<ConversationId>() else {
-            return;
-        };
         let command = ConversationCommand::RecordSlackPostFailure {
             trigger_event_id: event.event_id,
             error: failure.to_string(),
         };
-        let meta = crate::consumers::failure_metadata("slack", event);
-        if let Err(e) = self
-            .app
-            .bus
-            .execute::<Conversation>(conversation_id, command, &meta)
-            .await
-        {
-            tracing::error!(conversation = %conversation_id, error = %e, "cannot record the failed Slack post");
+        if let Err(e) = crate::consumers::record(&self.app, "slack", event, command).await {
+            tracing::error!(conversation = %event.stream_id, error = %e, "cannot record the failed Slack post");
         }
     }
 }

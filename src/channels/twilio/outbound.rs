@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use netia_commands::{Account, Conversation, ConversationCommand};
+use netia_commands::{Account, ConversationCommand};
 use netia_events::conversation::{ConversationEvent, Source};
-use netia_events::{AccountId, ConversationId, DomainEvent, MessageId, Metadata, RecordedEvent};
+use netia_events::{AccountId, ConversationId, DomainEvent, MessageId, RecordedEvent};
 
 use super::client::{TwilioCredentials, TwilioError, parts};
 use crate::app::App;
@@ -29,22 +29,11 @@ pub struct SmsConsumer {
 /// Where a reply goes.
 struct Target {
     conversation_id: ConversationId,
-    account_id: AccountId,
     credentials: TwilioCredentials,
     from: String,
     to: String,
     message_id: MessageId,
     body: String,
-}
-
-/// The reply an event carries, if it is one for the customer: an agent's public message, or a
-/// message an agent or external agent wrote in Slack.
-fn reply_of(decoded: &ConversationEvent) -> Option<(MessageId, &str)> {
-    match decoded {
-        ConversationEvent::AgentMessagePosted(m) => Some((m.message_id, &m.body)),
-        ConversationEvent::SlackMessageReceived(m) if !m.author.is_customer() => Some((m.message_id, &m.body)),
-        _ => None,
-    }
 }
 
 impl SmsConsumer {
@@ -54,7 +43,7 @@ impl SmsConsumer {
             return Ok(None);
         }
         let decoded = ConversationEvent::decode(event).map_err(|e| Failure::Permanent(e.to_string()))?;
-        let Some((message_id, body)) = reply_of(&decoded) else {
+        let Some((message_id, body)) = crate::consumers::reply_of(&decoded) else {
             return Ok(None);
         };
         let retry = |e: crate::app::AppError| Failure::Retry(e.to_string());
@@ -80,7 +69,6 @@ impl SmsConsumer {
             String::from_utf8(token).map_err(|_| Failure::Permanent("the auth token is not text".into()))?;
         Ok(Some(Target {
             conversation_id,
-            account_id,
             credentials: TwilioCredentials {
                 account_sid: twilio.account_sid.clone(),
                 auth_token,
@@ -157,35 +145,21 @@ impl Consumer for SmsConsumer {
             message_sids: sids,
             to_number: target.to.clone(),
         };
-        let meta = Metadata::system("sms").caused_by(event).with_account(target.account_id);
-        self.app
-            .bus
-            .execute::<Conversation>(target.conversation_id, record, &meta)
-            .await
-            .map_err(|e| Failure::Retry(e.to_string()))?;
-        Ok(())
+        crate::consumers::record(&self.app, "sms", event, record).await
     }
 
     async fn parked(&self, event: &RecordedEvent, failure: &Failure) {
-        let Ok(conversation_id) = event.stream_id.parse::<ConversationId>() else {
-            return;
-        };
-        let Some((message_id, _)) = ConversationEvent::decode(event).ok().as_ref().and_then(reply_of) else {
-            return;
-        };
-        let command = ConversationCommand::RecordSmsFailure {
-            trigger_event_id: event.event_id,
-            message_id,
-            error: failure.to_string(),
-        };
-        let meta = crate::consumers::failure_metadata("sms", event);
-        if let Err(e) = self
-            .app
-            .bus
-            .execute::<Conversation>(conversation_id, command, &meta)
-            .await
-        {
-            tracing::error!(conversation = %conversation_id, error = %e, "cannot record the failed SMS");
-        }
+        crate::consumers::record_undelivered(
+            &self.app,
+            "sms",
+            event,
+            failure,
+            |trigger_event_id, message_id, error| ConversationCommand::RecordSmsFailure {
+                trigger_event_id,
+                message_id,
+                error,
+            },
+        )
+        .await;
     }
 }

@@ -1,0 +1,5 @@
+//! Email as a channel: reading what arrives ([`parse`]), the inbound addresses, and answering
+//! email conversations by email.
+
+pub mod outbound;
+pub mod parse;
