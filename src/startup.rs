@@ -198,6 +198,13 @@ impl Application {
         if settings.demo {
             demo(&state, &settings.host, port).await;
         }
+        if let Some(addr) = settings.inbound_smtp_addr {
+            let domain = settings
+                .inbound_email_domain
+                .clone()
+                .context("INBOUND_SMTP_ADDR needs INBOUND_EMAIL_DOMAIN: the domain whose mail it takes")?;
+            crate::channels::email::receiver::start(state.app.clone(), addr, domain)?;
+        }
         let limiter = web::Data::from(Arc::new(Limiter::new(Limits {
             per_ip_per_minute: settings.rate_limit_ip_per_minute,
             per_customer_per_minute: settings.rate_limit_customer_per_minute,

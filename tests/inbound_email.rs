@@ -25,14 +25,19 @@ struct World {
     smtp: Smtp,
     webhook: String,
     address: String,
+    /// The built-in SMTP receiver's port.
+    smtp_port: u16,
 }
 
 async fn world(db: &TestDb) -> World {
     let smtp = Smtp::start().await;
     let url = smtp.url();
+    let smtp_port = common::nodes::free_port();
+    let receiver = format!("127.0.0.1:{smtp_port}");
     let api = Api::start_with(
         db,
         &[
+            ("INBOUND_SMTP_ADDR", receiver.as_str()),
             ("SMTP_URL", url.as_str()),
             ("EMAIL_FROM", "Acme Support <support@acme.example>"),
             ("INBOUND_EMAIL_DOMAIN", DOMAIN),
@@ -58,6 +63,7 @@ async fn world(db: &TestDb) -> World {
         smtp,
         webhook,
         address,
+        smtp_port,
     }
 }
 
@@ -255,7 +261,54 @@ async fn automatic_foreign_and_broken_mail_open_nothing(db: &TestDb) {
     assert_eq!(post_raw(&w, &w.webhook, hello).await.0, StatusCode::NOT_FOUND);
 }
 
+/// Mail sent over SMTP (by `lettre`, as a mail server would relay it) to the inbox's address
+/// lands like the webhook's; a recipient we do not have is refused at RCPT.
+async fn mail_to_the_smtp_receiver_becomes_a_conversation(db: &TestDb) {
+    use lettre::Transport;
+    let w = world(db).await;
+    let relay = lettre::SmtpTransport::builder_dangerous("127.0.0.1")
+        .port(w.smtp_port)
+        .build();
+    let email = customer_email(&w, "<smtp-1@customer.example>", "Broken bell")
+        .header(ContentType::TEXT_PLAIN)
+        .body("The bell on my bike is broken.\n.\nA line with a dot, too.".to_owned())
+        .unwrap();
+    let sent = tokio::task::spawn_blocking(move || relay.send(&email)).await.unwrap();
+    assert!(sent.is_ok(), "{sent:?}");
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        let (_, inbox) = w.api.get("/api/conversations?source=email", &w.admin.token).await;
+        found = inbox["data"][0].clone();
+        if found.is_object() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let conversation = found["id"].as_str().expect("a conversation from SMTP").to_owned();
+    let listed = messages(&w, &conversation).await;
+    assert_eq!(
+        listed[0]["body"],
+        "The bell on my bike is broken.\n.\nA line with a dot, too."
+    );
+
+    let relay = lettre::SmtpTransport::builder_dangerous("127.0.0.1")
+        .port(w.smtp_port)
+        .build();
+    let stranger = lettre::Message::builder()
+        .from("ada@customer.example".parse().unwrap())
+        .to(format!("nobody@{DOMAIN}").parse().unwrap())
+        .subject("?")
+        .body("hello".to_owned())
+        .unwrap();
+    let refused = tokio::task::spawn_blocking(move || relay.send(&stranger))
+        .await
+        .unwrap();
+    let error = refused.expect_err("an unknown mailbox is refused");
+    assert!(error.is_permanent(), "{error}");
+}
+
 on_both_backends!(
+    mail_to_the_smtp_receiver_becomes_a_conversation,
     an_email_thread_becomes_one_conversation,
     automatic_foreign_and_broken_mail_open_nothing
 );
