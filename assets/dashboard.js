@@ -212,6 +212,8 @@
       ? "Private note: only agents see it."
       : c.source === "sms" && customer.phone
         ? `Your reply goes by SMS to ${customer.phone}.`
+        : c.source === "email" && customer.email
+          ? `Your reply goes by email to ${customer.email}.`
         : customer.email
           ? `Your reply appears in the chat; if unseen, it is emailed to ${customer.email}.`
           : "Your reply appears in the customer's chat.";
@@ -554,6 +556,7 @@
       );
     }
     showTwilio(await api("GET", "/api/twilio/authorization").catch(() => null));
+    showInboundEmail(await api("GET", "/api/email/inbound").catch((e) => ({ error: e.message })));
     const hooks = await api("GET", "/api/event_subscriptions").catch(() => []);
     $("hooks").replaceChildren(
       ...hooks.map((h) => {
@@ -594,6 +597,24 @@
     if (!window.confirm("Unlink Twilio? SMS stop arriving and replies are no longer sent.")) return;
     await api("DELETE", "/api/twilio/authorization").catch((e) => alert(e.message));
     showTwilio(await api("GET", "/api/twilio/authorization").catch(() => null));
+    showInboundEmail(await api("GET", "/api/email/inbound").catch((e) => ({ error: e.message })));
+  });
+
+  function showInboundEmail(inbound) {
+    if (!inbound) return;
+    if (inbound.error) {
+      $("email-inbound").textContent = inbound.error;
+      return;
+    }
+    const address = inbound.address
+      ? `Forward your support mail to ${inbound.address}.`
+      : "Set INBOUND_EMAIL_DOMAIN on the server for an address to forward mail to.";
+    const hook = inbound.webhook_url || `<NETIA_PUBLIC_URL>${inbound.webhook_path}`;
+    $("email-inbound").textContent = `${address} Or have a forwarding service post each raw message to ${hook}.`;
+  }
+  $("email-rotate").addEventListener("click", async () => {
+    if (!window.confirm("Issue a new webhook token? The current webhook URL stops working.")) return;
+    showInboundEmail(await api("POST", "/api/email/inbound/rotate", {}).catch((e) => ({ error: e.message })));
   });
 
   function showTwilio(twilio) {

@@ -191,6 +191,8 @@ check("requiring verification is saved", required.data.require_identity_verifica
 await agent.locator("#integrations:not([hidden])").waitFor({ timeout: 10000 });
 check("Slack says the server has no app", (await agent.locator("#slack-status").textContent()).includes("not configured"));
 await agent.locator("#twilio-status", { hasText: "Not linked" }).waitFor({ timeout: 10000 });
+await agent.locator("#email-inbound", { hasText: "/api/email/inbound/" }).waitFor({ timeout: 10000 });
+check("the inbound email webhook is shown", true);
 check("SMS (Twilio) can be linked from the page", await agent.locator("#twilio-form button[type=submit]").isVisible());
 await agent.locator("#hook-url").fill("https://93.184.216.34/netia-hook");
 await agent.locator("#hook-form button[type=submit]").click();
