@@ -64,7 +64,7 @@ pub(super) async fn rotate(state: web::Data<AppState>, agent: Agent) -> Result<H
 /// token; 422 for something that is not an email. The same Message-ID twice is one message.
 #[utoipa::path(post, path = "/api/email/inbound/{token}", tag = "email",
     params(("token" = String, Path, description = "The inbox's webhook token")),
-    request_body(content = String, content_type = "message/rfc822", description = "The raw message"),
+    request_body(content = String, content_type = "text/plain", description = "The raw message (any content type is taken, e.g. message/rfc822)"),
     responses((status = 201, description = "Taken: {\"data\": {\"conversation_id\", \"new\"}}"), (status = 202, description = "An automatic message: not taken"),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn receive(

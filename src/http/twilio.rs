@@ -8,7 +8,7 @@ use netia_commands::{AccountError, ConversationError, CustomerError};
 use netia_events::ConversationId;
 use netia_events::user::Role;
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::views::{Data, ErrorBody};
 use super::{Agent, ApiError, AppState};
@@ -122,11 +122,31 @@ fn form(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
+/// Twilio's messaging webhook parameters (the ones Netia reads; Twilio sends more, all signed).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(non_snake_case, dead_code)]
+pub(super) struct IncomingSmsForm {
+    AccountSid: String,
+    From: String,
+    To: String,
+    MessageSid: String,
+    Body: Option<String>,
+}
+
+/// Twilio's status callback parameters (the ones Netia reads).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(non_snake_case, dead_code)]
+pub(super) struct StatusForm {
+    AccountSid: String,
+    MessageSid: String,
+    MessageStatus: String,
+}
+
 /// An incoming SMS (Twilio's messaging webhook, `application/x-www-form-urlencoded`: `AccountSid`,
 /// `To`, `From`, `MessageSid`, `Body`, …). Answers empty TwiML; 403 when it is not signed by the
 /// auth token of the account that linked `To`; Twilio's retries of one `MessageSid` are one message.
 #[utoipa::path(post, path = "/api/twilio/webhook", tag = "twilio",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's messaging webhook parameters"),
+    request_body(content = IncomingSmsForm, content_type = "application/x-www-form-urlencoded", description = "Twilio's messaging webhook parameters"),
     responses((status = 200, description = "Empty TwiML", content_type = "text/xml"), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn webhook(
     state: web::Data<AppState>,
@@ -150,8 +170,8 @@ pub(super) struct StatusTarget {
 /// A status callback for one of our replies (`MessageSid`, `MessageStatus`: `queued`, `sent`,
 /// `delivered`, `undelivered`, `failed`, …), signed like the webhook. 204; 403 when not Twilio's.
 #[utoipa::path(post, path = "/api/twilio/status", tag = "twilio", params(StatusTarget),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's status callback parameters"),
-    responses((status = 204, description = "Recorded"), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    request_body(content = StatusForm, content_type = "application/x-www-form-urlencoded", description = "Twilio's status callback parameters"),
+    responses((status = 204, description = "Recorded"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn status_callback(
     state: web::Data<AppState>,
     request: HttpRequest,
