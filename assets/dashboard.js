@@ -425,6 +425,8 @@
       $("ctx-link").value = ctx.scheduling_link || "";
       $("ctx-llm").checked = !!ctx.llm_enabled;
     }
+    const notify = await api("GET", "/api/me/notifications").catch(() => null);
+    if (notify) $("notify-new").checked = notify.new_conversation_emails;
     const widget = await api("GET", `/api/widget_settings?account_id=${state.session.account_id}`);
     $("w-title").value = widget.title;
     $("w-subtitle").value = widget.subtitle;
@@ -579,6 +581,15 @@
     );
   }
   $("private").addEventListener("change", showDeliveryHint);
+  $("notify-new").addEventListener("change", async (e) => {
+    try {
+      await api("PUT", "/api/me/notifications", { new_conversation_emails: e.target.checked });
+      $("notify-status").textContent = e.target.checked ? "You will be emailed." : "You will not be emailed.";
+    } catch (err) {
+      e.target.checked = !e.target.checked;
+      $("notify-status").textContent = err.message;
+    }
+  });
   $("twilio-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     try {

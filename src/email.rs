@@ -64,6 +64,22 @@ pub struct EmailSettings {
     pub smtp_url: SecretString,
     pub from: Mailbox,
     pub reply_delay: Duration,
+    /// `AGENT_NOTIFY_DELAY`: how long a customer's message waits for an agent to come online
+    /// before agents are emailed, and the window of one such email per conversation.
+    pub agent_notify_delay: Duration,
+}
+
+impl EmailSettings {
+    /// The SMTP transport of `SMTP_URL` (connections open when an email is sent, pooled after;
+    /// 30 s per exchange); [`EmailError::SmtpUrl`] when the URL does not parse.
+    pub fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, EmailError> {
+        Ok(
+            AsyncSmtpTransport::<Tokio1Executor>::from_url(self.smtp_url.expose_secret())
+                .map_err(EmailError::SmtpUrl)?
+                .timeout(Some(Duration::from_secs(30)))
+                .build(),
+        )
+    }
 }
 
 /// Schedules the reply email of each agent reply.
@@ -173,10 +189,7 @@ impl ReplyEmailJob {
     /// The job with its SMTP transport (connections are opened when an email is sent);
     /// [`EmailError::SmtpUrl`] when `settings.smtp_url` does not parse.
     pub fn new(bus: CommandBus, store: Arc<dyn EventStore>, settings: EmailSettings) -> Result<Self, EmailError> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose_secret())
-            .map_err(EmailError::SmtpUrl)?
-            .timeout(Some(Duration::from_secs(30)))
-            .build();
+        let transport = settings.transport()?;
         Ok(Self {
             bus,
             store,

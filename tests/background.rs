@@ -255,6 +255,7 @@ fn reply_job(smtp: &Smtp, bus: &CommandBus, db: &TestDb) -> ReplyEmailJob {
         smtp_url: smtp.url().into(),
         from: "Acme Support <help@acme.test>".parse().unwrap(),
         reply_delay: Duration::from_secs(0),
+        agent_notify_delay: Duration::from_secs(120),
     };
     ReplyEmailJob::new(bus.clone(), db.store.clone(), settings).unwrap()
 }

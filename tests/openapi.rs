@@ -82,6 +82,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/email/inbound"),
     ("post", "/api/email/inbound/rotate"),
     ("post", "/api/email/inbound/{token}"),
+    ("get", "/api/me/notifications"),
+    ("put", "/api/me/notifications"),
 ];
 
 async fn the_document_lists_every_route_and_only_served_ones(db: &TestDb) {

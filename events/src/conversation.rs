@@ -38,6 +38,7 @@ event_family! {
         SmsStatusUpdated = 1,
         SmsSendFailed = 1,
         EmailSendFailed = 1,
+        AgentsNotified = 1,
     }
 }
 
@@ -334,4 +335,13 @@ pub struct EmailSendFailed {
     pub trigger_event_id: Uuid,
     pub message_id: MessageId,
     pub error: String,
+}
+
+/// The customer's messages `message_ids` were emailed to agents `user_ids` (no agent of the account
+/// was online): each message is emailed to agents once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentsNotified {
+    pub message_ids: Vec<MessageId>,
+    pub user_ids: Vec<UserId>,
+    pub at: DateTime<Utc>,
 }

@@ -1,4 +1,5 @@
-//! User (agent) events: invited, registered, role changed, disabled, enabled, online, offline.
+//! User (agent) events: invited, registered, role changed, disabled, enabled, online, offline,
+//! notification settings.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,7 @@ event_family! {
         AgentCameOnline = 1,
         AgentWentOffline = 1,
         SessionEnded = 1,
+        NotificationSettingsChanged = 1,
     }
 }
 
@@ -88,4 +90,11 @@ pub enum SessionEnd {
 pub struct SessionEnded {
     pub token_id: String,
     pub reason: SessionEnd,
+}
+
+/// What the agent wants to hear by email. `new_conversation_emails`: a customer's message while no
+/// agent of the account is online is emailed to them (default on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationSettingsChanged {
+    pub new_conversation_emails: bool,
 }

@@ -87,6 +87,11 @@ fn summarize(event: &ConversationEvent) -> String {
         SmsStatusUpdated(e) => format!("SMS {} is {}", e.message_sid, e.status),
         SmsSendFailed(e) => format!("sending reply {} by SMS failed", e.message_id),
         EmailSendFailed(e) => format!("emailing reply {} failed", e.message_id),
+        AgentsNotified(e) => format!(
+            "{} messages emailed to {} agents",
+            e.message_ids.len(),
+            e.user_ids.len()
+        ),
     }
 }
 

@@ -59,6 +59,14 @@ pub fn effects(
     let mut jobs: Vec<Arc<dyn crate::scheduler::JobHandler>> = Vec::new();
     if let Some(email) = &settings.email {
         consumers.push(Arc::new(crate::channels::email::outbound::EmailReplyConsumer::new(
+            app.clone(),
+            email,
+        )?));
+        consumers.push(Arc::new(crate::channels::email::agents::AgentNotifyScheduler {
+            db: pool.clone(),
+            delay: email.agent_notify_delay,
+        }));
+        jobs.push(Arc::new(crate::channels::email::agents::AgentNotificationJob::new(
             app, email,
         )?));
         consumers.push(Arc::new(crate::email::ReplyEmailScheduler {

@@ -1,7 +1,7 @@
-//! The signed-in agent and their personal API keys.
+//! The signed-in agent, their notification settings and their personal API keys.
 
 use actix_web::{HttpResponse, web};
-use netia_commands::Account;
+use netia_commands::{Account, User, UserCommand, UserError};
 use netia_events::user::Role;
 use serde::Deserialize;
 use serde_json::json;
@@ -13,6 +13,11 @@ use crate::auth::ApiKey;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/me").route(web::get().to(me)))
+        .service(
+            web::resource("/me/notifications")
+                .route(web::get().to(notifications))
+                .route(web::put().to(set_notifications)),
+        )
         .service(
             web::resource("/personal_api_keys")
                 .route(web::get().to(list_keys))
@@ -38,6 +43,48 @@ pub(super) async fn me(state: web::Data<AppState>, agent: Agent) -> Result<HttpR
                 name: account.name,
             },
         },
+    }))
+}
+
+/// What the signed-in agent hears by email.
+#[derive(Debug, serde::Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Notifications {
+    /// A customer's message while no agent of the account is online is emailed (at most one
+    /// email per conversation per `AGENT_NOTIFY_DELAY`; needs `SMTP_URL`). On by default.
+    pub new_conversation_emails: bool,
+}
+
+/// The signed-in agent's notification settings.
+#[utoipa::path(get, path = "/api/me/notifications", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Data<Notifications>), (status = 401, body = ErrorBody)))]
+pub(super) async fn notifications(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
+    let user = state.load::<User>(agent.user_id).await?;
+    Ok(HttpResponse::Ok().json(Data {
+        data: Notifications {
+            new_conversation_emails: !user.no_new_conversation_emails,
+        },
+    }))
+}
+
+/// Changes the signed-in agent's notification settings.
+#[utoipa::path(put, path = "/api/me/notifications", tag = "auth", security(("bearer" = [])), request_body = Notifications,
+    responses((status = 200, body = Data<Notifications>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn set_notifications(
+    state: web::Data<AppState>,
+    agent: Agent,
+    body: web::Json<Notifications>,
+) -> Result<HttpResponse, ApiError> {
+    let command = UserCommand::SetNotifications {
+        new_conversation_emails: body.new_conversation_emails,
+    };
+    state
+        .bus
+        .execute::<User>(agent.user_id, command, &agent.meta())
+        .await
+        .map_err(|e| ApiError::from_command(e, |e| matches!(e, UserError::NotFound)))?;
+    Ok(HttpResponse::Ok().json(Data {
+        data: body.into_inner(),
     }))
 }
 

@@ -22,7 +22,7 @@ use super::{
     paths(
         health::live, health::ready, health::metrics,
         session::register, session::login, session::logout, session::renew,
-        accounts::me, accounts::list_keys, accounts::create_key, accounts::revoke_key,
+        accounts::me, accounts::notifications, accounts::set_notifications, accounts::list_keys, accounts::create_key, accounts::revoke_key,
         team::list, team::change_role, team::disable, team::enable, team::invite, team::invitations, team::withdraw,
         conversations::list, conversations::count, conversations::get, conversations::update,
         conversations::history, conversations::mark_read, messages::messages, messages::post_message,

@@ -119,9 +119,17 @@ pub(super) fn email_settings(
         0..=604_800,
         "must be a whole number of seconds from 0 to 604800",
     )?;
+    let notify = ranged(
+        get,
+        "AGENT_NOTIFY_DELAY",
+        120u64,
+        0..=86_400,
+        "must be a whole number of seconds from 0 to 86400",
+    )?;
     Ok(Some(crate::email::EmailSettings {
         smtp_url: SecretString::from(url),
         from,
         reply_delay: std::time::Duration::from_secs(delay),
+        agent_notify_delay: std::time::Duration::from_secs(notify),
     }))
 }

@@ -70,6 +70,9 @@ pub struct Conversation {
     /// Where the conversation started (`None` in states saved before it was kept).
     #[serde(default)]
     pub source: Option<Source>,
+    /// The customer's messages already emailed to agents.
+    #[serde(default)]
+    pub agents_notified: BTreeSet<MessageId>,
     /// Its subject (an email's), if it has one.
     #[serde(default)]
     pub subject: Option<String>,
@@ -217,6 +220,20 @@ impl Conversation {
             Create { .. } => Err(ConversationError::AlreadyExists),
             StartSlackThread { .. } | RecordSlackPostFailure { .. } => self.decide_slack(command),
             RecordSmsSent { .. } | RecordSmsStatus { .. } | RecordSmsFailure { .. } => self.decide_sms(command),
+            RecordAgentNotification {
+                message_ids,
+                user_ids,
+                at,
+            } => {
+                if message_ids.iter().all(|m| self.agents_notified.contains(m)) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![ConversationEvent::AgentsNotified(AgentsNotified {
+                    message_ids: message_ids.clone(),
+                    user_ids: user_ids.clone(),
+                    at: *at,
+                })])
+            }
             RecordEmailFailure {
                 trigger_event_id,
                 message_id,
@@ -497,6 +514,7 @@ impl Conversation {
             EmailSendFailed(e) => {
                 self.external_ids.insert(format!("email-failed:{}", e.trigger_event_id));
             }
+            AgentsNotified(e) => self.agents_notified.extend(e.message_ids.iter().copied()),
             EmailNotificationSent(e) => {
                 self.emailed.extend(e.message_ids.iter().copied());
                 self.last_email_id = Some(e.email_message_id.clone());

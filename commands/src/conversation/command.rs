@@ -148,6 +148,13 @@ pub enum ConversationCommand {
         message_id: MessageId,
         error: String,
     },
+    /// Records that the customer's messages `message_ids` were emailed to agents `user_ids`
+    /// (nothing when every one of them was already).
+    RecordAgentNotification {
+        message_ids: Vec<MessageId>,
+        user_ids: Vec<UserId>,
+        at: DateTime<Utc>,
+    },
     /// Records that sending reply `message_id` by SMS failed for good (once per trigger).
     RecordSmsFailure {
         trigger_event_id: uuid::Uuid,
@@ -178,6 +185,7 @@ impl Commutes for ConversationCommand {
             | RecordSmsStatus { .. }
             | RecordSmsFailure { .. }
             | RecordEmailFailure { .. }
+            | RecordAgentNotification { .. }
             | Archive { .. } => true,
             Create { .. } | Close { .. } | Reopen { .. } | Snooze { .. } | SetPriority { .. } | Assign { .. } => false,
         }

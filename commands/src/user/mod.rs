@@ -40,6 +40,10 @@ pub enum UserCommand {
     SetOnline {
         online: bool,
     },
+    /// Whether customers' messages are emailed while no agent is online (a no-op when unchanged).
+    SetNotifications {
+        new_conversation_emails: bool,
+    },
     /// A session of this user ended (signed out, or renewed).
     EndSession {
         token_id: String,
@@ -91,6 +95,9 @@ pub struct User {
     pub role: Option<Role>,
     pub disabled: bool,
     pub online: bool,
+    /// Off when the agent turned new-conversation emails off (they are on by default).
+    #[serde(default)]
+    pub no_new_conversation_emails: bool,
 }
 
 impl User {
@@ -117,6 +124,7 @@ impl User {
             UserEvent::AgentCameOnline(_) => self.online = true,
             UserEvent::AgentWentOffline(_) => self.online = false,
             UserEvent::SessionEnded(_) => {}
+            UserEvent::NotificationSettingsChanged(e) => self.no_new_conversation_emails = !e.new_conversation_emails,
         }
     }
 
@@ -206,6 +214,19 @@ impl crate::Decide for User {
                         disabled_by: *disabled_by,
                     })]
                 })
+            }
+            UserCommand::SetNotifications {
+                new_conversation_emails,
+            } => {
+                self.self_id()?;
+                if self.no_new_conversation_emails != *new_conversation_emails {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![UserEvent::NotificationSettingsChanged(
+                    NotificationSettingsChanged {
+                        new_conversation_emails: *new_conversation_emails,
+                    },
+                )])
             }
             UserCommand::SetOnline { online } => {
                 self.self_id()?;

@@ -348,3 +348,25 @@ fn ending_sessions_commutes_with_other_commands() {
     };
     assert!(end.commutes());
 }
+
+#[test]
+fn new_conversation_emails_are_on_until_turned_off_and_turning_twice_records_once() {
+    let off = UserEvent::NotificationSettingsChanged(NotificationSettingsChanged {
+        new_conversation_emails: false,
+    });
+    let set = |on: bool| UserCommand::SetNotifications {
+        new_conversation_emails: on,
+    };
+    UserTest::with(())
+        .given(vec![registered(Role::Member)])
+        .when(set(true))
+        .then_expect_events(vec![]);
+    UserTest::with(())
+        .given(vec![registered(Role::Member)])
+        .when(set(false))
+        .then_expect_events(vec![off.clone()]);
+    UserTest::with(())
+        .given(vec![registered(Role::Member), off])
+        .when(set(false))
+        .then_expect_events(vec![]);
+}

@@ -32,15 +32,10 @@ pub struct EmailReplyConsumer {
 impl EmailReplyConsumer {
     /// [`EmailError::SmtpUrl`] when `settings.smtp_url` does not parse.
     pub fn new(app: App, settings: &EmailSettings) -> Result<Self, EmailError> {
-        use secrecy::ExposeSecret;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose_secret())
-            .map_err(EmailError::SmtpUrl)?
-            .timeout(Some(Duration::from_secs(30)))
-            .build();
         Ok(Self {
             app,
             from: settings.from.clone(),
-            transport,
+            transport: settings.transport()?,
         })
     }
 
