@@ -397,6 +397,15 @@ async fn forged_requests_store_nothing(db: &TestDb) {
     elsewhere.push(("To".into(), "+15005550009".into()));
     let answer = post_signed(&w, "/api/twilio/webhook", &elsewhere, Some(AUTH_TOKEN)).await;
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    // Garbage where Twilio's ids go (a NUL byte PostgreSQL would refuse): refused, not a 500.
+    let garbage: Vec<(String, String)> = vec![
+        ("AccountSid".into(), "\u{0}AC".into()),
+        ("To".into(), "\u{104aa}".into()),
+        ("From".into(), "a".into()),
+        ("MessageSid".into(), "x".into()),
+    ];
+    let answer = post_signed(&w, "/api/twilio/webhook", &garbage, Some(AUTH_TOKEN)).await;
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
     let stored = db
         .count("SELECT count(*) FROM events WHERE event_type IN ('SmsMessageReceived', 'ConversationCreated')")
         .await;

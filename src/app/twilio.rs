@@ -215,6 +215,10 @@ pub async fn receive(app: &App, request: &TwilioRequest<'_>) -> Result<SmsReceiv
     let (Some(sid), Some(to)) = (request.param("AccountSid"), request.param("To")) else {
         return Err(TwilioUseError::Unverified("AccountSid or To is missing"));
     };
+    // Twilio's shapes only: nothing else is looked up (or reaches the database).
+    if !is_account_sid(sid) || !is_e164(to) {
+        return Err(TwilioUseError::Unverified("AccountSid or To is not Twilio's"));
+    }
     let mut conn = app.db.acquire().await.map_err(AppError::from)?;
     let found = ConversationProjection::by_twilio_number(&mut conn, sid, to)
         .await

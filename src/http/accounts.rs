@@ -69,7 +69,7 @@ pub(super) async fn notifications(state: web::Data<AppState>, agent: Agent) -> R
 
 /// Changes the signed-in agent's notification settings.
 #[utoipa::path(put, path = "/api/me/notifications", tag = "auth", security(("bearer" = [])), request_body = Notifications,
-    responses((status = 200, body = Data<Notifications>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Data<Notifications>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn set_notifications(
     state: web::Data<AppState>,
     agent: Agent,

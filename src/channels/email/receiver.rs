@@ -32,7 +32,8 @@ impl Session {
     fn local_part(&self, to: &str) -> Option<String> {
         let to = to.trim().trim_start_matches('<').trim_end_matches('>');
         let (local, domain) = to.rsplit_once('@')?;
-        domain.eq_ignore_ascii_case(&self.domain).then(|| local.to_lowercase())
+        let local = local.to_lowercase();
+        (domain.eq_ignore_ascii_case(&self.domain) && netia_commands::is_local_part(&local)).then_some(local)
     }
 }
 
