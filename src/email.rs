@@ -210,8 +210,10 @@ impl ReplyEmailJob {
         let (Some(account_id), Some(customer_id)) = (conversation.account_id, conversation.customer_id) else {
             return Ok(());
         };
-        if conversation.source == Some(netia_events::conversation::Source::Email) {
-            return Ok(()); // answered by email at once (`channels::email::outbound`)
+        use netia_events::conversation::Source;
+        if matches!(conversation.source, Some(Source::Email | Source::Gmail)) {
+            // Answered by email at once (`channels::email::outbound`, `channels::gmail::outbound`).
+            return Ok(());
         }
         let stream = StreamRef::new(ConversationEvent::STREAM_TYPE, id.to_string());
         let events = self.store.read_stream(&stream, StreamBound::All).await?;
@@ -272,6 +274,7 @@ impl ReplyEmailJob {
             to: address,
             email_message_id,
             in_reply_to: conversation.last_email_id.clone(),
+            gmail: None,
             at: chrono::Utc::now(),
         };
         let mut meta = Metadata::new(Actor::System {

@@ -71,6 +71,9 @@ pub struct Settings {
     /// The Slack app (`SLACK_CLIENT_ID`, `SLACK_CLIENT_SECRET`, `SLACK_SIGNING_SECRET`, base URLs);
     /// `None`: Slack is off.
     pub slack: Option<crate::channels::slack::SlackSettings>,
+    /// The Google OAuth client for Gmail (`GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET`, base URLs,
+    /// `GMAIL_SYNC_INTERVAL`); `None`: Gmail is off.
+    pub gmail: Option<crate::channels::gmail::GmailSettings>,
     /// Where users reach this deployment (`NETIA_PUBLIC_URL`, e.g. `https://support.acme.com`):
     /// links in Slack posts, the Slack OAuth redirect, the URL Twilio's signatures cover.
     pub public_url: Option<String>,
@@ -300,6 +303,8 @@ impl Settings {
         };
         let slack = crate::channels::slack::SlackSettings::from_lookup(&get)
             .map_err(|(variable, reason)| invalid(variable, "(hidden)".to_owned(), reason))?;
+        let gmail = crate::channels::gmail::GmailSettings::from_lookup(&get)
+            .map_err(|(variable, reason)| invalid(variable, "(hidden)".to_owned(), reason))?;
         let public_url = match get("NETIA_PUBLIC_URL").filter(|v| !v.trim().is_empty()) {
             None => None,
             Some(url) if crate::channels::slack::is_http_url(&url) => Some(url.trim().trim_end_matches('/').to_owned()),
@@ -358,6 +363,7 @@ impl Settings {
             demo,
             webhooks,
             slack,
+            gmail,
             public_url,
             twilio_api_base_url,
             inbound_email_domain,

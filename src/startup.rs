@@ -198,6 +198,13 @@ impl Application {
         if settings.demo {
             demo(&state, &settings.host, port).await;
         }
+        if let Some(gmail) = &settings.gmail {
+            let (app, every) = (state.app.clone(), gmail.sync_interval);
+            projectors.push(supervise(
+                "gmail-sync",
+                Box::new(move |stop| Box::pin(crate::channels::gmail::sync::run(app.clone(), every, stop))),
+            ));
+        }
         if let Some(addr) = settings.inbound_smtp_addr {
             let domain = settings
                 .inbound_email_domain

@@ -456,6 +456,7 @@ pub enum SourceName {
     Email,
     Slack,
     Sms,
+    Gmail,
     Api,
 }
 

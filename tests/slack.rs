@@ -345,7 +345,8 @@ async fn the_oauth_round_trip_refuses_forged_and_expired_states(db: &TestDb) {
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     let key = netia::secrets::parse_key(SECRET_KEY).unwrap();
     let sealer = netia::secrets::Sealer::new(&key);
-    let (expired, nonce) = netia::channels::slack::state::issue(
+    let (expired, nonce) = netia::channels::oauth_state::issue(
+        netia::channels::oauth_state::SLACK,
         &sealer,
         w.admin.account_id.parse().unwrap(),
         w.admin.user_id.parse().unwrap(),

@@ -12,8 +12,8 @@ pub mod user;
 pub mod validate;
 
 pub use account::{
-    Account, AccountCommand, AccountError, EventSubscription, SlackInstallation, TwilioAuthorization, is_account_sid,
-    is_e164, is_local_part,
+    Account, AccountCommand, AccountError, EventSubscription, GmailLink, SlackInstallation, TwilioAuthorization,
+    is_account_sid, is_e164, is_local_part,
 };
 pub use conversation::{Conversation, ConversationCommand, ConversationError, Status as ConversationStatus};
 pub use customer::{Customer, CustomerCommand, CustomerError};

@@ -1,5 +1,5 @@
 //! Account events: registration, business context, widget settings, LLM on/off, canned responses,
-//! identity verification, outbound webhook subscriptions, the Slack and Twilio links.
+//! identity verification, outbound webhook subscriptions, the Slack, Twilio and Gmail links.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,9 @@ event_family! {
         TwilioLinked = 1,
         TwilioUnlinked = 1,
         InboundEmailAddressIssued = 1,
+        GmailLinked = 1,
+        GmailUnlinked = 1,
+        GmailHistorySynced = 1,
     }
 }
 
@@ -185,4 +188,30 @@ pub struct InboundEmailAddressIssued {
     pub local_part: String,
     pub token_sha256: String,
     pub sealed_token: String,
+}
+
+/// An admin linked a Gmail inbox by Google OAuth: its new inbound mail becomes conversations and
+/// agents' replies on them are sent through the Gmail API as this address. The refresh token is
+/// sealed (AES-256-GCM under `NETIA_SECRET_KEY`, bound to the account), never in clear in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GmailLinked {
+    /// The mailbox's address (`users.getProfile` `emailAddress`).
+    pub email_address: String,
+    pub sealed_refresh_token: String,
+    /// The mailbox's `historyId` when it was linked: the sync starts after it.
+    pub history_id: u64,
+    pub linked_by: UserId,
+}
+
+/// The Gmail link was removed: nothing more is synced or sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GmailUnlinked {}
+
+/// The mailbox was synced up to `history_id` (`users.history.list`; or, after Gmail forgot the
+/// previous one, a resync of the last days, `resynced`): the next sync starts after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GmailHistorySynced {
+    pub history_id: u64,
+    #[serde(default)]
+    pub resynced: bool,
 }

@@ -50,6 +50,8 @@ pub enum Source {
     Email,
     Slack,
     Sms,
+    /// A linked Gmail inbox (one conversation per Gmail thread).
+    Gmail,
     Api,
 }
 
@@ -157,7 +159,17 @@ pub struct EmailMessageReceived {
     pub email_message_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<String>,
+    /// Where Gmail keeps it, when it came from a linked Gmail inbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gmail: Option<GmailMessage>,
     pub sent_at: DateTime<Utc>,
+}
+
+/// A message's ids in the Gmail API (`users.messages`: `id`, `threadId`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GmailMessage {
+    pub id: String,
+    pub thread_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -280,6 +292,9 @@ pub struct EmailNotificationSent {
     pub email_message_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<String>,
+    /// Sent through the Gmail API (`users.messages.send`): the sent message's ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gmail: Option<GmailMessage>,
     pub at: DateTime<Utc>,
 }
 

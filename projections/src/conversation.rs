@@ -87,6 +87,24 @@ impl ConversationProjection {
         lookup(conn, sql, account_sid, from_number).await
     }
 
+    /// Every linked Gmail mailbox: (account, address).
+    pub async fn gmail_mailboxes(conn: &mut AnyConnection) -> Result<Vec<(String, String)>, ProjectionError> {
+        let sql = "SELECT account_id, email_address FROM conversation_gmail_mailboxes ORDER BY account_id";
+        Ok(sqlx::query_as(sql).fetch_all(conn).await?)
+    }
+
+    /// The Netia account that linked Gmail mailbox `email_address`.
+    pub async fn by_gmail_mailbox(
+        conn: &mut AnyConnection,
+        email_address: &str,
+    ) -> Result<Option<String>, ProjectionError> {
+        let sql = "SELECT account_id FROM conversation_gmail_mailboxes WHERE email_address = $1";
+        Ok(sqlx::query_scalar(sql)
+            .bind(email_address.to_owned())
+            .fetch_optional(conn)
+            .await?)
+    }
+
     /// The conversation of account `account_id` that sent or received the email `email_message_id`
     /// (with its angle brackets).
     pub async fn by_email_message_id(
@@ -259,6 +277,7 @@ impl Projection for ConversationProjection {
             "conversation_messages",
             "conversation_slack_threads",
             "conversation_twilio_numbers",
+            "conversation_gmail_mailboxes",
             "conversation_email_ids",
             "conversation_inbound_addresses",
         ]
@@ -281,6 +300,9 @@ impl Projection for ConversationProjection {
             // The Netia account of each linked Twilio number (Twilio's webhooks name the number).
             "CREATE TABLE IF NOT EXISTS conversation_twilio_numbers (account_sid TEXT NOT NULL, \
                 from_number TEXT NOT NULL, account_id TEXT NOT NULL, PRIMARY KEY (account_sid, from_number))",
+            // The Netia account of each linked Gmail mailbox (the sync visits each).
+            "CREATE TABLE IF NOT EXISTS conversation_gmail_mailboxes (email_address TEXT PRIMARY KEY, \
+                account_id TEXT NOT NULL)",
             // Every Message-ID of an email we sent or received, with its conversation: threading.
             "CREATE TABLE IF NOT EXISTS conversation_email_ids (account_id TEXT NOT NULL, \
                 email_message_id TEXT NOT NULL, conversation_id TEXT NOT NULL, PRIMARY KEY (account_id, email_message_id))",
@@ -321,16 +343,28 @@ impl Projection for ConversationProjection {
         let mut reads: Vec<(String, i64, String)> = Vec::new();
         let mut threads: Vec<Vec<Cell>> = Vec::new();
         let mut statuses: Vec<(String, String)> = Vec::new();
-        let mut numbers: Vec<(String, Option<(String, String)>)> = Vec::new();
+        let mut relinks: Vec<(&str, &[&str], String, Option<Vec<String>>)> = Vec::new();
+        const NUMBERS: (&str, &[&str]) = ("conversation_twilio_numbers", &["account_sid", "from_number"]);
+        const MAILBOXES: (&str, &[&str]) = ("conversation_gmail_mailboxes", &["email_address"]);
         let mut addresses: Vec<(String, netia_events::account::InboundEmailAddressIssued)> = Vec::new();
         let mut email_ids: Vec<Vec<Cell>> = Vec::new();
         for event in events {
             if event.stream_type == AccountEvent::STREAM_TYPE {
                 match AccountEvent::decode(event).map_err(|e| (event.global_position, e.into()))? {
                     AccountEvent::TwilioLinked(e) => {
-                        numbers.push((event.stream_id.clone(), Some((e.account_sid, e.from_number))));
+                        let linked = Some(vec![e.account_sid, e.from_number]);
+                        relinks.push((NUMBERS.0, NUMBERS.1, event.stream_id.clone(), linked));
                     }
-                    AccountEvent::TwilioUnlinked(_) => numbers.push((event.stream_id.clone(), None)),
+                    AccountEvent::TwilioUnlinked(_) => {
+                        relinks.push((NUMBERS.0, NUMBERS.1, event.stream_id.clone(), None))
+                    }
+                    AccountEvent::GmailLinked(e) => {
+                        let linked = Some(vec![e.email_address]);
+                        relinks.push((MAILBOXES.0, MAILBOXES.1, event.stream_id.clone(), linked));
+                    }
+                    AccountEvent::GmailUnlinked(_) => {
+                        relinks.push((MAILBOXES.0, MAILBOXES.1, event.stream_id.clone(), None));
+                    }
                     AccountEvent::InboundEmailAddressIssued(e) => addresses.push((event.stream_id.clone(), e)),
                     _ => {}
                 }
@@ -435,27 +469,10 @@ impl Projection for ConversationProjection {
                 "ON CONFLICT (message_id) DO NOTHING",
             )
             .await?;
-            // Twilio links, in log order: an account has one number; a number, one account.
-            for (account, linked) in &numbers {
-                sqlx::query("DELETE FROM conversation_twilio_numbers WHERE account_id = $1")
-                    .bind(account.clone())
-                    .execute(&mut *conn)
-                    .await?;
-                if let Some((sid, number)) = linked {
-                    sqlx::query("DELETE FROM conversation_twilio_numbers WHERE account_sid = $1 AND from_number = $2")
-                        .bind(sid.clone())
-                        .bind(number.clone())
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query(
-                        "INSERT INTO conversation_twilio_numbers (account_sid, from_number, account_id) VALUES ($1, $2, $3)",
-                    )
-                    .bind(sid.clone())
-                    .bind(number.clone())
-                    .bind(account.clone())
-                    .execute(&mut *conn)
-                    .await?;
-                }
+            // Channel links, in log order: an account has one number and one mailbox; a number and
+            // a mailbox, one account.
+            for (table, columns, account, linked) in &relinks {
+                relink(conn, table, columns, account, linked.as_deref()).await?;
             }
             insert_rows(
                 conn,
@@ -599,4 +616,43 @@ fn new_message(decoded: &ConversationEvent) -> Option<NewMessage<'_>> {
         }
         _ => return None,
     })
+}
+
+/// Links `account` in `table` to the key `linked` (values of `columns`), or unlinks it (`None`):
+/// the account's previous row goes, and so does the key's previous account.
+async fn relink(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    account: &str,
+    linked: Option<&[String]>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1"))
+        .bind(account.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    let Some(values) = linked else { return Ok(()) };
+    let matches: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    let delete_sql = format!("DELETE FROM {table} WHERE {}", matches.join(" AND "));
+    let mut statement = sqlx::query(&delete_sql);
+    for value in values {
+        statement = statement.bind(value.clone());
+    }
+    statement.execute(&mut *conn).await?;
+    let placeholders: Vec<String> = (1..=columns.len() + 1).map(|i| format!("${i}")).collect();
+    let insert_sql = format!(
+        "INSERT INTO {table} ({}, account_id) VALUES ({})",
+        columns.join(", "),
+        placeholders.join(", ")
+    );
+    let mut statement = sqlx::query(&insert_sql);
+    for value in values {
+        statement = statement.bind(value.clone());
+    }
+    statement.bind(account.to_owned()).execute(&mut *conn).await?;
+    Ok(())
 }

@@ -128,3 +128,9 @@ pub async fn customer(auth: &Auth, token: &str) -> Result<CustomerIdentity, Iden
         account_id: holder.account_id,
     })
 }
+
+/// Whether `user_id` is, now, an enabled admin of `account_id` (who may link a channel).
+pub async fn is_admin_of(app: &App, user_id: UserId, account_id: AccountId) -> Result<bool, AppError> {
+    let user = app.state_of::<User>(user_id).await?;
+    Ok(user.account_id == Some(account_id) && !user.disabled && user.role == Some(Role::Admin))
+}

@@ -225,10 +225,7 @@ pub async fn receive(app: &App, route: Route<'_>, raw: &[u8]) -> Result<EmailRec
             subject: email.subject.clone(),
             at: Utc::now(),
         };
-        match app.bus.execute::<Conversation>(conversation_id, create, &meta).await {
-            Ok(_) | Err(CommandError::Domain(ConversationError::AlreadyExists)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        super::open_conversation(app, conversation_id, create, &meta).await?;
     }
     let command = ConversationCommand::ReceiveEmail {
         message_id: MessageId::new(),
@@ -237,6 +234,7 @@ pub async fn receive(app: &App, route: Route<'_>, raw: &[u8]) -> Result<EmailRec
         subject: email.subject,
         email_message_id: email.message_id,
         in_reply_to: email.replied_to.first().cloned(),
+        gmail: None,
         at: Utc::now(),
     };
     app.bus.execute::<Conversation>(conversation_id, command, &meta).await?;
@@ -270,7 +268,7 @@ async fn thread_of(
 }
 
 /// The account's customer with the sender's address, created (unverified) when there is none.
-async fn customer_of(
+pub(super) async fn customer_of(
     app: &App,
     account_id: AccountId,
     email: &parse::InboundEmail,

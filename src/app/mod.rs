@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod conversations;
 pub mod customers;
+pub mod gmail;
 pub mod identity;
 pub mod inbound_email;
 pub mod slack;
@@ -42,6 +43,8 @@ pub struct App {
     pub webhooks: webhooks::WebhookPolicy,
     /// The deployment's Slack app, when `SLACK_*` is set.
     pub slack: Option<Arc<slack::SlackApp>>,
+    /// The deployment's Google client, when `GOOGLE_*` is set.
+    pub gmail: Option<Arc<gmail::GmailApp>>,
     /// `NETIA_PUBLIC_URL`.
     pub public_url: Option<String>,
     /// Twilio's REST API (`TWILIO_API_BASE_URL`).
@@ -82,6 +85,7 @@ impl App {
             sealer: crate::secrets::Sealer::unavailable(),
             webhooks: webhooks::WebhookPolicy::default(),
             slack: None,
+            gmail: None,
             public_url: None,
             twilio: crate::channels::twilio::client::TwilioClient::new(crate::channels::twilio::client::API_BASE_URL),
             inbound_email_domain: None,
@@ -97,6 +101,7 @@ impl App {
     /// Uses the deployment's channels: its Slack app, its public URL, Twilio's API.
     pub fn with_channels(mut self, settings: &crate::settings::Settings) -> Self {
         self.slack = settings.slack.clone().map(slack::SlackApp::new);
+        self.gmail = settings.gmail.clone().map(gmail::GmailApp::new);
         self.public_url = settings.public_url.clone();
         self.twilio = crate::channels::twilio::client::TwilioClient::new(&settings.twilio_api_base_url);
         self.inbound_email_domain = settings.inbound_email_domain.clone();
@@ -174,6 +179,24 @@ impl App {
                 false
             }
         }
+    }
+}
+
+/// Creates a conversation with `create` unless it exists (another message of its thread, number
+/// or first email created it meanwhile, perhaps on another node).
+pub(crate) async fn open_conversation(
+    app: &App,
+    conversation_id: netia_events::ConversationId,
+    create: netia_commands::ConversationCommand,
+    meta: &netia_events::Metadata,
+) -> Result<(), CommandError<netia_commands::ConversationError>> {
+    match app
+        .bus
+        .execute::<netia_commands::Conversation>(conversation_id, create, meta)
+        .await
+    {
+        Ok(_) | Err(CommandError::Domain(netia_commands::ConversationError::AlreadyExists)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

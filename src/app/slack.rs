@@ -18,10 +18,10 @@ use serde_json::Value;
 
 use super::{App, AppError};
 use crate::auth::{Auth, AuthError};
+use crate::channels::oauth_state::{self as state, StateRefused};
 use crate::channels::slack::client::{Channel, SlackClient, SlackError};
 use crate::channels::slack::mrkdwn::from_mrkdwn;
 use crate::channels::slack::outbound::token_context;
-use crate::channels::slack::state::{self, StateRefused};
 use crate::channels::slack::{SCOPES, SlackSettings};
 use crate::command_bus::CommandError;
 use crate::secrets::SealError;
@@ -79,10 +79,10 @@ fn redirect_uri(app: &App) -> Option<String> {
 }
 
 /// The Slack authorize URL an admin opens to link a workspace (valid 10 minutes), and the nonce
-/// the admin's browser must bring back to the callback (as the [`state::COOKIE`] cookie).
+/// the admin's browser must bring back to the callback (as the [`state::SLACK`] flow's cookie).
 pub fn start_url(app: &App, account_id: AccountId, user_id: UserId) -> Result<(String, String), SlackUseError> {
     let slack = configured(app)?;
-    let (sealed, nonce) = state::issue(&app.sealer, account_id, user_id, Utc::now())?;
+    let (sealed, nonce) = state::issue(state::SLACK, &app.sealer, account_id, user_id, Utc::now())?;
     let mut params = vec![
         ("client_id", slack.settings.client_id.clone()),
         ("scope", SCOPES.to_owned()),
@@ -105,9 +105,8 @@ pub async fn finish_install(
     cookie: Option<&str>,
 ) -> Result<AccountId, SlackUseError> {
     let slack = configured(app)?;
-    let started = state::open(&app.sealer, sealed_state, cookie, Utc::now())?;
-    let user = app.state_of::<User>(started.user_id).await?;
-    if user.account_id != Some(started.account_id) || user.disabled || user.role != Some(Role::Admin) {
+    let started = state::open(state::SLACK, &app.sealer, sealed_state, cookie, Utc::now())?;
+    if !super::identity::is_admin_of(app, started.user_id, started.account_id).await? {
         return Err(SlackUseError::NotAdmin);
     }
     let secret = secrecy::ExposeSecret::expose_secret(&slack.settings.client_secret).to_owned();

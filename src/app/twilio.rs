@@ -280,10 +280,7 @@ pub async fn receive(app: &App, request: &TwilioRequest<'_>) -> Result<SmsReceiv
             subject: None,
             at: Utc::now(),
         };
-        match app.bus.execute::<Conversation>(conversation_id, create, &meta).await {
-            Ok(_) | Err(CommandError::Domain(ConversationError::AlreadyExists)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        super::open_conversation(app, conversation_id, create, &meta).await?;
     }
     let command = ConversationCommand::ReceiveSms {
         message_id: MessageId::new(),

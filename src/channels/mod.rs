@@ -1,6 +1,8 @@
 //! Channels: each vendor's client (base URL configurable, so tests use a local fake), the
 //! verification of what it sends us, and the consumer that performs its effects.
 
+pub mod gmail;
+pub mod oauth_state;
 pub mod slack;
 pub mod twilio;
 

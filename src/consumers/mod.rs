@@ -16,7 +16,7 @@ pub type Effects = (
 );
 
 /// The consumers and scheduled-job handlers these settings turn on (the LLM reply with an LLM
-/// configured, reply emails with SMTP, Slack with `SLACK_*`, SMS and outbound webhooks always), for the server and for `netia bus parked replay`. `hub`
+/// configured, reply emails with SMTP, Slack with `SLACK_*`, Gmail with `GOOGLE_*`, SMS and outbound webhooks always), for the server and for `netia bus parked replay`. `hub`
 /// carries the bot's typing to sockets, when there are sockets; `sealer` is the one the node's
 /// API uses (an in-memory database's key exists once per process).
 pub fn effects(
@@ -46,6 +46,11 @@ pub fn effects(
         consumers.push(Arc::new(crate::channels::slack::outbound::SlackConsumer {
             client: slack.client.clone(),
             public_url: settings.public_url.clone(),
+            app: app.clone(),
+        }));
+    }
+    if app.gmail.is_some() {
+        consumers.push(Arc::new(crate::channels::gmail::outbound::GmailConsumer {
             app: app.clone(),
         }));
     }

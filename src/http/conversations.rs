@@ -157,7 +157,11 @@ impl Filters {
             tag: bounded_text("tag", self.tag, 64)?,
             inbox_id,
             customer_id: None,
-            source: one_of("source", self.source, &["chat", "email", "slack", "sms", "api"])?,
+            source: one_of(
+                "source",
+                self.source,
+                &["chat", "email", "slack", "sms", "gmail", "api"],
+            )?,
             unread_for: self.unread.unwrap_or(false).then_some(agent.user_id),
             text: bounded_text("q", self.q, 200)?,
             include_archived: self.archived.unwrap_or(false),

@@ -5,6 +5,7 @@ pub(crate) mod caller;
 pub(crate) mod conversations;
 mod customers;
 mod email;
+mod gmail;
 pub mod health;
 pub mod limits;
 mod messages;
@@ -123,6 +124,7 @@ fn agent_routes(cfg: &mut web::ServiceConfig) {
     verification::routes(cfg);
     webhooks::routes(cfg);
     slack::routes(cfg);
+    gmail::routes(cfg);
     email::routes(cfg);
     twilio::routes(cfg);
 }

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    accounts, conversations, customers, email, health, messages, session, settings, slack, team, twilio, verification,
-    views, webhooks, widget,
+    accounts, conversations, customers, email, gmail, health, messages, session, settings, slack, team, twilio,
+    verification, views, webhooks, widget,
 };
 
 #[derive(OpenApi)]
@@ -37,6 +37,7 @@ use super::{
         slack::status, slack::uninstall, slack::start, slack::callback, slack::channels, slack::map, slack::events, slack::actions,
         twilio::status, twilio::link, twilio::unlink, twilio::webhook, twilio::status_callback,
         email::address, email::rotate, email::receive,
+        gmail::status, gmail::unlink, gmail::start, gmail::callback, gmail::profile, gmail::sync,
     ),
     components(schemas(views::StatusName, views::PriorityName, views::SourceName, views::SortName, views::RoleName)),
     modifiers(&Security),

@@ -68,6 +68,23 @@ pub(super) async fn uninstall(state: web::Data<AppState>, agent: Agent) -> Resul
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Binds an OAuth link to this browser (see `channels::oauth_state`): Lax, so that the vendor's
+/// top-level redirect back brings it; only the callback's path; as long as the state lives.
+pub(super) fn oauth_cookie(
+    state: &AppState,
+    flow: crate::channels::oauth_state::Flow,
+    nonce: String,
+) -> actix_web::cookie::Cookie<'static> {
+    let secure = state.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    actix_web::cookie::Cookie::build(flow.cookie, nonce)
+        .path(flow.callback)
+        .http_only(true)
+        .secure(secure)
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::minutes(10))
+        .finish()
+}
+
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct InstallUrl {
     /// Slack's authorize URL with this deployment's client id, the scopes and a sealed `state`
@@ -81,16 +98,7 @@ pub struct InstallUrl {
 pub(super) async fn start(state: web::Data<AppState>, agent: Agent) -> Result<HttpResponse, ApiError> {
     agent.require(Role::Admin)?;
     let (url, nonce) = slack::start_url(&state, agent.account_id, agent.user_id).map_err(slack_error)?;
-    // Binds the install to this browser (see `channels::slack::state`): Lax, so that Slack's
-    // top-level redirect back brings it; only the callback's path; as long as the state lives.
-    let secure = state.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
-    let cookie = actix_web::cookie::Cookie::build(crate::channels::slack::state::COOKIE, nonce)
-        .path("/api/slack/oauth")
-        .http_only(true)
-        .secure(secure)
-        .same_site(actix_web::cookie::SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::minutes(10))
-        .finish();
+    let cookie = oauth_cookie(&state, crate::channels::oauth_state::SLACK, nonce);
     Ok(HttpResponse::Ok().cookie(cookie).json(Data {
         data: InstallUrl { url },
     }))
@@ -128,7 +136,7 @@ pub(super) async fn callback(
     if code.len() > 500 || sealed.len() > 2_000 {
         return Err(ApiError::BadRequest("code or state is too long".into()));
     }
-    let cookie = request.cookie(crate::channels::slack::state::COOKIE);
+    let cookie = request.cookie(crate::channels::oauth_state::SLACK.cookie);
     slack::finish_install(&state, code, sealed, cookie.as_ref().map(|c| c.value()))
         .await
         .map_err(slack_error)?;

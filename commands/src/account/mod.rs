@@ -1,6 +1,10 @@
 //! The account aggregate: registration, business context, widget settings, LLM on/off, canned
-//! responses, identity verification, outbound webhook subscriptions, the Slack and Twilio links.
+//! responses, identity verification, outbound webhook subscriptions, the Slack, Twilio and Gmail links.
 
+mod gmail;
+pub use gmail::GmailLink;
+#[cfg(test)]
+mod gmail_tests;
 mod slack;
 pub use slack::SlackInstallation;
 mod twilio;
@@ -93,6 +97,20 @@ pub enum AccountCommand {
         local_part: String,
         token_sha256: String,
         sealed_token: String,
+    },
+    /// Links a Gmail mailbox (the OAuth exchange done by the application layer; token sealed).
+    LinkGmail {
+        email_address: String,
+        sealed_refresh_token: String,
+        history_id: u64,
+        linked_by: UserId,
+    },
+    UnlinkGmail,
+    /// Records that the mailbox was synced up to `history_id`; a no-op unless it moves forward
+    /// (or `resynced`: Gmail forgot the previous one).
+    RecordGmailSync {
+        history_id: u64,
+        resynced: bool,
     },
 }
 
@@ -187,6 +205,9 @@ pub struct Account {
     /// Each inbox's inbound email address and token.
     #[serde(default)]
     pub inbound_email: std::collections::BTreeMap<InboxId, InboundEmailAddressIssued>,
+    /// The linked Gmail mailbox, if any.
+    #[serde(default)]
+    pub gmail: Option<gmail::GmailLink>,
 }
 
 impl Account {
@@ -234,6 +255,9 @@ impl Account {
                 self.evolve_slack(event);
             }
             AccountEvent::TwilioLinked(_) | AccountEvent::TwilioUnlinked(_) => self.evolve_twilio(event),
+            AccountEvent::GmailLinked(_) | AccountEvent::GmailUnlinked(_) | AccountEvent::GmailHistorySynced(_) => {
+                self.evolve_gmail(event)
+            }
             AccountEvent::InboundEmailAddressIssued(e) => {
                 self.inbound_email.insert(e.inbox_id, e.clone());
             }
@@ -374,6 +398,10 @@ impl crate::Decide for Account {
                 | AccountCommand::MapSlackChannel { .. },
             ) => self.decide_slack(command),
             (Some(_), AccountCommand::LinkTwilio { .. } | AccountCommand::UnlinkTwilio) => self.decide_twilio(command),
+            (
+                Some(_),
+                AccountCommand::LinkGmail { .. } | AccountCommand::UnlinkGmail | AccountCommand::RecordGmailSync { .. },
+            ) => self.decide_gmail(command),
             (
                 Some(_),
                 AccountCommand::IssueInboundEmailAddress {

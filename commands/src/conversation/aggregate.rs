@@ -76,6 +76,9 @@ pub struct Conversation {
     /// Its subject (an email's), if it has one.
     #[serde(default)]
     pub subject: Option<String>,
+    /// The Gmail thread of a Gmail conversation: where its replies are sent.
+    #[serde(default)]
+    pub gmail_thread_id: Option<String>,
     /// The number the customer last wrote from by SMS: where SMS replies go.
     #[serde(default)]
     pub sms_number: Option<String>,
@@ -266,6 +269,7 @@ impl Conversation {
                 to,
                 email_message_id,
                 in_reply_to,
+                gmail,
                 at,
             } => {
                 if message_ids.iter().all(|m| self.emailed.contains(m)) {
@@ -276,6 +280,7 @@ impl Conversation {
                     to: to.clone(),
                     email_message_id: email_message_id.clone(),
                     in_reply_to: in_reply_to.clone(),
+                    gmail: gmail.clone(),
                     at: *at,
                 })])
             }
@@ -325,12 +330,19 @@ impl Conversation {
                 subject,
                 email_message_id,
                 in_reply_to,
+                gmail,
                 at,
             } => {
                 check_body(body)?;
                 check_subject(subject)?;
                 if self.seen_external("email", email_message_id)? {
                     return Ok(Vec::new());
+                }
+                if let Some(gmail) = gmail {
+                    check_key(&gmail.thread_id)?;
+                    if self.seen_external("gmail", &gmail.id)? {
+                        return Ok(Vec::new());
+                    }
                 }
                 let event = ConversationEvent::EmailMessageReceived(EmailMessageReceived {
                     message_id: *message_id,
@@ -339,6 +351,7 @@ impl Conversation {
                     subject: subject.clone(),
                     email_message_id: email_message_id.clone(),
                     in_reply_to: in_reply_to.clone(),
+                    gmail: gmail.clone(),
                     sent_at: self.message_time(*at),
                 });
                 self.channel_message(author, *at, event)
@@ -517,6 +530,10 @@ impl Conversation {
             AgentsNotified(e) => self.agents_notified.extend(e.message_ids.iter().copied()),
             EmailNotificationSent(e) => {
                 self.emailed.extend(e.message_ids.iter().copied());
+                if let Some(gmail) = &e.gmail {
+                    self.external_ids.insert(format!("gmail:{}", gmail.id));
+                    self.gmail_thread_id = Some(gmail.thread_id.clone());
+                }
                 self.last_email_id = Some(e.email_message_id.clone());
                 self.email_thread.push(e.email_message_id.clone());
             }
@@ -540,6 +557,10 @@ impl Conversation {
                     self.subject = e.subject.clone();
                 }
                 self.external_ids.insert(format!("email:{}", e.email_message_id));
+                if let Some(gmail) = &e.gmail {
+                    self.external_ids.insert(format!("gmail:{}", gmail.id));
+                    self.gmail_thread_id = Some(gmail.thread_id.clone());
+                }
                 self.last_email_id = Some(e.email_message_id.clone());
                 self.email_thread.push(e.email_message_id.clone());
                 if e.author.is_customer() {

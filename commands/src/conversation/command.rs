@@ -1,7 +1,7 @@
 //! What can be asked of a conversation.
 
 use chrono::{DateTime, Utc};
-use netia_events::conversation::{Author, HandoffReason, Priority, Source};
+use netia_events::conversation::{Author, GmailMessage, HandoffReason, Priority, Source};
 use netia_events::{AccountId, ConversationId, CustomerId, InboxId, MessageId, UserId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -53,6 +53,8 @@ pub enum ConversationCommand {
         to: String,
         email_message_id: String,
         in_reply_to: Option<String>,
+        /// Sent through the Gmail API: the sent message's ids.
+        gmail: Option<GmailMessage>,
         at: DateTime<Utc>,
     },
     /// The bot stops answering; a no-op if it already has.
@@ -67,6 +69,8 @@ pub enum ConversationCommand {
         subject: Option<String>,
         email_message_id: String,
         in_reply_to: Option<String>,
+        /// Where Gmail keeps it (a linked Gmail inbox's message): also a dedupe key.
+        gmail: Option<GmailMessage>,
         at: DateTime<Utc>,
     },
     ReceiveSlackMessage {

@@ -185,6 +185,7 @@ fn receive_email(author: Author, email_message_id: &str) -> ConversationCommand 
         subject: Some("Re: Order #42".to_owned()),
         email_message_id: email_message_id.to_owned(),
         in_reply_to: Some("<first@example.com>".to_owned()),
+        gmail: None,
         at: now(),
     }
 }
@@ -197,6 +198,7 @@ fn email_received(author: Author, email_message_id: &str) -> ConversationEvent {
         subject: Some("Re: Order #42".to_owned()),
         email_message_id: email_message_id.to_owned(),
         in_reply_to: Some("<first@example.com>".to_owned()),
+        gmail: None,
         sent_at: now(),
     })
 }
@@ -1299,6 +1301,7 @@ fn replies_already_emailed_are_not_emailed_again() {
         to: "ada@example.com".into(),
         email_message_id: "<1@netia>".into(),
         in_reply_to: None,
+        gmail: None,
         at: now(),
     };
     let sent = ConversationEvent::EmailNotificationSent(EmailNotificationSent {
@@ -1306,6 +1309,7 @@ fn replies_already_emailed_are_not_emailed_again() {
         to: "ada@example.com".into(),
         email_message_id: "<1@netia>".into(),
         in_reply_to: None,
+        gmail: None,
         at: now(),
     });
     ConversationTest::with(())
@@ -1449,6 +1453,7 @@ fn the_email_thread_lists_every_message_id_in_order() {
             to: "ada@example.com".to_owned(),
             email_message_id: id.to_owned(),
             in_reply_to: None,
+            gmail: None,
             at: now(),
         }));
     }
@@ -1510,4 +1515,31 @@ fn an_external_agent_needs_a_printable_name_and_an_id() {
             .when(receive_slack(author, "Ev1"))
             .then_expect_error(ConversationError::InvalidExternalAgent { max: EXTERNAL_NAME_MAX });
     }
+}
+
+fn gmail_ids(id: &str, thread: &str) -> Option<netia_events::conversation::GmailMessage> {
+    Some(netia_events::conversation::GmailMessage {
+        id: id.to_owned(),
+        thread_id: thread.to_owned(),
+    })
+}
+
+#[test]
+fn a_gmail_message_is_taken_once_by_its_gmail_id_even_under_another_message_id() {
+    let mut first = email_received(customer(), "<m1@mail.example>");
+    if let ConversationEvent::EmailMessageReceived(e) = &mut first {
+        e.gmail = gmail_ids("18c1", "18c0");
+    }
+    let mut again = receive_email(customer(), "<other@mail.example>");
+    if let ConversationCommand::ReceiveEmail { gmail, .. } = &mut again {
+        *gmail = gmail_ids("18c1", "18c0");
+    }
+    ConversationTest::with(())
+        .given(vec![created(), first.clone()])
+        .when(again)
+        .then_expect_events(vec![]);
+    let mut state = Conversation::default();
+    state.evolve(&created());
+    state.evolve(&first);
+    assert_eq!(state.gmail_thread_id.as_deref(), Some("18c0"));
 }

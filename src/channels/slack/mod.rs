@@ -11,7 +11,6 @@ pub mod client;
 pub mod mrkdwn;
 pub mod outbound;
 pub mod signature;
-pub mod state;
 
 use secrecy::SecretString;
 
