@@ -214,6 +214,8 @@
         ? `Your reply goes by SMS to ${customer.phone}.`
         : c.source === "email" && customer.email
           ? `Your reply goes by email to ${customer.email}.`
+        : c.source === "gmail" && customer.email
+          ? `Your reply goes through Gmail to ${customer.email}, in the customer's thread.`
         : customer.email
           ? `Your reply appears in the chat; if unseen, it is emailed to ${customer.email}.`
           : "Your reply appears in the customer's chat.";
@@ -528,7 +530,7 @@
     }
   });
 
-  // Integrations (admins only: others get 403 and do not see the card): Slack, Twilio and webhooks.
+  // Integrations (admins only: others get 403 and do not see the card): Slack, Gmail, email, Twilio, webhooks.
   async function showIntegrations() {
     const slack = await api("GET", "/api/slack").catch(() => null);
     $("integrations").hidden = !slack;
@@ -557,6 +559,7 @@
         }),
       );
     }
+    showGmail(await api("GET", "/api/gmail").catch(() => null));
     showTwilio(await api("GET", "/api/twilio/authorization").catch(() => null));
     showInboundEmail(await api("GET", "/api/email/inbound").catch((e) => ({ error: e.message })));
     const hooks = await api("GET", "/api/event_subscriptions").catch(() => []);
@@ -607,6 +610,7 @@
   $("twilio-unlink").addEventListener("click", async () => {
     if (!window.confirm("Unlink Twilio? SMS stop arriving and replies are no longer sent.")) return;
     await api("DELETE", "/api/twilio/authorization").catch((e) => alert(e.message));
+    showGmail(await api("GET", "/api/gmail").catch(() => null));
     showTwilio(await api("GET", "/api/twilio/authorization").catch(() => null));
     showInboundEmail(await api("GET", "/api/email/inbound").catch((e) => ({ error: e.message })));
   });
@@ -640,6 +644,38 @@
     }
   }
 
+  function showGmail(gmail) {
+    if (!gmail) return;
+    $("gmail-link").hidden = !gmail.configured || gmail.linked;
+    $("gmail-sync").hidden = !gmail.linked;
+    $("gmail-unlink").hidden = !gmail.linked;
+    $("gmail-status").textContent = !gmail.configured
+      ? "Gmail is not configured on this server (GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET)."
+      : gmail.linked
+        ? `Linked: ${gmail.email_address}. New mail becomes conversations within a minute; replies are sent from this address.`
+        : "Not linked.";
+  }
+  $("gmail-link").addEventListener("click", async () => {
+    try {
+      const started = await api("GET", "/api/gmail/oauth/start");
+      window.location.assign(started.url);
+    } catch (err) {
+      $("gmail-status").textContent = err.message;
+    }
+  });
+  $("gmail-sync").addEventListener("click", async () => {
+    try {
+      const synced = await api("POST", "/api/gmail/sync", {});
+      $("gmail-status").textContent = `Synced: ${synced.taken} message${synced.taken === 1 ? "" : "s"} read${synced.resynced ? " (the last 7 days again)" : ""}.`;
+    } catch (err) {
+      $("gmail-status").textContent = err.message;
+    }
+  });
+  $("gmail-unlink").addEventListener("click", async () => {
+    if (!window.confirm("Unlink Gmail? New mail stops arriving and replies are no longer sent.")) return;
+    await api("DELETE", "/api/gmail").catch((e) => alert(e.message));
+    showGmail(await api("GET", "/api/gmail").catch(() => null));
+  });
   $("slack-link").addEventListener("click", async () => {
     try {
       const started = await api("GET", "/api/slack/oauth/start");

@@ -461,7 +461,8 @@ async fn demo(state: &AppState, host: &str, port: u16) {
 
 /// Request log lines: method, path (never the query string, which may carry tokens), status, time.
 fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%{method}xi %U %s %Dms")
+    actix_web::middleware::Logger::new("%{method}xi %{path}xi %s %Dms")
         .custom_request_replace("method", |req| req.method().to_string())
+        .custom_request_replace("path", |req| http::loggable_path(req.path()))
         .log_target("netia::http")
 }

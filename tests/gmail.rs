@@ -6,7 +6,7 @@
 //! reply → `users.messages.send` in the thread with threading headers (and that sent message is
 //! not taken back as the customer's), an expired access token → refreshed and the call retried,
 //! an expired history id → a resync of the last days without duplicates, mail that arrived while
-//! nobody synced → caught up once.
+//! nobody synced → caught up once; no Google secret in answers, events or the server's log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -226,6 +226,7 @@ fn email(from: &str, message_id: &str, subject: &str, body: &str, in_reply_to: O
 }
 
 async fn world(db: &TestDb) -> World {
+    common::logs::capture();
     let google = MockServer::start().await;
     let mailbox = Arc::new(Mutex::new(Mailbox {
         history_id: 1_000,
@@ -424,6 +425,8 @@ async fn the_oauth_round_trip_links_the_mailbox_and_never_shows_the_token(db: &T
     assert_eq!(answer.0, StatusCode::NO_CONTENT);
     let (_, after) = w.api.get("/api/gmail", &w.admin.token).await;
     assert_eq!(after["data"]["linked"], false);
+    // Nor in the server's log, at its most verbose.
+    common::logs::assert_none_of(&[REFRESH_TOKEN, CLIENT_SECRET, "ya29.access", "good-code", &w.admin.token]);
 }
 
 async fn new_mail_becomes_conversations_answered_in_their_gmail_thread(db: &TestDb) {
@@ -528,6 +531,7 @@ async fn new_mail_becomes_conversations_answered_in_their_gmail_thread(db: &Test
     assert_eq!(messages(&w, &ada_id).await.len(), 4, "nothing twice");
     assert_eq!(w.mailbox.lock().unwrap().sent.len(), 1, "the reply was sent once");
     assert_eq!(gmail_conversations(&w, 2).await.len(), 2);
+    common::logs::assert_none_of(&[REFRESH_TOKEN, CLIENT_SECRET, "ya29.access", &w.admin.token]);
 }
 
 async fn expired_tokens_are_refreshed_and_expired_history_is_resynced_once(db: &TestDb) {

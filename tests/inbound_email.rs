@@ -30,6 +30,7 @@ struct World {
 }
 
 async fn world(db: &TestDb) -> World {
+    common::logs::capture();
     let smtp = Smtp::start().await;
     let url = smtp.url();
     let smtp_port = common::nodes::free_port();
@@ -206,6 +207,10 @@ async fn an_email_thread_becomes_one_conversation(db: &TestDb) {
         references.contains("<first-1@customer.example>") && references.contains(&ours),
         "{references}"
     );
+    // The webhook's token is a secret: the access log shows `[token]` in its place.
+    let token = w.webhook.rsplit('/').next().unwrap();
+    common::logs::assert_none_of(&[token, &w.admin.token]);
+    assert!(common::logs::text().contains("/api/email/inbound/[token]"));
 }
 
 async fn automatic_foreign_and_broken_mail_open_nothing(db: &TestDb) {

@@ -5,7 +5,7 @@
 //! `MessageSid` twice → one message, wrong/missing signature or a tampered parameter → 403 and
 //! nothing stored, an agent's reply → a Messages API call with basic auth, status callbacks →
 //! the reply's delivery status (never backwards), 429/5xx → retried, then parked as
-//! `SmsSendFailed`; no auth token in answers, events or the log's payloads.
+//! `SmsSendFailed`; no auth token in answers, events, the log's payloads or the server's log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -113,6 +113,7 @@ impl World {
 
 /// A server whose Twilio is the fake; `before` mounts run first (they win).
 async fn world(db: &TestDb, extra: &[(&str, &str)], before: Vec<Mock>) -> World {
+    common::logs::capture();
     let twilio = MockServer::start().await;
     for mock in before {
         twilio.register(mock).await;
@@ -481,6 +482,8 @@ async fn failed_sends_are_retried_then_parked(db: &TestDb) {
         .iter()
         .any(|e| e.payload.to_string().contains(AUTH_TOKEN) || e.metadata.to_string().contains(AUTH_TOKEN));
     assert!(!leaked, "the auth token is in the log");
+    // Nor in the server's log, at its most verbose.
+    common::logs::assert_none_of(&[AUTH_TOKEN, &w.admin.token]);
 }
 
 on_both_backends!(

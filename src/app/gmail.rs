@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use netia_commands::{Account, AccountCommand, AccountError, Conversation, ConversationCommand, ConversationError};
-use netia_events::conversation::{Author, GmailMessage, Source};
-use netia_events::{AccountId, ConversationId, MessageId, Metadata, UserId};
+use netia_commands::{Account, AccountCommand, AccountError, Conversation, ConversationError};
+use netia_events::conversation::{GmailMessage, Source};
+use netia_events::{AccountId, ConversationId, Metadata, UserId};
 use netia_projections::ConversationProjection;
 use secrecy::SecretString;
 use serde::Serialize;
 
-use super::inbound_email::InboundEmailError;
+use super::inbound_email::{Filing, InboundEmailError};
 use super::{App, AppError};
 use crate::channels::email::parse;
 use crate::channels::gmail::GmailSettings;
@@ -309,32 +309,18 @@ pub async fn take(
         Some(customer_id) => customer_id,
         None => super::inbound_email::customer_of(app, account_id, &email).await?,
     };
-    let meta = Metadata::new(netia_events::Actor::Customer { customer_id }).with_account(account_id);
-    if conversation.account_id.is_none() {
-        let create = ConversationCommand::Create {
-            conversation_id,
-            account_id,
-            customer_id,
-            inbox_id,
-            source: Source::Gmail,
-            subject: email.subject.clone(),
-            at: Utc::now(),
-        };
-        super::open_conversation(app, conversation_id, create, &meta).await?;
-    }
-    let command = ConversationCommand::ReceiveEmail {
-        message_id: MessageId::new(),
-        author: Author::Customer { customer_id },
-        body: email.body,
-        subject: email.subject,
-        email_message_id: email.message_id,
-        in_reply_to: email.replied_to.first().cloned(),
-        gmail: Some(GmailMessage {
-            id: message.id.clone(),
-            thread_id: message.thread_id.clone(),
-        }),
-        at: Utc::now(),
+    let place = Filing {
+        account_id,
+        inbox_id,
+        conversation_id,
+        customer_id,
+        source: Source::Gmail,
+        create: conversation.account_id.is_none(),
     };
-    app.bus.execute::<Conversation>(conversation_id, command, &meta).await?;
+    let ids = GmailMessage {
+        id: message.id.clone(),
+        thread_id: message.thread_id.clone(),
+    };
+    super::inbound_email::file(app, place, email, Some(ids)).await?;
     Ok(GmailTaken::Taken { conversation_id })
 }

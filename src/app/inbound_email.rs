@@ -214,14 +214,54 @@ pub async fn receive(app: &App, route: Route<'_>, raw: &[u8]) -> Result<EmailRec
             (conversation_id, customer_id, true)
         }
     };
+    let place = Filing {
+        account_id,
+        inbox_id,
+        conversation_id,
+        customer_id,
+        source: Source::Email,
+        create: new,
+    };
+    file(app, place, email, None).await?;
+    Ok(EmailReceived::Taken { conversation_id, new })
+}
+
+/// Where a received email goes.
+pub(super) struct Filing {
+    pub account_id: AccountId,
+    pub inbox_id: InboxId,
+    pub conversation_id: ConversationId,
+    pub customer_id: CustomerId,
+    /// The channel of the conversation, when it is created.
+    pub source: Source,
+    /// Whether to create the conversation (unless it exists).
+    pub create: bool,
+}
+
+/// Records `email` in the conversation `place` names (created first if asked): as the customer's
+/// message, deduplicated by its Message-ID (and Gmail id).
+pub(super) async fn file(
+    app: &App,
+    place: Filing,
+    email: parse::InboundEmail,
+    gmail: Option<netia_events::conversation::GmailMessage>,
+) -> Result<(), InboundEmailError> {
+    let Filing {
+        account_id,
+        inbox_id,
+        conversation_id,
+        customer_id,
+        source,
+        create,
+    } = place;
     let meta = Metadata::new(netia_events::Actor::Customer { customer_id }).with_account(account_id);
-    if new {
+    if create {
         let create = ConversationCommand::Create {
             conversation_id,
             account_id,
             customer_id,
             inbox_id,
-            source: Source::Email,
+            source,
             subject: email.subject.clone(),
             at: Utc::now(),
         };
@@ -234,11 +274,11 @@ pub async fn receive(app: &App, route: Route<'_>, raw: &[u8]) -> Result<EmailRec
         subject: email.subject,
         email_message_id: email.message_id,
         in_reply_to: email.replied_to.first().cloned(),
-        gmail: None,
+        gmail,
         at: Utc::now(),
     };
     app.bus.execute::<Conversation>(conversation_id, command, &meta).await?;
-    Ok(EmailReceived::Taken { conversation_id, new })
+    Ok(())
 }
 
 /// The conversation (and its customer) of the first of `ids` that an email of the account

@@ -357,3 +357,33 @@ pub fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiErr
     raw.parse()
         .map_err(|_| ApiError::BadRequest(format!("{what} must be a UUID")))
 }
+
+/// `path` as the access log shows it: without the secret a path may carry (the inbound email
+/// webhook's token, `/api[/v1]/email/inbound/<token>` → `…/inbound/[token]`). Query strings are
+/// never logged (OAuth codes, socket tokens).
+pub fn loggable_path(path: &str) -> String {
+    match path.split_once("/email/inbound/") {
+        Some((head, rest)) if rest != "rotate" => format!("{head}/email/inbound/[token]"),
+        _ => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    #[test]
+    fn the_inbound_webhook_token_never_reaches_the_access_log() {
+        assert_eq!(
+            super::loggable_path("/api/email/inbound/abc123"),
+            "/api/email/inbound/[token]"
+        );
+        assert_eq!(
+            super::loggable_path("/api/v1/email/inbound/abc/x"),
+            "/api/v1/email/inbound/[token]"
+        );
+        assert_eq!(
+            super::loggable_path("/api/email/inbound/rotate"),
+            "/api/email/inbound/rotate"
+        );
+        assert_eq!(super::loggable_path("/api/conversations"), "/api/conversations");
+    }
+}

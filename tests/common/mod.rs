@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod logs;
 pub mod nodes;
 pub mod proxy;
 pub mod smtp;

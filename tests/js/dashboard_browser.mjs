@@ -196,6 +196,8 @@ check("requiring verification is saved", required.data.require_identity_verifica
 await agent.locator("#integrations:not([hidden])").waitFor({ timeout: 10000 });
 check("Slack says the server has no app", (await agent.locator("#slack-status").textContent()).includes("not configured"));
 await agent.locator("#twilio-status", { hasText: "Not linked" }).waitFor({ timeout: 10000 });
+await agent.locator("#gmail-status", { hasText: "GOOGLE_CLIENT_ID" }).waitFor({ timeout: 10000 });
+check("Gmail says the server has no Google client, and offers no link", !(await agent.locator("#gmail-link").isVisible()));
 await agent.locator("#email-inbound", { hasText: "/api/email/inbound/" }).waitFor({ timeout: 10000 });
 check("the inbound email webhook is shown", true);
 check("SMS (Twilio) can be linked from the page", await agent.locator("#twilio-form button[type=submit]").isVisible());
