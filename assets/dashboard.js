@@ -164,6 +164,23 @@
     return `${authorLabel(m, kind)} · ${new Date(m.sent_at).toLocaleTimeString()}${status}`;
   }
 
+  /** Downloads the email as it was received (`message.eml`): the full original, quotes and all. */
+  function originalButton(m) {
+    const button = el("button", "Original email", "link");
+    button.type = "button";
+    button.addEventListener("click", async () => {
+      const path = `/api/conversations/${m.conversation_id}/messages/${m.id}/original`;
+      const response = await fetch(path, { headers: { Authorization: `Bearer ${state.session.token}` } });
+      if (!response.ok) return alert(`The original is not available (HTTP ${response.status}).`);
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(await response.blob());
+      link.download = "message.eml";
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    });
+    return button;
+  }
+
   function renderMessage(m) {
     if (document.querySelector(`#messages [data-id="${m.id}"]`)) return;
     const kind = m.private ? "note" : m.type;
@@ -172,6 +189,7 @@
     item.dataset.id = m.id;
     item.dataset.type = kind;
     item.appendChild(el("span", metaText(m, kind), "meta"));
+    if (kind === "email" && m.customer_id) item.appendChild(originalButton(m));
     $("messages").appendChild(item);
     $("messages").scrollTop = $("messages").scrollHeight;
   }

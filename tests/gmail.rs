@@ -477,6 +477,22 @@ async fn new_mail_becomes_conversations_answered_in_their_gmail_thread(db: &Test
     let listed = wait_messages(&w, &ada_id, 2).await;
     let bodies: Vec<&str> = listed.iter().map(|m| m["body"].as_str().unwrap()).collect();
     assert_eq!(bodies, vec!["Where is my order?", "Any news?"]);
+    // The original is kept as Gmail gave it.
+    let original = w
+        .api
+        .http
+        .get(format!(
+            "{}/api/conversations/{ada_id}/messages/{}/original",
+            w.api.base,
+            listed[0]["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&w.admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(original.status(), StatusCode::OK);
+    let first_raw = w.mailbox.lock().unwrap().messages[0].raw.clone();
+    assert_eq!(original.bytes().await.unwrap().to_vec(), first_raw);
     let head = w.mailbox.lock().unwrap().history_id;
     assert!(head > linked_at);
     wait_synced(&w, head).await;

@@ -119,6 +119,7 @@ async fn an_email_thread_becomes_one_conversation(db: &TestDb) {
     let (status, taken) = post_raw(&w, &w.webhook, first.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{taken}");
     assert_eq!(taken["data"]["new"], true);
+    let original_bytes = first.clone();
     let conversation = taken["data"]["conversation_id"].as_str().unwrap().to_owned();
     let (status, again) = post_raw(&w, &w.webhook, first).await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
@@ -145,6 +146,41 @@ async fn an_email_thread_becomes_one_conversation(db: &TestDb) {
     let (_, profile) = w.api.get(&format!("/api/customers/{customer}"), &w.admin.token).await;
     assert_eq!(profile["data"]["email"], "ada@customer.example");
     assert_eq!(profile["data"]["name"], "Ada Lovelace");
+
+    // The original is kept byte for byte, for agents of the account, as a download.
+    let original = format!(
+        "{}/api/conversations/{conversation}/messages/{}/original",
+        w.api.base,
+        listed[0]["id"].as_str().unwrap()
+    );
+    let answer = w
+        .api
+        .http
+        .get(&original)
+        .bearer_auth(&w.admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["content-type"], "message/rfc822");
+    assert_eq!(answer.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        answer.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(answer.bytes().await.unwrap().to_vec(), original_bytes);
+    let stranger = w.api.register("stranger@example.com").await;
+    let answer = w
+        .api
+        .http
+        .get(&original)
+        .bearer_auth(&stranger.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND, "another account's original");
 
     // The agent's reply goes out at once, threaded under the customer's email.
     let (status, _) = w
@@ -207,6 +243,31 @@ async fn an_email_thread_becomes_one_conversation(db: &TestDb) {
         references.contains("<first-1@customer.example>") && references.contains(&ours),
         "{references}"
     );
+    // Deleting the customer deletes the originals of their emails.
+    let (status, _) = w
+        .api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/customers/{customer}"),
+            Some(&w.admin.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let answer = w
+        .api
+        .http
+        .get(&original)
+        .bearer_auth(&w.admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        StatusCode::NOT_FOUND,
+        "the original went with the customer"
+    );
+
     // The webhook's token is a secret: the access log shows `[token]` in its place.
     let token = w.webhook.rsplit('/').next().unwrap();
     common::logs::assert_none_of(&[token, &w.admin.token]);

@@ -79,6 +79,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/twilio/authorization"),
     ("post", "/api/twilio/webhook"),
     ("post", "/api/twilio/status"),
+    ("get", "/api/conversations/{id}/messages/{message_id}/original"),
     ("get", "/api/gmail"),
     ("delete", "/api/gmail"),
     ("get", "/api/gmail/oauth/start"),

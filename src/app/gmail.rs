@@ -321,6 +321,6 @@ pub async fn take(
         id: message.id.clone(),
         thread_id: message.thread_id.clone(),
     };
-    super::inbound_email::file(app, place, email, Some(ids)).await?;
+    super::inbound_email::file(app, place, email, &message.raw, Some(ids)).await?;
     Ok(GmailTaken::Taken { conversation_id })
 }

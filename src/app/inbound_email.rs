@@ -222,7 +222,7 @@ pub async fn receive(app: &App, route: Route<'_>, raw: &[u8]) -> Result<EmailRec
         source: Source::Email,
         create: new,
     };
-    file(app, place, email, None).await?;
+    file(app, place, email, raw, None).await?;
     Ok(EmailReceived::Taken { conversation_id, new })
 }
 
@@ -239,11 +239,13 @@ pub(super) struct Filing {
 }
 
 /// Records `email` in the conversation `place` names (created first if asked): as the customer's
-/// message, deduplicated by its Message-ID (and Gmail id).
+/// message, deduplicated by its Message-ID (and Gmail id), its original `raw` kept beside
+/// ([`original`]).
 pub(super) async fn file(
     app: &App,
     place: Filing,
     email: parse::InboundEmail,
+    raw: &[u8],
     gmail: Option<netia_events::conversation::GmailMessage>,
 ) -> Result<(), InboundEmailError> {
     let Filing {
@@ -254,6 +256,20 @@ pub(super) async fn file(
         source,
         create,
     } = place;
+    // Kept first: a message is never without its original (a retry keeps the first copy).
+    sqlx::query(
+        "INSERT INTO email_originals (account_id, email_message_id, conversation_id, customer_id, raw, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, email_message_id) DO NOTHING",
+    )
+    .bind(account_id.to_string())
+    .bind(email.message_id.clone())
+    .bind(conversation_id.to_string())
+    .bind(customer_id.to_string())
+    .bind(raw.to_vec())
+    .bind(netia_events::chain::format_time(Utc::now()))
+    .execute(&app.db)
+    .await
+    .map_err(AppError::from)?;
     let meta = Metadata::new(netia_events::Actor::Customer { customer_id }).with_account(account_id);
     if create {
         let create = ConversationCommand::Create {
@@ -279,6 +295,37 @@ pub(super) async fn file(
     };
     app.bus.execute::<Conversation>(conversation_id, command, &meta).await?;
     Ok(())
+}
+
+/// The original (RFC 5322, as received) of email message `message_id` of conversation
+/// `conversation_id` of account `account_id`.
+pub async fn original(
+    app: &App,
+    account_id: AccountId,
+    conversation_id: ConversationId,
+    message_id: MessageId,
+) -> Result<Vec<u8>, InboundEmailError> {
+    let raw: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT o.raw FROM email_originals o JOIN conversation_messages m \
+         ON m.account_id = o.account_id AND m.external_id = o.email_message_id AND m.conversation_id = o.conversation_id \
+         WHERE m.message_id = $1 AND m.conversation_id = $2 AND m.account_id = $3 AND m.kind = 'email'",
+    )
+    .bind(message_id.to_string())
+    .bind(conversation_id.to_string())
+    .bind(account_id.to_string())
+    .fetch_optional(&app.db)
+    .await
+    .map_err(AppError::from)?;
+    raw.ok_or(InboundEmailError::App(AppError::NotFound("original email")))
+}
+
+/// Deletes the originals of a customer's emails (the customer was deleted).
+pub async fn forget_originals(app: &App, customer_id: CustomerId) -> Result<u64, AppError> {
+    let deleted = sqlx::query("DELETE FROM email_originals WHERE customer_id = $1")
+        .bind(customer_id.to_string())
+        .execute(&app.db)
+        .await?;
+    Ok(deleted.rows_affected())
 }
 
 /// The conversation (and its customer) of the first of `ids` that an email of the account

@@ -165,8 +165,8 @@ pub(super) async fn update(
     }))
 }
 
-/// Deletes a customer (admins): the profile leaves the read models and its widget tokens stop
-/// working; its conversations stay. The log keeps what happened (erasure of personal data in events
+/// Deletes a customer (admins): the profile leaves the read models, its widget tokens stop
+/// working and the originals of its emails are deleted; its conversations stay. The log keeps what happened (erasure of personal data in events
 /// is a separate feature).
 #[utoipa::path(delete, path = "/api/customers/{id}", tag = "customers", params(("id" = uuid::Uuid, Path, description = "Customer id")),
     security(("bearer" = [])),
@@ -194,6 +194,7 @@ pub(super) async fn delete(
     let (deleted, _) = state.bus.load::<Customer>(id).await.map_err(customer_error)?;
     crate::app::customers::release_external_id(&state.bus, &deleted, id, &meta).await;
     state.auth.revoke_customer_tokens(id).await?;
+    crate::app::inbound_email::forget_originals(&state, id).await?;
     state.caught_up("customer", &executed.events).await;
     state.caught_up("inbox", &executed.events).await;
     Ok(HttpResponse::NoContent().finish())

@@ -8,7 +8,7 @@ use netia_events::user::Role;
 use serde_json::json;
 
 use super::views::{Data, ErrorBody};
-use super::{Agent, ApiError, AppState};
+use super::{Agent, ApiError, AppState, parse_id};
 use crate::app::inbound_email::{self, EmailReceived, InboundAddress, InboundEmailError, MAX_EMAIL_BYTES, Route};
 use crate::secrets::SealError;
 
@@ -19,7 +19,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/email/inbound/{token}")
                 .app_data(web::PayloadConfig::new(MAX_EMAIL_BYTES))
                 .route(web::post().to(receive)),
-        );
+        )
+        .service(web::resource("/conversations/{id}/messages/{message_id}/original").route(web::get().to(original)));
 }
 
 fn email_error(e: InboundEmailError) -> ApiError {
@@ -83,4 +84,31 @@ pub(super) async fn receive(
             HttpResponse::Accepted().json(json!({"data": {"taken": false, "reason": reason}}))
         }
     })
+}
+
+/// The original of an email message (any agent of the account): the RFC 5322 message byte for
+/// byte as it was received (SMTP, webhook or Gmail), as a download (`message/rfc822`,
+/// `Content-Disposition: attachment`, never rendered). 404 for a message that is not a received
+/// email, or another account's.
+#[utoipa::path(get, path = "/api/conversations/{id}/messages/{message_id}/original", tag = "email",
+    params(("id" = uuid::Uuid, Path, description = "Conversation id"), ("message_id" = uuid::Uuid, Path, description = "Message id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The message as received", content_type = "message/rfc822", body = Vec<u8>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn original(
+    state: web::Data<AppState>,
+    agent: Agent,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (conversation, message) = path.into_inner();
+    let conversation_id = parse_id(&conversation, "id")?;
+    let message_id = parse_id(&message, "message_id")?;
+    let raw = inbound_email::original(&state, agent.account_id, conversation_id, message_id)
+        .await
+        .map_err(email_error)?;
+    Ok(HttpResponse::Ok()
+        .content_type("message/rfc822")
+        .insert_header(("Content-Disposition", "attachment; filename=\"message.eml\""))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .body(raw))
 }

@@ -36,7 +36,7 @@ use super::{
         webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::send_test,
         slack::status, slack::uninstall, slack::start, slack::callback, slack::channels, slack::map, slack::events, slack::actions,
         twilio::status, twilio::link, twilio::unlink, twilio::webhook, twilio::status_callback,
-        email::address, email::rotate, email::receive,
+        email::address, email::rotate, email::receive, email::original,
         gmail::status, gmail::unlink, gmail::start, gmail::callback, gmail::profile, gmail::sync,
     ),
     components(schemas(views::StatusName, views::PriorityName, views::SourceName, views::SortName, views::RoleName)),
