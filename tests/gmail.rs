@@ -41,6 +41,10 @@ struct Stored {
 #[derive(Default)]
 struct Mailbox {
     messages: Vec<Stored>,
+    /// History records: (id, the record's JSON).
+    records: Vec<(u64, Value)>,
+    /// Refresh tokens revoked at `/revoke`.
+    revoked: Vec<String>,
     history_id: u64,
     /// History before this id is gone (a `startHistoryId` below it answers 404).
     oldest_history: u64,
@@ -62,6 +66,11 @@ fn google_error(status: u16, message: &str) -> ResponseTemplate {
 impl Mailbox {
     fn add(&mut self, id: &str, thread_id: &str, labels: Vec<&'static str>, raw: Vec<u8>) {
         self.history_id += 7;
+        self.records.push((
+            self.history_id,
+            json!({"id": self.history_id.to_string(), "messages": [{"id": id, "threadId": thread_id}],
+                "messagesAdded": [{"message": {"id": id, "threadId": thread_id, "labelIds": labels}}]}),
+        ));
         self.messages.push(Stored {
             id: id.to_owned(),
             thread_id: thread_id.to_owned(),
@@ -69,6 +78,19 @@ impl Mailbox {
             raw,
             history_id: self.history_id,
         });
+    }
+
+    /// Moves message `id` to the inbox (out of spam, say): a `labelsAdded` record.
+    fn move_to_inbox(&mut self, id: &str) {
+        self.history_id += 7;
+        let message = self.messages.iter_mut().find(|m| m.id == id).unwrap();
+        message.labels = vec!["INBOX"];
+        let thread = message.thread_id.clone();
+        self.records.push((
+            self.history_id,
+            json!({"id": self.history_id.to_string(), "messages": [{"id": id, "threadId": thread}],
+                "labelsAdded": [{"message": {"id": id, "threadId": thread, "labelIds": ["INBOX"]}, "labelIds": ["INBOX"]}]}),
+        ));
     }
 
     fn token(&mut self, form: &HashMap<String, String>, redirect: &str) -> ResponseTemplate {
@@ -80,8 +102,10 @@ impl Mailbox {
         let grant = form.get("grant_type").map(String::as_str);
         let accepted = match grant {
             Some("authorization_code") => {
-                form.get("code").map(String::as_str) == Some("good-code")
-                    && form.get("redirect_uri").map(String::as_str) == Some(redirect)
+                matches!(
+                    form.get("code").map(String::as_str),
+                    Some("good-code" | "readonly-code")
+                ) && form.get("redirect_uri").map(String::as_str) == Some(redirect)
             }
             Some("refresh_token") => form.get("refresh_token").map(String::as_str) == Some(REFRESH_TOKEN),
             _ => false,
@@ -93,7 +117,13 @@ impl Mailbox {
         self.refreshes += usize::from(grant == Some("refresh_token"));
         let access = format!("ya29.access-{}", self.refreshes);
         self.valid_tokens.insert(access.clone());
-        let mut answer = json!({"access_token": access, "expires_in": 3599, "scope": netia::channels::gmail::SCOPES, "token_type": "Bearer"});
+        // The admin may untick a scope on Google's consent page.
+        let scope = if form.get("code").map(String::as_str) == Some("readonly-code") {
+            "https://www.googleapis.com/auth/gmail.readonly"
+        } else {
+            netia::channels::gmail::SCOPES
+        };
+        let mut answer = json!({"access_token": access, "expires_in": 3599, "scope": scope, "token_type": "Bearer"});
         if grant == Some("authorization_code") {
             answer["refresh_token"] = json!(REFRESH_TOKEN);
         }
@@ -119,19 +149,22 @@ impl Mailbox {
             })),
             ("GET", "/history") => {
                 let start: u64 = query["startHistoryId"].parse().unwrap();
-                assert_eq!(query["historyTypes"], "messageAdded");
+                let types: Vec<String> = request
+                    .url
+                    .query_pairs()
+                    .filter(|(k, _)| k == "historyTypes")
+                    .map(|(_, v)| v.into_owned())
+                    .collect();
+                assert_eq!(types, vec!["messageAdded", "labelAdded"]);
                 if start < self.oldest_history {
                     return google_error(404, "Requested entity was not found.");
                 }
                 // Pages of two records, to make the client follow nextPageToken.
                 let records: Vec<Value> = self
-                    .messages
+                    .records
                     .iter()
-                    .filter(|m| m.history_id > start)
-                    .map(|m| {
-                        json!({"id": m.history_id.to_string(), "messages": [{"id": m.id, "threadId": m.thread_id}],
-                        "messagesAdded": [{"message": {"id": m.id, "threadId": m.thread_id, "labelIds": m.labels}}]})
-                    })
+                    .filter(|(id, _)| *id > start)
+                    .map(|(_, record)| record.clone())
                     .collect();
                 let skip: usize = query.get("pageToken").map_or(0, |t| t.parse().unwrap());
                 let page: Vec<Value> = records.iter().skip(skip).take(2).cloned().collect();
@@ -147,6 +180,7 @@ impl Mailbox {
             ("GET", "/messages") => {
                 self.lists += 1;
                 assert_eq!(query["q"], "newer_than:7d");
+                assert_eq!(query["labelIds"], "INBOX");
                 let listed: Vec<Value> = self
                     .messages
                     .iter()
@@ -194,6 +228,11 @@ impl Mailbox {
 impl Respond for FakeGoogle {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let mut mailbox = self.0.lock().unwrap();
+        if request.url.path() == "/revoke" {
+            let form: HashMap<String, String> = url::form_urlencoded::parse(&request.body).into_owned().collect();
+            mailbox.revoked.push(form.get("token").cloned().unwrap_or_default());
+            return ResponseTemplate::new(200);
+        }
         if request.url.path() == "/token" {
             let form: HashMap<String, String> = url::form_urlencoded::parse(&request.body).into_owned().collect();
             return mailbox.token(&form, &format!("{PUBLIC_URL}/api/gmail/oauth"));
@@ -385,6 +424,10 @@ async fn the_oauth_round_trip_links_the_mailbox_and_never_shows_the_token(db: &T
     // A code Google does not know: refused, nothing linked.
     let refused = callback(&w, "stolen-code", &params["state"], Some(&cookie)).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // The admin unticked "send": refused, with the reason.
+    let partial = callback(&w, "readonly-code", &params["state"], Some(&cookie)).await;
+    assert_eq!(partial.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(partial.text().await.unwrap().contains("sending"));
     let declined = w
         .api
         .http
@@ -425,6 +468,13 @@ async fn the_oauth_round_trip_links_the_mailbox_and_never_shows_the_token(db: &T
     assert_eq!(answer.0, StatusCode::NO_CONTENT);
     let (_, after) = w.api.get("/api/gmail", &w.admin.token).await;
     assert_eq!(after["data"]["linked"], false);
+    assert_eq!(
+        w.mailbox.lock().unwrap().revoked,
+        vec![REFRESH_TOKEN.to_owned()],
+        "the grant is revoked at Google"
+    );
+    let (status, _) = w.api.post("/api/gmail/sync", Some(&w.admin.token), json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing to sync once unlinked");
     // Nor in the server's log, at its most verbose.
     common::logs::assert_none_of(&[REFRESH_TOKEN, CLIENT_SECRET, "ya29.access", "good-code", &w.admin.token]);
 }
@@ -535,6 +585,12 @@ async fn new_mail_becomes_conversations_answered_in_their_gmail_thread(db: &Test
             "Thanks!\n\nOn Monday, Acme wrote:\n> It ships tomorrow.",
             Some("<a2@customer.example>"),
         );
+        // Mail Netia does not take (a sender address it refuses) must not stop the sync.
+        let odd = email("Eve <eve@localhost>", "<e1@localhost>", "Hi", "Odd sender.", None);
+        mailbox.add("m007", "t007", vec!["INBOX"], odd);
+        // The mailbox writing to itself: not a customer.
+        let own = email(MAILBOX, "<own2@acme.example>", "Reminder", "to self", None);
+        mailbox.add("m008", "t008", vec!["INBOX"], own);
         mailbox.add("m006", "t001", vec!["INBOX"], answer);
     }
     let listed = wait_messages(&w, &ada_id, 4).await;
@@ -543,10 +599,26 @@ async fn new_mail_becomes_conversations_answered_in_their_gmail_thread(db: &Test
         bodies,
         vec!["Where is my order?", "Any news?", "It ships tomorrow.", "Thanks!"]
     );
+    // A customer's mail Gmail put in spam, moved to the inbox by a human: taken then.
+    {
+        let mut mailbox = w.mailbox.lock().unwrap();
+        let spam = email(
+            "Dee <dee@customer.example>",
+            "<s1@customer.example>",
+            "Not spam",
+            "Really not spam.",
+            None,
+        );
+        mailbox.add("m009", "t009", vec!["SPAM"], spam);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(gmail_conversations(&w, 0).await.len(), 2, "spam is not taken");
+    w.mailbox.lock().unwrap().move_to_inbox("m009");
+    assert_eq!(gmail_conversations(&w, 3).await.len(), 3, "moved to the inbox, it is");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(messages(&w, &ada_id).await.len(), 4, "nothing twice");
     assert_eq!(w.mailbox.lock().unwrap().sent.len(), 1, "the reply was sent once");
-    assert_eq!(gmail_conversations(&w, 2).await.len(), 2);
+    assert_eq!(gmail_conversations(&w, 0).await.len(), 3);
     common::logs::assert_none_of(&[REFRESH_TOKEN, CLIENT_SECRET, "ya29.access", &w.admin.token]);
 }
 
@@ -608,14 +680,21 @@ async fn expired_tokens_are_refreshed_and_expired_history_is_resynced_once(db: &
             None,
         );
         mailbox.add("m104", "t102", vec!["INBOX"], fresh);
-        mailbox.oldest_history = mailbox.history_id + 1;
+        mailbox.oldest_history = mailbox.history_id;
     }
+    let resync_head = w.mailbox.lock().unwrap().history_id;
     let conversations = gmail_conversations(&w, 2).await;
     assert_eq!(conversations.len(), 2, "{conversations:?}");
     let listed = wait_messages(&w, &id, 3).await;
     let bodies: Vec<&str> = listed.iter().map(|m| m["body"].as_str().unwrap()).collect();
     assert_eq!(bodies, vec!["First.", "Second.", "Third."]);
-    assert!(w.mailbox.lock().unwrap().lists >= 1, "a resync listed the mailbox");
+    wait_synced(&w, resync_head).await;
+    let (_, status) = w.api.get("/api/gmail", &w.admin.token).await;
+    assert_eq!(
+        status["data"]["history_id"], resync_head,
+        "the sync goes on from the head read before the resync"
+    );
+    assert_eq!(w.mailbox.lock().unwrap().lists, 1, "one resync");
     // After the resync the sync goes on from the head: later mail arrives normally.
     {
         let mut mailbox = w.mailbox.lock().unwrap();
@@ -637,7 +716,8 @@ async fn expired_tokens_are_refreshed_and_expired_history_is_resynced_once(db: &
         .iter()
         .filter(|e| e.event_type == "GmailHistorySynced" && e.payload["resynced"] == true)
         .count();
-    assert!(resyncs >= 1, "the resync is recorded");
+    assert_eq!(resyncs, 1, "the resync is recorded once");
+    assert_eq!(w.mailbox.lock().unwrap().lists, 1, "and happened once");
 }
 
 on_both_backends!(

@@ -56,7 +56,8 @@ impl GmailApp {
     }
 
     fn keep(&self, account_id: AccountId, sealed: &str, token: &str, expires_in: u64) {
-        let lifetime = Duration::from_secs(expires_in).saturating_sub(EXPIRY_MARGIN);
+        // Google says an hour; anything beyond a day is not believed.
+        let lifetime = Duration::from_secs(expires_in.min(86_400)).saturating_sub(EXPIRY_MARGIN);
         let mut tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         tokens.insert(
             account_id,
@@ -144,6 +145,11 @@ pub async fn finish_link(
         return Err(GmailUseError::NotAdmin);
     }
     let tokens = gmail.client.exchange(code, &redirect_uri(app)?).await?;
+    if !tokens.grants_all() {
+        return Err(GmailUseError::Refused(
+            "Netia needs both reading and sending mail; link Gmail again and allow both".into(),
+        ));
+    }
     let Some(refresh_token) = tokens.refresh_token.clone() else {
         return Err(GmailUseError::Refused(
             "Google gave no refresh token; remove Netia's access in your Google account and link again".into(),
@@ -217,12 +223,27 @@ pub async fn profile(app: &App, account_id: AccountId) -> Result<Profile, GmailU
     .await
 }
 
+/// Unlinks the mailbox, and revokes Netia's grant at Google (best effort: a failure is logged;
+/// the sealed token stays unusable without the deployment's client secret).
 pub async fn unlink(app: &App, account_id: AccountId, meta: &Metadata) -> Result<(), GmailUseError> {
+    let account = app.state_of::<Account>(account_id).await?;
     app.bus
         .execute::<Account>(account_id, AccountCommand::UnlinkGmail, meta)
         .await?;
     if let Some(gmail) = app.gmail.as_deref() {
         gmail.forget(account_id);
+        if let Some(link) = &account.gmail {
+            let revoked = match app.sealer.open(&link.sealed_refresh_token, &token_context(account_id)) {
+                Ok(token) => {
+                    let token = SecretString::from(String::from_utf8_lossy(&token).into_owned());
+                    gmail.client.revoke(&token).await.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = revoked {
+                tracing::warn!(account = %account_id, error = %e, "could not revoke the Gmail grant at Google");
+            }
+        }
     }
     app.caught_up_with_log("conversation").await;
     Ok(())
@@ -278,8 +299,32 @@ pub enum GmailTaken {
     Skipped(&'static str),
 }
 
-/// Takes `message` of the account's mailbox `mailbox` (its address).
+/// Takes `message` of the account's mailbox `mailbox` (its address). A message the rules refuse
+/// (a sender address or Message-ID Netia does not take, a body too long) is skipped and logged:
+/// one such email never stops the mailbox's sync.
 pub async fn take(
+    app: &App,
+    account_id: AccountId,
+    mailbox: &str,
+    message: &RawMessage,
+) -> Result<GmailTaken, GmailUseError> {
+    use super::inbound_email::InboundEmailError as E;
+    match take_checked(app, account_id, mailbox, message).await {
+        Err(
+            e @ (GmailUseError::Conversation(CommandError::Domain(_))
+            | GmailUseError::Email(
+                E::Parse(_) | E::Customer(CommandError::Domain(_)) | E::Conversation(CommandError::Domain(_)),
+            )),
+        ) => {
+            metrics::counter!("netia_gmail_messages_refused_total").increment(1);
+            tracing::warn!(account = %account_id, gmail_id = %message.id, error = %e, "Gmail message refused; skipped");
+            Ok(GmailTaken::Skipped("refused by the conversation rules"))
+        }
+        other => other,
+    }
+}
+
+async fn take_checked(
     app: &App,
     account_id: AccountId,
     mailbox: &str,
@@ -303,8 +348,16 @@ pub async fn take(
     }
     let account = app.state_of::<Account>(account_id).await?;
     let inbox_id = account.primary_inbox_id.ok_or(AppError::NotFound("account"))?;
-    let conversation_id = ConversationId(super::derived_id(account_id, "gmail-thread", &message.thread_id));
-    let conversation = app.state_of::<Conversation>(conversation_id).await?;
+    let mut conversation_id = ConversationId(super::derived_id(account_id, "gmail-thread", &message.thread_id));
+    let mut conversation = app.state_of::<Conversation>(conversation_id).await?;
+    if conversation.account_id.is_none() {
+        // A thread Gmail split off (it threads a reply only when the subject matches): found by
+        // the Message-IDs it answers, as inbound email is.
+        if let Some((threaded, _)) = super::inbound_email::thread_of(app, account_id, &email.replied_to).await? {
+            conversation_id = threaded;
+            conversation = app.state_of::<Conversation>(conversation_id).await?;
+        }
+    }
     let customer_id = match conversation.customer_id {
         Some(customer_id) => customer_id,
         None => super::inbound_email::customer_of(app, account_id, &email).await?,

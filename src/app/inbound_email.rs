@@ -240,7 +240,7 @@ pub(super) struct Filing {
 
 /// Records `email` in the conversation `place` names (created first if asked): as the customer's
 /// message, deduplicated by its Message-ID (and Gmail id), its original `raw` kept beside
-/// ([`original`]).
+/// ([`original`]) when it was new.
 pub(super) async fn file(
     app: &App,
     place: Filing,
@@ -256,20 +256,6 @@ pub(super) async fn file(
         source,
         create,
     } = place;
-    // Kept first: a message is never without its original (a retry keeps the first copy).
-    sqlx::query(
-        "INSERT INTO email_originals (account_id, email_message_id, conversation_id, customer_id, raw, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, email_message_id) DO NOTHING",
-    )
-    .bind(account_id.to_string())
-    .bind(email.message_id.clone())
-    .bind(conversation_id.to_string())
-    .bind(customer_id.to_string())
-    .bind(raw.to_vec())
-    .bind(netia_events::chain::format_time(Utc::now()))
-    .execute(&app.db)
-    .await
-    .map_err(AppError::from)?;
     let meta = Metadata::new(netia_events::Actor::Customer { customer_id }).with_account(account_id);
     if create {
         let create = ConversationCommand::Create {
@@ -293,7 +279,30 @@ pub(super) async fn file(
         gmail,
         at: Utc::now(),
     };
-    app.bus.execute::<Conversation>(conversation_id, command, &meta).await?;
+    let email_message_id = match &command {
+        ConversationCommand::ReceiveEmail { email_message_id, .. } => email_message_id.clone(),
+        _ => unreachable!("built above"),
+    };
+    let executed = app.bus.execute::<Conversation>(conversation_id, command, &meta).await?;
+    // The original goes beside the message it was taken as (a resend or a re-read changes
+    // nothing), unless its customer was deleted. A crash between the two loses the original, not
+    // the message.
+    let customer = app.state_of::<Customer>(customer_id).await?;
+    if !executed.events.is_empty() && !customer.deleted {
+        sqlx::query(
+            "INSERT INTO email_originals (account_id, email_message_id, conversation_id, customer_id, raw, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, email_message_id) DO NOTHING",
+        )
+        .bind(account_id.to_string())
+        .bind(email_message_id)
+        .bind(conversation_id.to_string())
+        .bind(customer_id.to_string())
+        .bind(raw.to_vec())
+        .bind(netia_events::chain::format_time(Utc::now()))
+        .execute(&app.db)
+        .await
+        .map_err(AppError::from)?;
+    }
     Ok(())
 }
 
@@ -330,7 +339,7 @@ pub async fn forget_originals(app: &App, customer_id: CustomerId) -> Result<u64,
 
 /// The conversation (and its customer) of the first of `ids` that an email of the account
 /// carried.
-async fn thread_of(
+pub(super) async fn thread_of(
     app: &App,
     account_id: AccountId,
     ids: &[String],

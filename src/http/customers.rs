@@ -179,6 +179,8 @@ pub(super) async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     agent.require(Role::Admin)?;
     let id = owned(&state, &agent, &id).await?;
+    // First, so that a failure here leaves the customer to delete again (a deleted one is 404).
+    crate::app::inbound_email::forget_originals(&state, id).await?;
     let meta = agent.meta();
     let executed = state
         .bus
@@ -194,7 +196,6 @@ pub(super) async fn delete(
     let (deleted, _) = state.bus.load::<Customer>(id).await.map_err(customer_error)?;
     crate::app::customers::release_external_id(&state.bus, &deleted, id, &meta).await;
     state.auth.revoke_customer_tokens(id).await?;
-    crate::app::inbound_email::forget_originals(&state, id).await?;
     state.caught_up("customer", &executed.events).await;
     state.caught_up("inbox", &executed.events).await;
     Ok(HttpResponse::NoContent().finish())

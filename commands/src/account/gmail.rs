@@ -51,16 +51,17 @@ impl Account {
                 if sealed_refresh_token.is_empty() || sealed_refresh_token.len() > 4_000 {
                     return Err(invalid("refresh_token", "must be a sealed token"));
                 }
-                let same = self.gmail.as_ref().is_some_and(|g| {
-                    g.email_address == address.to_lowercase() && g.sealed_refresh_token == *sealed_refresh_token
-                });
-                if same {
-                    return Ok(Vec::new());
-                }
+                let address = address.to_lowercase();
+                // Linking the same mailbox again (its authorization was revoked, say) keeps the
+                // sync where it was: the mail that arrived meanwhile is still taken.
+                let history_id = match &self.gmail {
+                    Some(g) if g.email_address == address => g.history_id,
+                    _ => *history_id,
+                };
                 Ok(vec![AccountEvent::GmailLinked(GmailLinked {
-                    email_address: address.to_lowercase(),
+                    email_address: address,
                     sealed_refresh_token: sealed_refresh_token.clone(),
-                    history_id: *history_id,
+                    history_id,
                     linked_by: *linked_by,
                 })])
             }
@@ -68,10 +69,18 @@ impl Account {
                 Some(_) => Ok(vec![AccountEvent::GmailUnlinked(GmailUnlinked {})]),
                 None => Ok(Vec::new()),
             },
-            AccountCommand::RecordGmailSync { history_id, resynced } => {
+            AccountCommand::RecordGmailSync {
+                email_address,
+                history_id,
+                resynced,
+            } => {
                 let Some(gmail) = &self.gmail else {
                     return Err(invalid("gmail", "Gmail is not linked"));
                 };
+                // A run that began before a relink to another mailbox: its ids are not this one's.
+                if gmail.email_address != *email_address {
+                    return Ok(Vec::new());
+                }
                 // Gmail's history ids only grow; a resync may start over from an older one only
                 // when Gmail itself answered that the stored one is gone.
                 if *history_id == gmail.history_id || (*history_id < gmail.history_id && !resynced) {

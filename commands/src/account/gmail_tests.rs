@@ -51,10 +51,47 @@ fn an_admin_links_a_mailbox_by_its_address_lowercased() {
 }
 
 #[test]
-fn linking_the_same_mailbox_with_the_same_token_again_changes_nothing() {
+fn linking_the_same_mailbox_again_keeps_its_sync_where_it_was() {
+    AccountTest::with(())
+        .given(vec![registered(), linked(), synced(150, false)])
+        .when(AccountCommand::LinkGmail {
+            email_address: "support@acme.example".into(),
+            sealed_refresh_token: "v1.new".into(),
+            history_id: 900,
+            linked_by: ADMIN,
+        })
+        .then_expect_events(vec![AccountEvent::GmailLinked(GmailLinked {
+            email_address: "support@acme.example".into(),
+            sealed_refresh_token: "v1.new".into(),
+            history_id: 150,
+            linked_by: ADMIN,
+        })]);
+}
+
+#[test]
+fn another_mailbox_starts_at_its_own_history_id_and_a_stale_run_moves_nothing() {
+    let other = AccountEvent::GmailLinked(GmailLinked {
+        email_address: "sales@acme.example".into(),
+        sealed_refresh_token: "v1.other".into(),
+        history_id: 7,
+        linked_by: ADMIN,
+    });
     AccountTest::with(())
         .given(vec![registered(), linked()])
-        .when(link("support@acme.example"))
+        .when(AccountCommand::LinkGmail {
+            email_address: "sales@acme.example".into(),
+            sealed_refresh_token: "v1.other".into(),
+            history_id: 7,
+            linked_by: ADMIN,
+        })
+        .then_expect_events(vec![other.clone()]);
+    AccountTest::with(())
+        .given(vec![registered(), linked(), other])
+        .when(AccountCommand::RecordGmailSync {
+            email_address: "support@acme.example".into(),
+            history_id: 5_000,
+            resynced: true,
+        })
         .then_expect_events(vec![]);
 }
 
@@ -74,6 +111,7 @@ fn the_sync_moves_forward_only() {
     AccountTest::with(())
         .given(vec![registered(), linked()])
         .when(AccountCommand::RecordGmailSync {
+            email_address: "support@acme.example".into(),
             history_id: 150,
             resynced: false,
         })
@@ -81,6 +119,7 @@ fn the_sync_moves_forward_only() {
     AccountTest::with(())
         .given(vec![registered(), linked(), synced(150, false)])
         .when(AccountCommand::RecordGmailSync {
+            email_address: "support@acme.example".into(),
             history_id: 120,
             resynced: false,
         })
@@ -88,6 +127,7 @@ fn the_sync_moves_forward_only() {
     AccountTest::with(())
         .given(vec![registered(), linked(), synced(150, false)])
         .when(AccountCommand::RecordGmailSync {
+            email_address: "support@acme.example".into(),
             history_id: 150,
             resynced: false,
         })
@@ -99,6 +139,7 @@ fn a_resync_may_start_over_from_an_older_history_id() {
     AccountTest::with(())
         .given(vec![registered(), linked(), synced(150, false)])
         .when(AccountCommand::RecordGmailSync {
+            email_address: "support@acme.example".into(),
             history_id: 120,
             resynced: true,
         })
@@ -110,6 +151,7 @@ fn a_sync_without_a_link_is_refused_and_unlinking_twice_is_one_unlink() {
     AccountTest::with(())
         .given(vec![registered()])
         .when(AccountCommand::RecordGmailSync {
+            email_address: "support@acme.example".into(),
             history_id: 1,
             resynced: false,
         })

@@ -106,9 +106,10 @@ pub enum AccountCommand {
         linked_by: UserId,
     },
     UnlinkGmail,
-    /// Records that the mailbox was synced up to `history_id`; a no-op unless it moves forward
-    /// (or `resynced`: Gmail forgot the previous one).
+    /// Records that mailbox `email_address` was synced up to `history_id`; a no-op unless it is
+    /// the linked mailbox and the id moves forward (or `resynced`: Gmail forgot the previous one).
     RecordGmailSync {
+        email_address: String,
         history_id: u64,
         resynced: bool,
     },

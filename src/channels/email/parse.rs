@@ -70,7 +70,12 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, ParseError> {
         })
         .filter(|s| !s.is_empty());
     let message_id = match message.message_id() {
-        Some(id) if !id.trim().is_empty() => format!("<{}>", id.trim()),
+        // A usable key only: short, printable, without spaces (else one derived as below).
+        Some(id)
+            if !id.trim().is_empty() && id.trim().len() <= 190 && id.trim().chars().all(|c| c.is_ascii_graphic()) =>
+        {
+            format!("<{}>", id.trim())
+        }
         _ => {
             let digest = Sha256::digest(raw);
             let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();

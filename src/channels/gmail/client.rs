@@ -31,6 +31,10 @@ pub enum GoogleError {
     /// Another 4xx: the request will not succeed as it is.
     #[error("Google refused the request ({status}): {message}")]
     Refused { status: u16, message: String },
+    /// A message that cannot be taken as it is (too large, not decodable, an id that is not
+    /// Gmail's): skipped, never retried.
+    #[error("the Gmail message cannot be taken: {0}")]
+    Unusable(&'static str),
     /// HTTP 429 or 5xx, or an answer that is not Google's JSON: worth another attempt.
     #[error("Google answered {status}")]
     Server { status: u16 },
@@ -55,6 +59,19 @@ pub struct Tokens {
     /// Only on the first exchange with `access_type=offline`.
     #[serde(default)]
     pub refresh_token: Option<String>,
+    /// The scopes granted, space-separated (the admin may have unticked some).
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+impl Tokens {
+    /// Whether every scope Netia asks for ([`super::SCOPES`]) was granted (`true` when Google did
+    /// not say).
+    pub fn grants_all(&self) -> bool {
+        let Some(granted) = &self.scope else { return true };
+        let granted: Vec<&str> = granted.split_whitespace().collect();
+        super::SCOPES.split_whitespace().all(|s| granted.contains(&s))
+    }
 }
 
 fn default_lifetime() -> u64 {
@@ -80,6 +97,27 @@ pub struct Profile {
     pub threads_total: u64,
     /// A decimal string in Gmail's JSON.
     pub history_id: String,
+}
+
+/// A Gmail id (message or thread): letters and digits (Gmail's are hex), at most 64. Nothing else
+/// is put in a URL or a stream id.
+pub fn is_gmail_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The largest message taken, in bytes (as inbound email).
+const MAX_RAW_BYTES: usize = crate::app::inbound_email::MAX_EMAIL_BYTES;
+
+/// `users.messages.get` with `format=raw`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawBody {
+    id: String,
+    thread_id: String,
+    #[serde(default)]
+    label_ids: Vec<String>,
+    #[serde(default)]
+    raw: String,
 }
 
 /// A message's ids (and labels, when Gmail gives them).
@@ -217,10 +255,14 @@ impl GoogleClient {
 
     async fn gmail(&self, request: reqwest::RequestBuilder, access_token: &str) -> Result<Value, GoogleError> {
         let (status, body) = Self::send(request.bearer_auth(access_token)).await?;
+        // Gmail says "slow down" with 403 too (`rateLimitExceeded`, `userRateLimitExceeded`,
+        // `dailyLimitExceeded`; "Resolve errors" in the Gmail API guide): worth a retry.
+        let reason = body["error"]["errors"][0]["reason"].as_str().unwrap_or_default();
         match status {
             200..=299 => Ok(body),
             401 => Err(GoogleError::Unauthorized),
             404 => Err(GoogleError::NotFound),
+            403 if reason.ends_with("LimitExceeded") => Err(GoogleError::Server { status }),
             _ => Err(GoogleError::Refused {
                 status,
                 message: text(&body["error"]["message"]),
@@ -245,6 +287,7 @@ impl GoogleClient {
         let mut query = vec![
             ("startHistoryId", start.to_string()),
             ("historyTypes", "messageAdded".to_owned()),
+            ("historyTypes", "labelAdded".to_owned()),
             ("maxResults", "500".to_owned()),
         ];
         if let Some(token) = page_token {
@@ -259,12 +302,21 @@ impl GoogleClient {
             let Some(id) = history_number(&record["id"]) else {
                 continue;
             };
-            let added = record["messagesAdded"]
+            let message = |a: &Value| serde_json::from_value::<MessageRef>(a["message"].clone()).ok();
+            let mut added: Vec<MessageRef> = record["messagesAdded"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|a| serde_json::from_value::<MessageRef>(a["message"].clone()).ok())
+                .filter_map(message)
                 .collect();
+            // Moved into the inbox (out of spam, say) is arriving too.
+            let to_inbox = record["labelsAdded"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["labelIds"].as_array().is_some_and(|l| l.iter().any(|l| l == "INBOX")))
+                .filter_map(message);
+            added.extend(to_inbox);
             records.push((id, added));
         }
         Ok(HistoryPage {
@@ -301,38 +353,63 @@ impl GoogleClient {
         Ok((messages, body["nextPageToken"].as_str().map(str::to_owned)))
     }
 
-    /// `users.messages.get` with `format=raw`.
+    /// `users.messages.get` with `format=raw`. A message over 10 MiB, or one that does not decode,
+    /// is [`GoogleError::Unusable`].
     pub async fn message(&self, access_token: &str, id: &str) -> Result<RawMessage, GoogleError> {
+        if !is_gmail_id(id) {
+            return Err(GoogleError::Unusable("not a Gmail message id"));
+        }
         let request = self
             .http
-            .get(self.api(&format!("/messages/{}", urlencoding(id))))
+            .get(self.api(&format!("/messages/{id}")))
             .query(&[("format", "raw")]);
         let body = self.gmail(request, access_token).await?;
-        let ids: MessageRef = serde_json::from_value(body.clone()).map_err(|_| GoogleError::Server { status: 200 })?;
-        let raw = body["raw"].as_str().ok_or(GoogleError::Server { status: 200 })?;
-        let raw = decode_base64url(raw).ok_or(GoogleError::Server { status: 200 })?;
+        let body: RawBody =
+            serde_json::from_value(body).map_err(|_| GoogleError::Unusable("not Gmail's message shape"))?;
+        if !is_gmail_id(&body.id) || !is_gmail_id(&body.thread_id) {
+            return Err(GoogleError::Unusable("not a Gmail message id"));
+        }
+        if body.raw.len() / 4 * 3 > MAX_RAW_BYTES {
+            return Err(GoogleError::Unusable("larger than 10 MiB"));
+        }
+        let raw = decode_base64url(&body.raw).ok_or(GoogleError::Unusable("raw is not base64url"))?;
         Ok(RawMessage {
-            id: ids.id,
-            thread_id: ids.thread_id,
-            label_ids: ids.label_ids,
+            id: body.id,
+            thread_id: body.thread_id,
+            label_ids: body.label_ids,
             raw,
         })
     }
 
-    /// `users.messages.send`: `raw` (an RFC 5322 message) into thread `thread_id`.
+    /// `users.messages.send`: `raw` (an RFC 5322 message) into thread `thread_id`; the sent
+    /// message's ids (`None` when Gmail's 2xx answer does not name them: sent all the same).
     pub async fn send_message(
         &self,
         access_token: &str,
         raw: &[u8],
         thread_id: &str,
-    ) -> Result<MessageRef, GoogleError> {
+    ) -> Result<Option<MessageRef>, GoogleError> {
         let body = json!({
             "raw": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
             "threadId": thread_id,
         });
         let request = self.http.post(self.api("/messages/send")).json(&body);
         let sent = self.gmail(request, access_token).await?;
-        serde_json::from_value(sent).map_err(|_| GoogleError::Server { status: 200 })
+        Ok(serde_json::from_value(sent).ok())
+    }
+
+    /// Revokes a refresh token at Google (`POST /revoke`), so that an unlinked mailbox's grant
+    /// ends there too. Best effort: the caller logs a failure.
+    pub async fn revoke(&self, refresh_token: &SecretString) -> Result<(), GoogleError> {
+        let form = [("token", refresh_token.expose_secret())];
+        let (status, body) = Self::send(self.http.post(&self.settings.revoke_url).form(&form)).await?;
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        Err(GoogleError::Refused {
+            status,
+            message: text(&body["error"]),
+        })
     }
 }
 
@@ -340,11 +417,6 @@ impl GoogleClient {
 fn decode_base64url(text: &str) -> Option<Vec<u8>> {
     let trimmed = text.trim().trim_end_matches('=');
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed).ok()
-}
-
-/// An id as a path segment (Gmail's are hex; anything else is escaped, never a path).
-fn urlencoding(id: &str) -> String {
-    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }
 
 /// A vendor's message, printable and bounded.
@@ -369,6 +441,9 @@ mod tests {
         assert_eq!(history_number(&json!("x")), None);
         assert_eq!(decode_base64url("aGk_").unwrap(), b"hi?");
         assert_eq!(decode_base64url("aGk=").unwrap(), b"hi");
-        assert_eq!(urlencoding("../x"), "..%2Fx");
+        assert!(is_gmail_id("18c2f0a9b3d4e5f6"));
+        for bad in ["", "..", "../x", "a/b", "a b", &"f".repeat(65)] {
+            assert!(!is_gmail_id(bad), "{bad:?}");
+        }
     }
 }

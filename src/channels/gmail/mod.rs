@@ -26,6 +26,8 @@ pub const SCOPES: &str = "https://www.googleapis.com/auth/gmail.readonly https:/
 pub const AUTHORIZE_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
 /// Google's token endpoint, unless `GOOGLE_OAUTH_BASE_URL` is set.
 pub const TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+/// Google's revocation endpoint, unless `GOOGLE_OAUTH_BASE_URL` is set.
+pub const REVOKE_URL: &str = "https://oauth2.googleapis.com/revoke";
 /// The Gmail API, unless `GMAIL_API_BASE_URL` is set.
 pub const API_BASE_URL: &str = "https://gmail.googleapis.com";
 
@@ -40,6 +42,8 @@ pub struct GmailSettings {
     pub authorize_url: String,
     /// The token endpoint: [`TOKEN_URL`], or `{GOOGLE_OAUTH_BASE_URL}/token`.
     pub token_url: String,
+    /// The revocation endpoint: [`REVOKE_URL`], or `{GOOGLE_OAUTH_BASE_URL}/revoke`.
+    pub revoke_url: String,
     /// `GMAIL_API_BASE_URL`, default [`API_BASE_URL`].
     pub api_base_url: String,
     /// `GMAIL_SYNC_INTERVAL` (seconds, 1 to 3600, default 60): how often each mailbox is synced.
@@ -65,9 +69,13 @@ impl GmailSettings {
             Some(url) if is_http_url(&url) => Ok(Some(url.trim_end_matches('/').to_owned())),
             Some(_) => Err((name, "must be an http(s) URL")),
         };
-        let (authorize_url, token_url) = match url("GOOGLE_OAUTH_BASE_URL")? {
-            Some(base) => (format!("{base}/o/oauth2/v2/auth"), format!("{base}/token")),
-            None => (AUTHORIZE_URL.to_owned(), TOKEN_URL.to_owned()),
+        let (authorize_url, token_url, revoke_url) = match url("GOOGLE_OAUTH_BASE_URL")? {
+            Some(base) => (
+                format!("{base}/o/oauth2/v2/auth"),
+                format!("{base}/token"),
+                format!("{base}/revoke"),
+            ),
+            None => (AUTHORIZE_URL.to_owned(), TOKEN_URL.to_owned(), REVOKE_URL.to_owned()),
         };
         let sync_interval = match set("GMAIL_SYNC_INTERVAL") {
             None => 60,
@@ -86,6 +94,7 @@ impl GmailSettings {
             client_secret: SecretString::from(client_secret),
             authorize_url,
             token_url,
+            revoke_url,
             api_base_url: url("GMAIL_API_BASE_URL")?.unwrap_or_else(|| API_BASE_URL.to_owned()),
             sync_interval: std::time::Duration::from_secs(sync_interval),
         }))

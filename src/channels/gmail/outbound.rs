@@ -19,6 +19,7 @@ use crate::app::App;
 use crate::app::gmail::{GmailUseError, authorized};
 use crate::bus::{Consumer, Failure};
 use crate::channels::email::outbound::compose_reply;
+use crate::channels::gmail::client::is_gmail_id;
 
 pub struct GmailConsumer {
     pub app: App,
@@ -93,7 +94,11 @@ impl Consumer for GmailConsumer {
             Err(GmailUseError::App(e)) => return Err(Failure::Retry(e.to_string())),
             Err(e) => return Err(Failure::Permanent(e.to_string())),
         };
-        if let ConversationCommand::RecordEmailNotification { gmail, .. } = &mut record {
+        // Gmail's 2xx without ids (never seen, but not retried: it was sent) records none.
+        if let (ConversationCommand::RecordEmailNotification { gmail, .. }, Some(sent)) = (&mut record, sent)
+            && is_gmail_id(&sent.id)
+            && is_gmail_id(&sent.thread_id)
+        {
             *gmail = Some(GmailMessage {
                 id: sent.id,
                 thread_id: sent.thread_id,

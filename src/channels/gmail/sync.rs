@@ -117,14 +117,14 @@ pub async fn sync(app: &App, account_id: AccountId) -> Result<Synced, GmailUseEr
                 synced.taken += 1;
             }
             if synced.taken >= MAX_PER_RUN {
-                record(app, account_id, record_id, false).await?;
+                record(app, account_id, &link.email_address, record_id, false).await?;
                 return Ok(synced);
             }
         }
         match page.next_page_token {
             Some(next) => page_token = Some(next),
             None => {
-                record(app, account_id, page.history_id, false).await?;
+                record(app, account_id, &link.email_address, page.history_id, false).await?;
                 return Ok(synced);
             }
         }
@@ -168,7 +168,7 @@ async fn resync(app: &App, account_id: AccountId, mailbox: &str) -> Result<Synce
         fetch_and_take(app, account_id, mailbox, message).await?;
         synced.taken += 1;
     }
-    record(app, account_id, head, true).await?;
+    record(app, account_id, mailbox, head, true).await?;
     Ok(synced)
 }
 
@@ -187,6 +187,12 @@ async fn fetch_and_take(
     let raw = match fetched {
         // Deleted since it arrived: nothing to take.
         Err(GmailUseError::Google(GoogleError::NotFound)) => return Ok(()),
+        // Too large, or not Gmail's shape: never will be; skipped, not retried.
+        Err(GmailUseError::Google(e @ GoogleError::Unusable(_))) => {
+            metrics::counter!("netia_gmail_messages_refused_total").increment(1);
+            tracing::warn!(account = %account_id, gmail_id = %message.id, error = %e, "Gmail message skipped");
+            return Ok(());
+        }
         other => other?,
     };
     match take(app, account_id, mailbox, &raw).await? {
@@ -198,8 +204,18 @@ async fn fetch_and_take(
     Ok(())
 }
 
-async fn record(app: &App, account_id: AccountId, history_id: u64, resynced: bool) -> Result<(), GmailUseError> {
-    let command = netia_commands::AccountCommand::RecordGmailSync { history_id, resynced };
+async fn record(
+    app: &App,
+    account_id: AccountId,
+    mailbox: &str,
+    history_id: u64,
+    resynced: bool,
+) -> Result<(), GmailUseError> {
+    let command = netia_commands::AccountCommand::RecordGmailSync {
+        email_address: mailbox.to_owned(),
+        history_id,
+        resynced,
+    };
     let meta = Metadata::system("gmail-sync").with_account(account_id);
     app.bus
         .execute::<netia_commands::Account>(account_id, command, &meta)
