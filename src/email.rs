@@ -95,10 +95,7 @@ impl Consumer for ReplyEmailScheduler {
     }
 
     fn bindings(&self) -> Vec<String> {
-        vec![
-            "conversation.AgentMessagePosted".into(),
-            "conversation.SlackMessageReceived".into(),
-        ]
+        crate::consumers::reply_bindings()
     }
 
     async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure> {

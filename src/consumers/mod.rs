@@ -121,6 +121,15 @@ pub async fn conversation_of(
     Ok((conversation_id, conversation))
 }
 
+/// The events that may carry a reply for the customer ([`reply_of`]): what the channels' outbound
+/// consumers bind.
+pub fn reply_bindings() -> Vec<String> {
+    vec![
+        "conversation.AgentMessagePosted".into(),
+        "conversation.SlackMessageReceived".into(),
+    ]
+}
+
 /// The reply an event carries, if it is one for the customer: an agent's public message, or a
 /// message an agent or external agent wrote in Slack.
 pub fn reply_of(decoded: &netia_events::conversation::ConversationEvent) -> Option<(netia_events::MessageId, &str)> {

@@ -143,10 +143,7 @@ impl Consumer for EmailReplyConsumer {
     }
 
     fn bindings(&self) -> Vec<String> {
-        vec![
-            "conversation.AgentMessagePosted".into(),
-            "conversation.SlackMessageReceived".into(),
-        ]
+        crate::consumers::reply_bindings()
     }
 
     /// One SMTP exchange of at most 30 s, and the record.

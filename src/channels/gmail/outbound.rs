@@ -55,10 +55,7 @@ impl Consumer for GmailConsumer {
     }
 
     fn bindings(&self) -> Vec<String> {
-        vec![
-            "conversation.AgentMessagePosted".into(),
-            "conversation.SlackMessageReceived".into(),
-        ]
+        crate::consumers::reply_bindings()
     }
 
     /// A token refresh and one send, each at most 20 s, and the record.

@@ -103,10 +103,7 @@ impl Consumer for SmsConsumer {
     }
 
     fn bindings(&self) -> Vec<String> {
-        vec![
-            "conversation.AgentMessagePosted".into(),
-            "conversation.SlackMessageReceived".into(),
-        ]
+        crate::consumers::reply_bindings()
     }
 
     /// Up to a few parts of at most 10 s each.
