@@ -1,9 +1,10 @@
-//! Read-model throughput: rebuild speed per projection, and live lag of the inbox under steady load.
+//! Read-model throughput: rebuild speed per projection, of all of them in one pass (what
+//! `netia projections rebuild` does), and live lag of the inbox under steady load.
 //!
 //! `cargo bench --bench projections` (PostgreSQL at NETIA_BENCH_DATABASE_URL, default
 //! postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
 //! NETIA_BENCH_EVENTS sets the history size (default 100000, over one conversation per 100 events);
-//! NETIA_BENCH_ONLY (comma-separated: projection names, `postgres`, `sqlite`, `lag`) runs a subset.
+//! NETIA_BENCH_ONLY (comma-separated: projection names, `all`, `postgres`, `sqlite`, `lag`) runs a subset.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use netia::projector::{Projector, projections, read_model_pool};
-use netia::rebuild::{RebuildOptions, RebuildOutcome, rebuild};
+use netia::rebuild::{RebuildOptions, RebuildOutcome, rebuild, rebuild_all};
 use netia::store::{EventStore, PgStore, SqliteStore};
 use netia_events::conversation::{ConversationCreated, ConversationEvent, CustomerMessagePosted, Source};
 use netia_events::{AccountId, Checkpoint, ConversationId, CustomerId, DomainEvent, MessageId, NewEvent, StreamRef};
@@ -51,6 +52,19 @@ async fn run(name: &str, store: Arc<dyn EventStore>, url: &str, events: usize) {
         };
         println!(
             "{name:<9} rebuild {label:<13} {events} events     {:>10.0} events/s",
+            events as f64 / seconds
+        );
+    }
+    if selected("all") {
+        let RebuildOutcome::Swapped { events, seconds } =
+            rebuild_all(store.clone(), url, projections(), &RebuildOptions::default())
+                .await
+                .unwrap()
+        else {
+            unreachable!()
+        };
+        println!(
+            "{name:<9} rebuild all, one pass  {events} events     {:>10.0} events/s",
             events as f64 / seconds
         );
     }

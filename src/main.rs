@@ -132,29 +132,25 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 max_batches: None,
                 progress: true,
             };
-            for projection in all
+            let chosen: Vec<_> = all
                 .into_iter()
                 .filter(|p| names.is_empty() || names.iter().any(|n| n == p.name()))
-            {
-                let name = projection.name();
-                match netia::rebuild::rebuild(
-                    store.clone(),
-                    settings.database_url.expose_secret(),
-                    projection,
-                    &options,
-                )
+                .collect();
+            let chosen_names: Vec<&str> = chosen.iter().map(|p| p.name()).collect();
+            let chosen_names = chosen_names.join(", ");
+            // One pass over the log for all of them.
+            match netia::rebuild::rebuild_all(store.clone(), settings.database_url.expose_secret(), chosen, &options)
                 .await?
-                {
-                    netia::rebuild::RebuildOutcome::Swapped { events, seconds } => println!(
-                        "{name}: rebuilt from {events} events in {seconds:.1} s ({:.0} events/s) and swapped in",
-                        events as f64 / seconds.max(1e-9)
-                    ),
-                    netia::rebuild::RebuildOutcome::Interrupted { at } => {
-                        println!(
-                            "{name}: interrupted at ({}, {}); run again to resume",
-                            at.tx_id, at.position
-                        )
-                    }
+            {
+                netia::rebuild::RebuildOutcome::Swapped { events, seconds } => println!(
+                    "{chosen_names}: rebuilt from {events} events in one pass in {seconds:.1} s ({:.0} events/s) and swapped in",
+                    events as f64 / seconds.max(1e-9)
+                ),
+                netia::rebuild::RebuildOutcome::Interrupted { at } => {
+                    println!(
+                        "{chosen_names}: interrupted at ({}, {}); run again to resume",
+                        at.tx_id, at.position
+                    )
                 }
             }
             Ok(())

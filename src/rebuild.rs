@@ -1,5 +1,6 @@
 //! `netia projections rebuild`: replays the whole log into shadow tables while the live ones keep
-//! serving, then swaps them in atomically. Interrupted rebuilds resume where they stopped.
+//! serving, then swaps them in atomically. Several projections are rebuilt in one pass over the
+//! log ([`rebuild_all`]). Interrupted rebuilds resume where they stopped.
 //!
 //! The projection's SQL runs unchanged against the shadow: on PostgreSQL a schema of its own
 //! (`netia_rebuild_<name>`, through `search_path`), on SQLite a database file of its own beside the
@@ -92,22 +93,77 @@ pub async fn rebuild(
     projection: Arc<dyn Projection>,
     options: &RebuildOptions,
 ) -> Result<RebuildOutcome, ProjectorError> {
-    let name = projection.name();
+    rebuild_all(store, url, vec![projection], options).await
+}
+
+/// One projection being rebuilt: its shadow, the connection to it, how far it has got.
+struct Member {
+    projection: Arc<dyn Projection>,
+    shadow: Shadow,
+    conn: AnyConnection,
+    at: Checkpoint,
+}
+
+impl Member {
+    /// Applies the events of `batch` after its own checkpoint and moves that to `to`, in one
+    /// transaction of its shadow.
+    async fn apply(&mut self, batch: &[netia_events::RecordedEvent], to: Checkpoint) -> Result<(), ProjectorError> {
+        if self.at >= to {
+            return Ok(()); // a resumed member already past this batch
+        }
+        let name = self.projection.name();
+        let events: Vec<_> = batch.iter().filter(|e| e.checkpoint() > self.at).cloned().collect();
+        let mut tx = self.conn.begin().await?;
+        if let Err((position, source)) = self.projection.apply_batch(&mut tx, &events).await {
+            return Err(ProjectorError::Apply { name, position, source });
+        }
+        if !Checkpoints::advance(&mut tx, name, self.at, to).await? {
+            return Err(ProjectorError::Moved(name));
+        }
+        tx.commit().await?;
+        self.at = to;
+        Ok(())
+    }
+}
+
+/// Rebuilds `projections` from the whole log in one pass, and swaps each in: the log is read once
+/// (the next batch read while the last one is applied), and each batch goes to every projection's
+/// shadow at once, each on its own connection. Each shadow keeps its own checkpoint, so an
+/// interrupted run resumes from the earliest of them, every projection skipping what it already
+/// has. Each swap is its own transaction (a projection is consistent on its own; they need not
+/// switch together).
+pub async fn rebuild_all(
+    store: Arc<dyn EventStore>,
+    url: &str,
+    projections: Vec<Arc<dyn Projection>>,
+    options: &RebuildOptions,
+) -> Result<RebuildOutcome, ProjectorError> {
     let started = Instant::now();
-    let shadow = shadow_for(store.backend(), url, name);
-    let mut conn = open_shadow(url, &shadow).await?;
-    Checkpoints::setup(&mut conn).await?;
-    projection.setup(&mut conn).await?;
-    let start = Checkpoints::load(&mut conn, name).await?;
+    let mut members = Vec::with_capacity(projections.len());
+    for projection in projections {
+        let shadow = shadow_for(store.backend(), url, projection.name());
+        let mut conn = open_shadow(url, &shadow).await?;
+        Checkpoints::setup(&mut conn).await?;
+        projection.setup(&mut conn).await?;
+        let at = Checkpoints::load(&mut conn, projection.name()).await?;
+        members.push(Member {
+            projection,
+            shadow,
+            conn,
+            at,
+        });
+    }
+    let start = members.iter().map(|m| m.at).min().unwrap_or_default();
     let (total, _) = store.lag(start).await?;
+    let names: Vec<&str> = members.iter().map(|m| m.projection.name()).collect();
     let bar = if options.progress {
         let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
         bar.set_style(
-            ProgressStyle::with_template("{prefix:>14} [{bar:40}] {pos}/{len} events  {per_sec}  ETA {eta}")
+            ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} events  {per_sec}  ETA {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        bar.set_prefix(name);
+        bar.set_prefix(names.join(", "));
         bar
     } else {
         ProgressBar::hidden()
@@ -116,34 +172,35 @@ pub async fn rebuild(
     let mut tailer = Tailer::new(store.clone(), start).with_batch(options.batch);
     let mut replayed = 0u64;
     let mut batches = 0;
-    loop {
+    let mut applied_to = start;
+    let mut pending = tailer.try_next_batch().await?;
+    let mut pending_to = tailer.checkpoint();
+    while !pending.is_empty() {
         if options.max_batches.is_some_and(|max| batches >= max) {
             bar.abandon();
-            return Ok(RebuildOutcome::Interrupted {
-                at: tailer.checkpoint(),
-            });
+            return Ok(RebuildOutcome::Interrupted { at: applied_to });
         }
-        let from = tailer.checkpoint();
-        let events = tailer.try_next_batch().await?;
-        if events.is_empty() {
-            break;
-        }
-        let mut tx = conn.begin().await?;
-        if let Err((position, source)) = projection.apply_batch(&mut tx, &events).await {
-            return Err(ProjectorError::Apply { name, position, source });
-        }
-        let to = tailer.checkpoint();
-        if !Checkpoints::advance(&mut tx, name, from, to).await? {
-            return Err(ProjectorError::Moved(name));
-        }
-        tx.commit().await?;
-        replayed += events.len() as u64;
+        // The next batch is read while this one is applied to every shadow.
+        let apply = futures_util::future::try_join_all(members.iter_mut().map(|m| m.apply(&pending, pending_to)));
+        let (next, applied) = tokio::join!(tailer.try_next_batch(), apply);
+        applied?;
+        replayed += pending.len() as u64;
         batches += 1;
-        bar.inc(events.len() as u64);
+        bar.inc(pending.len() as u64);
+        applied_to = pending_to;
+        pending = next?;
+        pending_to = tailer.checkpoint();
     }
-    let reached = tailer.checkpoint();
-    conn.close().await?;
-    swap(url, &shadow, projection.as_ref(), reached).await?;
+    for member in members {
+        let Member {
+            projection,
+            shadow,
+            conn,
+            at,
+        } = member;
+        conn.close().await?;
+        swap(url, &shadow, projection.as_ref(), at.max(applied_to)).await?;
+    }
     bar.finish();
     Ok(RebuildOutcome::Swapped {
         events: replayed,
