@@ -1,4 +1,8 @@
-//! Event store throughput: appends with 1 and 8 writers, batched appends, and tailing, on both backends.
+//! Event store throughput: appends with 1 and 8 writers, batched appends, and tailing, on both
+//! backends; on PostgreSQL, the ceiling measured in the same run right after Netia's 8-writer
+//! appends: a raw single-row `INSERT` of the same event shape (same columns, indexes and
+//! uniqueness, no hash chain, no append lock, no expected-version check) by 8 writers, and the
+//! ratio of the two.
 //!
 //! `cargo bench --bench store` (PostgreSQL at NETIA_BENCH_DATABASE_URL, default
 //! postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
@@ -67,11 +71,66 @@ async fn tail_all(store: &Arc<dyn EventStore>) -> (usize, f64) {
     (n, n as f64 / start.elapsed().as_secs_f64())
 }
 
-async fn run(name: &str, store: Arc<dyn EventStore>, total: usize) {
+/// The ceiling: `writers` tasks each insert `total / writers` single rows of the events' shape into
+/// a plain table with the same columns and indexes, one autocommit `INSERT` per event, on a pool
+/// as large as the store's.
+async fn raw_inserts(url: &str, writers: usize, total: usize) -> f64 {
+    let pool = PgPoolOptions::new().max_connections(16).connect(url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS raw_events (global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+         event_id uuid NOT NULL UNIQUE, stream_type text NOT NULL, stream_id text NOT NULL, version bigint NOT NULL, \
+         event_type text NOT NULL, event_version integer NOT NULL, payload jsonb NOT NULL, metadata jsonb NOT NULL, \
+         recorded_at timestamptz NOT NULL, hash bytea NOT NULL, UNIQUE (stream_type, stream_id, version))",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let per_writer = total / writers;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for i in 0..per_writer {
+                    let e = event(i);
+                    sqlx::query(
+                        "INSERT INTO raw_events (event_id, stream_type, stream_id, version, event_type, event_version, \
+                         payload, metadata, recorded_at, hash) VALUES ($1, 'bench', $2, $3, $4, $5, $6, $7, now(), $8)",
+                    )
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(format!("raw-{w}"))
+                    .bind(i as i64 + 1)
+                    .bind(e.event_type.clone())
+                    .bind(e.event_version)
+                    .bind(e.payload.clone())
+                    .bind(e.metadata.clone())
+                    .bind(vec![0u8; 32])
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (per_writer * writers) as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn run(name: &str, store: Arc<dyn EventStore>, total: usize, url: Option<&str>) {
     let one = appends(&store, "one", 1, total / 4, 1).await;
     println!("{name:<10} append, 1 writer, 1 event/append      {one:>10.0} events/s");
     let eight = appends(&store, "eight", 8, total, 1).await;
     println!("{name:<10} append, 8 writers, 1 event/append     {eight:>10.0} events/s");
+    if let Some(url) = url {
+        let ceiling = raw_inserts(url, 8, total).await;
+        println!("{name:<10} raw INSERT, 8 writers, 1 row each     {ceiling:>10.0} events/s (ceiling, same run)");
+        println!(
+            "{name:<10} append / raw INSERT, 8 writers        {:>10.0} %",
+            eight / ceiling * 100.0
+        );
+    }
     let batched = appends(&store, "batch", 1, total * 4, 100).await;
     println!("{name:<10} append, 1 writer, 100 events/append   {batched:>10.0} events/s");
     let batched8 = appends(&store, "batch8", 8, total * 4, 100).await;
@@ -100,7 +159,7 @@ async fn main() {
             {
                 let store = PgStore::connect(&url, 16).await.unwrap();
                 store.migrate().await.unwrap();
-                run("postgres", Arc::new(store), total).await;
+                run("postgres", Arc::new(store), total, Some(&url)).await;
             }
             sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
                 .execute(&admin)
@@ -115,5 +174,5 @@ async fn main() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    run("sqlite", Arc::new(store), total).await;
+    run("sqlite", Arc::new(store), total, None).await;
 }
