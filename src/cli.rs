@@ -107,8 +107,8 @@ pub enum ProjectionsAction {
     Rebuild {
         /// Projections to rebuild (default: all).
         names: Vec<String>,
-        /// Events per transaction.
-        #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        /// Events per transaction (of each projection's shadow).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         batch: u64,
     },
 }

@@ -31,7 +31,7 @@ pub struct RebuildOptions {
 impl Default for RebuildOptions {
     fn default() -> Self {
         Self {
-            batch: 2_000,
+            batch: 10_000,
             max_batches: None,
             progress: false,
         }
@@ -112,9 +112,11 @@ impl Member {
             return Ok(()); // a resumed member already past this batch
         }
         let name = self.projection.name();
-        let events: Vec<_> = batch.iter().filter(|e| e.checkpoint() > self.at).cloned().collect();
+        // The batch is in log order: what this shadow lacks is a tail of it (no copies).
+        let first = batch.partition_point(|e| e.checkpoint() <= self.at);
+        let events = &batch[first..];
         let mut tx = self.conn.begin().await?;
-        if let Err((position, source)) = self.projection.apply_batch(&mut tx, &events).await {
+        if let Err((position, source)) = self.projection.apply_batch(&mut tx, events).await {
             return Err(ProjectorError::Apply { name, position, source });
         }
         if !Checkpoints::advance(&mut tx, name, self.at, to).await? {

@@ -375,3 +375,34 @@ async fn postgres_one_active_projector_per_projection_with_failover() {
     drop(conn);
     db.cleanup().await;
 }
+
+/// `netia projections rebuild` with no names rebuilds every read model in one pass and swaps them
+/// in (all four then stand at the head); an unknown name is refused before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rebuild_command_rebuilds_every_read_model_in_one_pass() {
+    let db = TestDb::sqlite().await.unwrap();
+    history(&db, 3).await;
+    let netia = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+            .env("DATABASE_URL", &db.url)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let unknown = netia(&["projections", "rebuild", "nonsense"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown projection"));
+    let out = netia(&["projections", "rebuild"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("customer, inbox, conversation, reporting: rebuilt from 15 events in one pass"),
+        "{said}"
+    );
+    let status = netia(&["projections", "status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    for projection in json.as_array().unwrap() {
+        assert_eq!(projection["lag_events"], 0, "{projection}");
+    }
+    db.cleanup().await;
+}
