@@ -537,9 +537,9 @@ async fn postgres_appends_fail_fast_while_the_database_is_unreachable_and_resume
 
 /// The append statement answers per append: with the append lock held elsewhere, 53 appends queue
 /// up — 31 to fresh streams and 11 pairs racing for the first version of a stream each — and once
-/// the lock goes, one statement commits every append that holds (one transaction id for all of
-/// them) and refuses exactly one of each pair as a conflict, instead of failing the statement and
-/// retrying each append alone.
+/// the lock goes, the statement the writer had sent and the one with everything queued behind it
+/// commit every append that holds (two transaction ids at most) and refuse exactly one of each pair
+/// as a conflict, instead of failing a statement and retrying each of its appends alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_conflicts_inside_a_batch_are_answered_per_append_in_one_statement() {
     let Some(db) = TestDb::postgres().await else { return };
@@ -578,10 +578,11 @@ async fn postgres_conflicts_inside_a_batch_are_answered_per_append_in_one_statem
     }
     assert_eq!(conflicts, 11, "one of each pair");
     assert_eq!(transactions.values().sum::<usize>(), 42);
-    let largest = transactions.values().copied().max().unwrap();
     eprintln!("appends per transaction: {transactions:?}");
-    // The writer may have taken the first append alone before it met the lock.
-    assert!(largest >= 40, "appends per transaction: {transactions:?}");
+    // The writer may have taken the first few appends before it met the lock; everything queued
+    // behind that statement goes in the next one, conflicts or not (retried alone, the appends
+    // would have taken a transaction each).
+    assert!(transactions.len() <= 2, "appends per transaction: {transactions:?}");
     for i in 0..11 {
         assert_eq!(
             db.store.stream_version(&stream(&format!("raced-{i}"))).await.unwrap(),
