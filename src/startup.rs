@@ -251,6 +251,8 @@ impl Application {
         };
         let local = listener.local_addr()?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // Sockets are served on this (multi-threaded) runtime, beside the broadcaster.
+        let runtime = tokio::runtime::Handle::current();
         let server = actix_server::Server::build()
             // Signals are ours (run_until_stopped): sockets close first, then the listener.
             .disable_signals()
@@ -281,20 +283,28 @@ impl Application {
                         |_| AppConfig::default(),
                     ))
                     .tcp();
+                let runtime = runtime.clone();
                 fn_factory(move || {
                     let http = http.new_service(());
-                    let (sockets, hub) = (sockets.clone(), hub.clone());
+                    let (sockets, hub, runtime) = (sockets.clone(), hub.clone(), runtime.clone());
                     async move {
                         let http = Rc::new(http.await?);
                         Ok::<_, ()>(fn_service(move |stream: tokio::net::TcpStream| {
                             let (http, sockets, hub) = (http.clone(), sockets.clone(), hub.clone());
+                            let runtime = runtime.clone();
                             async move {
                                 // A socket upgrade is served here; everything else by actix.
                                 // Both boxed: the task of an idle socket holds only what the socket needs.
                                 match realtime::socket::sniff(&stream).await {
                                     Some(head) => {
-                                        Box::pin(realtime::socket::serve(stream, head, sockets, hub.into_inner()))
-                                            .await;
+                                        Box::pin(realtime::socket::serve_on(
+                                            &runtime,
+                                            stream,
+                                            head,
+                                            sockets,
+                                            hub.into_inner(),
+                                        ))
+                                        .await;
                                         Ok(())
                                     }
                                     None => Box::pin(http.call(stream)).await,

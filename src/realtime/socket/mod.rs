@@ -19,7 +19,7 @@ use netia_events::{AccountId, Actor, CustomerId, Metadata, UserId};
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-pub use transport::{Head, PATH, not_upgraded, serve, serve_upgrade, sniff};
+pub use transport::{Head, PATH, not_upgraded, serve, serve_on, serve_upgrade, sniff};
 
 use super::hub::{ConnId, Hub, Outbox};
 use crate::app::App;
