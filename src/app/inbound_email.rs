@@ -274,15 +274,12 @@ pub(super) async fn file(
         author: Author::Customer { customer_id },
         body: email.body,
         subject: email.subject,
-        email_message_id: email.message_id,
+        email_message_id: email.message_id.clone(),
         in_reply_to: email.replied_to.first().cloned(),
         gmail,
         at: Utc::now(),
     };
-    let email_message_id = match &command {
-        ConversationCommand::ReceiveEmail { email_message_id, .. } => email_message_id.clone(),
-        _ => unreachable!("built above"),
-    };
+    let email_message_id = email.message_id;
     let executed = app.bus.execute::<Conversation>(conversation_id, command, &meta).await?;
     // The original goes beside the message it was taken as (a resend or a re-read changes
     // nothing), unless its customer was deleted. A crash between the two loses the original, not
