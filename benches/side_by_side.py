@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Fan-out side by side: Netia against the Papercups-shaped peers of ../shared/bench, in one run.
+
+Starts a release `netia serve` on PostgreSQL, the durable peer (inserts each message into
+PostgreSQL, then broadcasts: Papercups' order) and the in-memory peer, then runs the shared
+harness (`fanout.js`: N agent sockets on one conversation topic, one customer shouting RATE
+messages/s for SECS seconds) against each target in turn, alternating, ROUNDS times per shape.
+Prints one JSON line per run, then per shape the medians and the ratios the performance issue
+asks for (Netia p50 / durable peer p50, Netia p99 / in-memory peer p99).
+
+    cargo build --release
+    python3 benches/side_by_side.py                 # shapes 1000x50 and 2000x50, 3 rounds
+    SHAPES=1000x50 ROUNDS=1 SECS=5 python3 benches/side_by_side.py
+
+Environment: SHARED_BENCH (default ../shared/bench beside the checkout), NETIA_BIN (default
+target/release/netia), PG_URL (default postgres://postgres@127.0.0.1:5432), SHAPES, ROUNDS, SECS,
+PAD (message padding, bytes). Everything it starts is stopped at the end; the databases
+`netia_side_by_side` and `peer_side_by_side` are dropped and created again on each run.
+"""
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def env(name, default):
+    return os.environ.get(name, default)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # answering, whatever the status
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"nothing answered at {url} within {seconds} s")
+
+
+def wait_port(port, seconds=30):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    sys.exit(f"nothing listens on port {port} after {seconds} s")
+
+
+def recreate_db(pg, name):
+    for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
+        subprocess.run(["psql", f"{pg}/postgres", "-q", "-c", sql], check=True)
+
+
+def main():
+    shared = env("SHARED_BENCH", os.path.join(os.path.dirname(ROOT), "shared", "bench"))
+    netia_bin = env("NETIA_BIN", os.path.join(ROOT, "target", "release", "netia"))
+    pg = env("PG_URL", "postgres://postgres@127.0.0.1:5432")
+    shapes = [tuple(int(x) for x in s.split("x")) for s in env("SHAPES", "1000x50,2000x50").split(",")]
+    rounds, secs, pad = int(env("ROUNDS", "3")), env("SECS", "10"), env("PAD", "200")
+    if not os.path.exists(os.path.join(shared, "fanout.js")):
+        sys.exit(f"no fanout.js in {shared} (set SHARED_BENCH)")
+    if not os.access(netia_bin, os.X_OK):
+        sys.exit(f"no {netia_bin}: run `cargo build --release` first (or set NETIA_BIN)")
+
+    # The shared directory may be read-only: install the harness's packages into a copy.
+    work = tempfile.mkdtemp(prefix="netia-side-by-side-")
+    for name in ("fanout.js", "peer_phoenix_server.js", "package.json"):
+        shutil.copy(os.path.join(shared, name), work)
+    same_frames(work)
+    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=work, check=True)
+
+    recreate_db(pg, "netia_side_by_side")
+    recreate_db(pg, "peer_side_by_side")
+    children = []
+    quiet = subprocess.DEVNULL
+    try:
+        netia_port, durable_port, memory_port = free_port(), free_port(), free_port()
+        netia_env = dict(
+            os.environ,
+            DATABASE_URL=f"{pg}/netia_side_by_side",
+            PORT=str(netia_port),
+            RUST_LOG="warn",
+            RATE_LIMIT_IP_PER_MINUTE="1000000",
+            RATE_LIMIT_SOCKETS_PER_MINUTE="1000000",
+            RATE_LIMIT_FRAMES_PER_SECOND="1000000",
+        )
+        netia_env.pop("AMQP_URL", None)
+        children.append(subprocess.Popen([netia_bin, "serve"], env=netia_env, stdout=quiet, stderr=quiet))
+        peer = os.path.join(work, "peer_phoenix_server.js")
+        durable_env = dict(os.environ, PORT=str(durable_port), QUIET="1", DATABASE_URL=f"{pg}/peer_side_by_side")
+        children.append(subprocess.Popen(["node", peer], env=durable_env, cwd=work, stdout=quiet))
+        memory_env = dict(os.environ, PORT=str(memory_port), QUIET="1")
+        memory_env.pop("DATABASE_URL", None)
+        children.append(subprocess.Popen(["node", peer], env=memory_env, cwd=work, stdout=quiet))
+        wait_http(f"http://127.0.0.1:{netia_port}/health/ready")
+        wait_port(durable_port)
+        wait_port(memory_port)
+
+        durable, memory = f"ws://127.0.0.1:{durable_port}/socket", f"ws://127.0.0.1:{memory_port}/socket"
+        targets = [
+            ("netia", "fanout.js", [f"http://127.0.0.1:{netia_port}"]),
+            ("durable-peer", "fanout.js", ["x", durable]),
+            ("memory-peer", "fanout.js", ["x", memory]),
+            ("durable-peer-same-frames", "fanout_same_frames.js", ["x", durable]),
+            ("memory-peer-same-frames", "fanout_same_frames.js", ["x", memory]),
+        ]
+        results = {}
+        for clients, rate in shapes:
+            for round_no in range(1, rounds + 1):
+                # Alternate the order each round, so no target always runs on a warmer machine.
+                order = targets if round_no % 2 else list(reversed(targets))
+                for name, script, args in order:
+                    head, tail = args[:1], args[1:]
+                    cmd = ["node", script, *head, str(clients), str(rate), secs, pad, *tail]
+                    out = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
+                    line = (out.stdout.strip().splitlines() or ["ERR no output"])[-1]
+                    print(json.dumps({"shape": f"{clients}x{rate}", "round": round_no, "target": name, "result": line}))
+                    sys.stdout.flush()
+                    if line.startswith("{"):
+                        results.setdefault((clients, rate, name), []).append(json.loads(line))
+                    time.sleep(2)
+        summarize(shapes, results)
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# A message as Netia broadcasts it (`MessageView`), minus the body: what the durable peer echoes in
+# the "same frames" runs, so that the harness's single-threaded client parses frames of the same
+# shape and size from every target (Papercups' own `shout` carries a full message view too).
+NETIA_SHAPED = (
+    '{id: "01a231e5-2671-7696-9f67-785bd19c84ed", conversation_id: "01a231e5-2593-7260-94ab-38aefa85dd34", '
+    'account_id: "01a231e5-2568-7343-8be0-13068f0bb6be", type: "customer", private: false, source: "chat", '
+    'customer_id: "01a231e5-258a-74ed-9f18-92c34dc1c22b", user_id: null, '
+    'customer: {id: "01a231e5-258a-74ed-9f18-92c34dc1c22b"}, user: null, author_name: null, '
+    'client_message_id: null, sent_at: new Date().toISOString(), seen_at: null, delivery_status: "sent", version: 2}'
+)
+
+
+def same_frames(work):
+    """Writes fanout_same_frames.js: the shared harness whose customer sends the peer a shout shaped
+    like Netia's broadcast (the peer broadcasts what it is sent; Netia builds its own frame)."""
+    source = open(os.path.join(work, "fanout.js")).read()
+    shout = "{ body: JSON.stringify({ seq: seq++, t: now(), pad }) }"
+    if source.count(shout) != 1:
+        sys.exit("fanout.js changed: cannot derive the same-frames variant")
+    shaped = f"Object.assign({NETIA_SHAPED}, {shout})"
+    with open(os.path.join(work, "fanout_same_frames.js"), "w") as out:
+        out.write(source.replace(shout, shaped))
+
+
+def summarize(shapes, results):
+    names = ("netia", "durable-peer", "memory-peer", "durable-peer-same-frames", "memory-peer-same-frames")
+    print(f"\n{'shape':<9} {'target':<25} runs  delivered   {'p50 ms (each run)':<22} p99 ms (each run)")
+    for clients, rate in shapes:
+        medians = {}
+        for name in names:
+            runs = results.get((clients, rate, name), [])
+            if not runs:
+                print(f"{clients}x{rate:<6} {name:<25} 0")
+                continue
+            p50 = [float(r["p50_ms"]) for r in runs]
+            p99 = [float(r["p99_ms"]) for r in runs]
+            share = sum(r["delivered"] for r in runs) / max(1, sum(r["expected"] for r in runs))
+            medians[name] = (statistics.median(p50), statistics.median(p99))
+            print(
+                f"{clients}x{rate:<6} {name:<25} {len(runs):<5} {share:>8.2%}   "
+                f"{' / '.join(f'{v:.1f}' for v in p50):<22} {' / '.join(f'{v:.1f}' for v in p99)}"
+            )
+        for peer, what, index in (
+            ("durable-peer", "p50", 0),
+            ("durable-peer-same-frames", "p50", 0),
+            ("memory-peer", "p99", 1),
+            ("memory-peer-same-frames", "p99", 1),
+        ):
+            if "netia" in medians and peer in medians:
+                ratio = medians["netia"][index] / medians[peer][index]
+                print(f"  median {what} netia / {peer}: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
