@@ -1,8 +1,8 @@
 //! Event store throughput: appends with 1 and 8 writers, batched appends, and tailing, on both
-//! backends; on PostgreSQL, the ceiling measured in the same run right after Netia's 8-writer
-//! appends: a raw single-row `INSERT` of the same event shape (same columns, indexes and
-//! uniqueness, no hash chain, no append lock, no expected-version check) by 8 writers, and the
-//! ratio of the two.
+//! backends; on PostgreSQL, the ceilings measured in the same run right after Netia's 8-writer
+//! appends: raw `INSERT`s of the same event shape (same columns, indexes and uniqueness, no hash
+//! chain, no append lock, no expected-version check) by 8 writers, one row per statement and 100
+//! rows per statement, and the ratios.
 //!
 //! `cargo bench --bench store` (PostgreSQL at NETIA_BENCH_DATABASE_URL, default
 //! postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
@@ -71,40 +71,67 @@ async fn tail_all(store: &Arc<dyn EventStore>) -> (usize, f64) {
     (n, n as f64 / start.elapsed().as_secs_f64())
 }
 
-/// The ceiling: `writers` tasks each insert `total / writers` single rows of the events' shape into
-/// a plain table with the same columns and indexes, one autocommit `INSERT` per event, on a pool
-/// as large as the store's.
-async fn raw_inserts(url: &str, writers: usize, total: usize) -> f64 {
+/// The ceiling: `writers` tasks each insert `total / writers` rows of the events' shape into a
+/// plain table with the same columns and indexes (no hash chain, append lock or version check),
+/// `batch` rows per autocommit `INSERT` (one `VALUES` row, or `UNNEST` of arrays for more), on a
+/// pool as large as the store's.
+async fn raw_inserts(url: &str, writers: usize, total: usize, batch: usize) -> f64 {
     let pool = PgPoolOptions::new().max_connections(16).connect(url).await.unwrap();
-    sqlx::query(
+    for ddl in [
         "CREATE TABLE IF NOT EXISTS raw_events (global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+         tx_id xid8 NOT NULL DEFAULT pg_current_xact_id(), \
          event_id uuid NOT NULL UNIQUE, stream_type text NOT NULL, stream_id text NOT NULL, version bigint NOT NULL, \
          event_type text NOT NULL, event_version integer NOT NULL, payload jsonb NOT NULL, metadata jsonb NOT NULL, \
          recorded_at timestamptz NOT NULL, hash bytea NOT NULL, UNIQUE (stream_type, stream_id, version))",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    let per_writer = total / writers;
+        "CREATE INDEX IF NOT EXISTS raw_events_commit_order ON raw_events (tx_id, global_position)",
+    ] {
+        sqlx::query(ddl).execute(&pool).await.unwrap();
+    }
+    let per_writer = total / writers / batch;
     let start = Instant::now();
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
             let pool = pool.clone();
             tokio::spawn(async move {
+                let stream = format!("raw-{batch}-{w}");
                 for i in 0..per_writer {
-                    let e = event(i);
+                    if batch == 1 {
+                        let e = event(i);
+                        sqlx::query(
+                            "INSERT INTO raw_events (event_id, stream_type, stream_id, version, event_type, \
+                             event_version, payload, metadata, recorded_at, hash) \
+                             VALUES ($1, 'bench', $2, $3, $4, $5, $6, $7, now(), $8)",
+                        )
+                        .bind(uuid::Uuid::now_v7())
+                        .bind(&stream)
+                        .bind(i as i64 + 1)
+                        .bind(e.event_type)
+                        .bind(e.event_version)
+                        .bind(e.payload)
+                        .bind(e.metadata)
+                        .bind(vec![0u8; 32])
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                        continue;
+                    }
+                    let events: Vec<_> = (0..batch).map(|j| event(i * batch + j)).collect();
+                    let versions: Vec<i64> = (0..batch).map(|j| (i * batch + j) as i64 + 1).collect();
                     sqlx::query(
                         "INSERT INTO raw_events (event_id, stream_type, stream_id, version, event_type, event_version, \
-                         payload, metadata, recorded_at, hash) VALUES ($1, 'bench', $2, $3, $4, $5, $6, $7, now(), $8)",
+                         payload, metadata, recorded_at, hash) \
+                         SELECT u.id, 'bench', $2, u.v, u.t, u.tv, u.p, u.m, now(), u.h \
+                         FROM UNNEST($1::uuid[], $3::bigint[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[], $8::bytea[]) \
+                              AS u(id, v, t, tv, p, m, h)",
                     )
-                    .bind(uuid::Uuid::now_v7())
-                    .bind(format!("raw-{w}"))
-                    .bind(i as i64 + 1)
-                    .bind(e.event_type.clone())
-                    .bind(e.event_version)
-                    .bind(e.payload.clone())
-                    .bind(e.metadata.clone())
-                    .bind(vec![0u8; 32])
+                    .bind((0..batch).map(|_| uuid::Uuid::now_v7()).collect::<Vec<_>>())
+                    .bind(&stream)
+                    .bind(versions)
+                    .bind(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.event_version).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
+                    .bind(vec![vec![0u8; 32]; batch])
                     .execute(&pool)
                     .await
                     .unwrap();
@@ -115,7 +142,7 @@ async fn raw_inserts(url: &str, writers: usize, total: usize) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    (per_writer * writers) as f64 / start.elapsed().as_secs_f64()
+    (per_writer * writers * batch) as f64 / start.elapsed().as_secs_f64()
 }
 
 async fn run(name: &str, store: Arc<dyn EventStore>, total: usize, url: Option<&str>) {
@@ -124,7 +151,7 @@ async fn run(name: &str, store: Arc<dyn EventStore>, total: usize, url: Option<&
     let eight = appends(&store, "eight", 8, total, 1).await;
     println!("{name:<10} append, 8 writers, 1 event/append     {eight:>10.0} events/s");
     if let Some(url) = url {
-        let ceiling = raw_inserts(url, 8, total).await;
+        let ceiling = raw_inserts(url, 8, total, 1).await;
         println!("{name:<10} raw INSERT, 8 writers, 1 row each     {ceiling:>10.0} events/s (ceiling, same run)");
         println!(
             "{name:<10} append / raw INSERT, 8 writers        {:>10.0} %",
@@ -135,6 +162,14 @@ async fn run(name: &str, store: Arc<dyn EventStore>, total: usize, url: Option<&
     println!("{name:<10} append, 1 writer, 100 events/append   {batched:>10.0} events/s");
     let batched8 = appends(&store, "batch8", 8, total * 4, 100).await;
     println!("{name:<10} append, 8 writers, 100 events/append  {batched8:>10.0} events/s");
+    if let Some(url) = url {
+        let ceiling = raw_inserts(url, 8, total * 4, 100).await;
+        println!("{name:<10} raw INSERT, 8 writers, 100 rows each  {ceiling:>10.0} events/s (ceiling, same run)");
+        println!(
+            "{name:<10} append / raw INSERT, 100 per append    {:>10.0} %",
+            batched8 / ceiling * 100.0
+        );
+    }
     let (n, tail) = tail_all(&store).await;
     println!("{name:<10} tail {n} events from the start        {tail:>10.0} events/s");
 }
