@@ -445,8 +445,10 @@
       $("ctx-link").value = ctx.scheduling_link || "";
       $("ctx-llm").checked = !!ctx.llm_enabled;
     }
+    // A change the agent makes while this read is under way wins over what the read brings back.
+    const edits = state.notifyEdits || 0;
     const notify = await api("GET", "/api/me/notifications").catch(() => null);
-    if (notify) $("notify-new").checked = notify.new_conversation_emails;
+    if (notify && (state.notifyEdits || 0) === edits) $("notify-new").checked = notify.new_conversation_emails;
     const widget = await api("GET", `/api/widget_settings?account_id=${state.session.account_id}`);
     $("w-title").value = widget.title;
     $("w-subtitle").value = widget.subtitle;
@@ -603,11 +605,13 @@
   }
   $("private").addEventListener("change", showDeliveryHint);
   $("notify-new").addEventListener("change", async (e) => {
+    state.notifyEdits = (state.notifyEdits || 0) + 1;
+    const on = e.target.checked;
     try {
-      await api("PUT", "/api/me/notifications", { new_conversation_emails: e.target.checked });
-      $("notify-status").textContent = e.target.checked ? "You will be emailed." : "You will not be emailed.";
+      await api("PUT", "/api/me/notifications", { new_conversation_emails: on });
+      $("notify-status").textContent = on ? "You will be emailed." : "You will not be emailed.";
     } catch (err) {
-      e.target.checked = !e.target.checked;
+      e.target.checked = !on;
       $("notify-status").textContent = err.message;
     }
   });

@@ -172,6 +172,7 @@ await agent.locator("#notify-new").uncheck();
 await agent.locator("#notify-status", { hasText: "will not be emailed" }).waitFor({ timeout: 10000 });
 const notify = await fetch(`${netia}/api/me/notifications`, { headers: { authorization: `Bearer ${process.env.AGENT_TOKEN}` } }).then((r) => r.json());
 check("turning them off is saved", notify.data.new_conversation_emails === false, notify);
+check("the box still shows them off", !(await agent.locator("#notify-new").isChecked()));
 await agent.locator("#key-label").fill("CI key");
 await agent.locator("#key-form button[type=submit]").click();
 await agent.locator("#new-key", { hasText: "ntk_" }).waitFor({ timeout: 10000 });
