@@ -83,7 +83,8 @@ async fn raw_inserts(url: &str, writers: usize, total: usize, batch: usize) -> f
          event_id uuid NOT NULL UNIQUE, stream_type text NOT NULL, stream_id text NOT NULL, version bigint NOT NULL, \
          event_type text NOT NULL, event_version integer NOT NULL, payload jsonb NOT NULL, metadata jsonb NOT NULL, \
          recorded_at timestamptz NOT NULL, hash bytea NOT NULL, UNIQUE (stream_type, stream_id, version))",
-        "CREATE INDEX IF NOT EXISTS raw_events_commit_order ON raw_events (tx_id, global_position)",
+        // (events lost their (tx_id, position) index with ADR 0016; so does the ceiling)
+        "DROP INDEX IF EXISTS raw_events_commit_order",
     ] {
         sqlx::query(ddl).execute(&pool).await.unwrap();
     }

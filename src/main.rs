@@ -109,10 +109,10 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             } else {
                 println!(
                     "{:<16} {:>22} {:>12} {:>10}",
-                    "projection", "checkpoint (tx, pos)", "lag events", "lag s"
+                    "projection", "checkpoint", "lag events", "lag s"
                 );
                 for p in report {
-                    let at = format!("({}, {})", p.checkpoint.tx_id, p.checkpoint.position);
+                    let at = p.checkpoint.position;
                     println!("{:<16} {at:>22} {:>12} {:>10.1}", p.name, p.lag_events, p.lag_seconds);
                 }
             }
@@ -148,8 +148,8 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 ),
                 netia::rebuild::RebuildOutcome::Interrupted { at } => {
                     println!(
-                        "{chosen_names}: interrupted at ({}, {}); run again to resume",
-                        at.tx_id, at.position
+                        "{chosen_names}: interrupted at position {}; run again to resume",
+                        at.position
                     )
                 }
             }
@@ -271,10 +271,10 @@ fn render_status(status: &netia::status::Status) -> String {
     let _ = writeln!(
         out,
         "{:<24} {:<10} {:>22} {:>10} {:>8}  lease",
-        "follower", "kind", "checkpoint (tx, pos)", "lag", "lag s"
+        "follower", "kind", "checkpoint", "lag", "lag s"
     );
     for f in &status.followers {
-        let at = format!("({}, {})", f.checkpoint.tx_id, f.checkpoint.position);
+        let at = f.checkpoint.position;
         let _ = writeln!(
             out,
             "{:<24} {:<10} {at:>22} {:>10} {:>8.1}  {}",

@@ -1,4 +1,4 @@
-//! The gap-free log tailer: yields committed events in `(tx_id, global_position)` order, once each.
+//! The gap-free log tailer: yields committed events in `global_position` order (commit order, ADR 0016), once each.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -236,10 +236,7 @@ async fn a_running_projector_follows_the_log(db: &TestDb) {
             .unwrap(),
         "projector did not catch up"
     );
-    let unreachable = netia_events::Checkpoint {
-        tx_id: u64::MAX >> 2,
-        position: i64::MAX,
-    };
+    let unreachable = netia_events::Checkpoint::at(i64::MAX);
     assert!(
         !netia::projector::wait_for(&pool, "customer", unreachable, Duration::from_millis(50))
             .await
@@ -254,7 +251,49 @@ async fn a_running_projector_follows_the_log(db: &TestDb) {
         .unwrap();
 }
 
+/// A checkpoint stored as `(tx_id, position)` before ADR 0016 keeps its position, and the column
+/// goes (the table is set up again as every start does).
+async fn checkpoints_stored_with_a_transaction_id_keep_their_position(db: &TestDb) {
+    let pool = read_model_pool(&db.url, 2).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query(
+        "CREATE TABLE projection_checkpoints (name TEXT PRIMARY KEY, tx_id BIGINT NOT NULL, \
+         position BIGINT NOT NULL, updated_at TEXT NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO projection_checkpoints VALUES ('inbox', 987654, 42, '2026-11-30T00:00:00Z')")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    netia_projections::Checkpoints::setup(&mut conn).await.unwrap();
+    netia_projections::Checkpoints::setup(&mut conn).await.unwrap(); // again: nothing left to do
+    let at = netia_projections::Checkpoints::load(&mut conn, "inbox").await.unwrap();
+    assert_eq!(at, netia_events::Checkpoint::at(42));
+    assert!(
+        sqlx::query("SELECT tx_id FROM projection_checkpoints")
+            .execute(&mut *conn)
+            .await
+            .is_err(),
+        "the tx_id column is gone"
+    );
+    let to = netia_events::Checkpoint::at(50);
+    assert!(
+        netia_projections::Checkpoints::advance(&mut conn, "inbox", at, to)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !netia_projections::Checkpoints::advance(&mut conn, "inbox", at, to)
+            .await
+            .unwrap(),
+        "moved already"
+    );
+}
+
 on_both_backends!(
+    checkpoints_stored_with_a_transaction_id_keep_their_position,
     customers_are_projected,
     a_failed_batch_applies_nothing_and_the_next_run_loses_and_repeats_nothing,
     applying_an_event_twice_changes_nothing,

@@ -273,14 +273,16 @@ async fn sqlite_overlapping_writers_are_serialized_and_tailed_once_in_commit_ord
     db.cleanup().await;
 }
 
-/// Transaction ids must order as numbers: 99 before 100 (ordering by their text would put "100" first
-/// and make a tailer skip and repeat events once the cluster's ids gain a digit).
+/// The log is read in position order whatever the rows' transaction ids say (ADR 0016): after a
+/// dump and restore into another cluster, the restored events carry transaction ids from the old
+/// cluster, larger than the new cluster's; a tailer that ordered by transaction id read the new
+/// events before the restored ones, and once past a restored one never saw a new event again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_events_are_ordered_by_transaction_id_as_a_number() {
+async fn postgres_events_are_read_in_position_order_whatever_their_transaction_ids() {
     let Some(db) = TestDb::postgres().await else { return };
     let Raw::Postgres(pool) = &db.raw else { unreachable!() };
-    // Rows written with explicit old transaction ids, inserted out of order.
-    for (stream_id, tx) in [("t100", 100), ("t99", 99), ("t1000", 1000), ("t9", 9), ("t10", 10)] {
+    // "Restored" rows from a cluster whose transaction ids ran far ahead of this one's.
+    for (stream_id, tx) in [("restored-1", 1u64 << 40), ("restored-2", (1u64 << 40) + 7)] {
         sqlx::query(
             "INSERT INTO events (tx_id, event_id, stream_type, stream_id, version, event_type, event_version, \
              payload, metadata, recorded_at, hash) \
@@ -293,10 +295,40 @@ async fn postgres_events_are_ordered_by_transaction_id_as_a_number() {
         .await
         .unwrap();
     }
-    let mut tailer = Tailer::new(db.store.clone(), Checkpoint::START).with_batch(2);
-    let got = collect(&mut tailer, 5).await;
-    let ids: Vec<u64> = got.iter().map(|e| e.tx_id).collect();
-    assert_eq!(ids, vec![9, 10, 99, 100, 1000]);
+    let mut tailer = Tailer::new(db.store.clone(), Checkpoint::START).with_batch(1);
+    let restored = collect(&mut tailer, 2).await;
+    assert_eq!(
+        restored.iter().map(|e| e.stream_id.as_str()).collect::<Vec<_>>(),
+        vec!["restored-1", "restored-2"]
+    );
+    // New appends get this cluster's (smaller) transaction ids and later positions.
+    let appended = db
+        .store
+        .append(
+            &StreamRef::new("probe", "new"),
+            0,
+            vec![NewEvent::new("Probed", 1, json!({}), json!({}))],
+        )
+        .await
+        .unwrap();
+    assert!(
+        appended[0].tx_id < restored[1].tx_id,
+        "the premise: a smaller transaction id"
+    );
+    assert!(appended[0].global_position > restored[1].global_position);
+    let got = collect(&mut tailer, 1).await;
+    assert_eq!(
+        got[0].stream_id, "new",
+        "the tailer past the restored events sees the new one"
+    );
+    assert_eq!(
+        db.store.head().await.unwrap(),
+        appended[0].checkpoint(),
+        "the head is the last position"
+    );
+    let (lag, _) = db.store.lag(restored[1].checkpoint()).await.unwrap();
+    assert_eq!(lag, 1, "one event after the restored ones");
+    assert!(drain(&mut tailer).await.is_empty(), "nothing repeats");
     db.cleanup().await;
 }
 

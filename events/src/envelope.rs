@@ -129,9 +129,13 @@ impl NewEvent {
 /// An event as stored in the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
-    /// Order of insertion across all streams (may be assigned out of commit order on PostgreSQL).
+    /// Log order across all streams: appends are serialized and each takes its positions under the
+    /// append lock, so position order is commit order (ADR 0006, ADR 0016). Readers and checkpoints
+    /// use this alone.
     pub global_position: i64,
-    /// The writing transaction; readers order by `(tx_id, global_position)`.
+    /// The writing transaction's id (PostgreSQL `xid8`; the position of the first event of the
+    /// append on SQLite), for diagnostics only: it is not monotonic across a dump and restore or a
+    /// move to another cluster, so nothing orders by it.
     pub tx_id: u64,
     pub event_id: Uuid,
     pub stream_type: String,
@@ -150,7 +154,6 @@ pub struct RecordedEvent {
 impl RecordedEvent {
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
-            tx_id: self.tx_id,
             position: self.global_position,
         }
     }
@@ -160,14 +163,19 @@ impl RecordedEvent {
     }
 }
 
-/// Where a reader of the whole log stands: the last event it has handled.
+/// Where a reader of the whole log stands: the `global_position` of the last event it has handled
+/// (0 before the first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
-    pub tx_id: u64,
     pub position: i64,
 }
 
 impl Checkpoint {
     /// Before the first event.
-    pub const START: Checkpoint = Checkpoint { tx_id: 0, position: 0 };
+    pub const START: Checkpoint = Checkpoint { position: 0 };
+
+    /// Right after the event at `position`.
+    pub const fn at(position: i64) -> Self {
+        Self { position }
+    }
 }

@@ -1,7 +1,7 @@
 //! Where each projection stands in the log, stored beside its tables.
 
 use netia_events::Checkpoint;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::ProjectionError;
 
@@ -9,16 +9,30 @@ use crate::ProjectionError;
 pub struct Checkpoints;
 
 impl Checkpoints {
+    /// Creates the table, and drops the `tx_id` column that checkpoints carried before the log was
+    /// ordered by position alone (ADR 0016): a stored `(tx_id, position)` checkpoint means the
+    /// same place as `position` because appends are serialized, so the positions stand as they are.
     pub async fn setup(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS projection_checkpoints (\
                 name TEXT PRIMARY KEY, \
-                tx_id BIGINT NOT NULL, \
                 position BIGINT NOT NULL, \
                 updated_at TEXT NOT NULL)",
         )
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+        let probe = if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            "SELECT COUNT(*) FROM pragma_table_info('projection_checkpoints', 'main') WHERE name = 'tx_id'"
+        } else {
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() \
+             AND table_name = 'projection_checkpoints' AND column_name = 'tx_id'"
+        };
+        let old: i64 = sqlx::query_scalar(probe).fetch_one(&mut *conn).await?;
+        if old > 0 {
+            sqlx::query("ALTER TABLE projection_checkpoints DROP COLUMN tx_id")
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(())
     }
 
@@ -29,30 +43,21 @@ impl Checkpoints {
 
     /// The checkpoint of `name`, if it has one.
     pub async fn find(conn: &mut AnyConnection, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-        let row = sqlx::query("SELECT tx_id, position FROM projection_checkpoints WHERE name = $1")
+        let position: Option<i64> = sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
             .bind(name)
             .fetch_optional(conn)
             .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let tx_id: i64 = row.try_get("tx_id")?;
-        Ok(Some(Checkpoint {
-            tx_id: u64::try_from(tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))?,
-            position: row.try_get("position")?,
-        }))
+        Ok(position.map(Checkpoint::at))
     }
 
     /// Gives `name` the checkpoint `to` unless it has one (another writer got there first), and
     /// returns the one that stands.
     pub async fn init(conn: &mut AnyConnection, name: &str, to: Checkpoint) -> Result<Checkpoint, ProjectionError> {
-        let tx_id = i64::try_from(to.tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))?;
         sqlx::query(
-            "INSERT INTO projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(tx_id)
         .bind(to.position)
         .bind(netia_events::chain::format_time(chrono::Utc::now()))
         .execute(&mut *conn)
@@ -69,20 +74,14 @@ impl Checkpoints {
         from: Checkpoint,
         to: Checkpoint,
     ) -> Result<bool, ProjectionError> {
-        let tx = |c: Checkpoint| {
-            i64::try_from(c.tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))
-        };
         let done = sqlx::query(
-            "INSERT INTO projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, \
-             updated_at = excluded.updated_at \
-             WHERE projection_checkpoints.tx_id = $5 AND projection_checkpoints.position = $6",
+            "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
+             WHERE projection_checkpoints.position = $4",
         )
         .bind(name)
-        .bind(tx(to)?)
         .bind(to.position)
         .bind(netia_events::chain::format_time(chrono::Utc::now()))
-        .bind(tx(from)?)
         .bind(from.position)
         .execute(conn)
         .await?;
@@ -97,19 +96,14 @@ impl Checkpoints {
         from: Checkpoint,
         to: Checkpoint,
     ) -> Result<u64, ProjectionError> {
-        let tx = |c: Checkpoint| {
-            i64::try_from(c.tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))
-        };
         let sql = format!(
-            "UPDATE projection_checkpoints SET tx_id = $1, position = $2, updated_at = $3 \
-             WHERE tx_id = $4 AND position = $5 AND name IN ({})",
-            crate::placeholders(6, names.len())
+            "UPDATE projection_checkpoints SET position = $1, updated_at = $2 \
+             WHERE position = $3 AND name IN ({})",
+            crate::placeholders(4, names.len())
         );
         let mut query = sqlx::query(&sql)
-            .bind(tx(to)?)
             .bind(to.position)
             .bind(netia_events::chain::format_time(chrono::Utc::now()))
-            .bind(tx(from)?)
             .bind(from.position);
         for name in names {
             query = query.bind(*name);
@@ -119,14 +113,11 @@ impl Checkpoints {
 
     /// Sets `name` to `to` unconditionally (a rebuild swapping in its tables).
     pub async fn save(conn: &mut AnyConnection, name: &str, to: Checkpoint) -> Result<(), ProjectionError> {
-        let tx_id = i64::try_from(to.tx_id).map_err(|e| ProjectionError::Invalid(format!("checkpoint tx_id: {e}")))?;
         sqlx::query(
-            "INSERT INTO projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, \
-             updated_at = excluded.updated_at",
+            "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
         )
         .bind(name)
-        .bind(tx_id)
         .bind(to.position)
         .bind(netia_events::chain::format_time(chrono::Utc::now()))
         .execute(conn)

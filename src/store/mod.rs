@@ -201,7 +201,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// One event by its id (for operators: a parked delivery names only its event).
     async fn read_event(&self, event_id: uuid::Uuid) -> Result<Option<RecordedEvent>, StoreError>;
 
-    /// Up to `limit` committed events after `after`, in `(tx_id, global_position)` order. Appends
+    /// Up to `limit` committed events after `after`, in `global_position` order (ADR 0016). Appends
     /// are serialized (commit order is log order), so every committed event is final: a reader that
     /// advances its checkpoint to the last event returned never skips one.
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;

@@ -295,7 +295,7 @@ where
     }
     let rows = sqlx::query(
         "SELECT placed_position, placed_tx, placed_stream_type, placed_stream_id, placed_version, \
-                refused_append, head_tx, head_position \
+                refused_append, head_position \
          FROM netia_append_each($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::int[], \
                                 $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::int[], $12)",
     )
@@ -316,10 +316,7 @@ where
     let mut placed: Vec<Placed> = appends.iter().map(|a| Some(vec![(0, 0); a.prepared.len()])).collect();
     let mut head = Checkpoint::default();
     for row in &rows {
-        head = Checkpoint {
-            tx_id: parse_tx(row.try_get("head_tx")?)?,
-            position: row.try_get("head_position")?,
-        };
+        head = Checkpoint::at(row.try_get("head_position")?);
         if let Some(refused) = row.try_get::<Option<i32>, _>("refused_append")? {
             let slot = usize::try_from(refused).ok().and_then(|a| placed.get_mut(a));
             let Some(slot) = slot else {

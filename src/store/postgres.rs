@@ -375,11 +375,8 @@ impl EventStore for PgStore {
         }
         let epoch = self.recent.epoch();
         let rows = sqlx::query(&format!(
-            "SELECT {SELECT_COLUMNS} FROM events \
-             WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-             ORDER BY events.tx_id, events.global_position LIMIT $3"
+            "SELECT {SELECT_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
         ))
-        .bind(after.tx_id.to_string())
         .bind(after.position)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
@@ -392,30 +389,18 @@ impl EventStore for PgStore {
     }
 
     async fn head(&self) -> Result<Checkpoint, StoreError> {
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "SELECT tx_id::text, global_position FROM events \
-             ORDER BY events.tx_id DESC, events.global_position DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            None => Ok(Checkpoint::default()),
-            Some((tx, position)) => Ok(Checkpoint {
-                tx_id: tx.parse().map_err(|e| StoreError::Corrupt {
-                    position,
-                    reason: format!("tx_id {tx:?}: {e}"),
-                })?,
-                position,
-            }),
-        }
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT global_position FROM events ORDER BY global_position DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(position.map_or(Checkpoint::START, Checkpoint::at))
     }
 
     async fn lag(&self, after: Checkpoint) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(recorded_at) AS oldest FROM events \
-             WHERE (tx_id, global_position) > ($1::text::xid8, $2)",
+             WHERE global_position > $1",
         )
-        .bind(after.tx_id.to_string())
         .bind(after.position)
         .fetch_one(&self.pool)
         .await?;

@@ -171,8 +171,8 @@ mod tests {
         }
     }
 
-    fn at(tx_id: u64, position: i64) -> Checkpoint {
-        Checkpoint { tx_id, position }
+    fn at(position: i64) -> Checkpoint {
+        Checkpoint::at(position)
     }
 
     fn positions(events: Option<Vec<RecordedEvent>>) -> Option<Vec<i64>> {
@@ -182,19 +182,19 @@ mod tests {
     #[test]
     fn a_reader_at_the_head_gets_the_appends_that_followed_it_chained_up_to_its_limit() {
         let recent = Recent::default();
-        recent.committed(at(0, 0), vec![event(10, 1), event(10, 2)]);
-        recent.committed(at(10, 2), vec![event(11, 3)]);
-        recent.committed(at(11, 3), vec![event(12, 4), event(12, 5)]);
-        assert_eq!(positions(recent.read(at(0, 0), 100)), Some(vec![1, 2, 3, 4, 5]));
-        assert_eq!(positions(recent.read(at(10, 2), 100)), Some(vec![3, 4, 5]));
+        recent.committed(at(0), vec![event(10, 1), event(10, 2)]);
+        recent.committed(at(2), vec![event(11, 3)]);
+        recent.committed(at(3), vec![event(12, 4), event(12, 5)]);
+        assert_eq!(positions(recent.read(at(0), 100)), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(positions(recent.read(at(2), 100)), Some(vec![3, 4, 5]));
         assert_eq!(
-            positions(recent.read(at(0, 0), 4)),
+            positions(recent.read(at(0), 4)),
             Some(vec![1, 2, 3, 4]),
             "a batch is cut at the limit"
         );
-        assert_eq!(positions(recent.read(at(11, 3), 1)), Some(vec![4]));
+        assert_eq!(positions(recent.read(at(3), 1)), Some(vec![4]));
         assert_eq!(
-            positions(recent.read(at(12, 4), 10)),
+            positions(recent.read(at(4), 10)),
             None,
             "from inside a batch: the database"
         );
@@ -204,49 +204,41 @@ mod tests {
     fn a_reader_between_local_appends_that_memory_cannot_bridge_asks_the_database() {
         let recent = Recent::default();
         // Another node committed (10, 2) between these two appends of this one.
-        recent.committed(at(0, 0), vec![event(9, 1)]);
-        recent.committed(at(10, 2), vec![event(11, 3)]);
+        recent.committed(at(0), vec![event(9, 1)]);
+        recent.committed(at(2), vec![event(11, 3)]);
         assert_eq!(
-            positions(recent.read(at(0, 0), 100)),
+            positions(recent.read(at(0), 100)),
             None,
             "a short read would look like the end of the log"
         );
-        assert_eq!(
-            positions(recent.read(at(0, 0), 1)),
-            Some(vec![1]),
-            "a full batch is fine"
-        );
-        assert_eq!(positions(recent.read(at(9, 1), 100)), None);
-        assert_eq!(positions(recent.read(at(10, 2), 100)), Some(vec![3]));
+        assert_eq!(positions(recent.read(at(0), 1)), Some(vec![1]), "a full batch is fine");
+        assert_eq!(positions(recent.read(at(1), 100)), None);
+        assert_eq!(positions(recent.read(at(2), 100)), Some(vec![3]));
     }
 
     #[test]
     fn nothing_new_is_answered_only_until_another_process_commits_or_a_while_passes() {
         let recent = Recent::default();
-        assert!(recent.read(at(0, 0), 10).is_none(), "nothing known: ask the database");
+        assert!(recent.read(at(0), 10).is_none(), "nothing known: ask the database");
         let epoch = recent.epoch();
-        recent.read_database(epoch, at(0, 0), &[event(5, 1)]);
-        assert_eq!(
-            positions(recent.read(at(5, 1), 10)),
-            Some(vec![]),
-            "the log ended there"
-        );
+        recent.read_database(epoch, at(0), &[event(5, 1)]);
+        assert_eq!(positions(recent.read(at(1), 10)), Some(vec![]), "the log ended there");
         assert!(
-            recent.read(at(0, 0), 10).is_none(),
+            recent.read(at(0), 10).is_none(),
             "behind what was read: ask the database"
         );
         recent.foreign_commit();
-        assert!(recent.read(at(5, 1), 10).is_none(), "another node committed");
+        assert!(recent.read(at(1), 10).is_none(), "another node committed");
         let epoch = recent.epoch();
-        recent.read_database(epoch, at(5, 1), &[]);
-        assert_eq!(positions(recent.read(at(5, 1), 10)), Some(vec![]));
+        recent.read_database(epoch, at(1), &[]);
+        assert_eq!(positions(recent.read(at(1), 10)), Some(vec![]));
         {
             let mut state = recent.state();
             state.confirmed = state
                 .confirmed
                 .map(|(at, epoch, when)| (at, epoch, when - NOTHING_NEW_FOR));
         }
-        assert!(recent.read(at(5, 1), 10).is_none(), "a while passed");
+        assert!(recent.read(at(1), 10).is_none(), "a while passed");
     }
 
     #[test]
@@ -254,30 +246,30 @@ mod tests {
         let recent = Recent::default();
         let epoch = recent.epoch();
         recent.foreign_commit(); // arrives while the query runs
-        recent.read_database(epoch, at(0, 0), &[]);
-        assert!(recent.read(at(0, 0), 10).is_none());
+        recent.read_database(epoch, at(0), &[]);
+        assert!(recent.read(at(0), 10).is_none());
     }
 
     #[test]
     fn a_local_append_after_the_confirmed_end_is_not_hidden_by_it() {
         let recent = Recent::default();
-        recent.read_database(recent.epoch(), at(0, 0), &[event(5, 1)]);
+        recent.read_database(recent.epoch(), at(0), &[event(5, 1)]);
         // This node's append, after another node's that this node has not read yet.
-        recent.committed(at(6, 2), vec![event(7, 3)]);
-        assert!(recent.read(at(5, 1), 10).is_none(), "behind this node's own head");
-        assert_eq!(positions(recent.read(at(7, 3), 10)), Some(vec![]));
+        recent.committed(at(2), vec![event(7, 3)]);
+        assert!(recent.read(at(1), 10).is_none(), "behind this node's own head");
+        assert_eq!(positions(recent.read(at(3), 10)), Some(vec![]));
     }
 
     #[test]
     fn old_batches_are_forgotten_past_the_limit() {
         let recent = Recent::default();
-        let mut head = at(0, 0);
+        let mut head = at(0);
         for i in 1..=(RECENT_EVENTS as i64 + 10) {
             recent.committed(head, vec![event(i as u64, i)]);
-            head = at(i as u64, i);
+            head = at(i);
         }
-        assert!(recent.read(at(0, 0), 1).is_none(), "the oldest batch is gone");
-        assert_eq!(positions(recent.read(at(10, 10), 1)), Some(vec![11]));
+        assert!(recent.read(at(0), 1).is_none(), "the oldest batch is gone");
+        assert_eq!(positions(recent.read(at(10), 1)), Some(vec![11]));
         assert_eq!(recent.state().events, RECENT_EVENTS);
     }
 }

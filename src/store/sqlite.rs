@@ -134,14 +134,11 @@ impl EventStore for SqliteStore {
         }
         let prepared = prepare(stream, expected_version, &prev_hash, events)?;
         // The head under the write lock: these events follow it, and nothing can come between.
-        let head: Option<(i64, i64)> =
-            sqlx::query_as("SELECT tx_id, global_position FROM events ORDER BY global_position DESC LIMIT 1")
+        let head: Option<i64> =
+            sqlx::query_scalar("SELECT global_position FROM events ORDER BY global_position DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
                 .await?;
-        let head = head.map_or(Checkpoint::default(), |(tx_id, position)| Checkpoint {
-            tx_id: u64::try_from(tx_id).unwrap_or_default(),
-            position,
-        });
+        let head = head.map_or(Checkpoint::START, Checkpoint::at);
         let tx_id = head.position + 1;
         let recorded_at = format_time(prepared[0].recorded_at);
         for (chunk_index, chunk) in prepared.chunks(ROWS_PER_INSERT).enumerate() {
@@ -226,7 +223,7 @@ impl EventStore for SqliteStore {
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         // Writers are serialized and positions assigned under the write lock, so every committed
-        // position is final and (tx_id, global_position) order is plain position order.
+        // position is final: position order is commit order.
         if let Some(events) = self.recent.read(after, limit) {
             return Ok(events);
         }
@@ -246,17 +243,11 @@ impl EventStore for SqliteStore {
     }
 
     async fn head(&self) -> Result<Checkpoint, StoreError> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT tx_id, global_position FROM events ORDER BY global_position DESC LIMIT 1")
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT global_position FROM events ORDER BY global_position DESC LIMIT 1")
                 .fetch_optional(&self.readers)
                 .await?;
-        Ok(match row {
-            None => Checkpoint::default(),
-            Some((tx, position)) => Checkpoint {
-                tx_id: u64::try_from(tx).unwrap_or_default(),
-                position,
-            },
-        })
+        Ok(position.map_or(Checkpoint::START, Checkpoint::at))
     }
 
     async fn lag(&self, after: Checkpoint) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {

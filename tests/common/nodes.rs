@@ -46,11 +46,22 @@ pub async fn serve_with(db: &TestDb, port: u16, vars: &[(&str, &str)]) -> tokio:
 /// `binary serve` on `port` with extra environment `vars`, ready (`/health/ready` answers 200
 /// within 10 s).
 pub async fn serve_binary(binary: &Path, db: &TestDb, port: u16, vars: &[(&str, &str)]) -> tokio::process::Child {
+    serve_database(binary, &db.url, port, vars).await
+}
+
+/// `binary serve` on the database at `database_url`, on `port`, with extra environment `vars`,
+/// ready (as [`serve_binary`]).
+pub async fn serve_database(
+    binary: &Path,
+    database_url: &str,
+    port: u16,
+    vars: &[(&str, &str)],
+) -> tokio::process::Child {
     let child = tokio::process::Command::new(binary)
         .arg("serve")
         .envs(vars.iter().copied())
         .env("NETIA_SECRET_KEY", super::api::SECRET_KEY)
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", database_url)
         .env("PORT", port.to_string())
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
