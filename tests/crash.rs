@@ -881,7 +881,7 @@ async fn probe_resumption(
         })
         .collect();
     let emails_then = smtp.messages().len();
-    let mut checkpoints_then: Option<HashMap<String, (i64, i64)>> = None;
+    let mut checkpoints_then: Option<HashMap<String, i64>> = None;
     let mut done_then: Option<i64> = None;
     while since.elapsed() < Duration::from_secs(30) {
         if smtp.messages().len() > emails_then {
@@ -901,13 +901,12 @@ async fn probe_resumption(
                 resumed.lock().unwrap().writer = Some(since.elapsed());
             }
         }
-        let checkpoints: Result<Vec<(String, i64, i64)>, _> =
-            sqlx::query_as("SELECT name, tx_id, position FROM projection_checkpoints")
+        let checkpoints: Result<Vec<(String, i64)>, _> =
+            sqlx::query_as("SELECT name, position FROM projection_checkpoints")
                 .fetch_all(pool)
                 .await;
         if let Ok(checkpoints) = checkpoints {
-            let checkpoints: HashMap<String, (i64, i64)> =
-                checkpoints.into_iter().map(|(n, t, p)| (n, (t, p))).collect();
+            let checkpoints: HashMap<String, i64> = checkpoints.into_iter().collect();
             match &checkpoints_then {
                 None => checkpoints_then = Some(checkpoints),
                 Some(then) => {
