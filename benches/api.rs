@@ -80,6 +80,7 @@ async fn seed(store: Arc<dyn EventStore>, account: AccountId, agent: UserId) -> 
                 message_id: MessageId::new(),
                 author: Author::Customer { customer_id: customer },
                 body: format!("Hello, question number {i}"),
+                format: netia_events::conversation::MessageFormat::Text,
                 private: false,
                 client_message_id: None,
                 at: now,

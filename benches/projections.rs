@@ -128,6 +128,8 @@ async fn live_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
                 message_id: MessageId::new(),
                 customer_id: *customer_id,
                 body: format!("message {i}"),
+                attachments: Vec::new(),
+                format: netia_events::conversation::MessageFormat::Text,
                 client_message_id: None,
                 sent_at: Utc::now(),
             });

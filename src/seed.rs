@@ -8,7 +8,7 @@ use std::time::Instant;
 use chrono::{Duration, Utc};
 use cqrs_es::Aggregate;
 use netia_commands::{Conversation, ConversationCommand, Customer, CustomerCommand, Decide};
-use netia_events::conversation::{Author, Priority, Source};
+use netia_events::conversation::{Author, MessageFormat, Priority, Source};
 use netia_events::customer::CustomerIdentity;
 use netia_events::{
     AccountId, Actor, ConversationId, CustomerId, DomainEvent, EventId, MessageId, Metadata, NewEvent, StreamRef,
@@ -172,6 +172,7 @@ fn next_command(rng: &mut fastrand::Rng, thread: &Thread, agents: &[UserId]) -> 
         message_id: MessageId::new(),
         author,
         body,
+        format: MessageFormat::Text,
         private,
         client_message_id: Some(EventId::new().to_string()),
         at: now,

@@ -116,8 +116,11 @@ pub struct MessageView {
     pub id: String,
     pub conversation_id: String,
     pub account_id: String,
-    /// Plain text; render it as text, never as HTML.
+    /// Render it as text, never as HTML; when `format` is `markdown`, a client may render it as
+    /// CommonMark with raw HTML left out.
     pub body: String,
+    /// `text` or `markdown` (bot replies, and agents' messages posted as Markdown).
+    pub format: String,
     /// `customer`, `agent`, `note`, `bot`, `email`, `slack` or `sms`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -152,6 +155,7 @@ impl From<&MessageRow> for MessageView {
             conversation_id: m.conversation_id.clone(),
             account_id: m.account_id.clone(),
             body: m.body.clone(),
+            format: m.format.clone(),
             kind: m.kind.clone(),
             private: m.private != 0,
             source,

@@ -72,6 +72,7 @@ async fn world(db: &TestDb) -> World {
         message_id: MessageId::new(),
         author,
         body: body.into(),
+        format: netia_events::conversation::MessageFormat::Text,
         private: false,
         client_message_id: None,
         at: Utc::now(),

@@ -81,6 +81,7 @@ async fn history(db: &TestDb, n: usize) -> Vec<CustomerId> {
                 message_id: MessageId::new(),
                 author: Author::Customer { customer_id: id },
                 body: "hello".into(),
+                format: netia_events::conversation::MessageFormat::Text,
                 private: false,
                 client_message_id: None,
                 at: Utc::now(),

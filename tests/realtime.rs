@@ -340,6 +340,7 @@ async fn a_client_loses_nothing_across_a_server_restart(db: &TestDb) {
             message_id: netia_events::MessageId::new(),
             author: Author::Agent { user_id },
             body: format!("missed {i}"),
+            format: netia_events::conversation::MessageFormat::Text,
             private: false,
             client_message_id: None,
             at: chrono::Utc::now(),

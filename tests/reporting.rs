@@ -41,6 +41,7 @@ async fn days_report_counts_and_response_times(db: &TestDb) {
         message_id: MessageId::new(),
         author,
         body: "text".into(),
+        format: netia_events::conversation::MessageFormat::Text,
         private,
         client_message_id: None,
         at,

@@ -185,7 +185,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::conversation::{ConversationClosed, ConversationEvent, CustomerMessagePosted};
+    use crate::conversation::{ConversationClosed, ConversationEvent, CustomerMessagePosted, MessageFormat};
     use crate::ids::{CustomerId, MessageId};
 
     fn posted() -> ConversationEvent {
@@ -193,6 +193,8 @@ mod tests {
             message_id: MessageId(Uuid::from_u128(1)),
             customer_id: CustomerId(Uuid::from_u128(2)),
             body: "Where is my order?".to_owned(),
+            attachments: Vec::new(),
+            format: crate::conversation::MessageFormat::Text,
             client_message_id: Some("c-1".to_owned()),
             sent_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
         })
@@ -222,7 +224,7 @@ mod tests {
         let back = ConversationEvent::from_stored(event.event_type(), event.event_version(), payload).unwrap();
         assert_eq!(back, event);
         assert_eq!(event.event_type(), "CustomerMessagePosted");
-        assert_eq!(event.event_version(), 1);
+        assert_eq!(event.event_version(), 2);
     }
 
     #[test]
@@ -235,7 +237,10 @@ mod tests {
         ] {
             assert!(ConversationEvent::TYPES.contains(&event.event_type()));
             assert_eq!(cqrs_es::DomainEvent::event_type(&event), event.event_type());
-            assert_eq!(cqrs_es::DomainEvent::event_version(&event), "1");
+            assert_eq!(
+                cqrs_es::DomainEvent::event_version(&event),
+                event.event_version().to_string()
+            );
         }
     }
 
@@ -260,8 +265,8 @@ mod tests {
     #[test]
     fn a_version_newer_than_the_current_one_is_refused() {
         let payload = posted().to_payload().unwrap();
-        let result = ConversationEvent::from_stored("CustomerMessagePosted", 2, payload);
-        assert_eq!(result, Err(DecodeError::UnsupportedVersion { found: 2, newest: 1 }));
+        let result = ConversationEvent::from_stored("CustomerMessagePosted", 3, payload);
+        assert_eq!(result, Err(DecodeError::UnsupportedVersion { found: 3, newest: 2 }));
     }
 
     #[test]
@@ -289,9 +294,42 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_message_comes_up_as_version_2_in_plain_text_without_attachments() {
+        let v1 = json!({"message_id": Uuid::from_u128(1), "customer_id": Uuid::from_u128(2),
+                        "body": "Where is my order?", "client_message_id": "c-1",
+                        "sent_at": "2023-11-14T22:13:20Z"});
+        assert_eq!(
+            ConversationEvent::from_stored("CustomerMessagePosted", 1, v1),
+            Ok(posted())
+        );
+        let note = json!({"message_id": Uuid::from_u128(1), "user_id": Uuid::from_u128(3), "body": "internal",
+                          "sent_at": "2023-11-14T22:13:20Z"});
+        let ConversationEvent::PrivateNoteAdded(note) =
+            ConversationEvent::from_stored("PrivateNoteAdded", 1, note).unwrap()
+        else {
+            panic!("a note")
+        };
+        assert_eq!((note.format, note.attachments.len()), (MessageFormat::Text, 0));
+    }
+
+    #[test]
+    fn a_version_2_message_must_say_its_format() {
+        let mut payload = posted().to_payload().unwrap();
+        payload.as_object_mut().unwrap().remove("format");
+        let result = ConversationEvent::from_stored("CustomerMessagePosted", 2, payload);
+        assert!(matches!(result, Err(DecodeError::Malformed(_))), "{result:?}");
+    }
+
+    #[test]
+    fn a_version_1_message_that_is_no_object_is_refused_as_malformed() {
+        let result = ConversationEvent::from_stored("AgentMessagePosted", 1, json!(["not", "an", "object"]));
+        assert!(matches!(result, Err(DecodeError::Malformed(_))), "{result:?}");
+    }
+
+    #[test]
     fn decoding_a_recorded_event_returns_the_typed_event() {
         let event = posted();
-        let stored = recorded("conversation", event.event_type(), 1, event.to_payload().unwrap());
+        let stored = recorded("conversation", event.event_type(), 2, event.to_payload().unwrap());
         assert_eq!(ConversationEvent::decode(&stored), Ok(event));
     }
 

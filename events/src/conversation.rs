@@ -4,18 +4,20 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::codec::no_upcasters;
+use serde_json::Value;
+
+use crate::codec::{DecodeError, Upcaster};
 use crate::event_family;
 use crate::ids::{AccountId, ConversationId, CustomerId, InboxId, MessageId, UserId};
 
 event_family! {
     /// Everything that happens in a conversation; its messages live in its stream.
-    ConversationEvent, stream = "conversation", upcasters = no_upcasters, {
+    ConversationEvent, stream = "conversation", upcasters = upcasters, {
         ConversationCreated = 1,
-        CustomerMessagePosted = 1,
-        AgentMessagePosted = 1,
-        PrivateNoteAdded = 1,
-        BotMessagePosted = 1,
+        CustomerMessagePosted = 2,
+        AgentMessagePosted = 2,
+        PrivateNoteAdded = 2,
+        BotMessagePosted = 2,
         EmailMessageReceived = 1,
         SlackMessageReceived = 1,
         SmsMessageReceived = 1,
@@ -40,6 +42,64 @@ event_family! {
         EmailSendFailed = 1,
         AgentsNotified = 1,
     }
+}
+
+/// The conversation family's upcasters: version 1 of the four chat message events becomes
+/// version 2 by gaining `format` (`text`: every version-1 body was plain text) and `attachments`
+/// (none: version 1 had no way to carry them). ADR 0017.
+fn upcasters(event_type: &str, from: i32) -> Option<Upcaster> {
+    match (event_type, from) {
+        ("CustomerMessagePosted" | "AgentMessagePosted" | "PrivateNoteAdded" | "BotMessagePosted", 1) => {
+            Some(message_v1_to_v2)
+        }
+        _ => None,
+    }
+}
+
+fn message_v1_to_v2(mut payload: Value) -> Result<Value, DecodeError> {
+    let object = payload
+        .as_object_mut()
+        .ok_or_else(|| DecodeError::Malformed("a message payload is a JSON object".into()))?;
+    object.insert("format".into(), Value::from("text"));
+    object.insert("attachments".into(), Value::Array(Vec::new()));
+    Ok(payload)
+}
+
+/// How a message's body is meant to be read (message events from version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageFormat {
+    /// Plain text: shown as written.
+    #[default]
+    Text,
+    /// CommonMark (<https://spec.commonmark.org/>): clients may render it; raw HTML in it is never
+    /// rendered.
+    Markdown,
+}
+
+impl MessageFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageFormat::Text => "text",
+            MessageFormat::Markdown => "markdown",
+        }
+    }
+}
+
+/// A file attached to a message (message events from version 2). The bytes live in an object
+/// store under `key`; the event records what was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The object's key in the attachment store.
+    pub key: String,
+    /// The name the uploader gave it.
+    pub file_name: String,
+    /// The media type sniffed from the bytes (not the uploader's claim).
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the bytes.
+    pub sha256: String,
 }
 
 /// Where a conversation started.
@@ -115,6 +175,10 @@ pub struct CustomerMessagePosted {
     pub body: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<String>,
+    /// From version 2 (version 1: always text).
+    pub format: MessageFormat,
+    /// From version 2 (version 1: none).
+    pub attachments: Vec<Attachment>,
     pub sent_at: DateTime<Utc>,
 }
 
@@ -125,6 +189,10 @@ pub struct AgentMessagePosted {
     pub body: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<String>,
+    /// From version 2 (version 1: always text).
+    pub format: MessageFormat,
+    /// From version 2 (version 1: none).
+    pub attachments: Vec<Attachment>,
     pub sent_at: DateTime<Utc>,
 }
 
@@ -136,6 +204,10 @@ pub struct PrivateNoteAdded {
     pub body: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<String>,
+    /// From version 2 (version 1: always text).
+    pub format: MessageFormat,
+    /// From version 2 (version 1: none).
+    pub attachments: Vec<Attachment>,
     pub sent_at: DateTime<Utc>,
 }
 
@@ -145,6 +217,10 @@ pub struct BotMessagePosted {
     pub message_id: MessageId,
     pub body: String,
     pub trigger_event_id: Uuid,
+    /// From version 2 (version 1: always text).
+    pub format: MessageFormat,
+    /// From version 2 (version 1: none).
+    pub attachments: Vec<Attachment>,
     pub sent_at: DateTime<Utc>,
 }
 

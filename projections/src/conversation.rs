@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use netia_events::account::AccountEvent;
 use netia_events::chain::format_time;
-use netia_events::conversation::{Author, ConversationEvent};
+use netia_events::conversation::{Author, ConversationEvent, MessageFormat};
 use netia_events::{ConversationId, DomainEvent, RecordedEvent};
 use sqlx::{AnyConnection, FromRow};
 
@@ -39,12 +39,15 @@ pub struct MessageRow {
     /// The name of an external agent (a Slack member who is no Netia user); `None` for everyone
     /// else (customers and agents are named by id).
     pub author_name: Option<String>,
+    /// How `body` is meant to be read: `text` or `markdown` (message events from version 2; every
+    /// earlier message is `text`).
+    pub format: String,
 }
 
 pub struct ConversationProjection;
 
 const COLUMNS: &str = "message_id, conversation_id, account_id, version, kind, customer_id, user_id, body, private, \
-     client_message_id, external_id, sent_at, seen_at, delivery_status, author_name";
+     client_message_id, external_id, sent_at, seen_at, delivery_status, author_name, format";
 
 impl ConversationProjection {
     /// Messages in order after `after_version`, at most `limit`; notes only when `include_private`.
@@ -201,6 +204,7 @@ struct NewMessage<'a> {
     client_message_id: Option<&'a str>,
     external_id: Option<&'a str>,
     sent_at: chrono::DateTime<chrono::Utc>,
+    format: MessageFormat,
 }
 
 impl<'a> NewMessage<'a> {
@@ -220,7 +224,13 @@ impl<'a> NewMessage<'a> {
             client_message_id: None,
             external_id: None,
             sent_at,
+            format: MessageFormat::Text,
         }
+    }
+
+    fn format(mut self, format: MessageFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn client(mut self, key: Option<&'a String>) -> Self {
@@ -261,6 +271,7 @@ impl<'a> NewMessage<'a> {
             seen_at: None,
             delivery_status: "sent".to_owned(),
             author_name,
+            format: self.format.as_str().to_owned(),
         }
     }
 }
@@ -291,7 +302,7 @@ impl Projection for ConversationProjection {
                 message_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, account_id TEXT NOT NULL, \
                 version BIGINT NOT NULL, kind TEXT NOT NULL, customer_id TEXT, user_id TEXT, body TEXT NOT NULL, \
                 private BIGINT NOT NULL, client_message_id TEXT, external_id TEXT, sent_at TEXT NOT NULL, \
-                seen_at TEXT, delivery_status TEXT NOT NULL, author_name TEXT)",
+                seen_at TEXT, delivery_status TEXT NOT NULL, author_name TEXT, format TEXT NOT NULL DEFAULT 'text')",
             "CREATE INDEX IF NOT EXISTS conversation_messages_in_order \
                 ON conversation_messages (conversation_id, version)",
             "CREATE TABLE IF NOT EXISTS conversation_slack_threads (channel_id TEXT NOT NULL, \
@@ -314,6 +325,8 @@ impl Projection for ConversationProjection {
         }
         // Tables made before external agents: none of their messages had an author name.
         add_column_if_missing(conn, "conversation_messages", "author_name", "TEXT").await?;
+        // Tables made before message events version 2: every message they hold was plain text.
+        add_column_if_missing(conn, "conversation_messages", "format", "TEXT NOT NULL DEFAULT 'text'").await?;
         Ok(())
     }
 
@@ -531,6 +544,7 @@ impl MessageRow {
             self.seen_at.into(),
             self.delivery_status.into(),
             self.author_name.into(),
+            self.format.into(),
         ]
     }
 }
@@ -591,19 +605,22 @@ fn new_message(decoded: &ConversationEvent) -> Option<NewMessage<'_>> {
             };
             NewMessage::new(e.message_id, "customer", Some(author), &e.body, e.sent_at)
                 .client(e.client_message_id.as_ref())
+                .format(e.format)
         }
         AgentMessagePosted(e) => {
             let author = Author::Agent { user_id: e.user_id };
             NewMessage::new(e.message_id, "agent", Some(author), &e.body, e.sent_at)
                 .client(e.client_message_id.as_ref())
+                .format(e.format)
         }
         PrivateNoteAdded(e) => {
             let author = Author::Agent { user_id: e.user_id };
             NewMessage::new(e.message_id, "note", Some(author), &e.body, e.sent_at)
                 .client(e.client_message_id.as_ref())
+                .format(e.format)
                 .private()
         }
-        BotMessagePosted(e) => NewMessage::new(e.message_id, "bot", None, &e.body, e.sent_at),
+        BotMessagePosted(e) => NewMessage::new(e.message_id, "bot", None, &e.body, e.sent_at).format(e.format),
         EmailMessageReceived(e) => NewMessage::new(e.message_id, "email", Some(e.author.clone()), &e.body, e.sent_at)
             .external(&e.email_message_id),
         SlackMessageReceived(e) => NewMessage::new(e.message_id, "slack", Some(e.author.clone()), &e.body, e.sent_at)

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use netia_commands::user::UserStatus;
 use netia_commands::{Account, Conversation, ConversationCommand, ConversationError, User};
-use netia_events::conversation::{Author, Priority, Source};
+use netia_events::conversation::{Author, MessageFormat, Priority, Source};
 use netia_events::{AccountId, ConversationId, CustomerId, InboxId, MessageId, Metadata, RecordedEvent, UserId};
 use netia_projections::{ConversationProjection, MessageRow};
 
@@ -39,6 +39,8 @@ pub async fn ensure_in_account(app: &App, account: AccountId, id: ConversationId
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub body: String,
+    /// How `body` is meant to be read.
+    pub format: MessageFormat,
     pub private: bool,
     pub client_message_id: Option<String>,
 }
@@ -87,6 +89,7 @@ pub async fn post_message(
         message_id,
         author: author.clone(),
         body: message.body,
+        format: message.format,
         private: message.private,
         client_message_id: message.client_message_id,
         at: Utc::now(),

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use netia_commands::Conversation;
-use netia_events::conversation::Author;
+use netia_events::conversation::{Author, MessageFormat};
 use netia_events::user::Role;
 use netia_events::{ConversationId, Metadata};
 use netia_projections::ConversationProjection;
@@ -74,15 +74,27 @@ pub(super) async fn messages(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMessage {
-    /// Plain text, up to 20,000 characters.
+    /// The message, up to 20,000 characters.
     #[schema(min_length = 1, max_length = 20000)]
     pub body: String,
+    /// How `body` is meant to be read: `text` (the default) or `markdown` (CommonMark).
+    #[serde(default)]
+    pub format: BodyFormat,
     /// A note only agents see.
     #[serde(default)]
     pub private: bool,
     /// The client's idempotency key (1 to 200 printable characters).
     #[schema(min_length = 1, max_length = 200)]
     pub client_message_id: Option<String>,
+}
+
+/// How a posted body is meant to be read (see [`MessageFormat`]).
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    #[default]
+    Text,
+    Markdown,
 }
 
 /// Posts `body` as `author` and answers with the saved message: 201 the first time, 200 with the
@@ -96,6 +108,10 @@ pub async fn post_as(
 ) -> Result<HttpResponse, ApiError> {
     let message = crate::app::conversations::NewMessage {
         body: message.body,
+        format: match message.format {
+            BodyFormat::Text => MessageFormat::Text,
+            BodyFormat::Markdown => MessageFormat::Markdown,
+        },
         private: message.private,
         client_message_id: message.client_message_id,
     };

@@ -62,6 +62,7 @@ pub fn message(
         message_id: netia_events::MessageId::new(),
         author,
         body: body.into(),
+        format: netia_events::conversation::MessageFormat::Text,
         private,
         client_message_id: client_message_id.map(Into::into),
         at,

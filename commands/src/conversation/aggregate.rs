@@ -152,7 +152,7 @@ impl Conversation {
         &self,
         message_id: MessageId,
         author: &Author,
-        body: &str,
+        (body, format): (&str, MessageFormat),
         private: bool,
         client_message_id: &Option<String>,
         at: DateTime<Utc>,
@@ -179,6 +179,8 @@ impl Conversation {
                     customer_id,
                     body,
                     client_message_id,
+                    format,
+                    attachments: Vec::new(),
                     sent_at: at,
                 }));
                 Ok(events)
@@ -188,6 +190,8 @@ impl Conversation {
                 user_id,
                 body,
                 client_message_id,
+                format,
+                attachments: Vec::new(),
                 sent_at: at,
             })]),
             Author::Agent { user_id } => Ok(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
@@ -195,6 +199,8 @@ impl Conversation {
                 user_id,
                 body,
                 client_message_id,
+                format,
+                attachments: Vec::new(),
                 sent_at: at,
             })]),
             Author::ExternalAgent { .. } => Err(ConversationError::ExternalAgentOutsideChannel),
@@ -297,10 +303,11 @@ impl Conversation {
                 message_id,
                 author,
                 body,
+                format,
                 private,
                 client_message_id,
                 at,
-            } => self.post_message(*message_id, author, body, *private, client_message_id, *at),
+            } => self.post_message(*message_id, author, (body, *format), *private, client_message_id, *at),
             PostBotReply {
                 message_id,
                 body,
@@ -319,6 +326,9 @@ impl Conversation {
                 Ok(vec![ConversationEvent::BotMessagePosted(BotMessagePosted {
                     message_id: *message_id,
                     body: body.clone(),
+                    // Language models write Markdown.
+                    format: MessageFormat::Markdown,
+                    attachments: Vec::new(),
                     trigger_event_id: *trigger_event_id,
                     sent_at: self.message_time(*at),
                 })])

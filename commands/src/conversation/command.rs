@@ -1,7 +1,7 @@
 //! What can be asked of a conversation.
 
 use chrono::{DateTime, Utc};
-use netia_events::conversation::{Author, GmailMessage, HandoffReason, Priority, Source};
+use netia_events::conversation::{Author, GmailMessage, HandoffReason, MessageFormat, Priority, Source};
 use netia_events::{AccountId, ConversationId, CustomerId, InboxId, MessageId, UserId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -28,6 +28,9 @@ pub enum ConversationCommand {
         message_id: MessageId,
         author: Author,
         body: String,
+        /// How `body` is meant to be read (plain text, or Markdown); text when absent.
+        #[serde(default)]
+        format: MessageFormat,
         private: bool,
         client_message_id: Option<String>,
         at: DateTime<Utc>,

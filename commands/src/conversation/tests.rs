@@ -68,6 +68,8 @@ fn customer_posted(n: u128, key: Option<&str>) -> ConversationEvent {
         message_id: message(n),
         customer_id: CUSTOMER,
         body: "Where is my order?".to_owned(),
+        attachments: Vec::new(),
+        format: netia_events::conversation::MessageFormat::Text,
         client_message_id: key.map(str::to_owned),
         sent_at: at(1),
     })
@@ -78,6 +80,8 @@ fn agent_posted(n: u128, key: Option<&str>) -> ConversationEvent {
         message_id: message(n),
         user_id: AGENT,
         body: "On its way.".to_owned(),
+        attachments: Vec::new(),
+        format: netia_events::conversation::MessageFormat::Text,
         client_message_id: key.map(str::to_owned),
         sent_at: at(2),
     })
@@ -88,6 +92,8 @@ fn note_added(n: u128, key: Option<&str>) -> ConversationEvent {
         message_id: message(n),
         user_id: AGENT,
         body: "VIP customer".to_owned(),
+        attachments: Vec::new(),
+        format: netia_events::conversation::MessageFormat::Text,
         client_message_id: key.map(str::to_owned),
         sent_at: at(2),
     })
@@ -97,6 +103,8 @@ fn bot_posted(n: u128, trigger: Uuid) -> ConversationEvent {
     ConversationEvent::BotMessagePosted(BotMessagePosted {
         message_id: message(n),
         body: "Let me check.".to_owned(),
+        attachments: Vec::new(),
+        format: netia_events::conversation::MessageFormat::Markdown,
         trigger_event_id: trigger,
         sent_at: at(3),
     })
@@ -128,6 +136,7 @@ fn post(author: Author, body: &str, private: bool, key: Option<&str>) -> Convers
         message_id: new_message(),
         author,
         body: body.to_owned(),
+        format: netia_events::conversation::MessageFormat::Text,
         private,
         client_message_id: key.map(str::to_owned),
         at: now(),
@@ -143,6 +152,8 @@ fn customer_message_posted(body: &str) -> ConversationEvent {
         message_id: new_message(),
         customer_id: CUSTOMER,
         body: body.to_owned(),
+        attachments: Vec::new(),
+        format: netia_events::conversation::MessageFormat::Text,
         client_message_id: None,
         sent_at: now(),
     })
@@ -153,6 +164,8 @@ fn agent_message_posted(body: &str) -> ConversationEvent {
         message_id: new_message(),
         user_id: AGENT,
         body: body.to_owned(),
+        attachments: Vec::new(),
+        format: netia_events::conversation::MessageFormat::Text,
         client_message_id: None,
         sent_at: now(),
     })
@@ -172,6 +185,8 @@ fn bot_message_posted(trigger: Uuid) -> ConversationEvent {
     ConversationEvent::BotMessagePosted(BotMessagePosted {
         message_id: new_message(),
         body: "Your order ships today.".to_owned(),
+        attachments: Vec::new(),
+        format: netia_events::conversation::MessageFormat::Markdown,
         trigger_event_id: trigger,
         sent_at: now(),
     })
@@ -386,6 +401,8 @@ fn a_private_message_from_an_agent_is_a_private_note() {
             message_id: new_message(),
             user_id: AGENT,
             body: "VIP customer".to_owned(),
+            attachments: Vec::new(),
+            format: netia_events::conversation::MessageFormat::Text,
             client_message_id: Some("n-1".to_owned()),
             sent_at: now(),
         })]);
@@ -400,6 +417,8 @@ fn a_private_note_does_not_reopen_a_closed_conversation() {
             message_id: new_message(),
             user_id: AGENT,
             body: "VIP customer".to_owned(),
+            attachments: Vec::new(),
+            format: netia_events::conversation::MessageFormat::Text,
             client_message_id: None,
             sent_at: now(),
         })]);
@@ -469,6 +488,8 @@ fn a_new_client_message_id_is_posted_with_the_message() {
             message_id: new_message(),
             customer_id: CUSTOMER,
             body: "And another thing".to_owned(),
+            attachments: Vec::new(),
+            format: netia_events::conversation::MessageFormat::Text,
             client_message_id: Some("c-2".to_owned()),
             sent_at: now(),
         })]);
@@ -1366,7 +1387,29 @@ fn an_agent_reusing_the_customers_client_message_id_still_posts() {
             message_id: new_message(),
             user_id: AGENT,
             body: "On its way.".to_owned(),
+            attachments: Vec::new(),
+            format: netia_events::conversation::MessageFormat::Text,
             client_message_id: Some("k-1".to_owned()),
+            sent_at: now(),
+        })]);
+}
+
+#[test]
+fn an_agent_message_in_markdown_says_so() {
+    let mut command = post(agent(), "**On its way.**", false, None);
+    if let ConversationCommand::PostMessage { format, .. } = &mut command {
+        *format = netia_events::conversation::MessageFormat::Markdown;
+    }
+    ConversationTest::with(())
+        .given(vec![created()])
+        .when(command)
+        .then_expect_events(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
+            message_id: new_message(),
+            user_id: AGENT,
+            body: "**On its way.**".to_owned(),
+            format: netia_events::conversation::MessageFormat::Markdown,
+            attachments: Vec::new(),
+            client_message_id: None,
             sent_at: now(),
         })]);
 }
@@ -1385,6 +1428,8 @@ fn another_agent_reusing_an_agents_client_message_id_still_posts() {
             message_id: new_message(),
             user_id: OTHER_AGENT,
             body: "Me too.".to_owned(),
+            attachments: Vec::new(),
+            format: netia_events::conversation::MessageFormat::Text,
             client_message_id: Some("k-1".to_owned()),
             sent_at: now(),
         })]);
@@ -1395,6 +1440,8 @@ fn customer_posted_at(n: u128, sent_at: DateTime<Utc>) -> ConversationEvent {
         message_id: message(n),
         customer_id: CUSTOMER,
         body: "Where is my order?".to_owned(),
+        attachments: Vec::new(),
+        format: netia_events::conversation::MessageFormat::Text,
         client_message_id: None,
         sent_at,
     })
@@ -1410,6 +1457,8 @@ fn a_message_decided_with_an_earlier_clock_is_dated_after_the_last_message() {
             message_id: new_message(),
             user_id: AGENT,
             body: "On its way.".to_owned(),
+            attachments: Vec::new(),
+            format: netia_events::conversation::MessageFormat::Text,
             client_message_id: None,
             sent_at: last + Duration::microseconds(1),
         })]);
@@ -1424,6 +1473,8 @@ fn a_bot_reply_decided_with_an_earlier_clock_is_dated_after_the_last_message() {
         .then_expect_events(vec![ConversationEvent::BotMessagePosted(BotMessagePosted {
             message_id: new_message(),
             body: "Your order ships today.".to_owned(),
+            attachments: Vec::new(),
+            format: netia_events::conversation::MessageFormat::Markdown,
             trigger_event_id: TRIGGER,
             sent_at: last + Duration::microseconds(1),
         })]);

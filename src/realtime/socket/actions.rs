@@ -1,6 +1,6 @@
 //! The socket's actions: what a pushed event does, through the application layer.
 
-use netia_events::conversation::Author;
+use netia_events::conversation::{Author, MessageFormat};
 use netia_events::user::Role;
 use netia_events::{ConversationId, CustomerId, UserId};
 use serde_json::{Value, json};
@@ -70,6 +70,8 @@ impl Connection {
         };
         let message = NewMessage {
             body,
+            // Chat typed into the widget or the dashboard: plain text.
+            format: MessageFormat::Text,
             private,
             client_message_id,
         };
