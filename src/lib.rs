@@ -9,6 +9,7 @@ pub mod channels;
 pub mod cli;
 pub mod command_bus;
 pub mod consumers;
+pub mod demo;
 pub mod email;
 pub mod http;
 pub mod lease;
