@@ -1,9 +1,9 @@
 //! The command line: `netia [serve]`, `netia migrate`, `netia replay …`, `netia audit verify`,
-//! `netia bus parked …`.
+//! `netia bus parked …`, `netia report ai`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
-use netia_events::{ConversationId, StreamRef};
+use netia_events::{AccountId, ConversationId, StreamRef};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,10 +58,36 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Analytics from the read models.
+    Report {
+        #[command(subcommand)]
+        report: ReportKind,
+    },
     /// The bus's consumers: their parked deliveries.
     Bus {
         #[command(subcommand)]
         action: BusAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportKind {
+    /// AI outcomes of the conversations opened in a range of days: how many the bot took part in,
+    /// resolved without a human, handed off (and why), reopened within 7 days; the time from a
+    /// hand-off to a person's first reply. Read from the `ai_outcomes` projection.
+    Ai {
+        /// Only this account (default: every account with conversations in the range).
+        #[arg(long)]
+        account: Option<AccountId>,
+        /// First day, YYYY-MM-DD (UTC; default: 29 days before --to).
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        /// Last day, inclusive (UTC; default: today).
+        #[arg(long)]
+        to: Option<NaiveDate>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 

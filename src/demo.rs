@@ -423,6 +423,7 @@ async fn tell(
                     body: (*body).to_owned(),
                     trigger_event_id,
                     reply_to: Some(message),
+                    fallback: false,
                     at,
                 };
                 (reply, &as_bot)

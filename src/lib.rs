@@ -18,6 +18,7 @@ pub mod llm;
 pub mod projector;
 pub mod realtime;
 pub mod rebuild;
+pub mod report;
 pub mod retention;
 pub mod scheduler;
 pub mod secrets;

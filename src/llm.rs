@@ -340,12 +340,14 @@ impl LlmReply {
         trigger: &RecordedEvent,
         reply_to: MessageId,
         body: String,
+        fallback: bool,
     ) -> Result<(), Failure> {
         let command = ConversationCommand::PostBotReply {
             message_id: MessageId::new(),
             body,
             trigger_event_id: trigger.event_id,
             reply_to: Some(reply_to),
+            fallback,
             at: chrono::Utc::now(),
         };
         match self
@@ -434,7 +436,7 @@ impl Consumer for LlmReply {
         };
         self.typing(id, false);
         match answer {
-            Ok(Answer::Text(text)) => self.reply(id, account_id, event, message.message_id, text).await,
+            Ok(Answer::Text(text)) => self.reply(id, account_id, event, message.message_id, text, false).await,
             Ok(Answer::Handoff) => self.hand_over(id, account_id, event, HandoffReason::Model).await,
             Err(e) => {
                 tracing::error!(conversation = %id, error = %e, "LLM failed; posting the fallback message");
@@ -446,7 +448,8 @@ impl Consumer for LlmReply {
                     hub.broadcast_ephemeral(&format!("events:{account_id}"), "event", &notice, None);
                 }
                 let fallback = self.settings.fallback.clone();
-                self.reply(id, account_id, event, message.message_id, fallback).await
+                self.reply(id, account_id, event, message.message_id, fallback, true)
+                    .await
             }
         }
     }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use netia::audit;
-use netia::cli::{AuditAction, BusAction, Cli, Command, ParkedAction, ProjectionsAction, ReplayTarget};
+use netia::cli::{AuditAction, BusAction, Cli, Command, ParkedAction, ProjectionsAction, ReplayTarget, ReportKind};
 use netia::projector::group::ProjectorGroup;
 use netia::projector::{self, Projector};
 use netia::settings::Settings;
@@ -170,6 +170,15 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Bus {
             action: BusAction::Parked { action },
         } => parked(&settings, action).await,
+        Command::Report {
+            report:
+                ReportKind::Ai {
+                    account,
+                    from,
+                    to,
+                    json,
+                },
+        } => report_ai(&settings, account, from, to, json).await,
         Command::Status { json } => {
             let store = open_store(&settings, settings.migrate).await?;
             let pool = projector::read_model_pool(settings.database_url.expose_secret(), 2).await?;
@@ -347,4 +356,45 @@ fn render_replay(replay: &audit::Replay) -> String {
         s.version
     );
     out
+}
+
+/// `netia report ai`: one report per account, as text or as a JSON array of `{account_id, report}`.
+async fn report_ai(
+    settings: &Settings,
+    account: Option<netia_events::AccountId>,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let to = to.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let from = from.unwrap_or(to - chrono::Duration::days(29));
+    netia::report::check_range(from, to).map_err(anyhow::Error::msg)?;
+    let store = open_store(settings, settings.migrate).await?;
+    let pool = projector::read_model_pool(settings.database_url.expose_secret(), 2).await?;
+    let status = projector::status(&store, &pool).await?;
+    if let Some(behind) = status.iter().find(|p| p.name == "ai_outcomes" && p.lag_events > 0) {
+        eprintln!(
+            "note: ai_outcomes is {} events behind the log (run `netia serve` or `netia project` to catch up)",
+            behind.lag_events
+        );
+    }
+    let mut conn = pool.acquire().await?;
+    let accounts = match account {
+        Some(account) => vec![account],
+        None => netia::report::accounts_with_conversations(&mut conn, from, to).await?,
+    };
+    let mut reports = Vec::new();
+    for account in accounts {
+        let report = netia::report::ai_report(&mut conn, account, from, to).await?;
+        if !json {
+            print!("{}", netia::report::render_ai_report(account, &report));
+        }
+        reports.push(serde_json::json!({ "account_id": account, "report": report }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else if reports.is_empty() {
+        println!("no conversations opened from {from} to {to}");
+    }
+    Ok(())
 }

@@ -207,6 +207,7 @@ fn next_command(rng: &mut fastrand::Rng, thread: &Thread, agents: &[UserId]) -> 
                     body: "Here is an article that may help.".into(),
                     trigger_event_id: trigger,
                     reply_to: None,
+                    fallback: false,
                     at: now,
                 },
                 Actor::Bot,

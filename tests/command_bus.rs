@@ -227,6 +227,7 @@ async fn a_bot_reply_to_the_same_trigger_is_written_once(db: &TestDb) {
         body: "Hi! How can I help?".into(),
         trigger_event_id,
         reply_to: None,
+        fallback: false,
         at: now(),
     };
     let bot = Metadata::new(Actor::Bot);

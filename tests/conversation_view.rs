@@ -36,6 +36,7 @@ async fn messages_are_listed_in_order_with_notes_for_agents_only(db: &TestDb) {
         body: "Hello! How can I help?".into(),
         trigger_event_id: trigger.events[0].event_id,
         reply_to: None,
+        fallback: false,
         at: Utc::now(),
     })
     .await;

@@ -66,6 +66,7 @@ async fn days_report_counts_and_response_times(db: &TestDb) {
             body: "bot".into(),
             trigger_event_id: trigger.events[0].event_id,
             reply_to: None,
+            fallback: false,
             at: t1 + s(2),
         },
     )

@@ -221,6 +221,11 @@ pub struct BotMessagePosted {
     pub format: MessageFormat,
     /// From version 2 (version 1: none).
     pub attachments: Vec<Attachment>,
+    /// The model could not answer (every call failed) and this is the configured fallback message
+    /// (`LLM_FALLBACK_MESSAGE`). Absent (false) in older events, which were all real answers or
+    /// whose failures were not recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
     pub sent_at: DateTime<Utc>,
 }
 

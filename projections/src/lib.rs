@@ -8,6 +8,7 @@
 //! PostgreSQL and SQLite through sqlx's `Any` driver: ids and times are stored as text (times in the
 //! fixed-width RFC 3339 form of `netia_events::chain::format_time`, so they sort as text).
 
+pub mod ai_outcomes;
 pub mod checkpoint;
 pub mod conversation;
 pub mod customer;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use netia_events::{EventError, RecordedEvent};
 use sqlx::AnyConnection;
 
+pub use ai_outcomes::{AiOutcomesProjection, AiReport, Outcome};
 pub use checkpoint::Checkpoints;
 pub use conversation::{ConversationProjection, MessageRow, message_row, message_row_of};
 pub use customer::{CustomerProjection, CustomerRow};

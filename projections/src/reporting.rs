@@ -24,7 +24,8 @@ pub struct Durations {
 }
 
 impl Durations {
-    fn of(mut millis: Vec<i64>) -> Self {
+    /// Average and median of `millis` (milliseconds).
+    pub(crate) fn of(mut millis: Vec<i64>) -> Self {
         millis.sort_unstable();
         let count = millis.len();
         if count == 0 {
@@ -61,7 +62,8 @@ pub struct DayReport {
     pub resolution: Durations,
 }
 
-fn day(at: DateTime<Utc>) -> String {
+/// The UTC day of `at`, `YYYY-MM-DD`.
+pub(crate) fn day(at: DateTime<Utc>) -> String {
     format_time(at)[..10].to_owned()
 }
 
@@ -251,7 +253,8 @@ struct Batch {
     resolutions: Vec<Vec<Cell>>,
 }
 
-fn parse(time: &str) -> Result<DateTime<Utc>, ProjectionError> {
+/// A stored RFC 3339 time.
+pub(crate) fn parse(time: &str) -> Result<DateTime<Utc>, ProjectionError> {
     DateTime::parse_from_rfc3339(time)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| ProjectionError::Invalid(format!("time {time:?}: {e}")))

@@ -31,7 +31,7 @@ use super::{
         widget::customer_conversations,
         settings::business_context, settings::update_business_context, settings::update_widget_settings,
         settings::canned_responses, settings::create_canned_response, settings::update_canned_response,
-        settings::delete_canned_response, settings::tags, settings::reporting,
+        settings::delete_canned_response, settings::tags, settings::reporting, settings::reporting_ai,
         verification::get, verification::rotate, verification::update,
         webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::send_test,
         slack::status, slack::uninstall, slack::start, slack::callback, slack::channels, slack::map, slack::events, slack::actions,

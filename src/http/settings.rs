@@ -10,7 +10,9 @@ use netia_projections::ReportingProjection;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::views::{BusinessContextView, CannedResponseView, Data, DayView, ErrorBody, TagView, WidgetSettingsView};
+use super::views::{
+    AiReportView, BusinessContextView, CannedResponseView, Data, DayView, ErrorBody, TagView, WidgetSettingsView,
+};
 use super::{Agent, ApiError, AppState, parse_id};
 use crate::command_bus::CommandError;
 
@@ -36,7 +38,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete_canned_response)),
     )
     .service(web::resource("/tags").route(web::get().to(tags)))
-    .service(web::resource("/reporting").route(web::get().to(reporting)));
+    .service(web::resource("/reporting").route(web::get().to(reporting)))
+    .service(web::resource("/reporting/ai").route(web::get().to(reporting_ai)));
 }
 
 pub(super) fn account_error(e: CommandError<AccountError>) -> ApiError {
@@ -326,11 +329,7 @@ pub(super) async fn reporting(
     agent: Agent,
     range: web::Query<Range>,
 ) -> Result<HttpResponse, ApiError> {
-    if range.to < range.from || (range.to - range.from).num_days() > 366 {
-        return Err(ApiError::BadRequest(
-            "from..to must be an ordered range of at most 366 days".into(),
-        ));
-    }
+    crate::report::check_range(range.from, range.to).map_err(ApiError::BadRequest)?;
     let mut conn = state.db.acquire().await?;
     let days = ReportingProjection::report(
         &mut conn,
@@ -340,4 +339,21 @@ pub(super) async fn reporting(
     )
     .await?;
     Ok(HttpResponse::Ok().json(Data { data: days }))
+}
+
+/// AI outcomes of the conversations opened from `from` to `to` (`YYYY-MM-DD`, UTC, inclusive, at
+/// most 366 days apart): how many the bot took part in, resolved without a human, handed off (by
+/// reason: `agent_replied`, `customer_asked`, `model_handoff`, `model_failed`), reopened within 7
+/// days; rates of those; the time from a hand-off to a person's first reply; per day for charts.
+#[utoipa::path(get, path = "/api/reporting/ai", tag = "reporting", params(Range), security(("bearer" = [])),
+    responses((status = 200, body = Data<AiReportView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn reporting_ai(
+    state: web::Data<AppState>,
+    agent: Agent,
+    range: web::Query<Range>,
+) -> Result<HttpResponse, ApiError> {
+    crate::report::check_range(range.from, range.to).map_err(ApiError::BadRequest)?;
+    let mut conn = state.db.acquire().await?;
+    let report = crate::report::ai_report(&mut conn, agent.account_id, range.from, range.to).await?;
+    Ok(HttpResponse::Ok().json(Data { data: report }))
 }

@@ -71,6 +71,7 @@ pub fn projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(netia_projections::InboxProjection),
         Arc::new(netia_projections::ConversationProjection),
         Arc::new(netia_projections::ReportingProjection),
+        Arc::new(netia_projections::AiOutcomesProjection),
     ]
 }
 

@@ -313,6 +313,7 @@ impl Conversation {
                 body,
                 trigger_event_id,
                 reply_to,
+                fallback,
                 at,
             } => {
                 check_body(body)?;
@@ -330,6 +331,7 @@ impl Conversation {
                     format: MessageFormat::Markdown,
                     attachments: Vec::new(),
                     trigger_event_id: *trigger_event_id,
+                    fallback: *fallback,
                     sent_at: self.message_time(*at),
                 })])
             }

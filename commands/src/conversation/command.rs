@@ -43,6 +43,9 @@ pub enum ConversationCommand {
         /// The customer message answered: if the customer wrote again since, the reply is dropped
         /// (the newer message gets its own). `None` skips the check.
         reply_to: Option<MessageId>,
+        /// The model failed and `body` is the fallback message (recorded for AI outcome analytics).
+        #[serde(default)]
+        fallback: bool,
         at: DateTime<Utc>,
     },
     /// The customer saw everything so far; a no-op if nothing new was posted since they last did.

@@ -106,6 +106,7 @@ fn bot_posted(n: u128, trigger: Uuid) -> ConversationEvent {
         attachments: Vec::new(),
         format: netia_events::conversation::MessageFormat::Markdown,
         trigger_event_id: trigger,
+        fallback: false,
         sent_at: at(3),
     })
 }
@@ -177,6 +178,7 @@ fn bot_reply(trigger: Uuid) -> ConversationCommand {
         body: "Your order ships today.".to_owned(),
         trigger_event_id: trigger,
         reply_to: None,
+        fallback: false,
         at: now(),
     }
 }
@@ -188,6 +190,7 @@ fn bot_message_posted(trigger: Uuid) -> ConversationEvent {
         attachments: Vec::new(),
         format: netia_events::conversation::MessageFormat::Markdown,
         trigger_event_id: trigger,
+        fallback: false,
         sent_at: now(),
     })
 }
@@ -573,6 +576,7 @@ fn a_bot_reply_with_an_empty_body_is_refused() {
             body: "   ".to_owned(),
             trigger_event_id: TRIGGER,
             reply_to: None,
+            fallback: false,
             at: now(),
         })
         .then_expect_error(ConversationError::EmptyBody);
@@ -1238,6 +1242,7 @@ fn bot_reply_to(n: u128) -> ConversationCommand {
             body,
             trigger_event_id,
             reply_to: Some(message(n)),
+            fallback: false,
             at,
         },
         other => other,
@@ -1476,6 +1481,7 @@ fn a_bot_reply_decided_with_an_earlier_clock_is_dated_after_the_last_message() {
             attachments: Vec::new(),
             format: netia_events::conversation::MessageFormat::Markdown,
             trigger_event_id: TRIGGER,
+            fallback: false,
             sent_at: last + Duration::microseconds(1),
         })]);
 }
