@@ -89,7 +89,12 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 .into_iter()
                 .map(|projection| Projector::new(store.clone(), pool.clone(), projection))
                 .collect();
-            let group = ProjectorGroup::new(store.clone(), pool.clone(), projectors);
+            let group = ProjectorGroup::new(
+                store.clone(),
+                pool.clone(),
+                settings.database_url.expose_secret(),
+                projectors,
+            );
             group.setup().await?;
             let task = tokio::spawn(group.run(stopped));
             tracing::info!("projectors running; Ctrl-C stops them");
@@ -108,12 +113,20 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
-                    "{:<16} {:>22} {:>12} {:>10}",
-                    "projection", "checkpoint", "lag events", "lag s"
+                    "{:<16} {:>9} {:>22} {:>12} {:>10}",
+                    "projection", "version", "checkpoint", "lag events", "lag s"
                 );
                 for p in report {
                     let at = p.checkpoint.position;
-                    println!("{:<16} {at:>22} {:>12} {:>10.1}", p.name, p.lag_events, p.lag_seconds);
+                    // `1→2`: the stored tables are version 1's; version 2 is being built in the shadow.
+                    let version = match p.stored_version {
+                        Some(stored) if stored != p.version => format!("{stored}→{}", p.version),
+                        _ => p.version.to_string(),
+                    };
+                    println!(
+                        "{:<16} {version:>9} {at:>22} {:>12} {:>10.1}",
+                        p.name, p.lag_events, p.lag_seconds
+                    );
                 }
             }
             Ok(())

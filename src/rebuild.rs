@@ -233,7 +233,7 @@ async fn swap(
                     .await?;
             }
             Checkpoints::setup(&mut tx).await?;
-            Checkpoints::save(&mut tx, projection.name(), reached).await?;
+            Checkpoints::save_versioned(&mut tx, projection.name(), reached, projection.version()).await?;
             sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
                 .execute(&mut *tx)
                 .await?;
@@ -257,7 +257,7 @@ async fn swap(
                     .await?;
             }
             Checkpoints::setup(&mut tx).await?;
-            Checkpoints::save(&mut tx, projection.name(), reached).await?;
+            Checkpoints::save_versioned(&mut tx, projection.name(), reached, projection.version()).await?;
             tx.commit().await?;
             sqlx::query("DETACH DATABASE rebuild").execute(&mut live).await?;
             for suffix in ["", "-wal", "-shm", "-journal"] {

@@ -90,7 +90,7 @@ impl Application {
         let names: Vec<&'static str> = projector::projections().iter().map(|p| p.name()).collect();
         let progress = projector::Progress::new(&names);
         let group = {
-            let (store, pool, progress) = (store.clone(), pool.clone(), progress.clone());
+            let (store, pool, progress, url) = (store.clone(), pool.clone(), progress.clone(), url.to_owned());
             move || {
                 let members = projector::projections()
                     .into_iter()
@@ -99,7 +99,7 @@ impl Application {
                         Projector::new(store.clone(), pool.clone(), projection).with_progress(sender)
                     })
                     .collect();
-                ProjectorGroup::new(store.clone(), pool.clone(), members)
+                ProjectorGroup::new(store.clone(), pool.clone(), &url, members)
             }
         };
         group().setup().await.context("cannot create read-model tables")?;

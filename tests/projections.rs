@@ -417,7 +417,7 @@ async fn postgres_one_active_projector_per_projection_with_failover() {
 }
 
 /// `netia projections rebuild` with no names rebuilds every read model in one pass and swaps them
-/// in (all four then stand at the head); an unknown name is refused before anything runs.
+/// in (all five then stand at the head); an unknown name is refused before anything runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rebuild_command_rebuilds_every_read_model_in_one_pass() {
     let db = TestDb::sqlite().await.unwrap();
@@ -436,7 +436,7 @@ async fn the_rebuild_command_rebuilds_every_read_model_in_one_pass() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("customer, inbox, conversation, reporting: rebuilt from 15 events in one pass"),
+        said.contains("customer, inbox, conversation, reporting, ai_outcomes: rebuilt from 15 events in one pass"),
         "{said}"
     );
     let status = netia(&["projections", "status", "--json"]);

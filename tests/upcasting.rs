@@ -15,7 +15,6 @@ use common::{Raw, TestDb};
 use netia_events::conversation::{ConversationEvent, MessageFormat};
 use netia_events::{DomainEvent, RecordedEvent};
 use serde_json::{Map, Value};
-use sqlx::{Column, Row};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1");
 
@@ -93,49 +92,6 @@ fn netia(db: &TestDb, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Every row of `table` as JSON objects (integers and text, as the read models hold).
-async fn table_rows(db: &TestDb, table: &str) -> Vec<Map<String, Value>> {
-    fn cell<'r, R: Row>(row: &'r R, i: usize) -> Value
-    where
-        usize: sqlx::ColumnIndex<R>,
-        Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    {
-        if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-            return v.map_or(Value::Null, Value::from);
-        }
-        if let Ok(v) = row.try_get::<Option<i32>, _>(i) {
-            return v.map_or(Value::Null, Value::from);
-        }
-        row.try_get::<Option<String>, _>(i)
-            .unwrap()
-            .map_or(Value::Null, Value::from)
-    }
-    fn objects<R: Row>(rows: Vec<R>) -> Vec<Map<String, Value>>
-    where
-        usize: sqlx::ColumnIndex<R>,
-        for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        for<'r> Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    {
-        rows.iter()
-            .map(|row| {
-                row.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.name().to_owned(), cell(row, i)))
-                    .collect()
-            })
-            .collect()
-    }
-    let sql = format!("SELECT * FROM {table}");
-    match &db.raw {
-        Raw::Postgres(pool) => objects(sqlx::query(&sql).fetch_all(pool).await.unwrap()),
-        Raw::Sqlite(pool) => objects(sqlx::query(&sql).fetch_all(pool).await.unwrap()),
-    }
-}
-
 async fn a_stored_version_1_history_decodes_projects_and_replays_as_it_did(db: &TestDb) {
     let rows = load_stored_history(db).await;
     let events: Vec<RecordedEvent> = common::all_events(db.store.as_ref()).await;
@@ -190,7 +146,7 @@ async fn a_stored_version_1_history_decodes_projects_and_replays_as_it_did(db: &
     netia(db, &["projections", "rebuild"]);
     let expected = fixture("read_models.json");
     for (table, want) in expected.as_object().unwrap() {
-        let mut got = table_rows(db, table).await;
+        let mut got = common::rows::table_rows(db, table).await;
         let want = want.as_array().unwrap();
         assert_eq!(got.len(), want.len(), "{table}: row count");
         if table == "conversation_messages" {

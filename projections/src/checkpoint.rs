@@ -9,31 +9,49 @@ use crate::ProjectionError;
 pub struct Checkpoints;
 
 impl Checkpoints {
-    /// Creates the table, and drops the `tx_id` column that checkpoints carried before the log was
+    /// Creates the table; drops the `tx_id` column that checkpoints carried before the log was
     /// ordered by position alone (ADR 0016): a stored `(tx_id, position)` checkpoint means the
-    /// same place as `position` because appends are serialized, so the positions stand as they are.
+    /// same place as `position` because appends are serialized, so the positions stand as they are;
+    /// adds the `version` column (ADR 0019) to older tables, where every stored read model was
+    /// built by version 1 of its projection.
     pub async fn setup(conn: &mut AnyConnection) -> Result<(), ProjectionError> {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS projection_checkpoints (\
                 name TEXT PRIMARY KEY, \
                 position BIGINT NOT NULL, \
-                updated_at TEXT NOT NULL)",
+                updated_at TEXT NOT NULL, \
+                version BIGINT NOT NULL DEFAULT 1)",
         )
         .execute(&mut *conn)
         .await?;
-        let probe = if conn.backend_name().eq_ignore_ascii_case("sqlite") {
-            "SELECT COUNT(*) FROM pragma_table_info('projection_checkpoints', 'main') WHERE name = 'tx_id'"
-        } else {
-            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() \
-             AND table_name = 'projection_checkpoints' AND column_name = 'tx_id'"
-        };
-        let old: i64 = sqlx::query_scalar(probe).fetch_one(&mut *conn).await?;
-        if old > 0 {
+        if Self::has_column(conn, "tx_id").await? {
             sqlx::query("ALTER TABLE projection_checkpoints DROP COLUMN tx_id")
                 .execute(&mut *conn)
                 .await?;
         }
+        if !Self::has_column(conn, "version").await? {
+            // `IF NOT EXISTS` where the database has it: two nodes starting at once both add it.
+            let add = if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                "ALTER TABLE projection_checkpoints ADD COLUMN version BIGINT NOT NULL DEFAULT 1"
+            } else {
+                "ALTER TABLE projection_checkpoints ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 1"
+            };
+            sqlx::query(add).execute(&mut *conn).await?;
+        }
         Ok(())
+    }
+
+    /// Whether the table has `column` (a probe that cannot fail, so that it can run inside a
+    /// PostgreSQL transaction).
+    async fn has_column(conn: &mut AnyConnection, column: &str) -> Result<bool, ProjectionError> {
+        let probe = if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            "SELECT COUNT(*) FROM pragma_table_info('projection_checkpoints', 'main') WHERE name = $1"
+        } else {
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() \
+             AND table_name = 'projection_checkpoints' AND column_name = $1"
+        };
+        let found: i64 = sqlx::query_scalar(probe).bind(column).fetch_one(&mut *conn).await?;
+        Ok(found > 0)
     }
 
     /// The checkpoint of `name`, or the start of the log.
@@ -50,19 +68,44 @@ impl Checkpoints {
         Ok(position.map(Checkpoint::at))
     }
 
+    /// The checkpoint of `name` and the version of the projection that wrote its tables, if it has
+    /// a checkpoint.
+    pub async fn find_versioned(
+        conn: &mut AnyConnection,
+        name: &str,
+    ) -> Result<Option<(Checkpoint, i64)>, ProjectionError> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT position, version FROM projection_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(conn)
+                .await?;
+        Ok(row.map(|(position, version)| (Checkpoint::at(position), version)))
+    }
+
     /// Gives `name` the checkpoint `to` unless it has one (another writer got there first), and
     /// returns the one that stands.
     pub async fn init(conn: &mut AnyConnection, name: &str, to: Checkpoint) -> Result<Checkpoint, ProjectionError> {
+        Ok(Self::init_versioned(conn, name, to, 1).await?.0)
+    }
+
+    /// [`Self::init`] for a projection at `version`: returns the checkpoint and version that stand.
+    pub async fn init_versioned(
+        conn: &mut AnyConnection,
+        name: &str,
+        to: Checkpoint,
+        version: i64,
+    ) -> Result<(Checkpoint, i64), ProjectionError> {
         sqlx::query(
-            "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
+            "INSERT INTO projection_checkpoints (name, position, updated_at, version) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(to.position)
         .bind(netia_events::chain::format_time(chrono::Utc::now()))
+        .bind(version)
         .execute(&mut *conn)
         .await?;
-        Self::load(conn, name).await
+        Ok(Self::find_versioned(conn, name).await?.unwrap_or((to, version)))
     }
 
     /// Moves `name` from `from` to `to` if it still stands at `from`; call inside the transaction
@@ -113,13 +156,25 @@ impl Checkpoints {
 
     /// Sets `name` to `to` unconditionally (a rebuild swapping in its tables).
     pub async fn save(conn: &mut AnyConnection, name: &str, to: Checkpoint) -> Result<(), ProjectionError> {
+        Self::save_versioned(conn, name, to, 1).await
+    }
+
+    /// [`Self::save`] for tables built by version `version` of the projection.
+    pub async fn save_versioned(
+        conn: &mut AnyConnection,
+        name: &str,
+        to: Checkpoint,
+        version: i64,
+    ) -> Result<(), ProjectionError> {
         sqlx::query(
-            "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+            "INSERT INTO projection_checkpoints (name, position, updated_at, version) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at, \
+             version = excluded.version",
         )
         .bind(name)
         .bind(to.position)
         .bind(netia_events::chain::format_time(chrono::Utc::now()))
+        .bind(version)
         .execute(conn)
         .await?;
         Ok(())

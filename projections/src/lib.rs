@@ -57,6 +57,15 @@ pub trait Projection: Send + Sync + 'static {
     /// The tables it owns (created by `setup`), for rebuilds to swap in.
     fn tables(&self) -> &'static [&'static str];
 
+    /// The version of its tables and rules, stored with its checkpoint. Raise it when a change to
+    /// the projection makes the stored tables wrong (a new column, a changed rule): the server then
+    /// builds the new version in a shadow from the whole log while the old tables keep serving,
+    /// and swaps it in (ADR 0019). A server whose code is older than the stored version leaves
+    /// that projection alone.
+    fn version(&self) -> i64 {
+        1
+    }
+
     /// Creates its tables and indexes if they do not exist.
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError>;
 

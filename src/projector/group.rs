@@ -1,16 +1,22 @@
 //! Every projection of the server in one task: each batch of the log is read once and applied to all
 //! of them in one transaction, which moves all their checkpoints with one statement (four projectors
-//! took four reads and four transactions, each a few round trips). A projection that fails, or whose
-//! checkpoint moved under it (a rebuild swapped its tables in), leaves the group, catches up alone
-//! with backoff, and rejoins once it stands where the group does.
+//! took four reads and four transactions, each a few round trips). A projection that is behind — new,
+//! failed, or whose checkpoint moved under it (a rebuild swapped its tables in) — leaves the group
+//! and catches up alone in a background task (with backoff after failures), and rejoins once it
+//! stands where the group does: a lagging member never holds the others back. A projection whose
+//! code version is newer than its stored tables' is rebuilt in its shadow in the background while
+//! the old tables keep serving, then swapped in (ADR 0019).
 
+use std::cmp::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as MemoryOrdering};
 use std::time::Duration;
 
 use netia_events::{Checkpoint, RecordedEvent};
 use netia_projections::{Checkpoints, ProjectionError};
 use sqlx::{AnyConnection, AnyPool, Connection};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{FIRST_RETRY, LAST_RETRY, Projector, ProjectorError, begin_statement};
@@ -29,15 +35,49 @@ const PACE: Duration = Duration::from_millis(10);
 pub struct ProjectorGroup {
     store: Arc<dyn EventStore>,
     db: AnyPool,
+    /// The database's URL, for rebuilds in a shadow.
+    url: String,
     members: Vec<Member>,
+    /// Told when a member's background job ends, so that it rejoins (or catches up the rest)
+    /// without waiting for the next event.
+    job_ended: Arc<Notify>,
 }
 
 struct Member {
-    projector: Projector,
+    projector: Arc<Projector>,
     /// Its checkpoint, as this task last committed or read it.
     at: Checkpoint,
     /// While it fails: when to try it again, and the delays of the attempts after that.
     retry: Option<(Instant, Backoff)>,
+    /// Its stored tables' version against its code's.
+    tables: Tables,
+    /// The background task bringing it to the group, while one runs.
+    job: Option<Job>,
+}
+
+/// The version of a projection's stored tables, against the version of its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tables {
+    Current,
+    /// Built by an older version: rebuilt in the shadow, then swapped in.
+    Older,
+    /// Built by a newer version (a node with newer code ran): left alone.
+    Newer,
+}
+
+/// A background task bringing one member where the group is: a catch-up on its live tables, or a
+/// rebuild in its shadow. It ends with the member's checkpoint. Dropping it stops the task.
+struct Job {
+    handle: JoinHandle<Result<Checkpoint, ProjectorError>>,
+    rebuild: bool,
+    /// Set by the task as it ends (just before it returns its result).
+    done: Arc<AtomicBool>,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
 }
 
 /// Why a transaction of the group did not commit.
@@ -51,16 +91,25 @@ enum Refused {
 }
 
 impl ProjectorGroup {
-    pub fn new(store: Arc<dyn EventStore>, db: AnyPool, projectors: Vec<Projector>) -> Self {
+    /// The group of `projectors` over `store`, with read models in `db` (at `url`).
+    pub fn new(store: Arc<dyn EventStore>, db: AnyPool, url: &str, projectors: Vec<Projector>) -> Self {
         let members = projectors
             .into_iter()
             .map(|projector| Member {
-                projector,
+                projector: Arc::new(projector),
                 at: Checkpoint::START,
                 retry: None,
+                tables: Tables::Current,
+                job: None,
             })
             .collect();
-        Self { store, db, members }
+        Self {
+            store,
+            db,
+            url: url.to_owned(),
+            members,
+            job_ended: Arc::new(Notify::new()),
+        }
     }
 
     /// Creates the checkpoint table and every projection's tables.
@@ -86,7 +135,12 @@ impl ProjectorGroup {
                 _ = stop.wait_for(|s| *s) => return,
             };
             tracing::info!(projections = ?names, "projectors active");
-            match self.lead(lease, &mut stop).await {
+            let led = self.lead(lease, &mut stop).await;
+            // Another node may lead next: no background work goes on without the leases.
+            for member in &mut self.members {
+                member.job = None;
+            }
+            match led {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "projectors stopped; starting again");
@@ -112,8 +166,31 @@ impl ProjectorGroup {
         {
             let mut conn = self.db.acquire().await?;
             for member in &mut self.members {
-                member.at = Checkpoints::init(&mut conn, member.projector.name(), Checkpoint::START).await?;
+                let (name, version) = (member.projector.name(), member.projector.projection().version());
+                let (at, stored) = Checkpoints::init_versioned(&mut conn, name, Checkpoint::START, version).await?;
+                member.at = at;
                 member.retry = None;
+                member.tables = match stored.cmp(&version) {
+                    Ordering::Equal => Tables::Current,
+                    Ordering::Less => {
+                        tracing::info!(
+                            projection = name,
+                            stored,
+                            version,
+                            "read model built by an older version; rebuilding it in the shadow while the old tables serve"
+                        );
+                        Tables::Older
+                    }
+                    Ordering::Greater => {
+                        tracing::warn!(
+                            projection = name,
+                            stored,
+                            version,
+                            "read model built by a newer version of Netia; leaving it alone"
+                        );
+                        Tables::Newer
+                    }
+                };
             }
         }
         let mut at = self.store.head().await?;
@@ -124,7 +201,7 @@ impl ProjectorGroup {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
                 _ = tokio::time::sleep_until(next) => {}
             }
-            self.catch_up(lease.as_mut(), at).await?;
+            self.tend(at).await?;
             let retry_at = self
                 .members
                 .iter()
@@ -133,6 +210,7 @@ impl ProjectorGroup {
             let events = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
                 _ = sleep_until(retry_at) => continue,
+                () = self.job_ended.notified() => continue,
                 events = tailer.next_batch() => events?,
             };
             let Some(to) = events.last().map(RecordedEvent::checkpoint) else {
@@ -153,7 +231,7 @@ impl ProjectorGroup {
         events: &[RecordedEvent],
     ) -> Result<(), ProjectorError> {
         let mut in_step: Vec<usize> = (0..self.members.len())
-            .filter(|&i| self.members[i].at == from && self.members[i].retry.is_none())
+            .filter(|&i| self.members[i].in_step(from))
             .collect();
         while !in_step.is_empty() {
             match self.together(lease.as_deref_mut(), &in_step, from, to, events).await {
@@ -237,56 +315,106 @@ impl ProjectorGroup {
         tx.commit().await.map_err(connection)
     }
 
-    /// Brings every member that is not in step (and not waiting to retry) to `target` on its own,
-    /// writing over `lease` (fenced). A broken lease connection ends the leadership (`Err`).
-    async fn catch_up(
-        &mut self,
-        mut lease: Option<&mut AnyConnection>,
-        target: Checkpoint,
-    ) -> Result<(), ProjectorError> {
+    /// Collects the background jobs that ended, and starts one for every member that is not in
+    /// step with the group at `target` (and not waiting to retry): a catch-up to `target`, or a
+    /// rebuild in the shadow for tables of an older version.
+    async fn tend(&mut self, target: Checkpoint) -> Result<(), ProjectorError> {
         let now = Instant::now();
         for member in &mut self.members {
-            if member.at == target || member.retry.as_ref().is_some_and(|(when, _)| *when > now) {
+            if member
+                .job
+                .as_ref()
+                .is_some_and(|job| job.done.load(MemoryOrdering::Acquire) || job.handle.is_finished())
+            {
+                member.finish_job().await?;
+            }
+            if member.job.is_some()
+                || member.tables == Tables::Newer
+                || member.retry.as_ref().is_some_and(|(when, _)| *when > now)
+            {
                 continue;
             }
-            match member
-                .projector
-                .catch_up_to(lease.as_deref_mut(), member.at, target)
-                .await
-            {
-                Ok(at) => {
-                    member.at = at;
-                    member.retry = None;
+            let (projector, ended) = (member.projector.clone(), self.job_ended.clone());
+            let done = Arc::new(AtomicBool::new(false));
+            let end = {
+                let done = done.clone();
+                move || {
+                    done.store(true, MemoryOrdering::Release);
+                    ended.notify_one();
                 }
-                Err(e) if lease.is_some() && connection_lost(&e) => return Err(e),
-                Err(e) => {
-                    tracing::error!(projection = member.projector.name(), error = %e, "projection stalled; retrying");
-                    if let Ok(at) = member.projector.checkpoint().await {
-                        member.at = at;
-                    }
-                    member.failed();
-                }
+            };
+            if member.tables == Tables::Older {
+                let (store, url) = (self.store.clone(), self.url.clone());
+                member.job = Some(Job {
+                    handle: tokio::spawn(async move {
+                        let options = crate::rebuild::RebuildOptions::default();
+                        let projections = vec![projector.projection().clone()];
+                        let rebuilt = crate::rebuild::rebuild_all(store, &url, projections, &options).await;
+                        let result = match rebuilt {
+                            Ok(_) => projector.checkpoint().await,
+                            Err(e) => Err(e),
+                        };
+                        end();
+                        result
+                    }),
+                    rebuild: true,
+                    done,
+                });
+            } else if member.at < target {
+                let from = member.at;
+                member.job = Some(Job {
+                    handle: tokio::spawn(async move {
+                        let result = projector.catch_up_to(None, from, target).await;
+                        end();
+                        result
+                    }),
+                    rebuild: false,
+                    done,
+                });
             }
         }
         Ok(())
     }
 }
 
-/// Whether `e` is the connection's (it broke or closed) rather than a statement the database
-/// refused or a projection's own failure.
-fn connection_lost(e: &ProjectorError) -> bool {
-    let sql = match e {
-        ProjectorError::Database(e)
-        | ProjectorError::Apply {
-            source: ProjectionError::Database(e),
-            ..
-        } => e,
-        _ => return false,
-    };
-    !matches!(sql, sqlx::Error::Database(_))
-}
-
 impl Member {
+    /// Whether it takes the group's next batch, which follows `from`.
+    fn in_step(&self, from: Checkpoint) -> bool {
+        self.at == from && self.retry.is_none() && self.job.is_none() && self.tables == Tables::Current
+    }
+
+    /// Takes the result of its ended job: where it stands now, or a failure to retry later.
+    async fn finish_job(&mut self) -> Result<(), ProjectorError> {
+        let Some(mut job) = self.job.take() else { return Ok(()) };
+        let name = self.projector.name();
+        // Ended or about to: it returns right after saying so.
+        let result = match (&mut job.handle).await {
+            Ok(result) => result,
+            Err(e) => Err(ProjectorError::Job(name, e.to_string())),
+        };
+        match result {
+            Ok(at) => {
+                self.at = at;
+                self.retry = None;
+                self.projector.reached(at);
+                if job.rebuild {
+                    tracing::info!(
+                        projection = name,
+                        position = at.position,
+                        "rebuilt read model swapped in"
+                    );
+                    self.tables = Tables::Current;
+                }
+            }
+            Err(e) => {
+                tracing::error!(projection = name, error = %e, rebuild = job.rebuild, "projection stalled; retrying");
+                self.at = self.projector.checkpoint().await?;
+                self.failed();
+            }
+        }
+        Ok(())
+    }
+
     /// Waits before the next attempt: [`FIRST_RETRY`] after a first failure, then twice as long as
     /// before, up to [`LAST_RETRY`].
     fn failed(&mut self) {

@@ -34,6 +34,8 @@ pub enum ProjectorError {
     Moved(&'static str),
     #[error("the log ended before the other projections' position while catching up {0}")]
     LogEnds(&'static str),
+    #[error("the background task of {0} ended abnormally: {1}")]
+    Job(&'static str, String),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
     #[error(transparent)]
@@ -79,6 +81,11 @@ pub fn projections() -> Vec<Arc<dyn Projection>> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProjectionStatus {
     pub name: &'static str,
+    /// The version of this code's projection.
+    pub version: i64,
+    /// The version that built the stored tables (none before its first checkpoint). Lower than
+    /// `version` while a rebuild in the shadow runs.
+    pub stored_version: Option<i64>,
     pub checkpoint: Checkpoint,
     /// Events committed after the checkpoint.
     pub lag_events: i64,
@@ -92,11 +99,17 @@ pub async fn status(store: &Arc<dyn EventStore>, db: &AnyPool) -> Result<Vec<Pro
     for projection in projections() {
         let projector = Projector::new(store.clone(), db.clone(), projection);
         projector.setup().await?;
-        let checkpoint = projector.checkpoint().await?;
+        let stored = {
+            let mut conn = db.acquire().await?;
+            Checkpoints::find_versioned(&mut conn, projector.name()).await?
+        };
+        let checkpoint = stored.map_or(Checkpoint::START, |(at, _)| at);
         let (lag_events, oldest) = store.lag(checkpoint).await?;
         let lag_seconds = oldest.map_or(0.0, |t| (chrono::Utc::now() - t).as_seconds_f64().max(0.0));
         out.push(ProjectionStatus {
             name: projector.name(),
+            version: projector.projection().version(),
+            stored_version: stored.map(|(_, version)| version),
             checkpoint,
             lag_events,
             lag_seconds,

@@ -5,6 +5,7 @@ pub mod api;
 pub mod logs;
 pub mod nodes;
 pub mod proxy;
+pub mod rows;
 pub mod smtp;
 
 use std::sync::Arc;
