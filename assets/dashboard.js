@@ -276,6 +276,7 @@
 
   async function openConversation(id) {
     $("settings").hidden = true;
+    $("reports").hidden = true;
     $("conversation").hidden = false;
     $("history").hidden = true;
     $("messages").replaceChildren();
@@ -426,6 +427,151 @@
     $("reply").focus();
   });
 
+  // ----- reports -----
+
+  const SVG = "http://www.w3.org/2000/svg";
+  const percent = (rate) => (rate === null || rate === undefined ? "–" : `${Math.round(rate * 100)}%`);
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    if (seconds < 90) return `${Math.round(seconds)} s`;
+    if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+    return `${(seconds / 3600).toFixed(1)} h`;
+  }
+
+  // [label, value, note] → <div class=tile><dt>label</dt><dd>value</dd><dd>note</dd></div>
+  function tiles(list, entries) {
+    list.replaceChildren();
+    entries.forEach(([label, value, note]) => {
+      const tile = el("div", null, "tile");
+      tile.appendChild(el("dt", label));
+      tile.appendChild(el("dd", value));
+      if (note) tile.appendChild(el("dd", note, "muted"));
+      list.appendChild(tile);
+    });
+  }
+
+  // Stacked bars per day: resolved by the AI, handed to a person, the rest of the AI's conversations.
+  function aiChart(days) {
+    const svg = $("ai-chart");
+    const width = 600;
+    const height = 150;
+    svg.setAttribute("viewBox", `0 0 ${width} ${height + 18}`);
+    svg.replaceChildren();
+    const max = Math.max(1, ...days.map((d) => d.bot_involved));
+    const step = width / Math.max(days.length, 1);
+    const bar = Math.max(2, Math.min(40, step * 0.7));
+    const every = Math.ceil(days.length / 8);
+    days.forEach((d, i) => {
+      const x = i * step + (step - bar) / 2;
+      let top = height;
+      [
+        ["resolved", d.resolved_without_human, "resolved by the AI"],
+        ["handed", d.handed_off, "handed to a person"],
+        ["other", d.bot_involved - d.resolved_without_human - d.handed_off, "other"],
+      ].forEach(([kind, n, label]) => {
+        if (n <= 0) return;
+        const h = (n / max) * (height - 8);
+        top -= h;
+        const rect = document.createElementNS(SVG, "rect");
+        Object.entries({ x, y: top, width: bar, height: h, class: `bar ${kind}`, "data-day": d.day }).forEach(([k, v]) =>
+          rect.setAttribute(k, String(v)),
+        );
+        const title = document.createElementNS(SVG, "title");
+        title.textContent = `${d.day}: ${n} ${label}`;
+        rect.appendChild(title);
+        svg.appendChild(rect);
+      });
+      if (i % every === 0) {
+        const text = document.createElementNS(SVG, "text");
+        Object.entries({ x: x + bar / 2, y: height + 14, "text-anchor": "middle" }).forEach(([k, v]) =>
+          text.setAttribute(k, String(v)),
+        );
+        text.textContent = d.day.slice(5);
+        svg.appendChild(text);
+      }
+    });
+    const total = days.reduce((n, d) => n + d.bot_involved, 0);
+    $("ai-chart-caption").textContent = days.length
+      ? `AI conversations per day, ${days[0].day} to ${days[days.length - 1].day}: ${total} in all.`
+      : "No AI conversations in this range.";
+  }
+
+  function showAi(report) {
+    const r = report.rates;
+    tiles($("ai-tiles"), [
+      ["Conversations", String(report.conversations), `${report.bot_involved} with the AI`],
+      ["Resolved by the AI", percent(r.resolved_without_human), `${report.resolved_without_human} of ${report.bot_involved}, no person needed`],
+      ["Handed to a person", percent(r.handed_off), `${report.handed_off} of ${report.bot_involved}`],
+      ["Reopened within 7 days", percent(r.reopened_within_7_days), `${report.reopened_within_7_days} of ${report.closed} closed`],
+      ["First human reply after hand-off", duration(report.handoff_to_human_reply.median_seconds),
+        `median of ${report.handoff_to_human_reply.count}; average ${duration(report.handoff_to_human_reply.average_seconds)}`],
+      ["AI answers", String(report.bot_answers), `${report.fallbacks} fallback message${report.fallbacks === 1 ? "" : "s"}`],
+    ]);
+    const names = { agent_replied: "an agent replied", customer_asked: "the customer asked", model_handoff: "the AI chose to", model_failed: "the AI failed" };
+    const reasons = Object.entries(report.handoff_reasons).map(([k, n]) => `${names[k] || k}: ${n}`);
+    $("ai-reasons").textContent = `Why it was handed off — ${reasons.join(", ")}.`;
+    aiChart(report.days);
+    const body = $("ai-days").querySelector("tbody");
+    body.replaceChildren();
+    report.days.forEach((d) => {
+      const row = el("tr");
+      [d.day, d.conversations, d.bot_involved, d.resolved_without_human, d.handed_off].forEach((v) => row.appendChild(el("td", String(v))));
+      body.appendChild(row);
+    });
+  }
+
+  function showConversations(days) {
+    const sum = (f) => days.reduce((n, d) => n + f(d), 0);
+    const answered = sum((d) => d.first_response.count);
+    const waited = sum((d) => (d.first_response.average_seconds || 0) * d.first_response.count);
+    const resolved = sum((d) => d.resolution.count);
+    const took = sum((d) => (d.resolution.average_seconds || 0) * d.resolution.count);
+    tiles($("conv-tiles"), [
+      ["Opened", String(sum((d) => d.opened))],
+      ["Closed", String(sum((d) => d.closed))],
+      ["First response", duration(answered ? waited / answered : null), `average of ${answered}`],
+      ["Resolution", duration(resolved ? took / resolved : null), `average of ${resolved}`],
+    ]);
+  }
+
+  async function loadReports() {
+    const range = `from=${$("report-from").value}&to=${$("report-to").value}`;
+    $("report-status").textContent = "Loading…";
+    try {
+      const [ai, days] = await Promise.all([api("GET", `/api/reporting/ai?${range}`), api("GET", `/api/reporting?${range}`)]);
+      showAi(ai);
+      showConversations(days);
+      $("report-status").textContent = "";
+      document.body.dataset.reports = "loaded";
+    } catch (err) {
+      $("report-status").textContent = err.message;
+    }
+  }
+
+  async function openReports() {
+    $("conversation").hidden = true;
+    $("settings").hidden = true;
+    $("reports").hidden = false;
+    document.body.dataset.view = "reports";
+    if (!$("report-to").value) {
+      const today = new Date();
+      $("report-to").value = today.toISOString().slice(0, 10);
+      $("report-from").value = new Date(today.getTime() - 29 * 86400000).toISOString().slice(0, 10);
+    }
+    await loadReports();
+  }
+
+  $("open-reports").addEventListener("click", () => openReports().catch((e) => alert(e.message)));
+  $("close-reports").addEventListener("click", () => {
+    $("reports").hidden = true;
+    document.body.dataset.view = "inbox";
+    if (state.conversation) $("conversation").hidden = false;
+  });
+  $("report-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    loadReports();
+  });
+
   // ----- settings -----
 
   function snippet() {
@@ -435,6 +581,7 @@
 
   async function openSettings() {
     $("conversation").hidden = true;
+    $("reports").hidden = true;
     $("settings").hidden = false;
     document.body.dataset.view = "settings";
     const ctx = await api("GET", "/api/business_context").catch(() => null);

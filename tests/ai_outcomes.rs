@@ -5,130 +5,17 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration as StdDuration;
+use std::time::Duration;
 
-use chrono::{DateTime, Duration, Utc};
 use common::TestDb;
+use common::ai_history;
 use common::api::Api;
 use netia::command_bus::CommandBus;
 use netia::projector::read_model_pool;
-use netia_commands::{Conversation, ConversationCommand};
-use netia_events::conversation::{Author, HandoffReason, MessageFormat, Source};
-use netia_events::{AccountId, ConversationId, CustomerId, InboxId, MessageId, Metadata, UserId};
+use netia_events::AccountId;
 use netia_projections::{AiOutcomesProjection, Outcome};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-/// One conversation's history, step by step (seconds after it opened).
-enum Step {
-    Customer(i64),
-    Bot(i64),
-    Fallback(i64),
-    Agent(i64),
-    Handoff(i64, HandoffReason),
-    Close(i64),
-    Reopen(i64),
-}
-
-/// Writes a conversation opened at `opened` in `account` through the command bus.
-async fn conversation(bus: &CommandBus, account: AccountId, opened: DateTime<Utc>, steps: &[Step]) {
-    let id = ConversationId::new();
-    let customer_id = CustomerId::new();
-    let meta = Metadata::system("test");
-    let run = |cmd: ConversationCommand| {
-        let meta = meta.clone();
-        async move { bus.execute::<Conversation>(id, cmd, &meta).await.unwrap() }
-    };
-    let at = |s: i64| opened + Duration::seconds(s);
-    run(ConversationCommand::Create {
-        conversation_id: id,
-        account_id: account,
-        customer_id,
-        inbox_id: InboxId::new(),
-        source: Source::Chat,
-        subject: None,
-        at: opened,
-    })
-    .await;
-    let post = |author, s| ConversationCommand::PostMessage {
-        message_id: MessageId::new(),
-        author,
-        body: "words".into(),
-        format: MessageFormat::Text,
-        private: false,
-        client_message_id: None,
-        at: at(s),
-    };
-    let mut trigger = None;
-    for step in steps {
-        match step {
-            Step::Customer(s) => {
-                let written = run(post(Author::Customer { customer_id }, *s)).await;
-                trigger = Some(written.events[0].event_id);
-            }
-            Step::Bot(s) | Step::Fallback(s) => {
-                let written = run(ConversationCommand::PostBotReply {
-                    message_id: MessageId::new(),
-                    body: "bot".into(),
-                    trigger_event_id: trigger.take().expect("a customer message to answer"),
-                    reply_to: None,
-                    fallback: matches!(step, Step::Fallback(_)),
-                    at: at(*s),
-                })
-                .await;
-                assert_eq!(written.events.len(), 1, "the bot reply was refused");
-            }
-            Step::Agent(s) => {
-                run(post(Author::Agent { user_id: UserId::new() }, *s)).await;
-            }
-            Step::Handoff(s, reason) => {
-                run(ConversationCommand::HandToHuman {
-                    reason: *reason,
-                    at: at(*s),
-                })
-                .await;
-            }
-            Step::Close(s) => {
-                run(ConversationCommand::Close { at: at(*s) }).await;
-            }
-            Step::Reopen(s) => {
-                run(ConversationCommand::Reopen { at: at(*s) }).await;
-            }
-        }
-    }
-}
-
-/// The histories of the module documentation's example, and what they come to (computed by hand).
-async fn write_histories(bus: &CommandBus, account: AccountId) {
-    use Step::*;
-    let day1: DateTime<Utc> = "2026-04-01T09:00:00Z".parse().unwrap();
-    let day2: DateTime<Utc> = "2026-04-02T15:30:00Z".parse().unwrap();
-    // Day 1. Resolved by the bot alone.
-    conversation(bus, account, day1, &[Customer(1), Bot(3), Close(60)]).await;
-    // The customer asked for a person at 2 s; an agent answered 60 s later.
-    let asked = [Customer(1), Handoff(2, HandoffReason::CustomerAsked), Agent(62)];
-    conversation(bus, account, day1, &asked).await;
-    // The model failed on the second message (fallback at 10 s); an agent answered 30 s later.
-    let failed = [Customer(1), Bot(2), Customer(8), Fallback(10), Agent(40)];
-    conversation(bus, account, day1, &failed).await;
-    // No bot at all.
-    conversation(bus, account, day1, &[Customer(1), Agent(5)]).await;
-    // Day 2. An agent stepped in after the bot answered.
-    conversation(bus, account, day2, &[Customer(1), Bot(2), Agent(30)]).await;
-    // Resolved by the bot, reopened a day later, closed again.
-    let reopened = [Customer(1), Bot(2), Close(10), Reopen(86_400), Close(86_500)];
-    conversation(bus, account, day2, &reopened).await;
-    // The model handed over at 5 s; an agent answered 120 s later.
-    let model = [
-        Customer(1),
-        Bot(2),
-        Customer(4),
-        Handoff(5, HandoffReason::Model),
-        Agent(125),
-    ];
-    conversation(bus, account, day2, &model).await;
-}
 
 fn expected(from: &str, to: &str) -> Value {
     json!({
@@ -150,21 +37,6 @@ fn expected(from: &str, to: &str) -> Value {
     })
 }
 
-fn netia(db: &TestDb, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_netia"))
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "netia {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 async fn outcomes(db: &TestDb, account: AccountId) -> Vec<Outcome> {
     let pool = read_model_pool(&db.url, 2).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
@@ -176,13 +48,13 @@ async fn reports_hand_computed_outcomes_and_rebuilds_to_the_same_rows(db: &TestD
     let admin = api.register("owner@bikes.example").await;
     let account: AccountId = admin.account_id.parse().unwrap();
     let bus = CommandBus::new(db.store.clone());
-    write_histories(&bus, account).await;
+    ai_history::write_histories(&bus, account).await;
     // Another account's conversations on the same days never count.
-    conversation(
+    ai_history::conversation(
         &bus,
         AccountId::new(),
         "2026-04-01T10:00:00Z".parse().unwrap(),
-        &[Step::Customer(1), Step::Bot(2)],
+        &[ai_history::Step::Customer(1), ai_history::Step::Bot(2)],
     )
     .await;
 
@@ -195,7 +67,7 @@ async fn reports_hand_computed_outcomes_and_rebuilds_to_the_same_rows(db: &TestD
         if report == expected("2026-03-31", "2026-04-02") {
             break;
         }
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(report, expected("2026-03-31", "2026-04-02"));
 
@@ -217,42 +89,36 @@ async fn reports_hand_computed_outcomes_and_rebuilds_to_the_same_rows(db: &TestD
 
     // The command line gives the same report.
     let account_arg = admin.account_id.as_str();
-    let printed = netia(
-        db,
-        &[
-            "report",
-            "ai",
-            "--account",
-            account_arg,
-            "--from",
-            "2026-03-31",
-            "--to",
-            "2026-04-02",
-            "--json",
-        ],
-    );
+    let printed = db.netia(&[
+        "report",
+        "ai",
+        "--account",
+        account_arg,
+        "--from",
+        "2026-03-31",
+        "--to",
+        "2026-04-02",
+        "--json",
+    ]);
     let printed: Value = serde_json::from_str(&printed).unwrap();
     assert_eq!(printed[0]["report"], expected("2026-03-31", "2026-04-02"));
-    let text = netia(
-        db,
-        &[
-            "report",
-            "ai",
-            "--account",
-            account_arg,
-            "--from",
-            "2026-04-01",
-            "--to",
-            "2026-04-02",
-        ],
-    );
+    let text = db.netia(&[
+        "report",
+        "ai",
+        "--account",
+        account_arg,
+        "--from",
+        "2026-04-01",
+        "--to",
+        "2026-04-02",
+    ]);
     assert!(text.contains("resolved without a human 2 (33.3%)"), "{text}");
     assert!(text.contains("average 70 s, median 60 s"), "{text}");
 
     // Rebuilt from the log while the server runs: the same rows.
     let live = outcomes(db, account).await;
     assert_eq!(live.len(), 7);
-    let rebuilt = netia(db, &["projections", "rebuild", "ai_outcomes"]);
+    let rebuilt = db.netia(&["projections", "rebuild", "ai_outcomes"]);
     assert!(rebuilt.contains("swapped in"), "{rebuilt}");
     assert_eq!(outcomes(db, account).await, live);
     let (_, again) = api.get(path, &admin.token).await;

@@ -7,7 +7,7 @@ mod common;
 
 use common::TestDb;
 use common::api::Api;
-use common::nodes::browser_script;
+use common::nodes::{browser_script, browser_script_as};
 
 async fn in_a_browser(db: &TestDb, script: &str) {
     let api = Api::start(db).await;
@@ -50,5 +50,17 @@ async fn sqlite_the_widget_shows_the_ai_typing_and_its_answer() {
     let base = format!("{}/v1", model.uri());
     let api = Api::start_with(&db, &[("LLM_BASE_URL", &base)]).await;
     browser_script(&api, "ai_browser.mjs").await;
+    db.cleanup().await;
+}
+
+/// The Reports page shows the AI outcomes of a known history (`tests/js/reports_browser.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_the_reports_page_shows_ai_outcomes() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let api = Api::start(&db).await;
+    let admin = api.register("agent@example.com").await;
+    let bus = netia::command_bus::CommandBus::new(db.store.clone());
+    common::ai_history::write_histories(&bus, admin.account_id.parse().unwrap()).await;
+    browser_script_as(&api, &admin, "reports_browser.mjs").await;
     db.cleanup().await;
 }

@@ -11,67 +11,23 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::TestDb;
+use common::ai_history;
 use common::api::Api;
 use common::rows::table_rows;
 use netia::command_bus::CommandBus;
 use netia::projector::{ProjectionStatus, read_model_pool, status};
-use netia_commands::{Conversation, ConversationCommand};
-use netia_events::conversation::{Author, MessageFormat, Source};
-use netia_events::{AccountId, ConversationId, CustomerId, InboxId, MessageId, Metadata, UserId};
+use netia_events::AccountId;
 use serde_json::{Map, Value};
 
 /// Writes `n` conversations of `account`, each with a customer message, an agent reply and a close.
 async fn history(bus: &CommandBus, account: AccountId, n: usize) {
-    let meta = Metadata::system("test");
+    use ai_history::Step::{Agent, Close, Customer};
     for _ in 0..n {
-        let id = ConversationId::new();
-        let customer_id = CustomerId::new();
-        let at = chrono::Utc::now();
-        let post = |author| ConversationCommand::PostMessage {
-            message_id: MessageId::new(),
-            author,
-            body: "hello".into(),
-            format: MessageFormat::Text,
-            private: false,
-            client_message_id: None,
-            at,
-        };
-        for command in [
-            ConversationCommand::Create {
-                conversation_id: id,
-                account_id: account,
-                customer_id,
-                inbox_id: InboxId::new(),
-                source: Source::Chat,
-                subject: None,
-                at,
-            },
-            post(Author::Customer { customer_id }),
-            post(Author::Agent { user_id: UserId::new() }),
-            ConversationCommand::Close { at },
-        ] {
-            bus.execute::<Conversation>(id, command, &meta).await.unwrap();
-        }
+        ai_history::conversation(bus, account, chrono::Utc::now(), &[Customer(1), Agent(2), Close(3)]).await;
     }
-}
-
-fn netia(db: &TestDb, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_netia"))
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "netia {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 async fn sql(db: &TestDb, statement: &str) {
@@ -102,7 +58,7 @@ async fn stale_new_and_newer_projections_settle_while_the_others_follow_the_log(
     let bus = CommandBus::new(db.store.clone());
     let account = AccountId::new();
     history(&bus, account, 40).await;
-    netia(db, &["projections", "rebuild"]);
+    db.netia(&["projections", "rebuild"]);
     let customer_at = projection(db, "customer").await.checkpoint;
     // reporting: built by "version 0", whose tables lack what version 1 writes.
     sql(
@@ -153,14 +109,14 @@ async fn stale_new_and_newer_projections_settle_while_the_others_follow_the_log(
     // What the server built in the background equals a fresh rebuild of the whole log.
     let built = (sorted(db, "reporting_daily").await, sorted(db, "ai_outcomes").await);
     assert!(!built.0.is_empty());
-    netia(db, &["projections", "rebuild", "reporting", "ai_outcomes"]);
+    db.netia(&["projections", "rebuild", "reporting", "ai_outcomes"]);
     assert_eq!(
         (sorted(db, "reporting_daily").await, sorted(db, "ai_outcomes").await),
         built
     );
 
     // `projections status` shows each projection's version.
-    let printed: Value = serde_json::from_str(&netia(db, &["projections", "status", "--json"])).unwrap();
+    let printed: Value = serde_json::from_str(&db.netia(&["projections", "status", "--json"])).unwrap();
     let customer = printed
         .as_array()
         .unwrap()

@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use common::{Raw, TestDb};
 use netia_events::conversation::{ConversationEvent, MessageFormat};
@@ -77,21 +76,6 @@ async fn load_stored_history(db: &TestDb) -> Vec<Value> {
     rows
 }
 
-fn netia(db: &TestDb, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_netia"))
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "netia {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 async fn a_stored_version_1_history_decodes_projects_and_replays_as_it_did(db: &TestDb) {
     let rows = load_stored_history(db).await;
     let events: Vec<RecordedEvent> = common::all_events(db.store.as_ref()).await;
@@ -143,7 +127,7 @@ async fn a_stored_version_1_history_decodes_projects_and_replays_as_it_did(db: &
 
     // Projection: every read-model row the version-1 code made, column for column; messages
     // gained `format`, which is `text` for all of them.
-    netia(db, &["projections", "rebuild"]);
+    db.netia(&["projections", "rebuild"]);
     let expected = fixture("read_models.json");
     for (table, want) in expected.as_object().unwrap() {
         let mut got = common::rows::table_rows(db, table).await;
@@ -165,17 +149,14 @@ async fn a_stored_version_1_history_decodes_projects_and_replays_as_it_did(db: &
     // Replay: each conversation's history and state, as `netia replay` printed them.
     let replays = fixture("replays.json");
     for (id, want) in replays.as_object().unwrap() {
-        let printed = netia(
-            db,
-            &[
-                "replay",
-                "conversation",
-                id,
-                "--json",
-                "--as-of",
-                "2030-01-01T00:00:00Z",
-            ],
-        );
+        let printed = db.netia(&[
+            "replay",
+            "conversation",
+            id,
+            "--json",
+            "--as-of",
+            "2030-01-01T00:00:00Z",
+        ]);
         let got: Value = serde_json::from_str(&printed).unwrap();
         assert_eq!(&got, want, "replay of {id}");
     }

@@ -1,6 +1,7 @@
 //! Test harness: a fresh PostgreSQL database or SQLite file per test.
 #![allow(dead_code)]
 
+pub mod ai_history;
 pub mod api;
 pub mod logs;
 pub mod nodes;
@@ -206,4 +207,23 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+impl TestDb {
+    /// Runs `netia ARGS…` (this build's binary) on this database and returns what it printed; it
+    /// must succeed.
+    pub fn netia(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+            .args(args)
+            .env("DATABASE_URL", &self.url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("netia runs");
+        assert!(
+            out.status.success(),
+            "netia {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("netia prints UTF-8")
+    }
 }

@@ -90,11 +90,17 @@ pub fn chromium() -> String {
 /// Runs `script` (in `tests/js`) with headless Chromium against `api`, as a new agent of a new
 /// account; it must print "all checks passed".
 pub async fn browser_script(api: &Api, script: &str) {
-    let chromium = chromium();
     let admin = api.register("agent@example.com").await;
     if script == "ai_browser.mjs" {
         api.enable_ai(&admin.token).await;
     }
+    browser_script_as(api, &admin, script).await;
+}
+
+/// [`browser_script`] as `admin`, an admin registered as `agent@example.com` (the script signs in
+/// with that email and the test password).
+pub async fn browser_script_as(api: &Api, admin: &super::api::Session, script: &str) {
+    let chromium = chromium();
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
     let screenshots = screenshots.to_string_lossy().into_owned();
