@@ -1,16 +1,18 @@
 //! Read-model throughput: rebuild speed per projection, of all of them in one pass (what
-//! `netia projections rebuild` does), and live lag of the inbox under steady load.
+//! `netia projections rebuild` does), live lag of the inbox under steady load, and that lag while a
+//! new read model builds from the whole log in the background (part `added`).
 //!
 //! `cargo bench --bench projections` (PostgreSQL at NETIA_BENCH_DATABASE_URL, default
 //! postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
 //! NETIA_BENCH_EVENTS sets the history size (default 100000, over one conversation per 100 events);
-//! NETIA_BENCH_ONLY (comma-separated: projection names, `all`, `postgres`, `sqlite`, `lag`) runs a subset.
+//! NETIA_BENCH_ONLY (comma-separated: projection names, `all`, `postgres`, `sqlite`, `lag`, `added`) runs a subset.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use netia::projector::group::ProjectorGroup;
 use netia::projector::{Projector, projections, read_model_pool};
 use netia::rebuild::{RebuildOptions, RebuildOutcome, rebuild, rebuild_all};
 use netia::store::{EventStore, PgStore, SqliteStore};
@@ -69,7 +71,10 @@ async fn run(name: &str, store: Arc<dyn EventStore>, url: &str, events: usize) {
         );
     }
     if selected("lag") {
-        live_lag(name, store, url).await;
+        live_lag(name, store.clone(), url).await;
+    }
+    if selected("added") {
+        group_lag(name, store, url).await;
     }
 }
 
@@ -85,8 +90,8 @@ fn selected(part: &str) -> bool {
     !names_any || names.contains(&part)
 }
 
-/// Appends customer messages at 1,000 events/s for 10 s while the inbox projector runs; prints how
-/// long each event took to reach the inbox.
+/// Appends customer messages at 1,000 events/s for 10 s while the inbox projector runs alone; prints
+/// how long each event took to reach the inbox.
 async fn live_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
     let pool = read_model_pool(url, 4).await.unwrap();
     let projector = Projector::new(store.clone(), pool.clone(), Arc::new(InboxProjection)).with_batch(500);
@@ -94,7 +99,74 @@ async fn live_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
     projector.catch_up().await.unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(projector.run(stopped));
+    let lags = under_load(&store, &pool).await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    print_lags(name, "inbox alone", &lags);
+}
 
+/// The server's projector group (every read model) under the same load, twice: with every read
+/// model at the head (the baseline), then with `ai_outcomes` new to the server (its checkpoint and
+/// table gone), so that it builds from the whole log in the background meanwhile (ADR 0019). Prints
+/// the inbox's lag in both and when `ai_outcomes` reached the log's head.
+async fn group_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
+    let pool = read_model_pool(url, 8).await.unwrap();
+    let group = || {
+        let members = projections()
+            .into_iter()
+            .map(|projection| Projector::new(store.clone(), pool.clone(), projection))
+            .collect();
+        ProjectorGroup::new(store.clone(), pool.clone(), url, members)
+    };
+    group().setup().await.unwrap();
+    let log = store.head().await.unwrap();
+    for adding in [false, true] {
+        // Every read model at the head first (a full rebuild on the first round).
+        rebuild_all(store.clone(), url, projections(), &RebuildOptions::default())
+            .await
+            .unwrap();
+        if adding {
+            sqlx::query("DELETE FROM projection_checkpoints WHERE name = 'ai_outcomes'")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("DROP TABLE ai_outcomes").execute(&pool).await.unwrap();
+        }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let started = Instant::now();
+        let running = tokio::spawn(group().run(stopped));
+        let lags = under_load(&store, &pool).await;
+        let head = store.head().await.unwrap();
+        let built = loop {
+            let mut conn = pool.acquire().await.unwrap();
+            if Checkpoints::load(&mut conn, "ai_outcomes").await.unwrap() >= head {
+                break started.elapsed();
+            }
+            drop(conn);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        if adding {
+            print_lags(
+                name,
+                &format!("group, ai_outcomes building from {} events", log.position),
+                &lags,
+            );
+            println!(
+                "{name:<9} ai_outcomes added to a running group reached the head after {:.1} s ({:.0} events/s with the load)",
+                built.as_secs_f64(),
+                head.position as f64 / built.as_secs_f64()
+            );
+        } else {
+            print_lags(name, "group, all at the head (baseline)", &lags);
+        }
+    }
+}
+
+/// Appends customer messages to 100 new conversations at 1,000 events/s for 10 s; returns how long
+/// each took to reach the inbox (its checkpoint polled every 0.5 ms).
+async fn under_load(store: &Arc<dyn EventStore>, pool: &sqlx::AnyPool) -> Vec<Duration> {
     let account_id = AccountId::new();
     let mut streams = Vec::new();
     for _ in 0..100 {
@@ -162,20 +234,24 @@ async fn live_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
         }
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
-    let rate = 10_000.0 / started.elapsed().as_secs_f64();
     writer.await.unwrap();
-    stop.send(true).unwrap();
-    running.await.unwrap();
+    lags
+}
+
+fn print_lags(name: &str, what: &str, lags: &[Duration]) {
+    let mut lags = lags.to_vec();
     lags.sort();
     let pct = |p: f64| {
         lags.get(((lags.len() as f64 * p) as usize).min(lags.len().saturating_sub(1)))
             .copied()
             .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3
     };
     println!(
-        "{name:<9} inbox live lag at {rate:.0} appends/s: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} events)",
-        pct(0.50).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3,
+        "{name:<9} inbox lag at 1,000 appends/s, {what}: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} events)",
+        pct(0.50),
+        pct(0.99),
         lags.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         lags.len()
     );

@@ -7,11 +7,13 @@ use netia_commands::Conversation;
 use netia_commands::conversation::Status;
 use netia_events::chain::BrokenLink;
 use netia_events::conversation::{ConversationEvent, Priority};
-use netia_events::{ConversationId, DomainEvent, EventError, StreamRef, UserId};
+use netia_events::{ConversationId, DomainEvent, EventError, RecordedEvent, StreamRef, UserId};
 use netia_projections::{HistoryEntry, history};
 use serde::Serialize;
 
 use crate::store::{EventStore, StoreError, StreamBound};
+
+pub mod anchor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -123,6 +125,15 @@ pub struct Verification {
 
 /// Checks the chain of `only` (one stream) or of every stream in the log.
 pub async fn verify(store: &dyn EventStore, only: Option<StreamRef>) -> Result<Verification, StoreError> {
+    verify_visiting(store, only, |_, _| {}).await
+}
+
+/// [`verify`], showing each stream's events (in version order) to `visit` as it goes.
+pub(crate) async fn verify_visiting(
+    store: &dyn EventStore,
+    only: Option<StreamRef>,
+    mut visit: impl FnMut(&StreamRef, &[RecordedEvent]),
+) -> Result<Verification, StoreError> {
     let streams = match only {
         Some(stream) => vec![stream],
         None => store.streams().await?,
@@ -135,8 +146,9 @@ pub async fn verify(store: &dyn EventStore, only: Option<StreamRef>) -> Result<V
         if let Some(broken) = netia_events::chain::first_broken_link(
             events.iter().map(|e| (crate::store::chain_input(e), e.hash.as_slice())),
         ) {
-            report.broken.push((stream, broken));
+            report.broken.push((stream.clone(), broken));
         }
+        visit(&stream, &events);
     }
     Ok(report)
 }

@@ -159,11 +159,23 @@ pub enum AuditAction {
     /// Verify every stream's hash chain (or one stream's); exit status 1 if any link is broken.
     Verify {
         /// Only this stream, as TYPE:ID (e.g. conversation:0193…).
-        #[arg(long, value_parser = parse_stream)]
+        #[arg(long, value_parser = parse_stream, conflicts_with = "anchor")]
         stream: Option<StreamRef>,
+        /// Also check the log against every anchor in this file (written by `audit anchor`): each
+        /// anchor's Merkle root matches its heads, and every anchored head is still in the log
+        /// with the same link.
+        #[arg(long)]
+        anchor: Option<std::path::PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Verify every chain, then record the head of every stream and their Merkle root (JSON, one
+    /// line): appended to FILE, or printed. Keep it where the database's owner cannot write.
+    Anchor {
+        /// Append the anchor to this file (created if missing) instead of printing it.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
     },
 }
 

@@ -204,28 +204,38 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit {
-            action: AuditAction::Verify { stream, json },
+            action: AuditAction::Verify { stream, anchor, json },
+        } => audit_verify(&settings, stream, anchor, json).await,
+        Command::Audit {
+            action: AuditAction::Anchor { file },
         } => {
             let store = open_store(&settings, settings.migrate).await?;
-            let report = audit::verify(store.as_ref(), stream).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                for (stream, link) in &report.broken {
-                    println!("BROKEN {stream} at version {}: {}", link.version, link.reason);
+            let anchor = match audit::anchor::anchor(store.as_ref()).await? {
+                Ok(anchor) => anchor,
+                Err(report) => {
+                    for (stream, link) in &report.broken {
+                        println!("BROKEN {stream} at version {}: {}", link.version, link.reason);
+                    }
+                    anyhow::bail!(
+                        "{} stream(s) failed verification; nothing anchored",
+                        report.broken.len()
+                    )
                 }
-                println!(
-                    "{} streams, {} events checked; {} broken",
-                    report.streams,
-                    report.events,
-                    report.broken.len()
-                );
+            };
+            match file {
+                Some(path) => {
+                    audit::anchor::append(&path, &anchor)?;
+                    println!(
+                        "anchored {} streams at log position {}: Merkle root {} (appended to {})",
+                        anchor.streams,
+                        anchor.log_position,
+                        anchor.merkle_root,
+                        path.display()
+                    );
+                }
+                None => println!("{}", serde_json::to_string(&anchor)?),
             }
-            if report.broken.is_empty() {
-                Ok(())
-            } else {
-                anyhow::bail!("{} stream(s) failed verification", report.broken.len())
-            }
+            Ok(())
         }
     }
 }
@@ -410,4 +420,62 @@ async fn report_ai(
         println!("no conversations opened from {from} to {to}");
     }
     Ok(())
+}
+
+/// `netia audit verify [--stream S] [--anchor FILE] [--json]`: exit 1 if any link or anchor is broken.
+async fn audit_verify(
+    settings: &Settings,
+    stream: Option<netia_events::StreamRef>,
+    anchor: Option<std::path::PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = open_store(settings, settings.migrate).await?;
+    let (report, anchors) = match anchor {
+        Some(path) => {
+            let anchors = audit::anchor::read(&path)?;
+            let (report, check) = audit::anchor::verify(store.as_ref(), &anchors).await?;
+            (report, Some(check))
+        }
+        None => (audit::verify(store.as_ref(), stream).await?, None),
+    };
+    if json {
+        let out = serde_json::json!({
+            "streams": report.streams, "events": report.events, "broken": report.broken, "anchors": anchors,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (stream, link) in &report.broken {
+            println!("BROKEN {stream} at version {}: {}", link.version, link.reason);
+        }
+        println!(
+            "{} streams, {} events checked; {} broken",
+            report.streams,
+            report.events,
+            report.broken.len()
+        );
+        if let Some(check) = &anchors {
+            for b in &check.broken {
+                let place = match (&b.stream, b.version) {
+                    (Some(stream), Some(version)) => format!("{stream} at version {version}"),
+                    _ => "the anchor itself".to_owned(),
+                };
+                println!("ANCHOR {} BROKEN {place}: {}", b.anchored_at, b.reason);
+            }
+            println!(
+                "{} anchors, {} anchored heads checked; {} broken",
+                check.anchors,
+                check.heads,
+                check.broken.len()
+            );
+        }
+    }
+    let anchor_breaks = anchors.as_ref().map_or(0, |c| c.broken.len());
+    if report.broken.is_empty() && anchor_breaks == 0 {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} stream(s) and {anchor_breaks} anchored head(s) failed verification",
+            report.broken.len()
+        )
+    }
 }
