@@ -131,6 +131,8 @@ async fn group_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
                 .await
                 .unwrap();
             sqlx::query("DROP TABLE ai_outcomes").execute(&pool).await.unwrap();
+            // As a server starting with a new projection does: its tables exist before it runs.
+            group().setup().await.unwrap();
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let started = Instant::now();
@@ -143,6 +145,10 @@ async fn group_lag(name: &str, store: Arc<dyn EventStore>, url: &str) {
                 break started.elapsed();
             }
             drop(conn);
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "ai_outcomes did not reach the head in 5 minutes"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         stop.send(true).unwrap();
