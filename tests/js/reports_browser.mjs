@@ -2,7 +2,8 @@
 // tests/common/ai_history.rs (2026-04-01 and 2026-04-02) opens Reports; the default range (the last
 // 30 days) is empty and says so; the two days show the hand-computed AI outcomes as tiles, hand-off
 // reasons, a stacked bar chart and a table, and the conversation figures beside them; a wide phone
-// screen keeps the page inside its width. Run by tests/browser.rs; screenshots go to SCREENSHOTS.
+// screen keeps the page inside its width; the dashboard and the widget follow the system's dark mode.
+// Run by tests/browser.rs; screenshots go to SCREENSHOTS.
 import { chromium } from "playwright-core";
 import { check, deadline } from "./check.mjs";
 
@@ -74,5 +75,21 @@ check("on a phone the page stays within its width", overflow.by <= 0, overflow);
 if (screenshots) await page.screenshot({ path: `${screenshots}/reports-phone.png`, fullPage: true });
 
 check("no script errors", errors.length === 0, errors);
+
+// Dark mode follows the system setting, in the dashboard and in the widget; light stays light.
+const background = async (scheme, path) => {
+  const ctx = await browser.newContext({ colorScheme: scheme });
+  const p = await ctx.newPage();
+  await p.goto(`${netia}${path}`);
+  const bg = await p.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  if (screenshots) await p.screenshot({ path: `${screenshots}/${scheme}-${path.slice(1, 5) || "dashboard"}.png` });
+  await ctx.close();
+  return bg;
+};
+const chat = `/chat?accountId=${process.env.ACCOUNT_ID}`;
+check("the dashboard is dark in dark mode", (await background("dark", "/")) === "rgb(11, 17, 32)");
+check("the dashboard is light in light mode", (await background("light", "/")) === "rgb(249, 250, 251)");
+check("the widget is dark in dark mode", (await background("dark", chat)) === "rgb(17, 24, 39)");
+check("the widget is light in light mode", (await background("light", chat)) === "rgb(255, 255, 255)");
 await browser.close();
 console.log("all checks passed");
