@@ -58,6 +58,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/canned_responses/{id}"),
     ("get", "/api/tags"),
     ("get", "/api/reporting"),
+    ("get", "/api/reporting/ai"),
     ("get", "/api/identity_verification"),
     ("put", "/api/identity_verification"),
     ("post", "/api/identity_verification/secret"),
