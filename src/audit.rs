@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::store::{EventStore, StoreError, StreamBound};
 
 pub mod anchor;
+pub mod rekey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -143,9 +144,10 @@ pub(crate) async fn verify_visiting(
         let events = store.read_stream(&stream, StreamBound::All).await?;
         report.streams += 1;
         report.events += events.len();
-        if let Some(broken) = netia_events::chain::first_broken_link(
-            events.iter().map(|e| (crate::store::chain_input(e), e.hash.as_slice())),
-        ) {
+        if let Some(broken) = store
+            .chain()
+            .first_broken_link(events.iter().map(|e| (crate::store::chain_input(e), e.hash.as_slice())))
+        {
             report.broken.push((stream.clone(), broken));
         }
         visit(&stream, &events);

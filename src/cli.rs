@@ -177,6 +177,14 @@ pub enum AuditAction {
         #[arg(long)]
         file: Option<std::path::PathBuf>,
     },
+    /// Relink every stream with HMAC-SHA256 under AUDIT_KEY, once, with every node stopped: from
+    /// plain SHA-256, or from AUDIT_KEY_PREVIOUS when rotating. Checks every old link first; a log
+    /// that does not verify is left as it was. As the events table's owner (DATABASE_MIGRATE_URL).
+    Rekey {
+        /// Append an anchor of the old chain before, and one of the new chain after, to this file.
+        #[arg(long)]
+        anchor: Option<std::path::PathBuf>,
+    },
 }
 
 fn parse_stream(s: &str) -> Result<StreamRef, String> {

@@ -207,6 +207,18 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             action: AuditAction::Verify { stream, anchor, json },
         } => audit_verify(&settings, stream, anchor, json).await,
         Command::Audit {
+            action: AuditAction::Rekey { anchor },
+        } => {
+            match audit::rekey::rekey(&settings, anchor.as_deref()).await? {
+                Some(r) => println!(
+                    "relinked {} events in {} streams: {} -> {}",
+                    r.events, r.streams, r.from, r.to
+                ),
+                None => println!("the log is already linked with AUDIT_KEY; nothing to do"),
+            }
+            Ok(())
+        }
+        Command::Audit {
             action: AuditAction::Anchor { file },
         } => {
             let store = open_store(&settings, settings.migrate).await?;
@@ -467,6 +479,12 @@ async fn audit_verify(
                 check.heads,
                 check.broken.len()
             );
+            if check.other_chain > 0 {
+                println!(
+                    "{} anchor(s) of the chain before a rekey: roots checked, heads not compared",
+                    check.other_chain
+                );
+            }
         }
     }
     let anchor_breaks = anchors.as_ref().map_or(0, |c| c.broken.len());

@@ -62,6 +62,8 @@ pub struct Settings {
     /// The key that seals secrets at rest (`NETIA_SECRET_KEY`, base64 of 32 bytes); see
     /// [`crate::secrets`] for what happens without it.
     pub secret_key: Option<SecretString>,
+    /// `AUDIT_KEY`, `AUDIT_KEY_PREVIOUS`, `DATABASE_MIGRATE_URL`.
+    pub audit: AuditSettings,
     /// Where `/metrics` is also served, without a token, for a scraper on a private network
     /// (`METRICS_ADDR`, `host:port`).
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -138,6 +140,7 @@ impl Settings {
                 "must be a whole number from 1 to 1000",
             ));
         }
+        let audit = audit::audit_settings(&get, &database_url)?;
         let migrate = flag("NETIA_MIGRATE", get("NETIA_MIGRATE"), true)?;
         let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("text" | "") => LogFormat::Text,
@@ -355,6 +358,7 @@ impl Settings {
             metrics_token,
             metrics_addr,
             secret_key,
+            audit,
             amqp_url,
             amqp_prefix,
             retry,
@@ -441,8 +445,10 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
+mod audit;
 mod effects;
 #[cfg(test)]
 mod tests;
 
+pub use audit::AuditSettings;
 use effects::{email_settings, llm_settings};

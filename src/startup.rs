@@ -24,32 +24,11 @@ use crate::projector::group::ProjectorGroup;
 use crate::projector::{self, Projector};
 use crate::realtime::{self, Broadcaster, Hub};
 use crate::settings::Settings;
-use crate::store::{self, EventStore};
+use crate::store::EventStore;
 use crate::supervisor::Supervisor;
 
-/// Opens the event store named by the settings, migrating it unless told not to.
-pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn EventStore>> {
-    let url = settings.database_url.expose_secret();
-    let store = store::connect(url, settings.database_max_connections)
-        .await
-        .with_context(|| format!("cannot open the database ({})", redact(url)))?;
-    if migrate {
-        store.migrate().await.context("database migration failed")?;
-        tracing::info!("database schema is up to date");
-    }
-    Ok(store)
-}
-
-/// A database URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, rest)), Some(_)) => {
-            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-            format!("{scheme}://…@{host}")
-        }
-        _ => url.to_owned(),
-    }
-}
+mod open;
+pub use open::{open_store, open_store_unchecked, redact};
 
 pub struct Application {
     port: u16,

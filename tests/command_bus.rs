@@ -107,6 +107,23 @@ impl EventStore for RacingStore {
     async fn streams(&self) -> Result<Vec<StreamRef>, StoreError> {
         self.inner.streams().await
     }
+    fn chain(&self) -> &netia_events::chain::Chain {
+        self.inner.chain()
+    }
+    async fn chain_marker(&self) -> Result<Option<String>, StoreError> {
+        self.inner.chain_marker().await
+    }
+    async fn mark_keyed_if_empty(&self, key: &netia_events::chain::ChainKey) -> Result<bool, StoreError> {
+        self.inner.mark_keyed_if_empty(key).await
+    }
+    async fn rekey(
+        &self,
+        from: &netia_events::chain::Chain,
+        to: &netia_events::chain::ChainKey,
+        owner_url: Option<&str>,
+    ) -> Result<netia::store::Rekeyed, StoreError> {
+        self.inner.rekey(from, to, owner_url).await
+    }
 }
 
 fn racing(db: &TestDb, races: u32) -> (CommandBus, Arc<RacingStore>) {

@@ -1,13 +1,120 @@
-//! The per-stream hash chain: `hash = sha256(prev_hash ‖ canonical event)`.
+//! The per-stream hash chain: `hash = sha256(prev_hash ‖ canonical event)`, or, once the log is
+//! keyed (`AUDIT_KEY`, ADR 0021), `hash = HMAC-SHA256(key, prev_hash ‖ canonical event)` (RFC 2104):
+//! without the key, someone who can rewrite rows cannot compute links that verify.
 //!
 //! The canonical form is independent of how a backend stores JSON (jsonb reorders keys, SQLite keeps
 //! text): objects are written with sorted keys, numbers as serde_json prints them, times in UTC with
 //! microseconds. Any edit, deletion or reordering of a stored row changes some link of the chain.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The secret an auditor's chain is keyed with: 32 bytes, kept out of the database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChainKey([u8; 32]);
+
+impl ChainKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// A public name for the key (16 hex digits: the first 8 bytes of
+    /// `HMAC-SHA256(key, "netia audit key id")`), stored beside the log so that a node started with
+    /// another key, or none, refuses to append links that would not verify. It reveals nothing of
+    /// the key.
+    pub fn id(&self) -> String {
+        let mut mac = self.mac();
+        mac.update(b"netia audit key id");
+        mac.finalize().into_bytes()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC takes a key of any length; 32 bytes cannot be refused.
+        <HmacSha256 as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+    }
+}
+
+impl std::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChainKey({})", self.id())
+    }
+}
+
+/// How links are computed: plain SHA-256, or HMAC-SHA256 under a [`ChainKey`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Chain {
+    #[default]
+    Plain,
+    Keyed(ChainKey),
+}
+
+impl Chain {
+    /// The link of one event, given the link before it.
+    pub fn link(&self, prev_hash: &[u8], event: &ChainInput<'_>) -> [u8; 32] {
+        match self {
+            Chain::Plain => link(prev_hash, event),
+            Chain::Keyed(key) => {
+                let mut mac = key.mac();
+                mac.update(prev_hash);
+                mac.update(canonical(event).as_bytes());
+                mac.finalize().into_bytes().into()
+            }
+        }
+    }
+
+    /// The key's id, if keyed.
+    pub fn key_id(&self) -> Option<String> {
+        match self {
+            Chain::Plain => None,
+            Chain::Keyed(key) => Some(key.id()),
+        }
+    }
+
+    /// How anchors and reports name this chain: `sha256`, or `hmac-sha256:<key id>`.
+    pub fn name(&self) -> String {
+        match self {
+            Chain::Plain => "sha256".to_owned(),
+            Chain::Keyed(key) => format!("hmac-sha256:{}", key.id()),
+        }
+    }
+
+    /// Checks a whole stream read in version order; returns the first version whose link is wrong.
+    /// A keyed chain accepts keyed links only: a stream rewritten with plain links does not verify.
+    pub fn first_broken_link<'a, I>(&self, events: I) -> Option<BrokenLink>
+    where
+        I: IntoIterator<Item = (ChainInput<'a>, &'a [u8])>,
+    {
+        let mut prev: Vec<u8> = GENESIS.to_vec();
+        for (expected_version, (input, stored)) in (1_i64..).zip(events) {
+            if input.version != expected_version {
+                return Some(BrokenLink {
+                    version: expected_version,
+                    reason: format!(
+                        "version {} found where {} was expected",
+                        input.version, expected_version
+                    ),
+                });
+            }
+            let computed = self.link(&prev, &input);
+            if computed.as_slice() != stored {
+                return Some(BrokenLink {
+                    version: input.version,
+                    reason: "stored hash does not match the event and the link before it".to_owned(),
+                });
+            }
+            prev = stored.to_vec();
+        }
+        None
+    }
+}
 
 /// The hash before the first event of every stream.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -25,8 +132,16 @@ pub struct ChainInput<'a> {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// The link of one event, given the link before it.
+/// The plain (SHA-256) link of one event, given the link before it.
 pub fn link(prev_hash: &[u8], event: &ChainInput<'_>) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash);
+    hasher.update(canonical(event).as_bytes());
+    hasher.finalize().into()
+}
+
+/// The text a link covers: a JSON array of the event's fields, objects with sorted keys.
+fn canonical(event: &ChainInput<'_>) -> String {
     let mut canonical = String::with_capacity(256);
     canonical.push('[');
     write_json_str(&mut canonical, &event.event_id.to_string());
@@ -47,11 +162,7 @@ pub fn link(prev_hash: &[u8], event: &ChainInput<'_>) -> [u8; 32] {
     canonical.push(',');
     write_json_str(&mut canonical, &format_time(event.recorded_at));
     canonical.push(']');
-
-    let mut hasher = Sha256::new();
-    hasher.update(prev_hash);
-    hasher.update(canonical.as_bytes());
-    hasher.finalize().into()
+    canonical
 }
 
 /// Times as stored and hashed: UTC, microsecond precision.
@@ -129,32 +240,12 @@ fn write_json_str(out: &mut String, s: &str) {
     }
 }
 
-/// Checks a whole stream read in version order; returns the first version whose link is wrong.
+/// [`Chain::first_broken_link`] of the plain chain.
 pub fn first_broken_link<'a, I>(events: I) -> Option<BrokenLink>
 where
     I: IntoIterator<Item = (ChainInput<'a>, &'a [u8])>,
 {
-    let mut prev: Vec<u8> = GENESIS.to_vec();
-    for (expected_version, (input, stored)) in (1_i64..).zip(events) {
-        if input.version != expected_version {
-            return Some(BrokenLink {
-                version: expected_version,
-                reason: format!(
-                    "version {} found where {} was expected",
-                    input.version, expected_version
-                ),
-            });
-        }
-        let computed = link(&prev, &input);
-        if computed.as_slice() != stored {
-            return Some(BrokenLink {
-                version: input.version,
-                reason: "stored hash does not match the event and the link before it".to_owned(),
-            });
-        }
-        prev = stored.to_vec();
-    }
-    None
+    Chain::Plain.first_broken_link(events)
 }
 
 /// Where a chain stops verifying.
@@ -242,5 +333,41 @@ mod tests {
         let edited = json!({"n": 2});
         let bad = vec![(input(&p, &m, 1), &h1[..]), (input(&edited, &m, 2), &h2[..])];
         assert_eq!(first_broken_link(bad).map(|b| b.version), Some(2));
+    }
+
+    #[test]
+    fn a_keyed_chain_needs_its_key_and_refuses_plain_links() {
+        let p = json!({"body": "hello"});
+        let m = json!({});
+        let key = Chain::Keyed(ChainKey::new([7; 32]));
+        let other = Chain::Keyed(ChainKey::new([8; 32]));
+        let k1 = key.link(&GENESIS, &input(&p, &m, 1));
+        let k2 = key.link(&k1, &input(&p, &m, 2));
+        assert_ne!(
+            k1,
+            link(&GENESIS, &input(&p, &m, 1)),
+            "keyed links are not plain SHA-256"
+        );
+        assert_ne!(k1, other.link(&GENESIS, &input(&p, &m, 1)), "another key, another link");
+        let keyed = || vec![(input(&p, &m, 1), &k1[..]), (input(&p, &m, 2), &k2[..])];
+        assert_eq!(key.first_broken_link(keyed()), None);
+        assert_eq!(other.first_broken_link(keyed()).map(|b| b.version), Some(1));
+        assert_eq!(Chain::Plain.first_broken_link(keyed()).map(|b| b.version), Some(1));
+        // A stream rewritten by someone without the key (plain links recomputed) fails the keyed check.
+        let h1 = link(&GENESIS, &input(&p, &m, 1));
+        let h2 = link(&h1, &input(&p, &m, 2));
+        let plain = vec![(input(&p, &m, 1), &h1[..]), (input(&p, &m, 2), &h2[..])];
+        assert_eq!(key.first_broken_link(plain).map(|b| b.version), Some(1));
+    }
+
+    #[test]
+    fn a_key_has_a_stable_public_id() {
+        let a = ChainKey::new([7; 32]);
+        assert_eq!(a.id().len(), 16);
+        assert_eq!(a.id(), ChainKey::new([7; 32]).id());
+        assert_ne!(a.id(), ChainKey::new([8; 32]).id());
+        assert_eq!(Chain::Keyed(a.clone()).name(), format!("hmac-sha256:{}", a.id()));
+        assert_eq!(Chain::Plain.name(), "sha256");
+        assert!(!format!("{a:?}").contains("7, 7"), "Debug does not print the key");
     }
 }

@@ -5,9 +5,11 @@
 //! ticket, a write-once bucket, a transparency log).
 //!
 //! The anchor file holds JSON Lines, one anchor per line, appended:
-//! `{"format":"netia-anchor-1","anchored_at":RFC 3339,"log_position":N,"streams":K,
-//! "merkle_root":hex,"heads":[{"stream":"type:id","version":v,"hash":hex},…]}` with `heads` in
-//! stream order. The Merkle tree (RFC 6962's shape: `rs_merkle` over SHA-256) has one leaf per
+//! `{"format":"netia-anchor-1","anchored_at":RFC 3339,"chain":"sha256"|"hmac-sha256:<key id>",
+//! "log_position":N,"streams":K,"merkle_root":hex,"heads":[{"stream":"type:id","version":v,
+//! "hash":hex},…]}` with `heads` in stream order (`chain` absent: `sha256`, as anchors written before
+//! keyed chains). An anchor of another chain than the log's now (one taken before `audit rekey`) is
+//! counted but its heads are not compared: every link changed on purpose. The Merkle tree (RFC 6962's shape: `rs_merkle` over SHA-256) has one leaf per
 //! head: `SHA-256("type:id\nversion\n" ‖ hash)`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -39,11 +41,18 @@ pub struct Head {
 pub struct Anchor {
     pub format: String,
     pub anchored_at: DateTime<Utc>,
+    /// The chain the heads are links of ([`netia_events::chain::Chain::name`]).
+    #[serde(default = "plain_chain")]
+    pub chain: String,
     /// The log's position when the heads were read (events after it may be among them).
     pub log_position: i64,
     pub streams: usize,
     pub merkle_root: String,
     pub heads: Vec<Head>,
+}
+
+fn plain_chain() -> String {
+    "sha256".to_owned()
 }
 
 /// What went wrong with an anchored head, or with an anchor itself.
@@ -61,6 +70,8 @@ pub struct AnchorBreak {
 pub struct AnchorCheck {
     pub anchors: usize,
     pub heads: usize,
+    /// Anchors of another chain than the log's now (taken before a rekey): roots checked, heads not.
+    pub other_chain: usize,
     pub broken: Vec<AnchorBreak>,
 }
 
@@ -112,6 +123,7 @@ pub async fn anchor(store: &dyn EventStore) -> Result<Result<Anchor, Verificatio
     Ok(Ok(Anchor {
         format: FORMAT.to_owned(),
         anchored_at: Utc::now(),
+        chain: store.chain().name(),
         log_position,
         streams: heads.len(),
         merkle_root: merkle_root(&heads),
@@ -165,6 +177,7 @@ pub async fn verify(store: &dyn EventStore, anchors: &[Anchor]) -> Result<(Verif
         anchors: anchors.len(),
         ..AnchorCheck::default()
     };
+    let chain = store.chain().name();
     for anchor in anchors {
         if merkle_root(&anchor.heads) != anchor.merkle_root || anchor.heads.len() != anchor.streams {
             check.broken.push(AnchorBreak {
@@ -173,6 +186,10 @@ pub async fn verify(store: &dyn EventStore, anchors: &[Anchor]) -> Result<(Verif
                 version: None,
                 reason: "the anchor's heads do not give its Merkle root".into(),
             });
+        }
+        if anchor.chain != chain {
+            check.other_chain += 1;
+            continue;
         }
         for head in &anchor.heads {
             check.heads += 1;

@@ -74,3 +74,35 @@ fn the_amqp_prefix_is_the_database_name_unless_set() {
     let err = settings(&[("AMQP_PREFIX", "a.b")]).unwrap_err();
     assert_eq!(err.variable, "AMQP_PREFIX");
 }
+
+#[test]
+fn audit_keys_and_the_owner_url_are_checked() {
+    const KEY: &str = "bmV0aWEtdGVzdC1hdWRpdC1rZXktbnVtYmVyLW9uZSE=";
+    const OTHER: &str = "bmV0aWEtdGVzdC1hdWRpdC1rZXktbnVtYmVyLXR3byE=";
+    let pg = ("DATABASE_URL", "postgres://app@db/netia");
+    assert_eq!(settings(&[]).unwrap().audit.chain, netia_events::chain::Chain::Plain);
+    let s = settings(&[("AUDIT_KEY", KEY), ("AUDIT_KEY_PREVIOUS", OTHER)]).unwrap();
+    assert!(s.audit.chain.key_id().is_some() && s.audit.previous_key.is_some());
+    let s = settings(&[pg, ("DATABASE_MIGRATE_URL", "postgres://owner@db/netia")]).unwrap();
+    assert!(s.audit.migrate_url.is_some());
+    for (pairs, variable) in [
+        (vec![("AUDIT_KEY", "c2hvcnQ=")], "AUDIT_KEY"),
+        (vec![("AUDIT_KEY_PREVIOUS", KEY)], "AUDIT_KEY_PREVIOUS"),
+        (
+            vec![("AUDIT_KEY", KEY), ("AUDIT_KEY_PREVIOUS", KEY)],
+            "AUDIT_KEY_PREVIOUS",
+        ),
+        (
+            vec![("DATABASE_MIGRATE_URL", "postgres://owner@db/netia")],
+            "DATABASE_MIGRATE_URL",
+        ),
+        (
+            vec![pg, ("DATABASE_MIGRATE_URL", "mysql://owner@db")],
+            "DATABASE_MIGRATE_URL",
+        ),
+    ] {
+        let err = settings(&pairs).unwrap_err();
+        assert_eq!(err.variable, variable, "{pairs:?}");
+        assert!(!err.value.contains("bmV0"), "keys are never shown: {err}");
+    }
+}

@@ -1,8 +1,10 @@
 //! The event store: one trait, two backends (PostgreSQL, SQLite) with the same semantics.
 
+mod links;
 mod pg_writer;
 mod postgres;
 mod recent;
+mod roles;
 mod sqlite;
 
 use std::sync::Arc;
@@ -10,12 +12,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use netia_events::chain::{self, BrokenLink, ChainInput};
+use netia_events::chain::{self, BrokenLink, Chain, ChainInput, ChainKey};
 use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub use links::Rekeyed;
 pub use postgres::PgStore;
+pub use roles::migrate_as_owner;
 pub use sqlite::SqliteStore;
 
 pub(crate) use recent::Recent;
@@ -227,21 +231,52 @@ pub trait EventStore: Send + Sync + 'static {
     /// Every stream in the log, for audits.
     async fn streams(&self) -> Result<Vec<StreamRef>, StoreError>;
 
-    /// Checks a stream's hash chain; `Some` names the first version that does not verify.
+    /// Checks a stream's hash chain under [`EventStore::chain`]; `Some` names the first version
+    /// that does not verify.
     async fn verify_stream(&self, stream: &StreamRef) -> Result<Option<BrokenLink>, StoreError> {
         let events = self.read_stream(stream, StreamBound::All).await?;
-        Ok(chain::first_broken_link(
-            events.iter().map(|e| (chain_input(e), e.hash.as_slice())),
-        ))
+        Ok(self
+            .chain()
+            .first_broken_link(events.iter().map(|e| (chain_input(e), e.hash.as_slice()))))
     }
+
+    /// How this store links what it appends and verifies what it reads: plain SHA-256 unless it
+    /// was opened with the `AUDIT_KEY` (ADR 0021).
+    fn chain(&self) -> &Chain;
+
+    /// The id of the key the log's links use, as the `audit_chain` row records it (`None`: plain).
+    async fn chain_marker(&self) -> Result<Option<String>, StoreError>;
+
+    /// Records that the log is keyed with `key`, if it holds no event yet (under the append lock);
+    /// `false`, and nothing recorded, if it does.
+    async fn mark_keyed_if_empty(&self, key: &ChainKey) -> Result<bool, StoreError>;
+
+    /// Relinks every stream, in one transaction, from `from` (checked on the way: a log that does
+    /// not verify is left as it was) to HMAC-SHA256 under `to`, and records the key's id. On
+    /// PostgreSQL it needs the events table's owner: `owner_url` (`DATABASE_MIGRATE_URL`), or
+    /// the store's own connection when that is the owner. Appends wait meanwhile.
+    async fn rekey(&self, from: &Chain, to: &ChainKey, owner_url: Option<&str>) -> Result<Rekeyed, StoreError>;
 }
 
-/// Opens the store named by a database URL: `postgres://…` or `sqlite://…`.
+/// Opens the store named by a database URL: `postgres://…` or `sqlite://…`, with plain links.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn EventStore>, StoreError> {
+    connect_with_chain(url, max_connections, Chain::Plain).await
+}
+
+/// [`connect`], linking appends (and verifying) with `chain`.
+pub async fn connect_with_chain(
+    url: &str,
+    max_connections: u32,
+    chain: Chain,
+) -> Result<Arc<dyn EventStore>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            PgStore::connect(url, max_connections).await?.with_chain(chain),
+        ))
     } else {
-        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            SqliteStore::connect(url, max_connections).await?.with_chain(chain),
+        ))
     }
 }
 
@@ -275,6 +310,7 @@ pub(crate) struct PreparedEvent {
 
 /// Validates an append and computes versions, times and the hash chain from the stream's head.
 pub(crate) fn prepare(
+    chain: &Chain,
     stream: &StreamRef,
     expected_version: i64,
     prev_hash: &[u8],
@@ -306,7 +342,7 @@ pub(crate) fn prepare(
             return Err(StoreError::Invalid("JSON text cannot contain U+0000".into()));
         }
         let version = expected_version + 1 + i as i64;
-        let hash = chain::link(
+        let hash = chain.link(
             &prev,
             &ChainInput {
                 event_id: event.event_id,

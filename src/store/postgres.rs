@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use netia_events::chain::GENESIS;
+use netia_events::chain::{Chain, ChainKey, GENESIS};
 use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool};
 use sqlx::{ConnectOptions, Row};
@@ -42,6 +42,7 @@ pub struct PgStore {
     /// (so `/health/ready`) meanwhile.
     components: Arc<Components>,
     stop: watch::Sender<bool>,
+    chain: Chain,
 }
 
 impl Drop for PgStore {
@@ -128,7 +129,14 @@ impl PgStore {
             appends,
             components,
             stop,
+            chain: Chain::Plain,
         }
+    }
+
+    /// Links appends with `chain` (plain SHA-256 until this is called).
+    pub fn with_chain(mut self, chain: Chain) -> Self {
+        self.chain = chain;
+        self
     }
 
     fn cached_head(&self, stream: &StreamRef) -> Option<(i64, Vec<u8>)> {
@@ -265,7 +273,7 @@ impl EventStore for PgStore {
                 actual: version,
             });
         }
-        let prepared = prepare(stream, expected_version, &prev_hash, events)?;
+        let prepared = prepare(&self.chain, stream, expected_version, &prev_hash, events)?;
         let ids: Vec<Uuid> = prepared.iter().map(|p| p.event_id).collect();
         let (reply, mut placed) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(pg_writer::QUEUED));
@@ -422,6 +430,36 @@ impl EventStore for PgStore {
         }
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    async fn chain_marker(&self) -> Result<Option<String>, StoreError> {
+        super::links::marker_pg(&self.pool).await
+    }
+
+    async fn mark_keyed_if_empty(&self, key: &ChainKey) -> Result<bool, StoreError> {
+        super::links::mark_empty_pg(&self.pool, key).await
+    }
+
+    async fn rekey(&self, from: &Chain, to: &ChainKey, owner_url: Option<&str>) -> Result<super::Rekeyed, StoreError> {
+        let mut owner = match owner_url {
+            Some(url) => {
+                let owner = super::pool_options::<sqlx::Postgres>()
+                    .max_connections(1)
+                    .connect(url)
+                    .await?;
+                owner.acquire().await?
+            }
+            None => self.pool.acquire().await?,
+        };
+        let rekeyed = super::links::rekey_pg(&mut owner, SELECT_COLUMNS, decode_row, from, to).await;
+        if let Ok(mut heads) = self.heads.lock() {
+            heads.clear();
+        }
+        rekeyed
     }
 
     async fn streams(&self) -> Result<Vec<StreamRef>, StoreError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use netia_events::chain::{GENESIS, format_time};
+use netia_events::chain::{Chain, ChainKey, GENESIS, format_time};
 use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -27,6 +27,7 @@ pub struct SqliteStore {
     readers: SqlitePool,
     /// This process's latest appends and what it knows of the head; wakes tailers.
     recent: Recent,
+    chain: Chain,
 }
 
 impl SqliteStore {
@@ -55,7 +56,14 @@ impl SqliteStore {
             writer,
             readers,
             recent: Recent::default(),
+            chain: Chain::Plain,
         })
+    }
+
+    /// Links appends with `chain` (plain SHA-256 until this is called).
+    pub fn with_chain(mut self, chain: Chain) -> Self {
+        self.chain = chain;
+        self
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -132,7 +140,7 @@ impl EventStore for SqliteStore {
                 actual: version,
             });
         }
-        let prepared = prepare(stream, expected_version, &prev_hash, events)?;
+        let prepared = prepare(&self.chain, stream, expected_version, &prev_hash, events)?;
         // The head under the write lock: these events follow it, and nothing can come between.
         let head: Option<i64> =
             sqlx::query_scalar("SELECT global_position FROM events ORDER BY global_position DESC LIMIT 1")
@@ -283,6 +291,27 @@ impl EventStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
+    }
+
+    fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    async fn chain_marker(&self) -> Result<Option<String>, StoreError> {
+        super::links::marker_sqlite(&self.readers).await
+    }
+
+    async fn mark_keyed_if_empty(&self, key: &ChainKey) -> Result<bool, StoreError> {
+        super::links::mark_empty_sqlite(&self.writer, key).await
+    }
+
+    async fn rekey(&self, from: &Chain, to: &ChainKey, owner_url: Option<&str>) -> Result<super::Rekeyed, StoreError> {
+        if owner_url.is_some() {
+            return Err(StoreError::Invalid(
+                "DATABASE_MIGRATE_URL is for PostgreSQL only".into(),
+            ));
+        }
+        super::links::rekey_sqlite(&self.writer, SELECT_COLUMNS, decode_row, from, to).await
     }
 
     async fn streams(&self) -> Result<Vec<StreamRef>, StoreError> {

@@ -8,6 +8,7 @@ pub mod nodes;
 pub mod proxy;
 pub mod rows;
 pub mod smtp;
+pub mod tamper;
 
 use std::sync::Arc;
 

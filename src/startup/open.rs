@@ -1,0 +1,102 @@
+//! Opening the event store: migrations (as the owner when `DATABASE_MIGRATE_URL` is set) and the
+//! check that this node links appends the way the log already is (ADR 0021).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use netia_events::chain::Chain;
+use secrecy::ExposeSecret;
+
+use crate::settings::Settings;
+use crate::store::{self, EventStore};
+
+/// Opens the event store named by the settings, migrating it unless told not to, and checks that
+/// `AUDIT_KEY` matches the key the log is linked with (none for none).
+///
+/// Errors: the database cannot be opened or migrated; the log is keyed and `AUDIT_KEY` is missing
+/// or another key; `AUDIT_KEY` is set and the log holds plain links (run `netia audit rekey`).
+pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn EventStore>> {
+    let store = open_store_unchecked(settings, migrate, settings.audit.chain.clone()).await?;
+    check_chain(store.as_ref()).await?;
+    Ok(store)
+}
+
+/// [`open_store`] linking with `chain`, without comparing it with the log's (for `audit rekey`).
+pub async fn open_store_unchecked(
+    settings: &Settings,
+    migrate: bool,
+    chain: Chain,
+) -> anyhow::Result<Arc<dyn EventStore>> {
+    let url = settings.database_url.expose_secret();
+    if migrate && let Some(owner) = &settings.audit.migrate_url {
+        let app_tables: Vec<&str> = crate::projector::projections()
+            .iter()
+            .flat_map(|p| p.tables().iter().copied())
+            .chain(["projection_checkpoints"])
+            .collect();
+        store::migrate_as_owner(owner.expose_secret(), url, &app_tables)
+            .await
+            .with_context(|| {
+                format!(
+                    "database migration as the owner ({}) failed",
+                    redact(owner.expose_secret())
+                )
+            })?;
+    }
+    let store = store::connect_with_chain(url, settings.database_max_connections, chain)
+        .await
+        .with_context(|| format!("cannot open the database ({})", redact(url)))?;
+    if migrate && settings.audit.migrate_url.is_none() {
+        store.migrate().await.context("database migration failed")?;
+    }
+    if migrate {
+        tracing::info!("database schema is up to date");
+    }
+    Ok(store)
+}
+
+/// Compares the store's chain with the key id the log records; an empty log takes the store's key.
+async fn check_chain(store: &dyn EventStore) -> anyhow::Result<()> {
+    let recorded = store
+        .chain_marker()
+        .await
+        .context("cannot read which chain the log uses (audit_chain)")?;
+    match (store.chain(), recorded) {
+        (Chain::Plain, None) => Ok(()),
+        (Chain::Keyed(key), Some(id)) if key.id() == id => Ok(()),
+        (Chain::Plain, Some(id)) => anyhow::bail!(
+            "the log's chain is keyed (HMAC-SHA256, key id {id}): set AUDIT_KEY to that key (docs/adr/0021)"
+        ),
+        (Chain::Keyed(key), Some(id)) => anyhow::bail!(
+            "AUDIT_KEY (key id {}) is not the key the log is linked with (key id {id}); to rotate keys, set \
+             AUDIT_KEY_PREVIOUS to the old key and run `netia audit rekey` with every node stopped",
+            key.id()
+        ),
+        (Chain::Keyed(key), None) => {
+            if store
+                .mark_keyed_if_empty(key)
+                .await
+                .context("cannot record the chain's key")?
+            {
+                tracing::info!(key_id = %key.id(), "the new log is linked with HMAC-SHA256 under AUDIT_KEY");
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "AUDIT_KEY is set but the log's links are plain SHA-256: stop every node and run \
+                     `netia audit rekey` once (with AUDIT_KEY set) to relink it (docs/adr/0021)"
+                )
+            }
+        }
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("{scheme}://…@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
