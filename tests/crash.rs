@@ -1,4 +1,4 @@
-//! Crash suite: two release-built `netia serve` nodes on PostgreSQL and RabbitMQ, a fake model
+//! Crash suite: two `netia serve` nodes (this build's, dependencies optimised) on PostgreSQL and RabbitMQ, a fake model
 //! (wiremock, 50 ms an answer) and an SMTP sink, under load while something fails.
 //!
 //! The load: `CRASH_RATE` questions a second (default 300) for `CRASH_SECONDS` (default 20), each
@@ -20,7 +20,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::TestDb;
@@ -63,33 +63,11 @@ fn can_crash() -> bool {
     here
 }
 
-/// The release `netia` (`NETIA_RELEASE_BIN`, or built here once into this build's target dir).
-fn release_netia() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            if let Ok(path) = std::env::var("NETIA_RELEASE_BIN") {
-                return PathBuf::from(path);
-            }
-            let debug = Path::new(env!("CARGO_BIN_EXE_netia"));
-            let target = debug.parent().and_then(Path::parent).expect("target dir");
-            let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cargo
-                .args(["build", "--release", "--locked", "--bin", "netia", "--target-dir"])
-                .arg(target)
-                .arg("--manifest-path")
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
-            // What cargo set for this test binary is not the release build's.
-            for (key, _) in std::env::vars() {
-                if key.starts_with("CARGO_") && !matches!(key.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR") {
-                    cargo.env_remove(key);
-                }
-            }
-            let status = cargo.status().expect("cargo runs");
-            assert!(status.success(), "the release build of netia failed");
-            target.join("release/netia")
-        })
-        .clone()
+/// The `netia` the nodes run: `NETIA_RELEASE_BIN` (e.g. a release build), or this test build's
+/// own, whose dependencies are optimised (`[profile.dev.package."*"]` in Cargo.toml), so CI does not
+/// build every dependency a second time for this suite.
+fn node_binary() -> PathBuf {
+    std::env::var("NETIA_RELEASE_BIN").map_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_netia")), PathBuf::from)
 }
 
 /// `pg_ctlcluster` on this machine's one cluster.
@@ -180,7 +158,7 @@ struct Deployment {
 
 impl Deployment {
     async fn start(amqp_url: Option<&str>) -> Self {
-        let binary = tokio::task::spawn_blocking(release_netia).await.unwrap();
+        let binary = node_binary();
         let db = TestDb::postgres().await.expect("PostgreSQL");
         let common::Raw::Postgres(pool) = &db.raw else {
             unreachable!()
