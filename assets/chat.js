@@ -8,6 +8,92 @@
   // The server's TYPING_REFRESH and TYPING_TTL (src/realtime/mod.rs).
   const TYPING_REFRESH_MS = 2000;
   const TYPING_TTL_MS = 6000;
+  // What the widget says, in each language it speaks (the account's `locale`, the `locale` URL
+  // parameter, or the browser's language; English otherwise).
+  const STRINGS = {
+    en: {
+      title: "Welcome!", subtitle: "Ask us anything below.", placeholder: "Start typing…", send: "Send",
+      yourMessage: "Your message", connecting: "Connecting…", reconnecting: "Reconnecting…",
+      bot: "AI assistant", agent: "Agent", retrying: "Not sent yet — will retry", online: "We're online!",
+      away: "We're away at the moment.", botTyping: "AI is typing…", typing: "{name} is typing…",
+      notSetUp: "This chat is not set up: the accountId parameter is missing or invalid.",
+      unavailable: "The chat is unavailable right now. Please try again later.", poweredBy: "Powered by",
+      emailAsk: "Nobody is here right now. Leave your email and we'll reply there.",
+      emailLabel: "Your email", emailSave: "Notify me", emailSaved: "Thanks! We'll email you at {email}.",
+      emailInvalid: "Please enter a valid email address.", emailFailed: "That did not work: {reason}",
+      messages: "Messages", chat: "Chat",
+    },
+    fr: {
+      title: "Bienvenue !", subtitle: "Posez-nous vos questions ci-dessous.", placeholder: "Écrivez votre message…",
+      send: "Envoyer", yourMessage: "Votre message", connecting: "Connexion…", reconnecting: "Reconnexion…",
+      bot: "Assistant IA", agent: "Conseiller", retrying: "Pas encore envoyé — nouvel essai bientôt",
+      online: "Nous sommes en ligne !", away: "Nous sommes absents pour le moment.", botTyping: "L'IA écrit…",
+      typing: "{name} écrit…", notSetUp: "Ce chat n'est pas configuré : le paramètre accountId manque ou est invalide.",
+      unavailable: "Le chat est indisponible pour le moment. Réessayez plus tard.", poweredBy: "Propulsé par",
+      emailAsk: "Personne n'est disponible pour le moment. Laissez votre e-mail, nous vous répondrons par e-mail.",
+      emailLabel: "Votre e-mail", emailSave: "Me prévenir", emailSaved: "Merci ! Nous vous écrirons à {email}.",
+      emailInvalid: "Saisissez une adresse e-mail valide.", emailFailed: "Cela n'a pas fonctionné : {reason}",
+      messages: "Messages", chat: "Chat",
+    },
+    de: {
+      title: "Willkommen!", subtitle: "Fragen Sie uns einfach hier unten.", placeholder: "Nachricht eingeben…",
+      send: "Senden", yourMessage: "Ihre Nachricht", connecting: "Verbinden…", reconnecting: "Neu verbinden…",
+      bot: "KI-Assistent", agent: "Support", retrying: "Noch nicht gesendet — neuer Versuch folgt",
+      online: "Wir sind online!", away: "Wir sind gerade nicht da.", botTyping: "Die KI schreibt…",
+      typing: "{name} schreibt…", notSetUp: "Dieser Chat ist nicht eingerichtet: accountId fehlt oder ist ungültig.",
+      unavailable: "Der Chat ist gerade nicht verfügbar. Bitte versuchen Sie es später erneut.", poweredBy: "Bereitgestellt von",
+      emailAsk: "Gerade ist niemand da. Hinterlassen Sie Ihre E-Mail-Adresse, wir antworten dorthin.",
+      emailLabel: "Ihre E-Mail-Adresse", emailSave: "Benachrichtigen", emailSaved: "Danke! Wir schreiben Ihnen an {email}.",
+      emailInvalid: "Bitte geben Sie eine gültige E-Mail-Adresse ein.", emailFailed: "Das hat nicht geklappt: {reason}",
+      messages: "Nachrichten", chat: "Chat",
+    },
+    es: {
+      title: "¡Bienvenido!", subtitle: "Pregúntanos lo que quieras aquí abajo.", placeholder: "Escribe tu mensaje…",
+      send: "Enviar", yourMessage: "Tu mensaje", connecting: "Conectando…", reconnecting: "Reconectando…",
+      bot: "Asistente de IA", agent: "Agente", retrying: "Aún no enviado — se reintentará",
+      online: "¡Estamos en línea!", away: "Ahora mismo no estamos disponibles.", botTyping: "La IA está escribiendo…",
+      typing: "{name} está escribiendo…", notSetUp: "Este chat no está configurado: falta el parámetro accountId o no es válido.",
+      unavailable: "El chat no está disponible ahora. Inténtalo de nuevo más tarde.", poweredBy: "Con la tecnología de",
+      emailAsk: "Ahora no hay nadie. Déjanos tu correo y te responderemos allí.",
+      emailLabel: "Tu correo electrónico", emailSave: "Avisarme", emailSaved: "¡Gracias! Te escribiremos a {email}.",
+      emailInvalid: "Introduce un correo electrónico válido.", emailFailed: "No ha funcionado: {reason}",
+      messages: "Mensajes", chat: "Chat",
+    },
+  };
+  let strings = STRINGS.en;
+  /** The string `key` in the widget's language, with `{name}` placeholders filled from `vars`. */
+  function t(key, vars) {
+    const text = strings[key] || STRINGS.en[key] || key;
+    return text.replace(/\{(\w+)\}/g, (_, name) => (vars && vars[name] !== undefined ? String(vars[name]) : ""));
+  }
+  /** The first of `candidates` the widget speaks (`fr-CA` → `fr`), or English. */
+  function chooseLocale(candidates) {
+    for (const candidate of candidates) {
+      const code = String(candidate || "").toLowerCase().split(/[-_]/)[0];
+      if (STRINGS[code]) return code;
+    }
+    return "en";
+  }
+  function setLocale(code) {
+    strings = STRINGS[code];
+    document.documentElement.lang = code;
+    $("message").setAttribute("aria-label", t("yourMessage"));
+    document.querySelector('label[for="message"]').textContent = t("yourMessage");
+    $("send").textContent = t("send");
+    $("messages").setAttribute("aria-label", t("messages"));
+    document.querySelector("main").setAttribute("aria-label", t("chat"));
+    $("branding").firstChild.textContent = t("poweredBy") + " ";
+    $("email-label").textContent = t("emailLabel");
+    $("email-save").textContent = t("emailSave");
+    $("email-ask").textContent = t("emailAsk");
+  }
+
+  // Without an answer this long after the customer's message, the widget offers email replies.
+  const EMAIL_ASK_AFTER_MS = 120000;
+  const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+  // In an iframe (widget.js), the host page says whether the chat is open; alone, it always is.
+  const EMBEDDED = window.parent !== window;
+
   const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
   const COLOR = /^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i;
 
@@ -84,6 +170,7 @@
       userHash: text("userHash", 200),
       customerEmail: text("customerEmail", 320),
       customerName: text("customerName", 200),
+      locale: text("locale", 10),
     };
   }
 
@@ -98,7 +185,13 @@
     typingSentAt: 0,
     typingSent: false,
     agentsOnline: 0,
+    availabilityKnown: false,
     showAvailability: false,
+    open: !EMBEDDED,
+    unread: 0,
+    awaitingReply: false,
+    emailAskTimer: null,
+    emailKnown: false,
   };
 
   function setStatus(text) {
@@ -125,13 +218,14 @@
 
   function applySettings(settings) {
     const pick = (param, setting, fallback) => (param !== undefined ? param : setting !== undefined && setting !== "" ? setting : fallback);
-    const title = pick(params.title, settings.title, "Welcome!");
+    setLocale(chooseLocale([params.locale, settings.locale, ...(navigator.languages || []), navigator.language]));
+    const title = pick(params.title, settings.title, t("title"));
     $("title").textContent = title;
     document.title = title;
-    $("subtitle").textContent = pick(params.subtitle, settings.subtitle, "Ask us anything below.");
+    $("subtitle").textContent = pick(params.subtitle, settings.subtitle, t("subtitle"));
     const color = pick(params.primaryColor, COLOR.test(settings.primary_color || "") ? settings.primary_color : undefined, "#1890ff");
     document.documentElement.style.setProperty("--primary", color);
-    $("message").placeholder = pick(params.newMessagePlaceholder, settings.new_message_placeholder, "Start typing…");
+    $("message").placeholder = pick(params.newMessagePlaceholder, settings.new_message_placeholder, t("placeholder"));
     $("branding").hidden = pick(params.isBrandingHidden, settings.is_branding_hidden, false);
     state.showAvailability = pick(params.showAgentAvailability, settings.show_agent_availability, false);
     state.greeting = pick(params.greeting, settings.greeting, "");
@@ -139,9 +233,9 @@
   }
 
   function kindLabel(message) {
-    if (message.type === "bot") return "AI assistant";
+    if (message.type === "bot") return t("bot");
     if (fromCustomer(message)) return "";
-    return message.author_name || params.companyName || "Agent";
+    return message.author_name || params.companyName || t("agent");
   }
 
   /** The customer's own messages: typed here, or sent by email or SMS from the customer. */
@@ -166,7 +260,7 @@
     if (label || (options && options.failed)) {
       const meta = document.createElement("span");
       meta.className = "meta";
-      meta.textContent = options && options.failed ? "Not sent yet — will retry" : label;
+      meta.textContent = options && options.failed ? t("retrying") : label;
       el.appendChild(meta);
     }
     if (message.id) state.rendered.set(message.id, el);
@@ -188,7 +282,7 @@
   function markSeenSoon() {
     clearTimeout(seenTimer);
     seenTimer = setTimeout(() => {
-      if (document.visibilityState === "visible" && state.channel && state.channel.state === "joined") {
+      if (state.open && document.visibilityState === "visible" && state.channel && state.channel.state === "joined") {
         state.channel.push("messages:seen", {});
       }
     }, 500);
@@ -208,6 +302,7 @@
       .receive("ok", (saved) => {
         state.unsent.delete(id);
         render(saved);
+        awaitReply();
       })
       .receive("error", (e) => {
         render({ client_message_id: id, body, type: "customer" }, { failed: true });
@@ -234,8 +329,72 @@
       return;
     }
     el.hidden = false;
-    el.textContent = state.agentsOnline > 0 ? "We're online!" : "We're away at the moment.";
+    el.textContent = state.agentsOnline > 0 ? t("online") : t("away");
   }
+
+  /** Tells the host page how many answers arrived while the chat was closed (its launcher badge). */
+  function postUnread() {
+    if (EMBEDDED) window.parent.postMessage({ type: "netia:unread", count: state.unread }, "*");
+  }
+
+  window.addEventListener("message", (event) => {
+    if (event.source !== window.parent || !event.data || event.data.type !== "netia:open") return;
+    state.open = Boolean(event.data.open);
+    if (state.open) {
+      state.unread = 0;
+      postUnread();
+      markSeenSoon();
+    }
+  });
+
+  // Email replies: offered once the customer has written and nobody is online, or nobody has
+  // answered for EMAIL_ASK_AFTER_MS; never when the customer's email is known.
+  function emailKey() {
+    return `netia:${params.accountId}:email:${state.customer && state.customer.id}`;
+  }
+  function awaitReply() {
+    state.awaitingReply = true;
+    clearTimeout(state.emailAskTimer);
+    state.emailAskTimer = setTimeout(() => maybeAskEmail(true), EMAIL_ASK_AFTER_MS);
+    maybeAskEmail(false);
+  }
+  function replied() {
+    state.awaitingReply = false;
+    clearTimeout(state.emailAskTimer);
+  }
+  function maybeAskEmail(waitedLong) {
+    if (state.emailKnown || !state.awaitingReply) return;
+    const nobodyOnline = state.availabilityKnown && state.agentsOnline === 0;
+    if (!nobodyOnline && !waitedLong) return;
+    const form = $("email-capture");
+    if (form.hidden) {
+      form.hidden = false;
+      $("email-status").textContent = "";
+    }
+  }
+  $("email-capture").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const email = $("email").value.trim();
+    if (!EMAIL.test(email)) {
+      $("email-status").textContent = t("emailInvalid");
+      $("email").setAttribute("aria-invalid", "true");
+      return;
+    }
+    $("email").removeAttribute("aria-invalid");
+    $("email-save").disabled = true;
+    try {
+      const saved = await api("PUT", `/api/customers/${state.customer.id}/email`, state.customer.token, { email });
+      state.emailKnown = true;
+      storage.setItem(emailKey(), "1");
+      $("email-ask").hidden = true;
+      $("email-capture").querySelector(".email-row").hidden = true;
+      $("email-status").textContent = t("emailSaved", { email: saved.email || email });
+    } catch (e) {
+      $("email-status").textContent = t("emailFailed", { reason: e.message });
+    } finally {
+      $("email-save").disabled = false;
+    }
+  });
 
   async function loadHistory() {
     const messages = await api("GET", `/api/conversations/${state.conversationId}/messages?limit=200`, state.customer.token);
@@ -279,7 +438,7 @@
   function connect() {
     const socketUrl = params.baseUrl.replace(/^http/, "ws") + "/socket";
     const socket = new window.NetiaPhoenix.Socket(socketUrl, { params: { token: state.customer.token } });
-    socket.onClose(() => setStatus("Reconnecting…"));
+    socket.onClose(() => setStatus(t("reconnecting")));
     const channel = socket.channel(`conversation:${state.conversationId}`, {});
     state.channel = channel;
     let typingShown = null;
@@ -289,17 +448,25 @@
     };
     channel.on("shout", (message) => {
       if (message.private) return;
-      if (message.type !== "customer") hideTyping(); // the answer arrived
+      const answer = !fromCustomer(message);
+      if (answer) {
+        hideTyping(); // the answer arrived
+        if (message.type !== "bot") replied();
+        if (!state.open && !state.rendered.has(message.id)) {
+          state.unread += 1;
+          postUnread();
+        }
+      }
       render(message);
     });
-    channel.on("typing", (t) => {
-      if (t.customer_id) return; // ourselves in another tab
+    channel.on("typing", (typist) => {
+      if (typist.customer_id) return; // ourselves in another tab
       const el = $("typing");
-      el.hidden = !t.typing;
-      el.textContent = t.bot ? "AI is typing…" : `${params.companyName || "Agent"} is typing…`;
+      el.hidden = !typist.typing;
+      el.textContent = typist.bot ? t("botTyping") : t("typing", { name: params.companyName || t("agent") });
       clearTimeout(typingShown);
       // Typists repeat themselves every TYPING_REFRESH_MS; one not heard from is gone.
-      if (t.typing) typingShown = setTimeout(hideTyping, TYPING_TTL_MS);
+      if (typist.typing) typingShown = setTimeout(hideTyping, TYPING_TTL_MS);
     });
     let first = true;
     channel.onJoin(async () => {
@@ -319,7 +486,9 @@
     // Customers learn whether agents are online and how many, never who.
     room.on("availability", (a) => {
       state.agentsOnline = Number(a.agents) || 0;
+      state.availabilityKnown = true;
       showAvailability();
+      maybeAskEmail(false);
     });
     socket.connect();
     channel.join();
@@ -327,8 +496,10 @@
   }
 
   async function start() {
+    setLocale(chooseLocale([params.locale, ...(navigator.languages || []), navigator.language]));
+    setStatus(t("connecting"));
     if (!params.accountId) {
-      setStatus("This chat is not set up: the accountId parameter is missing or invalid.");
+      setStatus(t("notSetUp"));
       console.warn("netia: accountId (or token) must be the account's id");
       return;
     }
@@ -350,10 +521,11 @@
         state.conversationId = await conversation();
       }
       document.body.dataset.conversation = state.conversationId;
+      state.emailKnown = Boolean(params.customerEmail) || storage.getItem(emailKey()) === "1";
       await loadHistory();
       connect();
     } catch (e) {
-      setStatus("The chat is unavailable right now. Please try again later.");
+      setStatus(t("unavailable"));
       console.warn("netia: chat failed to start", e);
     }
   }

@@ -601,6 +601,7 @@
     $("w-subtitle").value = widget.subtitle;
     $("w-color").value = /^#[0-9a-f]{6}$/i.test(widget.primary_color) ? widget.primary_color : "#1890ff";
     $("w-greeting").value = widget.greeting;
+    $("w-locale").value = widget.locale || "";
     $("snippet").textContent = snippet();
     $("preview").src = `/chat?accountId=${state.session.account_id}`;
     await showIdentity();
@@ -913,7 +914,7 @@
         new_message_placeholder: current.new_message_placeholder,
         show_agent_availability: current.show_agent_availability,
         is_branding_hidden: current.is_branding_hidden,
-        allowed_origins: current.allowed_origins,
+        locale: $("w-locale").value,
       });
       $("w-saved").textContent = "Saved.";
       $("preview").src = `/chat?accountId=${state.session.account_id}&t=${Date.now()}`;

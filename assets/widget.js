@@ -22,7 +22,7 @@
   const data = (script && script.dataset) || {};
   const NAMES = [
     "token", "accountId", "inbox", "title", "subtitle", "primaryColor", "greeting",
-    "newMessagePlaceholder", "showAgentAvailability", "isBrandingHidden", "companyName", "baseUrl",
+    "newMessagePlaceholder", "showAgentAvailability", "isBrandingHidden", "companyName", "baseUrl", "locale",
   ];
   const config = {};
   NAMES.forEach((name) => {
@@ -51,6 +51,18 @@
   const query = new URLSearchParams(config);
   const color = /^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(config.primaryColor || "") ? config.primaryColor : "#1890ff";
 
+  // The launcher's words, in the page's language where the widget speaks it.
+  const WORDS = {
+    en: { open: "Open chat", close: "Close chat", unread: (n) => `${n} unread ${n === 1 ? "message" : "messages"}` },
+    fr: { open: "Ouvrir le chat", close: "Fermer le chat", unread: (n) => `${n} ${n === 1 ? "message non lu" : "messages non lus"}` },
+    de: { open: "Chat öffnen", close: "Chat schließen", unread: (n) => `${n} ungelesene ${n === 1 ? "Nachricht" : "Nachrichten"}` },
+    es: { open: "Abrir el chat", close: "Cerrar el chat", unread: (n) => `${n} ${n === 1 ? "mensaje sin leer" : "mensajes sin leer"}` },
+  };
+  const lang = [config.locale, ...(navigator.languages || []), navigator.language, document.documentElement.lang]
+    .map((l) => String(l || "").toLowerCase().split(/[-_]/)[0])
+    .find((l) => WORDS[l]);
+  const words = WORDS[lang] || WORDS.en;
+
   const frame = document.createElement("iframe");
   frame.src = `${origin}/chat?${query}`;
   frame.title = config.title || "Chat";
@@ -62,18 +74,46 @@
   const button = document.createElement("button");
   button.type = "button";
   button.id = "netia-chat-button";
-  button.setAttribute("aria-label", "Open chat");
   button.setAttribute("aria-expanded", "false");
-  button.textContent = "💬";
   button.style.cssText =
     `position:fixed;bottom:20px;right:20px;width:56px;height:56px;border-radius:50%;border:0;background:${color};` +
     "color:#fff;font-size:24px;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483000";
-  button.addEventListener("click", () => {
-    const open = frame.style.display === "none";
-    frame.style.display = open ? "block" : "none";
+  const icon = document.createElement("span");
+  icon.setAttribute("aria-hidden", "true");
+  // The unread badge: answers that arrived while the chat was closed (the iframe counts them).
+  const badge = document.createElement("span");
+  badge.id = "netia-chat-badge";
+  badge.setAttribute("aria-hidden", "true");
+  badge.style.cssText =
+    "position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;padding:0 6px;border-radius:10px;" +
+    "background:#dc2626;color:#fff;font:600 12px/20px system-ui,sans-serif;text-align:center;box-sizing:border-box";
+  button.append(icon, badge);
+  let open = false;
+  let unread = 0;
+  const show = () => {
+    icon.textContent = open ? "✕" : "💬";
+    badge.textContent = unread > 99 ? "99+" : String(unread);
+    badge.hidden = open || unread === 0;
     button.setAttribute("aria-expanded", String(open));
-    button.setAttribute("aria-label", open ? "Close chat" : "Open chat");
-    button.textContent = open ? "✕" : "💬";
+    button.setAttribute("aria-label", open ? words.close : unread > 0 ? `${words.open} (${words.unread(unread)})` : words.open);
+  };
+  show();
+  button.addEventListener("click", () => {
+    open = !open;
+    frame.style.display = open ? "block" : "none";
+    if (open) unread = 0;
+    if (frame.contentWindow) frame.contentWindow.postMessage({ type: "netia:open", open }, origin);
+    show();
+  });
+  // The chat page may load after the launcher was clicked: tell it again once it has.
+  frame.addEventListener("load", () => frame.contentWindow.postMessage({ type: "netia:open", open }, origin));
+  window.addEventListener("message", (event) => {
+    if (event.source !== frame.contentWindow || event.origin !== origin) return;
+    const d = event.data || {};
+    if (d.type === "netia:unread" && Number.isInteger(d.count) && d.count >= 0) {
+      unread = open ? 0 : d.count;
+      show();
+    }
   });
 
   const mount = () => {

@@ -236,6 +236,13 @@ pub struct MetadataView {
     pub metadata: Map<String, Value>,
 }
 
+/// A customer's email, as the widget set it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmailView {
+    pub id: String,
+    pub email: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IdentifiedView {
     pub customer_id: String,
@@ -333,6 +340,8 @@ pub struct PublicWidgetSettings {
     pub new_message_placeholder: String,
     pub show_agent_availability: bool,
     pub is_branding_hidden: bool,
+    /// `en`, `fr`, `de`, `es`, or empty (the visitor's browser language).
+    pub locale: String,
 }
 
 /// The widget settings as admins edit them.
@@ -346,6 +355,7 @@ pub struct WidgetSettingsView {
     pub show_agent_availability: bool,
     pub is_branding_hidden: bool,
     pub allowed_origins: Vec<String>,
+    pub locale: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

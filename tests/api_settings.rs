@@ -81,6 +81,56 @@ async fn business_context_and_widget_settings_are_admin_settings(db: &TestDb) {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A client that does not send allowed_origins or locale leaves them as they are.
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/api/widget_settings",
+            Some(t),
+            Some(json!({"title": "Hi", "locale": "fr"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["allowed_origins"], json!(["https://shop.example.com"]));
+    assert_eq!(body["data"]["locale"], "fr");
+    let (_, body) = api
+        .call(
+            Method::PUT,
+            "/api/widget_settings",
+            Some(t),
+            Some(json!({"title": "Hi"})),
+        )
+        .await;
+    assert_eq!(body["data"]["locale"], "fr", "{body}");
+    let (_, public) = api
+        .call(
+            Method::GET,
+            &format!("/api/widget_settings?account_id={}", admin.account_id),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(public["data"]["locale"], "fr");
+    for locale in ["it", "FR", "fr-FR"] {
+        let (status, _) = api
+            .call(
+                Method::PUT,
+                "/api/widget_settings",
+                Some(t),
+                Some(json!({"locale": locale})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{locale}");
+    }
+    let (_, body) = api
+        .call(
+            Method::PUT,
+            "/api/widget_settings",
+            Some(t),
+            Some(json!({"locale": ""})),
+        )
+        .await;
+    assert_eq!(body["data"]["locale"], "", "{body}");
     for (path, expected) in [
         ("/api/widget_settings?account_id=nope", StatusCode::BAD_REQUEST),
         ("/api/widget_settings", StatusCode::BAD_REQUEST),
@@ -297,6 +347,116 @@ async fn customers_canned_responses_tags_and_reporting(db: &TestDb) {
             "{bad}"
         );
     }
+    // The widget's customer leaves an email for replies (its own token only; unverified).
+    let email_path = format!("/api/customers/{customer_id}/email");
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &email_path,
+            Some(&customer_token),
+            Some(json!({"email": " Ada@Example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"]["email"], "ada@example.com",
+        "normalised as agents' updates are"
+    );
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            &email_path,
+            Some(&customer_token),
+            Some(json!({"email": "not an email"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            &email_path,
+            Some(&customer_token),
+            Some(json!({"mail": "a@b.co"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields are refused");
+    let (_, other_token) = api.customer(&admin.account_id).await;
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            &email_path,
+            Some(&other_token),
+            Some(json!({"email": "x@example.com"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another customer's email is not theirs to set"
+    );
+    let (status, _) = api
+        .call(Method::PUT, &email_path, None, Some(json!({"email": "x@example.com"})))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, seen) = api.get(&format!("/api/customers/{customer_id}"), t).await;
+    assert_eq!(seen["data"]["email"], "ada@example.com");
+    // An email the agent vouched for cannot be replaced by the widget.
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            &format!("/api/customers/{customer_id}"),
+            Some(t),
+            Some(json!({"email": "ada@shop.example"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &email_path,
+            Some(&customer_token),
+            Some(json!({"email": "other@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // The customer's data, for their right of access (admins): the profile and every event.
+    let (status, export) = api.get(&format!("/api/customers/{customer_id}/export"), t).await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    let data = &export["data"];
+    assert_eq!(data["format"], "netia-customer-export-1");
+    assert_eq!(data["customer"]["id"], customer_id.as_str());
+    let streams: Vec<&str> = data["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stream"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        streams,
+        [
+            format!("customer:{customer_id}"),
+            format!("conversation:{conversation}")
+        ]
+    );
+    let types: Vec<&str> = data["streams"][0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"CustomerCreated"), "{types:?}");
+    assert!(types.contains(&"CustomerIdentified"), "{types:?}");
+    let invitation = api.invite(&admin, "member@example.com", "member").await;
+    let member = api.accept("member@example.com", &invitation, "member").await;
+    let (status, _) = api
+        .get(&format!("/api/customers/{customer_id}/export"), &member.token)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "admins only");
+    let (status, _) = api
+        .get(&format!("/api/customers/{customer_id}/export"), &other.token)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another account's customer");
 }
 
 on_both_backends!(

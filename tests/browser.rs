@@ -64,3 +64,12 @@ async fn postgres_the_reports_page_shows_ai_outcomes() {
     browser_script_as(&api, &admin, "reports_browser.mjs").await;
     db.cleanup().await;
 }
+
+/// The widget in French (the browser's language) and German (the account's), email capture when
+/// nobody is online, and the launcher's unread badge (`tests/js/widget_languages_browser.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_the_widget_speaks_the_visitors_language_and_offers_email_replies() {
+    let Some(db) = TestDb::postgres().await else { return };
+    in_a_browser(&db, "widget_languages_browser.mjs").await;
+    db.cleanup().await;
+}

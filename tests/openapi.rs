@@ -48,6 +48,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/customers/{id}"),
     ("delete", "/api/customers/{id}"),
     ("put", "/api/customers/{id}/metadata"),
+    ("put", "/api/customers/{id}/email"),
+    ("get", "/api/customers/{id}/export"),
     ("get", "/api/widget_settings"),
     ("put", "/api/widget_settings"),
     ("get", "/api/business_context"),

@@ -68,6 +68,10 @@ pub struct WidgetSettings {
     pub is_branding_hidden: bool,
     /// Origins allowed to embed the widget and open sockets; empty means any.
     pub allowed_origins: Vec<String>,
+    /// The widget's language (`en`, `fr`, `de`, `es`); empty: the visitor's browser language.
+    /// Absent from events written before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub locale: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

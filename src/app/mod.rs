@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod conversations;
 pub mod customers;
+pub mod export;
 pub mod gmail;
 pub mod identity;
 pub mod inbound_email;

@@ -29,7 +29,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(
         "/customers/{id}/metadata",
         web::put().to(super::widget::update_metadata),
-    );
+    )
+    .route("/customers/{id}/email", web::put().to(super::widget::update_email))
+    .route("/customers/{id}/export", web::get().to(export));
 }
 
 pub fn customer_error(e: crate::command_bus::CommandError<CustomerError>) -> ApiError {
@@ -250,4 +252,26 @@ pub(super) async fn identify(
     Ok(HttpResponse::Ok().json(Data {
         data: found.map(|c| IdentifiedView { customer_id: c.id }),
     }))
+}
+
+/// Everything held about a customer, for their right of access (GDPR art. 15; admins): the profile
+/// and every event of the customer's stream and of its conversations' streams, as stored. Sent as
+/// a download (`customer-<id>.json`).
+#[utoipa::path(get, path = "/api/customers/{id}/export", tag = "customers", params(("id" = uuid::Uuid, Path, description = "Customer id")), security(("bearer" = [])),
+    responses((status = 200, body = Data<crate::app::export::CustomerExport>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn export(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    agent.require(Role::Admin)?;
+    let id = owned(&state, &agent, &id).await?;
+    let export = crate::app::export::export_customer(&state, id).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"customer-{id}.json\""),
+        ))
+        .json(Data { data: export }))
 }

@@ -137,11 +137,15 @@ pub(super) struct WidgetUpdate {
     show_agent_availability: bool,
     #[serde(default)]
     is_branding_hidden: bool,
-    #[serde(default)]
-    allowed_origins: Vec<String>,
+    /// Absent: unchanged.
+    allowed_origins: Option<Vec<String>>,
+    /// `en`, `fr`, `de` or `es`; empty: the visitor's browser language; absent: unchanged.
+    #[schema(pattern = "^(|en|fr|de|es)$")]
+    locale: Option<String>,
 }
 
-/// Replaces the widget settings (admins). `allowed_origins`: where the widget may run (empty: anywhere).
+/// Replaces the widget settings (admins). `allowed_origins`: where the widget may run (empty:
+/// anywhere); it and `locale` stay as they are when absent (clients that do not know them).
 #[utoipa::path(put, path = "/api/widget_settings", tag = "settings", request_body = WidgetUpdate, security(("bearer" = [])),
     responses((status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 200, body = Data<WidgetSettingsView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn update_widget_settings(
@@ -151,6 +155,7 @@ pub(super) async fn update_widget_settings(
 ) -> Result<HttpResponse, ApiError> {
     agent.require(Role::Admin)?;
     let b = body.into_inner();
+    let current = load(&state, &agent).await?.widget_settings;
     let settings = WidgetSettings {
         title: b.title,
         subtitle: b.subtitle,
@@ -159,7 +164,8 @@ pub(super) async fn update_widget_settings(
         new_message_placeholder: b.new_message_placeholder,
         show_agent_availability: b.show_agent_availability,
         is_branding_hidden: b.is_branding_hidden,
-        allowed_origins: b.allowed_origins,
+        allowed_origins: b.allowed_origins.unwrap_or(current.allowed_origins),
+        locale: b.locale.unwrap_or(current.locale),
     };
     state
         .bus
@@ -182,6 +188,7 @@ pub(super) async fn update_widget_settings(
             show_agent_availability: s.show_agent_availability,
             is_branding_hidden: s.is_branding_hidden,
             allowed_origins: s.allowed_origins,
+            locale: s.locale,
         },
     }))
 }

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::conversations::conversation_json;
 use super::customers::customer_error;
-use super::views::{ConversationView, Data, ErrorBody, MetadataView, NewCustomerView, PublicWidgetSettings};
+use super::views::{ConversationView, Data, EmailView, ErrorBody, MetadataView, NewCustomerView, PublicWidgetSettings};
 use super::{ApiError, AppState, CustomerCaller, parse_id};
 use crate::app::conversations::OpenError;
 
@@ -69,6 +69,7 @@ pub async fn settings(
             new_message_placeholder: s.new_message_placeholder.clone(),
             show_agent_availability: s.show_agent_availability,
             is_branding_hidden: s.is_branding_hidden,
+            locale: s.locale.clone(),
         },
     }))
 }
@@ -191,6 +192,55 @@ pub async fn update_metadata(
         data: MetadataView {
             id: id.to_string(),
             metadata: customer.metadata,
+        },
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailUpdate {
+    /// Where the customer wants replies (RFC 5321 address, at most 320 characters).
+    #[schema(max_length = 320)]
+    email: String,
+}
+
+/// The customer leaves an email address for replies (the widget's "we are away" form). Customer
+/// token. Unverified; refused (409) when the site already set a verified email for this customer.
+#[utoipa::path(put, path = "/api/customers/{id}/email", tag = "widget", params(("id" = uuid::Uuid, Path, description = "Customer id")), request_body = EmailUpdate,
+    security(("customer" = [])),
+    responses((status = 413, body = ErrorBody), (status = 200, body = Data<EmailView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn update_email(
+    state: web::Data<AppState>,
+    caller: CustomerCaller,
+    id: web::Path<String>,
+    body: web::Json<EmailUpdate>,
+) -> Result<HttpResponse, ApiError> {
+    let id: CustomerId = parse_id(&id, "customer id")?;
+    if id != caller.customer_id {
+        return Err(ApiError::NotFound("customer not found".into()));
+    }
+    let email = body.into_inner().email;
+    let (customer, _) = state.bus.load::<Customer>(id).await.map_err(customer_error)?;
+    if customer.email_verified && customer.identity.email.as_deref() != Some(email.trim()) {
+        return Err(ApiError::Conflict(
+            "this customer's email was set by the site and cannot be changed here".into(),
+        ));
+    }
+    let identity = CustomerIdentity {
+        email: Some(email),
+        ..Default::default()
+    };
+    let meta = caller.meta();
+    let events = crate::app::customers::identify_customer(&state, id, identity, false, &meta)
+        .await
+        .map_err(super::customers::use_case_error)?;
+    state.caught_up("customer", &events).await;
+    let (customer, _) = state.bus.load::<Customer>(id).await.map_err(customer_error)?;
+    Ok(HttpResponse::Ok().json(Data {
+        data: EmailView {
+            id: id.to_string(),
+            email: customer.identity.email,
         },
     }))
 }

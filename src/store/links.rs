@@ -105,20 +105,34 @@ impl<'a> Relinker<'a> {
 
 /// The key id the log's links use (`None`: plain SHA-256).
 pub(super) async fn marker_pg(pool: &sqlx::PgPool) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query("SELECT key_id FROM audit_chain WHERE id = 1")
+    let row = match sqlx::query("SELECT key_id FROM audit_chain WHERE id = 1")
         .fetch_optional(pool)
-        .await?;
+        .await
+    {
+        Err(e) if missing_table(&e) => return Ok(None),
+        other => other?,
+    };
     Ok(row
         .map(|r| r.try_get::<Option<String>, _>("key_id"))
         .transpose()?
         .flatten())
 }
 
+/// A node started with `NETIA_MIGRATE=0` before the migration that makes `audit_chain`: plain.
+fn missing_table(e: &sqlx::Error) -> bool {
+    // PostgreSQL's undefined_table; SQLite says "no such table".
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") || db.message().contains("no such table"))
+}
+
 /// As [`marker_pg`].
 pub(super) async fn marker_sqlite(pool: &sqlx::SqlitePool) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query("SELECT key_id FROM audit_chain WHERE id = 1")
+    let row = match sqlx::query("SELECT key_id FROM audit_chain WHERE id = 1")
         .fetch_optional(pool)
-        .await?;
+        .await
+    {
+        Err(e) if missing_table(&e) => return Ok(None),
+        other => other?,
+    };
     Ok(row
         .map(|r| r.try_get::<Option<String>, _>("key_id"))
         .transpose()?

@@ -536,6 +536,9 @@ fn check_context(c: &BusinessContext) -> Result<(), AccountError> {
     }
 }
 
+/// The widget's languages (`assets/chat.js` holds their strings); empty: the browser's.
+pub const WIDGET_LOCALES: [&str; 5] = ["", "en", "fr", "de", "es"];
+
 fn check_widget(s: &WidgetSettings) -> Result<(), AccountError> {
     check_text("title", &s.title, 200)?;
     check_text("subtitle", &s.subtitle, 500)?;
@@ -543,6 +546,12 @@ fn check_widget(s: &WidgetSettings) -> Result<(), AccountError> {
     check_text("new_message_placeholder", &s.new_message_placeholder, 200)?;
     if !is_color(&s.primary_color) {
         return Err(invalid("primary_color", "must be #rgb or #rrggbb"));
+    }
+    if !WIDGET_LOCALES.contains(&s.locale.as_str()) {
+        return Err(invalid(
+            "locale",
+            "must be en, fr, de, es, or empty (the visitor's browser language)",
+        ));
     }
     if s.allowed_origins.len() > 50 {
         return Err(invalid("allowed_origins", "at most 50 origins"));

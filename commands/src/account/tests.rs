@@ -55,6 +55,7 @@ fn widget() -> WidgetSettings {
             "http://localhost:3000".to_owned(),
             "http://[::1]:8080".to_owned(),
         ],
+        locale: "fr".to_owned(),
     }
 }
 
@@ -242,6 +243,31 @@ fn an_invalid_allowed_origin_is_refused() {
             .then_expect_error(invalid(
                 "allowed_origins",
                 "each must be scheme://host[:port] without a path",
+            ));
+    }
+}
+
+#[test]
+fn a_widget_language_is_one_the_widget_speaks_or_none() {
+    for locale in ["", "en", "fr", "de", "es"] {
+        let mut settings = widget();
+        settings.locale = locale.to_owned();
+        AccountTest::with(())
+            .given(vec![registered()])
+            .when(update_widget(settings.clone()))
+            .then_expect_events(vec![AccountEvent::WidgetSettingsUpdated(WidgetSettingsUpdated {
+                settings,
+            })]);
+    }
+    for locale in ["it", "EN", "fr-FR", " "] {
+        let mut settings = widget();
+        settings.locale = locale.to_owned();
+        AccountTest::with(())
+            .given(vec![registered()])
+            .when(update_widget(settings))
+            .then_expect_error(invalid(
+                "locale",
+                "must be en, fr, de, es, or empty (the visitor's browser language)",
             ));
     }
 }
