@@ -443,10 +443,12 @@ async fn demo(state: &AppState, host: &str, port: u16) {
                 Err(e) => tracing::warn!(error = %e, "demo history not written"),
             }
             let base = format!("http://{}:{port}", if host == "0.0.0.0" { "127.0.0.1" } else { host });
-            println!(
+            // Written whole, and a closed stdout (`netia serve | head -3`) is not a reason to stop.
+            let login = format!(
                 "\nNetia demo (created once, on this first start):\n  dashboard:  {base}/  (sign in as {email} / {password})\n  \
-                 demo site:  {base}/demo?accountId={account_id}  (a page with the chat widget)\n"
+                 demo site:  {base}/demo?accountId={account_id}  (a page with the chat widget)\n\n"
             );
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), login.as_bytes());
         }
         Err(e) => tracing::warn!(error = %e, "demo account not created"),
     }

@@ -38,6 +38,8 @@ async fn first_start(db: &TestDb, port: u16) -> (tokio::process::Child, String) 
     })
     .await
     .expect("the demo login is printed");
+    // Keep reading: the server may print more.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, password)
 }
 
