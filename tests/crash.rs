@@ -858,6 +858,30 @@ async fn probe_resumption(
             )))
         })
         .collect();
+    // Each node's first append, watched on its own so that a slow answer delays no other probe.
+    let mut appends: Vec<_> = bases
+        .iter()
+        .map(|base| {
+            let created = http
+                .post(format!("{base}/api/customers"))
+                .json(&json!({"account_id": account}));
+            Some(tokio::spawn(async move {
+                loop {
+                    let attempt = created
+                        .try_clone()
+                        .unwrap()
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                    if attempt.is_ok_and(|r| r.status().is_success()) {
+                        return since.elapsed();
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }))
+        })
+        .collect();
+    let mut appended: [Option<Duration>; 2] = [None, None];
     let emails_then = smtp.messages().len();
     let mut checkpoints_then: Option<HashMap<String, i64>> = None;
     let mut done_then: Option<i64> = None;
@@ -865,19 +889,13 @@ async fn probe_resumption(
         if smtp.messages().len() > emails_then {
             resumed.lock().unwrap().scheduler.get_or_insert(since.elapsed());
         }
-        if resumed.lock().unwrap().writer.is_none() {
-            let mut both = true;
-            for base in bases {
-                let created = http
-                    .post(format!("{base}/api/customers"))
-                    .json(&json!({"account_id": account}))
-                    .send()
-                    .await;
-                both &= created.is_ok_and(|r| r.status().is_success());
+        for (node, slot) in appends.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(tokio::task::JoinHandle::is_finished) {
+                appended[node] = Some(slot.take().unwrap().await.unwrap());
             }
-            if both {
-                resumed.lock().unwrap().writer = Some(since.elapsed());
-            }
+        }
+        if let [Some(first), Some(second)] = appended {
+            resumed.lock().unwrap().writer.get_or_insert(first.max(second));
         }
         let checkpoints: Result<Vec<(String, i64)>, _> =
             sqlx::query_as("SELECT name, position FROM projection_checkpoints")
@@ -925,7 +943,7 @@ async fn probe_resumption(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    for broadcast in broadcasts.into_iter().flatten() {
-        broadcast.abort();
+    for probe in broadcasts.into_iter().chain(appends).flatten() {
+        probe.abort();
     }
 }

@@ -296,29 +296,13 @@ async fn deliver(
         .record(started.elapsed().as_secs_f64());
     let failure = match handled {
         Ok(()) => {
-            sqlx::query(
-                "UPDATE consumer_processed SET state = 'done', processed_at = $3, claimed_until = NULL \
-                 WHERE consumer = $1 AND event_id = $2",
-            )
-            .bind(name)
-            .bind(&id)
-            .bind(netia_events::chain::format_time(Utc::now()))
-            .execute(db)
-            .await?;
+            claims::done(db, name, &id, ttl.saturating_sub(started.elapsed())).await?;
             return Ok(Outcome::Handled);
         }
         Err(failure) => failure,
     };
     // Let the retry (or a replay) claim it again; only our own claim (it may have been taken over).
-    sqlx::query(
-        "DELETE FROM consumer_processed WHERE consumer = $1 AND event_id = $2 AND state = 'claimed' \
-         AND claimed_until = $3",
-    )
-    .bind(name)
-    .bind(&id)
-    .bind(&token)
-    .execute(db)
-    .await?;
+    claims::release(db, name, &id, &token, ttl.saturating_sub(started.elapsed())).await?;
     let last = matches!(failure, Failure::Permanent(_)) || attempt >= policy.max_attempts;
     if !last {
         tracing::warn!(consumer = name, event = %id, attempt, error = %failure, "consumer failed; will retry");

@@ -121,8 +121,14 @@ pub async fn status(store: &Arc<dyn EventStore>, db: &AnyPool) -> Result<Vec<Pro
 /// Opens a pool for read models on the events' database (`postgres://…` or `sqlite://…`).
 pub async fn read_model_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
+    let acquire_timeout = if url.starts_with("sqlite:") {
+        crate::store::SQLITE_ACQUIRE_TIMEOUT
+    } else {
+        crate::store::PG_ACQUIRE_TIMEOUT
+    };
     crate::store::pool_options::<sqlx::Any>()
         .max_connections(max_connections.max(2))
+        .acquire_timeout(acquire_timeout)
         .connect(url)
         .await
 }

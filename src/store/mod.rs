@@ -27,6 +27,18 @@ pub(crate) use recent::Recent;
 /// A pooled connection idle at least this long is pinged before it is handed out.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
+/// How long a PostgreSQL statement waits for a pooled connection before it fails with
+/// [`sqlx::Error::PoolTimedOut`] (a 503 with `Retry-After` over HTTP, `unavailable` on a socket).
+/// Short on purpose: while the database is away every acquire waits this long trying to connect,
+/// and a client that gave up meanwhile (the `phoenix` client's push timeout is 10 s) would leave its
+/// work queued for the database's return, where it would delay the clients still waiting (the
+/// crash suite's PostgreSQL restart went without a single acknowledged message for a minute).
+pub const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The same for SQLite, where one connection writes and a long write (a rebuild) may hold it:
+/// as long as SQLite's own busy timeout.
+pub const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Options for every pool of the server. sqlx pings each connection on every acquire by default:
 /// one more round trip (and two wake-ups on each side) per statement, which under load doubled the
 /// database's work. A connection in steady use is handed out as it is; one that sat idle is pinged,

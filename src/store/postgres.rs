@@ -59,7 +59,7 @@ impl PgStore {
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
         let pool = super::pool_options::<sqlx::Postgres>()
             .max_connections(max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(super::PG_ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
         Ok(Self::from_pool(pool))

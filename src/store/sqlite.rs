@@ -46,10 +46,12 @@ impl SqliteStore {
         }
         let writer = super::pool_options::<sqlx::Sqlite>()
             .max_connections(1)
+            .acquire_timeout(super::SQLITE_ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await?;
         let readers = super::pool_options::<sqlx::Sqlite>()
             .max_connections(max_connections.max(1))
+            .acquire_timeout(super::SQLITE_ACQUIRE_TIMEOUT)
             .connect_with(options.read_only(false))
             .await?;
         Ok(Self {
