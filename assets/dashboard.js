@@ -30,6 +30,7 @@
     typingSent: false,
     typingTimer: null,
     typingSentAt: 0,
+    names: new Map(), // conversation id → its customer's name, from the list
   };
 
   const el = (tag, text, className) => {
@@ -110,6 +111,7 @@
     const list = $("conversations");
     list.replaceChildren();
     conversations.forEach((c) => {
+      state.names.set(c.id, who(c));
       const item = el("li");
       const button = el("button");
       button.type = "button";
@@ -945,6 +947,44 @@
     }
   });
 
+  // ----- notifications while the tab is hidden -----
+
+  // A customer's new message while this tab is in the background counts in the title ("(2) Netia")
+  // and, when the agent allowed it, shows a browser notification that opens its conversation.
+  const TITLE = document.title;
+  let unseen = 0;
+  const fromCustomer = (m) => !m.private && m.customer_id && !m.user_id && m.type !== "bot";
+
+  function alertHidden(m) {
+    if (document.visibilityState !== "hidden" || !fromCustomer(m)) return;
+    unseen += 1;
+    document.title = `(${unseen}) ${TITLE}`;
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    const name = state.names.get(m.conversation_id) || "a customer";
+    const body = m.body.length > 140 ? `${m.body.slice(0, 139)}…` : m.body;
+    const shown = new Notification(`New message from ${name}`, { body, tag: m.conversation_id });
+    shown.onclick = () => {
+      window.focus();
+      openConversation(m.conversation_id).catch(() => {});
+      shown.close();
+    };
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState !== "visible") return;
+    unseen = 0;
+    document.title = TITLE;
+  });
+
+  function offerNotifications() {
+    const button = $("enable-notifications");
+    button.hidden = !("Notification" in window) || Notification.permission !== "default";
+    button.onclick = () =>
+      Notification.requestPermission().then(() => {
+        button.hidden = Notification.permission !== "default";
+      });
+  }
+
   // ----- start -----
 
   function connectSocket() {
@@ -953,9 +993,13 @@
     });
     state.socket = socket;
     const notifications = socket.channel(`notification:${state.session.account_id}`, {});
-    ["shout", "conversation:created", "conversation:updated", "read"].forEach((event) =>
+    ["conversation:created", "conversation:updated", "read"].forEach((event) =>
       notifications.on(event, () => refreshSoon()),
     );
+    notifications.on("shout", (m) => {
+      refreshSoon();
+      alertHidden(m);
+    });
     const agents = new Set();
     const showOnline = () => ($("online").textContent = `${agents.size} agent${agents.size === 1 ? "" : "s"} online`);
     notifications.on("presence_state", (s) => {
@@ -995,6 +1039,7 @@
       });
       await Promise.all([refreshCounts(), refreshList()]);
       connectSocket();
+      offerNotifications();
     } catch (e) {
       console.warn("netia: dashboard failed to start", e);
     }

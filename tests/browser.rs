@@ -73,3 +73,12 @@ async fn postgres_the_widget_speaks_the_visitors_language_and_offers_email_repli
     in_a_browser(&db, "widget_languages_browser.mjs").await;
     db.cleanup().await;
 }
+
+/// Browser notifications and the title counter for customer messages while the dashboard's tab
+/// is hidden (`tests/js/notifications_browser.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_dashboard_notifies_of_customer_messages_while_its_tab_is_hidden() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    in_a_browser(&db, "notifications_browser.mjs").await;
+    db.cleanup().await;
+}
