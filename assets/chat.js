@@ -402,6 +402,17 @@
     renderGreeting();
   }
 
+  // What the agents see of the visitor: the page, the browser, the time zone and the language.
+  function customerMetadata() {
+    const metadata = { current_url: document.referrer || window.location.href, user_agent: navigator.userAgent };
+    try {
+      const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      if (zone) metadata.time_zone = zone;
+    } catch (_) {}
+    if (navigator.language) metadata.locale = navigator.language;
+    return metadata;
+  }
+
   async function customer() {
     // One stored customer per site user: an anonymous visitor, or the external id the site gave.
     const key = `netia:${params.accountId}:customer${params.externalId ? `:${params.externalId}` : ""}`;
@@ -414,7 +425,7 @@
     }
     const body = {
       account_id: params.accountId,
-      metadata: { current_url: document.referrer || window.location.href, user_agent: navigator.userAgent },
+      metadata: customerMetadata(),
     };
     if (params.externalId) body.external_id = params.externalId;
     if (params.userHash) body.user_hash = params.userHash;

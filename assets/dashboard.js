@@ -241,6 +241,93 @@
           : "Your reply appears in the customer's chat.";
   }
 
+  // ----- the customer panel's fields -----
+
+  function verifiedBadge() {
+    const badge = el("span", "Verified", "badge verified");
+    badge.title = "The customer's identity was signed by the account's own site (identity verification).";
+    return badge;
+  }
+
+  // "Chrome 131 on Linux" from a User-Agent header, for reading at a glance (the whole header is
+  // the field's tooltip). Only the common browsers and systems; anything else shows as it is.
+  function describeUserAgent(ua) {
+    const browsers = [
+      [/Edg(?:e|A|iOS)?\/(\d+)/, "Edge"],
+      [/OPR\/(\d+)/, "Opera"],
+      [/SamsungBrowser\/(\d+)/, "Samsung Internet"],
+      [/(?:Firefox|FxiOS)\/(\d+)/, "Firefox"],
+      [/(?:Chrome|CriOS)\/(\d+)/, "Chrome"],
+      [/Version\/(\d+)[^ ]* (?:Mobile\/\S+ )?Safari\//, "Safari"],
+    ];
+    const systems = [
+      [/iPhone|iPad|iPod/, "iOS"],
+      [/Android/, "Android"],
+      [/CrOS/, "ChromeOS"],
+      [/Windows/, "Windows"],
+      [/Mac OS X|Macintosh/, "macOS"],
+      [/Linux/, "Linux"],
+    ];
+    const browser = browsers.map(([re, name]) => [re.exec(ua), name]).find(([m]) => m);
+    const system = systems.find(([re]) => re.test(ua));
+    if (!browser && !system) return ua;
+    const named = browser ? `${browser[1]} ${browser[0][1]}` : "A browser";
+    return system ? `${named} on ${system[1]}` : named;
+  }
+
+  // A link that opens elsewhere, for http(s) addresses only; anything else stays text.
+  function pageLink(url) {
+    let parsed;
+    try {
+      parsed = new URL(url);
+    } catch (_) {
+      return url;
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return url;
+    const link = el("a", `${parsed.host}${parsed.pathname === "/" ? "" : parsed.pathname}`);
+    link.href = parsed.href;
+    link.title = parsed.href;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    return link;
+  }
+
+  // The customer's local time now, from an IANA time zone; nothing for an unknown zone.
+  function localTime(zone) {
+    try {
+      const time = new Intl.DateTimeFormat(undefined, { timeZone: zone, hour: "2-digit", minute: "2-digit" }).format(new Date());
+      return `${time} (${zone})`;
+    } catch (_) {
+      return "";
+    }
+  }
+
+  // A metadata field as [label, value] rows: the widget's own keys read as words, others with their
+  // key made readable ("plan_tier" → "Plan tier").
+  function describeField(key, value) {
+    const text = typeof value === "string" ? value : JSON.stringify(value);
+    switch (key) {
+      case "user_agent":
+        return [["Browser", withTitle(describeUserAgent(text), text)]];
+      case "current_url":
+        return [["Page", pageLink(text)]];
+      case "time_zone":
+        return [["Local time", localTime(text)]];
+      case "locale":
+        return [["Language", text]];
+      default: {
+        const label = key.replace(/[_-]+/g, " ").trim();
+        return [[label.charAt(0).toUpperCase() + label.slice(1), text]];
+      }
+    }
+  }
+
+  function withTitle(text, title) {
+    const span = el("span", text);
+    span.title = title;
+    return span;
+  }
+
   async function renderCustomer(c) {
     const panel = $("customer");
     panel.replaceChildren(el("h3", "Customer"));
@@ -254,15 +341,20 @@
       ["Name", customer.name],
       ["Email", customer.email],
       ["Phone", customer.phone],
-      ["Identity", customer.verified ? "Verified ✓" : customer.external_id ? "Not verified" : ""],
+      ["Identity", customer.verified ? verifiedBadge() : customer.external_id ? "Not verified" : ""],
       ["Last seen", customer.last_seen_at && new Date(customer.last_seen_at).toLocaleString()],
       ["Conversations", String(customer.conversation_count)],
     ];
-    Object.entries(customer.metadata || {}).forEach(([k, v]) => rows.push([k, typeof v === "string" ? v : JSON.stringify(v)]));
-    const list = el("dl");
+    Object.entries(customer.metadata || {}).forEach(([k, v]) => rows.push(...describeField(k, v)));
+    const list = el("dl", undefined, "fields");
     rows.filter(([, v]) => v).forEach(([k, v]) => {
       list.appendChild(el("dt", k));
-      list.appendChild(el("dd", v));
+      const value = el("dd");
+      if (typeof v === "string") {
+        value.textContent = v;
+        value.title = v; // the whole value, when the panel cuts it short
+      } else value.appendChild(v);
+      list.appendChild(value);
     });
     panel.appendChild(list);
     panel.appendChild(el("p", "", "muted")).id = "customer-online";

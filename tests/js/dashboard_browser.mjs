@@ -68,6 +68,21 @@ check("the conversation opens with its history", true);
 await agent.locator("#viewers", { hasText: "Customer online" }).waitFor({ timeout: 10000 });
 check("the agent sees the customer online", true);
 
+// The customer panel reads as words: browser and system, the page as a link, the local time.
+const field = (label) => agent.locator("#customer dt", { hasText: label }).locator("xpath=following-sibling::dd[1]");
+const browserField = await field("Browser").textContent();
+check("the panel names the customer's browser and system", /^Chrome \d+ on Linux$/.test(browserField), browserField);
+const pageHref = await field("Page").locator("a").getAttribute("href");
+check("the page they wrote from is a link", pageHref.startsWith(hostUrl), pageHref);
+const localTime = await field("Local time").textContent();
+check("and their local time with its zone", /^\d\d:\d\d.*\(.+\)$/.test(localTime), localTime);
+const labels = await agent.locator("#customer dt").allTextContents();
+check("no raw metadata keys", labels.every((k) => !k.includes("_")), labels);
+const inside = await agent.locator("#customer").evaluate((p) =>
+  [...p.querySelectorAll("dd")].every((d) => d.getBoundingClientRect().right <= p.getBoundingClientRect().right + 1),
+);
+check("every value stays inside the panel", inside);
+
 // Typing both ways.
 await customer.locator("#message").type("Still the", { delay: 20 });
 await agent.locator("#typing", { hasText: "Customer is typing" }).waitFor({ timeout: 10000 });
