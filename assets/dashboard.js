@@ -521,6 +521,43 @@
     $("reply").focus();
   });
 
+  // ----- keyboard shortcuts (the help dialog lists them) -----
+
+  function stepConversation(by) {
+    const buttons = [...document.querySelectorAll("#conversations button")];
+    if (buttons.length === 0) return;
+    const current = buttons.findIndex((b) => b.getAttribute("aria-current") === "true");
+    const next = current < 0 ? (by > 0 ? 0 : buttons.length - 1) : Math.min(Math.max(current + by, 0), buttons.length - 1);
+    buttons[next].focus();
+    if (next !== current) buttons[next].click();
+  }
+
+  const inConversation = () => state.conversation && !$("conversation").hidden;
+  const SHORTCUTS = {
+    j: () => stepConversation(1),
+    k: () => stepConversation(-1),
+    r: () => inConversation() && $("reply").focus(),
+    e: () => inConversation() && state.conversation.status === "open" && $("toggle-status").click(),
+    "/": () => inConversation() && $("canned").focus(),
+    "?": () => $("shortcuts").showModal(),
+  };
+
+  document.addEventListener("keydown", (e) => {
+    if ($("app").hidden || e.ctrlKey || e.metaKey || e.altKey) return;
+    const target = e.target;
+    const typing = target.closest && target.closest("input, textarea, select, [contenteditable]");
+    if (typing) {
+      if (e.key === "Escape" && target.id === "reply") target.blur();
+      return;
+    }
+    if ($("shortcuts").open) return;
+    const action = SHORTCUTS[e.key];
+    if (!action) return;
+    e.preventDefault();
+    action();
+  });
+  $("show-shortcuts").addEventListener("click", () => $("shortcuts").showModal());
+
   // ----- reports -----
 
   const SVG = "http://www.w3.org/2000/svg";

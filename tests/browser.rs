@@ -82,3 +82,11 @@ async fn sqlite_the_dashboard_notifies_of_customer_messages_while_its_tab_is_hid
     in_a_browser(&db, "notifications_browser.mjs").await;
     db.cleanup().await;
 }
+
+/// The dashboard's keyboard shortcuts: j / k, r, e, ? (`tests/js/shortcuts_browser.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_dashboard_answers_to_its_keyboard_shortcuts() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    in_a_browser(&db, "shortcuts_browser.mjs").await;
+    db.cleanup().await;
+}
