@@ -22,6 +22,8 @@
       emailLabel: "Your email", emailSave: "Notify me", emailSaved: "Thanks! We'll email you at {email}.",
       emailInvalid: "Please enter a valid email address.", emailFailed: "That did not work: {reason}",
       messages: "Messages", chat: "Chat",
+      replyMinutes: "We typically reply in a few minutes.", replyHours: "We typically reply in a few hours.",
+      replyDay: "We typically reply within a day.",
     },
     fr: {
       title: "Bienvenue !", subtitle: "Posez-nous vos questions ci-dessous.", placeholder: "Écrivez votre message…",
@@ -34,6 +36,8 @@
       emailLabel: "Votre e-mail", emailSave: "Me prévenir", emailSaved: "Merci ! Nous vous écrirons à {email}.",
       emailInvalid: "Saisissez une adresse e-mail valide.", emailFailed: "Cela n'a pas fonctionné : {reason}",
       messages: "Messages", chat: "Chat",
+      replyMinutes: "Nous répondons généralement en quelques minutes.",
+      replyHours: "Nous répondons généralement en quelques heures.", replyDay: "Nous répondons généralement sous un jour.",
     },
     de: {
       title: "Willkommen!", subtitle: "Fragen Sie uns einfach hier unten.", placeholder: "Nachricht eingeben…",
@@ -46,6 +50,8 @@
       emailLabel: "Ihre E-Mail-Adresse", emailSave: "Benachrichtigen", emailSaved: "Danke! Wir schreiben Ihnen an {email}.",
       emailInvalid: "Bitte geben Sie eine gültige E-Mail-Adresse ein.", emailFailed: "Das hat nicht geklappt: {reason}",
       messages: "Nachrichten", chat: "Chat",
+      replyMinutes: "Wir antworten in der Regel innerhalb weniger Minuten.",
+      replyHours: "Wir antworten in der Regel innerhalb weniger Stunden.", replyDay: "Wir antworten in der Regel innerhalb eines Tages.",
     },
     es: {
       title: "¡Bienvenido!", subtitle: "Pregúntanos lo que quieras aquí abajo.", placeholder: "Escribe tu mensaje…",
@@ -58,6 +64,8 @@
       emailLabel: "Tu correo electrónico", emailSave: "Avisarme", emailSaved: "¡Gracias! Te escribiremos a {email}.",
       emailInvalid: "Introduce un correo electrónico válido.", emailFailed: "No ha funcionado: {reason}",
       messages: "Mensajes", chat: "Chat",
+      replyMinutes: "Solemos responder en unos minutos.", replyHours: "Solemos responder en unas horas.",
+      replyDay: "Solemos responder en un día.",
     },
   };
   let strings = STRINGS.en;
@@ -229,6 +237,9 @@
     $("branding").hidden = pick(params.isBrandingHidden, settings.is_branding_hidden, false);
     state.showAvailability = pick(params.showAgentAvailability, settings.show_agent_availability, false);
     state.greeting = pick(params.greeting, settings.greeting, "");
+    const replyTime = { minutes: "replyMinutes", hours: "replyHours", day: "replyDay" }[settings.reply_time];
+    $("reply-time").textContent = replyTime ? t(replyTime) : "";
+    $("reply-time").hidden = !replyTime;
     if (params.companyName) $("branding").dataset.company = params.companyName;
   }
 

@@ -733,6 +733,7 @@
     $("w-color").value = /^#[0-9a-f]{6}$/i.test(widget.primary_color) ? widget.primary_color : "#1890ff";
     $("w-greeting").value = widget.greeting;
     $("w-locale").value = widget.locale || "";
+    $("w-reply-time").value = widget.reply_time || "";
     $("snippet").textContent = snippet();
     $("preview").src = `/chat?accountId=${state.session.account_id}`;
     await showIdentity();
@@ -1046,6 +1047,7 @@
         show_agent_availability: current.show_agent_availability,
         is_branding_hidden: current.is_branding_hidden,
         locale: $("w-locale").value,
+        reply_time: $("w-reply-time").value,
       });
       $("w-saved").textContent = "Saved.";
       $("preview").src = `/chat?accountId=${state.session.account_id}&t=${Date.now()}`;

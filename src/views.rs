@@ -342,6 +342,9 @@ pub struct PublicWidgetSettings {
     pub is_branding_hidden: bool,
     /// `en`, `fr`, `de`, `es`, or empty (the visitor's browser language).
     pub locale: String,
+    /// `minutes`, `hours` or `day`: "We typically reply in a few minutes" (and so on) under the
+    /// widget's title; empty: nothing.
+    pub reply_time: String,
 }
 
 /// The widget settings as admins edit them.
@@ -356,6 +359,8 @@ pub struct WidgetSettingsView {
     pub is_branding_hidden: bool,
     pub allowed_origins: Vec<String>,
     pub locale: String,
+    /// `minutes`, `hours`, `day`, or empty.
+    pub reply_time: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

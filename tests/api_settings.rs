@@ -131,6 +131,45 @@ async fn business_context_and_widget_settings_are_admin_settings(db: &TestDb) {
         )
         .await;
     assert_eq!(body["data"]["locale"], "", "{body}");
+    // The reply time the widget shows: one of three, kept when absent, refused otherwise.
+    let (_, body) = api
+        .call(
+            Method::PUT,
+            "/api/widget_settings",
+            Some(t),
+            Some(json!({"reply_time": "minutes"})),
+        )
+        .await;
+    assert_eq!(body["data"]["reply_time"], "minutes", "{body}");
+    let (_, body) = api
+        .call(
+            Method::PUT,
+            "/api/widget_settings",
+            Some(t),
+            Some(json!({"title": "Hi"})),
+        )
+        .await;
+    assert_eq!(body["data"]["reply_time"], "minutes", "kept when absent: {body}");
+    let (_, public) = api
+        .call(
+            Method::GET,
+            &format!("/api/widget_settings?account_id={}", admin.account_id),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(public["data"]["reply_time"], "minutes");
+    for reply_time in ["soon", "MINUTES", "week"] {
+        let (status, _) = api
+            .call(
+                Method::PUT,
+                "/api/widget_settings",
+                Some(t),
+                Some(json!({"reply_time": reply_time})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply_time}");
+    }
     for (path, expected) in [
         ("/api/widget_settings?account_id=nope", StatusCode::BAD_REQUEST),
         ("/api/widget_settings", StatusCode::BAD_REQUEST),

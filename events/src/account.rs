@@ -72,6 +72,11 @@ pub struct WidgetSettings {
     /// Absent from events written before it existed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub locale: String,
+    /// What the widget says about how soon the team answers: `minutes`, `hours` or `day` ("We
+    /// typically reply in a few minutes / a few hours / a day"); empty: nothing. Absent from events
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reply_time: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -142,10 +142,14 @@ pub(super) struct WidgetUpdate {
     /// `en`, `fr`, `de` or `es`; empty: the visitor's browser language; absent: unchanged.
     #[schema(pattern = "^(|en|fr|de|es)$")]
     locale: Option<String>,
+    /// `minutes`, `hours` or `day` ("We typically reply in a few minutes", …); empty: say nothing;
+    /// absent: unchanged.
+    #[schema(pattern = "^(|minutes|hours|day)$")]
+    reply_time: Option<String>,
 }
 
 /// Replaces the widget settings (admins). `allowed_origins`: where the widget may run (empty:
-/// anywhere); it and `locale` stay as they are when absent (clients that do not know them).
+/// anywhere); it, `locale` and `reply_time` stay as they are when absent (clients that do not know them).
 #[utoipa::path(put, path = "/api/widget_settings", tag = "settings", request_body = WidgetUpdate, security(("bearer" = [])),
     responses((status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 200, body = Data<WidgetSettingsView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn update_widget_settings(
@@ -166,6 +170,7 @@ pub(super) async fn update_widget_settings(
         is_branding_hidden: b.is_branding_hidden,
         allowed_origins: b.allowed_origins.unwrap_or(current.allowed_origins),
         locale: b.locale.unwrap_or(current.locale),
+        reply_time: b.reply_time.unwrap_or(current.reply_time),
     };
     state
         .bus
@@ -189,6 +194,7 @@ pub(super) async fn update_widget_settings(
             is_branding_hidden: s.is_branding_hidden,
             allowed_origins: s.allowed_origins,
             locale: s.locale,
+            reply_time: s.reply_time,
         },
     }))
 }

@@ -70,6 +70,7 @@ pub async fn settings(
             show_agent_availability: s.show_agent_availability,
             is_branding_hidden: s.is_branding_hidden,
             locale: s.locale.clone(),
+            reply_time: s.reply_time.clone(),
         },
     }))
 }

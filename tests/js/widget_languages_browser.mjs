@@ -105,7 +105,8 @@ agent.disconnect();
 // The account chooses German for everyone; a language the widget does not speak is refused.
 const refused = await api("PUT", "/api/widget_settings", { locale: "it" });
 check("an unknown widget language is refused (422)", refused.status === 422, refused.json);
-const saved = await api("PUT", "/api/widget_settings", { locale: "de" });
+check("no reply time is shown unless the account sets one", await frame.locator("#reply-time").isHidden());
+const saved = await api("PUT", "/api/widget_settings", { locale: "de", reply_time: "hours" });
 check("the account's language is saved", saved.status === 200 && saved.data.locale === "de", saved.json);
 const german = await context.newPage();
 await german.goto(hostUrl);
@@ -114,6 +115,8 @@ const germanFrame = german.frameLocator("#netia-chat-frame");
 await germanFrame.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
 check("the account's language wins over the browser's", (await germanFrame.locator("#message").getAttribute("placeholder")) === "Nachricht eingeben…");
 check("the customer who left an email is not asked again", await germanFrame.locator("#email-capture").isHidden());
+const replyTime = await germanFrame.locator("#reply-time").textContent();
+check("the reply time the account sets, in the widget's language", replyTime === "Wir antworten in der Regel innerhalb weniger Stunden.", replyTime);
 await api("PUT", "/api/widget_settings", { locale: "" });
 
 // A browser in a language the widget does not speak gets English.

@@ -539,6 +539,10 @@ fn check_context(c: &BusinessContext) -> Result<(), AccountError> {
 /// The widget's languages (`assets/chat.js` holds their strings); empty: the browser's.
 pub const WIDGET_LOCALES: [&str; 5] = ["", "en", "fr", "de", "es"];
 
+/// How soon the widget says the team typically replies (`assets/chat.js` words them); empty: it
+/// says nothing.
+pub const WIDGET_REPLY_TIMES: [&str; 4] = ["", "minutes", "hours", "day"];
+
 fn check_widget(s: &WidgetSettings) -> Result<(), AccountError> {
     check_text("title", &s.title, 200)?;
     check_text("subtitle", &s.subtitle, 500)?;
@@ -551,6 +555,12 @@ fn check_widget(s: &WidgetSettings) -> Result<(), AccountError> {
         return Err(invalid(
             "locale",
             "must be en, fr, de, es, or empty (the visitor's browser language)",
+        ));
+    }
+    if !WIDGET_REPLY_TIMES.contains(&s.reply_time.as_str()) {
+        return Err(invalid(
+            "reply_time",
+            "must be minutes, hours, day, or empty (say nothing)",
         ));
     }
     if s.allowed_origins.len() > 50 {

@@ -56,6 +56,7 @@ fn widget() -> WidgetSettings {
             "http://[::1]:8080".to_owned(),
         ],
         locale: "fr".to_owned(),
+        reply_time: "hours".to_owned(),
     }
 }
 
@@ -268,6 +269,31 @@ fn a_widget_language_is_one_the_widget_speaks_or_none() {
             .then_expect_error(invalid(
                 "locale",
                 "must be en, fr, de, es, or empty (the visitor's browser language)",
+            ));
+    }
+}
+
+#[test]
+fn a_widget_reply_time_is_minutes_hours_a_day_or_nothing() {
+    for reply_time in ["", "minutes", "hours", "day"] {
+        let mut settings = widget();
+        settings.reply_time = reply_time.to_owned();
+        AccountTest::with(())
+            .given(vec![registered()])
+            .when(update_widget(settings.clone()))
+            .then_expect_events(vec![AccountEvent::WidgetSettingsUpdated(WidgetSettingsUpdated {
+                settings,
+            })]);
+    }
+    for reply_time in ["soon", "Minutes", "days", " "] {
+        let mut settings = widget();
+        settings.reply_time = reply_time.to_owned();
+        AccountTest::with(())
+            .given(vec![registered()])
+            .when(update_widget(settings))
+            .then_expect_error(invalid(
+                "reply_time",
+                "must be minutes, hours, day, or empty (say nothing)",
             ));
     }
 }
