@@ -105,26 +105,141 @@
     });
   }
 
-  async function refreshList() {
-    const query = new URLSearchParams(Object.assign({ limit: "100" }, FILTERS[state.filter]));
-    const conversations = await api("GET", `/api/conversations?${query}`);
-    const list = $("conversations");
-    list.replaceChildren();
-    conversations.forEach((c) => {
-      state.names.set(c.id, who(c));
-      const item = el("li");
-      const button = el("button");
-      button.type = "button";
-      button.dataset.id = c.id;
-      button.setAttribute("aria-current", String(state.conversation && state.conversation.id === c.id));
-      button.appendChild(el("span", who(c), "who"));
-      button.appendChild(el("span", (c.last_message && c.last_message.preview) || "(no messages yet)", "preview"));
-      button.addEventListener("click", () => openConversation(c.id));
-      item.appendChild(button);
-      list.appendChild(item);
-    });
-    $("empty").hidden = conversations.length > 0;
+  // ----- the inbox list -----
+
+  const PAGE = 50;
+  const SOURCES = { chat: "Chat", email: "Email", gmail: "Gmail", slack: "Slack", sms: "SMS", api: "API" };
+
+  /** "AB" from a name, "A" from an email address, "?" for nobody. */
+  function initials(text) {
+    const words = String(text || "").replace(/@.*/, "").split(/[\s._-]+/).filter((w) => /^\p{L}/u.test(w));
+    if (words.length === 0) return "?";
+    return (words[0][0] + (words.length > 1 ? words[words.length - 1][0] : "")).toUpperCase();
   }
+
+  // Dark enough for white initials to pass WCAG AA (4.5:1) on each.
+  const AVATAR_COLOURS = ["#1d4ed8", "#047857", "#b45309", "#7c3aed", "#be123c", "#0e7490", "#4d7c0f", "#a21caf"];
+  function avatar(text, key, className = "avatar") {
+    const node = el("span", initials(text), className);
+    let hash = 0;
+    for (const ch of String(key || text || "")) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
+    node.style.background = AVATAR_COLOURS[hash % AVATAR_COLOURS.length];
+    node.setAttribute("aria-hidden", "true");
+    return node;
+  }
+
+  /** "now", "5 min", "3 h", "2 d", then the date: how long ago `iso` was. */
+  function ago(iso) {
+    const seconds = (Date.now() - new Date(iso).getTime()) / 1000;
+    if (!(seconds >= 0)) return "";
+    if (seconds < 60) return "now";
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
+    if (seconds < 86400) return `${Math.floor(seconds / 3600)} h`;
+    if (seconds < 7 * 86400) return `${Math.floor(seconds / 86400)} d`;
+    return new Date(iso).toLocaleDateString();
+  }
+
+  function listItem(c) {
+    state.names.set(c.id, who(c));
+    const item = el("li");
+    const button = el("button", undefined, "conversation-item");
+    button.type = "button";
+    button.dataset.id = c.id;
+    button.setAttribute("aria-current", String(state.conversation && state.conversation.id === c.id));
+    button.appendChild(avatar(who(c), c.customer_id));
+    const main = el("span", undefined, "item-main");
+    const top = el("span", undefined, "item-top");
+    top.appendChild(el("span", who(c), "who"));
+    const time = el("time", ago(c.last_activity_at), "when");
+    time.dateTime = c.last_activity_at;
+    time.title = new Date(c.last_activity_at).toLocaleString();
+    top.appendChild(time);
+    main.appendChild(top);
+    main.appendChild(el("span", (c.last_message && c.last_message.preview) || "(no messages yet)", "preview"));
+    const marks = el("span", undefined, "item-marks");
+    marks.appendChild(el("span", SOURCES[c.source] || c.source, `badge source ${c.source}`));
+    if (c.priority === "priority") marks.appendChild(el("span", "Priority", "badge priority"));
+    if (c.status !== "open") marks.appendChild(el("span", c.status === "snoozed" ? "Snoozed" : "Closed", "badge"));
+    if (c.assignee_id) {
+      const assignee = avatar(userName(c.assignee_id), c.assignee_id, "avatar small");
+      assignee.removeAttribute("aria-hidden");
+      assignee.setAttribute("role", "img");
+      assignee.setAttribute("aria-label", `Assigned to ${userName(c.assignee_id)}`);
+      assignee.title = `Assigned to ${userName(c.assignee_id)}`;
+      marks.appendChild(assignee);
+    }
+    main.appendChild(marks);
+    button.appendChild(main);
+    button.addEventListener("click", () => openConversation(c.id));
+    item.appendChild(button);
+    return item;
+  }
+
+  function listQuery(limit, after) {
+    const query = new URLSearchParams(Object.assign({ limit: String(limit) }, FILTERS[state.filter]));
+    const q = $("search").value.trim();
+    if (q) query.set("q", q);
+    if (after) query.set("after", after);
+    return query;
+  }
+
+  async function fetchPage(query) {
+    const response = await fetch(`/api/conversations?${query}`, {
+      headers: { Accept: "application/json", Authorization: `Bearer ${state.session.token}` },
+    });
+    if (response.status === 401) {
+      signOut();
+      throw new Error("signed out");
+    }
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
+    return body;
+  }
+
+  // The first page again, as long as what is shown (a live update keeps the pages scrolled in).
+  async function refreshList(fresh = false) {
+    const shown = fresh ? 0 : document.querySelectorAll("#conversations > li").length;
+    const limit = Math.min(Math.max(PAGE, shown), 200);
+    const asked = listQuery(limit).toString();
+    state.listQuery = asked;
+    const page = await fetchPage(asked);
+    if (state.listQuery !== asked) return; // a newer search or filter won
+    $("conversations").replaceChildren(...page.data.map(listItem));
+    state.next = page.next || null;
+    const q = $("search").value.trim();
+    $("empty").textContent = q ? `No conversations match “${q}”.` : "No conversations here.";
+    $("empty").hidden = page.data.length > 0;
+  }
+
+  // The next page when the list is scrolled near its end.
+  async function loadMore() {
+    if (!state.next || state.loadingMore) return;
+    state.loadingMore = true;
+    const asked = state.listQuery;
+    try {
+      const page = await fetchPage(listQuery(PAGE, state.next));
+      if (state.listQuery !== asked) return;
+      const known = new Set([...document.querySelectorAll("#conversations button")].map((b) => b.dataset.id));
+      page.data.filter((c) => !known.has(c.id)).forEach((c) => $("conversations").appendChild(listItem(c)));
+      state.next = page.next || null;
+    } finally {
+      state.loadingMore = false;
+    }
+  }
+
+  $("inbox").addEventListener("scroll", () => {
+    const list = $("inbox");
+    if (list.scrollTop + list.clientHeight >= list.scrollHeight - 200) loadMore().catch(() => {});
+  });
+  let searchTimer = null;
+  $("search").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => refreshList(true).catch(() => {}), 250);
+  });
+  // Relative times move on.
+  setInterval(() => {
+    document.querySelectorAll("#conversations time.when").forEach((t) => (t.textContent = ago(t.dateTime)));
+  }, 60000);
 
   function refreshSoon() {
     clearTimeout(state.refreshTimer);
@@ -140,7 +255,8 @@
     if (!button) return;
     state.filter = button.dataset.filter;
     document.querySelectorAll("#filters button").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
-    refreshList().catch(() => {});
+    $("inbox").scrollTop = 0;
+    refreshList(true).catch(() => {});
   });
 
   // ----- a conversation -----
@@ -374,6 +490,7 @@
     $("conversation").hidden = false;
     $("history").hidden = true;
     $("messages").replaceChildren();
+    document.body.dataset.view = "conversation";
     const c = await api("GET", `/api/conversations/${id}`);
     state.conversation = c;
     document.body.dataset.conversation = id;
@@ -519,6 +636,13 @@
     if (e.target.value) $("reply").value = e.target.value;
     e.target.value = "";
     $("reply").focus();
+  });
+
+  // On a narrow screen the conversation takes the inbox's place; this goes back to the list.
+  $("back-to-inbox").addEventListener("click", () => {
+    document.body.dataset.view = "inbox";
+    const current = document.querySelector(`#conversations button[data-id="${state.conversation && state.conversation.id}"]`);
+    if (current) current.focus();
   });
 
   // ----- keyboard shortcuts (the help dialog lists them) -----

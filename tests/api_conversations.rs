@@ -432,7 +432,45 @@ async fn no_id_of_another_account_resolves(db: &TestDb) {
     assert_eq!(history_after, history_before);
 }
 
+/// Search (`q`) looks into every message of a conversation, not only the last one, and into notes.
+async fn search_finds_conversations_by_any_message(db: &TestDb) {
+    let api = Api::start(db).await;
+    let admin = api.register("lead@example.com").await;
+    let t = admin.token.as_str();
+    let (c2, _) = api.conversation(&admin.account_id).await;
+    let (c3, _) = api.conversation(&admin.account_id).await;
+    for body in ["The refund for ORDER 8812 is on its way", "Anything else?"] {
+        let (status, posted) = api
+            .post(
+                &format!("/api/conversations/{c2}/messages"),
+                Some(t),
+                json!({"body": body}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{posted}");
+    }
+    let (status, posted) = api
+        .post(
+            &format!("/api/conversations/{c3}/messages"),
+            Some(t),
+            json!({"body": "Customer prefers phone calls", "private": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{posted}");
+    for (q, expected) in [
+        ("order%208812", vec![&c2]),
+        ("PREFERS%20PHONE", vec![&c3]),
+        ("8813", vec![]),
+    ] {
+        let (status, list) = api.get(&format!("/api/conversations?q={q}"), t).await;
+        assert_eq!(status, StatusCode::OK, "{q}: {list}");
+        let expected: BTreeSet<String> = expected.into_iter().cloned().collect();
+        assert_eq!(ids(&list), expected, "{q}");
+    }
+}
+
 on_both_backends!(
     agents_filter_update_and_answer_conversations,
+    search_finds_conversations_by_any_message,
     no_id_of_another_account_resolves
 );

@@ -90,3 +90,12 @@ async fn sqlite_the_dashboard_answers_to_its_keyboard_shortcuts() {
     in_a_browser(&db, "shortcuts_browser.mjs").await;
     db.cleanup().await;
 }
+
+/// The inbox list on a desktop and a phone, paging by scrolling, search, dark mode
+/// (`tests/js/inbox_browser.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_the_inbox_list_fits_pages_as_it_scrolls_and_searches_messages() {
+    let Some(db) = TestDb::postgres().await else { return };
+    in_a_browser(&db, "inbox_browser.mjs").await;
+    db.cleanup().await;
+}

@@ -276,6 +276,14 @@ impl InboxProjection {
                     .text(&pattern)
                     .push(" ESCAPE '\\'");
             }
+            // Any message of the conversation (the conversation projection's table), notes too:
+            // the inbox is for agents.
+            sql.push(
+                " OR EXISTS (SELECT 1 FROM conversation_messages m WHERE m.conversation_id = i.conversation_id \
+                 AND LOWER(m.body) LIKE ",
+            )
+            .text(&pattern)
+            .push(" ESCAPE '\\')");
             sql.push(")");
         }
     }

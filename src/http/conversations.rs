@@ -74,7 +74,8 @@ pub(super) struct Filters {
     source: Option<String>,
     /// `true`: only conversations with messages the caller has not read.
     unread: Option<bool>,
-    /// Text search in subject, last message and customer name/email.
+    /// Text search (case-insensitive) in the subject, every message and note, and the customer's
+    /// name and email.
     #[param(min_length = 1, max_length = 200)]
     q: Option<String>,
     archived: Option<bool>,
