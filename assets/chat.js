@@ -206,6 +206,24 @@
     $("status").textContent = text;
   }
 
+  // WCAG 2.x relative luminance of a #rgb or #rrggbb colour.
+  function luminance(hex) {
+    const digits = hex.length === 4 ? [...hex.slice(1)].map((d) => d + d) : [hex.slice(1, 3), hex.slice(3, 5), hex.slice(5, 7)];
+    const [r, g, b] = digits.map((d) => {
+      const c = parseInt(d, 16) / 255;
+      return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  }
+  /** White or near-black, whichever reads better on `hex` (WCAG contrast ratio): the account's
+   *  colour stays, its text stays legible. */
+  function inkOn(hex) {
+    const l = luminance(hex);
+    const onWhite = 1.05 / (l + 0.05);
+    const onDark = (l + 0.05) / (luminance("#111827") + 0.05);
+    return onWhite >= onDark ? "#ffffff" : "#111827";
+  }
+
   async function api(method, path, token, body) {
     const headers = { Accept: "application/json" };
     if (token) headers.Authorization = `Bearer ${token}`;
@@ -231,8 +249,9 @@
     $("title").textContent = title;
     document.title = title;
     $("subtitle").textContent = pick(params.subtitle, settings.subtitle, t("subtitle"));
-    const color = pick(params.primaryColor, COLOR.test(settings.primary_color || "") ? settings.primary_color : undefined, "#1890ff");
+    const color = pick(params.primaryColor, COLOR.test(settings.primary_color || "") ? settings.primary_color : undefined, "#2563eb");
     document.documentElement.style.setProperty("--primary", color);
+    document.documentElement.style.setProperty("--on-primary", inkOn(color));
     $("message").placeholder = pick(params.newMessagePlaceholder, settings.new_message_placeholder, t("placeholder"));
     $("branding").hidden = pick(params.isBrandingHidden, settings.is_branding_hidden, false);
     state.showAvailability = pick(params.showAgentAvailability, settings.show_agent_availability, false);

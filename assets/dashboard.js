@@ -854,7 +854,7 @@
     const widget = await api("GET", `/api/widget_settings?account_id=${state.session.account_id}`);
     $("w-title").value = widget.title;
     $("w-subtitle").value = widget.subtitle;
-    $("w-color").value = /^#[0-9a-f]{6}$/i.test(widget.primary_color) ? widget.primary_color : "#1890ff";
+    $("w-color").value = /^#[0-9a-f]{6}$/i.test(widget.primary_color) ? widget.primary_color : "#2563eb";
     $("w-greeting").value = widget.greeting;
     $("w-locale").value = widget.locale || "";
     $("w-reply-time").value = widget.reply_time || "";

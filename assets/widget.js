@@ -1,7 +1,7 @@
 // Netia's embed script: a chat button and the /chat iframe, on any site.
 //
 //   <script src="https://netia.example.com/widget.js" data-account-id="…" data-title="Support"
-//           data-primary-color="#1890ff" async></script>
+//           data-primary-color="#2563eb" async></script>
 //
 // A signed-in user of the site: data-external-id="…" data-user-hash="…" (hex HMAC-SHA256 of the
 // external id with the account's identity secret, computed on the site's server), and optionally
@@ -49,7 +49,7 @@
   }
   config.baseUrl = origin;
   const query = new URLSearchParams(config);
-  const color = /^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(config.primaryColor || "") ? config.primaryColor : "#1890ff";
+  const color = /^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(config.primaryColor || "") ? config.primaryColor : "#2563eb";
 
   // The launcher's words, in the page's language where the widget speaks it.
   const WORDS = {

@@ -99,3 +99,12 @@ async fn postgres_the_inbox_list_fits_pages_as_it_scrolls_and_searches_messages(
     in_a_browser(&db, "inbox_browser.mjs").await;
     db.cleanup().await;
 }
+
+/// axe-core finds no serious or critical accessibility violation on the widget, the inbox, a
+/// conversation and the settings, in either colour scheme (`tests/js/axe_browser.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_both_pages_pass_axe_core_in_both_colour_schemes() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    in_a_browser(&db, "axe_browser.mjs").await;
+    db.cleanup().await;
+}

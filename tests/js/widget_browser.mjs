@@ -189,9 +189,17 @@ const warnings = [];
 direct.on("console", (m) => m.type() === "warning" && warnings.push(m.text()));
 await direct.goto(`${netia}/chat?accountId=${account}&primaryColor=red;x&showAgentAvailability=maybe&title=Direct`);
 await direct.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
-check("a bad colour falls back to the default", (await direct.locator("#header").evaluate((el) => getComputedStyle(el).backgroundColor)) === "rgb(24, 144, 255)");
+check("a bad colour falls back to the default", (await direct.locator("#header").evaluate((el) => getComputedStyle(el).backgroundColor)) === "rgb(37, 99, 235)");
+check("with white text on it", (await direct.locator("#title").evaluate((el) => getComputedStyle(el).color)) === "rgb(255, 255, 255)");
 check("bad parameters are warned about", warnings.some((w) => w.includes("primaryColor")) && warnings.some((w) => w.includes("showAgentAvailability")), warnings);
 check("a good parameter still applies", (await direct.locator("#title").textContent()) === "Direct");
+// A light brand colour stays, with dark text on it so that it can be read (WCAG contrast).
+const light = await context.newPage();
+await light.goto(`${netia}/chat?accountId=${account}&primaryColor=%23fde047`);
+await light.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
+check("a light brand colour is kept", (await light.locator("#header").evaluate((el) => getComputedStyle(el).backgroundColor)) === "rgb(253, 224, 71)");
+check("with dark text on it", (await light.locator("#title").evaluate((el) => getComputedStyle(el).color)) === "rgb(17, 24, 39)");
+await light.close();
 
 // Storage blocked (a third-party iframe under strict browser settings): the widget still works.
 const blocked = await browser.newContext();
