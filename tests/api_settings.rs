@@ -7,7 +7,7 @@ use chrono::Utc;
 use common::TestDb;
 use common::api::Api;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 async fn business_context_and_widget_settings_are_admin_settings(db: &TestDb) {
     let api = Api::start(db).await;
@@ -72,35 +72,15 @@ async fn business_context_and_widget_settings_are_admin_settings(db: &TestDb) {
         (Some("Hi"), Some("#112233"))
     );
     assert_eq!(public["data"]["account_name"], "Acme");
-    let (status, _) = api
-        .call(
-            Method::PUT,
-            "/api/widget_settings",
-            Some(t),
-            Some(json!({"primary_color": "red"})),
-        )
-        .await;
+    let put_widget = |body: Value| api.call(Method::PUT, "/api/widget_settings", Some(t), Some(body));
+    let (status, _) = put_widget(json!({"primary_color": "red"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     // A client that does not send allowed_origins or locale leaves them as they are.
-    let (status, body) = api
-        .call(
-            Method::PUT,
-            "/api/widget_settings",
-            Some(t),
-            Some(json!({"title": "Hi", "locale": "fr"})),
-        )
-        .await;
+    let (status, body) = put_widget(json!({"title": "Hi", "locale": "fr"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["allowed_origins"], json!(["https://shop.example.com"]));
     assert_eq!(body["data"]["locale"], "fr");
-    let (_, body) = api
-        .call(
-            Method::PUT,
-            "/api/widget_settings",
-            Some(t),
-            Some(json!({"title": "Hi"})),
-        )
-        .await;
+    let (_, body) = put_widget(json!({"title": "Hi"})).await;
     assert_eq!(body["data"]["locale"], "fr", "{body}");
     let (_, public) = api
         .call(
@@ -112,43 +92,15 @@ async fn business_context_and_widget_settings_are_admin_settings(db: &TestDb) {
         .await;
     assert_eq!(public["data"]["locale"], "fr");
     for locale in ["it", "FR", "fr-FR"] {
-        let (status, _) = api
-            .call(
-                Method::PUT,
-                "/api/widget_settings",
-                Some(t),
-                Some(json!({"locale": locale})),
-            )
-            .await;
+        let (status, _) = put_widget(json!({"locale": locale})).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{locale}");
     }
-    let (_, body) = api
-        .call(
-            Method::PUT,
-            "/api/widget_settings",
-            Some(t),
-            Some(json!({"locale": ""})),
-        )
-        .await;
+    let (_, body) = put_widget(json!({"locale": ""})).await;
     assert_eq!(body["data"]["locale"], "", "{body}");
     // The reply time the widget shows: one of three, kept when absent, refused otherwise.
-    let (_, body) = api
-        .call(
-            Method::PUT,
-            "/api/widget_settings",
-            Some(t),
-            Some(json!({"reply_time": "minutes"})),
-        )
-        .await;
+    let (_, body) = put_widget(json!({"reply_time": "minutes"})).await;
     assert_eq!(body["data"]["reply_time"], "minutes", "{body}");
-    let (_, body) = api
-        .call(
-            Method::PUT,
-            "/api/widget_settings",
-            Some(t),
-            Some(json!({"title": "Hi"})),
-        )
-        .await;
+    let (_, body) = put_widget(json!({"title": "Hi"})).await;
     assert_eq!(body["data"]["reply_time"], "minutes", "kept when absent: {body}");
     let (_, public) = api
         .call(
@@ -160,14 +112,7 @@ async fn business_context_and_widget_settings_are_admin_settings(db: &TestDb) {
         .await;
     assert_eq!(public["data"]["reply_time"], "minutes");
     for reply_time in ["soon", "MINUTES", "week"] {
-        let (status, _) = api
-            .call(
-                Method::PUT,
-                "/api/widget_settings",
-                Some(t),
-                Some(json!({"reply_time": reply_time})),
-            )
-            .await;
+        let (status, _) = put_widget(json!({"reply_time": reply_time})).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply_time}");
     }
     for (path, expected) in [

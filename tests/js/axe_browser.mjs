@@ -3,8 +3,7 @@
 // no serious or critical violation (WCAG 2.x A and AA rules, colour contrast included).
 // Run by tests/browser.rs.
 import { createRequire } from "node:module";
-import { chromium } from "playwright-core";
-import { check, deadline } from "./check.mjs";
+import { check, deadline, launchChromium, rest, signIn } from "./check.mjs";
 
 const netia = process.env.NETIA_URL;
 const account = process.env.ACCOUNT_ID;
@@ -12,21 +11,12 @@ const agentToken = process.env.AGENT_TOKEN;
 deadline(120);
 const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
-const call = async (method, path, token, body) => {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(`${netia}${path}`, { method, headers, body: body && JSON.stringify(body) });
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
-  return response.status === 204 ? null : (await response.json()).data;
-};
+const call = rest;
 // Something to look at: a conversation with a customer's message (from the widget below), an
 // agent's reply, a note, a priority mark and a tag.
 await call("PUT", "/api/widget_settings", agentToken, { greeting: "Hi! How can we help?", reply_time: "minutes" });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
+const browser = await launchChromium();
 
 /** Serious and critical violations on `page` (or in `frame`), as "rule: target" lines. */
 async function audit(target) {

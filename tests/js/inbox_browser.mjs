@@ -3,8 +3,7 @@
 // tall and inside its column; scrolling to the end loads the next page (cursor paging); search finds
 // a conversation by the text of a message that is not its last; an empty search says so.
 // Screenshots (light, dark, phone) go to SCREENSHOTS. Run by tests/browser.rs.
-import { chromium } from "playwright-core";
-import { check, deadline } from "./check.mjs";
+import { check, deadline, launchChromium, rest, signIn } from "./check.mjs";
 
 const netia = process.env.NETIA_URL;
 const account = process.env.ACCOUNT_ID;
@@ -12,13 +11,7 @@ const agentToken = process.env.AGENT_TOKEN;
 const screenshots = process.env.SCREENSHOTS;
 deadline(120);
 
-const call = async (method, path, token, body) => {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(`${netia}${path}`, { method, headers, body: body && JSON.stringify(body) });
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
-  return response.status === 204 ? null : (await response.json()).data;
-};
+const call = rest;
 const me = await call("GET", "/api/me", agentToken);
 const conversations = [];
 for (let n = 1; n <= 60; n++) {
@@ -33,20 +26,13 @@ await say(conversations[10], "The refund for order 8812 is on its way");
 await say(conversations[10], "Anything else I can do?");
 await call("PATCH", `/api/conversations/${conversations[6]}`, agentToken, { priority: "priority", assignee_id: me.id });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
+const browser = await launchChromium();
 const errors = [];
 
-async function signIn(viewport, colorScheme = "light") {
+async function open(viewport, colorScheme = "light") {
   const page = await (await browser.newContext({ viewport, colorScheme })).newPage();
   page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${netia}/`);
-  await page.locator("#login-email").fill(process.env.AGENT_EMAIL);
-  await page.locator("#login-password").fill(process.env.AGENT_PASSWORD);
-  await page.locator("#login-form button[type=submit]").click();
-  await page.locator("body[data-live=true]").waitFor({ timeout: 20000 });
+  await signIn(page);
   await page.locator("#conversations > li").nth(9).waitFor({ timeout: 10000 });
   return page;
 }
@@ -62,7 +48,7 @@ const measure = (page) =>
   });
 
 for (const [label, viewport] of [["desktop", { width: 1400, height: 850 }], ["phone", { width: 375, height: 812 }]]) {
-  const page = await signIn(viewport);
+  const page = await open(viewport);
   const items = await measure(page);
   const tallest = Math.max(...items.map((i) => i.height));
   check(`${label}: every list item is under 100 px tall`, tallest < 100, tallest);
@@ -104,7 +90,7 @@ for (const [label, viewport] of [["desktop", { width: 1400, height: 850 }], ["ph
   }
 }
 
-const dark = await signIn({ width: 1400, height: 850 }, "dark");
+const dark = await open({ width: 1400, height: 850 }, "dark");
 const background = await dark.locator("#inbox").evaluate((e) => getComputedStyle(e).backgroundColor);
 check("the dark scheme darkens the inbox", background === "rgb(17, 24, 39)", background);
 if (screenshots) await dark.screenshot({ path: `${screenshots}/inbox-dark.png` });

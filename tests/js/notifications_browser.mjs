@@ -3,19 +3,15 @@
 // notification naming the customer (the agent allowed notifications); the agent's own reply does
 // neither; coming back to the tab clears the count; with the tab in front nothing is notified.
 // Run by tests/browser.rs; screenshots go to SCREENSHOTS.
-import { chromium } from "playwright-core";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
-import { check, deadline } from "./check.mjs";
+import { check, deadline, launchChromium, rest, signIn } from "./check.mjs";
 
 const netia = process.env.NETIA_URL;
 const account = process.env.ACCOUNT_ID;
 deadline(60);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
+const browser = await launchChromium();
 const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, permissions: ["notifications"] });
 // Every notification the page creates is recorded before the browser's own Notification shows it.
 await context.addInitScript(() => {
@@ -33,21 +29,11 @@ const page = await context.newPage();
 const errors = [];
 page.on("pageerror", (e) => errors.push(e.message));
 
-await page.goto(`${netia}/`);
-await page.locator("#login-email").fill(process.env.AGENT_EMAIL);
-await page.locator("#login-password").fill(process.env.AGENT_PASSWORD);
-await page.locator("#login-form button[type=submit]").click();
-await page.locator("body[data-live=true]").waitFor({ timeout: 20000 });
+await signIn(page);
 check("with notifications allowed, the dashboard does not ask again", await page.locator("#enable-notifications").isHidden());
 
 // A customer, Grace, opens a conversation; it appears in the inbox.
-const post = async (path, token, body) => {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(`${netia}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
-  if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-  return (await response.json()).data;
-};
+const post = (path, token, body) => rest("POST", path, token, body);
 const customer = await post("/api/customers", null, { account_id: account, name: "Grace Hopper" });
 const conversation = await post("/api/conversations", customer.token, { account_id: account, customer_id: customer.id });
 await page.locator("#conversations .who", { hasText: "Grace Hopper" }).waitFor({ timeout: 10000 });

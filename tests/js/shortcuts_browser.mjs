@@ -2,38 +2,24 @@
 // conversation, r goes to the reply box (where letters are text, not shortcuts; Esc leaves it), e
 // closes the conversation, ? opens the help and Esc closes it.
 // Run by tests/browser.rs.
-import { chromium } from "playwright-core";
-import { check, deadline } from "./check.mjs";
+import { check, deadline, launchChromium, rest, signIn } from "./check.mjs";
 
 const netia = process.env.NETIA_URL;
 const account = process.env.ACCOUNT_ID;
 deadline(60);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
+const browser = await launchChromium();
 const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
 const errors = [];
 page.on("pageerror", (e) => errors.push(e.message));
 
-const post = async (path, token, body) => {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(`${netia}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
-  if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-  return (await response.json()).data;
-};
+const post = (path, token, body) => rest("POST", path, token, body);
 for (const name of ["Ada Lovelace", "Alan Turing"]) {
   const customer = await post("/api/customers", null, { account_id: account, name });
   await post("/api/conversations", customer.token, { account_id: account, customer_id: customer.id });
 }
 
-await page.goto(`${netia}/`);
-await page.locator("#login-email").fill(process.env.AGENT_EMAIL);
-await page.locator("#login-password").fill(process.env.AGENT_PASSWORD);
-await page.locator("#login-form button[type=submit]").click();
-await page.locator("body[data-live=true]").waitFor({ timeout: 20000 });
+await signIn(page);
 await page.locator("#conversations button").nth(1).waitFor({ timeout: 10000 });
 const names = await page.locator("#conversations .who").allTextContents();
 const current = () => page.locator("#conversations button[aria-current=true] .who").textContent();
