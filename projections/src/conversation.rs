@@ -70,6 +70,26 @@ impl ConversationProjection {
         .await?)
     }
 
+    /// The conversations of `account_id` with a message or note containing `text` (case-insensitive),
+    /// at most `limit`, most recently written first: what an inbox search (`q`) finds beyond the
+    /// last message ([`crate::inbox::InboxQuery::text_in_conversations`]).
+    pub async fn mentioning(
+        conn: &mut AnyConnection,
+        account_id: &str,
+        text: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, ProjectionError> {
+        Ok(sqlx::query_scalar(
+            "SELECT conversation_id FROM conversation_messages WHERE account_id = $1 AND LOWER(body) LIKE $2 \
+             ESCAPE '\\' GROUP BY conversation_id ORDER BY MAX(sent_at) DESC LIMIT $3",
+        )
+        .bind(account_id)
+        .bind(crate::rows::contains_pattern(text))
+        .bind(limit.clamp(1, 1_000))
+        .fetch_all(conn)
+        .await?)
+    }
+
     /// The account a conversation belongs to, once the read model has seen it created.
     pub async fn account_of(conn: &mut AnyConnection, id: ConversationId) -> Result<Option<String>, ProjectionError> {
         Ok(

@@ -58,14 +58,7 @@ impl CustomerProjection {
         limit: i64,
     ) -> Result<Vec<CustomerRow>, ProjectionError> {
         let mut sql = format!("SELECT {COLUMNS} FROM customers WHERE account_id = $1");
-        let pattern = text.map(|t| {
-            let escaped = t
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{escaped}%")
-        });
+        let pattern = text.map(crate::rows::contains_pattern);
         if pattern.is_some() {
             sql.push_str(
                 " AND (LOWER(COALESCE(name, '')) LIKE $2 ESCAPE '\\' OR LOWER(COALESCE(email, '')) LIKE $2 ESCAPE '\\' \

@@ -85,6 +85,9 @@ pub struct InboxQuery {
     pub unread_for: Option<UserId>,
     /// Case-insensitive search in subject, last message and customer name/email.
     pub text: Option<String>,
+    /// With `text`: conversations found to contain it elsewhere (in any message, by
+    /// [`crate::conversation::ConversationProjection::mentioning`]), which match as well.
+    pub text_in_conversations: Vec<String>,
     pub include_archived: bool,
     /// Only conversations changed at or after this instant (formatted by `format_time`).
     pub updated_after: Option<String>,
@@ -258,12 +261,7 @@ impl InboxProjection {
             .push("), 0)");
         }
         if let Some(text) = &q.text {
-            let escaped = text
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            let pattern = format!("%{escaped}%");
+            let pattern = crate::rows::contains_pattern(text);
             sql.push(" AND (");
             for (i, column) in ["i.subject", "i.last_message_preview", "c.name", "c.email"]
                 .iter()
@@ -276,14 +274,9 @@ impl InboxProjection {
                     .text(&pattern)
                     .push(" ESCAPE '\\'");
             }
-            // Any message of the conversation (the conversation projection's table), notes too:
-            // the inbox is for agents.
-            sql.push(
-                " OR EXISTS (SELECT 1 FROM conversation_messages m WHERE m.conversation_id = i.conversation_id \
-                 AND LOWER(m.body) LIKE ",
-            )
-            .text(&pattern)
-            .push(" ESCAPE '\\')");
+            for id in &q.text_in_conversations {
+                sql.push(" OR i.conversation_id = ").text(id);
+            }
             sql.push(")");
         }
     }

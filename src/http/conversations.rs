@@ -10,7 +10,7 @@ use netia_events::conversation::Priority;
 use netia_events::user::Role;
 use netia_events::{ConversationId, DomainEvent, UserId};
 use netia_projections::inbox::InboxOrder;
-use netia_projections::{Assignee, InboxProjection, InboxQuery, InboxRow};
+use netia_projections::{Assignee, ConversationProjection, InboxProjection, InboxQuery, InboxRow};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -23,6 +23,10 @@ use super::{Agent, ApiError, AppState, parse_id};
 use crate::app::conversations::{ChangeError, Changes, StatusChange};
 use crate::store::StreamBound;
 use netia_events::StreamRef;
+
+/// How many conversations a search (`q`) may find by their earlier messages (the most recently
+/// written ones first); the last message, subject and customer always count.
+const MENTIONING_LIMIT: i64 = 500;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -165,6 +169,7 @@ impl Filters {
             )?,
             unread_for: self.unread.unwrap_or(false).then_some(agent.user_id),
             text: bounded_text("q", self.q, 200)?,
+            text_in_conversations: Vec::new(),
             include_archived: self.archived.unwrap_or(false),
             after,
             limit,
@@ -180,8 +185,14 @@ pub(super) async fn list(
     agent: Agent,
     filters: web::Query<Filters>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = filters.into_inner().query(&agent)?;
+    let mut query = filters.into_inner().query(&agent)?;
     let mut conn = state.db.acquire().await?;
+    if let Some(text) = &query.text {
+        // Beyond the last message: any message or note (the conversation read model's).
+        query.text_in_conversations =
+            ConversationProjection::mentioning(&mut conn, &agent.account_id.to_string(), text, MENTIONING_LIMIT)
+                .await?;
+    }
     let rows = InboxProjection::list(&mut conn, &query).await?;
     let next = (rows.len() as i64 == query.limit)
         .then(|| {
