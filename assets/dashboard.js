@@ -41,6 +41,12 @@
   };
 
   async function api(method, path, body) {
+    const answer = await request(method, path, body);
+    return answer && answer.data;
+  }
+
+  /** The whole JSON answer (`{data, next}` for a page); null for 204; throws on an error. */
+  async function request(method, path, body) {
     const headers = { Accept: "application/json" };
     if (state.session) headers.Authorization = `Bearer ${state.session.token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -52,7 +58,7 @@
     if (response.status === 204) return null;
     const data = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error((data && data.message) || `HTTP ${response.status}`);
-    return data.data;
+    return data;
   }
 
   // ----- sign-in -----
@@ -183,18 +189,8 @@
     return query;
   }
 
-  async function fetchPage(query) {
-    const response = await fetch(`/api/conversations?${query}`, {
-      headers: { Accept: "application/json", Authorization: `Bearer ${state.session.token}` },
-    });
-    if (response.status === 401) {
-      signOut();
-      throw new Error("signed out");
-    }
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
-    return body;
-  }
+  const fetchPage = (query) => request("GET", `/api/conversations?${query}`);
+
 
   // The first page again, as long as what is shown (a live update keeps the pages scrolled in).
   async function refreshList(fresh = false) {

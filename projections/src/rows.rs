@@ -60,7 +60,6 @@ impl From<Option<i64>> for Cell {
     }
 }
 
-/// The distinct streams of `stream_type` that `events` touch, in id order: what a batch loads.
 /// A `LIKE … ESCAPE '\'` pattern matching `text` anywhere, case-insensitively when compared with
 /// `LOWER(column)`: `%`, `_` and `\` in `text` match themselves.
 pub(crate) fn contains_pattern(text: &str) -> String {
@@ -72,6 +71,7 @@ pub(crate) fn contains_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// The distinct streams of `stream_type` that `events` touch, in id order: what a batch loads.
 pub(crate) fn stream_ids(events: &[RecordedEvent], stream_type: &str) -> Vec<String> {
     events
         .iter()

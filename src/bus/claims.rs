@@ -113,7 +113,8 @@ pub(super) async fn release(
 }
 
 /// Runs `statement` again (after 100 ms, doubling to 2 s) while it fails because the database is
-/// unavailable ([`crate::store::database_unavailable`]), for at most `within` in all.
+/// unavailable ([`crate::store::database_unavailable`]), for at most `within` in all; not once the
+/// pool is closed (the node is stopping), which no wait undoes.
 async fn while_unavailable<T, F, Fut>(statement: F, within: Duration) -> Result<T, sqlx::Error>
 where
     F: FnMut() -> Fut,
@@ -127,7 +128,7 @@ where
         .with_total_delay(Some(within));
     statement
         .retry(backoff)
-        .when(crate::store::database_unavailable)
+        .when(|e| !matches!(e, sqlx::Error::PoolClosed) && crate::store::database_unavailable(e))
         .notify(|e, _| tracing::warn!(error = %e, "consumer bookkeeping failed; retrying"))
         .await
 }
