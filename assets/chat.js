@@ -24,6 +24,8 @@
       messages: "Messages", chat: "Chat",
       replyMinutes: "We typically reply in a few minutes.", replyHours: "We typically reply in a few hours.",
       replyDay: "We typically reply within a day.",
+      attach: "Attach a file", download: "Download", uploading: "Sending {name}…",
+      uploadFailed: "Could not send {name}: {reason}", sent: "Sent", seen: "Seen",
     },
     fr: {
       title: "Bienvenue !", subtitle: "Posez-nous vos questions ci-dessous.", placeholder: "Écrivez votre message…",
@@ -38,6 +40,8 @@
       messages: "Messages", chat: "Chat",
       replyMinutes: "Nous répondons généralement en quelques minutes.",
       replyHours: "Nous répondons généralement en quelques heures.", replyDay: "Nous répondons généralement sous un jour.",
+      attach: "Joindre un fichier", download: "Télécharger", uploading: "Envoi de {name}…",
+      uploadFailed: "Impossible d'envoyer {name} : {reason}", sent: "Envoyé", seen: "Vu",
     },
     de: {
       title: "Willkommen!", subtitle: "Fragen Sie uns einfach hier unten.", placeholder: "Nachricht eingeben…",
@@ -52,6 +56,8 @@
       messages: "Nachrichten", chat: "Chat",
       replyMinutes: "Wir antworten in der Regel innerhalb weniger Minuten.",
       replyHours: "Wir antworten in der Regel innerhalb weniger Stunden.", replyDay: "Wir antworten in der Regel innerhalb eines Tages.",
+      attach: "Datei anhängen", download: "Herunterladen", uploading: "{name} wird gesendet…",
+      uploadFailed: "{name} konnte nicht gesendet werden: {reason}", sent: "Gesendet", seen: "Gelesen",
     },
     es: {
       title: "¡Bienvenido!", subtitle: "Pregúntanos lo que quieras aquí abajo.", placeholder: "Escribe tu mensaje…",
@@ -66,6 +72,8 @@
       messages: "Mensajes", chat: "Chat",
       replyMinutes: "Solemos responder en unos minutos.", replyHours: "Solemos responder en unas horas.",
       replyDay: "Solemos responder en un día.",
+      attach: "Adjuntar un archivo", download: "Descargar", uploading: "Enviando {name}…",
+      uploadFailed: "No se pudo enviar {name}: {reason}", sent: "Enviado", seen: "Visto",
     },
   };
   let strings = STRINGS.en;
@@ -88,6 +96,8 @@
     $("message").setAttribute("aria-label", t("yourMessage"));
     document.querySelector('label[for="message"]').textContent = t("yourMessage");
     $("send").textContent = t("send");
+    $("attach").setAttribute("aria-label", t("attach"));
+    $("attach").title = t("attach");
     $("messages").setAttribute("aria-label", t("messages"));
     document.querySelector("main").setAttribute("aria-label", t("chat"));
     $("branding").firstChild.textContent = t("poweredBy") + " ";
@@ -282,21 +292,83 @@
       el = document.createElement("li");
       $("messages").appendChild(el);
     }
-    el.className = "message" + (mine ? " mine" : "") + (options && options.pending ? " pending" : "") + (options && options.failed ? " failed" : "");
-    el.dataset.state = options && options.pending ? "pending" : options && options.failed ? "failed" : "sent";
+    const failed = options && (options.failed || options.error);
+    el.className = "message" + (mine ? " mine" : "") + (options && options.pending ? " pending" : "") + (failed ? " failed" : "");
+    el.dataset.state = options && options.pending ? "pending" : failed ? "failed" : "sent";
     el.dataset.type = message.type || "customer";
     el.textContent = message.body; // text, never HTML
+    window.NetiaFiles.render(el, message.attachments, fileOptions);
+    // A file without a caption shows on its own, without a bubble.
+    el.classList.toggle("file-only", !message.body && Boolean(message.attachments && message.attachments.length));
     const label = kindLabel(message);
-    if (label || (options && options.failed)) {
+    if (label || failed) {
       const meta = document.createElement("span");
       meta.className = "meta";
-      meta.textContent = options && options.failed ? t("retrying") : label;
+      meta.textContent = failed ? options.error || t("retrying") : label;
       el.appendChild(meta);
+    }
+    if (mine && message.id) {
+      // Sent, or seen by an agent (the conversation's read receipts): shown under the latest.
+      el.dataset.version = message.version;
+      if (message.seen_at) el.dataset.seen = "true";
+      const status = document.createElement("span");
+      status.className = "meta delivery";
+      el.appendChild(status);
+      showStatus(el);
     }
     if (message.id) state.rendered.set(message.id, el);
     if (message.client_message_id) state.rendered.set(message.client_message_id, el);
+    markLatest();
     $("messages").scrollTop = $("messages").scrollHeight;
     if (!mine && !(options && options.pending)) markSeenSoon();
+  }
+
+  const fileOptions = {
+    baseUrl: params.baseUrl,
+    token: () => (state.customer ? state.customer.token : ""),
+    labels: {
+      get download() {
+        return t("download");
+      },
+    },
+  };
+
+  function showStatus(el) {
+    const status = el.querySelector(".delivery");
+    if (status) status.textContent = t(el.dataset.seen === "true" ? "seen" : "sent");
+  }
+
+  /** Marks the customer's latest saved message, whose status line shows. */
+  function markLatest() {
+    const mine = document.querySelectorAll('#messages .message.mine[data-state="sent"]');
+    mine.forEach((m, i) => m.classList.toggle("latest", i === mine.length - 1));
+  }
+
+  /** An agent read the conversation: the customer's messages before `before_version` are seen. */
+  function seenUpTo(beforeVersion) {
+    document.querySelectorAll("#messages .message.mine[data-version]").forEach((m) => {
+      if (Number(m.dataset.version) < beforeVersion) {
+        m.dataset.seen = "true";
+        showStatus(m);
+      }
+    });
+  }
+
+  /** Sends `file` as a message; a pending bubble stands for it until the server answers. */
+  async function sendFile(file) {
+    const id = newId();
+    render({ client_message_id: id, body: t("uploading", { name: file.name }), type: "customer" }, { pending: true });
+    try {
+      const saved = await window.NetiaFiles.upload(fileOptions, state.conversationId, file);
+      const pending = state.rendered.get(id);
+      state.rendered.delete(id);
+      if (pending && state.rendered.get(saved.id) !== pending) pending.remove();
+      render(saved);
+      awaitReply();
+    } catch (e) {
+      const reason = e.message || String(e);
+      render({ client_message_id: id, body: file.name, type: "customer" }, { error: t("uploadFailed", { name: file.name, reason }) });
+    }
   }
 
   function renderGreeting() {
@@ -500,6 +572,7 @@
       }
       render(message);
     });
+    channel.on("messages:seen", (read) => seenUpTo(Number(read.before_version) || 0));
     channel.on("typing", (typist) => {
       if (typist.customer_id) return; // ourselves in another tab
       const el = $("typing");
@@ -514,6 +587,7 @@
       setStatus("");
       $("message").disabled = false;
       $("send").disabled = false;
+      $("attach").disabled = false;
       document.body.dataset.ready = "true";
       if (!first) {
         // Back after a disconnection: what was said meanwhile, then what we could not send.
@@ -579,6 +653,12 @@
     input.value = "";
     setTyping(false);
     send(body);
+  });
+  $("attach").addEventListener("click", () => $("file").click());
+  $("file").addEventListener("change", () => {
+    const files = Array.from($("file").files || []);
+    $("file").value = "";
+    if (state.channel) files.forEach(sendFile);
   });
   $("message").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) {

@@ -273,9 +273,11 @@
   }
 
   /** The line under a message: who, when, and for replies sent by SMS what Twilio says of them. */
-  function metaText(m, kind) {
+  function metaText(m, kind, continued) {
     const status = !m.customer_id && m.delivery_status && m.delivery_status !== "sent" ? ` · ${m.delivery_status}` : "";
-    return `${authorLabel(m, kind)} · ${new Date(m.sent_at).toLocaleTimeString()}${status}`;
+    const time = new Date(m.sent_at).toLocaleTimeString();
+    // In a group, the author is named once, on its first message.
+    return continued ? `${time}${status}` : `${authorLabel(m, kind)} · ${time}${status}`;
   }
 
   /** Downloads the email as it was received (`message.eml`): the full original, quotes and all. */
@@ -295,6 +297,10 @@
     return button;
   }
 
+  const fileOptions = { baseUrl: "", token: () => (state.session ? state.session.token : ""), labels: { download: "Download" } };
+  // Messages of one author within this long of each other form a group (one name line).
+  const GROUP_MS = 5 * 60 * 1000;
+
   function renderMessage(m) {
     if (document.querySelector(`#messages [data-id="${m.id}"]`)) return;
     const kind = m.private ? "note" : m.type;
@@ -302,7 +308,16 @@
     const item = el("li", m.body, `message ${kind}${m.customer_id ? "" : " team"}`);
     item.dataset.id = m.id;
     item.dataset.type = kind;
-    item.appendChild(el("span", metaText(m, kind), "meta"));
+    item.dataset.author = `${kind}:${m.user_id || m.customer_id || m.author_name || ""}`;
+    item.dataset.at = m.sent_at;
+    item.title = new Date(m.sent_at).toLocaleString();
+    const previous = $("messages").lastElementChild;
+    if (previous && previous.dataset.author === item.dataset.author && Date.parse(m.sent_at) - Date.parse(previous.dataset.at) < GROUP_MS) {
+      item.classList.add("continued");
+    }
+    window.NetiaFiles.render(item, m.attachments, fileOptions);
+    if (!m.body && m.attachments && m.attachments.length) item.classList.add("file-only");
+    item.appendChild(el("span", metaText(m, kind, item.classList.contains("continued")), "meta"));
     if (kind === "email" && m.customer_id) item.appendChild(originalButton(m));
     $("messages").appendChild(item);
     $("messages").scrollTop = $("messages").scrollHeight;
@@ -626,6 +641,22 @@
       renderMessage(saved);
     } catch (err) {
       alert(err.message);
+    }
+  });
+  $("attach").addEventListener("click", () => $("file-input").click());
+  $("file-input").addEventListener("change", async () => {
+    const files = Array.from($("file-input").files || []);
+    $("file-input").value = "";
+    if (!state.conversation) return;
+    for (const file of files) {
+      try {
+        const caption = $("reply").value.trim();
+        const saved = await window.NetiaFiles.upload(fileOptions, state.conversation.id, file, { body: caption, private: $("private").checked });
+        $("reply").value = "";
+        renderMessage(saved);
+      } catch (err) {
+        alert(`Could not send ${file.name}: ${err.message}`);
+      }
     }
   });
   $("canned").addEventListener("change", (e) => {

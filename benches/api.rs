@@ -83,6 +83,7 @@ async fn seed(store: Arc<dyn EventStore>, account: AccountId, agent: UserId) -> 
                 format: netia_events::conversation::MessageFormat::Text,
                 private: false,
                 client_message_id: None,
+                attachments: Vec::new(),
                 at: now,
             },
         ];

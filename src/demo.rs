@@ -408,6 +408,7 @@ async fn tell(
             format: MessageFormat::Text,
             private,
             client_message_id: None,
+            attachments: Vec::new(),
             at,
         };
         let (command, meta) = match step {

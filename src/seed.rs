@@ -175,6 +175,7 @@ fn next_command(rng: &mut fastrand::Rng, thread: &Thread, agents: &[UserId]) -> 
         format: MessageFormat::Text,
         private,
         client_message_id: Some(EventId::new().to_string()),
+        attachments: Vec::new(),
         at: now,
     };
     let roll = rng.u32(..100);

@@ -7,6 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 /// Where the log lives when DATABASE_URL is not set.
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://./data/netia.db";
 
+pub use attachments::{AttachmentLocation, AttachmentSettings};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -86,6 +88,9 @@ pub struct Settings {
     pub inbound_email_domain: Option<String>,
     /// Where the built-in SMTP receiver listens (`INBOUND_SMTP_ADDR`, `host:port`); off when unset.
     pub inbound_smtp_addr: Option<std::net::SocketAddr>,
+    /// Where attachment files are kept and how large one may be (`ATTACHMENTS_URL`,
+    /// `ATTACHMENT_MAX_BYTES`).
+    pub attachments: AttachmentSettings,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -141,6 +146,7 @@ impl Settings {
             ));
         }
         let audit = audit::audit_settings(&get, &database_url)?;
+        let attachments = attachments::attachment_settings(&get)?;
         let migrate = flag("NETIA_MIGRATE", get("NETIA_MIGRATE"), true)?;
         let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("text" | "") => LogFormat::Text,
@@ -372,6 +378,7 @@ impl Settings {
             twilio_api_base_url,
             inbound_email_domain,
             inbound_smtp_addr,
+            attachments,
         })
     }
 
@@ -445,6 +452,7 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
+mod attachments;
 mod audit;
 mod effects;
 #[cfg(test)]

@@ -172,7 +172,8 @@ impl Application {
                 .with_progress(progress)
                 .with_sealer(sealer)
                 .with_webhooks(settings.webhooks)
-                .with_channels(settings),
+                .with_channels(settings)
+                .with_attachments(crate::app::attachments::AttachmentStore::open(&settings.attachments)?),
         );
         if settings.demo {
             demo(&state, &settings.host, port).await;

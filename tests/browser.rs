@@ -108,3 +108,13 @@ async fn sqlite_both_pages_pass_axe_core_in_both_colour_schemes() {
     in_a_browser(&db, "axe_browser.mjs").await;
     db.cleanup().await;
 }
+
+/// Attachments both ways: a picture from the widget shows as a thumbnail in the dashboard and
+/// downloads byte-identical; a file from the dashboard downloads in the widget; "Seen" in the
+/// widget; the empty main pane; grouped messages (`tests/js/attachments_browser.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_files_travel_between_the_widget_and_the_dashboard() {
+    let Some(db) = TestDb::postgres().await else { return };
+    in_a_browser(&db, "attachments_browser.mjs").await;
+    db.cleanup().await;
+}

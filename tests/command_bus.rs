@@ -42,6 +42,7 @@ fn message(customer_id: CustomerId, body: &str, client_message_id: Option<&str>)
         format: netia_events::conversation::MessageFormat::Text,
         private: false,
         client_message_id: client_message_id.map(Into::into),
+        attachments: Vec::new(),
         at: now(),
     }
 }
@@ -272,6 +273,7 @@ async fn domain_refusals_and_corrupt_history_are_typed(db: &TestDb) {
         format: netia_events::conversation::MessageFormat::Text,
         private: true,
         client_message_id: None,
+        attachments: Vec::new(),
         at: now(),
     };
     let id = create(&bus, CustomerId::new()).await;

@@ -75,6 +75,7 @@ async fn world(db: &TestDb) -> World {
         format: netia_events::conversation::MessageFormat::Text,
         private: false,
         client_message_id: None,
+        attachments: Vec::new(),
         at: Utc::now(),
     };
     let closed = conversation(account, "Refund please").await;

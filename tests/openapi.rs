@@ -41,6 +41,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/conversations/{id}/read"),
     ("get", "/api/conversations/{id}/messages"),
     ("post", "/api/conversations/{id}/messages"),
+    ("post", "/api/conversations/{id}/attachments"),
+    ("get", "/api/attachments/{account}/{conversation}/{file}"),
     ("get", "/api/customers"),
     ("post", "/api/customers"),
     ("get", "/api/customers/identify"),

@@ -84,6 +84,7 @@ async fn history(db: &TestDb, n: usize) -> Vec<CustomerId> {
                 format: netia_events::conversation::MessageFormat::Text,
                 private: false,
                 client_message_id: None,
+                attachments: Vec::new(),
                 at: Utc::now(),
             };
             bus.execute::<Conversation>(conversation_id, post, &meta())

@@ -346,6 +346,7 @@ async fn a_client_loses_nothing_across_a_server_restart(db: &TestDb) {
             format: netia_events::conversation::MessageFormat::Text,
             private: false,
             client_message_id: None,
+            attachments: Vec::new(),
             at: chrono::Utc::now(),
         };
         bus.execute::<Conversation>(&conversation, command, &meta)

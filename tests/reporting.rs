@@ -44,6 +44,7 @@ async fn days_report_counts_and_response_times(db: &TestDb) {
         format: netia_events::conversation::MessageFormat::Text,
         private,
         client_message_id: None,
+        attachments: Vec::new(),
         at,
     };
     // Day 1: two conversations answered in 240 s and 120 s, resolved in 3600 s and 1790 s.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use netia_events::account::AccountEvent;
 use netia_events::chain::format_time;
-use netia_events::conversation::{Author, ConversationEvent, MessageFormat};
+use netia_events::conversation::{Attachment, Author, ConversationEvent, MessageFormat};
 use netia_events::{ConversationId, DomainEvent, RecordedEvent};
 use sqlx::{AnyConnection, FromRow};
 
@@ -42,12 +42,22 @@ pub struct MessageRow {
     /// How `body` is meant to be read: `text` or `markdown` (message events from version 2; every
     /// earlier message is `text`).
     pub format: String,
+    /// The files it carries, as the JSON array of the event's
+    /// [`netia_events::conversation::Attachment`]s (`[]` for none).
+    pub attachments: String,
+}
+
+impl MessageRow {
+    /// The files this message carries (none when the stored JSON does not decode).
+    pub fn attachment_list(&self) -> Vec<Attachment> {
+        serde_json::from_str(&self.attachments).unwrap_or_default()
+    }
 }
 
 pub struct ConversationProjection;
 
 const COLUMNS: &str = "message_id, conversation_id, account_id, version, kind, customer_id, user_id, body, private, \
-     client_message_id, external_id, sent_at, seen_at, delivery_status, author_name, format";
+     client_message_id, external_id, sent_at, seen_at, delivery_status, author_name, format, attachments";
 
 impl ConversationProjection {
     /// Messages in order after `after_version`, at most `limit`; notes only when `include_private`.
@@ -179,6 +189,29 @@ impl ConversationProjection {
         .await?)
     }
 
+    /// The message of conversation `id` that carries the attachment stored under `key` (keys are
+    /// chosen by Netia: letters, digits, `-` and `/`, so they hold no `LIKE` wildcard).
+    pub async fn message_with_attachment(
+        conn: &mut AnyConnection,
+        id: ConversationId,
+        key: &str,
+    ) -> Result<Option<(MessageRow, Attachment)>, ProjectionError> {
+        if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '/') {
+            return Ok(None);
+        }
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM conversation_messages WHERE conversation_id = $1 AND attachments LIKE $2"
+        ))
+        .bind(id.to_string())
+        .bind(format!("%\"{key}\"%"))
+        .fetch_all(conn)
+        .await?;
+        Ok(rows.into_iter().find_map(|row| {
+            let found = row.attachment_list().into_iter().find(|a| a.key == key)?;
+            Some((row, found))
+        }))
+    }
+
     /// The message `author` sent with this idempotency key in this conversation (keys are scoped
     /// to their author: another author's message under the same key is not it).
     pub async fn message_by_client_id(
@@ -225,6 +258,7 @@ struct NewMessage<'a> {
     external_id: Option<&'a str>,
     sent_at: chrono::DateTime<chrono::Utc>,
     format: MessageFormat,
+    attachments: &'a [Attachment],
 }
 
 impl<'a> NewMessage<'a> {
@@ -245,7 +279,13 @@ impl<'a> NewMessage<'a> {
             external_id: None,
             sent_at,
             format: MessageFormat::Text,
+            attachments: &[],
         }
+    }
+
+    fn files(mut self, attachments: &'a [Attachment]) -> Self {
+        self.attachments = attachments;
+        self
     }
 
     fn format(mut self, format: MessageFormat) -> Self {
@@ -292,6 +332,7 @@ impl<'a> NewMessage<'a> {
             delivery_status: "sent".to_owned(),
             author_name,
             format: self.format.as_str().to_owned(),
+            attachments: serde_json::to_string(self.attachments).unwrap_or_else(|_| "[]".to_owned()),
         }
     }
 }
@@ -322,7 +363,8 @@ impl Projection for ConversationProjection {
                 message_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, account_id TEXT NOT NULL, \
                 version BIGINT NOT NULL, kind TEXT NOT NULL, customer_id TEXT, user_id TEXT, body TEXT NOT NULL, \
                 private BIGINT NOT NULL, client_message_id TEXT, external_id TEXT, sent_at TEXT NOT NULL, \
-                seen_at TEXT, delivery_status TEXT NOT NULL, author_name TEXT, format TEXT NOT NULL DEFAULT 'text')",
+                seen_at TEXT, delivery_status TEXT NOT NULL, author_name TEXT, format TEXT NOT NULL DEFAULT 'text', \
+                attachments TEXT NOT NULL DEFAULT '[]')",
             "CREATE INDEX IF NOT EXISTS conversation_messages_in_order \
                 ON conversation_messages (conversation_id, version)",
             "CREATE TABLE IF NOT EXISTS conversation_slack_threads (channel_id TEXT NOT NULL, \
@@ -347,6 +389,14 @@ impl Projection for ConversationProjection {
         add_column_if_missing(conn, "conversation_messages", "author_name", "TEXT").await?;
         // Tables made before message events version 2: every message they hold was plain text.
         add_column_if_missing(conn, "conversation_messages", "format", "TEXT NOT NULL DEFAULT 'text'").await?;
+        // Tables made before attachments: no message carried a file.
+        add_column_if_missing(
+            conn,
+            "conversation_messages",
+            "attachments",
+            "TEXT NOT NULL DEFAULT '[]'",
+        )
+        .await?;
         Ok(())
     }
 
@@ -565,6 +615,7 @@ impl MessageRow {
             self.delivery_status.into(),
             self.author_name.into(),
             self.format.into(),
+            self.attachments.into(),
         ]
     }
 }
@@ -626,21 +677,26 @@ fn new_message(decoded: &ConversationEvent) -> Option<NewMessage<'_>> {
             NewMessage::new(e.message_id, "customer", Some(author), &e.body, e.sent_at)
                 .client(e.client_message_id.as_ref())
                 .format(e.format)
+                .files(&e.attachments)
         }
         AgentMessagePosted(e) => {
             let author = Author::Agent { user_id: e.user_id };
             NewMessage::new(e.message_id, "agent", Some(author), &e.body, e.sent_at)
                 .client(e.client_message_id.as_ref())
                 .format(e.format)
+                .files(&e.attachments)
         }
         PrivateNoteAdded(e) => {
             let author = Author::Agent { user_id: e.user_id };
             NewMessage::new(e.message_id, "note", Some(author), &e.body, e.sent_at)
                 .client(e.client_message_id.as_ref())
                 .format(e.format)
+                .files(&e.attachments)
                 .private()
         }
-        BotMessagePosted(e) => NewMessage::new(e.message_id, "bot", None, &e.body, e.sent_at).format(e.format),
+        BotMessagePosted(e) => NewMessage::new(e.message_id, "bot", None, &e.body, e.sent_at)
+            .format(e.format)
+            .files(&e.attachments),
         EmailMessageReceived(e) => NewMessage::new(e.message_id, "email", Some(e.author.clone()), &e.body, e.sent_at)
             .external(&e.email_message_id),
         SlackMessageReceived(e) => NewMessage::new(e.message_id, "slack", Some(e.author.clone()), &e.body, e.sent_at)

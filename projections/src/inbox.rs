@@ -357,7 +357,7 @@ impl InboxProjection {
             return Ok(());
         }
         let message = message_of(&event);
-        let activity = message.map(|(_, at, _)| format_time(at));
+        let activity = message.as_ref().map(|(_, at, _)| format_time(*at));
         if !Self::advance(conn, recorded, activity.as_deref()).await? {
             return Ok(());
         }
@@ -486,18 +486,28 @@ pub(crate) async fn inbox_of(
 }
 
 /// For a message event: its body, when it was sent, and whether it came from the customer's side.
-pub(crate) fn message_of(event: &ConversationEvent) -> Option<(&str, chrono::DateTime<chrono::Utc>, bool)> {
+pub(crate) fn message_of(
+    event: &ConversationEvent,
+) -> Option<(std::borrow::Cow<'_, str>, chrono::DateTime<chrono::Utc>, bool)> {
     use ConversationEvent::*;
     let from_customer = |author: &Author| matches!(author, Author::Customer { .. });
     match event {
-        CustomerMessagePosted(e) => Some((e.body.as_str(), e.sent_at, true)),
-        AgentMessagePosted(e) => Some((e.body.as_str(), e.sent_at, false)),
-        PrivateNoteAdded(e) => Some((e.body.as_str(), e.sent_at, false)),
-        BotMessagePosted(e) => Some((e.body.as_str(), e.sent_at, false)),
-        EmailMessageReceived(e) => Some((e.body.as_str(), e.sent_at, from_customer(&e.author))),
-        SlackMessageReceived(e) => Some((e.body.as_str(), e.sent_at, from_customer(&e.author))),
-        SmsMessageReceived(e) => Some((e.body.as_str(), e.sent_at, true)),
+        CustomerMessagePosted(e) => Some((preview_text(&e.body, &e.attachments), e.sent_at, true)),
+        AgentMessagePosted(e) => Some((preview_text(&e.body, &e.attachments), e.sent_at, false)),
+        PrivateNoteAdded(e) => Some((preview_text(&e.body, &e.attachments), e.sent_at, false)),
+        BotMessagePosted(e) => Some((preview_text(&e.body, &e.attachments), e.sent_at, false)),
+        EmailMessageReceived(e) => Some((e.body.as_str().into(), e.sent_at, from_customer(&e.author))),
+        SlackMessageReceived(e) => Some((e.body.as_str().into(), e.sent_at, from_customer(&e.author))),
+        SmsMessageReceived(e) => Some((e.body.as_str().into(), e.sent_at, true)),
         _ => None,
+    }
+}
+
+/// A message's text for the inbox: its body, or for a file sent without a caption, the file's name.
+fn preview_text<'a>(body: &'a str, files: &[netia_events::conversation::Attachment]) -> std::borrow::Cow<'a, str> {
+    match files.first() {
+        Some(file) if body.trim().is_empty() => format!("Attachment: {}", file.file_name).into(),
+        _ => body.into(),
     }
 }
 

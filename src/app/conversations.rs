@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use netia_commands::user::UserStatus;
 use netia_commands::{Account, Conversation, ConversationCommand, ConversationError, User};
-use netia_events::conversation::{Author, MessageFormat, Priority, Source};
+use netia_events::conversation::{Attachment, Author, MessageFormat, Priority, Source};
 use netia_events::{AccountId, ConversationId, CustomerId, InboxId, MessageId, Metadata, RecordedEvent, UserId};
 use netia_projections::{ConversationProjection, MessageRow};
 
@@ -43,6 +43,8 @@ pub struct NewMessage {
     pub format: MessageFormat,
     pub private: bool,
     pub client_message_id: Option<String>,
+    /// Files already in the attachment store ([`crate::app::attachments`]).
+    pub attachments: Vec<Attachment>,
 }
 
 /// A message saved by [`post_message`]: as readers see it, whether this call created it (or found
@@ -92,6 +94,7 @@ pub async fn post_message(
         format: message.format,
         private: message.private,
         client_message_id: message.client_message_id,
+        attachments: message.attachments,
         at: Utc::now(),
     };
     let executed = app.bus.execute::<Conversation>(id, command, meta).await?;

@@ -5,6 +5,7 @@
 //! into its own answer (a status, a refused push, a retry).
 
 pub mod accounts;
+pub mod attachments;
 pub mod conversations;
 pub mod customers;
 pub mod export;
@@ -52,6 +53,8 @@ pub struct App {
     pub twilio: crate::channels::twilio::client::TwilioClient,
     /// `INBOUND_EMAIL_DOMAIN`: inbound addresses are `<local part>@<domain>`.
     pub inbound_email_domain: Option<String>,
+    /// Where attachment files are kept (`ATTACHMENTS_URL`); `None` until a server opens it.
+    pub attachments: Option<attachments::AttachmentStore>,
 }
 
 /// Failures shared by the use cases. Refusals by an aggregate come as the use case's
@@ -90,7 +93,14 @@ impl App {
             public_url: None,
             twilio: crate::channels::twilio::client::TwilioClient::new(crate::channels::twilio::client::API_BASE_URL),
             inbound_email_domain: None,
+            attachments: None,
         }
+    }
+
+    /// Keeps attachment files in `store`.
+    pub fn with_attachments(mut self, store: attachments::AttachmentStore) -> Self {
+        self.attachments = Some(store);
+        self
     }
 
     /// Lets outbound webhooks reach what `policy` allows.

@@ -114,6 +114,7 @@ pub async fn post_as(
         },
         private: message.private,
         client_message_id: message.client_message_id,
+        attachments: Vec::new(),
     };
     let posted = crate::app::conversations::post_message(state, id, author, message, meta, ReadBack::ReadModel)
         .await

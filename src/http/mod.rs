@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, shared state and the JSON error shape.
 
 mod accounts;
+mod attachments;
 pub(crate) mod caller;
 pub(crate) mod conversations;
 mod customers;
@@ -82,6 +83,12 @@ impl AppState {
         self
     }
 
+    /// Keeps attachment files in `store`.
+    pub fn with_attachments(mut self, store: crate::app::attachments::AttachmentStore) -> Self {
+        self.app = self.app.with_attachments(store);
+        self
+    }
+
     /// Uses the deployment's channels (Slack app, public URL).
     pub fn with_channels(mut self, settings: &crate::settings::Settings) -> Self {
         self.app = self.app.with_channels(settings);
@@ -117,6 +124,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// The agent API, served under `/api` (session tokens) and `/api/v1` (API keys too).
 fn agent_routes(cfg: &mut web::ServiceConfig) {
     accounts::routes(cfg);
+    attachments::routes(cfg);
     conversations::routes(cfg);
     customers::routes(cfg);
     settings::routes(cfg);

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    accounts, conversations, customers, email, gmail, health, messages, session, settings, slack, team, twilio,
-    verification, views, webhooks, widget,
+    accounts, attachments, conversations, customers, email, gmail, health, messages, session, settings, slack, team,
+    twilio, verification, views, webhooks, widget,
 };
 
 #[derive(OpenApi)]
@@ -25,7 +25,7 @@ use super::{
         accounts::me, accounts::notifications, accounts::set_notifications, accounts::list_keys, accounts::create_key, accounts::revoke_key,
         team::list, team::change_role, team::disable, team::enable, team::invite, team::invitations, team::withdraw,
         conversations::list, conversations::count, conversations::get, conversations::update,
-        conversations::history, conversations::mark_read, messages::messages, messages::post_message,
+        conversations::history, conversations::mark_read, messages::messages, messages::post_message, attachments::upload, attachments::download,
         customers::list, customers::get, customers::update, customers::delete, customers::identify, customers::export,
         widget::settings, widget::create_customer, widget::update_metadata, widget::update_email, widget::create_conversation,
         widget::customer_conversations,

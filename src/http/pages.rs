@@ -17,6 +17,8 @@ const WIDGET_JS: &str = include_str!("../../assets/widget.js");
 const DASHBOARD_HTML: &str = include_str!("../../assets/dashboard.html");
 const DASHBOARD_JS: &str = include_str!("../../assets/dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("../../assets/dashboard.css");
+const FILES_JS: &str = include_str!("../../assets/files.js");
+const FILES_CSS: &str = include_str!("../../assets/files.css");
 
 /// An allowed origin as CSP can carry it (scheme://host[:port], nothing else).
 fn csp_origin(origin: &str) -> Option<&str> {
@@ -54,7 +56,7 @@ pub async fn chat(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         }
     }
     let policy = format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; \
          base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}"
     );
     HttpResponse::Ok()
@@ -71,7 +73,7 @@ pub async fn dashboard() -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; \
              frame-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         ))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
@@ -124,6 +126,8 @@ pub async fn assets(name: web::Path<String>) -> HttpResponse {
     match name.as_str() {
         "chat.js" => asset("application/javascript; charset=utf-8", CHAT_JS),
         "phoenix.js" => asset("application/javascript; charset=utf-8", PHOENIX_JS),
+        "files.js" => asset("application/javascript; charset=utf-8", FILES_JS),
+        "files.css" => asset("text/css; charset=utf-8", FILES_CSS),
         "chat.css" => asset("text/css; charset=utf-8", CHAT_CSS),
         "dashboard.js" => asset("application/javascript; charset=utf-8", DASHBOARD_JS),
         "dashboard.css" => asset("text/css; charset=utf-8", DASHBOARD_CSS),

@@ -240,6 +240,12 @@ impl Broadcaster {
             ConversationRead(e) => {
                 let read = json!({"conversation_id": id, "user_id": e.user_id});
                 self.hub.broadcast(&notification, "read", &read, Audience::Agents, None);
+                // The customer learns that their messages were seen, not by whom: every message
+                // before this event's version (the widget's "Seen").
+                let seen =
+                    json!({"conversation_id": id, "before_version": event.version, "seen_at": event.recorded_at});
+                self.hub
+                    .broadcast(&conversation_topic, "messages:seen", &seen, Audience::Everyone, None);
                 return Ok(());
             }
             ConversationClosed(_) => json!({"status": "closed"}),

@@ -33,6 +33,12 @@ fn each_invalid_value_names_its_variable() {
         ("BUS_PREFETCH", "lots"),
         ("LLM_BASE_URL", "ftp://x"),
         ("SMTP_URL", "imap://x"),
+        ("ATTACHMENTS_URL", "ftp://files"),
+        ("ATTACHMENTS_URL", "file://"),
+        ("ATTACHMENTS_URL", "s3://A_B"),
+        ("ATTACHMENT_MAX_BYTES", "0"),
+        ("ATTACHMENT_MAX_BYTES", "ten"),
+        ("ATTACHMENT_MAX_BYTES", "2000000000"),
     ];
     for (var, value) in cases {
         let err = settings(&[(var, value)]).unwrap_err();
@@ -105,4 +111,32 @@ fn audit_keys_and_the_owner_url_are_checked() {
         assert_eq!(err.variable, variable, "{pairs:?}");
         assert!(!err.value.contains("bmV0"), "keys are never shown: {err}");
     }
+}
+
+#[test]
+fn attachments_default_to_a_local_directory_of_10_mib_files() {
+    let s = settings(&[]).unwrap();
+    assert_eq!(
+        s.attachments.location,
+        AttachmentLocation::Directory("./data/uploads".into())
+    );
+    assert_eq!(s.attachments.max_bytes, 10 * 1024 * 1024);
+    let s = settings(&[
+        ("ATTACHMENTS_URL", "s3://netia-files/eu/uploads/"),
+        ("ATTACHMENT_MAX_BYTES", "2048"),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.attachments.location,
+        AttachmentLocation::S3 {
+            bucket: "netia-files".into(),
+            prefix: "eu/uploads".into()
+        }
+    );
+    assert_eq!(s.attachments.max_bytes, 2048);
+    let s = settings(&[("ATTACHMENTS_URL", "file:///var/lib/netia/files")]).unwrap();
+    assert_eq!(
+        s.attachments.location,
+        AttachmentLocation::Directory("/var/lib/netia/files".into())
+    );
 }

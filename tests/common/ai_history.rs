@@ -44,6 +44,7 @@ pub async fn conversation(bus: &CommandBus, account: AccountId, opened: DateTime
         format: MessageFormat::Text,
         private: false,
         client_message_id: None,
+        attachments: Vec::new(),
         at: at(s),
     };
     let mut trigger = None;

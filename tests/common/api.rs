@@ -25,6 +25,9 @@ pub struct Session {
 
 /// The `METRICS_TOKEN` of test servers.
 pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+/// The `ATTACHMENTS_URL` of test servers: one directory for all (keys are unique), outside the
+/// checkout.
+pub const UPLOADS_URL: &str = "file:///tmp/netia-test-uploads";
 /// The `NETIA_SECRET_KEY` of test servers (every node of a test shares it).
 pub const SECRET_KEY: &str = "bmV0aWEtdGVzdC1zZWNyZXQta2V5LTMyLWJ5dGVzISE=";
 
@@ -36,6 +39,7 @@ impl Api {
             ("DATABASE_URL", db.url.as_str()),
             ("METRICS_TOKEN", METRICS_TOKEN),
             ("NETIA_SECRET_KEY", SECRET_KEY),
+            ("ATTACHMENTS_URL", UPLOADS_URL),
         ]);
         vars.extend(extra.iter().copied());
         let settings = Settings::from_map(&vars).unwrap();

@@ -68,6 +68,7 @@ pub fn message(
         format: netia_events::conversation::MessageFormat::Text,
         private,
         client_message_id: client_message_id.map(Into::into),
+        attachments: Vec::new(),
         at,
     }
 }

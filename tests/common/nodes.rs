@@ -59,6 +59,7 @@ pub async fn serve_database(
 ) -> tokio::process::Child {
     let child = tokio::process::Command::new(binary)
         .arg("serve")
+        .env("ATTACHMENTS_URL", super::api::UPLOADS_URL)
         .envs(vars.iter().copied())
         .env("NETIA_SECRET_KEY", super::api::SECRET_KEY)
         .env("DATABASE_URL", database_url)

@@ -38,9 +38,13 @@ for (const colorScheme of ["light", "dark"]) {
   const widget = await context.newPage();
   await widget.goto(`${netia}/chat?accountId=${account}`);
   await widget.locator("body[data-ready=true]").waitFor({ timeout: 20000 });
+  // A file first (the text after it names the conversation in the inbox), so that attachments are
+  // audited on both pages.
+  await widget.setInputFiles("#file", { name: `notes-${colorScheme}.txt`, mimeType: "text/plain", buffer: Buffer.from("Order 1234") });
+  await widget.locator(".message.mine .file", { hasText: `notes-${colorScheme}.txt` }).waitFor({ timeout: 10000 });
   await widget.locator("#message").fill(`Where is my parcel? (${colorScheme})`);
   await widget.locator("#message").press("Enter");
-  await widget.locator(".message.mine[data-state=sent]").waitFor({ timeout: 10000 });
+  await widget.locator(".message.mine[data-state=sent]", { hasText: "Where is my parcel" }).waitFor({ timeout: 10000 });
   let found = await audit(widget);
   check(`${colorScheme}: the widget has no serious or critical violation`, found.length === 0, found);
 
@@ -58,7 +62,7 @@ for (const colorScheme of ["light", "dark"]) {
   check(`${colorScheme}: the inbox has none`, found.length === 0, found);
 
   await page.locator("#conversations button", { hasText: `(${colorScheme})` }).click();
-  await page.locator("#messages .message.customer").waitFor({ timeout: 10000 });
+  await page.locator("#messages .message.customer .file").waitFor({ timeout: 10000 });
   const id = await page.evaluate(() => document.body.dataset.conversation);
   await call("POST", `/api/conversations/${id}/messages`, agentToken, { body: "On its way!" });
   await call("POST", `/api/conversations/${id}/messages`, agentToken, { body: "VIP", private: true });

@@ -152,12 +152,17 @@ impl Conversation {
         &self,
         message_id: MessageId,
         author: &Author,
-        (body, format): (&str, MessageFormat),
+        (body, format, attachments): (&str, MessageFormat, &[Attachment]),
         private: bool,
         client_message_id: &Option<String>,
         at: DateTime<Utc>,
     ) -> Decision {
-        check_body(body)?;
+        check_attachments(attachments)?;
+        match check_body(body) {
+            // A file needs no caption.
+            Err(ConversationError::EmptyBody) if !attachments.is_empty() => {}
+            checked => checked?,
+        }
         if let Some(key) = client_message_id {
             check_key(key)?;
             if self.client_message_ids.contains(&author_key(author, key)) {
@@ -167,6 +172,7 @@ impl Conversation {
         let at = self.message_time(at);
         let client_message_id = client_message_id.clone();
         let body = body.to_owned();
+        let attachments = attachments.to_vec();
         match *author {
             Author::Customer { customer_id } => {
                 if private {
@@ -180,7 +186,7 @@ impl Conversation {
                     body,
                     client_message_id,
                     format,
-                    attachments: Vec::new(),
+                    attachments,
                     sent_at: at,
                 }));
                 Ok(events)
@@ -191,7 +197,7 @@ impl Conversation {
                 body,
                 client_message_id,
                 format,
-                attachments: Vec::new(),
+                attachments,
                 sent_at: at,
             })]),
             Author::Agent { user_id } => Ok(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
@@ -200,7 +206,7 @@ impl Conversation {
                 body,
                 client_message_id,
                 format,
-                attachments: Vec::new(),
+                attachments,
                 sent_at: at,
             })]),
             Author::ExternalAgent { .. } => Err(ConversationError::ExternalAgentOutsideChannel),
@@ -306,8 +312,16 @@ impl Conversation {
                 format,
                 private,
                 client_message_id,
+                attachments,
                 at,
-            } => self.post_message(*message_id, author, (body, *format), *private, client_message_id, *at),
+            } => self.post_message(
+                *message_id,
+                author,
+                (body, *format, attachments),
+                *private,
+                client_message_id,
+                *at,
+            ),
             PostBotReply {
                 message_id,
                 body,
@@ -691,6 +705,28 @@ fn check_body(body: &str) -> Result<(), ConversationError> {
         return Err(ConversationError::InvalidBody);
     }
     Ok(())
+}
+
+/// Most files one message carries.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+fn check_attachments(attachments: &[Attachment]) -> Result<(), ConversationError> {
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(ConversationError::TooManyAttachments { max: MAX_ATTACHMENTS });
+    }
+    let valid = |a: &Attachment| {
+        is_label(&a.key, MAX_KEY_CHARS)
+            && is_label(&a.file_name, 255)
+            && is_label(&a.content_type, 255)
+            && a.size > 0
+            && a.sha256.len() == 64
+            && a.sha256.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    };
+    if attachments.iter().all(valid) {
+        Ok(())
+    } else {
+        Err(ConversationError::InvalidAttachment)
+    }
 }
 
 fn check_key(key: &str) -> Result<(), ConversationError> {

@@ -1,7 +1,7 @@
 //! What can be asked of a conversation.
 
 use chrono::{DateTime, Utc};
-use netia_events::conversation::{Author, GmailMessage, HandoffReason, MessageFormat, Priority, Source};
+use netia_events::conversation::{Attachment, Author, GmailMessage, HandoffReason, MessageFormat, Priority, Source};
 use netia_events::{AccountId, ConversationId, CustomerId, InboxId, MessageId, UserId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -33,6 +33,10 @@ pub enum ConversationCommand {
         format: MessageFormat,
         private: bool,
         client_message_id: Option<String>,
+        /// Files already in the attachment store (at most [`super::MAX_ATTACHMENTS`]); with one or more,
+        /// `body` (the caption) may be empty.
+        #[serde(default)]
+        attachments: Vec<Attachment>,
         at: DateTime<Utc>,
     },
     /// The LLM's answer to the customer message event `trigger_event_id`.

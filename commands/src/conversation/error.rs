@@ -37,6 +37,12 @@ pub enum ConversationError {
     ExternalAgentOutsideChannel,
     #[error("an external agent needs a name of 1 to {max} printable characters and a channel user id")]
     InvalidExternalAgent { max: usize },
+    #[error("at most {max} attachments per message")]
+    TooManyAttachments { max: usize },
+    #[error(
+        "an attachment needs a key and a file name of 1 to 255 printable characters, a media type, a size above 0 and a SHA-256 in hex"
+    )]
+    InvalidAttachment,
     #[error("an SMS record needs Twilio message SIDs (SM…) and a known status")]
     InvalidSms,
 }

@@ -8,6 +8,6 @@ mod sms;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{ARCHIVE_AFTER_DAYS, Conversation, Status};
+pub use aggregate::{ARCHIVE_AFTER_DAYS, Conversation, MAX_ATTACHMENTS, Status};
 pub use command::ConversationCommand;
 pub use error::ConversationError;

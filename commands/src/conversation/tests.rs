@@ -140,6 +140,7 @@ fn post(author: Author, body: &str, private: bool, key: Option<&str>) -> Convers
         format: netia_events::conversation::MessageFormat::Text,
         private,
         client_message_id: key.map(str::to_owned),
+        attachments: Vec::new(),
         at: now(),
     }
 }
@@ -523,6 +524,72 @@ fn an_empty_body_is_refused() {
         .given(vec![created()])
         .when(customer_says(""))
         .then_expect_error(ConversationError::EmptyBody);
+}
+
+fn receipt(n: u8) -> Attachment {
+    Attachment {
+        key: format!("{ACCOUNT}/{CONVERSATION}/0190a0a0-0000-7000-8000-00000000000{n}"),
+        file_name: "receipt.png".to_owned(),
+        content_type: "image/png".to_owned(),
+        size: 2048,
+        sha256: "ab".repeat(32),
+    }
+}
+
+fn with_files(mut command: ConversationCommand, files: Vec<Attachment>) -> ConversationCommand {
+    if let ConversationCommand::PostMessage { attachments, .. } = &mut command {
+        *attachments = files;
+    }
+    command
+}
+
+#[test]
+fn a_file_needs_no_caption_and_travels_in_the_event() {
+    let ConversationEvent::CustomerMessagePosted(mut expected) = customer_message_posted("") else {
+        unreachable!()
+    };
+    expected.attachments = vec![receipt(1)];
+    ConversationTest::with(())
+        .given(vec![created()])
+        .when(with_files(customer_says(""), vec![receipt(1)]))
+        .then_expect_events(vec![ConversationEvent::CustomerMessagePosted(expected)]);
+}
+
+#[test]
+fn an_agents_note_carries_its_files_too() {
+    let ConversationEvent::PrivateNoteAdded(note) = ConversationTest::with(())
+        .given(vec![created()])
+        .when(with_files(
+            post(agent(), "see attached", true, None),
+            vec![receipt(1), receipt(2)],
+        ))
+        .inspect_result()
+        .unwrap()
+        .remove(0)
+    else {
+        panic!("a note")
+    };
+    assert_eq!(note.attachments, vec![receipt(1), receipt(2)]);
+}
+
+#[test]
+fn attachments_must_be_well_formed_and_few() {
+    let mut bad_hash = receipt(1);
+    bad_hash.sha256 = "AB".repeat(32);
+    let mut empty = receipt(1);
+    empty.size = 0;
+    let mut no_name = receipt(1);
+    no_name.file_name = " ".to_owned();
+    for file in [bad_hash, empty, no_name] {
+        ConversationTest::with(())
+            .given(vec![created()])
+            .when(with_files(customer_says("hi"), vec![file]))
+            .then_expect_error(ConversationError::InvalidAttachment);
+    }
+    ConversationTest::with(())
+        .given(vec![created()])
+        .when(with_files(customer_says("hi"), (0..11).map(|_| receipt(1)).collect()))
+        .then_expect_error(ConversationError::TooManyAttachments { max: 10 });
 }
 
 #[test]

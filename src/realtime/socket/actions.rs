@@ -74,6 +74,7 @@ impl Connection {
             format: MessageFormat::Text,
             private,
             client_message_id,
+            attachments: Vec::new(),
         };
         let started = std::time::Instant::now();
         let meta = self.caller.meta();

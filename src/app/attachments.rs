@@ -1,0 +1,354 @@
+//! Attachments (ADR 0022): a file uploaded into a conversation is stored in the object store
+//! (`object_store`: a local directory, or an S3-compatible bucket) under a key Netia chooses,
+//! `{account_id}/{conversation_id}/{uuid v7}`, and posted as a message whose event records the key,
+//! the file name, the size, the media type sniffed from the bytes and the SHA-256. Downloads go
+//! through Netia with the caller's rights; thumbnails of raster images are made on first request.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use netia_commands::Conversation;
+use netia_events::conversation::{Attachment, Author, MessageFormat};
+use netia_events::{AccountId, ConversationId, CustomerId, Metadata};
+use netia_projections::{ConversationProjection, MessageRow};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::conversations::{NewMessage, PostError, Posted, ReadBack, post_message};
+use super::{App, AppError};
+use crate::settings::{AttachmentLocation, AttachmentSettings};
+
+/// The longest side of a thumbnail, in pixels.
+pub const THUMBNAIL_SIDE: u32 = 320;
+/// Media types shown inline and given thumbnails: raster images a browser renders without
+/// running anything (SVG, which can carry script, is not one).
+pub const RASTER_IMAGES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+/// The longest file name kept, in characters.
+pub const MAX_FILE_NAME_CHARS: usize = 255;
+
+/// Where attachment files are kept, and the size limit of one.
+#[derive(Clone, Debug)]
+pub struct AttachmentStore {
+    store: Arc<dyn ObjectStore>,
+    /// `ATTACHMENT_MAX_BYTES`.
+    pub max_bytes: u64,
+}
+
+impl AttachmentStore {
+    /// Opens the store `settings` name: creates a local directory if missing; an S3 bucket takes
+    /// its credentials, region and endpoint from the `AWS_*` variables. Fails (naming the
+    /// location) when the directory cannot be made or the S3 settings are incomplete.
+    pub fn open(settings: &AttachmentSettings) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let store: Arc<dyn ObjectStore> = match &settings.location {
+            AttachmentLocation::Directory(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("ATTACHMENTS_URL: cannot create the directory {}", dir.display()))?;
+                Arc::new(
+                    object_store::local::LocalFileSystem::new_with_prefix(dir)
+                        .with_context(|| format!("ATTACHMENTS_URL: cannot use the directory {}", dir.display()))?,
+                )
+            }
+            AttachmentLocation::S3 { bucket, prefix } => {
+                let s3 = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .with_context(|| format!("ATTACHMENTS_URL: S3 bucket {bucket} (see the AWS_* variables)"))?;
+                if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()))
+                }
+            }
+        };
+        Ok(Self {
+            store,
+            max_bytes: settings.max_bytes,
+        })
+    }
+}
+
+/// A file as the uploader sent it.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The name the uploader gave it; only its last path segment is kept.
+    pub file_name: String,
+    /// An optional caption, the message's body.
+    pub caption: String,
+    /// Agents only: post it as a private note.
+    pub private: bool,
+    pub bytes: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("attachments are not configured on this server")]
+    Unavailable,
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is larger than {max} bytes")]
+    TooLarge { max: u64 },
+    #[error("file_name must be 1 to 255 characters, without control characters")]
+    InvalidName,
+    #[error("storing the file: {0}")]
+    Store(#[from] object_store::Error),
+    #[error(transparent)]
+    Post(#[from] PostError),
+}
+
+/// The name kept of `given`: its last path segment (either slash), trimmed.
+pub fn clean_file_name(given: &str) -> Option<String> {
+    let name = given.rsplit(['/', '\\']).next().unwrap_or("").trim();
+    let valid = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.chars().count() <= MAX_FILE_NAME_CHARS
+        && !name.chars().any(char::is_control);
+    valid.then(|| name.to_owned())
+}
+
+/// The media type of `bytes` from their content (magic numbers, the `infer` crate); text that is
+/// valid UTF-8 without NUL is `text/plain`; anything else `application/octet-stream`.
+pub fn sniff(bytes: &[u8]) -> String {
+    if let Some(kind) = infer::get(bytes) {
+        return kind.mime_type().to_owned();
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.contains('\0') => "text/plain".to_owned(),
+        _ => "application/octet-stream".to_owned(),
+    }
+}
+
+/// Stores `upload` and posts it in conversation `id` as `author`. The object is written first
+/// and deleted again when the post is refused; a crash between the two leaves an object that no
+/// message names (never served: downloads need a message that carries the key).
+pub async fn upload(
+    app: &App,
+    account: AccountId,
+    id: ConversationId,
+    author: Author,
+    upload: Upload,
+    meta: &Metadata,
+) -> Result<Posted, UploadError> {
+    let files = app.attachments.as_ref().ok_or(UploadError::Unavailable)?;
+    let file_name = clean_file_name(&upload.file_name).ok_or(UploadError::InvalidName)?;
+    if upload.bytes.is_empty() {
+        return Err(UploadError::Empty);
+    }
+    if upload.bytes.len() as u64 > files.max_bytes {
+        return Err(UploadError::TooLarge { max: files.max_bytes });
+    }
+    let key = format!("{account}/{id}/{}", Uuid::now_v7());
+    let attachment = Attachment {
+        key: key.clone(),
+        file_name,
+        content_type: sniff(&upload.bytes),
+        size: upload.bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&upload.bytes)),
+    };
+    let path = Path::from(key.as_str());
+    files.store.put(&path, PutPayload::from(upload.bytes)).await?;
+    let message = NewMessage {
+        body: upload.caption,
+        format: MessageFormat::Text,
+        private: upload.private,
+        client_message_id: None,
+        attachments: vec![attachment],
+    };
+    match post_message(app, id, author, message, meta, ReadBack::ReadModel).await {
+        Ok(posted) => Ok(posted),
+        Err(e) => {
+            if let Err(deleted) = files.store.delete(&path).await {
+                tracing::warn!(key, error = %deleted, "could not delete the object of a refused upload");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Who asks for a file.
+#[derive(Debug, Clone, Copy)]
+pub enum Viewer {
+    /// An agent of `account`: any file of the account's conversations, notes included.
+    Agent { account: AccountId },
+    /// A widget customer: files of their own conversations, notes excluded.
+    Customer { account: AccountId, customer: CustomerId },
+}
+
+/// A file to send back.
+#[derive(Debug)]
+pub struct Download {
+    pub attachment: Attachment,
+    /// The bytes: the file, or its thumbnail (WebP).
+    pub bytes: Bytes,
+    /// Whether `bytes` is the thumbnail.
+    pub thumbnail: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("attachments are not configured on this server")]
+    Unavailable,
+    /// No such file for this viewer (another account's or conversation's files are not told
+    /// apart from missing ones).
+    #[error("attachment not found")]
+    NotFound,
+    #[error("only images have thumbnails")]
+    NoThumbnail,
+    #[error("reading the file: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("making the thumbnail: {0}")]
+    Thumbnail(String),
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+/// The file stored under `key` (`{account}/{conversation}/{uuid}`), or its thumbnail, for
+/// `viewer`: the key's account and conversation must be the viewer's, and a message of that
+/// conversation the viewer may read must carry the key.
+pub async fn download(app: &App, viewer: Viewer, key: &str, thumbnail: bool) -> Result<Download, DownloadError> {
+    let files = app.attachments.as_ref().ok_or(DownloadError::Unavailable)?;
+    let (account, conversation) = parse_key(key).ok_or(DownloadError::NotFound)?;
+    let mine = match viewer {
+        Viewer::Agent { account: a } => a == account,
+        Viewer::Customer { account: a, customer } => {
+            let state = app.state_of::<Conversation>(conversation).await?;
+            a == account && state.account_id == Some(account) && state.customer_id == Some(customer)
+        }
+    };
+    if !mine {
+        return Err(DownloadError::NotFound);
+    }
+    let mut conn = app.db.acquire().await.map_err(AppError::from)?;
+    let found: Option<(MessageRow, Attachment)> =
+        ConversationProjection::message_with_attachment(&mut conn, conversation, key)
+            .await
+            .map_err(AppError::from)?;
+    drop(conn);
+    let (message, attachment) = found.ok_or(DownloadError::NotFound)?;
+    if message.account_id != account.to_string() || (matches!(viewer, Viewer::Customer { .. }) && message.private != 0)
+    {
+        return Err(DownloadError::NotFound);
+    }
+    if !thumbnail {
+        let bytes = files.store.get(&Path::from(key)).await?.bytes().await?;
+        return Ok(Download {
+            attachment,
+            bytes,
+            thumbnail: false,
+        });
+    }
+    if !RASTER_IMAGES.contains(&attachment.content_type.as_str()) {
+        return Err(DownloadError::NoThumbnail);
+    }
+    let thumb_path = Path::from(format!("{key}.thumb.webp"));
+    let bytes = match files.store.get(&thumb_path).await {
+        Ok(found) => found.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => {
+            let original = files.store.get(&Path::from(key)).await?.bytes().await?;
+            let made = tokio::task::spawn_blocking(move || make_thumbnail(&original))
+                .await
+                .map_err(|e| DownloadError::Thumbnail(e.to_string()))??;
+            files.store.put(&thumb_path, PutPayload::from(made.clone())).await?;
+            made
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Download {
+        attachment,
+        bytes,
+        thumbnail: true,
+    })
+}
+
+/// The account and conversation a key names, if it has the shape Netia gives keys.
+fn parse_key(key: &str) -> Option<(AccountId, ConversationId)> {
+    let mut parts = key.split('/');
+    let (account, conversation, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || Uuid::parse_str(file).is_err() {
+        return None;
+    }
+    Some((account.parse().ok()?, conversation.parse().ok()?))
+}
+
+/// A WebP (lossless) no larger than [`THUMBNAIL_SIDE`] on its long side. Decoding is bounded
+/// (at most 16,384 px a side, 256 MiB of pixels) so a small file cannot claim gigabytes.
+fn make_thumbnail(original: &[u8]) -> Result<Bytes, DownloadError> {
+    let failed = |e: image::ImageError| DownloadError::Thumbnail(e.to_string());
+    let mut reader = image::ImageReader::new(Cursor::new(original))
+        .with_guessed_format()
+        .map_err(|e| DownloadError::Thumbnail(e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(16_384);
+    limits.max_image_height = Some(16_384);
+    limits.max_alloc = Some(256 * 1024 * 1024);
+    reader.limits(limits);
+    let image = reader.decode().map_err(failed)?;
+    let small = image::DynamicImage::ImageRgba8(image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).to_rgba8());
+    let mut out = Cursor::new(Vec::new());
+    small.write_to(&mut out, image::ImageFormat::WebP).map_err(failed)?;
+    Ok(Bytes::from(out.into_inner()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_keep_their_last_segment_only() {
+        assert_eq!(clean_file_name("../../etc/passwd").as_deref(), Some("passwd"));
+        assert_eq!(
+            clean_file_name("C:\\Users\\ann\\photo.png").as_deref(),
+            Some("photo.png")
+        );
+        assert_eq!(
+            clean_file_name(" report final.pdf ").as_deref(),
+            Some("report final.pdf")
+        );
+        for bad in ["", "dir/", "..", "a\u{0}b", &"x".repeat(256)] {
+            assert_eq!(clean_file_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn types_come_from_the_bytes() {
+        let png = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
+        assert_eq!(sniff(&png), "image/png");
+        assert_eq!(sniff(b"%PDF-1.7\n"), "application/pdf");
+        assert_eq!(sniff("héllo, plain text".as_bytes()), "text/plain");
+        assert_eq!(sniff(&[0, 159, 146, 150, 0, 1]), "application/octet-stream");
+    }
+
+    #[test]
+    fn keys_name_an_account_a_conversation_and_a_file() {
+        let (a, c, f) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let parsed = parse_key(&format!("{a}/{c}/{f}")).unwrap();
+        assert_eq!(
+            (parsed.0.to_string(), parsed.1.to_string()),
+            (a.to_string(), c.to_string())
+        );
+        for bad in [
+            format!("{a}/{c}"),
+            format!("{a}/{c}/{f}/x"),
+            format!("{a}/{c}/../{f}"),
+            format!("{a}/{c}/{f}.thumb.webp"),
+        ] {
+            assert!(parse_key(&bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn thumbnails_fit_320_px_and_are_webp() {
+        let image = image::RgbImage::from_pixel(1280, 640, image::Rgb([200, 30, 30]));
+        let mut png = Cursor::new(Vec::new());
+        image.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        let thumb = make_thumbnail(png.get_ref()).unwrap();
+        assert_eq!(sniff(&thumb), "image/webp");
+        let decoded = image::load_from_memory(&thumb).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (320, 160));
+        assert!(make_thumbnail(b"not an image").is_err());
+    }
+}
