@@ -8,6 +8,8 @@
   // The server's TYPING_REFRESH and TYPING_TTL (src/realtime/mod.rs).
   const TYPING_REFRESH_MS = 2000;
   const TYPING_TTL_MS = 6000;
+  // A message the server did not answer is sent again after this long (while joined).
+  const RESEND_AFTER_MS = 3000;
   // What the widget says, in each language it speaks (the account's `locale`, the `locale` URL
   // parameter, or the browser's language; English otherwise).
   const STRINGS = {
@@ -410,7 +412,14 @@
         render({ client_message_id: id, body, type: "customer" }, { failed: true });
         console.warn("netia: message refused", e);
       })
-      .receive("timeout", () => render({ client_message_id: id, body, type: "customer" }, { failed: true }));
+      .receive("timeout", () => {
+        // No answer (a slow network): shown as not sent yet, and sent again with the same
+        // client_message_id, which the server saves once.
+        render({ client_message_id: id, body, type: "customer" }, { failed: true });
+        setTimeout(() => {
+          if (state.unsent.has(id) && state.channel && state.channel.state === "joined") send(body, id);
+        }, RESEND_AFTER_MS);
+      });
   }
 
   // Typing is ephemeral: while typing, say so again every TYPING_REFRESH_MS; pages forget a
