@@ -361,7 +361,7 @@
     const id = newId();
     render({ client_message_id: id, body: t("uploading", { name: file.name }), type: "customer" }, { pending: true });
     try {
-      const saved = await window.NetiaFiles.upload(fileOptions, state.conversationId, file);
+      const saved = await window.NetiaFiles.upload(fileOptions, state.conversationId, file, { client_message_id: id });
       const pending = state.rendered.get(id);
       state.rendered.delete(id);
       if (pending && state.rendered.get(saved.id) !== pending) pending.remove();

@@ -650,8 +650,14 @@
     if (!state.conversation) return;
     for (const file of files) {
       try {
-        const caption = $("reply").value.trim();
-        const saved = await window.NetiaFiles.upload(fileOptions, state.conversation.id, file, { body: caption, private: $("private").checked });
+        const text = $("reply").value.trim();
+        const isPrivate = $("private").checked;
+        // A caption travels in the URL (at most 2,000 characters); a longer text goes first as its own message.
+        if (text.length > 2000) {
+          renderMessage(await api("POST", `/api/conversations/${state.conversation.id}/messages`, { body: text, private: isPrivate }));
+        }
+        const caption = text.length > 2000 ? "" : text;
+        const saved = await window.NetiaFiles.upload(fileOptions, state.conversation.id, file, { body: caption, private: isPrivate });
         $("reply").value = "";
         renderMessage(saved);
       } catch (err) {

@@ -206,6 +206,94 @@ async fn files_are_stored_sniffed_and_served_only_to_their_readers(db: &TestDb) 
     for (token, path, expected) in lookups {
         assert_eq!(download(&api, token, path).await.status(), expected, "{path}");
     }
+    // An upload repeated with its client_message_id is one message and one stored file.
+    let dir = format!("/tmp/netia-test-uploads/{}/{conversation}", admin.account_id);
+    let stored = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|f| !f.as_ref().unwrap().file_name().to_string_lossy().contains(".thumb"))
+            .count()
+    };
+    let before = stored();
+    let query = "file_name=scan.pdf&client_message_id=scan-1";
+    let scan = || {
+        upload(
+            &api,
+            &customer,
+            &conversation,
+            query,
+            "application/pdf",
+            b"%PDF-1.4 scan".to_vec(),
+        )
+    };
+    let (first, saved) = scan().await;
+    let (again, repeated) = scan().await;
+    assert_eq!((first, again), (StatusCode::CREATED, StatusCode::OK));
+    assert_eq!(saved["data"]["id"], repeated["data"]["id"]);
+    assert_eq!(stored(), before + 1, "the repeat's copy is not kept");
+
+    // Names lose invisible format characters (a right-to-left override would show "invoiceexe.pdf").
+    let (_, body) = upload(
+        &api,
+        &customer,
+        &conversation,
+        "file_name=invoice%E2%80%AEfdp.exe",
+        "text/plain",
+        b"MZ".to_vec(),
+    )
+    .await;
+    assert_eq!(body["data"]["attachments"][0]["file_name"], "invoicefdp.exe");
+
+    // A thumbnail is named as one and does not carry the original's hash.
+    let response = download(&api, &admin.token, thumbnail_url).await;
+    assert_eq!(header(&response, "x-content-sha256"), "");
+    assert!(header(&response, "content-disposition").contains("holiday photo.png.webp"));
+    assert_eq!(
+        header(&download(&api, &admin.token, &url).await, "x-content-sha256"),
+        file["sha256"].as_str().unwrap()
+    );
+
+    // A personal API key reads the same URL the messages give.
+    let (_, key) = api
+        .post(
+            "/api/personal_api_keys",
+            Some(&admin.token),
+            serde_json::json!({"name": "sync"}),
+        )
+        .await;
+    let key = key["data"]["key"]
+        .as_str()
+        .or(key["data"]["token"].as_str())
+        .unwrap()
+        .to_owned();
+    assert_eq!(download(&api, &key, &url).await.status(), StatusCode::OK);
+
+    // A caption longer than 2,000 characters is refused with a reason (it travels in the URL).
+    let long = format!("file_name=a.txt&body={}", "%C3%A9".repeat(2001));
+    let (status, body) = upload(&api, &customer, &conversation, &long, "text/plain", b"x".to_vec()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // A file missing from the store is a 404, not a server error.
+    let (_, body) = upload(
+        &api,
+        &customer,
+        &conversation,
+        "file_name=gone.txt",
+        "text/plain",
+        b"soon gone".to_vec(),
+    )
+    .await;
+    let gone = body["data"]["attachments"][0]["url"].as_str().unwrap().to_owned();
+    std::fs::remove_file(format!(
+        "/tmp/netia-test-uploads/{}",
+        gone.trim_start_matches("/api/attachments/")
+    ))
+    .unwrap();
+    assert_eq!(
+        download(&api, &admin.token, &gone).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
     // Refused uploads: into someone else's conversation, past ATTACHMENT_MAX_BYTES, empty, unnamed.
     let refused: [(&str, &str, Vec<u8>, StatusCode); 6] = [
         (&stranger, "file_name=x.txt", b"x".to_vec(), StatusCode::NOT_FOUND),
@@ -244,9 +332,56 @@ async fn files_are_stored_sniffed_and_served_only_to_their_readers(db: &TestDb) 
         .await;
     assert_eq!(
         messages["data"].as_array().unwrap().len(),
-        3,
+        6,
         "refused uploads posted nothing"
     );
 }
 
 on_both_backends!(files_are_stored_sniffed_and_served_only_to_their_readers);
+
+/// The message is saved but its read model is held up (a lock on PostgreSQL): the upload answers
+/// 503, and the file stays for the message that was saved — it downloads once the read model has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_file_stays_when_its_message_is_saved_but_not_readable_yet() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let common::Raw::Postgres(pool) = &db.raw else {
+        unreachable!()
+    };
+    let api = Api::start(&db).await;
+    let admin = api.register("slow-files@example.com").await;
+    let (conversation, customer) = api.conversation(&admin.account_id).await;
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE conversation_messages IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let (status, body) = upload(
+        &api,
+        &customer,
+        &conversation,
+        "file_name=late.txt",
+        "text/plain",
+        b"late".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    lock.commit().await.unwrap();
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        listed = api
+            .get(&format!("/api/conversations/{conversation}/messages"), &admin.token)
+            .await
+            .1;
+        if listed["data"].as_array().is_some_and(|m| !m.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let url = listed["data"][0]["attachments"][0]["url"]
+        .as_str()
+        .expect("the message was saved");
+    let response = download(&api, &customer, url).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"late");
+    db.cleanup().await;
+}

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::conversations::{NewMessage, PostError, Posted, ReadBack, post_message};
 use super::{App, AppError};
+use crate::command_bus::CommandError;
 use crate::settings::{AttachmentLocation, AttachmentSettings};
 
 /// The longest side of a thumbnail, in pixels.
@@ -35,7 +36,15 @@ pub struct AttachmentStore {
     store: Arc<dyn ObjectStore>,
     /// `ATTACHMENT_MAX_BYTES`.
     pub max_bytes: u64,
+    /// One thumbnail is made at a time per node (decoding may take up to [`DECODE_MAX_ALLOC`]).
+    thumbnails: Arc<tokio::sync::Semaphore>,
+    /// Keys whose image could not be decoded: not tried again until the node restarts.
+    undecodable: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
+
+/// The most memory one thumbnail's decoding may claim: 96 MiB (a 24-megapixel photo in RGB; a
+/// 4096x4096 screenshot with alpha is 64 MiB).
+pub const DECODE_MAX_ALLOC: u64 = 96 * 1024 * 1024;
 
 impl AttachmentStore {
     /// Opens the store `settings` name: creates a local directory if missing; an S3 bucket takes
@@ -67,6 +76,8 @@ impl AttachmentStore {
         Ok(Self {
             store,
             max_bytes: settings.max_bytes,
+            thumbnails: Arc::new(tokio::sync::Semaphore::new(1)),
+            undecodable: Arc::default(),
         })
     }
 }
@@ -80,6 +91,8 @@ pub struct Upload {
     pub caption: String,
     /// Agents only: post it as a private note.
     pub private: bool,
+    /// The uploader's idempotency key: a repeat answers the message saved the first time.
+    pub client_message_id: Option<String>,
     pub bytes: Bytes,
 }
 
@@ -99,9 +112,21 @@ pub enum UploadError {
     Post(#[from] PostError),
 }
 
-/// The name kept of `given`: its last path segment (either slash), trimmed.
+/// Characters that change how text around them is shown without showing themselves (Unicode
+/// format characters: bidirectional overrides and isolates, zero-width characters, the BOM, soft
+/// hyphen) and the line and paragraph separators: "invoice\u{202E}fdp.exe" would show as
+/// "invoiceexe.pdf".
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// The name kept of `given`: its last path segment (either slash), without invisible format
+/// characters, trimmed.
 pub fn clean_file_name(given: &str) -> Option<String> {
-    let name = given.rsplit(['/', '\\']).next().unwrap_or("").trim();
+    let visible: String = given.chars().filter(|&c| !is_invisible(c)).collect();
+    let name = visible.rsplit(['/', '\\']).next().unwrap_or("").trim();
     let valid = !name.is_empty()
         && name != "."
         && name != ".."
@@ -123,8 +148,9 @@ pub fn sniff(bytes: &[u8]) -> String {
 }
 
 /// Stores `upload` and posts it in conversation `id` as `author`. The object is written first
-/// and deleted again when the post is refused; a crash between the two leaves an object that no
-/// message names (never served: downloads need a message that carries the key).
+/// and deleted again when the conversation refuses the post or it repeats a saved one
+/// (`client_message_id`); a crash between the two leaves an object that no message names (never
+/// served: downloads need a message that carries the key).
 pub async fn upload(
     app: &App,
     account: AccountId,
@@ -155,17 +181,31 @@ pub async fn upload(
         body: upload.caption,
         format: MessageFormat::Text,
         private: upload.private,
-        client_message_id: None,
+        client_message_id: upload.client_message_id,
         attachments: vec![attachment],
     };
     match post_message(app, id, author, message, meta, ReadBack::ReadModel).await {
+        // A repeat of an upload already saved (same client_message_id): the message is the
+        // first one, and this copy of the file is nobody's.
+        Ok(posted) if !posted.created => {
+            forget(files, &path).await;
+            Ok(posted)
+        }
         Ok(posted) => Ok(posted),
-        Err(e) => {
-            if let Err(deleted) = files.store.delete(&path).await {
-                tracing::warn!(key, error = %deleted, "could not delete the object of a refused upload");
-            }
+        // Refused by the conversation: nothing names the object.
+        Err(e @ PostError::Refused(CommandError::Domain(_))) => {
+            forget(files, &path).await;
             Err(e.into())
         }
+        // Anything else may have stored the message (saved but not readable yet, an append whose
+        // outcome is unknown): the file stays, so that the message never points at nothing.
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn forget(files: &AttachmentStore, path: &Path) {
+    if let Err(e) = files.store.delete(path).await {
+        tracing::warn!(key = %path, error = %e, "could not delete an unreferenced upload");
     }
 }
 
@@ -234,7 +274,7 @@ pub async fn download(app: &App, viewer: Viewer, key: &str, thumbnail: bool) -> 
         return Err(DownloadError::NotFound);
     }
     if !thumbnail {
-        let bytes = files.store.get(&Path::from(key)).await?.bytes().await?;
+        let bytes = read(files, &Path::from(key)).await?.ok_or(DownloadError::NotFound)?;
         return Ok(Download {
             attachment,
             bytes,
@@ -244,24 +284,62 @@ pub async fn download(app: &App, viewer: Viewer, key: &str, thumbnail: bool) -> 
     if !RASTER_IMAGES.contains(&attachment.content_type.as_str()) {
         return Err(DownloadError::NoThumbnail);
     }
-    let thumb_path = Path::from(format!("{key}.thumb.webp"));
-    let bytes = match files.store.get(&thumb_path).await {
-        Ok(found) => found.bytes().await?,
-        Err(object_store::Error::NotFound { .. }) => {
-            let original = files.store.get(&Path::from(key)).await?.bytes().await?;
-            let made = tokio::task::spawn_blocking(move || make_thumbnail(&original))
-                .await
-                .map_err(|e| DownloadError::Thumbnail(e.to_string()))??;
-            files.store.put(&thumb_path, PutPayload::from(made.clone())).await?;
-            made
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let bytes = thumbnail_of(files, key).await?;
     Ok(Download {
         attachment,
         bytes,
         thumbnail: true,
     })
+}
+
+/// The object at `path`, or `None` if the store has none (a missing file is logged: a message
+/// names it).
+async fn read(files: &AttachmentStore, path: &Path) -> Result<Option<Bytes>, DownloadError> {
+    match files.store.get(path).await {
+        Ok(found) => Ok(Some(found.bytes().await?)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The thumbnail of the image at `key`: kept beside it (`<key>.thumb.webp`), else made — one at a
+/// time on this node, and once: a request that waited finds the one made meanwhile.
+async fn thumbnail_of(files: &AttachmentStore, key: &str) -> Result<Bytes, DownloadError> {
+    let thumb_path = Path::from(format!("{key}.thumb.webp"));
+    if let Some(kept) = read(files, &thumb_path).await? {
+        return Ok(kept);
+    }
+    let undecodable = || DownloadError::Thumbnail("the image could not be decoded".to_owned());
+    let known_bad = |files: &AttachmentStore| files.undecodable.lock().is_ok_and(|bad| bad.contains(key));
+    if known_bad(files) {
+        return Err(undecodable());
+    }
+    let _turn = files
+        .thumbnails
+        .acquire()
+        .await
+        .map_err(|e| DownloadError::Thumbnail(e.to_string()))?;
+    if let Some(kept) = read(files, &thumb_path).await? {
+        return Ok(kept);
+    }
+    if known_bad(files) {
+        return Err(undecodable());
+    }
+    let original = read(files, &Path::from(key)).await?.ok_or(DownloadError::NotFound)?;
+    let made = match tokio::task::spawn_blocking(move || make_thumbnail(&original))
+        .await
+        .map_err(|e| DownloadError::Thumbnail(e.to_string()))?
+    {
+        Ok(made) => made,
+        Err(e) => {
+            if let Ok(mut bad) = files.undecodable.lock() {
+                bad.insert(key.to_owned());
+            }
+            return Err(e);
+        }
+    };
+    files.store.put(&thumb_path, PutPayload::from(made.clone())).await?;
+    Ok(made)
 }
 
 /// The account and conversation a key names, if it has the shape Netia gives keys.
@@ -274,8 +352,9 @@ fn parse_key(key: &str) -> Option<(AccountId, ConversationId)> {
     Some((account.parse().ok()?, conversation.parse().ok()?))
 }
 
-/// A WebP (lossless) no larger than [`THUMBNAIL_SIDE`] on its long side. Decoding is bounded
-/// (at most 16,384 px a side, 256 MiB of pixels) so a small file cannot claim gigabytes.
+/// A WebP (lossless) no larger than [`THUMBNAIL_SIDE`] on its long side (a smaller image keeps
+/// its size). Decoding is bounded (at most 16,384 px a side, [`DECODE_MAX_ALLOC`] bytes) so a
+/// small file cannot claim gigabytes.
 fn make_thumbnail(original: &[u8]) -> Result<Bytes, DownloadError> {
     let failed = |e: image::ImageError| DownloadError::Thumbnail(e.to_string());
     let mut reader = image::ImageReader::new(Cursor::new(original))
@@ -284,10 +363,16 @@ fn make_thumbnail(original: &[u8]) -> Result<Bytes, DownloadError> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(16_384);
     limits.max_image_height = Some(16_384);
-    limits.max_alloc = Some(256 * 1024 * 1024);
+    limits.max_alloc = Some(DECODE_MAX_ALLOC);
     reader.limits(limits);
     let image = reader.decode().map_err(failed)?;
-    let small = image::DynamicImage::ImageRgba8(image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).to_rgba8());
+    let fits = image.width() <= THUMBNAIL_SIDE && image.height() <= THUMBNAIL_SIDE;
+    let small = if fits {
+        image
+    } else {
+        image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+    };
+    let small = image::DynamicImage::ImageRgba8(small.to_rgba8());
     let mut out = Cursor::new(Vec::new());
     small.write_to(&mut out, image::ImageFormat::WebP).map_err(failed)?;
     Ok(Bytes::from(out.into_inner()))
@@ -350,5 +435,10 @@ mod tests {
         let decoded = image::load_from_memory(&thumb).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (320, 160));
         assert!(make_thumbnail(b"not an image").is_err());
+        let tiny = image::RgbImage::from_pixel(4, 3, image::Rgb([1, 2, 3]));
+        let mut png = Cursor::new(Vec::new());
+        tiny.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        let decoded = image::load_from_memory(&make_thumbnail(png.get_ref()).unwrap()).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (4, 3), "never enlarged");
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 
-use super::caller::Reader;
+use super::caller::{FileReader, Reader};
 use super::conversations::owned;
 use super::views::{Data, ErrorBody, MessageView};
 use super::{ApiError, AppState, parse_id};
@@ -29,12 +29,21 @@ pub(super) struct UploadParams {
     /// The file's name as shown to readers (its last path segment is kept), 1 to 255 characters.
     #[param(min_length = 1, max_length = 255)]
     file_name: String,
-    /// A caption: the message's text (up to 20,000 characters).
-    #[param(max_length = 20000)]
+    /// A caption: the message's text, up to 2,000 characters (it travels in the URL; a longer
+    /// text goes as a message of its own).
+    #[param(max_length = 2000)]
     body: Option<String>,
     /// Agents only: post the file as a private note.
     private: Option<bool>,
+    /// The uploader's idempotency key (1 to 200 printable characters): a repeat answers 200 with
+    /// the message saved the first time and keeps no second copy of the file.
+    #[param(min_length = 1, max_length = 200)]
+    client_message_id: Option<String>,
 }
+
+/// The longest caption an upload takes, in characters: with every character percent-encoded
+/// from four UTF-8 bytes it still fits the URL limit of the HTTP server (about 32 KiB).
+pub const MAX_CAPTION_CHARS: usize = 2_000;
 
 /// Uploads a file (the raw bytes as the request body, at most `ATTACHMENT_MAX_BYTES`) and posts
 /// it as a message of the caller — the conversation's customer (customer token) or an agent
@@ -44,7 +53,7 @@ pub(super) struct UploadParams {
     params(("id" = uuid::Uuid, Path, description = "Conversation id"), UploadParams),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes"),
     security(("bearer" = []), ("customer" = [])),
-    responses((status = 201, body = Data<MessageView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, body = Data<MessageView>), (status = 200, description = "Already saved with this client_message_id", body = Data<MessageView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn upload(
@@ -58,6 +67,15 @@ pub(super) async fn upload(
     let id: ConversationId = parse_id(&id, "conversation id")?;
     let params = params.into_inner();
     let private = params.private.unwrap_or(false);
+    if params
+        .body
+        .as_ref()
+        .is_some_and(|b| b.chars().count() > MAX_CAPTION_CHARS)
+    {
+        return Err(ApiError::Invalid(format!(
+            "body (the caption) must be at most {MAX_CAPTION_CHARS} characters; send a longer text as a message"
+        )));
+    }
     let (account, author, meta) = match &reader {
         Reader::Agent(agent) => {
             agent.require(Role::Member)?;
@@ -104,12 +122,18 @@ pub(super) async fn upload(
         file_name: params.file_name,
         caption: params.body.unwrap_or_default(),
         private,
+        client_message_id: params.client_message_id,
         bytes: bytes.freeze(),
     };
     let posted = crate::app::attachments::upload(&state, account, id, author, upload, &meta)
         .await
         .map_err(upload_error)?;
-    Ok(HttpResponse::Created().json(json!({ "data": MessageView::from(&posted.message) })))
+    let body = json!({ "data": MessageView::from(&posted.message) });
+    Ok(if posted.created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
 }
 
 fn upload_error(e: UploadError) -> ApiError {
@@ -147,7 +171,7 @@ pub(super) struct DownloadParams {
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn download(
     state: web::Data<AppState>,
-    reader: Reader,
+    FileReader(reader): FileReader,
     path: web::Path<(String, String, String)>,
     params: web::Query<DownloadParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -176,28 +200,39 @@ pub(super) async fn download(
     let image = RASTER_IMAGES.contains(&recorded);
     let served = if found.thumbnail {
         "image/webp"
-    } else if image || recorded == "application/pdf" || recorded == "text/plain" {
+    } else if image || recorded == "application/pdf" {
         recorded
+    } else if recorded == "text/plain" {
+        // Sniffed as text only when the bytes are valid UTF-8.
+        "text/plain; charset=utf-8"
     } else {
         "application/octet-stream"
     };
     let disposition = if image { "inline" } else { "attachment" };
-    let name = &found.attachment.file_name;
-    Ok(HttpResponse::Ok()
+    let name = if found.thumbnail {
+        format!("{}.webp", found.attachment.file_name)
+    } else {
+        found.attachment.file_name.clone()
+    };
+    let mut answer = HttpResponse::Ok();
+    answer
         .insert_header((header::CONTENT_TYPE, served))
         .insert_header((
             header::CONTENT_DISPOSITION,
             format!(
                 "{disposition}; filename=\"{}\"; filename*=UTF-8''{}",
-                ascii_fallback(name),
-                percent_encode(name)
+                ascii_fallback(&name),
+                percent_encode(&name)
             ),
         ))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'"))
-        .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
-        .insert_header(("X-Content-SHA256", found.attachment.sha256.clone()))
-        .body(found.bytes))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=3600"));
+    if !found.thumbnail {
+        // The recorded hash is the original's, never the thumbnail's.
+        answer.insert_header(("X-Content-SHA256", found.attachment.sha256.clone()));
+    }
+    Ok(answer.body(found.bytes))
 }
 
 /// `name` with everything but printable ASCII (and `"`, `\`) as `_`: the `filename` parameter

@@ -223,3 +223,28 @@ impl FromRequest for CustomerCaller {
         })
     }
 }
+
+/// A reader of attachments: as [`Reader`], and an agent's personal API key works on every path
+/// (messages list the same `/api/attachments/…` URL to sessions and API keys alike).
+#[derive(Debug, Clone)]
+pub struct FileReader(pub Reader);
+
+impl FromRequest for FileReader {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        if token.as_deref().is_some_and(|t| t.starts_with("ntc_")) {
+            let customer = CustomerCaller::from_request(req, payload);
+            return Box::pin(async move { Ok(FileReader(Reader::Customer(customer.await?))) });
+        }
+        let state = state(req);
+        let request_id = RequestId::of(req);
+        Box::pin(async move {
+            Ok(FileReader(Reader::Agent(
+                Agent::from_token(state?, token, true, request_id).await?,
+            )))
+        })
+    }
+}
