@@ -126,7 +126,7 @@ async fn a_stored_version_1_history_decodes_projects_and_replays_as_it_did(db: &
     assert_eq!(verification.events, rows.len());
 
     // Projection: every read-model row the version-1 code made, column for column; messages
-    // gained `format`, which is `text` for all of them.
+    // gained `format`, which is `text` for all of them, and `attachments`, none for all of them.
     db.netia(&["projections", "rebuild"]);
     let expected = fixture("read_models.json");
     for (table, want) in expected.as_object().unwrap() {
@@ -136,6 +136,7 @@ async fn a_stored_version_1_history_decodes_projects_and_replays_as_it_did(db: &
         if table == "conversation_messages" {
             for row in &mut got {
                 assert_eq!(row.remove("format"), Some(Value::from("text")), "{table}: {row:?}");
+                assert_eq!(row.remove("attachments"), Some(Value::from("[]")), "{table}: {row:?}");
             }
         }
         let key = |r: &Map<String, Value>| serde_json::to_string(r).unwrap();
