@@ -12,12 +12,17 @@ use netia_events::customer::CustomerIdentity;
 use netia_events::{AccountId, Actor, ConversationId, CustomerId, InboxId, MessageId, Metadata, UserId};
 use serde_json::json;
 
+use crate::app::attachments::AttachmentStore;
+
+mod photo;
 use crate::command_bus::{CommandBus, CommandError};
 
 /// One thing that happens in a demo conversation, two minutes after the previous one.
 enum Step {
     /// The customer writes.
     Says(&'static str),
+    /// The customer sends a photo (a drawn PNG, stored like any upload) with this caption.
+    Photo(&'static str),
     /// The bot answers the customer's last message (Markdown).
     Bot(&'static str),
     /// The customer asked for a person: the bot stops.
@@ -68,6 +73,7 @@ const STORIES: &[Story] = &[
         page: "/repairs",
         steps: &[
             Says("My rear brake squeaks terribly since the rain. Is that a quick fix?"),
+            Photo("This is the brake, if it helps."),
             Bot(
                 "Usually yes: wet pads pick up grit. A brake check takes about 20 minutes and costs €15. Would you like to book one?",
             ),
@@ -330,6 +336,7 @@ const STORIES: &[Story] = &[
 /// the stories and reported the same way.
 pub async fn write_history(
     bus: &CommandBus,
+    files: Option<&AttachmentStore>,
     account_id: AccountId,
     inbox_id: InboxId,
     agent_id: UserId,
@@ -337,7 +344,7 @@ pub async fn write_history(
     let now = Utc::now();
     // Oldest first, so that the log's order matches the stories' times.
     for (i, story) in STORIES.iter().enumerate().rev() {
-        tell(bus, story, i, now, (account_id, inbox_id, agent_id))
+        tell(bus, files, story, i, now, (account_id, inbox_id, agent_id))
             .await
             .map_err(|e| format!("demo conversation of {}: {e}", story.name))?;
     }
@@ -346,6 +353,7 @@ pub async fn write_history(
 
 async fn tell(
     bus: &CommandBus,
+    files: Option<&AttachmentStore>,
     story: &Story,
     i: usize,
     now: DateTime<Utc>,
@@ -413,6 +421,18 @@ async fn tell(
         };
         let (command, meta) = match step {
             Says(body) => (post(Author::Customer { customer_id }, body, false), &as_customer),
+            Photo(caption) => {
+                let mut command = post(Author::Customer { customer_id }, caption, false);
+                if let (Some(files), ConversationCommand::PostMessage { attachments, .. }) = (files, &mut command) {
+                    let name = "brake.png".to_owned();
+                    let (photo, _) =
+                        crate::app::attachments::store(files, account_id, id, name, photo::brake_disc().into())
+                            .await
+                            .map_err(|e| error(&e))?;
+                    attachments.push(photo);
+                }
+                (command, &as_customer)
+            }
             Agent(body) => (post(Author::Agent { user_id: agent_id }, body, false), &as_agent),
             Note(body) => (post(Author::Agent { user_id: agent_id }, body, true), &as_agent),
             Bot(body) => {
@@ -455,7 +475,7 @@ async fn tell(
         };
         let executed = bus.execute::<Conversation>(id, command, meta).await;
         let executed = executed.map_err(|e: CommandError<_>| error(&e))?;
-        if matches!(step, Says(_)) {
+        if matches!(step, Says(_) | Photo(_)) {
             last_customer_message = executed.events.iter().find_map(|e| {
                 let message = e.payload.get("message_id")?.as_str()?.parse().ok()?;
                 (e.event_type == "CustomerMessagePosted").then_some((e.event_id, message))

@@ -439,7 +439,9 @@ async fn demo(state: &AppState, host: &str, port: u16) {
     let email = "demo@netia.local";
     match http::session::create_account(state, email, "Demo agent".into(), &password, "Demo company".into()).await {
         Ok((account_id, user_id, inbox_id)) => {
-            match crate::demo::write_history(&state.bus, account_id, inbox_id, user_id).await {
+            match crate::demo::write_history(&state.bus, state.attachments.as_ref(), account_id, inbox_id, user_id)
+                .await
+            {
                 Ok(n) => tracing::info!(conversations = n, "demo history written"),
                 Err(e) => tracing::warn!(error = %e, "demo history not written"),
             }

@@ -1,6 +1,7 @@
 //! The first start with no configuration (here forced with `NETIA_DEMO=1`, on both backends; the
 //! unconfigured start itself is `tests/demo.rs`) creates the demo account *with a history*: the newcomer who signs in with the printed password finds an inbox of open,
-//! assigned, urgent, snoozed and closed conversations, bot replies in Markdown, handoffs and notes.
+//! assigned, urgent, snoozed and closed conversations, bot replies in Markdown, handoffs, notes and
+//! a customer's photo.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -22,6 +23,7 @@ async fn first_start(db: &TestDb, port: u16) -> (tokio::process::Child, String) 
         .env("DATABASE_URL", &db.url)
         .env("PORT", port.to_string())
         .env("NETIA_DEMO", "1")
+        .env("ATTACHMENTS_URL", common::api::UPLOADS_URL)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -88,6 +90,7 @@ async fn the_demo_account_starts_with_a_history(db: &TestDb) {
     let mut conversations: Vec<Value> = all["data"].as_array().unwrap().clone();
     conversations.extend(open);
     let mut kinds = std::collections::BTreeSet::new();
+    let mut files = Vec::new();
     for c in &conversations {
         let id = c["id"].as_str().unwrap();
         let (status, messages) = api.get(&format!("/api/conversations/{id}/messages"), &token).await;
@@ -100,12 +103,29 @@ async fn the_demo_account_starts_with_a_history(db: &TestDb) {
                 assert_eq!(m["format"], "markdown", "{m}");
             }
             kinds.insert(kind);
+            files.extend(m["attachments"].as_array().unwrap().iter().cloned());
         }
     }
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
         vec!["agent", "bot", "customer", "note"]
     );
+    // A customer sent a photo: it is stored, served and has a thumbnail.
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        (files[0]["file_name"].as_str(), files[0]["content_type"].as_str()),
+        (Some("brake.png"), Some("image/png"))
+    );
+    for url in [&files[0]["url"], &files[0]["thumbnail_url"]] {
+        let response = api
+            .http
+            .get(format!("{}{}", api.base, url.as_str().unwrap()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+    }
     child.kill().await.unwrap();
 }
 

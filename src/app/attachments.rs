@@ -167,16 +167,7 @@ pub async fn upload(
     if upload.bytes.len() as u64 > files.max_bytes {
         return Err(UploadError::TooLarge { max: files.max_bytes });
     }
-    let key = format!("{account}/{id}/{}", Uuid::now_v7());
-    let attachment = Attachment {
-        key: key.clone(),
-        file_name,
-        content_type: sniff(&upload.bytes),
-        size: upload.bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(&upload.bytes)),
-    };
-    let path = Path::from(key.as_str());
-    files.store.put(&path, PutPayload::from(upload.bytes)).await?;
+    let (attachment, path) = store(files, account, id, file_name, upload.bytes).await?;
     let message = NewMessage {
         body: upload.caption,
         format: MessageFormat::Text,
@@ -201,6 +192,28 @@ pub async fn upload(
         // outcome is unknown): the file stays, so that the message never points at nothing.
         Err(e) => Err(e.into()),
     }
+}
+
+/// Writes `bytes` (named `file_name`) into the store under a new key of conversation `id`:
+/// what a message event records of it, and where it is.
+pub async fn store(
+    files: &AttachmentStore,
+    account: AccountId,
+    id: ConversationId,
+    file_name: String,
+    bytes: Bytes,
+) -> Result<(Attachment, Path), object_store::Error> {
+    let key = format!("{account}/{id}/{}", Uuid::now_v7());
+    let attachment = Attachment {
+        key: key.clone(),
+        file_name,
+        content_type: sniff(&bytes),
+        size: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    };
+    let path = Path::from(key.as_str());
+    files.store.put(&path, PutPayload::from(bytes)).await?;
+    Ok((attachment, path))
 }
 
 async fn forget(files: &AttachmentStore, path: &Path) {
