@@ -68,6 +68,27 @@ pub enum Command {
         #[command(subcommand)]
         action: BusAction,
     },
+    /// Attachment files in ATTACHMENTS_URL.
+    Attachments {
+        #[command(subcommand)]
+        action: AttachmentsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttachmentsAction {
+    /// Files that no message names (a crash between storing an upload and posting it leaves one):
+    /// listed, or deleted with --delete.
+    Orphans {
+        /// Only files stored at least this many hours ago (a younger one may be an upload in flight).
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=87_600))]
+        older_than_hours: u32,
+        /// Delete them.
+        #[arg(long)]
+        delete: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use netia::audit;
-use netia::cli::{AuditAction, BusAction, Cli, Command, ParkedAction, ProjectionsAction, ReplayTarget, ReportKind};
+use netia::cli::{
+    AttachmentsAction, AuditAction, BusAction, Cli, Command, ParkedAction, ProjectionsAction, ReplayTarget, ReportKind,
+};
 use netia::projector::group::ProjectorGroup;
 use netia::projector::{self, Projector};
 use netia::settings::Settings;
@@ -180,6 +182,14 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Attachments {
+            action:
+                AttachmentsAction::Orphans {
+                    older_than_hours,
+                    delete,
+                    json,
+                },
+        } => orphans(&settings, older_than_hours, delete, json).await,
         Command::Bus {
             action: BusAction::Parked { action },
         } => parked(&settings, action).await,
@@ -199,7 +209,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                print!("{}", render_status(&status));
+                print!("{}", netia::status::render(&status));
             }
             Ok(())
         }
@@ -250,6 +260,32 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `netia attachments orphans`: files no message names, stored at least `hours` ago.
+async fn orphans(settings: &Settings, hours: u32, delete: bool, json: bool) -> anyhow::Result<()> {
+    use netia::app::attachments::{AttachmentStore, delete_orphans, orphans};
+    let pool = projector::read_model_pool(settings.database_url.expose_secret(), 2).await?;
+    let files = AttachmentStore::open(&settings.attachments)?;
+    let before = chrono::Utc::now() - chrono::Duration::hours(i64::from(hours));
+    let found = orphans(&pool, &files, before).await?;
+    if delete {
+        delete_orphans(&files, &found).await?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+    } else {
+        for o in &found {
+            println!("{}  {} bytes  stored {}", o.key, o.size, o.stored_at.to_rfc3339());
+        }
+        let done = if delete {
+            "deleted"
+        } else {
+            "found (--delete removes them)"
+        };
+        println!("{} orphaned file(s) {done}", found.len());
+    }
+    Ok(())
 }
 
 /// `netia bus parked …`: list, show, replay or drop parked deliveries.
@@ -307,42 +343,6 @@ async fn parked(settings: &Settings, action: ParkedAction) -> anyhow::Result<()>
             Ok(())
         }
     }
-}
-
-fn render_status(status: &netia::status::Status) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<24} {:<10} {:>22} {:>10} {:>8}  lease",
-        "follower", "kind", "checkpoint", "lag", "lag s"
-    );
-    for f in &status.followers {
-        let at = f.checkpoint.position;
-        let _ = writeln!(
-            out,
-            "{:<24} {:<10} {at:>22} {:>10} {:>8.1}  {}",
-            f.name,
-            f.kind,
-            f.lag_events,
-            f.lag_seconds,
-            f.lease_holder.as_deref().unwrap_or("-")
-        );
-    }
-    let s = &status.scheduler;
-    let _ = writeln!(
-        out,
-        "scheduler: {} due, {} pending{}; lease {}",
-        s.due,
-        s.pending,
-        s.next_due_at
-            .as_ref()
-            .map(|t| format!(" (next at {t})"))
-            .unwrap_or_default(),
-        s.lease_holder.as_deref().unwrap_or("-")
-    );
-    let _ = writeln!(out, "parked deliveries: {}", status.parked);
-    out
 }
 
 fn render_replay(replay: &audit::Replay) -> String {

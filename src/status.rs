@@ -150,3 +150,40 @@ async fn lease_holder(db: &AnyPool, backend: Backend, name: &str) -> Result<Opti
     .await?;
     Ok(holder)
 }
+
+/// `netia status` as text: one line per follower (checkpoint, lag, lease holder), then the rest.
+pub fn render(status: &Status) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<10} {:>22} {:>10} {:>8}  lease",
+        "follower", "kind", "checkpoint", "lag", "lag s"
+    );
+    for f in &status.followers {
+        let at = f.checkpoint.position;
+        let _ = writeln!(
+            out,
+            "{:<24} {:<10} {at:>22} {:>10} {:>8.1}  {}",
+            f.name,
+            f.kind,
+            f.lag_events,
+            f.lag_seconds,
+            f.lease_holder.as_deref().unwrap_or("-")
+        );
+    }
+    let s = &status.scheduler;
+    let _ = writeln!(
+        out,
+        "scheduler: {} due, {} pending{}; lease {}",
+        s.due,
+        s.pending,
+        s.next_due_at
+            .as_ref()
+            .map(|t| format!(" (next at {t})"))
+            .unwrap_or_default(),
+        s.lease_holder.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(out, "parked deliveries: {}", status.parked);
+    out
+}

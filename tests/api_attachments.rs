@@ -337,7 +337,59 @@ async fn files_are_stored_sniffed_and_served_only_to_their_readers(db: &TestDb) 
     );
 }
 
-on_both_backends!(files_are_stored_sniffed_and_served_only_to_their_readers);
+/// `netia attachments orphans` finds the files no message names — not the ones messages carry,
+/// not files of another shape, not younger ones than asked — and `--delete` removes them.
+async fn orphaned_files_are_listed_and_deleted(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let api = Api::start_with(db, &[("ATTACHMENTS_URL", url.as_str())]).await;
+    let admin = api.register("orphans@example.com").await;
+    let (conversation, customer) = api.conversation(&admin.account_id).await;
+    let (status, body) = upload(
+        &api,
+        &customer,
+        &conversation,
+        "file_name=kept.txt",
+        "text/plain",
+        b"kept".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let kept = body["data"]["attachments"][0]["url"].as_str().unwrap().to_owned();
+    // What a crash between storing and posting leaves, and a file that is not Netia's.
+    let folder = dir.path().join(&admin.account_id).join(&conversation);
+    let stray = uuid::Uuid::now_v7().to_string();
+    std::fs::write(folder.join(&stray), b"never posted").unwrap();
+    std::fs::write(folder.join(format!("{stray}.thumb.webp")), b"its thumbnail").unwrap();
+    std::fs::write(folder.join("notes.txt"), b"someone else's").unwrap();
+
+    let env = [("ATTACHMENTS_URL", url.as_str())];
+    let listed = |args: &[&str]| -> Vec<String> {
+        let printed = db.netia_with(&[&["attachments", "orphans", "--json"], args].concat(), &env);
+        let found: Value = serde_json::from_str(&printed).unwrap();
+        let mut keys: Vec<String> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["key"].as_str().unwrap().to_owned())
+            .collect();
+        keys.sort();
+        keys
+    };
+    let prefix = format!("{}/{conversation}/{stray}", admin.account_id);
+    let expected = vec![prefix.clone(), format!("{prefix}.thumb.webp")];
+    assert_eq!(listed(&["--older-than-hours", "0"]), expected);
+    assert!(listed(&[]).is_empty(), "younger than the default 24 hours");
+    assert_eq!(listed(&["--older-than-hours", "0", "--delete"]), expected);
+    assert!(listed(&["--older-than-hours", "0"]).is_empty(), "deleted");
+    assert!(folder.join("notes.txt").exists(), "not Netia's: left alone");
+    assert_eq!(download(&api, &admin.token, &kept).await.status(), StatusCode::OK);
+}
+
+on_both_backends!(
+    files_are_stored_sniffed_and_served_only_to_their_readers,
+    orphaned_files_are_listed_and_deleted
+);
 
 /// The message is saved but its read model is held up (a lock on PostgreSQL): the upload answers
 /// 503, and the file stays for the message that was saved — it downloads once the read model has it.

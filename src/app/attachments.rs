@@ -222,6 +222,59 @@ async fn forget(files: &AttachmentStore, path: &Path) {
     }
 }
 
+/// A stored object that no message names: left by a crash between storing an upload and posting
+/// it (or by a database restored to an earlier point).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Orphan {
+    /// The object's key (an original, or its `.thumb.webp`).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the store last wrote it.
+    pub stored_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The objects in `files` stored before `before` whose key no message of the conversation read
+/// model carries (a thumbnail goes with its original). Objects whose key is not of the shape Netia
+/// gives keys are not Netia's and are left out.
+pub async fn orphans(
+    db: &sqlx::AnyPool,
+    files: &AttachmentStore,
+    before: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Vec<Orphan>> {
+    use futures_util::TryStreamExt;
+    let listed: Vec<object_store::ObjectMeta> = files.store.list(None).try_collect().await?;
+    let mut conn = db.acquire().await?;
+    let mut found = Vec::new();
+    for meta in listed {
+        let key = meta.location.to_string();
+        let original = key.strip_suffix(".thumb.webp").unwrap_or(&key);
+        let Some((_, conversation)) = parse_key(original) else {
+            continue;
+        };
+        if meta.last_modified >= before {
+            continue;
+        }
+        let named = ConversationProjection::message_with_attachment(&mut conn, conversation, original).await?;
+        if named.is_none() {
+            found.push(Orphan {
+                key,
+                size: meta.size,
+                stored_at: meta.last_modified,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Deletes the objects `orphans` listed.
+pub async fn delete_orphans(files: &AttachmentStore, orphans: &[Orphan]) -> anyhow::Result<()> {
+    for orphan in orphans {
+        files.store.delete(&Path::from(orphan.key.as_str())).await?;
+    }
+    Ok(())
+}
+
 /// Who asks for a file.
 #[derive(Debug, Clone, Copy)]
 pub enum Viewer {

@@ -215,8 +215,14 @@ impl TestDb {
     /// Runs `netia ARGS…` (this build's binary) on this database and returns what it printed; it
     /// must succeed.
     pub fn netia(&self, args: &[&str]) -> String {
+        self.netia_with(args, &[])
+    }
+
+    /// [`TestDb::netia`] with extra environment variables.
+    pub fn netia_with(&self, args: &[&str], vars: &[(&str, &str)]) -> String {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
             .args(args)
+            .envs(vars.iter().copied())
             .env("DATABASE_URL", &self.url)
             .env("RUST_LOG", "warn")
             .output()
