@@ -4,7 +4,6 @@
 //! the file name, the size, the media type sniffed from the bytes and the SHA-256. Downloads go
 //! through Netia with the caller's rights; thumbnails of raster images are made on first request.
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,8 +21,9 @@ use super::{App, AppError};
 use crate::command_bus::CommandError;
 use crate::settings::{AttachmentLocation, AttachmentSettings};
 
-/// The longest side of a thumbnail, in pixels.
-pub const THUMBNAIL_SIDE: u32 = 320;
+mod thumbnail;
+pub use thumbnail::{DECODE_MAX_ALLOC, THUMBNAIL_SIDE};
+
 /// Media types shown inline and given thumbnails: raster images a browser renders without
 /// running anything (SVG, which can carry script, is not one).
 pub const RASTER_IMAGES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
@@ -36,15 +36,12 @@ pub struct AttachmentStore {
     store: Arc<dyn ObjectStore>,
     /// `ATTACHMENT_MAX_BYTES`.
     pub max_bytes: u64,
-    /// One thumbnail is made at a time per node (decoding may take up to [`DECODE_MAX_ALLOC`]).
+    /// One thumbnail is made at a time per node (decoding may take up to
+    /// [`thumbnail::DECODE_MAX_ALLOC`]).
     thumbnails: Arc<tokio::sync::Semaphore>,
     /// Keys whose image could not be decoded: not tried again until the node restarts.
     undecodable: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
-
-/// The most memory one thumbnail's decoding may claim: 96 MiB (a 24-megapixel photo in RGB; a
-/// 4096x4096 screenshot with alpha is 64 MiB).
-pub const DECODE_MAX_ALLOC: u64 = 96 * 1024 * 1024;
 
 impl AttachmentStore {
     /// Opens the store `settings` name: creates a local directory if missing; an S3 bucket takes
@@ -350,7 +347,7 @@ pub async fn download(app: &App, viewer: Viewer, key: &str, thumbnail: bool) -> 
     if !RASTER_IMAGES.contains(&attachment.content_type.as_str()) {
         return Err(DownloadError::NoThumbnail);
     }
-    let bytes = thumbnail_of(files, key).await?;
+    let bytes = thumbnail::thumbnail_of(files, key).await?;
     Ok(Download {
         attachment,
         bytes,
@@ -368,46 +365,6 @@ async fn read(files: &AttachmentStore, path: &Path) -> Result<Option<Bytes>, Dow
     }
 }
 
-/// The thumbnail of the image at `key`: kept beside it (`<key>.thumb.webp`), else made — one at a
-/// time on this node, and once: a request that waited finds the one made meanwhile.
-async fn thumbnail_of(files: &AttachmentStore, key: &str) -> Result<Bytes, DownloadError> {
-    let thumb_path = Path::from(format!("{key}.thumb.webp"));
-    if let Some(kept) = read(files, &thumb_path).await? {
-        return Ok(kept);
-    }
-    let undecodable = || DownloadError::Thumbnail("the image could not be decoded".to_owned());
-    let known_bad = |files: &AttachmentStore| files.undecodable.lock().is_ok_and(|bad| bad.contains(key));
-    if known_bad(files) {
-        return Err(undecodable());
-    }
-    let _turn = files
-        .thumbnails
-        .acquire()
-        .await
-        .map_err(|e| DownloadError::Thumbnail(e.to_string()))?;
-    if let Some(kept) = read(files, &thumb_path).await? {
-        return Ok(kept);
-    }
-    if known_bad(files) {
-        return Err(undecodable());
-    }
-    let original = read(files, &Path::from(key)).await?.ok_or(DownloadError::NotFound)?;
-    let made = match tokio::task::spawn_blocking(move || make_thumbnail(&original))
-        .await
-        .map_err(|e| DownloadError::Thumbnail(e.to_string()))?
-    {
-        Ok(made) => made,
-        Err(e) => {
-            if let Ok(mut bad) = files.undecodable.lock() {
-                bad.insert(key.to_owned());
-            }
-            return Err(e);
-        }
-    };
-    files.store.put(&thumb_path, PutPayload::from(made.clone())).await?;
-    Ok(made)
-}
-
 /// The account and conversation a key names, if it has the shape Netia gives keys.
 fn parse_key(key: &str) -> Option<(AccountId, ConversationId)> {
     let mut parts = key.split('/');
@@ -416,32 +373,6 @@ fn parse_key(key: &str) -> Option<(AccountId, ConversationId)> {
         return None;
     }
     Some((account.parse().ok()?, conversation.parse().ok()?))
-}
-
-/// A WebP (lossless) no larger than [`THUMBNAIL_SIDE`] on its long side (a smaller image keeps
-/// its size). Decoding is bounded (at most 16,384 px a side, [`DECODE_MAX_ALLOC`] bytes) so a
-/// small file cannot claim gigabytes.
-fn make_thumbnail(original: &[u8]) -> Result<Bytes, DownloadError> {
-    let failed = |e: image::ImageError| DownloadError::Thumbnail(e.to_string());
-    let mut reader = image::ImageReader::new(Cursor::new(original))
-        .with_guessed_format()
-        .map_err(|e| DownloadError::Thumbnail(e.to_string()))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(16_384);
-    limits.max_image_height = Some(16_384);
-    limits.max_alloc = Some(DECODE_MAX_ALLOC);
-    reader.limits(limits);
-    let image = reader.decode().map_err(failed)?;
-    let fits = image.width() <= THUMBNAIL_SIDE && image.height() <= THUMBNAIL_SIDE;
-    let small = if fits {
-        image
-    } else {
-        image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
-    };
-    let small = image::DynamicImage::ImageRgba8(small.to_rgba8());
-    let mut out = Cursor::new(Vec::new());
-    small.write_to(&mut out, image::ImageFormat::WebP).map_err(failed)?;
-    Ok(Bytes::from(out.into_inner()))
 }
 
 #[cfg(test)]
@@ -489,22 +420,5 @@ mod tests {
         ] {
             assert!(parse_key(&bad).is_none(), "{bad}");
         }
-    }
-
-    #[test]
-    fn thumbnails_fit_320_px_and_are_webp() {
-        let image = image::RgbImage::from_pixel(1280, 640, image::Rgb([200, 30, 30]));
-        let mut png = Cursor::new(Vec::new());
-        image.write_to(&mut png, image::ImageFormat::Png).unwrap();
-        let thumb = make_thumbnail(png.get_ref()).unwrap();
-        assert_eq!(sniff(&thumb), "image/webp");
-        let decoded = image::load_from_memory(&thumb).unwrap();
-        assert_eq!((decoded.width(), decoded.height()), (320, 160));
-        assert!(make_thumbnail(b"not an image").is_err());
-        let tiny = image::RgbImage::from_pixel(4, 3, image::Rgb([1, 2, 3]));
-        let mut png = Cursor::new(Vec::new());
-        tiny.write_to(&mut png, image::ImageFormat::Png).unwrap();
-        let decoded = image::load_from_memory(&make_thumbnail(png.get_ref()).unwrap()).unwrap();
-        assert_eq!((decoded.width(), decoded.height()), (4, 3), "never enlarged");
     }
 }

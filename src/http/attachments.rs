@@ -8,7 +8,6 @@ use netia_events::ConversationId;
 use netia_events::conversation::Author;
 use netia_events::user::Role;
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::IntoParams;
 
 use super::caller::{FileReader, Reader};
@@ -128,12 +127,7 @@ pub(super) async fn upload(
     let posted = crate::app::attachments::upload(&state, account, id, author, upload, &meta)
         .await
         .map_err(upload_error)?;
-    let body = json!({ "data": MessageView::from(&posted.message) });
-    Ok(if posted.created {
-        HttpResponse::Created().json(body)
-    } else {
-        HttpResponse::Ok().json(body)
-    })
+    Ok(super::messages::saved(&posted))
 }
 
 fn upload_error(e: UploadError) -> ApiError {
@@ -142,10 +136,7 @@ fn upload_error(e: UploadError) -> ApiError {
         UploadError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
         UploadError::Empty | UploadError::InvalidName => ApiError::Invalid(e.to_string()),
         UploadError::Store(e) => ApiError::internal(e),
-        UploadError::Post(crate::app::conversations::PostError::Refused(e)) => {
-            super::conversations::conversation_error(e)
-        }
-        UploadError::Post(crate::app::conversations::PostError::App(e)) => e.into(),
+        UploadError::Post(e) => super::messages::post_error(e),
     }
 }
 

@@ -15,7 +15,7 @@ use super::caller::Reader;
 use super::conversations::{conversation_error, owned};
 use super::views::{Data, ErrorBody, MessageView};
 use super::{Agent, ApiError, AppState, parse_id};
-use crate::app::conversations::{PostError, ReadBack};
+use crate::app::conversations::{PostError, Posted, ReadBack};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -119,15 +119,21 @@ pub async fn post_as(
     let posted = crate::app::conversations::post_message(state, id, author, message, meta, ReadBack::ReadModel)
         .await
         .map_err(post_error)?;
+    Ok(saved(&posted))
+}
+
+/// The answer to a post: 201 with the message, or 200 with the one saved before under the same
+/// `client_message_id`.
+pub(super) fn saved(posted: &Posted) -> HttpResponse {
     let body = json!({ "data": MessageView::from(&posted.message) });
-    Ok(if posted.created {
+    if posted.created {
         HttpResponse::Created().json(body)
     } else {
         HttpResponse::Ok().json(body)
-    })
+    }
 }
 
-fn post_error(e: PostError) -> ApiError {
+pub(super) fn post_error(e: PostError) -> ApiError {
     match e {
         PostError::Refused(e) => conversation_error(e),
         PostError::App(e) => e.into(),
