@@ -135,6 +135,8 @@ pub(crate) async fn verify_visiting(
     only: Option<StreamRef>,
     mut visit: impl FnMut(&StreamRef, &[RecordedEvent]),
 ) -> Result<Verification, StoreError> {
+    // The chain covers what is stored: sealed personal fields as sealed (ADR 0023).
+    let store = store.stored();
     let streams = match only {
         Some(stream) => vec![stream],
         None => store.streams().await?,

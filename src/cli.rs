@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
-use netia_events::{AccountId, ConversationId, StreamRef};
+use netia_events::{AccountId, ConversationId, CustomerId, StreamRef};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +72,26 @@ pub enum Command {
     Attachments {
         #[command(subcommand)]
         action: AttachmentsAction,
+    },
+    /// Personal data (GDPR): erase a customer (art. 17). See docs/adr/0023-crypto-shredding.md.
+    Gdpr {
+        #[command(subcommand)]
+        action: GdprAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GdprAction {
+    /// Destroys the customer's data key (their identity, metadata and conversations' messages read
+    /// as [erased] from then on; the log and its chain stay intact), records CustomerErased, and
+    /// deletes email originals, attachment files and webhook bodies. Needs NETIA_SECRET_KEY (or
+    /// SQLite's key file). A running server's projectors update the read models.
+    Erase {
+        /// The customer's id (a UUID).
+        customer: CustomerId,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 

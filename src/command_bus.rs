@@ -259,7 +259,12 @@ impl CommandBus {
                     attempts: attempt,
                 });
             }
-            let new_events = netia_events::codec::encode(&decided, &metadata)?;
+            // Whose personal data the events hold, known once they are applied (ADR 0023).
+            let subject = state.subject();
+            let new_events = netia_events::codec::encode(&decided, &metadata)?
+                .into_iter()
+                .map(|e| e.with_subject(subject.clone()))
+                .collect();
             match self.store.append(&stream, version, new_events).await {
                 Ok(events) => {
                     let version = events.last().map_or(version, |e| e.version);

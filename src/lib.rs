@@ -11,6 +11,7 @@ pub mod command_bus;
 pub mod consumers;
 pub mod demo;
 pub mod email;
+pub mod gdpr;
 pub mod http;
 pub mod lease;
 pub mod limits;

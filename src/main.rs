@@ -190,6 +190,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                     json,
                 },
         } => orphans(&settings, older_than_hours, delete, json).await,
+        Command::Gdpr { action } => netia::gdpr::run(&settings, action).await,
         Command::Bus {
             action: BusAction::Parked { action },
         } => parked(&settings, action).await,

@@ -67,6 +67,11 @@ impl Sealer {
         Self::new(&random_key())
     }
 
+    /// Whether this sealer has a key (see [`Sealer::unavailable`]).
+    pub fn has_key(&self) -> bool {
+        self.cipher.is_some()
+    }
+
     /// `plaintext` sealed for `context` (its purpose and owner).
     pub fn seal(&self, plaintext: &[u8], context: &str) -> Result<String, SealError> {
         let cipher = self.cipher.as_ref().ok_or(SealError::NoKey)?;

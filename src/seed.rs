@@ -86,7 +86,10 @@ pub async fn seed_demo(
             .append(
                 &stream,
                 0,
-                netia_events::codec::encode(&decided, &serde_json::to_value(&meta)?)?,
+                netia_events::codec::encode(&decided, &serde_json::to_value(&meta)?)?
+                    .into_iter()
+                    .map(|e| e.with_subject(Some(customer_id.to_string())))
+                    .collect(),
             )
             .await?;
         written += decided.len();
@@ -152,7 +155,8 @@ fn step(thread: &mut Thread, command: ConversationCommand, meta: &Metadata) {
     };
     for event in decided {
         let Ok(payload) = event.to_payload() else { return };
-        let new = NewEvent::new(event.event_type(), event.event_version(), payload, metadata.clone());
+        let new = NewEvent::new(event.event_type(), event.event_version(), payload, metadata.clone())
+            .with_subject(Some(thread.customer_id.to_string()));
         if matches!(
             event,
             netia_events::conversation::ConversationEvent::CustomerMessagePosted(_)

@@ -117,6 +117,9 @@ impl EventStore for RacingStore {
     async fn mark_keyed_if_empty(&self, key: &netia_events::chain::ChainKey) -> Result<bool, StoreError> {
         self.inner.mark_keyed_if_empty(key).await
     }
+    fn stored(&self) -> &dyn EventStore {
+        self
+    }
     async fn rekey(
         &self,
         from: &netia_events::chain::Chain,

@@ -52,6 +52,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/customers/{id}/metadata"),
     ("put", "/api/customers/{id}/email"),
     ("get", "/api/customers/{id}/export"),
+    ("post", "/api/customers/{id}/erase"),
     ("get", "/api/widget_settings"),
     ("put", "/api/widget_settings"),
     ("get", "/api/business_context"),

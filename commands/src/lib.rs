@@ -25,6 +25,12 @@ pub trait Decide: cqrs_es::Aggregate<Error: Send + Sync + 'static, Command: Send
     /// The events `command` produces against the current state; an empty list is a no-op
     /// (for instance a message whose `client_message_id` was seen before).
     fn decide(&self, command: &Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+
+    /// The customer whose personal data this aggregate's events hold, if any (ADR 0023): the
+    /// command bus asks after applying the decided events, so a new aggregate knows it already.
+    fn subject(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Whether a command may be decided again on fresh state after a concurrent append.

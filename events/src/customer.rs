@@ -16,6 +16,7 @@ event_family! {
         CustomerDeleted = 1,
         CustomerCameOnline = 1,
         CustomerWentOffline = 1,
+        CustomerErased = 1,
     }
 }
 
@@ -60,6 +61,16 @@ pub struct CustomerIdentified {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CustomerMetadataUpdated {
     pub changes: Map<String, Value>,
+}
+
+/// The customer's personal data was erased (GDPR art. 17, ADR 0023): their data key is destroyed,
+/// so every personal field of their events reads as `[erased]` (or empty), read models forget them,
+/// and no command applies to them any more. `erased_by` is the admin, `None` for the CLI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerErased {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_by: Option<UserId>,
+    pub erased_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// An agent removed the customer: read models forget the profile, its tokens stop working, and no

@@ -112,6 +112,10 @@ pub struct NewEvent {
     pub event_version: i32,
     pub payload: Value,
     pub metadata: Value,
+    /// Whose personal data it holds (a customer id), when its type has personal fields
+    /// ([`crate::personal::fields`]): the store seals them with that customer's data key (ADR
+    /// 0023). Not stored as such: the sealed values name their subject.
+    pub subject: Option<String>,
 }
 
 impl NewEvent {
@@ -122,7 +126,14 @@ impl NewEvent {
             event_version,
             payload,
             metadata,
+            subject: None,
         }
+    }
+
+    /// The same event, holding `subject`'s personal data.
+    pub fn with_subject(mut self, subject: Option<String>) -> Self {
+        self.subject = subject;
+        self
     }
 }
 

@@ -8,6 +8,7 @@ pub mod customer;
 pub mod envelope;
 pub mod external_id;
 pub mod ids;
+pub mod personal;
 pub mod user;
 
 pub use codec::{DecodeError, DomainEvent, EventError};

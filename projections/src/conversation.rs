@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use netia_events::account::AccountEvent;
 use netia_events::chain::format_time;
 use netia_events::conversation::{Attachment, Author, ConversationEvent, MessageFormat};
+use netia_events::customer::CustomerEvent;
 use netia_events::{ConversationId, DomainEvent, RecordedEvent};
 use sqlx::{AnyConnection, FromRow};
 
@@ -431,6 +432,9 @@ impl Projection for ConversationProjection {
         const MAILBOXES: (&str, &[&str]) = ("conversation_gmail_mailboxes", &["email_address"]);
         let mut addresses: Vec<(String, netia_events::account::InboundEmailAddressIssued)> = Vec::new();
         let mut email_ids: Vec<Vec<Cell>> = Vec::new();
+        // Customers erased in this batch (ADR 0023): their conversations' messages read as the
+        // log now opens them, after this batch's own inserts.
+        let mut erased: Vec<String> = Vec::new();
         for event in events {
             if event.stream_type == AccountEvent::STREAM_TYPE {
                 match AccountEvent::decode(event).map_err(|e| (event.global_position, e.into()))? {
@@ -452,6 +456,9 @@ impl Projection for ConversationProjection {
                     _ => {}
                 }
                 continue;
+            }
+            if event.stream_type == CustomerEvent::STREAM_TYPE && event.event_type == "CustomerErased" {
+                erased.push(event.stream_id.clone());
             }
             if event.stream_type != ConversationEvent::STREAM_TYPE {
                 continue;
@@ -589,6 +596,16 @@ impl Projection for ConversationProjection {
                     .bind(message_id.clone())
                     .execute(&mut *conn)
                     .await?;
+            }
+            for customer in &erased {
+                sqlx::query(
+                    "UPDATE conversation_messages SET body = $1, attachments = '[]' WHERE conversation_id IN \
+                     (SELECT conversation_id FROM conversation_accounts WHERE customer_id = $2)",
+                )
+                .bind(netia_events::personal::ERASED)
+                .bind(customer.clone())
+                .execute(&mut *conn)
+                .await?;
             }
             Ok::<(), sqlx::Error>(())
         };

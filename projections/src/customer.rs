@@ -348,7 +348,7 @@ impl Batch {
                     row.last_seen_at = Some(at);
                 }
             }
-            CustomerEvent::CustomerDeleted(_) => {
+            CustomerEvent::CustomerDeleted(_) | CustomerEvent::CustomerErased(_) => {
                 self.customers.remove(&id);
                 self.dirty.remove(&id);
                 self.deleted.insert(id);

@@ -55,6 +55,15 @@ fn id_in(metadata: &serde_json::Value, key: &str) -> Option<uuid::Uuid> {
 }
 
 fn summarize(event: &ConversationEvent) -> String {
+    let summary = summary(event);
+    // A message of an erased customer (ADR 0023) says so.
+    match message_body(event) {
+        Some(netia_events::personal::ERASED) => format!("{summary}: {}", netia_events::personal::ERASED),
+        _ => summary,
+    }
+}
+
+fn summary(event: &ConversationEvent) -> String {
     use ConversationEvent::*;
     match event {
         ConversationCreated(e) => format!("conversation created ({:?})", e.source).to_lowercase(),
@@ -138,5 +147,20 @@ mod tests {
     fn an_unknown_event_is_an_error_at_its_position() {
         let err = history(&[recorded(7, "Teleported", json!({}))]).unwrap_err();
         assert_eq!(err.position, 7);
+    }
+}
+
+/// The text of a message event (`None` for other events).
+fn message_body(event: &ConversationEvent) -> Option<&str> {
+    use ConversationEvent::*;
+    match event {
+        CustomerMessagePosted(e) => Some(&e.body),
+        AgentMessagePosted(e) => Some(&e.body),
+        PrivateNoteAdded(e) => Some(&e.body),
+        BotMessagePosted(e) => Some(&e.body),
+        EmailMessageReceived(e) => Some(&e.body),
+        SlackMessageReceived(e) => Some(&e.body),
+        SmsMessageReceived(e) => Some(&e.body),
+        _ => None,
     }
 }

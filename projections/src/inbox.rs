@@ -439,6 +439,27 @@ impl InboxProjection {
             CustomerEvent::CustomerMetadataUpdated(_)
             | CustomerEvent::CustomerCameOnline(_)
             | CustomerEvent::CustomerWentOffline(_) => return Ok(()),
+            CustomerEvent::CustomerErased(_) => {
+                // As deleted, and what their conversations said reads as the log now opens it.
+                sqlx::query(
+                    "UPDATE inbox SET subject = CASE WHEN subject IS NULL THEN NULL ELSE $1 END, \
+                     last_message_preview = CASE WHEN last_message_preview IS NULL THEN NULL ELSE $2 END \
+                     WHERE customer_id = $3",
+                )
+                .bind(netia_events::personal::ERASED)
+                .bind(netia_events::personal::ERASED)
+                .bind(&recorded.stream_id)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "UPDATE inbox_customers SET name = NULL, email = NULL, version = $1 WHERE customer_id = $2",
+                )
+                .bind(recorded.version)
+                .bind(&recorded.stream_id)
+                .execute(conn)
+                .await?;
+                return Ok(());
+            }
             CustomerEvent::CustomerDeleted(_) => {
                 // The conversations stay; the profile shown with them goes.
                 sqlx::query(

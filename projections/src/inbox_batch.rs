@@ -120,6 +120,14 @@ pub(crate) async fn apply_batch(
             crate::Projection::apply(&InboxProjection, conn, event)
                 .await
                 .map_err(fail)?;
+            if event.event_type == "CustomerErased" {
+                // The rows this batch holds in memory are written after it: erase them too.
+                let erased = || Some(netia_events::personal::ERASED.to_owned());
+                for loaded in rows.values_mut().filter(|l| l.row.customer_id == event.stream_id) {
+                    loaded.row.subject = loaded.row.subject.as_ref().and_then(|_| erased());
+                    loaded.row.last_message_preview = loaded.row.last_message_preview.as_ref().and_then(|_| erased());
+                }
+            }
             continue;
         }
         let decoded = ConversationEvent::decode(event).map_err(|e| fail(e.into()))?;

@@ -264,6 +264,20 @@ pub async fn orphans(
     Ok(found)
 }
 
+impl AttachmentStore {
+    /// Deletes every file (and thumbnail) of a conversation (its customer was erased); returns
+    /// how many objects went.
+    pub async fn delete_conversation(&self, account: &str, conversation: &str) -> anyhow::Result<usize> {
+        use futures_util::TryStreamExt;
+        let prefix = Path::from(format!("{account}/{conversation}"));
+        let listed: Vec<object_store::ObjectMeta> = self.store.list(Some(&prefix)).try_collect().await?;
+        for meta in &listed {
+            self.store.delete(&meta.location).await?;
+        }
+        Ok(listed.len())
+    }
+}
+
 /// Deletes the objects `orphans` listed.
 pub async fn delete_orphans(files: &AttachmentStore, orphans: &[Orphan]) -> anyhow::Result<()> {
     for orphan in orphans {

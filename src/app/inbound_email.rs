@@ -353,6 +353,8 @@ pub(super) async fn thread_of(
         let conversation = app.state_of::<Conversation>(conversation_id).await?;
         if let (Some(account), Some(customer)) = (conversation.account_id, conversation.customer_id)
             && account == account_id
+            // A reply into an erased customer's conversation starts a new one (ADR 0023).
+            && !app.state_of::<Customer>(customer).await?.erased
         {
             return Ok(Some((conversation_id, customer)));
         }
@@ -374,7 +376,8 @@ pub(super) async fn customer_of(
     if let Some(id) = known.and_then(|c| c.id.parse::<CustomerId>().ok()) {
         return Ok(id);
     }
-    let customer_id = CustomerId(super::derived_id(account_id, "email-customer", &email.from_address));
+    let from_key = super::live_derivation(app, account_id, "email-customer", &email.from_address).await?;
+    let customer_id = CustomerId(super::derived_id(account_id, "email-customer", &from_key));
     let customer = app.state_of::<Customer>(customer_id).await?;
     if customer.account_id.is_none() {
         let create = CustomerCommand::Create {

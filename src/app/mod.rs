@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod attachments;
 pub mod conversations;
 pub mod customers;
+pub mod erasure;
 pub mod export;
 pub mod gmail;
 pub mod identity;
@@ -214,6 +215,27 @@ pub(crate) async fn open_conversation(
 /// A stable id for what `key` names within `account` (the customer or conversation of a phone
 /// number, of an email address, of an email): the same key always finds the same ones, even when
 /// two of its messages arrive at once on two nodes. A UUIDv8 from SHA-256 of the three.
+/// What to derive a channel customer's id from for `key` (an address or number, `kind` e.g.
+/// `sms-customer`): `key` itself, or, once the customer derived from it was erased (ADR 0023),
+/// `key` with the next generation, so that the next message from that sender starts a new
+/// customer instead of writing into an erased one.
+pub(crate) async fn live_derivation(
+    app: &App,
+    account_id: netia_events::AccountId,
+    kind: &str,
+    key: &str,
+) -> Result<String, AppError> {
+    let mut derivation = key.to_owned();
+    for generation in 1..=1_000 {
+        let id = netia_events::CustomerId(derived_id(account_id, kind, &derivation));
+        if !app.state_of::<netia_commands::Customer>(id).await?.erased {
+            break;
+        }
+        derivation = format!("{key}\u{0}erased-{generation}");
+    }
+    Ok(derivation)
+}
+
 pub(crate) fn derived_id(account_id: netia_events::AccountId, kind: &str, key: &str) -> uuid::Uuid {
     use sha2::Digest;
     let digest = sha2::Sha256::new()

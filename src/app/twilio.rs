@@ -246,8 +246,9 @@ pub async fn receive(app: &App, request: &TwilioRequest<'_>) -> Result<SmsReceiv
     if body.trim().is_empty() {
         return Ok(SmsReceived::Ignored("no text (a picture alone)"));
     }
-    let customer_id = CustomerId(super::derived_id(account_id, "sms-customer", from));
-    let conversation_id = ConversationId(super::derived_id(account_id, "sms-conversation", from));
+    let from_key = super::live_derivation(app, account_id, "sms-customer", from).await?;
+    let customer_id = CustomerId(super::derived_id(account_id, "sms-customer", &from_key));
+    let conversation_id = ConversationId(super::derived_id(account_id, "sms-conversation", &from_key));
     let meta = Metadata::new(netia_events::Actor::Customer { customer_id }).with_account(account_id);
     let customer = app.state_of::<Customer>(customer_id).await?;
     if customer.account_id.is_none() {

@@ -31,7 +31,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::put().to(super::widget::update_metadata),
     )
     .route("/customers/{id}/email", web::put().to(super::widget::update_email))
-    .route("/customers/{id}/export", web::get().to(export));
+    .route("/customers/{id}/export", web::get().to(export))
+    .route("/customers/{id}/erase", web::post().to(erase));
 }
 
 pub fn customer_error(e: crate::command_bus::CommandError<CustomerError>) -> ApiError {
@@ -168,8 +169,8 @@ pub(super) async fn update(
 }
 
 /// Deletes a customer (admins): the profile leaves the read models, its widget tokens stop
-/// working and the originals of its emails are deleted; its conversations stay. The log keeps what happened (erasure of personal data in events
-/// is a separate feature).
+/// working and the originals of its emails are deleted; its conversations stay. The log keeps
+/// what happened: `POST /api/customers/{id}/erase` erases the personal data itself.
 #[utoipa::path(delete, path = "/api/customers/{id}", tag = "customers", params(("id" = uuid::Uuid, Path, description = "Customer id")),
     security(("bearer" = [])),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -274,4 +275,36 @@ pub(super) async fn export(
             format!("attachment; filename=\"customer-{id}.json\""),
         ))
         .json(Data { data: export }))
+}
+
+/// Erases a customer's personal data (GDPR art. 17; admins; ADR 0023): their data key is
+/// destroyed, so their identity, metadata and every message of their conversations read as
+/// `[erased]` from now on — in the API, replay, rebuilds, exports and webhooks — while the log and
+/// its hash chain stay intact; email originals, attachment files and webhook bodies are deleted.
+/// Deleted customers can be erased; a repeat answers 200 with `newly_erased: false`. 409 when the
+/// deployment does not seal personal data (no `NETIA_SECRET_KEY`).
+#[utoipa::path(post, path = "/api/customers/{id}/erase", tag = "customers", params(("id" = uuid::Uuid, Path, description = "Customer id")), security(("bearer" = [])),
+    responses((status = 200, body = Data<crate::app::erasure::Erasure>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn erase(
+    state: web::Data<AppState>,
+    agent: Agent,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::app::erasure::{ErasureError, erase_customer};
+    agent.require(Role::Admin)?;
+    let id: CustomerId = parse_id(&id, "customer id")?;
+    let (customer, _) = state.bus.load::<Customer>(id).await.map_err(customer_error)?;
+    if customer.account_id != Some(agent.account_id) {
+        return Err(ApiError::NotFound("customer not found".into()));
+    }
+    let erased = erase_customer(&state, id, Some(agent.user_id), &agent.meta())
+        .await
+        .map_err(|e| match e {
+            ErasureError::NotSealed(reason) => ApiError::Conflict(reason),
+            ErasureError::Customer(e) => customer_error(e),
+            ErasureError::App(e) => e.into(),
+            e @ ErasureError::Files(_) => ApiError::Internal(e.into()),
+        })?;
+    Ok(HttpResponse::Ok().json(Data { data: erased }))
 }

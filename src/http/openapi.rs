@@ -26,7 +26,7 @@ use super::{
         team::list, team::change_role, team::disable, team::enable, team::invite, team::invitations, team::withdraw,
         conversations::list, conversations::count, conversations::get, conversations::update,
         conversations::history, conversations::mark_read, messages::messages, messages::post_message, attachments::upload, attachments::download,
-        customers::list, customers::get, customers::update, customers::delete, customers::identify, customers::export,
+        customers::list, customers::get, customers::update, customers::delete, customers::identify, customers::export, customers::erase,
         widget::settings, widget::create_customer, widget::update_metadata, widget::update_email, widget::create_conversation,
         widget::customer_conversations,
         settings::business_context, settings::update_business_context, settings::update_widget_settings,

@@ -18,7 +18,24 @@ use crate::store::{self, EventStore};
 pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn EventStore>> {
     let store = open_store_unchecked(settings, migrate, settings.audit.chain.clone()).await?;
     check_chain(store.as_ref()).await?;
-    Ok(store)
+    shred(settings, store).await
+}
+
+/// `store` with personal fields sealed under per-customer keys (ADR 0023), when this deployment
+/// has a secret key (`NETIA_SECRET_KEY`, or SQLite's key file); as it is, with a warning, when not.
+async fn shred(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Result<Arc<dyn EventStore>> {
+    let sealer = crate::secrets::sealer_of(settings).context("cannot read or create the secret key")?;
+    if !sealer.has_key() {
+        tracing::warn!(
+            "NETIA_SECRET_KEY is not set: personal data is stored in the clear and cannot be erased (docs/adr/0023)"
+        );
+        return Ok(store);
+    }
+    let url = settings.database_url.expose_secret();
+    let keys = crate::projector::read_model_pool(url, 2)
+        .await
+        .with_context(|| format!("cannot open the database for data keys ({})", redact(url)))?;
+    Ok(Arc::new(store::ShreddingStore::new(store, keys, sealer)))
 }
 
 /// [`open_store`] linking with `chain`, without comparing it with the log's (for `audit rekey`).

@@ -5,6 +5,7 @@ mod pg_writer;
 mod postgres;
 mod recent;
 mod roles;
+mod shredding;
 mod sqlite;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 pub use links::Rekeyed;
 pub use postgres::PgStore;
 pub use roles::migrate_as_owner;
+pub use shredding::{KEY_CACHE_TTL, ShreddingStore};
 pub use sqlite::SqliteStore;
 
 pub(crate) use recent::Recent;
@@ -268,6 +270,28 @@ pub trait EventStore: Send + Sync + 'static {
     /// PostgreSQL it needs the events table's owner: `owner_url` (`DATABASE_MIGRATE_URL`), or
     /// the store's own connection when that is the owner. Appends wait meanwhile.
     async fn rekey(&self, from: &Chain, to: &ChainKey, owner_url: Option<&str>) -> Result<Rekeyed, StoreError>;
+
+    /// The store as the log holds it: below any wrapper that changes what reads return (the
+    /// [`ShreddingStore`] opens sealed fields; audits hash what is stored).
+    fn stored(&self) -> &dyn EventStore;
+
+    /// Whether personal fields are sealed with per-customer keys, so that they can be erased
+    /// (ADR 0023): false without `NETIA_SECRET_KEY` on PostgreSQL.
+    fn seals_personal_data(&self) -> bool {
+        false
+    }
+
+    /// Destroys `subject`'s data key: every personal field sealed with it reads as erased from
+    /// now on, on every node within [`KEY_CACHE_TTL`]. Idempotent.
+    ///
+    /// Errors: [`StoreError::Invalid`] when this store does not seal personal data.
+    async fn erase_subject(&self, subject: &str) -> Result<(), StoreError> {
+        let _ = subject;
+        Err(StoreError::Invalid(
+            "personal data is not sealed on this deployment (NETIA_SECRET_KEY is not set), so it cannot be erased"
+                .into(),
+        ))
+    }
 }
 
 /// Opens the store named by a database URL: `postgres://…` or `sqlite://…`, with plain links.

@@ -444,6 +444,10 @@ impl EventStore for PgStore {
         super::links::mark_empty_pg(&self.pool, key).await
     }
 
+    fn stored(&self) -> &dyn EventStore {
+        self
+    }
+
     async fn rekey(&self, from: &Chain, to: &ChainKey, owner_url: Option<&str>) -> Result<super::Rekeyed, StoreError> {
         let mut owner = match owner_url {
             Some(url) => {

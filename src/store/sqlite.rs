@@ -307,6 +307,10 @@ impl EventStore for SqliteStore {
         super::links::mark_empty_sqlite(&self.writer, key).await
     }
 
+    fn stored(&self) -> &dyn EventStore {
+        self
+    }
+
     async fn rekey(&self, from: &Chain, to: &ChainKey, owner_url: Option<&str>) -> Result<super::Rekeyed, StoreError> {
         if owner_url.is_some() {
             return Err(StoreError::Invalid(

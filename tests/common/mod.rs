@@ -16,6 +16,18 @@ use netia::store::{EventStore, PgStore, SqliteStore};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, SqlitePool};
 
+/// `store` with personal fields sealed under per-customer keys, as a server with
+/// `NETIA_SECRET_KEY` = [`api::SECRET_KEY`] runs it (ADR 0023).
+pub async fn sealed(store: Arc<dyn EventStore>, url: &str) -> Arc<dyn EventStore> {
+    let keys = netia::projector::read_model_pool(url, 2).await.expect("key pool");
+    let key = netia::secrets::parse_key(api::SECRET_KEY).expect("test key");
+    Arc::new(netia::store::ShreddingStore::new(
+        store,
+        keys,
+        netia::secrets::Sealer::new(&key),
+    ))
+}
+
 /// The command that opens a chat conversation.
 pub fn open_conversation(
     conversation_id: netia_events::ConversationId,
@@ -130,7 +142,7 @@ impl TestDb {
         let store = PgStore::from_pool(pool.clone());
         store.migrate().await.expect("migrate postgres");
         Some(TestDb {
-            store: Arc::new(store),
+            store: sealed(Arc::new(store), &url).await,
             raw: Raw::Postgres(pool),
             url,
             db_name: Some(name),
@@ -146,7 +158,7 @@ impl TestDb {
         store.migrate().await.expect("migrate sqlite");
         let pool = SqlitePool::connect(&url).await.expect("raw sqlite");
         Some(TestDb {
-            store: Arc::new(store),
+            store: sealed(Arc::new(store), &url).await,
             raw: Raw::Sqlite(pool),
             url,
             db_name: None,
@@ -222,6 +234,7 @@ impl TestDb {
     pub fn netia_with(&self, args: &[&str], vars: &[(&str, &str)]) -> String {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
             .args(args)
+            .env("NETIA_SECRET_KEY", api::SECRET_KEY)
             .envs(vars.iter().copied())
             .env("DATABASE_URL", &self.url)
             .env("RUST_LOG", "warn")

@@ -655,6 +655,10 @@ impl Conversation {
 }
 
 impl crate::Decide for Conversation {
+    fn subject(&self) -> Option<String> {
+        self.customer_id.map(|c| c.to_string())
+    }
+
     fn decide(&self, command: &ConversationCommand) -> Decision {
         match (self.id, command) {
             (

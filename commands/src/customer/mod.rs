@@ -37,6 +37,12 @@ pub enum CustomerCommand {
     Delete {
         deleted_by: UserId,
     },
+    /// Erase the customer's personal data (ADR 0023); a no-op when already erased. Applies to a
+    /// deleted customer too.
+    Erase {
+        erased_by: Option<UserId>,
+        erased_at: chrono::DateTime<chrono::Utc>,
+    },
     /// A connection opened (`online: true`) or the last one closed; a no-op when nothing changes.
     SetOnline {
         online: bool,
@@ -72,6 +78,9 @@ pub struct Customer {
     pub identity: CustomerIdentity,
     pub metadata: Map<String, Value>,
     pub deleted: bool,
+    /// Erased (ADR 0023): also `deleted`, with identity and metadata forgotten.
+    #[serde(default)]
+    pub erased: bool,
     pub online: bool,
     /// The account vouches for the external id (identity verification).
     #[serde(default)]
@@ -105,11 +114,24 @@ impl Customer {
             CustomerEvent::CustomerDeleted(_) => self.deleted = true,
             CustomerEvent::CustomerCameOnline(_) => self.online = true,
             CustomerEvent::CustomerWentOffline(_) => self.online = false,
+            CustomerEvent::CustomerErased(_) => {
+                self.erased = true;
+                self.deleted = true;
+                self.online = false;
+                self.identity = CustomerIdentity::default();
+                self.metadata = Map::new();
+                self.verified = false;
+                self.email_verified = false;
+            }
         }
     }
 }
 
 impl crate::Decide for Customer {
+    fn subject(&self) -> Option<String> {
+        self.id.map(|c| c.to_string())
+    }
+
     fn decide(&self, command: &CustomerCommand) -> Result<Vec<CustomerEvent>, CustomerError> {
         match (self.id, command) {
             (
@@ -136,6 +158,13 @@ impl crate::Decide for Customer {
             }
             (None, _) => Err(CustomerError::NotFound),
             (Some(_), CustomerCommand::Create { .. }) => Err(CustomerError::AlreadyExists),
+            (Some(_), CustomerCommand::Erase { .. }) if self.erased => Ok(Vec::new()),
+            (Some(_), CustomerCommand::Erase { erased_by, erased_at }) => {
+                Ok(vec![CustomerEvent::CustomerErased(CustomerErased {
+                    erased_by: *erased_by,
+                    erased_at: *erased_at,
+                })])
+            }
             (Some(_), _) if self.deleted => Err(CustomerError::NotFound),
             (Some(_), CustomerCommand::SetOnline { online }) => Ok(match (self.online, online) {
                 (false, true) => vec![CustomerEvent::CustomerCameOnline(CustomerCameOnline {})],

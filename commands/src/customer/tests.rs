@@ -471,3 +471,62 @@ fn an_unverified_new_email_is_no_longer_verified_but_the_external_id_still_is() 
     assert!(customer.verified);
     assert!(!customer.email_verified);
 }
+
+fn erase() -> CustomerCommand {
+    CustomerCommand::Erase {
+        erased_by: None,
+        erased_at: chrono::DateTime::UNIX_EPOCH,
+    }
+}
+
+fn erased() -> CustomerEvent {
+    CustomerEvent::CustomerErased(CustomerErased {
+        erased_by: None,
+        erased_at: chrono::DateTime::UNIX_EPOCH,
+    })
+}
+
+#[test]
+fn a_customer_is_erased_once() {
+    CustomerTest::with(())
+        .given(vec![created(json!({"plan": "pro"}))])
+        .when(erase())
+        .then_expect_events(vec![erased()]);
+    CustomerTest::with(())
+        .given(vec![created(json!({})), erased()])
+        .when(erase())
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_deleted_customer_can_still_be_erased() {
+    let deleted = CustomerEvent::CustomerDeleted(CustomerDeleted {
+        deleted_by: netia_events::UserId(Uuid::from_u128(9)),
+    });
+    CustomerTest::with(())
+        .given(vec![created(json!({})), deleted])
+        .when(erase())
+        .then_expect_events(vec![erased()]);
+}
+
+#[test]
+fn nothing_applies_to_an_erased_customer_and_it_forgets_who_it_was() {
+    CustomerTest::with(())
+        .given(vec![created(json!({})), erased()])
+        .when(update(json!({"plan": "pro"})))
+        .then_expect_error(CustomerError::NotFound);
+    let mut customer = Customer::default();
+    customer.evolve(&created(json!({"plan": "pro"})));
+    customer.evolve(&erased());
+    assert_eq!(customer.identity, CustomerIdentity::default());
+    assert!(customer.metadata.is_empty() && customer.deleted && customer.erased);
+    assert_eq!(crate::Decide::subject(&customer), Some(CUSTOMER.to_string()));
+}
+
+#[test]
+fn no_customer_no_erasure() {
+    CustomerTest::with(())
+        .given_no_previous_events()
+        .when(erase())
+        .then_expect_error(CustomerError::NotFound);
+}

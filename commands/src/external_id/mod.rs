@@ -46,6 +46,10 @@ impl ExternalId {
 }
 
 impl crate::Decide for ExternalId {
+    fn subject(&self) -> Option<String> {
+        self.holder.map(|c| c.to_string())
+    }
+
     fn decide(&self, command: &ExternalIdCommand) -> Result<Vec<ExternalIdEvent>, ExternalIdError> {
         match (command, self.holder) {
             (ExternalIdCommand::Claim { customer_id, .. }, Some(holder)) if holder == *customer_id => Ok(Vec::new()),

@@ -1,0 +1,386 @@
+//! Crypto-shredding at the store boundary (ADR 0023): [`ShreddingStore`] wraps the event store,
+//! seals every personal field of an event ([`netia_events::personal::fields`]) with its subject's
+//! data key before the append, and opens them on every read. The inner store, its hash chain and
+//! `audit verify` only ever see ciphertext; destroying a subject's key ([`EventStore::erase_subject`])
+//! makes every one of its fields read as `[erased]` (or empty), everywhere, for good.
+//!
+//! A sealed field is the JSON string `sealed:v1:<subject>:<base64url(nonce ‖ AES-256-GCM(JSON value))>`
+//! (12-byte random nonce, NIST SP 800-38D); its associated data is `<event id>:<field>:<subject>`,
+//! so a sealed value moved to another event or field does not open. Data keys are 256 random bits
+//! per subject, kept in `subject_keys` wrapped under `NETIA_SECRET_KEY` ([`Sealer`]), and cached
+//! per node for [`KEY_CACHE_TTL`]: another node's erasure takes effect here within that time, or
+//! at once when this node reads the `CustomerErased` event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use netia_events::chain::{BrokenLink, Chain, ChainKey};
+use netia_events::personal::{self, PersonalField};
+use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
+use serde_json::Value;
+use sqlx::AnyPool;
+use tokio::sync::watch;
+
+use super::{Backend, EventStore, Rekeyed, StoreError, StreamBound};
+use crate::secrets::Sealer;
+
+/// How long a node trusts a data key it read (or its absence) before reading `subject_keys` again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+const PREFIX: &str = "sealed:v1:";
+const NONCE_BYTES: usize = 12;
+/// Cached keys beyond this are all dropped at once (they are read again on demand).
+const MAX_CACHED_KEYS: usize = 100_000;
+
+/// A subject's data key as this node knows it.
+#[derive(Clone)]
+enum DataKey {
+    Live(Arc<Aes256Gcm>),
+    /// Erased, or never had one (a sealed value naming it cannot be opened).
+    Gone,
+}
+
+/// The event store with personal fields sealed (see the module documentation).
+pub struct ShreddingStore {
+    inner: Arc<dyn EventStore>,
+    keys: AnyPool,
+    sealer: Sealer,
+    cache: Mutex<HashMap<String, (DataKey, Instant)>>,
+}
+
+impl ShreddingStore {
+    /// Wraps `inner`, keeping data keys in `keys` (the same database's `subject_keys`) wrapped by
+    /// `sealer`, which must have a key.
+    pub fn new(inner: Arc<dyn EventStore>, keys: AnyPool, sealer: Sealer) -> Self {
+        Self {
+            inner,
+            keys,
+            sealer,
+            cache: Mutex::default(),
+        }
+    }
+
+    fn cached(&self, subject: &str) -> Option<DataKey> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(subject)
+            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(key, _)| key.clone())
+    }
+
+    fn remember(&self, subject: &str, key: DataKey) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED_KEYS {
+            cache.clear();
+        }
+        cache.insert(subject.to_owned(), (key, Instant::now()));
+    }
+
+    fn unwrap_key(&self, subject: &str, wrapped: &str) -> Result<DataKey, StoreError> {
+        let key = self
+            .sealer
+            .open(wrapped, &key_context(subject))
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "the data key of customer {subject} does not open with NETIA_SECRET_KEY (another key, or altered)"
+                ))
+            })?;
+        Ok(DataKey::Live(Arc::new(Aes256Gcm::new((&key).into()))))
+    }
+
+    /// `subject`'s key for reading: `Gone` when erased or missing.
+    async fn key_for_reading(&self, subject: &str) -> Result<DataKey, StoreError> {
+        if let Some(key) = self.cached(subject) {
+            return Ok(key);
+        }
+        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT wrapped_key FROM subject_keys WHERE subject = $1")
+            .bind(subject)
+            .fetch_optional(&self.keys)
+            .await?;
+        let key = match row.and_then(|(w,)| w) {
+            Some(wrapped) => self.unwrap_key(subject, &wrapped)?,
+            None => DataKey::Gone,
+        };
+        self.remember(subject, key.clone());
+        Ok(key)
+    }
+
+    /// `subject`'s key for writing: created on its first event; `Gone` once erased.
+    async fn key_for_writing(&self, subject: &str) -> Result<DataKey, StoreError> {
+        if let Some(DataKey::Live(key)) = self.cached(subject) {
+            return Ok(DataKey::Live(key));
+        }
+        let mut fresh = [0u8; 32];
+        crate::secrets::fill_random(&mut fresh);
+        let wrapped = self
+            .sealer
+            .seal(&fresh, &key_context(subject))
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        // Another node may create it at the same time: the first row wins, and both use it.
+        sqlx::query("INSERT INTO subject_keys (subject, wrapped_key) VALUES ($1, $2) ON CONFLICT (subject) DO NOTHING")
+            .bind(subject)
+            .bind(&wrapped)
+            .execute(&self.keys)
+            .await?;
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(subject);
+        self.key_for_reading(subject).await
+    }
+
+    /// Seals the personal fields of `event` in place; returns the payload callers see (the plain
+    /// one, or the erased one when the subject is gone).
+    async fn seal(&self, event: &mut NewEvent) -> Result<Value, StoreError> {
+        let fields = personal::fields(&event.event_type);
+        let plain = event.payload.clone();
+        let Some(subject) = event.subject.clone().filter(|_| !fields.is_empty()) else {
+            return Ok(plain);
+        };
+        let key = self.key_for_writing(&subject).await?;
+        for field in fields {
+            let context = seal_context(event.event_id, field, &subject);
+            let mut failed = None;
+            personal::visit(&mut event.payload, field.path, &mut |value| match &key {
+                // Nothing to hide in an empty list or object (most messages have no attachments).
+                _ if is_empty_container(value) => {}
+                DataKey::Gone => *value = field.erased.value(),
+                DataKey::Live(cipher) => match seal_value(cipher, value, &context, &subject) {
+                    Ok(sealed) => *value = Value::String(sealed),
+                    Err(e) => failed = Some(e),
+                },
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        Ok(match key {
+            DataKey::Live(_) => plain,
+            DataKey::Gone => event.payload.clone(),
+        })
+    }
+
+    /// Opens the sealed fields of `event` in place.
+    async fn open(&self, event: &mut RecordedEvent) -> Result<(), StoreError> {
+        if event.event_type == "CustomerErased" {
+            self.remember(&event.stream_id, DataKey::Gone);
+        }
+        for field in personal::fields(&event.event_type) {
+            let mut sealed = Vec::new();
+            personal::visit(&mut event.payload, field.path, &mut |value| {
+                if let Some(text) = value.as_str().and_then(|t| t.strip_prefix(PREFIX)) {
+                    sealed.push(text.to_owned());
+                }
+            });
+            let mut opened = Vec::with_capacity(sealed.len());
+            for text in &sealed {
+                opened.push(self.open_value(event, field, text).await?);
+            }
+            let mut opened = opened.into_iter();
+            personal::visit(&mut event.payload, field.path, &mut |value| {
+                if value.as_str().is_some_and(|t| t.starts_with(PREFIX))
+                    && let Some(v) = opened.next()
+                {
+                    *value = v;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn open_value(&self, event: &RecordedEvent, field: &PersonalField, text: &str) -> Result<Value, StoreError> {
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            position: event.global_position,
+            reason: format!("sealed field {}: {reason}", field.path),
+        };
+        let Some((subject, body)) = text
+            .split_once(':')
+            .filter(|(subject, _)| uuid::Uuid::try_parse(subject).is_ok())
+        else {
+            // Text written in the clear (before sealing, or without a key) that merely starts
+            // like a sealed value.
+            return Ok(Value::String(format!("{PREFIX}{text}")));
+        };
+        let cipher = match self.key_for_reading(subject).await? {
+            DataKey::Gone => return Ok(field.erased.value()),
+            DataKey::Live(cipher) => cipher,
+        };
+        let bytes = URL_SAFE_NO_PAD
+            .decode(body)
+            .ok()
+            .filter(|b| b.len() > NONCE_BYTES)
+            .ok_or_else(|| corrupt("not base64url"))?;
+        let (nonce, ciphertext) = bytes.split_at(NONCE_BYTES);
+        let context = seal_context(event.event_id, field, subject);
+        let plain = cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map_err(|_| corrupt("does not open with its customer's key (altered, or moved from another event)"))?;
+        serde_json::from_slice(&plain).map_err(|_| corrupt("not JSON inside"))
+    }
+
+    async fn open_all(&self, mut events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>, StoreError> {
+        for event in &mut events {
+            self.open(event).await?;
+        }
+        Ok(events)
+    }
+}
+
+fn is_empty_container(value: &Value) -> bool {
+    match value {
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
+        _ => false,
+    }
+}
+
+fn key_context(subject: &str) -> String {
+    format!("subject-key:{subject}")
+}
+
+fn seal_context(event_id: uuid::Uuid, field: &PersonalField, subject: &str) -> String {
+    format!("{event_id}:{}:{subject}", field.path)
+}
+
+fn seal_value(cipher: &Aes256Gcm, value: &Value, context: &str, subject: &str) -> Result<String, StoreError> {
+    let plain = serde_json::to_vec(value).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let mut nonce = [0u8; NONCE_BYTES];
+    crate::secrets::fill_random(&mut nonce);
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &plain,
+                aad: context.as_bytes(),
+            },
+        )
+        .map_err(|_| StoreError::Invalid("a personal field is too large to seal".into()))?;
+    let mut bytes = nonce.to_vec();
+    bytes.extend_from_slice(&sealed);
+    Ok(format!("{PREFIX}{subject}:{}", URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+#[async_trait]
+impl EventStore for ShreddingStore {
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamRef,
+        expected_version: i64,
+        mut events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut seen = Vec::with_capacity(events.len());
+        for event in &mut events {
+            seen.push(self.seal(event).await?);
+        }
+        let mut recorded = self.inner.append(stream, expected_version, events).await?;
+        for (event, payload) in recorded.iter_mut().zip(seen) {
+            event.payload = payload;
+        }
+        Ok(recorded)
+    }
+
+    async fn read_stream(&self, stream: &StreamRef, bound: StreamBound) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self.inner.read_stream(stream, bound).await?;
+        self.open_all(events).await
+    }
+
+    async fn stream_version(&self, stream: &StreamRef) -> Result<i64, StoreError> {
+        self.inner.stream_version(stream).await
+    }
+
+    async fn read_event(&self, event_id: uuid::Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        match self.inner.read_event(event_id).await? {
+            Some(mut event) => {
+                self.open(&mut event).await?;
+                Ok(Some(event))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self.inner.read_all(after, limit).await?;
+        self.open_all(events).await
+    }
+
+    async fn head(&self) -> Result<Checkpoint, StoreError> {
+        self.inner.head().await
+    }
+
+    async fn lag(&self, after: Checkpoint) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+        self.inner.lag(after).await
+    }
+
+    fn wake(&self) -> watch::Receiver<u64> {
+        self.inner.wake()
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.inner.migrate().await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn streams(&self) -> Result<Vec<StreamRef>, StoreError> {
+        self.inner.streams().await
+    }
+
+    /// The chain covers what is stored (the ciphertext), so it is checked on the inner store.
+    async fn verify_stream(&self, stream: &StreamRef) -> Result<Option<BrokenLink>, StoreError> {
+        self.inner.verify_stream(stream).await
+    }
+
+    fn chain(&self) -> &Chain {
+        self.inner.chain()
+    }
+
+    async fn chain_marker(&self) -> Result<Option<String>, StoreError> {
+        self.inner.chain_marker().await
+    }
+
+    async fn mark_keyed_if_empty(&self, key: &ChainKey) -> Result<bool, StoreError> {
+        self.inner.mark_keyed_if_empty(key).await
+    }
+
+    async fn rekey(&self, from: &Chain, to: &ChainKey, owner_url: Option<&str>) -> Result<Rekeyed, StoreError> {
+        self.inner.rekey(from, to, owner_url).await
+    }
+
+    fn stored(&self) -> &dyn EventStore {
+        self.inner.stored()
+    }
+
+    fn seals_personal_data(&self) -> bool {
+        true
+    }
+
+    async fn erase_subject(&self, subject: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (subject, wrapped_key, erased_at) VALUES ($1, NULL, CURRENT_TIMESTAMP) \
+             ON CONFLICT (subject) DO UPDATE SET wrapped_key = NULL, \
+             erased_at = COALESCE(subject_keys.erased_at, CURRENT_TIMESTAMP)",
+        )
+        .bind(subject)
+        .execute(&self.keys)
+        .await?;
+        self.remember(subject, DataKey::Gone);
+        Ok(())
+    }
+}
