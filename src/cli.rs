@@ -93,6 +93,16 @@ pub enum GdprAction {
         #[arg(long)]
         json: bool,
     },
+    /// One-off, with every node stopped: seals the personal fields that existing events still hold
+    /// in the clear (written before sealing, or without a key), rewriting them in place and
+    /// relinking the chain in one transaction (as the owner: DATABASE_MIGRATE_URL on PostgreSQL).
+    /// Nothing changes if the chain does not verify first.
+    SealExisting {
+        /// Append anchors of the chain before and after the rewrite to this file (ADR 0020), the
+        /// record of what was re-anchored.
+        #[arg(long)]
+        anchor: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ use serde_json::Value;
 /// `netia ARGS` on `db`: (exit success, stdout).
 fn run(db: &TestDb, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+        .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
         .args(args)
         .env("DATABASE_URL", &db.url)
         .env("RUST_LOG", "warn")

@@ -112,7 +112,9 @@ on_both_backends!(
 
 fn netia(url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_netia"));
-    cmd.env("DATABASE_URL", url).env_remove("RUST_LOG");
+    cmd.env("DATABASE_URL", url)
+        .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
+        .env_remove("RUST_LOG");
     cmd
 }
 

@@ -316,7 +316,103 @@ async fn erasure_is_for_admins_of_the_account(db: &TestDb) {
     assert_eq!(body["data"]["newly_erased"], true);
 }
 
+/// Events written before sealing (in the clear) are sealed in place by `netia gdpr seal-existing`:
+/// the chain still verifies (and against the anchors written around the rewrite), reads give the
+/// same values, and the customer can then be erased from the command line.
+async fn existing_plaintext_is_sealed_in_place_then_erasable(db: &TestDb) {
+    use netia_commands::{Conversation, Customer, CustomerCommand};
+    use netia_events::customer::CustomerIdentity;
+    use netia_events::{AccountId, Actor, ConversationId, CustomerId, Metadata};
+    // As an older Netia wrote them: no sealing at all.
+    let plain = netia::store::connect(&db.url, 8).await.unwrap();
+    let bus = netia::command_bus::CommandBus::new(plain);
+    let (account, customer, conversation) = (AccountId::new(), CustomerId::new(), ConversationId::new());
+    let meta = Metadata::new(Actor::Customer { customer_id: customer });
+    let create = CustomerCommand::Create {
+        customer_id: customer,
+        account_id: account,
+        identity: CustomerIdentity {
+            email: Some("legacy.person@plain.example".into()),
+            ..Default::default()
+        },
+        metadata: serde_json::Map::new(),
+        verified: false,
+    };
+    bus.execute::<Customer>(customer, create, &meta).await.unwrap();
+    let open = common::open_conversation(conversation, account, customer, chrono::Utc::now());
+    bus.execute::<Conversation>(conversation, open, &meta).await.unwrap();
+    let said = common::message(
+        netia_events::conversation::Author::Customer { customer_id: customer },
+        "legacy-plaintext-body",
+        false,
+        None,
+        chrono::Utc::now(),
+    );
+    bus.execute::<Conversation>(conversation, said, &meta).await.unwrap();
+    // Plain text that only looks sealed is sealed like any other.
+    let lookalike = format!("sealed:v1:{customer}:AAAAAAAAAAAAAAAAAAAAAAAA");
+    let said = common::message(
+        netia_events::conversation::Author::Customer { customer_id: customer },
+        &lookalike,
+        false,
+        None,
+        chrono::Utc::now(),
+    );
+    bus.execute::<Conversation>(conversation, said, &meta).await.unwrap();
+    let in_clear = "SELECT count(*) FROM events WHERE CAST(payload AS TEXT) LIKE '%legacy%'";
+    assert_eq!(db.count(in_clear).await, 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let anchors = dir.path().join("anchors.jsonl");
+    let anchors = anchors.to_str().unwrap();
+    let sealed = db.netia(&["gdpr", "seal-existing", "--anchor", anchors]);
+    assert!(sealed.contains("sealed the personal fields of 3 event(s)"), "{sealed}");
+    assert_eq!(db.count(in_clear).await, 0, "nothing left in the clear");
+    // The anchor from before no longer matches (the heads moved); the one from after does.
+    let written = std::fs::read_to_string(anchors).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines.len(), 2, "{written}");
+    let after = dir.path().join("after.jsonl");
+    std::fs::write(&after, format!("{}\n", lines[1])).unwrap();
+    let verified = db.netia(&["audit", "verify", "--anchor", after.to_str().unwrap()]);
+    assert!(verified.contains("; 0 broken"), "{verified}");
+    let before = dir.path().join("before.jsonl");
+    std::fs::write(&before, format!("{}\n", lines[0])).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+        .args(["audit", "verify", "--anchor", before.to_str().unwrap()])
+        .env("DATABASE_URL", &db.url)
+        .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the heads before the rewrite are recorded, and differ"
+    );
+    let again = db.netia(&["gdpr", "seal-existing"]);
+    assert!(again.contains("of 0 event(s)"), "{again}");
+    // Reads give what was written.
+    let reader = common::sealed(netia::store::connect(&db.url, 8).await.unwrap(), &db.url).await;
+    let events = common::all_events(reader.as_ref()).await;
+    let text = serde_json::to_string(&events.iter().map(|e| &e.payload).collect::<Vec<_>>()).unwrap();
+    assert!(
+        text.contains("legacy.person@plain.example") && text.contains("legacy-plaintext-body"),
+        "{text}"
+    );
+    assert!(text.contains(&lookalike), "{text}");
+
+    // Erased from the command line: a fresh reader opens nothing of theirs any more.
+    let erased = db.netia(&["gdpr", "erase", &customer.to_string()]);
+    assert!(erased.contains("erased at"), "{erased}");
+    let reader = common::sealed(netia::store::connect(&db.url, 8).await.unwrap(), &db.url).await;
+    let events = common::all_events(reader.as_ref()).await;
+    let text = serde_json::to_string(&events.iter().map(|e| &e.payload).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains("legacy"), "{text}");
+    assert!(text.contains("[erased]"), "{text}");
+    assert!(db.netia(&["audit", "verify"]).contains(" 0 broken"));
+}
+
 on_both_backends!(
     an_erased_customer_is_gone_from_the_whole_database,
-    erasure_is_for_admins_of_the_account
+    erasure_is_for_admins_of_the_account,
+    existing_plaintext_is_sealed_in_place_then_erasable
 );

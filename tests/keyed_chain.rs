@@ -28,6 +28,7 @@ fn chain(key: &str) -> Chain {
 /// `netia ARGS` on `url` with `vars`: (exit success, stdout and stderr).
 fn run(url: &str, vars: &[(&str, &str)], args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+        .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
         .args(args)
         .env("DATABASE_URL", url)
         .env("RUST_LOG", "warn")

@@ -593,6 +593,7 @@ async fn sqlite_a_parked_delivery_replayed_from_the_command_line_answers_once() 
     let base = format!("{}/v1", server.uri());
     let netia = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+            .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
             .args(args)
             .env("DATABASE_URL", &db.url)
             .env("LLM_BASE_URL", &base)

@@ -309,6 +309,7 @@ async fn projections_status_shows_checkpoint_and_lag() {
     history(&db, 3).await; // 9 customer events + 3 conversations × 2
     let status = || {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+            .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
             .env("DATABASE_URL", &db.url)
             .args(["projections", "status", "--json"])
             .output()
@@ -425,6 +426,7 @@ async fn the_rebuild_command_rebuilds_every_read_model_in_one_pass() {
     history(&db, 3).await;
     let netia = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+            .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
             .env("DATABASE_URL", &db.url)
             .args(args)
             .output()

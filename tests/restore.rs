@@ -287,6 +287,7 @@ async fn postgres_a_dump_restored_into_a_fresh_cluster_goes_on_without_stopping_
         let status = Command::new(binary)
             .args(["projections", "status", "--json"])
             .env("DATABASE_URL", &moved)
+            .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
             .output()
             .unwrap();
         assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));

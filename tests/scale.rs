@@ -24,6 +24,7 @@ fn scale() -> usize {
 
 fn project(url: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_netia"))
+        .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
         .env("DATABASE_URL", url)
         .env("RUST_LOG", "warn")
         .arg("project")

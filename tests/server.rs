@@ -246,6 +246,7 @@ async fn status_shows_every_follower_and_lease(db: &TestDb) {
     for _ in 0..100 {
         let out = netia()
             .env("DATABASE_URL", &db.url)
+            .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
             .args(["status", "--json"])
             .output()
             .unwrap();
@@ -273,7 +274,12 @@ async fn status_shows_every_follower_and_lease(db: &TestDb) {
     }
     assert_eq!(status["scheduler"]["pending"], 1, "{status}");
     assert_eq!(status["parked"], 0);
-    let text = netia().env("DATABASE_URL", &db.url).arg("status").output().unwrap();
+    let text = netia()
+        .env("DATABASE_URL", &db.url)
+        .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
+        .arg("status")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("inbox") && text.contains("scheduler: "), "{text}");
 }

@@ -50,7 +50,8 @@ pub async fn rekey(settings: &Settings, anchor_file: Option<&Path>) -> anyhow::R
     Ok(Some(rekeyed))
 }
 
-async fn anchor_into(store: &dyn crate::store::EventStore, path: &Path) -> anyhow::Result<()> {
+/// Appends an anchor of `store`'s heads (and Merkle root) to the file at `path`.
+pub(crate) async fn anchor_into(store: &dyn crate::store::EventStore, path: &Path) -> anyhow::Result<()> {
     match super::anchor::anchor(store).await? {
         Ok(anchor) => Ok(super::anchor::append(path, &anchor)?),
         Err(report) => anyhow::bail!("{} stream(s) failed verification", report.broken.len()),

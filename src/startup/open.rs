@@ -25,16 +25,36 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Ar
 /// has a secret key (`NETIA_SECRET_KEY`, or SQLite's key file); as it is, with a warning, when not.
 async fn shred(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Result<Arc<dyn EventStore>> {
     let sealer = crate::secrets::sealer_of(settings).context("cannot read or create the secret key")?;
-    if !sealer.has_key() {
-        tracing::warn!(
-            "NETIA_SECRET_KEY is not set: personal data is stored in the clear and cannot be erased (docs/adr/0023)"
-        );
-        return Ok(store);
-    }
     let url = settings.database_url.expose_secret();
     let keys = crate::projector::read_model_pool(url, 2)
         .await
         .with_context(|| format!("cannot open the database for data keys ({})", redact(url)))?;
+    // One data key is enough to tell whether this node's key is the one they are wrapped with.
+    let wrapped: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT subject, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL LIMIT 1")
+            .fetch_optional(&keys)
+            .await
+            .context("cannot read the data keys (subject_keys)")?;
+    let opens = |(subject, key): &(String, Option<String>)| {
+        key.as_deref()
+            .is_some_and(|k| store::ShreddingStore::key_opens(&sealer, subject, k))
+    };
+    match (&wrapped, sealer.has_key()) {
+        (Some(_), false) => anyhow::bail!(
+            "this log holds personal data sealed under NETIA_SECRET_KEY, which is not set on this node (docs/adr/0023)"
+        ),
+        (Some(row), true) if !opens(row) => anyhow::bail!(
+            "NETIA_SECRET_KEY is not the key this log's personal data is sealed under (every node must use the same \
+             key; docs/adr/0023)"
+        ),
+        (None, false) => {
+            tracing::warn!(
+                "NETIA_SECRET_KEY is not set: personal data is stored in the clear and cannot be erased (docs/adr/0023)"
+            );
+            return Ok(store);
+        }
+        _ => {}
+    }
     Ok(Arc::new(store::ShreddingStore::new(store, keys, sealer)))
 }
 

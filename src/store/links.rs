@@ -17,11 +17,16 @@ use super::{StoreError, chain_input};
 /// Rows relinked per statement.
 const PAGE: i64 = 2_000;
 
-/// What a rekey did.
+/// How a relink changes each stored event besides its link: the new payload, or `None` to keep it.
+pub type Rewrite<'a> = &'a mut (dyn FnMut(&RecordedEvent) -> Result<Option<serde_json::Value>, StoreError> + Send);
+
+/// What a rekey (or a rewrite) did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rekeyed {
     pub streams: u64,
     pub events: u64,
+    /// Events whose payload was rewritten (`netia gdpr seal-existing`; none for a rekey).
+    pub rewritten: u64,
     /// The chain before, e.g. `sha256`.
     pub from: String,
     /// The chain now, `hmac-sha256:<key id>`.
@@ -40,6 +45,7 @@ struct Relinker<'a> {
     prev_new: Vec<u8>,
     streams: u64,
     events: u64,
+    rewritten: u64,
 }
 
 impl<'a> Relinker<'a> {
@@ -53,10 +59,12 @@ impl<'a> Relinker<'a> {
             prev_new: GENESIS.to_vec(),
             streams: 0,
             events: 0,
+            rewritten: 0,
         }
     }
 
-    fn relink(&mut self, e: &RecordedEvent) -> Result<[u8; 32], StoreError> {
+    /// The new link of `e`, whose payload becomes `rewritten` if given.
+    fn relink(&mut self, e: &RecordedEvent, rewritten: Option<&serde_json::Value>) -> Result<[u8; 32], StoreError> {
         let same = self
             .stream
             .as_ref()
@@ -85,6 +93,10 @@ impl<'a> Relinker<'a> {
                 self.from.name()
             )));
         }
+        let mut input = input;
+        if let Some(payload) = rewritten {
+            input.payload = payload;
+        }
         let new = self.to.link(&self.prev_new, &input);
         self.version = e.version;
         self.prev_old = e.hash.clone();
@@ -97,6 +109,7 @@ impl<'a> Relinker<'a> {
         Rekeyed {
             streams: self.streams,
             events: self.events,
+            rewritten: self.rewritten,
             from: self.from.name(),
             to: self.to.name(),
         }
@@ -193,7 +206,21 @@ pub(super) async fn rekey_pg(
     to: &ChainKey,
 ) -> Result<Rekeyed, StoreError> {
     let to_chain = Chain::Keyed(to.clone());
-    let mut relinker = Relinker::new(from, &to_chain);
+    let mut keep = |_: &RecordedEvent| Ok(None);
+    relink_pg(owner, select_columns, decode, (from, &to_chain), &mut keep, Some(to)).await
+}
+
+/// Relinks every stream of a PostgreSQL log from `chains.0` to `chains.1` in one transaction,
+/// with the payloads `rewrite` gives (`None`: unchanged), and records `mark` as the log's key.
+pub(super) async fn relink_pg(
+    owner: &mut sqlx::PgConnection,
+    select_columns: &str,
+    decode: fn(&sqlx::postgres::PgRow) -> Result<RecordedEvent, StoreError>,
+    (from, to_chain): (&Chain, &Chain),
+    rewrite: Rewrite<'_>,
+    mark: Option<&ChainKey>,
+) -> Result<Rekeyed, StoreError> {
+    let mut relinker = Relinker::new(from, to_chain);
     let mut tx = owner.begin().await?;
     sqlx::query("SELECT netia_events_lock()::text")
         .execute(&mut *tx)
@@ -219,23 +246,31 @@ pub(super) async fn rekey_pg(
         after = (last.stream_type, last.stream_id, last.version);
         let mut ids = Vec::with_capacity(rows.len());
         let mut hashes = Vec::with_capacity(rows.len());
+        let mut payloads = Vec::with_capacity(rows.len());
         for row in &rows {
             let event = decode(row)?;
-            hashes.push(relinker.relink(&event)?.to_vec());
+            let payload = rewrite(&event)?;
+            hashes.push(relinker.relink(&event, payload.as_ref())?.to_vec());
+            relinker.rewritten += u64::from(payload.is_some());
+            payloads.push(payload.map(sqlx::types::Json));
             ids.push(event.event_id);
         }
         sqlx::query(
-            "UPDATE events SET hash = u.h FROM UNNEST($1::uuid[], $2::bytea[]) AS u(id, h) WHERE event_id = u.id",
+            "UPDATE events SET hash = u.h, payload = COALESCE(u.p, payload) \
+             FROM UNNEST($1::uuid[], $2::bytea[], $3::jsonb[]) AS u(id, h, p) WHERE event_id = u.id",
         )
         .bind(&ids)
         .bind(&hashes)
+        .bind(&payloads)
         .execute(&mut *tx)
         .await?;
     }
     sqlx::query("ALTER TABLE events ENABLE TRIGGER events_no_update_delete")
         .execute(&mut *tx)
         .await?;
-    sqlx::query(MARK_PG).bind(to.id()).execute(&mut *tx).await?;
+    if let Some(key) = mark {
+        sqlx::query(MARK_PG).bind(key.id()).execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(relinker.report())
 }
@@ -254,7 +289,20 @@ pub(super) async fn rekey_sqlite(
     to: &ChainKey,
 ) -> Result<Rekeyed, StoreError> {
     let to_chain = Chain::Keyed(to.clone());
-    let mut relinker = Relinker::new(from, &to_chain);
+    let mut keep = |_: &RecordedEvent| Ok(None);
+    relink_sqlite(writer, select_columns, decode, (from, &to_chain), &mut keep, Some(to)).await
+}
+
+/// As [`relink_pg`] on SQLite.
+pub(super) async fn relink_sqlite(
+    writer: &sqlx::SqlitePool,
+    select_columns: &str,
+    decode: fn(&sqlx::sqlite::SqliteRow) -> Result<RecordedEvent, StoreError>,
+    (from, to_chain): (&Chain, &Chain),
+    rewrite: Rewrite<'_>,
+    mark: Option<&ChainKey>,
+) -> Result<Rekeyed, StoreError> {
+    let mut relinker = Relinker::new(from, to_chain);
     let mut conn = writer.acquire().await?;
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query("DROP TRIGGER IF EXISTS events_no_update")
@@ -278,16 +326,21 @@ pub(super) async fn rekey_sqlite(
         after = (last.stream_type, last.stream_id, last.version);
         for row in &rows {
             let event = decode(row)?;
-            let hash = relinker.relink(&event)?;
-            sqlx::query("UPDATE events SET hash = ?1 WHERE event_id = ?2")
+            let payload = rewrite(&event)?;
+            let hash = relinker.relink(&event, payload.as_ref())?;
+            relinker.rewritten += u64::from(payload.is_some());
+            sqlx::query("UPDATE events SET hash = ?1, payload = COALESCE(?2, payload) WHERE event_id = ?3")
                 .bind(hash.as_slice())
+                .bind(payload.map(|p| p.to_string()))
                 .bind(id_text(event.event_id))
                 .execute(&mut *tx)
                 .await?;
         }
     }
     sqlx::query(SQLITE_NO_UPDATE).execute(&mut *tx).await?;
-    sqlx::query(MARK_SQLITE).bind(to.id()).execute(&mut *tx).await?;
+    if let Some(key) = mark {
+        sqlx::query(MARK_SQLITE).bind(key.id()).execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(relinker.report())
 }

@@ -18,7 +18,7 @@ use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
 use serde_json::Value;
 use tokio::sync::watch;
 
-pub use links::Rekeyed;
+pub use links::{Rekeyed, Rewrite};
 pub use postgres::PgStore;
 pub use roles::migrate_as_owner;
 pub use shredding::{KEY_CACHE_TTL, ShreddingStore};
@@ -136,6 +136,10 @@ pub enum StoreError {
     /// reached: nothing was stored, and the same append may be tried again.
     #[error("the event store is unavailable ({0}); nothing was stored, try again")]
     Unavailable(String),
+    /// A customer's data key (ADR 0023) cannot be made or opened: `NETIA_SECRET_KEY` is not the
+    /// key the data keys were wrapped with, or the row was altered.
+    #[error("personal data cannot be sealed or opened: {0}")]
+    Keys(String),
     #[error("stored event at position {position} is corrupt: {reason}")]
     Corrupt { position: i64, reason: String },
     #[error("database error: {0}")]
@@ -270,6 +274,27 @@ pub trait EventStore: Send + Sync + 'static {
     /// PostgreSQL it needs the events table's owner: `owner_url` (`DATABASE_MIGRATE_URL`), or
     /// the store's own connection when that is the owner. Appends wait meanwhile.
     async fn rekey(&self, from: &Chain, to: &ChainKey, owner_url: Option<&str>) -> Result<Rekeyed, StoreError>;
+
+    /// Rewrites stored payloads in place and relinks every stream under the store's chain, in one
+    /// transaction with appends waiting (`netia gdpr seal-existing`, ADR 0023): `rewrite` sees every
+    /// event in `(stream, version)` order and gives its new payload, or `None` to keep it. The old
+    /// links are checked first: a log that does not verify is left as it was. Needs the events
+    /// table's owner on PostgreSQL (`owner_url`, `DATABASE_MIGRATE_URL`).
+    async fn rewrite(&self, owner_url: Option<&str>, rewrite: Rewrite<'_>) -> Result<Rekeyed, StoreError> {
+        let _ = (owner_url, rewrite);
+        Err(StoreError::Invalid("this store cannot rewrite its events".into()))
+    }
+
+    /// Seals the personal fields still stored in the clear (events written before sealing, or
+    /// without a key) with their customers' keys, through [`EventStore::rewrite`].
+    ///
+    /// Errors: [`StoreError::Invalid`] when this store does not seal personal data.
+    async fn seal_existing(&self, owner_url: Option<&str>) -> Result<Rekeyed, StoreError> {
+        let _ = owner_url;
+        Err(StoreError::Invalid(
+            "personal data is not sealed on this deployment (NETIA_SECRET_KEY is not set)".into(),
+        ))
+    }
 
     /// The store as the log holds it: below any wrapper that changes what reads return (the
     /// [`ShreddingStore`] opens sealed fields; audits hash what is stored).

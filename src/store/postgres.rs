@@ -246,6 +246,22 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, StoreError> 
     })
 }
 
+impl PgStore {
+    /// A connection as the events table's owner: `owner_url`, or the store's own.
+    async fn owner(&self, owner_url: Option<&str>) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        Ok(match owner_url {
+            Some(url) => {
+                let owner = super::pool_options::<sqlx::Postgres>()
+                    .max_connections(1)
+                    .connect(url)
+                    .await?;
+                owner.acquire().await?
+            }
+            None => self.pool.acquire().await?,
+        })
+    }
+}
+
 #[async_trait]
 impl EventStore for PgStore {
     fn backend(&self) -> Backend {
@@ -449,21 +465,27 @@ impl EventStore for PgStore {
     }
 
     async fn rekey(&self, from: &Chain, to: &ChainKey, owner_url: Option<&str>) -> Result<super::Rekeyed, StoreError> {
-        let mut owner = match owner_url {
-            Some(url) => {
-                let owner = super::pool_options::<sqlx::Postgres>()
-                    .max_connections(1)
-                    .connect(url)
-                    .await?;
-                owner.acquire().await?
-            }
-            None => self.pool.acquire().await?,
-        };
+        let mut owner = self.owner(owner_url).await?;
         let rekeyed = super::links::rekey_pg(&mut owner, SELECT_COLUMNS, decode_row, from, to).await;
         if let Ok(mut heads) = self.heads.lock() {
             heads.clear();
         }
         rekeyed
+    }
+
+    async fn rewrite(
+        &self,
+        owner_url: Option<&str>,
+        rewrite: super::Rewrite<'_>,
+    ) -> Result<super::Rekeyed, StoreError> {
+        let mut owner = self.owner(owner_url).await?;
+        let chain = self.chain().clone();
+        let rewritten =
+            super::links::relink_pg(&mut owner, SELECT_COLUMNS, decode_row, (&chain, &chain), rewrite, None).await;
+        if let Ok(mut heads) = self.heads.lock() {
+            heads.clear();
+        }
+        rewritten
     }
 
     async fn streams(&self) -> Result<Vec<StreamRef>, StoreError> {

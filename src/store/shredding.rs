@@ -66,6 +66,11 @@ impl ShreddingStore {
         }
     }
 
+    /// Whether `wrapped`, `subject`'s data key as `subject_keys` holds it, opens with `sealer`.
+    pub fn key_opens(sealer: &Sealer, subject: &str, wrapped: &str) -> bool {
+        sealer.open(wrapped, &key_context(subject)).is_ok()
+    }
+
     fn cached(&self, subject: &str) -> Option<DataKey> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
@@ -89,7 +94,7 @@ impl ShreddingStore {
             .ok()
             .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
             .ok_or_else(|| {
-                StoreError::Invalid(format!(
+                StoreError::Keys(format!(
                     "the data key of customer {subject} does not open with NETIA_SECRET_KEY (another key, or altered)"
                 ))
             })?;
@@ -123,7 +128,7 @@ impl ShreddingStore {
         let wrapped = self
             .sealer
             .seal(&fresh, &key_context(subject))
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            .map_err(|e| StoreError::Keys(e.to_string()))?;
         // Another node may create it at the same time: the first row wins, and both use it.
         sqlx::query("INSERT INTO subject_keys (subject, wrapped_key) VALUES ($1, $2) ON CONFLICT (subject) DO NOTHING")
             .bind(subject)
@@ -143,22 +148,15 @@ impl ShreddingStore {
             return Ok(plain);
         };
         let key = self.key_for_writing(&subject).await?;
-        for field in fields {
-            let context = seal_context(event.event_id, field, &subject);
-            let mut failed = None;
-            personal::visit(&mut event.payload, field.path, &mut |value| match &key {
-                // Nothing to hide in an empty list or object (most messages have no attachments).
-                _ if is_empty_container(value) => {}
-                DataKey::Gone => *value = field.erased.value(),
-                DataKey::Live(cipher) => match seal_value(cipher, value, &context, &subject) {
-                    Ok(sealed) => *value = Value::String(sealed),
-                    Err(e) => failed = Some(e),
-                },
-            });
-            if let Some(e) = failed {
-                return Err(e);
-            }
-        }
+        // Nothing to hide in an empty list or object (most messages have no attachments).
+        seal_fields(
+            &mut event.payload,
+            event.event_id,
+            fields,
+            &subject,
+            &key,
+            &|value, _| is_empty_container(value),
+        )?;
         Ok(match key {
             DataKey::Live(_) => plain,
             DataKey::Gone => event.payload.clone(),
@@ -210,22 +208,9 @@ impl ShreddingStore {
             DataKey::Gone => return Ok(field.erased.value()),
             DataKey::Live(cipher) => cipher,
         };
-        let bytes = URL_SAFE_NO_PAD
-            .decode(body)
-            .ok()
-            .filter(|b| b.len() > NONCE_BYTES)
-            .ok_or_else(|| corrupt("not base64url"))?;
-        let (nonce, ciphertext) = bytes.split_at(NONCE_BYTES);
         let context = seal_context(event.event_id, field, subject);
-        let plain = cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: context.as_bytes(),
-                },
-            )
-            .map_err(|_| corrupt("does not open with its customer's key (altered, or moved from another event)"))?;
+        let plain = decrypt(&cipher, body, &context)
+            .ok_or_else(|| corrupt("does not open with its customer's key (altered, or moved from another event)"))?;
         serde_json::from_slice(&plain).map_err(|_| corrupt("not JSON inside"))
     }
 
@@ -235,6 +220,98 @@ impl ShreddingStore {
         }
         Ok(events)
     }
+}
+
+/// The payload of `event` with its personal fields that are still in the clear sealed with its
+/// subject's key in `keys` (or erased, if that key is gone); `None` when nothing changes.
+/// `conversations` learns each conversation's customer from its `ConversationCreated`, which is
+/// its first event.
+fn reseal(
+    event: &RecordedEvent,
+    keys: &HashMap<String, DataKey>,
+    conversations: &mut HashMap<String, String>,
+) -> Result<Option<Value>, StoreError> {
+    let customer_in = |payload: &Value| payload.get("customer_id").and_then(Value::as_str).map(str::to_owned);
+    let subject = match event.stream_type.as_str() {
+        "customer" => Some(event.stream_id.clone()),
+        "customer_external_id" => customer_in(&event.payload),
+        "conversation" => {
+            if event.event_type == "ConversationCreated"
+                && let Some(customer) = customer_in(&event.payload)
+            {
+                conversations.insert(event.stream_id.clone(), customer);
+            }
+            conversations.get(&event.stream_id).cloned()
+        }
+        _ => None,
+    };
+    let fields = personal::fields(&event.event_type);
+    let Some((subject, key)) = subject.and_then(|s| keys.get(&s).map(|k| (s, k))) else {
+        return Ok(None);
+    };
+    let mut payload = event.payload.clone();
+    // Values that open with the subject's key are sealed already; anything else (plain text, even
+    // text that only looks sealed) is sealed now.
+    let sealed_already = |value: &Value, context: &str| {
+        is_empty_container(value)
+            || match (key, value.as_str().and_then(|t| t.strip_prefix(PREFIX))) {
+                (DataKey::Live(cipher), Some(rest)) => rest
+                    .split_once(':')
+                    .is_some_and(|(s, body)| s == subject && decrypt(cipher, body, context).is_some()),
+                _ => false,
+            }
+    };
+    let changed = seal_fields(&mut payload, event.event_id, fields, &subject, key, &sealed_already)?;
+    Ok(changed.then_some(payload))
+}
+
+/// Seals (or, when `key` is gone, erases) the values of `fields` in `payload` that `keep` does
+/// not keep (it gets the value and its sealing context); whether any changed.
+fn seal_fields(
+    payload: &mut Value,
+    event_id: uuid::Uuid,
+    fields: &[PersonalField],
+    subject: &str,
+    key: &DataKey,
+    keep: &dyn Fn(&Value, &str) -> bool,
+) -> Result<bool, StoreError> {
+    let mut changed = false;
+    for field in fields {
+        let context = seal_context(event_id, field, subject);
+        let mut failed = None;
+        personal::visit(payload, field.path, &mut |value| {
+            if keep(value, &context) {
+                return;
+            }
+            changed = true;
+            match key {
+                DataKey::Gone => *value = field.erased.value(),
+                DataKey::Live(cipher) => match seal_value(cipher, value, &context, subject) {
+                    Ok(sealed) => *value = Value::String(sealed),
+                    Err(e) => failed = Some(e),
+                },
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    Ok(changed)
+}
+
+/// The plaintext of a sealed value's base64url part, if it opens with `cipher` for `context`.
+fn decrypt(cipher: &Aes256Gcm, body: &str, context: &str) -> Option<Vec<u8>> {
+    let bytes = URL_SAFE_NO_PAD.decode(body).ok().filter(|b| b.len() > NONCE_BYTES)?;
+    let (nonce, ciphertext) = bytes.split_at(NONCE_BYTES);
+    cipher
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: context.as_bytes(),
+            },
+        )
+        .ok()
 }
 
 fn is_empty_container(value: &Value) -> bool {
@@ -367,6 +444,25 @@ impl EventStore for ShreddingStore {
         self.inner.stored()
     }
 
+    async fn rewrite(&self, owner_url: Option<&str>, rewrite: super::Rewrite<'_>) -> Result<Rekeyed, StoreError> {
+        self.inner.rewrite(owner_url, rewrite).await
+    }
+
+    async fn seal_existing(&self, owner_url: Option<&str>) -> Result<Rekeyed, StoreError> {
+        // Every customer's key first (created where missing): the rewrite itself cannot wait on
+        // the database, it runs inside the transaction that holds the append lock.
+        let mut keys = HashMap::new();
+        for stream in self.inner.streams().await? {
+            if stream.stream_type == "customer" {
+                let key = self.key_for_writing(&stream.stream_id).await?;
+                keys.insert(stream.stream_id, key);
+            }
+        }
+        let mut conversations: HashMap<String, String> = HashMap::new();
+        let mut reseal = |event: &RecordedEvent| reseal(event, &keys, &mut conversations);
+        self.inner.rewrite(owner_url, &mut reseal).await
+    }
+
     fn seals_personal_data(&self) -> bool {
         true
     }
@@ -384,3 +480,6 @@ impl EventStore for ShreddingStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

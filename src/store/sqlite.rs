@@ -320,6 +320,28 @@ impl EventStore for SqliteStore {
         super::links::rekey_sqlite(&self.writer, SELECT_COLUMNS, decode_row, from, to).await
     }
 
+    async fn rewrite(
+        &self,
+        owner_url: Option<&str>,
+        rewrite: super::Rewrite<'_>,
+    ) -> Result<super::Rekeyed, StoreError> {
+        if owner_url.is_some() {
+            return Err(StoreError::Invalid(
+                "DATABASE_MIGRATE_URL is for PostgreSQL only".into(),
+            ));
+        }
+        let chain = self.chain().clone();
+        super::links::relink_sqlite(
+            &self.writer,
+            SELECT_COLUMNS,
+            decode_row,
+            (&chain, &chain),
+            rewrite,
+            None,
+        )
+        .await
+    }
+
     async fn streams(&self) -> Result<Vec<StreamRef>, StoreError> {
         let rows = sqlx::query("SELECT DISTINCT stream_type, stream_id FROM events ORDER BY 1, 2")
             .fetch_all(&self.readers)

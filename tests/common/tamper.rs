@@ -65,8 +65,10 @@ pub async fn rewrite_history(db: &TestDb, id: ConversationId, version: i64) {
                 .unwrap();
         }
     }
+    // As stored (personal fields sealed): what the chain covers.
     let events = db
         .store
+        .stored()
         .read_stream(&StreamRef::new("conversation", &id), StreamBound::All)
         .await
         .unwrap();
