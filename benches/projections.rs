@@ -283,7 +283,7 @@ async fn main() {
             {
                 let store = PgStore::connect(&url, 16).await.unwrap();
                 store.migrate().await.unwrap();
-                run("postgres", Arc::new(store), &url, events).await;
+                run("postgres", sealed(Arc::new(store), &url).await, &url, events).await;
             }
             sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
                 .execute(&admin)
@@ -299,5 +299,16 @@ async fn main() {
     let url = format!("sqlite://{}/bench.db", dir.path().display());
     let store = SqliteStore::connect(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
-    run("sqlite", Arc::new(store), &url, events).await;
+    run("sqlite", sealed(Arc::new(store), &url).await, &url, events).await;
+}
+
+/// `store` as a server with a secret key runs it: personal fields sealed per customer (ADR 0023),
+/// so every figure includes sealing on append and opening on read.
+async fn sealed(store: Arc<dyn netia::store::EventStore>, url: &str) -> Arc<dyn netia::store::EventStore> {
+    let keys = netia::projector::read_model_pool(url, 2).await.unwrap();
+    Arc::new(netia::store::ShreddingStore::new(
+        store,
+        keys,
+        netia::secrets::Sealer::ephemeral(),
+    ))
 }

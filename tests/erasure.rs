@@ -362,6 +362,21 @@ async fn existing_plaintext_is_sealed_in_place_then_erasable(db: &TestDb) {
     let in_clear = "SELECT count(*) FROM events WHERE CAST(payload AS TEXT) LIKE '%legacy%'";
     assert_eq!(db.count(in_clear).await, 2);
 
+    // Erasing now would leave that text behind: refused, naming the way out.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_netia"))
+        .args(["gdpr", "erase", &customer.to_string()])
+        .env("DATABASE_URL", &db.url)
+        .env("NETIA_SECRET_KEY", common::api::SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("stored in the clear") && said.contains("seal-existing"),
+        "{said}"
+    );
+    assert_eq!(db.count(in_clear).await, 2, "nothing changed");
+
     let dir = tempfile::tempdir().unwrap();
     let anchors = dir.path().join("anchors.jsonl");
     let anchors = anchors.to_str().unwrap();

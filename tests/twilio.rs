@@ -486,7 +486,73 @@ async fn failed_sends_are_retried_then_parked(db: &TestDb) {
     common::logs::assert_none_of(&[AUTH_TOKEN, &w.admin.token]);
 }
 
+/// An erased SMS customer's number writing again starts a new customer and conversation (their
+/// customer id is derived from the number; the erased one stays erased), and the erased
+/// conversation's number and text are gone from every answer.
+async fn an_erased_sms_sender_who_writes_again_is_a_new_customer(db: &TestDb) {
+    let w = world(db, &[], vec![]).await;
+    link(&w).await;
+    let first = post_signed(
+        &w,
+        "/api/twilio/webhook",
+        &incoming("SM44444444444444444444444444444444", "first-sms-text"),
+        Some(AUTH_TOKEN),
+    )
+    .await;
+    assert!(first.status().is_success(), "{}", first.status());
+    let conversation = wait_for(async || sms_conversation(&w).await)
+        .await
+        .expect("an SMS conversation");
+    let (_, body) = w
+        .api
+        .get(&format!("/api/conversations/{conversation}"), &w.admin.token)
+        .await;
+    let customer = body["data"]["customer_id"].as_str().unwrap().to_owned();
+    let (status, erased) = w
+        .api
+        .post(
+            &format!("/api/customers/{customer}/erase"),
+            Some(&w.admin.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    let gone = messages(&w, &conversation).await;
+    assert!(gone.iter().all(|m| m["body"] == "[erased]"), "{gone:?}");
+    assert!(!json!(gone).to_string().contains(CUSTOMER_NUMBER));
+
+    let again = post_signed(
+        &w,
+        "/api/twilio/webhook",
+        &incoming("SM55555555555555555555555555555555", "second-sms-text"),
+        Some(AUTH_TOKEN),
+    )
+    .await;
+    assert!(again.status().is_success(), "{}", again.status());
+    let (new_conversation, new_customer) = wait_for(async || {
+        let (_, inbox) = w.api.get("/api/conversations?source=sms", &w.admin.token).await;
+        inbox["data"].as_array().unwrap().iter().find_map(|c| {
+            (c["last_message"]["preview"] == "second-sms-text").then(|| {
+                (
+                    c["id"].as_str().unwrap().to_owned(),
+                    c["customer_id"].as_str().unwrap().to_owned(),
+                )
+            })
+        })
+    })
+    .await
+    .expect("the second SMS in a conversation of its own");
+    assert_ne!(new_conversation, conversation);
+    assert_ne!(new_customer, customer);
+    let (_, profile) = w
+        .api
+        .get(&format!("/api/customers/{new_customer}"), &w.admin.token)
+        .await;
+    assert_eq!(profile["data"]["phone"], CUSTOMER_NUMBER);
+}
+
 on_both_backends!(
+    an_erased_sms_sender_who_writes_again_is_a_new_customer,
     an_sms_becomes_a_conversation_answered_by_sms,
     forged_requests_store_nothing,
     failed_sends_are_retried_then_parked

@@ -59,6 +59,8 @@ const fn object(path: &'static str) -> PersonalField {
 
 const MESSAGE: &[PersonalField] = &[
     BODY,
+    // Free text the client chooses (the widget's own ids, but any API caller's too).
+    text("client_message_id"),
     PersonalField {
         path: "attachments",
         erased: Erased::List,

@@ -599,9 +599,11 @@ impl Projection for ConversationProjection {
             }
             for customer in &erased {
                 sqlx::query(
-                    "UPDATE conversation_messages SET body = $1, attachments = '[]' WHERE conversation_id IN \
-                     (SELECT conversation_id FROM conversation_accounts WHERE customer_id = $2)",
+                    "UPDATE conversation_messages SET body = $1, attachments = '[]', client_message_id = \
+                     CASE WHEN client_message_id IS NULL THEN NULL ELSE $2 END WHERE conversation_id IN \
+                     (SELECT conversation_id FROM conversation_accounts WHERE customer_id = $3)",
                 )
+                .bind(netia_events::personal::ERASED)
                 .bind(netia_events::personal::ERASED)
                 .bind(customer.clone())
                 .execute(&mut *conn)

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::{App, AppError};
 use crate::command_bus::CommandError;
-use crate::store::StreamBound;
+use crate::store::{ShreddingStore, StreamBound};
 
 /// What an erasure did: `POST /api/customers/{id}/erase`, `netia gdpr erase`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -71,6 +71,28 @@ pub async fn erase_customer(
         return Err(CommandError::Domain(CustomerError::NotFound).into());
     }
     let conversations = conversations_of(app, customer_id).await?;
+    let mut streams = vec![StreamRef::new("customer", customer_id)];
+    streams.extend(conversations.iter().map(|(c, _)| StreamRef::new("conversation", c)));
+    // As stored: anything still in the clear would survive the key (written before sealing).
+    let mut event_ids = Vec::new();
+    let mut in_clear = 0;
+    for stream in &streams {
+        let events = app
+            .store
+            .stored()
+            .read_stream(stream, StreamBound::All)
+            .await
+            .map_err(AppError::Store)?;
+        in_clear += events.iter().map(ShreddingStore::fields_in_clear).sum::<usize>();
+        event_ids.extend(events.iter().map(|e| e.event_id.to_string()));
+    }
+    if in_clear > 0 {
+        return Err(ErasureError::NotSealed(format!(
+            "{in_clear} personal field(s) of this customer's events are stored in the clear (written before \
+             sealing was on), and erasing the key would not remove them: run `netia gdpr seal-existing` once \
+             (nodes stopped), then erase"
+        )));
+    }
     app.store
         .erase_subject(&customer_id.to_string())
         .await
@@ -95,17 +117,8 @@ pub async fn erase_customer(
         .await
         .map_err(|e| AppError::Log(e.to_string()))?;
     let email_originals_deleted = super::inbound_email::forget_originals(app, customer_id).await?;
-    let mut streams = vec![StreamRef::new("customer", customer_id)];
-    streams.extend(conversations.iter().map(|(c, _)| StreamRef::new("conversation", c)));
-    let mut event_ids = Vec::new();
-    for stream in &streams {
-        let events = app
-            .store
-            .read_stream(stream, StreamBound::All)
-            .await
-            .map_err(AppError::Store)?;
-        event_ids.extend(events.iter().map(|e| e.event_id.to_string()));
-    }
+    // The erasure's own event.
+    event_ids.extend(executed.events.iter().map(|e| e.event_id.to_string()));
     let side_copies_cleared = clear_side_copies(app, &event_ids, &conversations).await?;
     let mut files_deleted = 0;
     if let Some(files) = &app.attachments {
@@ -118,6 +131,13 @@ pub async fn erase_customer(
     }
     for projection in ["customer", "inbox", "conversation"] {
         app.caught_up(projection, &executed.events).await;
+    }
+    if app.store.backend() == crate::store::Backend::Sqlite {
+        // Old page images stay in the write-ahead log until it is checkpointed: empty it (deleted
+        // content is overwritten in the database file itself: `secure_delete`).
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&app.db).await {
+            tracing::warn!(error = %e, "could not checkpoint the write-ahead log after an erasure");
+        }
     }
     let erased_at = erased_at_of(app, customer_id).await?.unwrap_or(now);
     Ok(Erasure {

@@ -126,9 +126,20 @@ pub async fn read_model_pool(url: &str, max_connections: u32) -> Result<AnyPool,
     } else {
         crate::store::PG_ACQUIRE_TIMEOUT
     };
+    let sqlite = url.starts_with("sqlite:");
     crate::store::pool_options::<sqlx::Any>()
         .max_connections(max_connections.max(2))
         .acquire_timeout(acquire_timeout)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    // Deleted and overwritten rows are zeroed in the file, not left in free space
+                    // (an erased customer's read-model rows, email originals, webhook bodies).
+                    sqlx::query("PRAGMA secure_delete = ON").execute(conn).await?;
+                }
+                Ok(())
+            })
+        })
         .connect(url)
         .await
 }

@@ -137,7 +137,7 @@ impl Broadcaster {
     }
 
     /// Revocations close the sockets they concern: a user disabled or given another role (they
-    /// reconnect with what they may do now, if anything), a session ended, a customer deleted.
+    /// reconnect with what they may do now, if anything), a session ended, a customer deleted or erased.
     fn revocations(&self, event: &RecordedEvent) {
         let closed = match (event.stream_type.as_str(), event.event_type.as_str()) {
             (UserEvent::STREAM_TYPE, "UserDisabled" | "UserRoleChanged") => event
@@ -148,7 +148,7 @@ impl Broadcaster {
                 Ok(UserEvent::SessionEnded(ended)) => self.hub.revoke_session(&ended.token_id),
                 _ => 0,
             },
-            (CustomerEvent::STREAM_TYPE, "CustomerDeleted") => event
+            (CustomerEvent::STREAM_TYPE, "CustomerDeleted" | "CustomerErased") => event
                 .stream_id
                 .parse()
                 .map_or(0, |customer| self.hub.revoke_person(Person::Customer(customer))),

@@ -21,6 +21,9 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Ar
     shred(settings, store).await
 }
 
+/// The `subject_keys` row that checks a node's key (no customer has this id).
+const KEY_CHECK: &str = "netia:key-check";
+
 /// `store` with personal fields sealed under per-customer keys (ADR 0023), when this deployment
 /// has a secret key (`NETIA_SECRET_KEY`, or SQLite's key file); as it is, with a warning, when not.
 async fn shred(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Result<Arc<dyn EventStore>> {
@@ -29,25 +32,45 @@ async fn shred(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Resul
     let keys = crate::projector::read_model_pool(url, 2)
         .await
         .with_context(|| format!("cannot open the database for data keys ({})", redact(url)))?;
-    // One data key is enough to tell whether this node's key is the one they are wrapped with.
-    let wrapped: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT subject, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL LIMIT 1")
-            .fetch_optional(&keys)
-            .await
-            .context("cannot read the data keys (subject_keys)")?;
-    let opens = |(subject, key): &(String, Option<String>)| {
-        key.as_deref()
-            .is_some_and(|k| store::ShreddingStore::key_opens(&sealer, subject, k))
+    // A key-check row (a random key wrapped under the deployment's key, never erased) tells
+    // whether this node's key is the one the data keys are wrapped with, even once every customer
+    // has been erased; the first live data key does for logs sealed before it existed.
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subject_keys")
+        .fetch_one(&keys)
+        .await
+        .context("cannot read the data keys (subject_keys)")?;
+    let wrapped: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT subject, wrapped_key FROM subject_keys WHERE wrapped_key IS NOT NULL \
+         ORDER BY CASE WHEN subject = $1 THEN 0 ELSE 1 END LIMIT 1",
+    )
+    .bind(KEY_CHECK)
+    .fetch_optional(&keys)
+    .await
+    .context("cannot read the data keys (subject_keys)")?;
+    let source = if settings.secret_key.is_some() {
+        "NETIA_SECRET_KEY".to_owned()
+    } else {
+        format!(
+            "the key file beside the SQLite database ({url}.key, made anew if it was missing; restore the one the \
+             data was sealed with, or set NETIA_SECRET_KEY to it)",
+            url = url
+                .trim_start_matches("sqlite://")
+                .split('?')
+                .next()
+                .unwrap_or_default()
+        )
     };
     match (&wrapped, sealer.has_key()) {
-        (Some(_), false) => anyhow::bail!(
+        _ if rows > 0 && !sealer.has_key() => anyhow::bail!(
             "this log holds personal data sealed under NETIA_SECRET_KEY, which is not set on this node (docs/adr/0023)"
         ),
-        (Some(row), true) if !opens(row) => anyhow::bail!(
-            "NETIA_SECRET_KEY is not the key this log's personal data is sealed under (every node must use the same \
-             key; docs/adr/0023)"
-        ),
-        (None, false) => {
+        (Some((subject, Some(key))), true) if !store::ShreddingStore::key_opens(&sealer, subject, key) => {
+            anyhow::bail!(
+                "{source} is not the key this log's personal data is sealed under (every node must use the same key; \
+                 docs/adr/0023)"
+            )
+        }
+        (_, false) => {
             tracing::warn!(
                 "NETIA_SECRET_KEY is not set: personal data is stored in the clear and cannot be erased (docs/adr/0023)"
             );
@@ -55,6 +78,15 @@ async fn shred(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Resul
         }
         _ => {}
     }
+    let mut check = [0u8; 32];
+    crate::secrets::fill_random(&mut check);
+    let check = sealer.seal(&check, &format!("subject-key:{KEY_CHECK}"))?;
+    sqlx::query("INSERT INTO subject_keys (subject, wrapped_key) VALUES ($1, $2) ON CONFLICT (subject) DO NOTHING")
+        .bind(KEY_CHECK)
+        .bind(check)
+        .execute(&keys)
+        .await
+        .context("cannot record the key check (subject_keys)")?;
     Ok(Arc::new(store::ShreddingStore::new(store, keys, sealer)))
 }
 
