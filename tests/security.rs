@@ -137,7 +137,7 @@ async fn postgres_a_login_flood_is_refused_within_bounded_memory() {
     db.cleanup().await;
 }
 
-/// Disabling, demoting, signing out and deleting a customer reach open sockets on both nodes
+/// Disabling, demoting, signing out, deleting and erasing a customer reach open sockets on both nodes
 /// within a second; a customer in the account's room learns availability, never agents' ids
 /// (`tests/js/revocation.mjs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -157,6 +157,9 @@ async fn postgres_rabbitmq_sockets_follow_revocation_on_every_node() {
     let (conversation, customer) = api.conversation(&admin.account_id).await;
     let (_, theirs) = api.get("/api/conversations/customer", &customer).await;
     let customer_id = theirs["data"][0]["customer_id"].as_str().unwrap().to_owned();
+    let (erased_conversation, erased) = api.conversation(&admin.account_id).await;
+    let (_, theirs) = api.get("/api/conversations/customer", &erased).await;
+    let erased_id = theirs["data"][0]["customer_id"].as_str().unwrap().to_owned();
     let node_b = format!("http://127.0.0.1:{port_b}");
     run_script(
         "revocation.mjs",
@@ -174,6 +177,9 @@ async fn postgres_rabbitmq_sockets_follow_revocation_on_every_node() {
             ("CUSTOMER_TOKEN", &customer),
             ("CUSTOMER_ID", &customer_id),
             ("CONVERSATION_ID", &conversation),
+            ("ERASED_CUSTOMER_TOKEN", &erased),
+            ("ERASED_CUSTOMER_ID", &erased_id),
+            ("ERASED_CONVERSATION_ID", &erased_conversation),
         ],
     )
     .await;

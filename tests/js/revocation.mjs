@@ -2,7 +2,7 @@
 // node B; an admin disables them through node A and both sockets must close within 1 s. Another
 // member, demoted to viewer, reconnects as a viewer and may no longer send. A third signs out and
 // their socket closes. A customer in the account's room learns whether agents are online, never who;
-// deleted, their socket closes.
+// deleted or erased, their socket closes.
 import { Socket } from "phoenix";
 import WebSocket from "ws";
 import { check, deadline } from "./check.mjs";
@@ -107,6 +107,13 @@ await until("their socket (on the other node) is closed", () => leaving.closes.l
 check("the admin deletes the customer", (await api(nodeA, "DELETE", `/api/customers/${env.CUSTOMER_ID}`, env.ADMIN_TOKEN)) === 204);
 await until("the deleted customer's socket is closed", () => customer.closes.length > 0, 3000);
 check("with a policy close (1008)", customer.closes[0].code === 1008, customer.closes);
+
+// Erased: another customer's socket (on node B) closes when an admin erases them through node A.
+const erased = connect(nodeB, env.ERASED_CUSTOMER_TOKEN);
+await join(erased.socket, `conversation:${env.ERASED_CONVERSATION_ID}`);
+check("the admin erases the other customer", (await api(nodeA, "POST", `/api/customers/${env.ERASED_CUSTOMER_ID}/erase`, env.ADMIN_TOKEN, {})) === 200);
+await until("the erased customer's socket is closed", () => erased.closes.length > 0, 3000);
+check("with a policy close (1008)", erased.closes[0].code === 1008, erased.closes);
 
 console.log("all checks passed");
 process.exit(0);
