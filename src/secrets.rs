@@ -39,6 +39,8 @@ pub enum SealError {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: Option<Aes256Gcm>,
+    /// HMAC-SHA256 key for [`Sealer::keyed_digest`], derived from the deployment's key.
+    digests: Option<[u8; KEY_BYTES]>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -54,12 +56,24 @@ impl Sealer {
     pub fn new(key: &[u8; KEY_BYTES]) -> Self {
         Self {
             cipher: Some(Aes256Gcm::new(key.into())),
+            digests: Some(hmac_of(key, &[b"netia keyed digests v1"])),
         }
     }
 
     /// A sealer without a key: every call fails with [`SealError::NoKey`].
     pub fn unavailable() -> Self {
-        Self { cipher: None }
+        Self {
+            cipher: None,
+            digests: None,
+        }
+    }
+
+    /// HMAC-SHA256 (RFC 2104), under a key derived from the deployment's key, of `parts` each
+    /// followed by a zero byte: ids derived from personal data (a sender's address) that nobody
+    /// without the key can recompute from a guess. `None` without a key.
+    pub fn keyed_digest(&self, parts: &[&str]) -> Option<[u8; 32]> {
+        let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+        self.digests.as_ref().map(|key| hmac_of(key, &parts))
     }
 
     /// A sealer with a random key that lives as long as the process (in-memory databases, tests).
@@ -107,6 +121,17 @@ impl Sealer {
             .decrypt(Nonce::from_slice(nonce), payload)
             .map_err(|_| SealError::Unreadable)
     }
+}
+
+fn hmac_of(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    #[allow(clippy::expect_used)]
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
+        mac.update(&[0]);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 /// Reads a key written as base64 (standard or URL-safe alphabet, padded or not) of exactly
@@ -258,6 +283,19 @@ mod tests {
         assert_eq!(sealer.open(&altered, "identity-secret:a"), Err(SealError::Unreadable));
         assert_eq!(sealer.open("v1.", "identity-secret:a"), Err(SealError::Unreadable));
         assert_eq!(sealer.open("garbage", "identity-secret:a"), Err(SealError::Unreadable));
+    }
+
+    #[test]
+    fn keyed_digests_need_the_key() {
+        let a = Sealer::new(&[7; 32]);
+        assert_eq!(a.keyed_digest(&["acct", "+1415"]), a.keyed_digest(&["acct", "+1415"]));
+        assert_ne!(a.keyed_digest(&["acct", "+1415"]), a.keyed_digest(&["acct", "+1416"]));
+        assert_ne!(a.keyed_digest(&["ac", "ct+1415"]), a.keyed_digest(&["acct", "+1415"]));
+        assert_ne!(
+            a.keyed_digest(&["acct", "+1415"]),
+            Sealer::new(&[8; 32]).keyed_digest(&["acct", "+1415"])
+        );
+        assert_eq!(Sealer::unavailable().keyed_digest(&["acct"]), None);
     }
 
     #[test]

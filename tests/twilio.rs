@@ -486,6 +486,65 @@ async fn failed_sends_are_retried_then_parked(db: &TestDb) {
     common::logs::assert_none_of(&[AUTH_TOKEN, &w.admin.token]);
 }
 
+/// The id earlier versions derived for a sender: a UUIDv8 of SHA-256(account, kind, key), which
+/// anyone who guesses the number can recompute.
+fn unkeyed_id(account: &str, kind: &str, key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(account)
+        .chain_update([0])
+        .chain_update(kind)
+        .chain_update([0])
+        .chain_update(key)
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string()
+}
+
+/// A sender whose customer an earlier version created under the unkeyed id keeps that customer
+/// and conversation.
+async fn a_sender_of_an_earlier_version_keeps_their_customer(db: &TestDb) {
+    use netia_commands::{Customer, CustomerCommand};
+    use netia_events::customer::CustomerIdentity;
+    let w = world(db, &[], vec![]).await;
+    link(&w).await;
+    let legacy = unkeyed_id(&w.admin.account_id, "sms-customer", CUSTOMER_NUMBER);
+    let legacy_conversation = unkeyed_id(&w.admin.account_id, "sms-conversation", CUSTOMER_NUMBER);
+    let customer: netia_events::CustomerId = legacy.parse().unwrap();
+    let create = CustomerCommand::Create {
+        customer_id: customer,
+        account_id: w.admin.account_id.parse().unwrap(),
+        identity: CustomerIdentity {
+            phone: Some(CUSTOMER_NUMBER.to_owned()),
+            ..Default::default()
+        },
+        metadata: serde_json::Map::new(),
+        verified: false,
+    };
+    netia::command_bus::CommandBus::new(db.store.clone())
+        .execute::<Customer>(customer, create, &netia_events::Metadata::system("test"))
+        .await
+        .unwrap();
+    let sms = post_signed(
+        &w,
+        "/api/twilio/webhook",
+        &incoming("SM66666666666666666666666666666666", "from before the upgrade"),
+        Some(AUTH_TOKEN),
+    )
+    .await;
+    assert!(sms.status().is_success(), "{}", sms.status());
+    let conversation = wait_for(async || sms_conversation(&w).await)
+        .await
+        .expect("an SMS conversation");
+    assert_eq!(conversation, legacy_conversation);
+    let (_, body) = w
+        .api
+        .get(&format!("/api/conversations/{conversation}"), &w.admin.token)
+        .await;
+    assert_eq!(body["data"]["customer_id"], legacy);
+}
+
 /// An erased SMS customer's number writing again starts a new customer and conversation (their
 /// customer id is derived from the number; the erased one stays erased), and the erased
 /// conversation's number and text are gone from every answer.
@@ -508,6 +567,11 @@ async fn an_erased_sms_sender_who_writes_again_is_a_new_customer(db: &TestDb) {
         .get(&format!("/api/conversations/{conversation}"), &w.admin.token)
         .await;
     let customer = body["data"]["customer_id"].as_str().unwrap().to_owned();
+    // Derived under the deployment's key: the number alone does not give the id.
+    assert_ne!(
+        customer,
+        unkeyed_id(&w.admin.account_id, "sms-customer", CUSTOMER_NUMBER)
+    );
     let (status, erased) = w
         .api
         .post(
@@ -552,6 +616,7 @@ async fn an_erased_sms_sender_who_writes_again_is_a_new_customer(db: &TestDb) {
 }
 
 on_both_backends!(
+    a_sender_of_an_earlier_version_keeps_their_customer,
     an_erased_sms_sender_who_writes_again_is_a_new_customer,
     an_sms_becomes_a_conversation_answered_by_sms,
     forged_requests_store_nothing,

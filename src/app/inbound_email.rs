@@ -376,8 +376,8 @@ pub(super) async fn customer_of(
     if let Some(id) = known.and_then(|c| c.id.parse::<CustomerId>().ok()) {
         return Ok(id);
     }
-    let from_key = super::live_derivation(app, account_id, "email-customer", &email.from_address).await?;
-    let customer_id = CustomerId(super::derived_id(account_id, "email-customer", &from_key));
+    let (customer_id, _) =
+        super::channel_customer(app, account_id, "email-customer", None, &email.from_address).await?;
     let customer = app.state_of::<Customer>(customer_id).await?;
     if customer.account_id.is_none() {
         let create = CustomerCommand::Create {

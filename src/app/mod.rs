@@ -212,30 +212,63 @@ pub(crate) async fn open_conversation(
     }
 }
 
-/// A stable id for what `key` names within `account` (the customer or conversation of a phone
-/// number, of an email address, of an email): the same key always finds the same ones, even when
-/// two of its messages arrive at once on two nodes. A UUIDv8 from SHA-256 of the three.
-/// What to derive a channel customer's id from for `key` (an address or number, `kind` e.g.
-/// `sms-customer`): `key` itself, or, once the customer derived from it was erased (ADR 0023),
-/// `key` with the next generation, so that the next message from that sender starts a new
-/// customer instead of writing into an erased one.
-pub(crate) async fn live_derivation(
+/// The customer of a channel sender `key` (an address or number; `kind` e.g. `sms-customer`),
+/// and, with `conversation_kind`, their conversation: stable ids, so that two messages arriving at
+/// once on two nodes find the same ones. Ids are derived under the deployment's key
+/// ([`crate::secrets::Sealer::keyed_digest`], so an id does not confirm a guessed address); a
+/// customer already stored under the unkeyed id of earlier versions ([`derived_id`]) keeps it.
+/// Once the customer derived from `key` was erased (ADR 0023), the next generation
+/// (`<key>\0erased-<n>`) is used, so the sender's next message starts a new customer instead of
+/// writing into an erased one.
+pub(crate) async fn channel_customer(
     app: &App,
     account_id: netia_events::AccountId,
     kind: &str,
+    conversation_kind: Option<&str>,
     key: &str,
-) -> Result<String, AppError> {
+) -> Result<(netia_events::CustomerId, Option<netia_events::ConversationId>), AppError> {
+    use netia_commands::Customer;
+    let account = account_id.to_string();
     let mut derivation = key.to_owned();
-    for generation in 1..=1_000 {
-        let id = netia_events::CustomerId(derived_id(account_id, kind, &derivation));
-        if !app.state_of::<netia_commands::Customer>(id).await?.erased {
-            break;
+    let mut generation = 0;
+    loop {
+        let legacy = netia_events::CustomerId(derived_id(account_id, kind, &derivation));
+        let legacy_state = app.state_of::<Customer>(legacy).await?;
+        let keyed = |kind: &str| {
+            app.sealer
+                .keyed_digest(&[&account, kind, &derivation])
+                .map(|digest| uuid_of(&digest))
+        };
+        let (customer, state, keyed_ids) = match keyed(kind) {
+            Some(id) if legacy_state.account_id.is_none() => {
+                let id = netia_events::CustomerId(id);
+                (id, app.state_of::<Customer>(id).await?, true)
+            }
+            _ => (legacy, legacy_state, false),
+        };
+        generation += 1;
+        if !state.erased || generation > 1_000 {
+            let conversation = conversation_kind.map(|conversation_kind| {
+                netia_events::ConversationId(match keyed(conversation_kind) {
+                    Some(id) if keyed_ids => id,
+                    _ => derived_id(account_id, conversation_kind, &derivation),
+                })
+            });
+            return Ok((customer, conversation));
         }
         derivation = format!("{key}\u{0}erased-{generation}");
     }
-    Ok(derivation)
 }
 
+/// A UUIDv8 from the first 16 bytes of a digest.
+fn uuid_of(digest: &[u8]) -> uuid::Uuid {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// A stable id for what `key` names within `account` (an email's conversation, a Gmail thread;
+/// channel customers of earlier versions): a UUIDv8 from SHA-256 of the three.
 pub(crate) fn derived_id(account_id: netia_events::AccountId, kind: &str, key: &str) -> uuid::Uuid {
     use sha2::Digest;
     let digest = sha2::Sha256::new()

@@ -12,7 +12,7 @@ use netia_commands::{
 };
 use netia_events::conversation::Source;
 use netia_events::customer::CustomerIdentity;
-use netia_events::{AccountId, ConversationId, CustomerId, MessageId, Metadata, UserId};
+use netia_events::{AccountId, ConversationId, MessageId, Metadata, UserId};
 use netia_projections::ConversationProjection;
 use serde::Serialize;
 
@@ -246,9 +246,9 @@ pub async fn receive(app: &App, request: &TwilioRequest<'_>) -> Result<SmsReceiv
     if body.trim().is_empty() {
         return Ok(SmsReceived::Ignored("no text (a picture alone)"));
     }
-    let from_key = super::live_derivation(app, account_id, "sms-customer", from).await?;
-    let customer_id = CustomerId(super::derived_id(account_id, "sms-customer", &from_key));
-    let conversation_id = ConversationId(super::derived_id(account_id, "sms-conversation", &from_key));
+    let (customer_id, conversation) =
+        super::channel_customer(app, account_id, "sms-customer", Some("sms-conversation"), from).await?;
+    let conversation_id: ConversationId = conversation.ok_or_else(|| AppError::Log("no SMS conversation id".into()))?;
     let meta = Metadata::new(netia_events::Actor::Customer { customer_id }).with_account(account_id);
     let customer = app.state_of::<Customer>(customer_id).await?;
     if customer.account_id.is_none() {
