@@ -104,6 +104,21 @@ fn summary(event: &ConversationEvent) -> String {
     }
 }
 
+/// The text of a message event (`None` for other events).
+fn message_body(event: &ConversationEvent) -> Option<&str> {
+    use ConversationEvent::*;
+    match event {
+        CustomerMessagePosted(e) => Some(&e.body),
+        AgentMessagePosted(e) => Some(&e.body),
+        PrivateNoteAdded(e) => Some(&e.body),
+        BotMessagePosted(e) => Some(&e.body),
+        EmailMessageReceived(e) => Some(&e.body),
+        SlackMessageReceived(e) => Some(&e.body),
+        SmsMessageReceived(e) => Some(&e.body),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,20 +162,5 @@ mod tests {
     fn an_unknown_event_is_an_error_at_its_position() {
         let err = history(&[recorded(7, "Teleported", json!({}))]).unwrap_err();
         assert_eq!(err.position, 7);
-    }
-}
-
-/// The text of a message event (`None` for other events).
-fn message_body(event: &ConversationEvent) -> Option<&str> {
-    use ConversationEvent::*;
-    match event {
-        CustomerMessagePosted(e) => Some(&e.body),
-        AgentMessagePosted(e) => Some(&e.body),
-        PrivateNoteAdded(e) => Some(&e.body),
-        BotMessagePosted(e) => Some(&e.body),
-        EmailMessageReceived(e) => Some(&e.body),
-        SlackMessageReceived(e) => Some(&e.body),
-        SmsMessageReceived(e) => Some(&e.body),
-        _ => None,
     }
 }
