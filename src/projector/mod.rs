@@ -128,7 +128,7 @@ pub async fn read_model_pool(url: &str, max_connections: u32) -> Result<AnyPool,
     };
     let sqlite = url.starts_with("sqlite:");
     crate::store::pool_options::<sqlx::Any>()
-        .max_connections(max_connections.max(2))
+        .max_connections(max_connections.max(1))
         .acquire_timeout(acquire_timeout)
         .after_connect(move |conn, _| {
             Box::pin(async move {

@@ -29,6 +29,8 @@ const KEY_CHECK: &str = "netia:key-check";
 async fn shred(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Result<Arc<dyn EventStore>> {
     let sealer = crate::secrets::sealer_of(settings).context("cannot read or create the secret key")?;
     let url = settings.database_url.expose_secret();
+    // Two connections: a node reads a customer's key once (then holds it until an erasure), and
+    // every pooled connection counts against the database's limit, on every node.
     let keys = crate::projector::read_model_pool(url, 2)
         .await
         .with_context(|| format!("cannot open the database for data keys ({})", redact(url)))?;

@@ -87,11 +87,15 @@ impl ShreddingStore {
         sealer.open(wrapped, &key_context(subject)).is_ok()
     }
 
+    /// The key this node holds for `subject`. Live keys are kept until an erasure: every node's
+    /// tailers (broadcaster, projectors, relay) read the `CustomerErased` event within moments and
+    /// forget the key then; an absent key (`Gone` without a row) is looked up again after
+    /// [`KEY_CACHE_TTL`].
     fn cached(&self, subject: &str) -> Option<DataKey> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(subject)
-            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+            .filter(|(key, at)| matches!(key, DataKey::Live(_)) || at.elapsed() < KEY_CACHE_TTL)
             .map(|(key, _)| key.clone())
     }
 
@@ -122,22 +126,38 @@ impl ShreddingStore {
         if let Some(key) = self.cached(subject) {
             return Ok(key);
         }
+        Ok(self.load_key(subject).await?.unwrap_or(DataKey::Gone))
+    }
+
+    /// `subject`'s key as `subject_keys` holds it (remembered): `None` when it has no row.
+    async fn load_key(&self, subject: &str) -> Result<Option<DataKey>, StoreError> {
         let row: Option<(Option<String>,)> = sqlx::query_as("SELECT wrapped_key FROM subject_keys WHERE subject = $1")
             .bind(subject)
             .fetch_optional(&self.keys)
             .await?;
-        let key = match row.and_then(|(w,)| w) {
+        let Some((wrapped,)) = row else {
+            return Ok(None);
+        };
+        let key = match wrapped {
             Some(wrapped) => self.unwrap_key(subject, &wrapped)?,
             None => DataKey::Gone,
         };
         self.remember(subject, key.clone());
-        Ok(key)
+        Ok(Some(key))
     }
 
-    /// `subject`'s key for writing: created on its first event; `Gone` once erased.
+    /// `subject`'s key for writing: created on its first event; `Gone` once erased. A key this
+    /// node holds is used whatever its age: if another node erased it meanwhile, what is sealed
+    /// with it cannot be opened either.
     async fn key_for_writing(&self, subject: &str) -> Result<DataKey, StoreError> {
-        if let Some(DataKey::Live(key)) = self.cached(subject) {
-            return Ok(DataKey::Live(key));
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((DataKey::Live(key), _)) = cache.get(subject) {
+                return Ok(DataKey::Live(key.clone()));
+            }
+        }
+        if let Some(key) = self.load_key(subject).await? {
+            return Ok(key);
         }
         let mut fresh = [0u8; 32];
         crate::secrets::fill_random(&mut fresh);
@@ -151,8 +171,7 @@ impl ShreddingStore {
             .bind(&wrapped)
             .execute(&self.keys)
             .await?;
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(subject);
-        self.key_for_reading(subject).await
+        Ok(self.load_key(subject).await?.unwrap_or(DataKey::Gone))
     }
 
     /// Seals the personal fields of `event` in place; returns the payload callers see (the plain
@@ -163,6 +182,17 @@ impl ShreddingStore {
         let Some(subject) = event.subject.clone().filter(|_| !fields.is_empty()) else {
             return Ok(plain);
         };
+        // Nothing to seal (a customer created without identity, a message without a client id
+        // or files): no key needed.
+        let mut anything = false;
+        for field in fields {
+            personal::visit(&mut event.payload, field.path, &mut |value| {
+                anything |= !is_empty_container(value);
+            });
+        }
+        if !anything {
+            return Ok(plain);
+        }
         let key = self.key_for_writing(&subject).await?;
         // Nothing to hide in an empty list or object (most messages have no attachments).
         seal_fields(
@@ -240,10 +270,52 @@ impl ShreddingStore {
     }
 
     async fn open_all(&self, mut events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.load_keys_of(&mut events).await?;
         for event in &mut events {
             self.open(event).await?;
         }
         Ok(events)
+    }
+
+    /// Reads, in one query per 500, the keys of the subjects whose sealed fields `events` hold
+    /// and this node does not hold yet: a tailer's batch then costs one round trip, not one per
+    /// customer (a node reading what another node wrote meets many customers new to it).
+    async fn load_keys_of(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
+        let mut missing = std::collections::BTreeSet::new();
+        for event in events.iter_mut() {
+            for field in personal::fields(&event.event_type) {
+                personal::visit(&mut event.payload, field.path, &mut |value| {
+                    if let Some((subject, _)) = value
+                        .as_str()
+                        .and_then(|t| t.strip_prefix(PREFIX))
+                        .and_then(|rest| rest.split_once(':'))
+                        && self.cached(subject).is_none()
+                    {
+                        missing.insert(subject.to_owned());
+                    }
+                });
+            }
+        }
+        let missing: Vec<String> = missing.into_iter().collect();
+        for chunk in missing.chunks(500) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("SELECT subject, wrapped_key FROM subject_keys WHERE subject IN ({list})");
+            let mut query = sqlx::query_as::<_, (String, Option<String>)>(&sql);
+            for subject in chunk {
+                query = query.bind(subject.clone());
+            }
+            for (subject, wrapped) in query.fetch_all(&self.keys).await? {
+                let key = match wrapped {
+                    Some(wrapped) => self.unwrap_key(&subject, &wrapped)?,
+                    None => DataKey::Gone,
+                };
+                self.remember(&subject, key);
+            }
+        }
+        Ok(())
     }
 }
 
