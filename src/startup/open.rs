@@ -89,7 +89,13 @@ async fn shred(settings: &Settings, store: Arc<dyn EventStore>) -> anyhow::Resul
         .execute(&keys)
         .await
         .context("cannot record the key check (subject_keys)")?;
-    Ok(Arc::new(store::ShreddingStore::new(store, keys, sealer)))
+    // Two more for the log's followers, which must not wait behind the requests' lookups.
+    let followers_keys = crate::projector::read_model_pool(url, 2)
+        .await
+        .with_context(|| format!("cannot open the database for data keys ({})", redact(url)))?;
+    Ok(Arc::new(
+        store::ShreddingStore::new(store, keys, sealer).with_followers_keys(followers_keys),
+    ))
 }
 
 /// [`open_store`] linking with `chain`, without comparing it with the log's (for `audit rekey`).

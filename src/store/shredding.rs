@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use base64::Engine;
@@ -50,6 +50,9 @@ enum DataKey {
 pub struct ShreddingStore {
     inner: Arc<dyn EventStore>,
     keys: AnyPool,
+    /// Where the log's followers (projectors, relay, broadcaster: [`EventStore::read_all`]) read
+    /// the keys of the customers new to this node: beside, not behind, the requests' lookups.
+    followers_keys: AnyPool,
     sealer: Sealer,
     cache: Mutex<HashMap<String, (DataKey, Instant)>>,
 }
@@ -60,10 +63,18 @@ impl ShreddingStore {
     pub fn new(inner: Arc<dyn EventStore>, keys: AnyPool, sealer: Sealer) -> Self {
         Self {
             inner,
+            followers_keys: keys.clone(),
             keys,
             sealer,
             cache: Mutex::default(),
         }
+    }
+
+    /// Reads the keys that [`EventStore::read_all`] needs through `pool` instead of the requests'
+    /// (after PostgreSQL restarts, a crowd of retrying clients queues for those).
+    pub fn with_followers_keys(mut self, pool: AnyPool) -> Self {
+        self.followers_keys = pool;
+        self
     }
 
     /// How many personal fields of `event`, as stored, hold something in the clear: not sealed,
@@ -85,93 +96,6 @@ impl ShreddingStore {
     /// Whether `wrapped`, `subject`'s data key as `subject_keys` holds it, opens with `sealer`.
     pub fn key_opens(sealer: &Sealer, subject: &str, wrapped: &str) -> bool {
         sealer.open(wrapped, &key_context(subject)).is_ok()
-    }
-
-    /// The key this node holds for `subject`. Live keys are kept until an erasure: every node's
-    /// tailers (broadcaster, projectors, relay) read the `CustomerErased` event within moments and
-    /// forget the key then; an absent key (`Gone` without a row) is looked up again after
-    /// [`KEY_CACHE_TTL`].
-    fn cached(&self, subject: &str) -> Option<DataKey> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(subject)
-            .filter(|(key, at)| matches!(key, DataKey::Live(_)) || at.elapsed() < KEY_CACHE_TTL)
-            .map(|(key, _)| key.clone())
-    }
-
-    fn remember(&self, subject: &str, key: DataKey) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_CACHED_KEYS {
-            cache.clear();
-        }
-        cache.insert(subject.to_owned(), (key, Instant::now()));
-    }
-
-    fn unwrap_key(&self, subject: &str, wrapped: &str) -> Result<DataKey, StoreError> {
-        let key = self
-            .sealer
-            .open(wrapped, &key_context(subject))
-            .ok()
-            .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
-            .ok_or_else(|| {
-                StoreError::Keys(format!(
-                    "the data key of customer {subject} does not open with NETIA_SECRET_KEY (another key, or altered)"
-                ))
-            })?;
-        Ok(DataKey::Live(Arc::new(Aes256Gcm::new((&key).into()))))
-    }
-
-    /// `subject`'s key for reading: `Gone` when erased or missing.
-    async fn key_for_reading(&self, subject: &str) -> Result<DataKey, StoreError> {
-        if let Some(key) = self.cached(subject) {
-            return Ok(key);
-        }
-        Ok(self.load_key(subject).await?.unwrap_or(DataKey::Gone))
-    }
-
-    /// `subject`'s key as `subject_keys` holds it (remembered): `None` when it has no row.
-    async fn load_key(&self, subject: &str) -> Result<Option<DataKey>, StoreError> {
-        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT wrapped_key FROM subject_keys WHERE subject = $1")
-            .bind(subject)
-            .fetch_optional(&self.keys)
-            .await?;
-        let Some((wrapped,)) = row else {
-            return Ok(None);
-        };
-        let key = match wrapped {
-            Some(wrapped) => self.unwrap_key(subject, &wrapped)?,
-            None => DataKey::Gone,
-        };
-        self.remember(subject, key.clone());
-        Ok(Some(key))
-    }
-
-    /// `subject`'s key for writing: created on its first event; `Gone` once erased. A key this
-    /// node holds is used whatever its age: if another node erased it meanwhile, what is sealed
-    /// with it cannot be opened either.
-    async fn key_for_writing(&self, subject: &str) -> Result<DataKey, StoreError> {
-        {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((DataKey::Live(key), _)) = cache.get(subject) {
-                return Ok(DataKey::Live(key.clone()));
-            }
-        }
-        if let Some(key) = self.load_key(subject).await? {
-            return Ok(key);
-        }
-        let mut fresh = [0u8; 32];
-        crate::secrets::fill_random(&mut fresh);
-        let wrapped = self
-            .sealer
-            .seal(&fresh, &key_context(subject))
-            .map_err(|e| StoreError::Keys(e.to_string()))?;
-        // Another node may create it at the same time: the first row wins, and both use it.
-        sqlx::query("INSERT INTO subject_keys (subject, wrapped_key) VALUES ($1, $2) ON CONFLICT (subject) DO NOTHING")
-            .bind(subject)
-            .bind(&wrapped)
-            .execute(&self.keys)
-            .await?;
-        Ok(self.load_key(subject).await?.unwrap_or(DataKey::Gone))
     }
 
     /// Seals the personal fields of `event` in place; returns the payload callers see (the plain
@@ -269,53 +193,12 @@ impl ShreddingStore {
         serde_json::from_slice(&plain).map_err(|_| corrupt("not JSON inside"))
     }
 
-    async fn open_all(&self, mut events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.load_keys_of(&mut events).await?;
+    async fn open_all(&self, mut events: Vec<RecordedEvent>, keys: &AnyPool) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.load_keys_of(&mut events, keys).await?;
         for event in &mut events {
             self.open(event).await?;
         }
         Ok(events)
-    }
-
-    /// Reads, in one query per 500, the keys of the subjects whose sealed fields `events` hold
-    /// and this node does not hold yet: a tailer's batch then costs one round trip, not one per
-    /// customer (a node reading what another node wrote meets many customers new to it).
-    async fn load_keys_of(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
-        let mut missing = std::collections::BTreeSet::new();
-        for event in events.iter_mut() {
-            for field in personal::fields(&event.event_type) {
-                personal::visit(&mut event.payload, field.path, &mut |value| {
-                    if let Some((subject, _)) = value
-                        .as_str()
-                        .and_then(|t| t.strip_prefix(PREFIX))
-                        .and_then(|rest| rest.split_once(':'))
-                        && self.cached(subject).is_none()
-                    {
-                        missing.insert(subject.to_owned());
-                    }
-                });
-            }
-        }
-        let missing: Vec<String> = missing.into_iter().collect();
-        for chunk in missing.chunks(500) {
-            let list = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!("SELECT subject, wrapped_key FROM subject_keys WHERE subject IN ({list})");
-            let mut query = sqlx::query_as::<_, (String, Option<String>)>(&sql);
-            for subject in chunk {
-                query = query.bind(subject.clone());
-            }
-            for (subject, wrapped) in query.fetch_all(&self.keys).await? {
-                let key = match wrapped {
-                    Some(wrapped) => self.unwrap_key(&subject, &wrapped)?,
-                    None => DataKey::Gone,
-                };
-                self.remember(&subject, key);
-            }
-        }
-        Ok(())
     }
 }
 
@@ -325,10 +208,6 @@ fn is_empty_container(value: &Value) -> bool {
         Value::Object(map) => map.is_empty(),
         _ => false,
     }
-}
-
-fn key_context(subject: &str) -> String {
-    format!("subject-key:{subject}")
 }
 
 fn seal_context(event_id: uuid::Uuid, field: &PersonalField, subject: &str) -> String {
@@ -378,7 +257,7 @@ impl EventStore for ShreddingStore {
 
     async fn read_stream(&self, stream: &StreamRef, bound: StreamBound) -> Result<Vec<RecordedEvent>, StoreError> {
         let events = self.inner.read_stream(stream, bound).await?;
-        self.open_all(events).await
+        self.open_all(events, &self.keys).await
     }
 
     async fn stream_version(&self, stream: &StreamRef) -> Result<i64, StoreError> {
@@ -397,7 +276,7 @@ impl EventStore for ShreddingStore {
 
     async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let events = self.inner.read_all(after, limit).await?;
-        self.open_all(events).await
+        self.open_all(events, &self.followers_keys).await
     }
 
     async fn head(&self) -> Result<Checkpoint, StoreError> {
@@ -486,8 +365,10 @@ impl EventStore for ShreddingStore {
     }
 }
 
+mod keys;
 mod reseal;
 #[cfg(test)]
 mod tests;
 
+use keys::key_context;
 use reseal::{decrypt, reseal, seal_fields};
