@@ -1,7 +1,9 @@
 //! Leases: one active instance of a named job across nodes (a projector, the relay, the scheduler,
-//! an embedded consumer). On PostgreSQL a lease is a session advisory lock held on a connection
-//! taken out of the pool; dropping the connection (or the process dying) releases it. SQLite has one
-//! process per file, so the lease is always granted.
+//! an embedded consumer). On PostgreSQL a lease is a session advisory lock held on a connection of
+//! its own, opened with the pool's settings but outside it ([`session`]): a lease is taken again
+//! after PostgreSQL restarts, when requests retrying by the thousand fill the pool's queue, and
+//! must not wait behind them. Dropping the connection (or the process dying) releases it. SQLite
+//! has one process per file, so the lease is always granted.
 //!
 //! A lease can be lost without its holder doing anything: PostgreSQL restarts, an operator or a
 //! failover terminates the session, a proxy drops an idle connection. Another node then takes the
@@ -118,15 +120,16 @@ pub async fn acquire(db: &AnyPool, backend: Backend, name: &str) -> Lease {
     }
     let key = lock_key(name);
     loop {
-        match db.acquire().await {
+        match session(db).await {
             Ok(mut conn) => {
                 let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(key)
-                    .fetch_one(&mut *conn)
+                    .fetch_one(&mut conn)
                     .await;
                 if let Ok(true) = got {
-                    return Lease::kept(name, conn.detach());
+                    return Lease::kept(name, conn);
                 }
+                let _ = sqlx::Connection::close(conn).await;
             }
             Err(e) => tracing::warn!(lease = name, error = %e, "cannot acquire a connection for a lease"),
         }
@@ -143,9 +146,8 @@ pub async fn acquire_all(db: &AnyPool, backend: Backend, names: &[&str]) -> Opti
     }
     let keys: Vec<i64> = names.iter().map(|name| lock_key(name)).collect();
     loop {
-        match db.acquire().await {
-            Ok(conn) => {
-                let mut conn = conn.detach();
+        match session(db).await {
+            Ok(mut conn) => {
                 let mut held = Vec::new();
                 for key in &keys {
                     let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
@@ -167,6 +169,16 @@ pub async fn acquire_all(db: &AnyPool, backend: Backend, names: &[&str]) -> Opti
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+}
+
+/// A new session for a lease, with `db`'s connect options, outside its pool (see the module
+/// documentation); given up after [`crate::store::PG_ACQUIRE_TIMEOUT`].
+async fn session(db: &AnyPool) -> Result<AnyConnection, sqlx::Error> {
+    use sqlx::ConnectOptions;
+    let options = db.connect_options();
+    tokio::time::timeout(crate::store::PG_ACQUIRE_TIMEOUT, options.connect())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?
 }
 
 /// A stable 63-bit key for a lease's advisory lock.

@@ -31,6 +31,8 @@ const BATCH: usize = 500;
 /// of per two or three), which leaves more of the processor to appends and broadcasts; an event after
 /// a quiet spell is applied at once. (Measured in docs/adr/0006-serialized-appends.md.)
 const PACE: Duration = Duration::from_millis(10);
+/// How long the group waits after the log could not be read in time before reading again.
+const READ_RETRY: Duration = Duration::from_millis(500);
 
 pub struct ProjectorGroup {
     store: Arc<dyn EventStore>,
@@ -211,7 +213,20 @@ impl ProjectorGroup {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
                 _ = sleep_until(retry_at) => continue,
                 () = self.job_ended.notified() => continue,
-                events = tailer.next_batch() => events?,
+                events = tailer.next_batch() => events,
+            };
+            let events = match events {
+                Ok(events) => events,
+                // The log could not be read in time (requests retrying by the thousand after
+                // PostgreSQL came back fill the store's pool): the leases stay held, and are given
+                // up only if their session is gone too. Starting over would queue for them again
+                // behind the same requests.
+                Err(e) if crate::store::unavailable_in(&e) && session_alive(lease.as_mut()).await => {
+                    tracing::warn!(error = %e, "projectors cannot read the log; retrying");
+                    next = Instant::now() + READ_RETRY;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             let Some(to) = events.last().map(RecordedEvent::checkpoint) else {
                 continue;
@@ -424,6 +439,17 @@ impl Member {
         };
         let wait = delays.next_delay();
         self.retry = Some((Instant::now() + wait, delays));
+    }
+}
+
+/// Whether the leases' session answers (always on SQLite, which has none).
+async fn session_alive(lease: Option<&mut AnyConnection>) -> bool {
+    match lease {
+        Some(conn) => matches!(
+            tokio::time::timeout(crate::lease::CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(conn)).await,
+            Ok(Ok(_))
+        ),
+        None => true,
     }
 }
 
