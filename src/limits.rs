@@ -2,13 +2,15 @@
 //! for everything an agent's *validated* token does not carry, per customer token on top, socket
 //! upgrades per address, failed logins per email address (a lockout that holds whatever the
 //! address; attempts are counted before the password is checked, so a burst of concurrent
-//! guesses cannot all pass before the first failures are known), and frames per socket connection. The HTTP middleware (`http::limits`) and the
-//! socket transport use them; both answer a refusal with how long to wait.
+//! guesses cannot all pass before the first failures are known), and frames per socket connection;
+//! and a bound on the API requests and socket admissions a node works on at once
+//! ([`Limiter::in_flight`]). The HTTP middleware (`http::limits`) and the socket transport use
+//! them; both answer a refusal with how long to wait.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -26,6 +28,8 @@ pub struct Limits {
     pub frames_per_second: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (behind a trusted proxy).
     pub trust_proxy: bool,
+    /// API requests and socket admissions this node works on at once ([`Limiter::in_flight`]).
+    pub in_flight: usize,
 }
 
 /// Login attempts allowed per email address…
@@ -34,6 +38,11 @@ pub const LOGIN_ATTEMPTS: u32 = 10;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// How long an agent token's validation exempts its requests from the address limit.
 pub const AGENT_TOKEN_CACHE: Duration = Duration::from_secs(10);
+/// How long a request waits for one of the node's [`Limits::in_flight`] places before it is
+/// answered 503 (retry shortly).
+pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(3);
+/// [`Limits::in_flight`] per database connection of a pool (`DATABASE_MAX_CONNECTIONS`).
+pub const IN_FLIGHT_PER_CONNECTION: usize = 4;
 /// Keyed state is swept of idle keys once it holds this many.
 const SWEEP_ABOVE: usize = 100_000;
 
@@ -50,6 +59,7 @@ pub struct Limiter {
     logins: DefaultKeyedRateLimiter<String>,
     /// Digests of agent tokens validated lately, until when they count as validated.
     agents: Mutex<HashMap<String, Instant>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Limiter {
@@ -64,7 +74,20 @@ impl Limiter {
             upgrades: RateLimiter::keyed(per_minute(limits.sockets_per_minute)),
             logins: RateLimiter::keyed(login),
             agents: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(limits.in_flight.max(1))),
         }
+    }
+
+    /// A place among the requests this node works on at once ([`Limits::in_flight`]), waited for
+    /// (first come, first served) for at most [`IN_FLIGHT_WAIT`]; `None`: the node is busy, answer
+    /// 503. Requests beyond the bound wait here, not in the database pools' queues, where the
+    /// projectors, the relay and the broadcaster would wait behind them (after PostgreSQL
+    /// restarts, thousands of clients retry at once). Held until dropped.
+    pub async fn in_flight(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::time::timeout(IN_FLIGHT_WAIT, self.in_flight.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// One request from `ip`; `Err` holds how long until the next is allowed.
@@ -153,7 +176,20 @@ mod tests {
             sockets_per_minute: per_minute,
             frames_per_second: 50,
             trust_proxy: false,
+            in_flight: 2,
         })
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_in_flight_bound_wait_then_are_turned_away_until_a_place_frees() {
+        let limiter = limiter(5);
+        let first = limiter.in_flight().await.expect("a first place");
+        let _second = limiter.in_flight().await.expect("a second place");
+        let waited = Instant::now();
+        assert!(limiter.in_flight().await.is_none(), "no third place while two are held");
+        assert!(waited.elapsed() >= IN_FLIGHT_WAIT, "it waited for one first");
+        drop(first);
+        assert!(limiter.in_flight().await.is_some(), "a freed place is taken again");
     }
 
     #[test]

@@ -198,6 +198,7 @@ impl Application {
             sockets_per_minute: settings.rate_limit_sockets_per_minute,
             frames_per_second: settings.rate_limit_frames_per_second,
             trust_proxy: settings.trust_proxy,
+            in_flight: crate::limits::IN_FLIGHT_PER_CONNECTION * settings.database_max_connections as usize,
         })));
         let socket_limiter = limiter.clone().into_inner();
         let app_state = state.clone();

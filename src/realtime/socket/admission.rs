@@ -116,6 +116,12 @@ pub(super) async fn admit(
     if !params.get("vsn").is_some_and(|v| v.starts_with("2.")) {
         return Err(forbidden("only the Phoenix V2 serializer is supported (vsn=2.0.0)"));
     }
+    // The token and the account are read under one of the node's places in flight, as an API
+    // request's work is (see `Limiter::in_flight`): a reconnecting crowd waits there, not in the
+    // database pools' queues.
+    let Some(_place) = services.limiter.in_flight().await else {
+        return Err((503, "this node is busy; retry shortly".to_owned()));
+    };
     let admission = authenticate(services, token(head, &params)).await?;
     let account = match services.app.state_of::<Account>(admission.caller.account_id()).await {
         Ok(account) => account,
