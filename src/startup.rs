@@ -219,6 +219,8 @@ impl Application {
                     http::method_not_allowed,
                 ))
                 .wrap(actix_web::middleware::from_fn(http::limits::limit))
+                // Outside the rate limits: their checks read the database too.
+                .wrap(actix_web::middleware::from_fn(http::in_flight::place))
                 .wrap(http::cors())
                 .wrap(tracing_actix())
                 .wrap(actix_web::middleware::from_fn(http::health::measure))

@@ -7,11 +7,6 @@
 //! are not counted per address: Slack sends every event of a busy workspace from a few addresses,
 //! a 429 makes it retry and then disable the subscription, and the handlers refuse an unsigned
 //! request after one HMAC, before reading anything else.
-//!
-//! Every `/api/` request but file transfers (which last as long as the client takes) first takes a
-//! place among the node's requests in flight ([`Limiter::in_flight`]); none free within
-//! [`crate::limits::IN_FLIGHT_WAIT`]:
-//! 503 with `Retry-After: 1`.
 
 use std::time::Duration;
 
@@ -33,17 +28,6 @@ pub fn too_many(wait: Duration, who: &str) -> HttpResponse {
         .json(json!({
             "error": "rate_limited",
             "message": format!("too many requests from this {who}; retry in {seconds} s"),
-        }))
-}
-
-/// 503 for a request that found no place among the node's requests in flight
-/// ([`Limiter::in_flight`]) within [`crate::limits::IN_FLIGHT_WAIT`].
-fn busy() -> HttpResponse {
-    HttpResponse::ServiceUnavailable()
-        .insert_header(("Retry-After", "1"))
-        .json(json!({
-            "error": "unavailable",
-            "message": "this node is busy; retry in 1 s",
         }))
 }
 
@@ -90,15 +74,6 @@ pub async fn limit(
             && !signed_by_slack(req.path())
     }) else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
-    };
-    // Files stream for as long as the client takes: they do not hold a place.
-    let _place = if req.path().starts_with("/api/attachments/") || req.path().ends_with("/attachments") {
-        None
-    } else {
-        match limiter.in_flight().await {
-            Some(place) => Some(place),
-            None => return Ok(req.into_response(busy())),
-        }
     };
     let token = super::caller::bearer(req.request());
     if let Some(token) = &token

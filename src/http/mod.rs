@@ -8,6 +8,7 @@ mod customers;
 mod email;
 mod gmail;
 pub mod health;
+pub mod in_flight;
 pub mod limits;
 mod messages;
 pub mod openapi;

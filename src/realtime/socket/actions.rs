@@ -78,7 +78,14 @@ impl Connection {
         };
         let started = std::time::Instant::now();
         let meta = self.caller.meta();
-        match post_message(&self.services.app, id, author, message, &meta, ReadBack::Event).await {
+        // Posting reads and writes the database: under one of the node's places in flight (ADR
+        // 0024), given back before waiting for the broadcast, which reads nothing.
+        let Some(place) = self.services.limiter.in_flight().await else {
+            return self.send(refuse(frame, UNAVAILABLE));
+        };
+        let posted = post_message(&self.services.app, id, author, message, &meta, ReadBack::Event).await;
+        drop(place);
+        match posted {
             Ok(posted) => {
                 let saved_in = started.elapsed();
                 if let Some(last) = posted.events.last() {

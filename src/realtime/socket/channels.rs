@@ -49,7 +49,14 @@ impl Connection {
             self.send(refuse(&frame, "too many channels joined"));
             return;
         }
-        if let Err(reason) = self.authorize(&frame.topic).await {
+        // Authorizing reads the database: under one of the node's places in flight (ADR 0024).
+        let Some(place) = self.services.limiter.in_flight().await else {
+            self.send(refuse(&frame, "unavailable"));
+            return;
+        };
+        let authorized = self.authorize(&frame.topic).await;
+        drop(place);
+        if let Err(reason) = authorized {
             self.send(refuse(&frame, reason));
             return;
         }
