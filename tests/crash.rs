@@ -795,6 +795,11 @@ async fn first_broadcast(base: String, token: String, account: String, since: In
                             if frame[3] == "shout" && Instant::now() > since {
                                 return since.elapsed();
                             }
+                            // A refused join ("unavailable": the node is busy) is tried again on a
+                            // new connection, as the phoenix client rejoins.
+                            if frame[1] == "1" && frame[3] == "phx_reply" && frame[4]["status"] != "ok" {
+                                break;
+                            }
                         }
                     }
                 }

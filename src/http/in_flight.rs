@@ -6,7 +6,8 @@
 //! A request with a body takes its place once the body is in (the end of its payload stream waits
 //! for it), so that a client sending a body slowly holds a connection, as before, and not a place
 //! that the node's other clients need. File transfers (attachments), which stream for as long as
-//! the client takes, and CORS preflights take none.
+//! the client takes, logins and registrations, which wait for a password hash that has its own
+//! bound, and CORS preflights take none.
 
 use std::sync::{Arc, Mutex};
 
@@ -52,6 +53,18 @@ fn has_body(req: &ServiceRequest) -> bool {
             .is_some_and(|length| length > 0)
 }
 
+/// Logins and registrations, which wait for a password hash (argon2, one per core at a time, and
+/// rate limited per address and email): holding a place through that wait would let a flood of
+/// guesses turn every other client of the node away.
+fn password_checked(req: &ServiceRequest) -> bool {
+    let path = req
+        .path()
+        .strip_prefix("/api/v1")
+        .or_else(|| req.path().strip_prefix("/api"))
+        .unwrap_or_default();
+    req.method() == actix_web::http::Method::POST && matches!(path, "/session" | "/registration")
+}
+
 /// The middleware (see the module's documentation).
 pub async fn place(
     mut req: ServiceRequest,
@@ -61,7 +74,8 @@ pub async fn place(
     let exempt = !path.starts_with("/api/")
         || req.method() == actix_web::http::Method::OPTIONS
         || path.starts_with("/api/attachments/")
-        || path.ends_with("/attachments");
+        || path.ends_with("/attachments")
+        || password_checked(&req);
     let limiter = req.app_data::<web::Data<Limiter>>().cloned();
     let Some(limiter) = limiter.filter(|_| !exempt) else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
