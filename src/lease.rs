@@ -94,17 +94,19 @@ impl Lease {
     }
 }
 
+/// Whether a lease's session answers a trivial query within [`CHECK_TIMEOUT`].
+pub async fn answers(conn: &mut AnyConnection) -> bool {
+    matches!(
+        tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(conn)).await,
+        Ok(Ok(_))
+    )
+}
+
 /// Checks the lease's session until it is gone, then says so.
 async fn keep(name: String, connection: Arc<Mutex<AnyConnection>>, lost: watch::Sender<bool>) {
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
-        let alive = {
-            let mut conn = connection.lock().await;
-            matches!(
-                tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&mut *conn)).await,
-                Ok(Ok(_))
-            )
-        };
+        let alive = answers(&mut *connection.lock().await).await;
         if !alive {
             tracing::warn!(lease = %name, "the lease's database session is gone");
             let _ = lost.send(true);
