@@ -17,6 +17,10 @@ pub trait DomainEvent: Sized {
     fn to_payload(&self) -> Result<Value, serde_json::Error>;
     /// Decodes a payload stored at `version`, upcasting older shapes first.
     fn from_stored(event_type: &str, version: i32, payload: Value) -> Result<Self, DecodeError>;
+    /// Like [`DomainEvent::from_stored`] without taking the payload: a payload already of the
+    /// current version is read in place (no copy of it, which every projector made for every event);
+    /// an older one is copied to be upcast.
+    fn from_stored_ref(event_type: &str, version: i32, payload: &Value) -> Result<Self, DecodeError>;
 
     /// Decodes a recorded event, naming its position on failure.
     fn decode(event: &RecordedEvent) -> Result<Self, EventError> {
@@ -30,7 +34,7 @@ pub trait DomainEvent: Sized {
                 },
             });
         }
-        Self::from_stored(&event.event_type, event.event_version, event.payload.clone()).map_err(|source| EventError {
+        Self::from_stored_ref(&event.event_type, event.event_version, &event.payload).map_err(|source| EventError {
             position: event.global_position,
             stream: format!("{}:{}", event.stream_type, event.stream_id),
             event_type: event.event_type.clone(),
@@ -160,6 +164,21 @@ macro_rules! event_family {
                     _ => Err($crate::codec::DecodeError::UnknownType),
                 }
             }
+
+            fn from_stored_ref(
+                event_type: &str,
+                version: i32,
+                payload: &serde_json::Value,
+            ) -> Result<Self, $crate::codec::DecodeError> {
+                match event_type {
+                    $(stringify!($variant) if version == $version => {
+                        <$variant as serde::Deserialize>::deserialize(payload)
+                            .map(Self::$variant)
+                            .map_err(|e| $crate::codec::DecodeError::Malformed(e.to_string()))
+                    })*
+                    _ => Self::from_stored(event_type, version, payload.clone()),
+                }
+            }
         }
 
         impl cqrs_es::DomainEvent for $name {
@@ -225,6 +244,31 @@ mod tests {
         assert_eq!(back, event);
         assert_eq!(event.event_type(), "CustomerMessagePosted");
         assert_eq!(event.event_version(), 2);
+    }
+
+    #[test]
+    fn reading_a_payload_in_place_decodes_as_taking_it_does() {
+        let current = posted().to_payload().unwrap();
+        let mut v1 = current.clone();
+        v1.as_object_mut().unwrap().remove("format");
+        v1.as_object_mut().unwrap().remove("attachments");
+        let cases = [
+            ("CustomerMessagePosted", 2, current.clone()),
+            ("CustomerMessagePosted", 1, v1),
+            ("CustomerMessagePosted", 3, current.clone()),
+            ("CustomerMessagePosted", 0, current),
+            ("CustomerMessagePosted", 2, json!({"body": "hi"})),
+            ("ConversationClosed", 1, json!({"closed_at": "yesterday"})),
+            ("ConversationTeleported", 1, json!({})),
+        ];
+        for (event_type, version, payload) in cases {
+            let taken = ConversationEvent::from_stored(event_type, version, payload.clone());
+            let in_place = ConversationEvent::from_stored_ref(event_type, version, &payload);
+            assert_eq!(in_place, taken, "{event_type} v{version}");
+        }
+        assert!(
+            ConversationEvent::from_stored_ref("CustomerMessagePosted", 2, &posted().to_payload().unwrap()).is_ok()
+        );
     }
 
     #[test]

@@ -95,7 +95,7 @@ where
         let sql = select.replace("{ids}", &placeholders(1, size));
         let mut q = sqlx::query_as::<_, T>(&sql);
         for i in 0..size {
-            q = q.bind(chunk[i.min(chunk.len() - 1)].clone());
+            q = q.bind(chunk[i.min(chunk.len() - 1)].as_str());
         }
         rows.extend(q.fetch_all(&mut *conn).await?);
     }
@@ -143,7 +143,8 @@ pub(crate) async fn insert_rows(
         let mut q = sqlx::query(&sql);
         for cell in chunk.iter().flatten() {
             q = match cell {
-                Cell::Text(text) => q.bind(text.clone()),
+                // Borrowed: sqlx's `Any` copies an owned `String` once more when it encodes it.
+                Cell::Text(text) => q.bind(text.as_deref()),
                 Cell::Int(int) => q.bind(*int),
             };
         }
