@@ -7,6 +7,11 @@
 //! main one. The shadow keeps its own checkpoint, which is what makes a rebuild resumable. The swap
 //! moves (PostgreSQL) or copies (SQLite) the tables and sets the live checkpoint in one transaction;
 //! a live projector then finds its checkpoint moved and continues from the new one.
+//!
+//! A PostgreSQL shadow is written `UNLOGGED` and without the indexes only queries use
+//! ([`Projection::query_indexes`]): those are built once it is full, and each table is made logged
+//! (one pass) just before the swap. A crash of PostgreSQL empties an unlogged shadow, checkpoint
+//! and all, and the next run starts that projection over.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -146,8 +151,26 @@ pub async fn rebuild_all(
         let shadow = shadow_for(store.backend(), url, projection.name());
         let mut conn = open_shadow(url, &shadow).await?;
         Checkpoints::setup(&mut conn).await?;
-        projection.setup(&mut conn).await?;
         let at = Checkpoints::load(&mut conn, projection.name()).await?;
+        if at == Checkpoint::default() {
+            // Rows without a checkpoint (a crash emptied an unlogged shadow's checkpoint table
+            // between its tables' `SET LOGGED`s) are rows nobody can resume from.
+            for table in projection.tables() {
+                sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+                    .execute(&mut conn)
+                    .await?;
+            }
+        }
+        projection.setup(&mut conn).await?;
+        if let Shadow::Schema(_) = shadow {
+            // Unlogged (no WAL for the bulk of writes; a crash of PostgreSQL empties it, checkpoint
+            // included, and the next run starts over); made logged, one pass each, before the swap.
+            for table in projection.tables().iter().chain(&["projection_checkpoints"]) {
+                sqlx::query(&format!("ALTER TABLE {table} SET UNLOGGED"))
+                    .execute(&mut conn)
+                    .await?;
+            }
+        }
         members.push(Member {
             projection,
             shadow,
@@ -175,31 +198,69 @@ pub async fn rebuild_all(
     let mut replayed = 0u64;
     let mut batches = 0;
     let mut applied_to = start;
-    let mut pending = tailer.try_next_batch().await?;
+    let mut pending = Arc::new(tailer.try_next_batch().await?);
     let mut pending_to = tailer.checkpoint();
     while !pending.is_empty() {
         if options.max_batches.is_some_and(|max| batches >= max) {
             bar.abandon();
             return Ok(RebuildOutcome::Interrupted { at: applied_to });
         }
-        // The next batch is read while this one is applied to every shadow.
-        let apply = futures_util::future::try_join_all(members.iter_mut().map(|m| m.apply(&pending, pending_to)));
-        let (next, applied) = tokio::join!(tailer.try_next_batch(), apply);
-        applied?;
+        // The next batch is read while this one is applied to every shadow, each member and the
+        // reader on a task of its own: decoding and building statements use every core.
+        let reading = tokio::spawn(async move {
+            let next = tailer.try_next_batch().await;
+            (tailer, next)
+        });
+        let applying: Vec<_> = members
+            .drain(..)
+            .map(|mut member| {
+                let batch = Arc::clone(&pending);
+                tokio::spawn(async move {
+                    let applied = member.apply(&batch, pending_to).await;
+                    (member, applied)
+                })
+            })
+            .collect();
+        let mut failed = None;
+        for task in applying {
+            let (member, applied) = task.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            members.push(member);
+            if let Err(e) = applied {
+                failed.get_or_insert(e);
+            }
+        }
+        let (returned, next) = reading
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        tailer = returned;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         replayed += pending.len() as u64;
         batches += 1;
         bar.inc(pending.len() as u64);
         applied_to = pending_to;
-        pending = next?;
+        pending = Arc::new(next?);
         pending_to = tailer.checkpoint();
     }
     for member in members {
         let Member {
             projection,
             shadow,
-            conn,
+            mut conn,
             at,
         } = member;
+        if let Shadow::Schema(_) = shadow {
+            // The indexes only queries use, each built in one sort over the full table.
+            for statement in projection.query_indexes() {
+                sqlx::query(statement).execute(&mut conn).await?;
+            }
+            for table in projection.tables() {
+                sqlx::query(&format!("ALTER TABLE {table} SET LOGGED"))
+                    .execute(&mut conn)
+                    .await?;
+            }
+        }
         conn.close().await?;
         swap(url, &shadow, projection.as_ref(), at.max(applied_to)).await?;
     }
@@ -255,6 +316,9 @@ async fn swap(
                 sqlx::query(&format!("INSERT INTO main.{table} SELECT * FROM rebuild.{table}"))
                     .execute(&mut *tx)
                     .await?;
+            }
+            for statement in projection.query_indexes() {
+                sqlx::query(statement).execute(&mut *tx).await?;
             }
             Checkpoints::setup(&mut tx).await?;
             Checkpoints::save_versioned(&mut tx, projection.name(), reached, projection.version()).await?;

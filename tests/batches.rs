@@ -120,7 +120,7 @@ async fn batch_boundaries_do_not_change_any_read_model(db: &TestDb) {
     let mut conn = pool.acquire().await.unwrap();
     for projection in projections() {
         let projection = projection.as_ref();
-        projection.setup(&mut conn).await.unwrap();
+        projection.setup_with_query_indexes(&mut conn).await.unwrap();
         let name = projection.name();
 
         let mut tx = conn.begin().await.unwrap();

@@ -296,7 +296,7 @@ async fn batches_and_single_events_build_the_same_inbox(db: &TestDb) {
     let seeded = netia::seed::seed_demo(db.store.clone(), 3_000, 30, 5).await.unwrap();
     let pool = read_model_pool(&db.url, 2).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
-    InboxProjection.setup(&mut conn).await.unwrap();
+    InboxProjection.setup_with_query_indexes(&mut conn).await.unwrap();
     let events = common::all_events(db.store.as_ref()).await;
     let query = InboxQuery {
         include_archived: true,

@@ -60,6 +60,42 @@ async fn a_rebuilt_projection_equals_the_live_one(db: &TestDb) {
         );
     }
     assert_eq!(snapshot(&pool).await, before, "row for row");
+    let indexes = live_indexes(db).await;
+    for projection in projections() {
+        for statement in projection.query_indexes() {
+            let name = statement.split_whitespace().nth(5).unwrap();
+            assert!(
+                indexes.contains(&name.to_owned()),
+                "{name} (built after the shadow filled) is live"
+            );
+        }
+    }
+    if let common::Raw::Postgres(pg) = &db.raw {
+        // Shadows are written unlogged; what was swapped in must survive a crash of PostgreSQL.
+        let unlogged: Vec<String> = sqlx::query_scalar(
+            "SELECT relname::text FROM pg_class WHERE relpersistence = 'u' AND relnamespace = current_schema()::regnamespace",
+        )
+        .fetch_all(pg)
+        .await
+        .unwrap();
+        assert!(unlogged.is_empty(), "unlogged live tables: {unlogged:?}");
+    }
+}
+
+/// The names of the indexes of the live read models' schema (PostgreSQL) or database (SQLite).
+async fn live_indexes(db: &TestDb) -> Vec<String> {
+    match &db.raw {
+        common::Raw::Postgres(pg) => {
+            sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema()")
+                .fetch_all(pg)
+                .await
+                .unwrap()
+        }
+        common::Raw::Sqlite(lite) => sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index'")
+            .fetch_all(lite)
+            .await
+            .unwrap(),
+    }
 }
 
 async fn an_interrupted_rebuild_resumes_and_live_tables_keep_serving(db: &TestDb) {

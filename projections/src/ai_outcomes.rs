@@ -360,6 +360,10 @@ impl Projection for AiOutcomesProjection {
         &["ai_outcomes"]
     }
 
+    fn query_indexes(&self) -> &'static [&'static str] {
+        &["CREATE INDEX IF NOT EXISTS ai_outcomes_by_day ON ai_outcomes (account_id, opened_day)"]
+    }
+
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
         for statement in [
             "CREATE TABLE IF NOT EXISTS ai_outcomes (conversation_id TEXT PRIMARY KEY, account_id TEXT NOT NULL, \
@@ -368,7 +372,6 @@ impl Projection for AiOutcomesProjection {
                 human_replied BIGINT NOT NULL, closes BIGINT NOT NULL, closed_at TEXT, last_closed_at TEXT, \
                 reopened_within_7_days BIGINT NOT NULL, bot_involved BIGINT NOT NULL, \
                 resolved_without_human BIGINT NOT NULL, version BIGINT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS ai_outcomes_by_day ON ai_outcomes (account_id, opened_day)",
         ] {
             sqlx::query(statement).execute(&mut *conn).await?;
         }

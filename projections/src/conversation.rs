@@ -1,7 +1,7 @@
 //! The `conversation` read model: each conversation's messages in order, with kind, author, private
 //! flag, seen and delivery state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use netia_events::account::AccountEvent;
@@ -425,6 +425,7 @@ impl Projection for ConversationProjection {
         let mut messages: Vec<MessageRow> = Vec::new();
         let mut by_conversation: HashMap<String, Vec<usize>> = HashMap::new();
         let mut reads: Vec<(String, i64, String)> = Vec::new();
+        let mut first_reads: HashSet<&str> = HashSet::new();
         let mut threads: Vec<Vec<Cell>> = Vec::new();
         let mut statuses: Vec<(String, String)> = Vec::new();
         let mut relinks: Vec<(&str, &[&str], String, Option<Vec<String>>)> = Vec::new();
@@ -484,7 +485,9 @@ impl Projection for ConversationProjection {
                             m.seen_at = Some(at.clone());
                         }
                     }
-                    reads.push((event.stream_id.clone(), event.version, at));
+                    if first_reads.insert(event.stream_id.as_str()) {
+                        reads.push((event.stream_id.clone(), event.version, at));
+                    }
                 }
                 EmailMessageReceived(_) | EmailNotificationSent(_) => {
                     let id = match &decoded {
@@ -639,33 +642,32 @@ impl MessageRow {
     }
 }
 
-/// Read receipts per statement (each takes three parameters, used twice).
-const READS: usize = 300;
+/// Read receipts per statement (three parameters each).
+const READS: usize = 256;
 
-/// Marks the stored customer messages that each read receipt covers (`conversation`, `version`,
-/// `at`): a message is seen at the first receipt after it, in log order.
+/// Marks the stored customer messages that read receipts cover. `reads` holds each conversation's
+/// first receipt of the batch (`conversation`, `version`, `at`): every stored message of a
+/// conversation comes before the batch's events of it, so that first receipt is the one that sees
+/// it (later receipts see only messages of the batch itself, which are marked before insertion).
+/// One join per statement, each message row found through the conversation's index.
 async fn mark_seen(conn: &mut AnyConnection, reads: &[(String, i64, String)]) -> Result<(), sqlx::Error> {
-    for chunk in reads.chunks(READS) {
-        let cases: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "WHEN conversation_id = ${} AND version < ${} THEN ${}",
-                    3 * i + 1,
-                    3 * i + 2,
-                    3 * i + 3
-                )
-            })
+    let mut rest = reads;
+    for size in crate::rows::statement_sizes(reads.len(), READS) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", crate::placeholders(3 * i + 1, 3)))
             .collect();
-        let case = format!("CASE {} END", cases.join(" "));
-        let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", 3 * i + 1)).collect();
+        // VALUES' columns are column1… on PostgreSQL and SQLite alike.
         let sql = format!(
-            "UPDATE conversation_messages SET seen_at = {case} WHERE conversation_id IN ({}) \
-             AND customer_id IS NOT NULL AND seen_at IS NULL AND {case} IS NOT NULL",
-            ids.join(", ")
+            "UPDATE conversation_messages SET seen_at = r.column3 FROM (VALUES {}) AS r \
+             WHERE conversation_messages.conversation_id = r.column1 AND conversation_messages.version < r.column2 \
+             AND conversation_messages.customer_id IS NOT NULL AND conversation_messages.seen_at IS NULL",
+            values.join(", ")
         );
         let mut q = sqlx::query(&sql);
         for (conversation, version, at) in chunk {
-            q = q.bind(conversation.clone()).bind(*version).bind(at.clone());
+            q = q.bind(conversation.as_str()).bind(*version).bind(at.as_str());
         }
         q.execute(&mut *conn).await?;
     }

@@ -132,15 +132,20 @@ impl Projection for CustomerProjection {
         &["customers", "customer_conversations"]
     }
 
+    fn query_indexes(&self) -> &'static [&'static str] {
+        &[
+            "CREATE INDEX IF NOT EXISTS customers_by_account ON customers (account_id, created_at)",
+            "CREATE INDEX IF NOT EXISTS customers_by_external_id ON customers (account_id, external_id)",
+            "CREATE INDEX IF NOT EXISTS customers_by_email ON customers (account_id, email)",
+        ]
+    }
+
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
         for statement in [
             "CREATE TABLE IF NOT EXISTS customers (\
                 id TEXT PRIMARY KEY, account_id TEXT NOT NULL, external_id TEXT, email TEXT, name TEXT, \
                 phone TEXT, metadata TEXT NOT NULL, created_at TEXT NOT NULL, last_seen_at TEXT, \
                 conversation_count BIGINT NOT NULL, version BIGINT NOT NULL, verified BIGINT NOT NULL DEFAULT 0)",
-            "CREATE INDEX IF NOT EXISTS customers_by_account ON customers (account_id, created_at)",
-            "CREATE INDEX IF NOT EXISTS customers_by_external_id ON customers (account_id, external_id)",
-            "CREATE INDEX IF NOT EXISTS customers_by_email ON customers (account_id, email)",
             "CREATE TABLE IF NOT EXISTS customer_conversations (\
                 customer_id TEXT NOT NULL, conversation_id TEXT NOT NULL, \
                 PRIMARY KEY (customer_id, conversation_id))",

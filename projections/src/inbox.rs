@@ -590,6 +590,19 @@ impl Projection for InboxProjection {
         ]
     }
 
+    fn query_indexes(&self) -> &'static [&'static str] {
+        &[
+            "CREATE INDEX IF NOT EXISTS inbox_by_activity ON inbox (account_id, archived, last_activity_at, conversation_id)",
+            "CREATE INDEX IF NOT EXISTS inbox_by_status ON inbox (account_id, status, last_activity_at, conversation_id)",
+            "CREATE INDEX IF NOT EXISTS inbox_by_assignee ON inbox (account_id, assignee_id, last_activity_at, conversation_id)",
+            "CREATE INDEX IF NOT EXISTS inbox_by_priority ON inbox (account_id, priority, last_activity_at, conversation_id)",
+            "CREATE INDEX IF NOT EXISTS inbox_by_inbox ON inbox (account_id, inbox_id, last_activity_at)",
+            "CREATE INDEX IF NOT EXISTS inbox_by_source ON inbox (account_id, source, last_activity_at)",
+            "CREATE INDEX IF NOT EXISTS inbox_by_creation ON inbox (account_id, created_at, conversation_id)",
+            "CREATE INDEX IF NOT EXISTS inbox_tags_by_tag ON inbox_tags (tag, conversation_id)",
+        ]
+    }
+
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
         for statement in [
             "CREATE TABLE IF NOT EXISTS inbox (\
@@ -598,14 +611,8 @@ impl Projection for InboxProjection {
                 priority TEXT NOT NULL, assignee_id TEXT, archived BIGINT NOT NULL, created_at TEXT NOT NULL, \
                 last_message_preview TEXT, last_message_at TEXT, last_activity_at TEXT NOT NULL, \
                 message_count BIGINT NOT NULL, last_customer_message_version BIGINT NOT NULL, version BIGINT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS inbox_by_activity ON inbox (account_id, archived, last_activity_at, conversation_id)",
-            "CREATE INDEX IF NOT EXISTS inbox_by_status ON inbox (account_id, status, last_activity_at, conversation_id)",
-            "CREATE INDEX IF NOT EXISTS inbox_by_assignee ON inbox (account_id, assignee_id, last_activity_at, conversation_id)",
-            "CREATE INDEX IF NOT EXISTS inbox_by_priority ON inbox (account_id, priority, last_activity_at, conversation_id)",
-            "CREATE INDEX IF NOT EXISTS inbox_by_inbox ON inbox (account_id, inbox_id, last_activity_at)",
-            "CREATE INDEX IF NOT EXISTS inbox_by_source ON inbox (account_id, source, last_activity_at)",
+            // Applying a CustomerErased reads through it (the other indexes are query_indexes).
             "CREATE INDEX IF NOT EXISTS inbox_by_customer ON inbox (customer_id)",
-            "CREATE INDEX IF NOT EXISTS inbox_by_creation ON inbox (account_id, created_at, conversation_id)",
             // A side table rather than a column, so that a deployment's existing inbox table needs
             // no rebuild: rows without an entry changed last before it existed.
             "CREATE TABLE IF NOT EXISTS inbox_updates (conversation_id TEXT PRIMARY KEY, updated_at TEXT NOT NULL)",
@@ -613,7 +620,6 @@ impl Projection for InboxProjection {
             "CREATE TABLE IF NOT EXISTS inbox_primary (account_id TEXT PRIMARY KEY, primary_inbox_id TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS inbox_tags (conversation_id TEXT NOT NULL, tag TEXT NOT NULL, \
                 PRIMARY KEY (conversation_id, tag))",
-            "CREATE INDEX IF NOT EXISTS inbox_tags_by_tag ON inbox_tags (tag, conversation_id)",
             "CREATE TABLE IF NOT EXISTS inbox_reads (conversation_id TEXT NOT NULL, user_id TEXT NOT NULL, \
                 read_version BIGINT NOT NULL, PRIMARY KEY (conversation_id, user_id))",
             "CREATE TABLE IF NOT EXISTS inbox_customers (customer_id TEXT PRIMARY KEY, name TEXT, email TEXT, \

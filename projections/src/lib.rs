@@ -66,8 +66,25 @@ pub trait Projection: Send + Sync + 'static {
         1
     }
 
-    /// Creates its tables and indexes if they do not exist.
+    /// Creates its tables, and the indexes applying events reads through, if they do not exist.
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError>;
+
+    /// The indexes only its queries use, never applying events (`CREATE INDEX IF NOT EXISTS …`
+    /// statements). A rebuild creates them once its shadow is full — one sort per index rather than
+    /// an insertion into each for every row written; a live projector creates them with its tables
+    /// ([`Projection::setup_with_query_indexes`]).
+    fn query_indexes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// [`Projection::setup`], then [`Projection::query_indexes`]: what a live read model needs.
+    async fn setup_with_query_indexes(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+        self.setup(conn).await?;
+        for statement in self.query_indexes() {
+            sqlx::query(statement).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
 
     /// Applies one event inside the caller's transaction. Events of streams it does not read are
     /// ignored; applying an event a second time changes nothing.

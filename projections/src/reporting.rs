@@ -165,19 +165,24 @@ impl Projection for ReportingProjection {
         &["reporting_conversations", "reporting_daily", "reporting_resolutions"]
     }
 
+    fn query_indexes(&self) -> &'static [&'static str] {
+        &[
+            "CREATE INDEX IF NOT EXISTS reporting_conversations_by_day ON reporting_conversations (account_id, opened_day)",
+            "CREATE INDEX IF NOT EXISTS reporting_resolutions_by_day ON reporting_resolutions (account_id, day)",
+        ]
+    }
+
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
         for statement in [
             "CREATE TABLE IF NOT EXISTS reporting_conversations (conversation_id TEXT PRIMARY KEY, \
                 account_id TEXT NOT NULL, opened_at TEXT NOT NULL, opened_day TEXT NOT NULL, \
                 first_customer_at TEXT, first_response_ms BIGINT, version BIGINT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS reporting_conversations_by_day ON reporting_conversations (account_id, opened_day)",
             "CREATE TABLE IF NOT EXISTS reporting_daily (account_id TEXT NOT NULL, day TEXT NOT NULL, \
                 metric TEXT NOT NULL, user_id TEXT NOT NULL, value BIGINT NOT NULL, \
                 PRIMARY KEY (account_id, day, metric, user_id))",
             "CREATE TABLE IF NOT EXISTS reporting_resolutions (conversation_id TEXT NOT NULL, version BIGINT NOT NULL, \
                 account_id TEXT NOT NULL, day TEXT NOT NULL, resolution_ms BIGINT NOT NULL, \
                 PRIMARY KEY (conversation_id, version))",
-            "CREATE INDEX IF NOT EXISTS reporting_resolutions_by_day ON reporting_resolutions (account_id, day)",
         ] {
             sqlx::query(statement).execute(&mut *conn).await?;
         }

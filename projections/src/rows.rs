@@ -104,7 +104,7 @@ where
 
 /// Splits `n` rows into statements of power-of-two sizes, none over `max` rows: as many of the
 /// largest as fit, then the binary digits of the rest (13 rows, at most 8 a statement: 8, 4, 1).
-fn statement_sizes(n: usize, max: usize) -> Vec<usize> {
+pub(crate) fn statement_sizes(n: usize, max: usize) -> Vec<usize> {
     let largest = 1usize << max.max(1).ilog2();
     let mut sizes = vec![largest; n / largest];
     let rest = n % largest;

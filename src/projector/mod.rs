@@ -257,7 +257,7 @@ impl Projector {
     pub async fn setup(&self) -> Result<(), ProjectorError> {
         let mut conn = self.db.acquire().await?;
         Checkpoints::setup(&mut conn).await?;
-        self.projection.setup(&mut conn).await?;
+        self.projection.setup_with_query_indexes(&mut conn).await?;
         Ok(())
     }
 
