@@ -98,6 +98,13 @@ impl Consumer for ReplyEmailScheduler {
         crate::consumers::reply_bindings()
     }
 
+    /// One insert of a job whose key is the reply's event id: a delivery that takes the event over
+    /// from a holder that died (or is slow) schedules nothing twice, so the claim need not outlive
+    /// a crashed node for long.
+    fn claim_ttl(&self) -> Duration {
+        crate::consumers::SCHEDULING_CLAIM_TTL
+    }
+
     async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure> {
         // A reply an agent (or external agent) wrote in Slack is emailed like one written in Netia;
         // a customer's is not.

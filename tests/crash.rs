@@ -496,6 +496,8 @@ struct Outcome {
     messages_read: i64,
     emails: HashMap<String, usize>,
     claims_open: i64,
+    /// `consumer n, …` of the claims open.
+    claims_by_consumer: String,
     parked: i64,
 }
 
@@ -545,9 +547,17 @@ impl Outcome {
             }
         }
         let emails: HashMap<String, usize> = ids.into_iter().map(|(to, ids)| (to, ids.len())).collect();
-        let claims_open: i64 = sqlx::query_scalar("SELECT count(*) FROM consumer_processed WHERE state <> 'done'")
-            .fetch_one(pool)
-            .await?;
+        let open: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT consumer, count(*) FROM consumer_processed WHERE state <> 'done' GROUP BY consumer ORDER BY consumer",
+        )
+        .fetch_all(pool)
+        .await?;
+        let claims_open = open.iter().map(|(_, n)| n).sum();
+        let claims_by_consumer = open
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM consumer_parked")
             .fetch_one(pool)
             .await?;
@@ -559,6 +569,7 @@ impl Outcome {
             messages_read,
             emails,
             claims_open,
+            claims_by_consumer,
             parked,
         })
     }
@@ -591,13 +602,14 @@ async fn assert_settled(deployment: &Deployment, tally: &Tally, ended: Instant) 
             Ok(outcome) if outcome.settled(tally) => break,
             Ok(outcome) if last_report.elapsed() > Duration::from_secs(10) => {
                 eprintln!(
-                    "settling, {:.0?} after the load: {}/{asked} answered, {}/{replied} emailed, read model {}/{} messages, {} claims open",
+                    "settling, {:.0?} after the load: {}/{asked} answered, {}/{replied} emailed, read model {}/{} messages, {} claims open ({})",
                     ended.elapsed(),
                     outcome.answered(tally),
                     outcome.emailed(tally),
                     outcome.messages_read,
                     outcome.messages_logged,
-                    outcome.claims_open
+                    outcome.claims_open,
+                    outcome.claims_by_consumer
                 );
                 last_report = Instant::now();
             }

@@ -121,6 +121,12 @@ pub async fn conversation_of(
     Ok((conversation_id, conversation))
 }
 
+/// The claim of a consumer whose handling only schedules a job under a key of the event's own
+/// ([`crate::scheduler::schedule`]: `ON CONFLICT DO NOTHING`, and done jobs are kept): a delivery that takes an
+/// event over from a holder that died schedules nothing twice, so a dead node's claims should not
+/// hold its events back for [`crate::bus::CLAIM_TTL`]. Bounds one decode and one insert.
+pub const SCHEDULING_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The events that may carry a reply for the customer ([`reply_of`]): what the channels' outbound
 /// consumers bind.
 pub fn reply_bindings() -> Vec<String> {

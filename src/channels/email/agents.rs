@@ -57,6 +57,12 @@ impl Consumer for AgentNotifyScheduler {
             .collect()
     }
 
+    /// One insert of a job keyed by conversation and window: taking an event over from a holder
+    /// that died schedules nothing twice.
+    fn claim_ttl(&self) -> std::time::Duration {
+        crate::consumers::SCHEDULING_CLAIM_TTL
+    }
+
     async fn handle(&self, event: &RecordedEvent) -> Result<(), Failure> {
         let decoded = ConversationEvent::decode(event).map_err(|e| Failure::Permanent(e.to_string()))?;
         if customer_message(&decoded).is_none() {
