@@ -8,10 +8,9 @@
 //! moves (PostgreSQL) or copies (SQLite) the tables and sets the live checkpoint in one transaction;
 //! a live projector then finds its checkpoint moved and continues from the new one.
 //!
-//! A PostgreSQL shadow is written `UNLOGGED` and without the indexes only queries use
-//! ([`Projection::query_indexes`]): those are built once it is full, and each table is made logged
-//! (one pass) just before the swap. A crash of PostgreSQL empties an unlogged shadow, checkpoint
-//! and all, and the next run starts that projection over.
+//! A shadow is written without the indexes only queries use ([`Projection::query_indexes`]): those
+//! are built once it is full (PostgreSQL: in the shadow, before the swap; SQLite: after the swap's
+//! copy).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -151,26 +150,8 @@ pub async fn rebuild_all(
         let shadow = shadow_for(store.backend(), url, projection.name());
         let mut conn = open_shadow(url, &shadow).await?;
         Checkpoints::setup(&mut conn).await?;
-        let at = Checkpoints::load(&mut conn, projection.name()).await?;
-        if at == Checkpoint::default() {
-            // Rows without a checkpoint (a crash emptied an unlogged shadow's checkpoint table
-            // between its tables' `SET LOGGED`s) are rows nobody can resume from.
-            for table in projection.tables() {
-                sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
-                    .execute(&mut conn)
-                    .await?;
-            }
-        }
         projection.setup(&mut conn).await?;
-        if let Shadow::Schema(_) = shadow {
-            // Unlogged (no WAL for the bulk of writes; a crash of PostgreSQL empties it, checkpoint
-            // included, and the next run starts over); made logged, one pass each, before the swap.
-            for table in projection.tables().iter().chain(&["projection_checkpoints"]) {
-                sqlx::query(&format!("ALTER TABLE {table} SET UNLOGGED"))
-                    .execute(&mut conn)
-                    .await?;
-            }
-        }
+        let at = Checkpoints::load(&mut conn, projection.name()).await?;
         members.push(Member {
             projection,
             shadow,
@@ -254,11 +235,6 @@ pub async fn rebuild_all(
             // The indexes only queries use, each built in one sort over the full table.
             for statement in projection.query_indexes() {
                 sqlx::query(statement).execute(&mut conn).await?;
-            }
-            for table in projection.tables() {
-                sqlx::query(&format!("ALTER TABLE {table} SET LOGGED"))
-                    .execute(&mut conn)
-                    .await?;
             }
         }
         conn.close().await?;

@@ -70,16 +70,6 @@ async fn a_rebuilt_projection_equals_the_live_one(db: &TestDb) {
             );
         }
     }
-    if let common::Raw::Postgres(pg) = &db.raw {
-        // Shadows are written unlogged; what was swapped in must survive a crash of PostgreSQL.
-        let unlogged: Vec<String> = sqlx::query_scalar(
-            "SELECT relname::text FROM pg_class WHERE relpersistence = 'u' AND relnamespace = current_schema()::regnamespace",
-        )
-        .fetch_all(pg)
-        .await
-        .unwrap();
-        assert!(unlogged.is_empty(), "unlogged live tables: {unlogged:?}");
-    }
 }
 
 /// The names of the indexes of the live read models' schema (PostgreSQL) or database (SQLite).
