@@ -233,9 +233,7 @@ pub async fn rebuild_all(
         } = member;
         if let Shadow::Schema(_) = shadow {
             // The indexes only queries use, each built in one sort over the full table.
-            for statement in projection.query_indexes() {
-                sqlx::query(statement).execute(&mut conn).await?;
-            }
+            projection.create_query_indexes(&mut conn).await?;
         }
         conn.close().await?;
         swap(url, &shadow, projection.as_ref(), at.max(applied_to)).await?;
@@ -293,9 +291,7 @@ async fn swap(
                     .execute(&mut *tx)
                     .await?;
             }
-            for statement in projection.query_indexes() {
-                sqlx::query(statement).execute(&mut *tx).await?;
-            }
+            projection.create_query_indexes(&mut tx).await?;
             Checkpoints::setup(&mut tx).await?;
             Checkpoints::save_versioned(&mut tx, projection.name(), reached, projection.version()).await?;
             tx.commit().await?;

@@ -77,13 +77,18 @@ pub trait Projection: Send + Sync + 'static {
         &[]
     }
 
-    /// [`Projection::setup`], then [`Projection::query_indexes`]: what a live read model needs.
-    async fn setup_with_query_indexes(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
-        self.setup(conn).await?;
+    /// Creates the [`Projection::query_indexes`] that do not exist.
+    async fn create_query_indexes(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
         for statement in self.query_indexes() {
             sqlx::query(statement).execute(&mut *conn).await?;
         }
         Ok(())
+    }
+
+    /// [`Projection::setup`], then [`Projection::create_query_indexes`]: what a live read model needs.
+    async fn setup_with_query_indexes(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+        self.setup(conn).await?;
+        self.create_query_indexes(conn).await
     }
 
     /// Applies one event inside the caller's transaction. Events of streams it does not read are
