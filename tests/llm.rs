@@ -243,17 +243,17 @@ async fn sqlite_a_model_that_times_out_is_retried_then_the_fallback_is_posted() 
     let trigger = w.customer_says("Hello?").await;
     // Sockets watching the conversation and the account's system events.
     let hub = Arc::new(netia::realtime::Hub::new());
-    let (conversation_member, mut conversation_frames, _) = netia::realtime::hub::Outbox::new();
+    let conversation_frames = netia::realtime::hub::Outbox::detached();
     hub.join(
         &format!("conversation:{}", w.conversation),
         1,
         "1",
         false,
-        conversation_member,
+        conversation_frames.clone(),
     );
     let account = trigger.metadata["account_id"].as_str().unwrap().to_owned();
-    let (events_member, mut event_frames, _) = netia::realtime::hub::Outbox::new();
-    hub.join(&format!("events:{account}"), 2, "1", true, events_member);
+    let event_frames = netia::realtime::hub::Outbox::detached();
+    hub.join(&format!("events:{account}"), 2, "1", true, event_frames.clone());
     let mut consumer = w.consumer(&server);
     consumer.hub = Some(hub);
     consumer.handle(&trigger).await.unwrap();
@@ -263,19 +263,21 @@ async fn sqlite_a_model_that_times_out_is_retried_then_the_fallback_is_posted() 
         "one call and LLM_MAX_RETRIES = 2 retries"
     );
     assert_eq!(w.bot_replies().await, ["We will get back to you."]);
-    let frames = |rx: &mut tokio::sync::mpsc::Receiver<tokio_tungstenite::tungstenite::Utf8Bytes>| -> Vec<Value> {
-        std::iter::from_fn(|| rx.try_recv().ok())
-            .map(|f| serde_json::from_str(f.as_str()).unwrap())
+    let frames = |outbox: &netia::realtime::hub::Outbox| -> Vec<Value> {
+        outbox
+            .take_texts()
+            .iter()
+            .map(|f| serde_json::from_str(f).unwrap())
             .collect()
     };
-    let typing: Vec<Value> = frames(&mut conversation_frames)
+    let typing: Vec<Value> = frames(&conversation_frames)
         .into_iter()
         .filter(|f| f[3] == "typing")
         .map(|f| f[4].clone())
         .collect();
     assert_eq!(typing.len(), 2, "{typing:?}");
     assert!(typing[0]["typing"] == true && typing[0]["bot"] == true && typing[1]["typing"] == false);
-    let notices = frames(&mut event_frames);
+    let notices = frames(&event_frames);
     assert!(
         notices.iter().any(|f| f[3] == "event" && f[4]["type"] == "llm_error"),
         "agents are told: {notices:?}"

@@ -2,47 +2,15 @@
 //! one bounded, ordered outbox; a member whose outbox is full is told to close.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, mpsc};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::Hub;
+use super::outbox::{Outbox, WireFrame};
 use super::presence::{Origin, Signal, diff};
 use crate::realtime::protocol::encode;
 
 pub type ConnId = u64;
-
-/// Frames queued for one connection, in send order.
-pub const OUTBOX: usize = 1_024;
-
-/// A connection's outbound queue, and the signal that closes it.
-#[derive(Clone)]
-pub struct Outbox {
-    tx: mpsc::Sender<Utf8Bytes>,
-    kill: Arc<Notify>,
-}
-
-impl Outbox {
-    pub fn new() -> (Outbox, mpsc::Receiver<Utf8Bytes>, Arc<Notify>) {
-        let (tx, rx) = mpsc::channel(OUTBOX);
-        let kill = Arc::new(Notify::new());
-        (Outbox { tx, kill: kill.clone() }, rx, kill)
-    }
-
-    /// Queues a frame; a full queue means a consumer too slow to keep: it is told to close.
-    pub fn send(&self, frame: Utf8Bytes) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kill.notify_one();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-}
 
 /// Who receives a broadcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,22 +36,24 @@ pub(super) struct Topic {
 }
 
 impl Topic {
-    pub(super) fn send_all(&self, frame: &Utf8Bytes, audience: Audience, except: Option<ConnId>) -> usize {
-        let mut sent = 0;
-        for (id, member) in &self.members {
+    /// The outboxes of the members `audience` takes in, but `except`.
+    fn audience(&self, audience: Audience, except: Option<ConnId>) -> impl Iterator<Item = &Outbox> {
+        self.members.iter().filter_map(move |(id, member)| {
             let excluded = match audience {
                 Audience::Everyone => false,
                 Audience::Agents => !member.agent,
                 Audience::Customers => member.agent,
             };
-            if Some(*id) == except || excluded {
-                continue;
-            }
-            if member.outbox.send(frame.clone()) {
-                sent += 1;
-            }
-        }
-        sent
+            (Some(*id) != except && !excluded).then_some(&member.outbox)
+        })
+    }
+
+    /// Queues `frame` for the members `audience` takes in, but `except` (the hub's lock is held:
+    /// their writers write it).
+    pub(super) fn send_all(&self, frame: &WireFrame, audience: Audience, except: Option<ConnId>) -> usize {
+        self.audience(audience, except)
+            .filter(|outbox| outbox.queue_only(frame))
+            .count()
     }
 
     /// Removes the presences `gone` selects, returning them as the `leaves` of a diff.
@@ -108,9 +78,9 @@ impl Topic {
 
     /// What a customer may know of `room:<account>`: whether agents are online, and how many —
     /// never who (`{"online": bool, "agents": n}`, event `availability`).
-    fn availability(&self, topic: &str, join_ref: Option<&str>) -> Utf8Bytes {
+    fn availability(&self, topic: &str, join_ref: Option<&str>) -> WireFrame {
         let agents = self.agents_present();
-        Utf8Bytes::from(encode(
+        WireFrame::text(encode(
             join_ref,
             None,
             topic,
@@ -191,7 +161,8 @@ impl Hub {
         }
     }
 
-    /// Queues one frame for every member of `topic` (but `except`), serialized once.
+    /// Sends one frame to every member of `topic` (but `except`), encoded once; returns how many
+    /// took it.
     pub fn broadcast<P: serde::Serialize + ?Sized>(
         &self,
         topic: &str,
@@ -200,10 +171,14 @@ impl Hub {
         audience: Audience,
         except: Option<ConnId>,
     ) -> usize {
-        let topics = self.topics();
-        let Some(entry) = topics.get(topic) else { return 0 };
-        let frame = Utf8Bytes::from(encode(None, None, topic, event, payload));
-        entry.send_all(&frame, audience, except)
+        let members: Vec<Outbox> = {
+            let topics = self.topics();
+            let Some(entry) = topics.get(topic) else { return 0 };
+            entry.audience(audience, except).cloned().collect()
+        };
+        // Written from here, outside the hub's lock: one system call per member, no task woken.
+        let frame = WireFrame::text(encode(None, None, topic, event, payload));
+        members.iter().filter(|outbox| outbox.send(&frame)).count()
     }
 
     /// A push that is not stored (typing, a notice): to every member of `topic` on every node but
@@ -223,6 +198,8 @@ impl Hub {
         let topics = self.topics();
         let Some(entry) = topics.get(topic) else { return };
         let Some(member) = entry.members.get(&conn) else { return };
-        member.outbox.send(entry.availability(topic, Some(&member.join_ref)));
+        member
+            .outbox
+            .queue_only(&entry.availability(topic, Some(&member.join_ref)));
     }
 }

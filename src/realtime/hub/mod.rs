@@ -11,6 +11,7 @@
 
 mod membership;
 mod online;
+mod outbox;
 mod presence;
 mod revocation;
 #[cfg(test)]
@@ -25,8 +26,9 @@ use netia_events::Checkpoint;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-pub use membership::{Audience, ConnId, OUTBOX, Outbox};
+pub use membership::{Audience, ConnId};
 pub use online::Person;
+pub use outbox::{Duplex, OUTBOX, Outbox, WireFrame};
 pub use presence::{Origin, Signal, Tracked};
 
 use membership::Topic;

@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
 use super::Hub;
 use super::membership::{Audience, ConnId};
 use super::online::Person;
+use super::outbox::WireFrame;
 use crate::realtime::protocol::encode;
 
 /// Which connection of which node a presence belongs to.
@@ -61,8 +61,8 @@ pub enum Signal {
     },
 }
 
-pub(super) fn diff(topic: &str, joins: Map<String, Value>, leaves: Map<String, Value>) -> Utf8Bytes {
-    Utf8Bytes::from(encode(
+pub(super) fn diff(topic: &str, joins: Map<String, Value>, leaves: Map<String, Value>) -> WireFrame {
+    WireFrame::text(encode(
         None,
         None,
         topic,
@@ -93,7 +93,7 @@ impl Hub {
             .or_default()
             .push((origin, meta.clone()));
         let state = encode(Some(&join_ref), None, topic, "presence_state", &entry.state());
-        outbox.send(Utf8Bytes::from(state));
+        outbox.queue_only(&WireFrame::text(state));
         let mut joins = Map::new();
         joins.insert(key.to_owned(), json!({ "metas": [meta.clone()] }));
         entry.send_presence(topic, joins, Map::new());

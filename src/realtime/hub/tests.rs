@@ -2,7 +2,6 @@
 
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::*;
 use netia_events::{CustomerId, UserId};
@@ -32,10 +31,10 @@ impl Node {
         }
     }
 
-    fn member(&self, topic: &str, conn: ConnId) -> mpsc::Receiver<Utf8Bytes> {
-        let (outbox, frames, _) = Outbox::new();
-        self.hub.join(topic, conn, "1", true, outbox);
-        frames
+    fn member(&self, topic: &str, conn: ConnId) -> Outbox {
+        let outbox = Outbox::detached();
+        self.hub.join(topic, conn, "1", true, outbox.clone());
+        outbox
     }
 
     fn records(&mut self) -> Vec<(Person, bool)> {
@@ -43,9 +42,11 @@ impl Node {
     }
 }
 
-fn frames(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<Value> {
-    std::iter::from_fn(|| rx.try_recv().ok())
-        .map(|f| serde_json::from_str(&f).unwrap())
+fn frames(outbox: &mut Outbox) -> Vec<Value> {
+    outbox
+        .take_texts()
+        .iter()
+        .map(|f| serde_json::from_str(f).unwrap())
         .collect()
 }
 

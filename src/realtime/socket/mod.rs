@@ -17,11 +17,10 @@ use std::time::Duration;
 use netia_events::user::Role;
 use netia_events::{AccountId, Actor, CustomerId, Metadata, UserId};
 use serde_json::{Map, Value, json};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use transport::{Head, PATH, not_upgraded, serve, serve_on, serve_upgrade, sniff};
 
-use super::hub::{ConnId, Hub, Outbox};
+use super::hub::{ConnId, Hub, Outbox, WireFrame};
 use crate::app::App;
 use crate::auth::Auth;
 
@@ -133,7 +132,7 @@ struct Connection {
 
 impl Connection {
     fn send(&self, frame: String) {
-        self.outbox.send(Utf8Bytes::from(frame));
+        self.outbox.send(&WireFrame::text(frame));
     }
 
     fn person(&self) -> super::hub::Person {

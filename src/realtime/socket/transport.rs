@@ -12,16 +12,16 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, create_response, write_response};
 use tokio_tungstenite::tungstenite::http::{self, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::admission::admit;
 use super::{Connection, IDLE, MAX_FRAME, READ_BUFFER, SocketServices};
-use crate::realtime::hub::{Hub, Outbox};
+use crate::realtime::hub::{Duplex, Hub, Outbox};
 use crate::realtime::protocol::{self, Frame};
 
 /// Where the socket lives; a connection whose first request is a WebSocket upgrade of this path is
@@ -258,8 +258,13 @@ async fn accept(mut stream: TcpStream, head: Head, leftover: Vec<u8>, services: 
         .write_buffer_size(0)
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
-    let socket = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
-    let (outbox, outgoing, kill) = Outbox::new();
+    // The protocol state reads the socket; everything written to it — frames the connection sends,
+    // broadcasts, the protocol's own pongs and close frames — goes through one outbox, in order.
+    let (read, write) = stream.into_split();
+    let outbox = Outbox::new(write);
+    let socket =
+        WebSocketStream::from_partially_read(Duplex::new(read, outbox.clone()), leftover, Role::Server, Some(config))
+            .await;
     let connection = Connection {
         id: hub.connection_id(),
         caller: admission.caller,
@@ -271,7 +276,7 @@ async fn accept(mut stream: TcpStream, head: Head, leftover: Vec<u8>, services: 
         joined: HashMap::new(),
         typing: std::collections::HashSet::new(),
     };
-    connection.run(socket, outgoing, kill).await;
+    connection.run(socket).await;
 }
 
 /// What the HTTP server answers on the socket path when the request is not a WebSocket upgrade.
@@ -298,12 +303,7 @@ fn close(code: CloseCode, reason: &str) -> Option<CloseFrame> {
 }
 
 impl Connection {
-    pub(super) async fn run(
-        mut self,
-        socket: WebSocketStream<TcpStream>,
-        mut outgoing: tokio::sync::mpsc::Receiver<Utf8Bytes>,
-        kill: Arc<tokio::sync::Notify>,
-    ) {
+    pub(super) async fn run(mut self, mut socket: WebSocketStream<Duplex>) {
         self.hub.connection(self.person(), true);
         let revoked = self.hub.admit(self.id, self.person(), self.session.clone());
         // A session's socket ends with the session; nothing the socket does extends it.
@@ -312,41 +312,21 @@ impl Connection {
             tokio::time::Instant::now() + left
         });
         metrics::gauge!("netia_sockets_open").increment(1.0);
-        let (mut sink, mut stream) = socket.split();
-        // Pongs are queued by the socket itself; the writer flushes them out.
-        let flush = Arc::new(tokio::sync::Notify::new());
-        let flush_now = flush.clone();
-        let writer = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    frame = outgoing.recv() => {
-                        let Some(frame) = frame else { break };
-                        let mut sent = sink.feed(Message::Text(frame)).await;
-                        while sent.is_ok() && let Ok(frame) = outgoing.try_recv() {
-                            sent = sink.feed(Message::Text(frame)).await;
-                        }
-                        if sent.is_err() || sink.flush().await.is_err() {
-                            break;
-                        }
-                    }
-                    _ = flush_now.notified() => {
-                        if sink.flush().await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            sink
+        // Writes what the socket did not take at once (most frames are written by their sender).
+        let writer = tokio::spawn({
+            let outbox = self.outbox.clone();
+            async move { outbox.drain().await }
         });
+        let outbox = self.outbox.clone();
         let mut shutdown = self.services.shutdown.clone();
         let frames = self.services.limiter.frames();
         let reason = loop {
             let next = tokio::select! {
-                _ = kill.notified() => break close(CloseCode::Policy, "too slow: outbound queue full"),
+                () = outbox.killed() => break close(CloseCode::Policy, "too slow: outbound queue full"),
                 _ = shutdown.wait_for(|stopping| *stopping) => break close(CloseCode::Away, "server shutting down"),
                 () = revoked.notified() => break close(CloseCode::Policy, "credentials revoked: sign in again"),
                 () = sleep_until(expiry) => break close(CloseCode::Policy, "session expired: renew it and reconnect"),
-                next = tokio::time::timeout(IDLE, stream.next()) => next,
+                next = tokio::time::timeout(IDLE, socket.next()) => next,
             };
             match next {
                 Err(_) => break close(CloseCode::Normal, "idle"),
@@ -385,7 +365,10 @@ impl Connection {
                 Ok(Some(Ok(Message::Binary(_)))) => {
                     break close(CloseCode::Unsupported, "binary frames are not supported");
                 }
-                Ok(Some(Ok(Message::Ping(_)))) => flush.notify_one(),
+                // The protocol queued the pong; flushing hands it to the outbox.
+                Ok(Some(Ok(Message::Ping(_)))) => {
+                    let _ = socket.flush().await;
+                }
                 Ok(Some(Ok(Message::Pong(_) | Message::Frame(_)))) => {}
                 Ok(Some(Ok(Message::Close(_)))) => break None,
             }
@@ -400,16 +383,13 @@ impl Connection {
         super::topics_joined(-(topics.len() as f64));
         self.hub.connection(self.person(), false);
         metrics::gauge!("netia_sockets_open").decrement(1.0);
-        drop(self.outbox);
+        // The close frame (or the reply to the client's) goes after everything queued; the writer
+        // gets a second to write it all out. The write half is shut down with the last outbox.
+        let _ = socket.close(reason).await;
+        outbox.finish();
         let abort = writer.abort_handle();
-        match tokio::time::timeout(Duration::from_secs(1), writer).await {
-            Ok(Ok(mut sink)) => {
-                if let Some(reason) = reason {
-                    let _ = sink.send(Message::Close(Some(reason))).await;
-                }
-                let _ = sink.close().await;
-            }
-            _ => abort.abort(),
+        if tokio::time::timeout(Duration::from_secs(1), writer).await.is_err() {
+            abort.abort();
         }
     }
 }
