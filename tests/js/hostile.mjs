@@ -105,6 +105,12 @@ s.ws.ping("are you there");
 await sleep(300);
 check("WebSocket pings are answered", pong);
 
+// A client that closes gets the server's close frame back (RFC 6455 §5.5.1): `ws` reports the code
+// it received, 1006 if the server only dropped the connection.
+const leaving = await open(customerToken);
+leaving.ws.close(1000, "bye");
+check("a client's close is answered with a close frame", (await closedWith(leaving)) === 1000, leaving.closed);
+
 bystander.ws.send(JSON.stringify([null, "50", "phoenix", "heartbeat", {}]));
 check("the bystander is unaffected", (await reply(bystander, "50"))?.[4]?.status === "ok" && bystander.closed === null);
 console.log("all checks passed");

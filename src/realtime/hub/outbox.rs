@@ -22,6 +22,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// Frames that may wait for one connection's writer, in send order.
 pub const OUTBOX: usize = 1_024;
+/// Room kept beyond [`OUTBOX`] for the protocol's own frames (pongs, the close frame), so that a
+/// connection closed for a full queue still gets its 1008 (a client that floods pings without
+/// reading fills it too, and is then cut off).
+const CONTROL_ROOM: usize = 8;
+/// Queued frames the writer writes per hold of the queue's lock (senders that only queue, some
+/// holding the hub's lock, wait at most this many system calls).
+const WRITE_BATCH: usize = 64;
 
 /// A WebSocket frame as it goes on the wire, header and payload: a final text frame (RFC 6455
 /// §5.6), unmasked as a server's frames are. Cloning shares the bytes.
@@ -61,6 +68,9 @@ struct Queue {
     frames: VecDeque<Bytes>,
     /// The socket failed: nothing more is taken.
     broken: bool,
+    /// The connection is closing: its close frame is on its way, no more frames of its own are
+    /// taken (RFC 6455 §5.5.1: nothing follows a close frame).
+    closing: bool,
     /// The connection is ending: the writer stops once the queue is empty.
     ending: bool,
 }
@@ -68,6 +78,8 @@ struct Queue {
 /// What the writer found when it wrote out the queue.
 enum Written {
     Empty,
+    /// [`WRITE_BATCH`] frames written, more wait.
+    More,
     Blocked,
     Broken,
 }
@@ -100,21 +112,25 @@ impl Outbox {
     /// queued for the writer. False if it was not taken: the socket failed, or the queue is full
     /// (the connection is then told to close).
     pub fn send(&self, frame: &WireFrame) -> bool {
-        self.take(frame.0.clone(), true)
+        self.take(frame.0.clone(), true, false)
     }
 
     /// Queues `frame` for the writer without writing it here: for senders holding a lock others
     /// wait on (the hub's topics), which should not wait for a system call.
     pub fn queue_only(&self, frame: &WireFrame) -> bool {
-        self.take(frame.0.clone(), false)
+        self.take(frame.0.clone(), false, false)
     }
 
-    fn take(&self, bytes: Bytes, write_now: bool) -> bool {
+    /// Takes `bytes` (whole frames); `control`: the protocol's own, which may use [`CONTROL_ROOM`]
+    /// and still go out once the connection is closing.
+    fn take(&self, bytes: Bytes, write_now: bool, control: bool) -> bool {
         let mut queue = self.queue();
-        if queue.broken || queue.frames.len() >= OUTBOX {
-            if !queue.broken {
-                self.0.kill.notify_one();
-            }
+        if queue.broken || (queue.closing && !control) {
+            return false;
+        }
+        let room = if control { OUTBOX + CONTROL_ROOM } else { OUTBOX };
+        if queue.frames.len() >= room {
+            self.0.kill.notify_one();
             return false;
         }
         match &self.0.socket {
@@ -150,6 +166,8 @@ impl Outbox {
         loop {
             match self.write_queued(socket) {
                 Written::Broken => return,
+                // Others' turn between batches (a long backlog is written cooperatively).
+                Written::More => tokio::task::consume_budget().await,
                 Written::Blocked => {
                     if socket.writable().await.is_err() {
                         self.queue().broken = true;
@@ -168,7 +186,10 @@ impl Outbox {
 
     fn write_queued(&self, socket: &OwnedWriteHalf) -> Written {
         let mut queue = self.queue();
-        while let Some(front) = queue.frames.front_mut() {
+        for _ in 0..WRITE_BATCH {
+            let Some(front) = queue.frames.front_mut() else {
+                return Written::Empty;
+            };
             match socket.try_write(front) {
                 Ok(n) if n == front.len() => {
                     queue.frames.pop_front();
@@ -182,7 +203,17 @@ impl Outbox {
                 }
             }
         }
-        Written::Empty
+        if queue.frames.is_empty() {
+            Written::Empty
+        } else {
+            Written::More
+        }
+    }
+
+    /// The connection is closing: frames sent from now on are refused; only the protocol's own
+    /// (its close frame) still go out.
+    pub fn closing(&self) {
+        self.queue().closing = true;
     }
 
     /// The connection is ending: the writer stops once what waits is written.
@@ -231,7 +262,7 @@ impl AsyncRead for Duplex {
 
 impl AsyncWrite for Duplex {
     fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(if self.outbox.take(Bytes::copy_from_slice(buf), true) {
+        Poll::Ready(if self.outbox.take(Bytes::copy_from_slice(buf), true, true) {
             Ok(buf.len())
         } else {
             Err(ErrorKind::BrokenPipe.into())
@@ -328,6 +359,25 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), outbox.killed())
             .await
             .expect("the connection is told to close");
+    }
+
+    #[test]
+    fn a_full_queue_still_takes_the_close_frame_and_nothing_follows_it() {
+        let outbox = Outbox::detached();
+        for _ in 0..OUTBOX {
+            assert!(outbox.queue_only(&WireFrame::text("x".into())));
+        }
+        assert!(!outbox.send(&WireFrame::text("one too many".into())));
+        outbox.closing();
+        let close = Bytes::from_static(&[0x88, 0x02, 0x03, 0xf0]); // close 1008
+        assert!(
+            outbox.take(close.clone(), true, true),
+            "the protocol's close frame fits"
+        );
+        assert!(!outbox.send(&WireFrame::text("after the close".into())));
+        assert!(!outbox.queue_only(&WireFrame::text("after the close".into())));
+        assert_eq!(outbox.queue().frames.back(), Some(&close));
+        assert_eq!(outbox.queue().frames.len(), OUTBOX + 1);
     }
 
     #[test]

@@ -318,6 +318,7 @@ impl Connection {
             async move { outbox.drain().await }
         });
         let outbox = self.outbox.clone();
+        let finish = FinishOnDrop(self.outbox.clone());
         let mut shutdown = self.services.shutdown.clone();
         let frames = self.services.limiter.frames();
         let reason = loop {
@@ -383,14 +384,30 @@ impl Connection {
         super::topics_joined(-(topics.len() as f64));
         self.hub.connection(self.person(), false);
         metrics::gauge!("netia_sockets_open").decrement(1.0);
-        // The close frame (or the reply to the client's) goes after everything queued; the writer
-        // gets a second to write it all out. The write half is shut down with the last outbox.
-        let _ = socket.close(reason).await;
-        outbox.finish();
+        // The close frame goes after everything queued, and nothing after it (broadcasts that
+        // picked this connection before it left its topics are refused from here on); when the
+        // client closed first, closing the sink flushes tungstenite's reply. The writer gets a
+        // second to write it all out; the write half is shut down with the last outbox.
+        outbox.closing();
+        if let Some(reason) = reason {
+            let _ = socket.send(Message::Close(Some(reason))).await;
+        }
+        let _ = SinkExt::close(&mut socket).await;
+        drop(finish);
         let abort = writer.abort_handle();
         if tokio::time::timeout(Duration::from_secs(1), writer).await.is_err() {
             abort.abort();
         }
+    }
+}
+
+/// Ends a connection's writer once its queue is written, however the connection ends (a panic
+/// included: the writer would otherwise keep the socket open, waiting).
+struct FinishOnDrop(Outbox);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 
