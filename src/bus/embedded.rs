@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use netia_events::{Checkpoint, RecordedEvent};
 use netia_projections::Checkpoints;
-use sqlx::AnyPool;
+use sqlx::{AnyPool, Connection};
 use tokio::sync::watch;
 
 use super::{BusError, Consumer, Outcome, RetryPolicy, matches, process, routing_key};
 use crate::backoff::sleep_or_stop;
+use crate::projector::begin_statement;
 use crate::store::EventStore;
 use crate::tail::Tailer;
 
@@ -145,17 +146,14 @@ impl Embedded {
         super::start_at(&self.db, self.store.as_ref(), name).await
     }
 
-    /// Moves the checkpoint. On PostgreSQL the move does not wait for its own WAL flush: what a
-    /// consumer handled is recorded durably by its claim (`claims::done`), so a move lost in a
-    /// crash only makes it read those events again and skip them as duplicates. Waiting would cost
-    /// a flush per consumer and event, which the appends behind them wait for on a slow disk.
+    /// Moves the checkpoint, in a transaction begun as a projector's is ([`begin_statement`]): on
+    /// PostgreSQL it does not wait for its own WAL flush. What a consumer handled is recorded
+    /// durably by its claim (`claims::done`), so a move lost in a crash only makes it read those
+    /// events again and skip them as duplicates; waiting would cost a flush per consumer and
+    /// event, which the appends behind them wait for on a slow disk.
     async fn advance(&self, name: &str, from: Checkpoint, to: Checkpoint) -> Result<bool, BusError> {
-        let mut tx = self.db.begin().await?;
-        if self.store.backend() == crate::store::Backend::Postgres {
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
-        }
+        let mut conn = self.db.acquire().await?;
+        let mut tx = (*conn).begin_with(begin_statement(self.store.backend())).await?;
         let moved = Checkpoints::advance(&mut tx, name, from, to).await?;
         if moved {
             tx.commit().await?;
