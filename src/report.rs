@@ -15,7 +15,8 @@ pub const MAX_RANGE_DAYS: i64 = 366;
 pub fn check_range(from: NaiveDate, to: NaiveDate) -> Result<(), String> {
     if to < from || (to - from).num_days() > MAX_RANGE_DAYS {
         return Err(format!(
-            "from..to must be an ordered range of at most {MAX_RANGE_DAYS} days (got {from}..{to})"
+            "from..to must be an ordered range of at most {} days, both included (got {from}..{to})",
+            MAX_RANGE_DAYS + 1
         ));
     }
     Ok(())
@@ -117,11 +118,12 @@ mod tests {
     use super::check_range;
 
     #[test]
-    fn a_range_is_ordered_and_at_most_366_days() {
+    fn a_range_is_ordered_and_at_most_367_days_both_included() {
         let d = |s: &str| s.parse().unwrap();
         assert!(check_range(d("2026-01-01"), d("2026-01-01")).is_ok());
         assert!(check_range(d("2025-01-01"), d("2026-01-02")).is_ok());
-        assert!(check_range(d("2025-01-01"), d("2026-01-03")).is_err());
+        let refused = check_range(d("2025-01-01"), d("2026-01-03")).unwrap_err();
+        assert!(refused.contains("at most 367 days, both included"), "{refused}");
         assert!(check_range(d("2026-01-02"), d("2026-01-01")).is_err());
     }
 }

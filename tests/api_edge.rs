@@ -111,9 +111,35 @@ async fn cors_and_the_widget_origin_allow_list(db: &TestDb) {
         "*",
         "errors are readable cross-origin"
     );
+    let allowed = create("https://shop.example.com").await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::CREATED);
+    let customer_token = allowed.json::<serde_json::Value>().await.unwrap()["data"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Every customer route holds a browser to the list, not only the widget's first calls.
+    let list = |origin: Option<&'static str>| {
+        let mut request = api
+            .http
+            .get(format!("{}/api/conversations/customer", api.base))
+            .bearer_auth(&customer_token);
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        request.send()
+    };
     assert_eq!(
-        create("https://shop.example.com").await.unwrap().status(),
-        StatusCode::CREATED
+        list(Some("https://evil.example")).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        list(Some("https://shop.example.com")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        list(None).await.unwrap().status(),
+        StatusCode::OK,
+        "servers send no Origin"
     );
     let own = format!("http://{}", api.base.trim_start_matches("http://"));
     let response = api

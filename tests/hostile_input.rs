@@ -141,3 +141,80 @@ async fn sqlite_any_widget_body_is_answered_with_success_or_a_clear_client_error
     assert_eq!(status, 200, "still serving");
     db.cleanup().await;
 }
+
+/// A NUL character (U+0000) anywhere a client sends text: PostgreSQL's text types cannot hold it,
+/// SQLite can; either way the answer is a success or a client error with the usual
+/// `{"error", "message"}`, never a 500. Each of these answered 500 on PostgreSQL before (found by an outside probe).
+async fn nul_characters_are_client_errors(db: TestDb) {
+    let api = Api::start(&db).await;
+    let admin = api.register("owner@example.com").await;
+    let account = admin.account_id.clone();
+    let (conversation, _) = api.conversation(&account).await;
+    let (customer, _) = api.customer(&account).await;
+    let cases: Vec<(reqwest::Method, String, Option<&str>, Option<Value>)> = vec![
+        (
+            reqwest::Method::POST,
+            "/api/session".into(),
+            None,
+            Some(json!({"email": "a\u{0}@example.com", "password": "a long password"})),
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/customers/identify?account_id={account}&external_id=a%00b"),
+            None,
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/customers?q=a%00b".into(),
+            Some(&admin.token),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/user_invitations".into(),
+            Some(&admin.token),
+            Some(json!({"email": "a\u{0}@example.com", "role": "agent"})),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/conversations/{conversation}/messages"),
+            Some(&admin.token),
+            Some(json!({"body": "a\u{0}b"})),
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/customers/{customer}/metadata"),
+            Some(&admin.token),
+            Some(json!({"metadata": {"plan": "a\u{0}b"}})),
+        ),
+    ];
+    for (method, path, token, body) in cases {
+        let (status, answer) = api.call(method.clone(), &path, token, body).await;
+        // SQLite stores the text, so a lookup may simply find nothing (200).
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "{method} {path}: {status} {answer}"
+        );
+        assert!(
+            status.is_success()
+                || answer["error"].is_string() && answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{method} {path}: {status} {answer}"
+        );
+    }
+    let (status, _) = api.get("/api/conversations", &admin.token).await;
+    assert_eq!(status, 200, "still serving");
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nul_characters_are_client_errors() {
+    if let Some(db) = TestDb::postgres().await {
+        nul_characters_are_client_errors(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_nul_characters_are_client_errors() {
+    nul_characters_are_client_errors(TestDb::sqlite().await.expect("a SQLite test database")).await;
+}

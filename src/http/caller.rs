@@ -211,10 +211,17 @@ impl FromRequest for CustomerCaller {
         let token = bearer(req);
         let state = state(req);
         let request_id = RequestId::of(req);
+        // A browser's call (it has an `Origin`) is held to the account's widget origins on every
+        // customer route, as the widget's first calls and its socket are.
+        let browser = req.headers().contains_key("origin").then(|| req.clone());
         Box::pin(async move {
             let state = state?;
             let token = token.ok_or_else(unauthorized)?;
             let customer = crate::app::identity::customer(&state.auth, &token).await?;
+            if let Some(req) = browser {
+                let account = state.load::<netia_commands::Account>(customer.account_id).await?;
+                super::widget::check_origin(&req, &account)?;
+            }
             Ok(CustomerCaller {
                 customer_id: customer.customer_id,
                 account_id: customer.account_id,

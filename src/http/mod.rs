@@ -252,9 +252,14 @@ impl ApiError {
     }
 
     /// Our failure: 500, unless the database is unavailable (see [`crate::store::unavailable_in`]),
-    /// which is a 503 with `Retry-After`: the same request may succeed in a moment.
+    /// which is a 503 with `Retry-After`: the same request may succeed in a moment, or PostgreSQL
+    /// refused a text of the request ([`crate::store::unstorable_text_in`]: a NUL character), which
+    /// is a 400.
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         let e = e.into();
+        if crate::store::unstorable_text_in(&*e) {
+            return ApiError::BadRequest("text must not contain the NUL character (U+0000)".into());
+        }
         if crate::store::unavailable_in(&*e) {
             tracing::warn!(error = %e, "the database is unavailable; answered 503");
             return ApiError::Unavailable("the database is unavailable; try again".into());

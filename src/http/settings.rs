@@ -334,7 +334,7 @@ pub(super) struct Range {
 }
 
 /// Per day: conversations opened/closed, messages by kind, replies per agent, first-response and
-/// resolution times (`from`/`to`: `YYYY-MM-DD`, inclusive, at most 366 days).
+/// resolution times (`from`/`to`: `YYYY-MM-DD`, inclusive, at most 367 days).
 #[utoipa::path(get, path = "/api/reporting", tag = "reporting", params(Range), security(("bearer" = [])),
     responses((status = 200, body = Data<Vec<DayView>>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub(super) async fn reporting(

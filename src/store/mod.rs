@@ -178,6 +178,24 @@ pub fn database_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `e` or any of its sources is PostgreSQL refusing a text it cannot store: SQLSTATE
+/// `22021` (`character_not_in_repertoire`, "invalid byte sequence for encoding \"UTF8\": 0x00": a
+/// NUL in `text`) or `22P05` (`untranslatable_character`: `\u0000` in `jsonb`). Rust strings and
+/// SQLite hold U+0000, PostgreSQL's text types do not, so such a value is the caller's input
+/// (nothing Netia writes contains it): a client error, where a field's own check missed it.
+pub fn unstorable_text_in(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>()
+            && db.code().is_some_and(|code| matches!(&*code, "22021" | "22P05"))
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// Whether `e` or any of its sources is the database being unavailable ([`database_unavailable`])
 /// or the store saying so ([`StoreError::Unavailable`], [`StoreError::TaskDown`],
 /// [`StoreError::OutcomeUnknown`]): a failure to answer "try again" (HTTP 503), not an internal
