@@ -217,7 +217,16 @@ async fn postgres_socket_upgrades_and_frames_are_limited() {
         );
     }
     match tokio_tungstenite::connect_async(url.as_str()).await {
-        Err(Error::Http(response)) => assert_eq!(response.status(), 429),
+        Err(Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok());
+            assert!(
+                retry_after
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|s| (1..=60).contains(&s)),
+                "a 429 says when to retry: {retry_after:?}"
+            );
+        }
         other => panic!("the sixth upgrade in a minute is refused: {other:?}"),
     }
 

@@ -86,6 +86,23 @@ check("customer joins", (await reply(s, "5"))?.[4]?.status === "ok");
 s.ws.send(JSON.stringify(["5", "6", topic, "shout", { body: 42 }]));
 r = await reply(s, "6");
 check("a shout with a non-string body: error reply", r?.[4]?.status === "error", r);
+// Fields are checked as the REST API checks them: a truthy `private` is not a note.
+s.ws.send(JSON.stringify(["5", "10", topic, "shout", { body: "note?", private: "yes" }]));
+r = await reply(s, "10");
+check("a non-boolean private: refused", r?.[4]?.response?.reason === "private must be a boolean", r);
+s.ws.send(JSON.stringify(["5", "11", topic, "shout", { body: "x", format: "html" }]));
+r = await reply(s, "11");
+check("an unknown format: refused", r?.[4]?.status === "error" && /^format must be/.test(r[4].response.reason), r);
+s.ws.send(JSON.stringify(["5", "12", topic, "shout", { body: "**hi**", format: "markdown" }]));
+r = await reply(s, "12");
+check("markdown is kept", r?.[4]?.status === "ok" && r[4].response.format === "markdown", r);
+s.ws.send(JSON.stringify(["5", "13", topic, "typing", { typing: "yes" }]));
+r = await reply(s, "13");
+check("a non-boolean typing: refused", r?.[4]?.response?.reason === "typing must be a boolean", r);
+// One spelling per conversation: another would be a topic no broadcast reaches.
+s.ws.send(JSON.stringify(["14", "14", topic.toUpperCase().replace("CONVERSATION", "conversation"), "phx_join", {}]));
+r = await reply(s, "14");
+check("an upper-case spelling of the topic: unmatched topic", r?.[4]?.response?.reason === "unmatched topic", r);
 s.ws.send(JSON.stringify(["99", "7", topic, "shout", { body: "stale join ref" }]));
 await sleep(300);
 check("a push with a stale join_ref is ignored", !s.frames.some((f) => f[1] === "7"));

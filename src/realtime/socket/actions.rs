@@ -46,7 +46,19 @@ impl Connection {
             Some(Value::String(key)) => Some(key.clone()),
             Some(_) => return self.send(refuse(frame, "client_message_id must be a string")),
         };
-        let private = frame.payload.get("private").and_then(Value::as_bool).unwrap_or(false);
+        // As over REST: a note is only ever what was asked for, never a truthy guess ("yes", 1).
+        let private = match frame.payload.get("private") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(private)) => *private,
+            Some(_) => return self.send(refuse(frame, "private must be a boolean")),
+        };
+        let format = match frame.payload.get("format") {
+            None | Some(Value::Null) => MessageFormat::Text,
+            Some(format) => match serde_json::from_value::<MessageFormat>(format.clone()) {
+                Ok(format) => format,
+                Err(_) => return self.send(refuse(frame, "format must be \"text\" or \"markdown\"")),
+            },
+        };
         let author = match &self.caller {
             Caller::Agent { role, .. } if *role < Role::Member => {
                 return self.send(refuse(frame, "viewers cannot send messages"));
@@ -70,8 +82,7 @@ impl Connection {
         };
         let message = NewMessage {
             body,
-            // Chat typed into the widget or the dashboard: plain text.
-            format: MessageFormat::Text,
+            format,
             private,
             client_message_id,
             attachments: Vec::new(),
@@ -145,12 +156,16 @@ fn command_refusal(e: &CommandError<ConversationError>) -> String {
         CommandError::Domain(_) | CommandError::Conflict { .. } => e.to_string(),
         CommandError::Store(store) if crate::store::unavailable_in(store) => UNAVAILABLE.to_owned(),
         other if crate::store::unavailable_in(other) => UNAVAILABLE.to_owned(),
+        other if crate::store::unstorable_text_in(other) => UNSTORABLE_TEXT.to_owned(),
         other => {
             tracing::error!(error = %other, "socket action failed");
             "internal error".to_owned()
         }
     }
 }
+
+/// The reason of a refusal of a text PostgreSQL cannot store (see [`crate::store::unstorable_text_in`]).
+const UNSTORABLE_TEXT: &str = "text must not contain the NUL character (U+0000)";
 
 fn post_refusal(e: &PostError) -> String {
     match e {

@@ -104,7 +104,8 @@ pub(super) async fn admit(
     if let Some(ip) = ip
         && let Err(wait) = services.limiter.upgrade_from(ip)
     {
-        let seconds = wait.as_secs_f64().ceil().max(1.0);
+        // Whole seconds: the upgrade's refusal carries them as its `Retry-After`.
+        let seconds = wait.as_millis().div_ceil(1000).max(1);
         return Err((
             429,
             format!("too many socket connections from this address; retry in {seconds} s"),

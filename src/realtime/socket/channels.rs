@@ -3,6 +3,7 @@
 
 use netia_commands::Conversation;
 use netia_events::ConversationId;
+use netia_events::user::Role;
 use serde_json::{Value, json};
 
 use super::{Caller, Connection, MAX_CHANNELS, topics_joined};
@@ -113,6 +114,12 @@ impl Connection {
         match kind {
             "conversation" => {
                 let id: ConversationId = rest.parse().map_err(|_| "unmatched topic")?;
+                // One spelling per conversation (the hyphenated lower-case form, as every payload
+                // and broadcast writes it): another spelling would be a topic of its own, which no
+                // broadcast reaches.
+                if id.to_string() != rest {
+                    return Err("unmatched topic");
+                }
                 let (conversation, _) = self
                     .services
                     .app
@@ -150,7 +157,15 @@ impl Connection {
                 }
             }
             ("conversation", "typing") => {
-                let typing = frame.payload.get("typing").and_then(Value::as_bool).unwrap_or(true);
+                let typing = match frame.payload.get("typing") {
+                    None | Some(Value::Null) => true,
+                    Some(Value::Bool(typing)) => *typing,
+                    Some(_) => return self.send(refuse(&frame, "typing must be a boolean")),
+                };
+                // A viewer cannot write to the customer, so it has nothing to be seen typing.
+                if matches!(&self.caller, Caller::Agent { role, .. } if *role < Role::Member) {
+                    return self.send(refuse(&frame, "viewers cannot send messages"));
+                }
                 if typing {
                     self.typing.insert(frame.topic.clone());
                 } else {

@@ -214,8 +214,20 @@ async fn refuse(stream: &mut TcpStream, status: u16, reason: &str) {
         _ => "bad_request",
     };
     let body = json!({"error": error, "message": reason}).to_string();
+    // As the REST API's refusals (RFC 9110 §10.2.3): a 429 names the wait its message gives ("retry
+    // in N s"), a 503 asks for a second.
+    let retry_after = match status.as_u16() {
+        429 => reason
+            .rsplit_once("retry in ")
+            .and_then(|(_, rest)| rest.split(' ').next()?.parse::<u64>().ok())
+            .or(Some(1)),
+        503 => Some(1),
+        _ => None,
+    }
+    .map(|seconds| format!("retry-after: {seconds}\r\n"))
+    .unwrap_or_default();
     let response = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry_after}connection: close\r\n\r\n{body}",
         status.as_u16(),
         status.canonical_reason().unwrap_or_default(),
         body.len()
