@@ -169,8 +169,13 @@ pub enum Route<'a> {
 /// What became of a received message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EmailReceived {
-    /// In conversation `conversation_id` (new or threaded; or already there: a resend).
-    Taken { conversation_id: ConversationId, new: bool },
+    /// In conversation `conversation_id`: `new` when the message opened it, `resent` when the
+    /// message was already there (the same Message-ID again: nothing recorded, `new` false).
+    Taken {
+        conversation_id: ConversationId,
+        new: bool,
+        resent: bool,
+    },
     /// An auto-reply, a bounce or a list message: no conversation.
     Automatic(&'static str),
 }
@@ -222,8 +227,12 @@ pub async fn receive(app: &App, route: Route<'_>, raw: &[u8]) -> Result<EmailRec
         source: Source::Email,
         create: new,
     };
-    file(app, place, email, raw, None).await?;
-    Ok(EmailReceived::Taken { conversation_id, new })
+    let recorded = file(app, place, email, raw, None).await?;
+    Ok(EmailReceived::Taken {
+        conversation_id,
+        new: new && recorded,
+        resent: !recorded,
+    })
 }
 
 /// Where a received email goes.
@@ -240,14 +249,14 @@ pub(super) struct Filing {
 
 /// Records `email` in the conversation `place` names (created first if asked): as the customer's
 /// message, deduplicated by its Message-ID (and Gmail id), its original `raw` kept beside
-/// ([`original`]) when it was new.
+/// ([`original`]) when it was new. True when the message was recorded now, false for a duplicate.
 pub(super) async fn file(
     app: &App,
     place: Filing,
     email: parse::InboundEmail,
     raw: &[u8],
     gmail: Option<netia_events::conversation::GmailMessage>,
-) -> Result<(), InboundEmailError> {
+) -> Result<bool, InboundEmailError> {
     let Filing {
         account_id,
         inbox_id,
@@ -300,7 +309,7 @@ pub(super) async fn file(
         .await
         .map_err(AppError::from)?;
     }
-    Ok(())
+    Ok(!executed.events.is_empty())
 }
 
 /// The original (RFC 5322, as received) of email message `message_id` of conversation

@@ -61,12 +61,13 @@ pub(super) async fn rotate(state: web::Data<AppState>, agent: Agent) -> Result<H
 
 /// A raw RFC 5322 message (whatever the content type, e.g. `message/rfc822`; at most 10 MiB),
 /// authenticated by the inbox's token in the path. 201 with the conversation (`new`: whether the
-/// message opened it); 202 for an auto-reply or bounce (no conversation); 404 for an unknown
-/// token; 422 for something that is not an email. The same Message-ID twice is one message.
+/// message opened it); 200 with it for a message already taken (the same Message-ID again: one
+/// message, `new` false); 202 for an auto-reply or bounce (no conversation); 404 for an unknown
+/// token; 422 for something that is not an email.
 #[utoipa::path(post, path = "/api/email/inbound/{token}", tag = "email",
     params(("token" = String, Path, description = "The inbox's webhook token")),
     request_body(content = String, content_type = "text/plain", description = "The raw message (any content type is taken, e.g. message/rfc822)"),
-    responses((status = 201, description = "Taken: {\"data\": {\"conversation_id\", \"new\"}}"), (status = 202, description = "An automatic message: not taken"),
+    responses((status = 201, description = "Taken: {\"data\": {\"conversation_id\", \"new\"}}"), (status = 200, description = "Already taken (the same Message-ID): {\"data\": {\"conversation_id\", \"new\": false}}"), (status = 202, description = "An automatic message: not taken"),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn receive(
     state: web::Data<AppState>,
@@ -77,8 +78,17 @@ pub(super) async fn receive(
         .await
         .map_err(email_error)?;
     Ok(match received {
-        EmailReceived::Taken { conversation_id, new } => {
-            HttpResponse::Created().json(json!({"data": {"conversation_id": conversation_id, "new": new}}))
+        EmailReceived::Taken {
+            conversation_id,
+            new,
+            resent,
+        } => {
+            let mut response = if resent {
+                HttpResponse::Ok()
+            } else {
+                HttpResponse::Created()
+            };
+            response.json(json!({"data": {"conversation_id": conversation_id, "new": new}}))
         }
         EmailReceived::Automatic(reason) => {
             HttpResponse::Accepted().json(json!({"data": {"taken": false, "reason": reason}}))
