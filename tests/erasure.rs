@@ -215,6 +215,29 @@ async fn an_erased_customer_is_gone_from_the_whole_database(db: &TestDb) {
     assert_eq!(file.status(), StatusCode::NOT_FOUND);
     let (status, _) = api.get(&format!("/api/conversations/{chat}/messages"), &token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Nothing more is recorded about her: an agent's reply, which could never be read, is refused
+    // — a retry too — and nothing is stored (it was answered 201 as "[erased]", then 503 for ever).
+    // Her conversation can still be closed.
+    for _ in 0..2 {
+        let (status, refused) = api
+            .post(
+                &format!("/api/conversations/{chat}/messages"),
+                Some(&admin.token),
+                json!({"body": "Your refund was processed", "client_message_id": "after-erasure"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+        assert!(refused["message"].as_str().unwrap().contains("erased"), "{refused}");
+    }
+    assert_eq!(messages(&api, &admin, &chat).await.len(), 3);
+    let (status, closed) = api
+        .patch(
+            &format!("/api/conversations/{chat}"),
+            &admin.token,
+            json!({"status": "closed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{closed}");
     // Again: nothing more to erase, answered the same way.
     let (status, again) = api
         .post(&format!("/api/customers/{zelda}/erase"), Some(&admin.token), json!({}))

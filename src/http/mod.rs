@@ -254,11 +254,17 @@ impl ApiError {
     /// Our failure: 500, unless the database is unavailable (see [`crate::store::unavailable_in`]),
     /// which is a 503 with `Retry-After`: the same request may succeed in a moment, or PostgreSQL
     /// refused a text of the request ([`crate::store::unstorable_text_in`]: a NUL character), which
-    /// is a 400.
+    /// is a 400, or the write was about an erased customer ([`crate::store::subject_erased_in`]),
+    /// which is a 422.
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         let e = e.into();
         if crate::store::unstorable_text_in(&*e) {
             return ApiError::BadRequest("text must not contain the NUL character (U+0000)".into());
+        }
+        if crate::store::subject_erased_in(&*e) {
+            return ApiError::Invalid(
+                "the conversation's customer was erased: nothing more is recorded about them".into(),
+            );
         }
         if crate::store::unavailable_in(&*e) {
             tracing::warn!(error = %e, "the database is unavailable; answered 503");

@@ -140,6 +140,10 @@ pub enum StoreError {
     /// key the data keys were wrapped with, or the row was altered.
     #[error("personal data cannot be sealed or opened: {0}")]
     Keys(String),
+    /// The append holds personal data of a person who was erased (GDPR art. 17, ADR 0023): their
+    /// key is destroyed, so nothing more is recorded about them. Nothing was stored.
+    #[error("the customer {0} was erased: nothing more is recorded about them")]
+    SubjectErased(String),
     #[error("stored event at position {position} is corrupt: {reason}")]
     Corrupt { position: i64, reason: String },
     #[error("database error: {0}")]
@@ -176,6 +180,19 @@ pub fn database_unavailable(e: &sqlx::Error) -> bool {
             .is_some_and(|code| code.starts_with("08") || matches!(&*code, "53300" | "57P01" | "57P02" | "57P03")),
         _ => false,
     }
+}
+
+/// Whether `e` or any of its sources is [`StoreError::SubjectErased`]: a rule refused the write
+/// (HTTP 422), not a failure.
+pub fn subject_erased_in(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(StoreError::SubjectErased(_)) = e.downcast_ref::<StoreError>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Whether `e` or any of its sources is PostgreSQL refusing a text it cannot store: SQLSTATE

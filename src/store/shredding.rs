@@ -99,7 +99,8 @@ impl ShreddingStore {
     }
 
     /// Seals the personal fields of `event` in place; returns the payload callers see (the plain
-    /// one, or the erased one when the subject is gone).
+    /// one). [`StoreError::SubjectErased`] when there is something to seal and the subject's key
+    /// was destroyed.
     async fn seal(&self, event: &mut NewEvent) -> Result<Value, StoreError> {
         let fields = personal::fields(&event.event_type);
         let plain = event.payload.clone();
@@ -118,6 +119,11 @@ impl ShreddingStore {
             return Ok(plain);
         }
         let key = self.key_for_writing(&subject).await?;
+        // Nothing new is recorded about an erased person: what would be sealed could never be
+        // read (an agent's reply would be stored as `[erased]` and answered as if saved).
+        if let DataKey::Gone = key {
+            return Err(StoreError::SubjectErased(subject));
+        }
         // Nothing to hide in an empty list or object (most messages have no attachments).
         seal_fields(
             &mut event.payload,
@@ -127,10 +133,7 @@ impl ShreddingStore {
             &key,
             &|value, _| is_empty_container(value),
         )?;
-        Ok(match key {
-            DataKey::Live(_) => plain,
-            DataKey::Gone => event.payload.clone(),
-        })
+        Ok(plain)
     }
 
     /// Opens the sealed fields of `event` in place.

@@ -157,6 +157,7 @@ fn command_refusal(e: &CommandError<ConversationError>) -> String {
         CommandError::Store(store) if crate::store::unavailable_in(store) => UNAVAILABLE.to_owned(),
         other if crate::store::unavailable_in(other) => UNAVAILABLE.to_owned(),
         other if crate::store::unstorable_text_in(other) => UNSTORABLE_TEXT.to_owned(),
+        other if crate::store::subject_erased_in(other) => "the customer was erased".to_owned(),
         other => {
             tracing::error!(error = %other, "socket action failed");
             "internal error".to_owned()
