@@ -154,7 +154,17 @@ impl Agent {
         } else {
             &[TokenKind::Session]
         };
-        let agent = crate::app::identity::agent(&state.app, &state.auth, &token, kinds).await?;
+        let agent = match crate::app::identity::agent(&state.app, &state.auth, &token, kinds).await {
+            // A good token of the wrong kind is a 403 (a widget must not drop its token).
+            Err(crate::app::identity::IdentityError::Invalid)
+                if crate::app::identity::customer(&state.auth, &token).await.is_ok() =>
+            {
+                return Err(ApiError::Forbidden(
+                    "this route takes an agent's session token (or API key under /api/v1), not a customer token".into(),
+                ));
+            }
+            found => found?,
+        };
         Ok(Agent {
             user_id: agent.user_id,
             account_id: agent.account_id,
@@ -217,7 +227,23 @@ impl FromRequest for CustomerCaller {
         Box::pin(async move {
             let state = state?;
             let token = token.ok_or_else(unauthorized)?;
-            let customer = crate::app::identity::customer(&state.auth, &token).await?;
+            let customer = match crate::app::identity::customer(&state.auth, &token).await {
+                Err(crate::app::identity::IdentityError::Invalid)
+                    if crate::app::identity::agent(
+                        &state.app,
+                        &state.auth,
+                        &token,
+                        &[TokenKind::Session, TokenKind::ApiKey],
+                    )
+                    .await
+                    .is_ok() =>
+                {
+                    return Err(ApiError::Forbidden(
+                        "this route takes a widget customer token, not an agent's".into(),
+                    ));
+                }
+                found => found?,
+            };
             if let Some(req) = browser {
                 let account = state.load::<netia_commands::Account>(customer.account_id).await?;
                 super::widget::check_origin(&req, &account)?;
