@@ -141,6 +141,20 @@ async fn cors_and_the_widget_origin_allow_list(db: &TestDb) {
         StatusCode::OK,
         "servers send no Origin"
     );
+    // A good token of the other kind: 403, so that a widget keeps its token; a bad one: 401.
+    for (token, expected) in [
+        (admin.token.as_str(), StatusCode::FORBIDDEN),
+        ("ntc_made_up", StatusCode::UNAUTHORIZED),
+    ] {
+        let answer = api
+            .http
+            .get(format!("{}/api/conversations/customer", api.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), expected, "{token} on a customer route");
+    }
     let own = format!("http://{}", api.base.trim_start_matches("http://"));
     let response = api
         .http
