@@ -158,7 +158,7 @@ pub(super) struct DownloadParams {
         ("file" = uuid::Uuid, Path, description = "File id"), DownloadParams),
     security(("bearer" = []), ("customer" = [])),
     responses((status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn download(
     state: web::Data<AppState>,

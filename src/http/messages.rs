@@ -30,7 +30,7 @@ pub(super) struct MessagePage {
 /// The conversation's messages in order: for agents with notes; for its customer (customer token)
 /// without them — how the widget catches up after a reconnect.
 #[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "messages", params(("id" = uuid::Uuid, Path, description = "Conversation id"), MessagePage), security(("bearer" = []), ("customer" = [])),
-    responses((status = 200, body = Data<Vec<MessageView>>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Data<Vec<MessageView>>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn messages(
     state: web::Data<AppState>,
     reader: Reader,

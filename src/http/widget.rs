@@ -167,7 +167,7 @@ pub struct MetadataUpdate {
 /// Merges keys into the customer's metadata (`null` removes a key). Customer token.
 #[utoipa::path(put, path = "/api/customers/{id}/metadata", tag = "widget", params(("id" = uuid::Uuid, Path, description = "Customer id")), request_body = MetadataUpdate,
     security(("customer" = [])),
-    responses((status = 413, body = ErrorBody), (status = 200, body = Data<MetadataView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 413, body = ErrorBody), (status = 200, body = Data<MetadataView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn update_metadata(
     state: web::Data<AppState>,
@@ -209,7 +209,7 @@ pub struct EmailUpdate {
 /// token. Unverified; refused (409) when the site already set a verified email for this customer.
 #[utoipa::path(put, path = "/api/customers/{id}/email", tag = "widget", params(("id" = uuid::Uuid, Path, description = "Customer id")), request_body = EmailUpdate,
     security(("customer" = [])),
-    responses((status = 413, body = ErrorBody), (status = 200, body = Data<EmailView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 413, body = ErrorBody), (status = 200, body = Data<EmailView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn update_email(
     state: web::Data<AppState>,
@@ -305,7 +305,7 @@ pub async fn create_conversation(
 
 /// The caller's (customer token) conversations, newest activity first.
 #[utoipa::path(get, path = "/api/conversations/customer", tag = "widget", security(("customer" = [])),
-    responses((status = 200, body = Data<Vec<ConversationView>>), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = Data<Vec<ConversationView>>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn customer_conversations(
     state: web::Data<AppState>,
     caller: CustomerCaller,
