@@ -64,6 +64,8 @@ for (const [name, frame, code] of [
   ["a non-object payload", JSON.stringify(["1", "1", topic, "phx_join", "x"]), 1007],
   ["a binary frame", Buffer.from([1, 2, 3]), 1003],
   ["a frame over 256 KiB", JSON.stringify([null, "1", "phoenix", "heartbeat", { pad: "x".repeat(270000) }]), 1009],
+  // Still being sent when the server closes: the close frame must not be lost to a reset.
+  ["a 4 MiB frame", JSON.stringify([null, "1", "phoenix", "heartbeat", { pad: "x".repeat(4 << 20) }]), 1009],
 ]) {
   const s = await open(agentToken);
   s.ws.send(frame);
@@ -121,6 +123,11 @@ s.ws.on("pong", () => (pong = true));
 s.ws.ping("are you there");
 await sleep(300);
 check("WebSocket pings are answered", pong);
+
+// WebSocket pings count against the frame limit like any frame.
+const pinger = await open(customerToken);
+for (let i = 0; i < 2000 && pinger.closed === null; i++) pinger.ws.ping();
+check("a flood of pings closes the socket (1008)", (await closedWith(pinger)) === 1008, pinger.closed);
 
 // A client that closes gets the server's close frame back (RFC 6455 §5.5.1): `ws` reports the code
 // it received, 1006 if the server only dropped the connection.

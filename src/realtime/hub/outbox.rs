@@ -216,6 +216,15 @@ impl Outbox {
         self.queue().closing = true;
     }
 
+    /// Ends the connection's sending side (TCP FIN) now, while its reading side stays open: after
+    /// the close frame, so that the client, which waits for the server's TCP close (RFC 6455
+    /// §7.1.1), closes too while what it still sends is read.
+    pub fn shutdown_write(&self) {
+        if let Some(socket) = &self.0.socket {
+            let _ = socket2::SockRef::from(socket.as_ref()).shutdown(std::net::Shutdown::Write);
+        }
+    }
+
     /// The connection is ending: the writer stops once what waits is written.
     pub fn finish(&self) {
         self.queue().ending = true;

@@ -378,8 +378,13 @@ impl Connection {
                 Ok(Some(Ok(Message::Binary(_)))) => {
                     break close(CloseCode::Unsupported, "binary frames are not supported");
                 }
-                // The protocol queued the pong; flushing hands it to the outbox.
+                // Pings count against the frame limit like any frame; the protocol queued the
+                // pong, flushing hands it to the outbox.
                 Ok(Some(Ok(Message::Ping(_)))) => {
+                    if frames.check().is_err() {
+                        let rate = self.services.limiter.limits.frames_per_second;
+                        break close(CloseCode::Policy, &format!("too many frames: at most {rate} a second"));
+                    }
                     let _ = socket.flush().await;
                 }
                 Ok(Some(Ok(Message::Pong(_) | Message::Frame(_)))) => {}
@@ -401,6 +406,8 @@ impl Connection {
         // client closed first, closing the sink flushes tungstenite's reply. The writer gets a
         // second to write it all out; the write half is shut down with the last outbox.
         outbox.closing();
+        // Closed by us while the client may still be sending (a flood, a frame too large).
+        let linger = reason.as_ref().is_some_and(|r| r.code != CloseCode::Away);
         if let Some(reason) = reason {
             let _ = socket.send(Message::Close(Some(reason))).await;
         }
@@ -409,6 +416,19 @@ impl Connection {
         let abort = writer.abort_handle();
         if tokio::time::timeout(Duration::from_secs(1), writer).await.is_err() {
             abort.abort();
+        }
+        // Closing a socket with unread data resets the connection, and the client loses the close
+        // frame it had not read yet (it saw 1006, not 1009 or 1008). What it still sends is read
+        // and dropped until it closes too (RFC 6455 §7.1.1: the client's TCP close comes first,
+        // after our FIN), for at most a second and 64 MiB.
+        if linger {
+            outbox.shutdown_write();
+            let rest = AsyncReadExt::take(socket.get_mut(), 64 << 20);
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::io::copy(&mut { rest }, &mut tokio::io::sink()),
+            )
+            .await;
         }
     }
 }
