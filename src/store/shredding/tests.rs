@@ -80,18 +80,17 @@ async fn an_erased_subject_reads_as_erased_and_writes_nothing_more() {
         .unwrap();
     let other = ShreddingStore::new(inner.clone(), keys, Sealer::new(&[9; 32]));
     assert_eq!(read(&other, &stream).await[0].payload["body"], "[erased]");
-    // Written after the erasure: nothing of it is kept.
+    // Written after the erasure: refused, and nothing of it is kept.
     let late = store
         .append(&stream, 1, vec![message("still here?", Some(SUBJECT))])
-        .await
-        .unwrap();
-    assert_eq!(late[0].payload["body"], "[erased]");
+        .await;
     assert!(
-        !read(inner.as_ref(), &stream).await[1]
-            .payload
-            .to_string()
-            .contains("still here")
+        matches!(&late, Err(StoreError::SubjectErased(subject)) if subject == SUBJECT),
+        "{late:?}"
     );
+    let stored = read(inner.as_ref(), &stream).await;
+    assert_eq!(stored.len(), 1);
+    assert!(!stored[0].payload.to_string().contains("still here"));
 }
 
 #[tokio::test]
