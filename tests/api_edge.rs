@@ -146,14 +146,8 @@ async fn cors_and_the_widget_origin_allow_list(db: &TestDb) {
         (admin.token.as_str(), StatusCode::FORBIDDEN),
         ("ntc_made_up", StatusCode::UNAUTHORIZED),
     ] {
-        let answer = api
-            .http
-            .get(format!("{}/api/conversations/customer", api.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), expected, "{token} on a customer route");
+        let (status, answer) = api.get("/api/conversations/customer", token).await;
+        assert_eq!(status, expected, "{token} on a customer route: {answer}");
     }
     let own = format!("http://{}", api.base.trim_start_matches("http://"));
     let response = api
