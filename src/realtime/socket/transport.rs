@@ -391,6 +391,10 @@ impl Connection {
                 Ok(Some(Ok(Message::Close(_)))) => break None,
             }
         };
+        // From here the connection takes only its own close frame: what others would still queue
+        // for it (their presence leaves as a whole node shuts down, n² frames for n sockets) would
+        // only hold its close frame back.
+        outbox.closing();
         let typing: Vec<String> = self.typing.iter().cloned().collect();
         for topic in typing {
             self.stop_typing(&topic);
@@ -401,20 +405,21 @@ impl Connection {
         super::topics_joined(-(topics.len() as f64));
         self.hub.connection(self.person(), false);
         metrics::gauge!("netia_sockets_open").decrement(1.0);
-        // The close frame goes after everything queued, and nothing after it (broadcasts that
-        // picked this connection before it left its topics are refused from here on); when the
-        // client closed first, closing the sink flushes tungstenite's reply. The writer gets a
-        // second to write it all out; the write half is shut down with the last outbox.
-        outbox.closing();
+        // The close frame goes after everything queued, and nothing after it; when the client
+        // closed first, closing the sink flushes tungstenite's reply. The writer gets a second to
+        // write it all out (a node going away: five, as every socket's writer wants a core at
+        // once); the write half is shut down with the last outbox.
+        let away = reason.as_ref().is_some_and(|r| r.code == CloseCode::Away);
         // Closed by us while the client may still be sending (a flood, a frame too large).
-        let linger = reason.as_ref().is_some_and(|r| r.code != CloseCode::Away);
+        let linger = reason.is_some() && !away;
         if let Some(reason) = reason {
             let _ = socket.send(Message::Close(Some(reason))).await;
         }
         let _ = SinkExt::close(&mut socket).await;
         drop(finish);
         let abort = writer.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(1), writer).await.is_err() {
+        let write_limit = Duration::from_secs(if away { 5 } else { 1 });
+        if tokio::time::timeout(write_limit, writer).await.is_err() {
             abort.abort();
         }
         // Closing a socket with unread data resets the connection, and the client loses the close
