@@ -214,6 +214,8 @@ impl Application {
         };
         let app = move || {
             App::new()
+                // Innermost: the router sees a HEAD as the GET it answers like.
+                .wrap(actix_web::middleware::from_fn(http::head_as_get))
                 .wrap(actix_web::middleware::ErrorHandlers::new().handler(
                     actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
                     http::method_not_allowed,

@@ -168,7 +168,74 @@ async fn cors_and_the_widget_origin_allow_list(db: &TestDb) {
     );
 }
 
+/// The raw answer to `request` written on a fresh connection that the server closes.
+async fn raw(api: &Api, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(api.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8(answer).unwrap()
+}
+
+async fn head_is_answered_like_get_without_content(db: &TestDb) {
+    let api = Api::start(db).await;
+    let admin = api.register("head@example.com").await;
+    let answer = raw(
+        &api,
+        "HEAD /health/live HTTP/1.1\r\nHost: netia\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(body, "", "no content after a HEAD's headers");
+
+    // An agent's route: the same status and length as its GET, and no content.
+    let get = api
+        .http
+        .get(format!("{}/api/customers", api.base))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    let length = get.bytes().await.unwrap().len();
+    let answer = raw(
+        &api,
+        &format!(
+            "HEAD /api/customers HTTP/1.1\r\nHost: netia\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            admin.token
+        ),
+    )
+    .await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        head.to_ascii_lowercase().contains(&format!("content-length: {length}")),
+        "{head}"
+    );
+    assert_eq!(body, "");
+    let answer = raw(
+        &api,
+        "HEAD /api/customers HTTP/1.1\r\nHost: netia\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+
+    // A route without a GET: 405, named as the HEAD it was.
+    let (status, answer) = api.call(Method::HEAD, "/api/session", None, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{answer}");
+    let answer = raw(
+        &api,
+        "HEAD /api/session HTTP/1.1\r\nHost: netia\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+}
+
 on_both_backends!(
     public_calls_are_rate_limited_per_ip_and_per_customer,
-    cors_and_the_widget_origin_allow_list
+    cors_and_the_widget_origin_allow_list,
+    head_is_answered_like_get_without_content
 );

@@ -193,6 +193,25 @@ pub fn fixed(path: &str, allow: &'static str) -> actix_web::Resource {
     }))
 }
 
+/// A `HEAD` request, as the router saw it (a `GET`, see [`head_as_get`]).
+#[derive(Clone, Copy)]
+struct Head;
+
+/// Serves `HEAD` as `GET` (RFC 9110 §9.3.2: the same status and headers, no content): the router
+/// only knows `GET` routes, and a monitor's `curl -I /health/live` was answered 405. The HTTP
+/// server sends no body for a `HEAD`, whatever the handler answered.
+pub async fn head_as_get(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+        req.extensions_mut().insert(Head);
+    }
+    next.call(req).await
+}
+
 /// A 405 (from a route that exists with other methods) in the API's error shape, keeping `Allow`.
 pub fn method_not_allowed<B>(
     res: actix_web::dev::ServiceResponse<B>,
@@ -202,7 +221,12 @@ pub fn method_not_allowed<B>(
     if let Some(allow) = res.headers().get(actix_web::http::header::ALLOW) {
         answer.insert_header((actix_web::http::header::ALLOW, allow.clone()));
     }
-    let message = format!("{} is not allowed on {}", req.method(), req.path());
+    use actix_web::HttpMessage;
+    let method = match req.extensions().get::<Head>() {
+        Some(Head) => "HEAD".to_owned(),
+        None => req.method().to_string(),
+    };
+    let message = format!("{method} is not allowed on {}", req.path());
     let answer = answer.json(json!({"error": "method_not_allowed", "message": message}));
     Ok(actix_web::middleware::ErrorHandlerResponse::Response(
         actix_web::dev::ServiceResponse::new(req, answer).map_into_right_body(),
