@@ -16,7 +16,9 @@ pub use passwords::{MAX_PASSWORD, MIN_PASSWORD};
 pub enum AuthError {
     #[error("an account already uses this email address")]
     EmailTaken,
-    #[error("password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")]
+    #[error(
+        "password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters, and neither only spaces nor one character repeated"
+    )]
     WeakPassword,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -1,4 +1,4 @@
-//! Passwords: the length rule, and argon2id hashing and verification off the async threads.
+//! Passwords: the length and guessability rule, and argon2id hashing and verification off the async threads.
 
 use std::sync::OnceLock;
 
@@ -50,9 +50,16 @@ async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
 }
 
 impl Auth {
+    /// [`MIN_PASSWORD`] to [`MAX_PASSWORD`] characters (spaces and any Unicode count, as NIST SP
+    /// 800-63B §5.1.1.2 asks), but not a password anyone would guess first: only whitespace, or one
+    /// character repeated (the guide's "repetitive characters").
     pub fn check_password(password: &str) -> Result<(), AuthError> {
         let n = password.chars().count();
-        if (MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
+        let mut chars = password.chars();
+        let first = chars.next();
+        let repeated = chars.all(|c| Some(c) == first);
+        let blank = password.chars().all(char::is_whitespace);
+        if (MIN_PASSWORD..=MAX_PASSWORD).contains(&n) && !repeated && !blank {
             Ok(())
         } else {
             Err(AuthError::WeakPassword)
@@ -74,5 +81,39 @@ impl Auth {
         })
         .await
         .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_eight_to_128_characters_and_not_trivially_guessed() {
+        for good in [
+            "long enough",
+            "correct horse battery",
+            "aaaaaaab",
+            "        x",
+            "pässwörd",
+            "12345678",
+        ] {
+            assert!(Auth::check_password(good).is_ok(), "{good:?}");
+        }
+        let too_long = "ab".repeat(65);
+        for weak in [
+            "short",
+            "",
+            "        ",
+            "\t\t\t\t\t\t\t\t\t",
+            "aaaaaaaa",
+            "ééééééééé",
+            too_long.as_str(),
+        ] {
+            assert!(
+                matches!(Auth::check_password(weak), Err(AuthError::WeakPassword)),
+                "{weak:?}"
+            );
+        }
     }
 }
