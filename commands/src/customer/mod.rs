@@ -69,6 +69,8 @@ pub enum CustomerError {
         "metadata may hold at most {MAX_METADATA_KEYS} keys of at most 100 characters and {MAX_METADATA_BYTES} bytes"
     )]
     MetadataTooLarge,
+    #[error("phone must be at most 32 characters: digits (3 or more), spaces, - . ( ) /, and + only first")]
+    InvalidPhone,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -256,7 +258,6 @@ fn check_identity(identity: &CustomerIdentity) -> Result<(), CustomerError> {
     let fields = [
         ("external_id", &identity.external_id, MAX_KEY_CHARS),
         ("name", &identity.name, 200),
-        ("phone", &identity.phone, 32),
     ];
     for (field, value, max) in fields {
         if let Some(v) = value
@@ -265,7 +266,25 @@ fn check_identity(identity: &CustomerIdentity) -> Result<(), CustomerError> {
             return Err(CustomerError::InvalidField { field, max });
         }
     }
+    if let Some(phone) = &identity.phone
+        && !is_phone(phone.trim())
+    {
+        return Err(CustomerError::InvalidPhone);
+    }
     Ok(())
+}
+
+/// A phone number as people write theirs (`+44 20 7946 0000`, `(555) 123-4567`): at most 32
+/// characters, digits (at least 3), spaces and `- . ( ) /`, and a `+` only as the first. Not held
+/// to E.164: SMS conversations store Twilio's E.164 sender as it comes.
+pub fn is_phone(phone: &str) -> bool {
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    let rest = phone.strip_prefix('+').unwrap_or(phone);
+    phone.chars().count() <= 32
+        && digits >= 3
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')' | '/'))
 }
 
 fn check_metadata(metadata: &Map<String, Value>) -> Result<(), CustomerError> {

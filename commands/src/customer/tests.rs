@@ -530,3 +530,39 @@ fn no_customer_no_erasure() {
         .when(erase())
         .then_expect_error(CustomerError::NotFound);
 }
+
+#[test]
+fn a_phone_is_digits_with_the_usual_separators() {
+    for good in [
+        "+44 20 7946 0000",
+        "(555) 123-4567",
+        "555.123.4567",
+        "+15005550006",
+        "  +1 212/555 0100  ",
+    ] {
+        let mut identity = identity();
+        identity.phone = Some(good.to_owned());
+        let result = CustomerTest::with(())
+            .given_no_previous_events()
+            .when(create(identity, json!({})))
+            .inspect_result();
+        assert!(result.is_ok(), "{good:?}: {result:?}");
+    }
+    let too_long = "1".repeat(33);
+    for bad in [
+        "call me maybe",
+        "12",
+        "1+2345",
+        "++44 20",
+        "555 <script>",
+        "",
+        too_long.as_str(),
+    ] {
+        let mut identity = identity();
+        identity.phone = Some(bad.to_owned());
+        CustomerTest::with(())
+            .given_no_previous_events()
+            .when(create(identity, json!({})))
+            .then_expect_error(CustomerError::InvalidPhone);
+    }
+}
