@@ -270,7 +270,43 @@ async fn invitations_are_checked(db: &TestDb) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// Once an address is registered, every other pending invitation to it is withdrawn: no account's
+/// list keeps one that can never be accepted.
+async fn a_registered_address_leaves_no_invitation_pending(db: &TestDb) {
+    let api = Api::start(db).await;
+    let first = api.register("first@example.com").await;
+    let second = api.register("second@example.com").await;
+    let third = api.register("third@example.com").await;
+    let accepted = api.invite(&first, "Shared@Example.com", "member").await;
+    let _other = api.invite(&second, "shared@example.com", "viewer").await;
+    let _again = api.invite(&first, "shared@example.com", "viewer").await;
+    let _elsewhere = api.invite(&third, "own@example.com", "viewer").await;
+    let pending = |session: &common::api::Session| {
+        let (api, token) = (&api, session.token.clone());
+        async move {
+            let (status, list) = api.get("/api/user_invitations", &token).await;
+            assert_eq!(status, StatusCode::OK, "{list}");
+            list["data"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!((pending(&first).await, pending(&second).await), (2, 1));
+    api.accept("shared@example.com", &accepted, "Shared").await;
+    assert_eq!((pending(&first).await, pending(&second).await), (0, 0), "all withdrawn");
+    // An address that registers an account of its own: the same.
+    assert_eq!(pending(&third).await, 1);
+    let (status, body) = api
+        .post(
+            "/api/registration",
+            None,
+            json!({"email": "own@example.com", "password": "long enough", "account_name": "Own"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(pending(&third).await, 0);
+}
+
 on_both_backends!(
     roles_are_enforced_and_nobody_promotes_themselves,
-    invitations_are_checked
+    invitations_are_checked,
+    a_registered_address_leaves_no_invitation_pending
 );

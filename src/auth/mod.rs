@@ -384,6 +384,19 @@ impl Auth {
         Ok(ended.rows_affected() > 0)
     }
 
+    /// Withdraws every pending invitation to `email`, whichever account sent it: once the address
+    /// is registered none of them can be accepted (an address is one user's). Returns how many.
+    pub async fn end_invitations_to(&self, email: &str) -> Result<u64, AuthError> {
+        let ended = sqlx::query(
+            "UPDATE auth_tokens SET revoked_at = $1 WHERE kind = 'invitation' AND label = $2 AND revoked_at IS NULL",
+        )
+        .bind(format_time(Utc::now()))
+        .bind(email.trim().to_lowercase())
+        .execute(&self.db)
+        .await?;
+        Ok(ended.rows_affected())
+    }
+
     /// Whether an address is taken by a registered user.
     pub async fn email_taken(&self, email: &str) -> Result<bool, AuthError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM auth_credentials WHERE email = $1")

@@ -127,6 +127,8 @@ pub(super) async fn accept_invitation(
         return Err(ApiError::from_command(e, |e| matches!(e, UserError::NotFound)));
     }
     state.auth.end_invitation(account_id, user_id).await?;
+    // Other invitations to the address (another account's, an earlier one) can no longer be used.
+    state.auth.end_invitations_to(&email).await?;
     let (session, renew) = state.auth.start_session(user_id, account_id).await?;
     Ok(HttpResponse::Created().json(session_body(user_id, account_id, &session, &renew)))
 }
@@ -259,5 +261,7 @@ pub async fn create_account(
         state.auth.release(user_id).await?;
         return Err(e);
     }
+    // Invitations to the address can no longer be accepted: it is registered.
+    state.auth.end_invitations_to(&email).await?;
     Ok((account_id, user_id, inbox_id))
 }
