@@ -126,8 +126,8 @@ pub(super) async fn accept_invitation(
         state.auth.release(user_id).await?;
         return Err(ApiError::from_command(e, |e| matches!(e, UserError::NotFound)));
     }
-    state.auth.end_invitation(account_id, user_id).await?;
-    // Other invitations to the address (another account's, an earlier one) can no longer be used.
+    // This invitation is used up, and the address's others (another account's, an earlier one)
+    // can no longer be accepted: every one is labelled with the invited address.
     state.auth.end_invitations_to(&email).await?;
     let (session, renew) = state.auth.start_session(user_id, account_id).await?;
     Ok(HttpResponse::Created().json(session_body(user_id, account_id, &session, &renew)))
