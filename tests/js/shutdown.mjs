@@ -12,6 +12,8 @@ const count = Number(process.env.SOCKETS || "200");
 deadline(60);
 
 const codes = [];
+// Which sockets closed otherwise (socket 0 is the one that asks, with ASK), for a failure's report.
+const others = [];
 const sockets = [];
 await Promise.all(
   Array.from({ length: count }, () => {
@@ -21,7 +23,11 @@ await Promise.all(
       reconnectAfterMs: () => 600000, // no reconnection during the test
       heartbeatIntervalMs: 600000,
     });
-    socket.onClose((event) => codes.push(event.code));
+    const index = sockets.length;
+    socket.onClose((event) => {
+      codes.push(event.code);
+      if (event.code !== 1001) others.push({ socket: index, code: event.code, reason: event.reason, clean: event.wasClean });
+    });
     socket.connect();
     sockets.push(socket);
     return new Promise((resolve, reject) => {
@@ -48,6 +54,6 @@ const end = Date.now() + 20000;
 while (codes.length < count && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
 check(`all ${count} sockets were closed`, codes.length === count, { closed: codes.length });
 const away = codes.filter((c) => c === 1001).length;
-check("each with 1001 (going away)", away === count, { away, codes: [...new Set(codes)] });
+check("each with 1001 (going away)", away === count, { away, codes: [...new Set(codes)], others });
 console.log("all checks passed");
 process.exit(0);
