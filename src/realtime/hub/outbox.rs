@@ -75,9 +75,21 @@ struct Queue {
     ending: bool,
 }
 
+impl Queue {
+    /// What an empty queue means for the writer. Decided under the same hold of the lock that
+    /// found the queue empty: checking `ending` under a second hold let a writer preempted between
+    /// the two find the connection ended with its last frames (its close frame) queued in between,
+    /// and stop without writing them (one socket of 200 got no close frame at a SIGTERM).
+    fn idle(&self) -> Written {
+        if self.ending { Written::Finished } else { Written::Empty }
+    }
+}
+
 /// What the writer found when it wrote out the queue.
 enum Written {
     Empty,
+    /// Nothing waits and the connection is ending: the writer's work is done.
+    Finished,
     /// [`WRITE_BATCH`] frames written, more wait.
     More,
     Blocked,
@@ -174,12 +186,9 @@ impl Outbox {
                         return;
                     }
                 }
-                Written::Empty => {
-                    if self.queue().ending {
-                        return;
-                    }
-                    self.0.wake.notified().await;
-                }
+                Written::Finished => return,
+                // A frame queued from now on stores a wake-up for this wait.
+                Written::Empty => self.0.wake.notified().await,
             }
         }
     }
@@ -188,7 +197,7 @@ impl Outbox {
         let mut queue = self.queue();
         for _ in 0..WRITE_BATCH {
             let Some(front) = queue.frames.front_mut() else {
-                return Written::Empty;
+                return queue.idle();
             };
             match socket.try_write(front) {
                 Ok(n) if n == front.len() => {
@@ -204,7 +213,7 @@ impl Outbox {
             }
         }
         if queue.frames.is_empty() {
-            Written::Empty
+            queue.idle()
         } else {
             Written::More
         }
