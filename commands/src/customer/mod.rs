@@ -71,6 +71,11 @@ pub enum CustomerError {
     MetadataTooLarge,
     #[error("phone must be at most 32 characters: digits (3 or more), spaces, - . ( ) /, and + only first")]
     InvalidPhone,
+    #[error(
+        "metadata numbers must be integers within 64 bits or decimals between -2^53 and 2^53 \
+         (RFC 8259 §6); send larger ones as strings"
+    )]
+    InexactNumber,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -147,6 +152,7 @@ impl crate::Decide for Customer {
                 },
             ) => {
                 check_identity(identity)?;
+                check_numbers(metadata)?;
                 let mut merged = Map::new();
                 merge_metadata(&mut merged, metadata);
                 check_metadata(&merged)?;
@@ -203,6 +209,7 @@ impl crate::Decide for Customer {
                 })
             }
             (Some(_), CustomerCommand::UpdateMetadata { changes }) => {
+                check_numbers(changes)?;
                 let mut after = self.metadata.clone();
                 merge_metadata(&mut after, changes);
                 check_metadata(&after)?;
@@ -293,6 +300,28 @@ fn check_metadata(metadata: &Map<String, Value>) -> Result<(), CustomerError> {
         return Err(CustomerError::MetadataTooLarge);
     }
     Ok(())
+}
+
+/// Refuses a number that would not read back as it was sent. Without serde_json's
+/// `arbitrary_precision`, an integer beyond 64 bits is parsed as the nearest `f64`, silently
+/// rounded; as that cannot be told apart from a decimal written that large, every non-integer
+/// number of magnitude 2^53 or more is refused (the limit of exact integers in an IEEE 754 double,
+/// which RFC 8259 §6 names as the interoperable range). Integers within `i64`/`u64` are kept exactly.
+fn check_numbers(metadata: &Map<String, Value>) -> Result<(), CustomerError> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    fn exact(value: &Value) -> bool {
+        match value {
+            Value::Number(n) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.abs() < EXACT),
+            Value::Array(items) => items.iter().all(exact),
+            Value::Object(fields) => fields.values().all(exact),
+            _ => true,
+        }
+    }
+    if metadata.values().all(exact) {
+        Ok(())
+    } else {
+        Err(CustomerError::InexactNumber)
+    }
 }
 
 fn merge_identity(into: &mut CustomerIdentity, changes: &CustomerIdentity) {

@@ -566,3 +566,34 @@ fn a_phone_is_digits_with_the_usual_separators() {
             .then_expect_error(CustomerError::InvalidPhone);
     }
 }
+
+#[test]
+fn a_metadata_number_that_would_not_read_back_as_sent_is_refused() {
+    // serde_json reads an integer beyond 64 bits as the nearest f64: 12345678901234567890123 would
+    // be stored as 12345678901234567000000. Such numbers are refused, in new customers, in
+    // updates and nested in objects and arrays; integers within 64 bits and ordinary decimals pass.
+    let big: Value = serde_json::from_str("12345678901234567890123").unwrap();
+    for bad in [
+        json!({ "account_no": big.clone() }),
+        json!({ "ids": [1, big.clone()] }),
+        json!({ "deep": { "deeper": { "n": -9.1e15 } } }),
+    ] {
+        CustomerTest::with(())
+            .given_no_previous_events()
+            .when(create(identity(), bad.clone()))
+            .then_expect_error(CustomerError::InexactNumber);
+        CustomerTest::with(())
+            .given(vec![created(json!({}))])
+            .when(update(bad))
+            .then_expect_error(CustomerError::InexactNumber);
+    }
+    let good = json!({
+        "u64": u64::MAX, "i64": i64::MIN, "price": 19.99, "ratio": -0.000001, "safe": 9_007_199_254_740_991_i64,
+        "list": [1, 2.5, "12345678901234567890123"],
+    });
+    let result = CustomerTest::with(())
+        .given_no_previous_events()
+        .when(create(identity(), good))
+        .inspect_result();
+    assert!(result.is_ok(), "{result:?}");
+}
