@@ -18,6 +18,10 @@ use netia_events::{Checkpoint, NewEvent, StreamRef};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 
+// The server's allocator (src/main.rs), so that the appends' client side costs what it costs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn event(i: usize) -> NewEvent {
     NewEvent::new(
         "CustomerMessagePosted",
