@@ -160,7 +160,11 @@ pub async fn rebuild_all(
         });
     }
     let start = members.iter().map(|m| m.at).min().unwrap_or_default();
-    let (total, _) = store.lag(start).await?;
+    let mut tailer = Tailer::new(store.clone(), start).with_batch(options.batch);
+    // Counting what is left (for the progress bar) scans the log's index: on a connection of its
+    // own while the first batch is read, not before it.
+    let (lag, first) = tokio::join!(store.lag(start), tailer.try_next_batch());
+    let (total, _) = lag?;
     let names: Vec<&str> = members.iter().map(|m| m.projection.name()).collect();
     let bar = if options.progress {
         let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
@@ -175,11 +179,10 @@ pub async fn rebuild_all(
         ProgressBar::hidden()
     };
 
-    let mut tailer = Tailer::new(store.clone(), start).with_batch(options.batch);
     let mut replayed = 0u64;
     let mut batches = 0;
     let mut applied_to = start;
-    let mut pending = Arc::new(tailer.try_next_batch().await?);
+    let mut pending = Arc::new(first?);
     let mut pending_to = tailer.checkpoint();
     while !pending.is_empty() {
         if options.max_batches.is_some_and(|max| batches >= max) {

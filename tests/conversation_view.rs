@@ -89,7 +89,9 @@ async fn messages_are_listed_in_order_with_notes_for_agents_only(db: &TestDb) {
 }
 
 /// A read model made before external agents (no `author_name` column) keeps its rows and gains
-/// the column when the projection starts; a later external agent's reply lands in it.
+/// the column when the projection starts; a later external agent's reply lands in it. Its
+/// messages keep the `seen_at` they were stored with (before read receipts had a table of their
+/// own), and a later read receipt sees those stored unseen.
 async fn an_older_message_table_gains_the_author_name(db: &TestDb) {
     let pool = read_model_pool(&db.url, 2).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
@@ -111,6 +113,18 @@ async fn an_older_message_table_gains_the_author_name(db: &TestDb) {
     .execute(&mut *conn)
     .await
     .unwrap();
+    for (message_id, seen_at) in [("old-seen", Some("2026-01-01T00:00:01.000000Z")), ("old-unseen", None)] {
+        sqlx::query(
+            "INSERT INTO conversation_messages VALUES ($1, $2, 'a', 1, 'customer', 'c', NULL, 'hello', 0, NULL, \
+             NULL, '2026-01-01T00:00:00.000000Z', $3, 'sent')",
+        )
+        .bind(message_id)
+        .bind(id.to_string())
+        .bind(seen_at)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
     drop(conn);
 
     let bus = CommandBus::new(db.store.clone());
@@ -144,12 +158,37 @@ async fn an_older_message_table_gains_the_author_name(db: &TestDb) {
     let rows = ConversationProjection::messages(&mut conn, id, true, 0, 100)
         .await
         .unwrap();
+    let rows: Vec<_> = rows.iter().filter(|m| m.kind != "customer").collect();
     let names: Vec<(&str, Option<&str>)> = rows
         .iter()
         .map(|m| (m.body.as_str(), m.author_name.as_deref()))
         .collect();
     assert_eq!(names, vec![("earlier", None), ("On it", Some("Sam Stranger"))]);
     assert!(rows[1].user_id.is_none() && rows[1].customer_id.is_none());
+
+    let seen = |message_id: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            let row = ConversationProjection::message(&mut conn, message_id).await.unwrap();
+            row.unwrap().seen_at
+        }
+    };
+    assert_eq!(seen("old-seen").await.as_deref(), Some("2026-01-01T00:00:01.000000Z"));
+    assert_eq!(seen("old-unseen").await, None);
+    // An agent reads the conversation; the receipt is applied in a later batch than the messages.
+    let read = bus
+        .execute::<Conversation>(id, ConversationCommand::MarkRead { user_id: UserId::new() }, &meta)
+        .await
+        .unwrap();
+    projector.catch_up().await.unwrap();
+    let read_at = netia_events::chain::format_time(read.events[0].recorded_at);
+    assert_eq!(seen("old-unseen").await, Some(read_at), "seen by the later receipt");
+    assert_eq!(
+        seen("old-seen").await.as_deref(),
+        Some("2026-01-01T00:00:01.000000Z"),
+        "kept"
+    );
 }
 
 on_both_backends!(

@@ -1,7 +1,7 @@
 //! The `conversation` read model: each conversation's messages in order, with kind, author, private
 //! flag, seen and delivery state.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use netia_events::account::AccountEvent;
@@ -33,7 +33,9 @@ pub struct MessageRow {
     /// The channel's id (e-mail Message-ID, Slack event id, Twilio MessageSid).
     pub external_id: Option<String>,
     pub sent_at: String,
-    /// When the other side saw it (customer messages: when an agent read the conversation).
+    /// When the other side saw it (customer messages: when an agent first read the conversation
+    /// after it). Read as [`SEEN_AT`]: stored in the row only by versions before read receipts had
+    /// their own table; written as `None`.
     pub seen_at: Option<String>,
     /// `sent` until a channel reports otherwise.
     pub delivery_status: String,
@@ -57,8 +59,23 @@ impl MessageRow {
 
 pub struct ConversationProjection;
 
+/// The columns a message row is stored with.
 const COLUMNS: &str = "message_id, conversation_id, account_id, version, kind, customer_id, user_id, body, private, \
      client_message_id, external_id, sent_at, seen_at, delivery_status, author_name, format, attachments";
+
+/// When a message of `conversation_messages` was seen, as SQL over the row: the time it was stored
+/// with (read receipts recorded by versions that still rewrote message rows), else, for a
+/// customer's message, the time of the conversation's first read receipt after it
+/// (`conversation_reads`, found through its primary key). Agents' messages have none.
+pub const SEEN_AT: &str = "COALESCE(conversation_messages.seen_at, CASE WHEN conversation_messages.customer_id \
+     IS NOT NULL THEN (SELECT r.read_at FROM conversation_reads r WHERE r.conversation_id = \
+     conversation_messages.conversation_id AND r.version > conversation_messages.version ORDER BY r.version \
+     LIMIT 1) END)";
+
+/// [`COLUMNS`] as a [`MessageRow`] is read: `seen_at` is [`SEEN_AT`].
+fn selected() -> String {
+    COLUMNS.replace(" seen_at,", &format!(" {SEEN_AT} AS seen_at,"))
+}
 
 impl ConversationProjection {
     /// Messages in order after `after_version`, at most `limit`; notes only when `include_private`.
@@ -71,8 +88,9 @@ impl ConversationProjection {
     ) -> Result<Vec<MessageRow>, ProjectionError> {
         let private = if include_private { "" } else { " AND private = 0" };
         Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM conversation_messages WHERE conversation_id = $1 AND version > $2{private} \
-             ORDER BY version LIMIT $3"
+            "SELECT {} FROM conversation_messages WHERE conversation_id = $1 AND version > $2{private} \
+             ORDER BY version LIMIT $3",
+            selected()
         ))
         .bind(id.to_string())
         .bind(after_version)
@@ -183,7 +201,8 @@ impl ConversationProjection {
 
     pub async fn message(conn: &mut AnyConnection, message_id: &str) -> Result<Option<MessageRow>, ProjectionError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM conversation_messages WHERE message_id = $1"
+            "SELECT {} FROM conversation_messages WHERE message_id = $1",
+            selected()
         ))
         .bind(message_id.to_owned())
         .fetch_optional(conn)
@@ -201,7 +220,8 @@ impl ConversationProjection {
             return Ok(None);
         }
         let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM conversation_messages WHERE conversation_id = $1 AND attachments LIKE $2"
+            "SELECT {} FROM conversation_messages WHERE conversation_id = $1 AND attachments LIKE $2",
+            selected()
         ))
         .bind(id.to_string())
         .bind(format!("%\"{key}\"%"))
@@ -228,8 +248,9 @@ impl ConversationProjection {
             Author::ExternalAgent { .. } => return Ok(None),
         };
         Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM conversation_messages \
-             WHERE conversation_id = $1 AND client_message_id = $2 AND {column} = $3"
+            "SELECT {} FROM conversation_messages \
+             WHERE conversation_id = $1 AND client_message_id = $2 AND {column} = $3",
+            selected()
         ))
         .bind(id.to_string())
         .bind(client_message_id.to_owned())
@@ -348,6 +369,7 @@ impl Projection for ConversationProjection {
         &[
             "conversation_accounts",
             "conversation_messages",
+            "conversation_reads",
             "conversation_slack_threads",
             "conversation_twilio_numbers",
             "conversation_gmail_mailboxes",
@@ -368,6 +390,11 @@ impl Projection for ConversationProjection {
                 attachments TEXT NOT NULL DEFAULT '[]')",
             "CREATE INDEX IF NOT EXISTS conversation_messages_in_order \
                 ON conversation_messages (conversation_id, version)",
+            // Every read receipt (`ConversationRead`): a customer's message was seen at the first
+            // one after it (`SEEN_AT`). A receipt is one small row, where marking the messages it
+            // covers rewrote every one of them.
+            "CREATE TABLE IF NOT EXISTS conversation_reads (conversation_id TEXT NOT NULL, \
+                version BIGINT NOT NULL, read_at TEXT NOT NULL, PRIMARY KEY (conversation_id, version))",
             "CREATE TABLE IF NOT EXISTS conversation_slack_threads (channel_id TEXT NOT NULL, \
                 thread_ts TEXT NOT NULL, conversation_id TEXT NOT NULL, account_id TEXT NOT NULL, \
                 PRIMARY KEY (channel_id, thread_ts))",
@@ -408,8 +435,8 @@ impl Projection for ConversationProjection {
     }
 
     /// Reads the accounts of the conversations a batch touches once, collects its messages and
-    /// read receipts in memory, then marks earlier messages seen with one statement and inserts the
-    /// new ones with multi-row statements.
+    /// read receipts in memory, then inserts both with multi-row statements (a receipt marks
+    /// nothing in place: [`SEEN_AT`] finds it when a message is read).
     async fn apply_batch(
         &self,
         conn: &mut AnyConnection,
@@ -423,9 +450,7 @@ impl Projection for ConversationProjection {
         let mut accounts: HashMap<String, String> = loaded.into_iter().collect();
         let mut links: Vec<Vec<Cell>> = Vec::new();
         let mut messages: Vec<MessageRow> = Vec::new();
-        let mut by_conversation: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut reads: Vec<(String, i64, String)> = Vec::new();
-        let mut first_reads: HashSet<&str> = HashSet::new();
+        let mut reads: Vec<Vec<Cell>> = Vec::new();
         let mut threads: Vec<Vec<Cell>> = Vec::new();
         let mut statuses: Vec<(String, String)> = Vec::new();
         let mut relinks: Vec<(&str, &[&str], String, Option<Vec<String>>)> = Vec::new();
@@ -478,16 +503,11 @@ impl Projection for ConversationProjection {
                 }
                 ConversationRead(_) => {
                     // An agent has read everything before this event: the customer's messages are seen.
-                    let at = format_time(event.recorded_at);
-                    for &i in by_conversation.get(&event.stream_id).into_iter().flatten() {
-                        let m = &mut messages[i];
-                        if m.version < event.version && m.customer_id.is_some() && m.seen_at.is_none() {
-                            m.seen_at = Some(at.clone());
-                        }
-                    }
-                    if first_reads.insert(event.stream_id.as_str()) {
-                        reads.push((event.stream_id.clone(), event.version, at));
-                    }
+                    reads.push(vec![
+                        event.stream_id.clone().into(),
+                        event.version.into(),
+                        format_time(event.recorded_at).into(),
+                    ]);
                 }
                 EmailMessageReceived(_) | EmailNotificationSent(_) => {
                     let id = match &decoded {
@@ -499,10 +519,6 @@ impl Projection for ConversationProjection {
                         email_ids.push(vec![account.clone().into(), id.into(), event.stream_id.clone().into()]);
                     }
                     if let (Some(m), Some(account)) = (new_message(&decoded), accounts.get(&event.stream_id)) {
-                        by_conversation
-                            .entry(event.stream_id.clone())
-                            .or_default()
-                            .push(messages.len());
                         messages.push(m.into_row(event, account));
                     }
                 }
@@ -525,17 +541,20 @@ impl Projection for ConversationProjection {
                 }
                 _ => {
                     if let (Some(m), Some(account)) = (new_message(&decoded), accounts.get(&event.stream_id)) {
-                        by_conversation
-                            .entry(event.stream_id.clone())
-                            .or_default()
-                            .push(messages.len());
                         messages.push(m.into_row(event, account));
                     }
                 }
             }
         }
         let write = async {
-            mark_seen(conn, &reads).await?;
+            insert_rows(
+                conn,
+                "conversation_reads",
+                &["conversation_id", "version", "read_at"],
+                &reads,
+                "ON CONFLICT (conversation_id, version) DO NOTHING",
+            )
+            .await?;
             insert_rows(
                 conn,
                 "conversation_accounts",
@@ -640,38 +659,6 @@ impl MessageRow {
             self.attachments.into(),
         ]
     }
-}
-
-/// Read receipts per statement (three parameters each).
-const READS: usize = 256;
-
-/// Marks the stored customer messages that read receipts cover. `reads` holds each conversation's
-/// first receipt of the batch (`conversation`, `version`, `at`): every stored message of a
-/// conversation comes before the batch's events of it, so that first receipt is the one that sees
-/// it (later receipts see only messages of the batch itself, which are marked before insertion).
-/// One join per statement, each message row found through the conversation's index.
-async fn mark_seen(conn: &mut AnyConnection, reads: &[(String, i64, String)]) -> Result<(), sqlx::Error> {
-    let mut rest = reads;
-    for size in crate::rows::statement_sizes(reads.len(), READS) {
-        let (chunk, after) = rest.split_at(size);
-        rest = after;
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", crate::placeholders(3 * i + 1, 3)))
-            .collect();
-        // VALUES' columns are column1… on PostgreSQL and SQLite alike.
-        let sql = format!(
-            "UPDATE conversation_messages SET seen_at = r.column3 FROM (VALUES {}) AS r \
-             WHERE conversation_messages.conversation_id = r.column1 AND conversation_messages.version < r.column2 \
-             AND conversation_messages.customer_id IS NOT NULL AND conversation_messages.seen_at IS NULL",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (conversation, version, at) in chunk {
-            q = q.bind(conversation.as_str()).bind(*version).bind(at.as_str());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
 }
 
 /// The message a conversation event adds, as the read model stores it (`None` for other events).
