@@ -161,10 +161,11 @@ pub async fn rebuild_all(
     }
     let start = members.iter().map(|m| m.at).min().unwrap_or_default();
     let mut tailer = Tailer::new(store.clone(), start).with_batch(options.batch);
-    // Counting what is left (for the progress bar) scans the log's index: on a connection of its
-    // own while the first batch is read, not before it.
-    let (lag, first) = tokio::join!(store.lag(start), tailer.try_next_batch());
-    let (total, _) = lag?;
+    // The progress bar's length: the positions left to the head, one index probe (positions a
+    // rolled-back append took are never filled, so this can overstate what is left; counting the
+    // events scanned the log, ~0.2 s of PostgreSQL's time for 100k events).
+    let (head, first) = tokio::join!(store.head(), tailer.try_next_batch());
+    let total = head?.position.saturating_sub(start.position);
     let names: Vec<&str> = members.iter().map(|m| m.projection.name()).collect();
     let bar = if options.progress {
         let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
@@ -227,17 +228,30 @@ pub async fn rebuild_all(
         pending = Arc::new(next?);
         pending_to = tailer.checkpoint();
     }
+    // The indexes only queries use, each built in one sort over the full table; on PostgreSQL
+    // every shadow's at once (their own connections and tables), on SQLite after the swap's copy.
+    let indexed = members.into_iter().map(|mut member| {
+        tokio::spawn(async move {
+            if let Shadow::Schema(_) = member.shadow {
+                member.projection.create_query_indexes(&mut member.conn).await?;
+            }
+            Ok::<_, ProjectorError>(member)
+        })
+    });
+    let mut members = Vec::new();
+    for task in indexed.collect::<Vec<_>>() {
+        members.push(
+            task.await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
+        );
+    }
     for member in members {
         let Member {
             projection,
             shadow,
-            mut conn,
+            conn,
             at,
         } = member;
-        if let Shadow::Schema(_) = shadow {
-            // The indexes only queries use, each built in one sort over the full table.
-            projection.create_query_indexes(&mut conn).await?;
-        }
         conn.close().await?;
         swap(url, &shadow, projection.as_ref(), at.max(applied_to)).await?;
     }
