@@ -196,31 +196,19 @@ pub async fn rebuild_all(
             let next = tailer.try_next_batch().await;
             (tailer, next)
         });
-        let applying: Vec<_> = members
-            .drain(..)
-            .map(|mut member| {
-                let batch = Arc::clone(&pending);
-                tokio::spawn(async move {
-                    let applied = member.apply(&batch, pending_to).await;
-                    (member, applied)
-                })
-            })
-            .collect();
-        let mut failed = None;
-        for task in applying {
-            let (member, applied) = task.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-            members.push(member);
-            if let Err(e) = applied {
-                failed.get_or_insert(e);
+        let applied = on_every_member(&mut members, |mut member| {
+            let batch = Arc::clone(&pending);
+            async move {
+                let applied = member.apply(&batch, pending_to).await;
+                (member, applied)
             }
-        }
+        })
+        .await;
         let (returned, next) = reading
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         tailer = returned;
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        applied?;
         replayed += pending.len() as u64;
         batches += 1;
         bar.inc(pending.len() as u64);
@@ -230,21 +218,14 @@ pub async fn rebuild_all(
     }
     // The indexes only queries use, each built in one sort over the full table; on PostgreSQL
     // every shadow's at once (their own connections and tables), on SQLite after the swap's copy.
-    let indexed = members.into_iter().map(|mut member| {
-        tokio::spawn(async move {
-            if let Shadow::Schema(_) = member.shadow {
-                member.projection.create_query_indexes(&mut member.conn).await?;
-            }
-            Ok::<_, ProjectorError>(member)
-        })
-    });
-    let mut members = Vec::new();
-    for task in indexed.collect::<Vec<_>>() {
-        members.push(
-            task.await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
-        );
-    }
+    on_every_member(&mut members, |mut member| async move {
+        let indexed = match member.shadow {
+            Shadow::Schema(_) => member.projection.create_query_indexes(&mut member.conn).await,
+            Shadow::File(_) => Ok(()),
+        };
+        (member, indexed.map_err(ProjectorError::from))
+    })
+    .await?;
     for member in members {
         let Member {
             projection,
@@ -260,6 +241,25 @@ pub async fn rebuild_all(
         events: replayed,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Runs `work` on every member at once, each on a task of its own (every member has its own
+/// connection and tables), and puts the members back in their order; the first failure, if any.
+async fn on_every_member<F, Fut>(members: &mut Vec<Member>, work: F) -> Result<(), ProjectorError>
+where
+    F: Fn(Member) -> Fut,
+    Fut: std::future::Future<Output = (Member, Result<(), ProjectorError>)> + Send + 'static,
+{
+    let tasks: Vec<_> = members.drain(..).map(|member| tokio::spawn(work(member))).collect();
+    let mut failed = None;
+    for task in tasks {
+        let (member, done) = task.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        members.push(member);
+        if let Err(e) = done {
+            failed.get_or_insert(e);
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// Replaces the live tables with the shadow's and sets the live checkpoint, in one transaction.

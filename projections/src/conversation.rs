@@ -72,9 +72,11 @@ pub const SEEN_AT: &str = "COALESCE(conversation_messages.seen_at, CASE WHEN con
      conversation_messages.conversation_id AND r.version > conversation_messages.version ORDER BY r.version \
      LIMIT 1) END)";
 
-/// [`COLUMNS`] as a [`MessageRow`] is read: `seen_at` is [`SEEN_AT`].
-fn selected() -> String {
-    COLUMNS.replace(" seen_at,", &format!(" {SEEN_AT} AS seen_at,"))
+/// [`COLUMNS`] as a [`MessageRow`] is read: `seen_at` is [`SEEN_AT`] (made once).
+fn selected() -> &'static str {
+    static SELECTED: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| COLUMNS.replace(" seen_at,", &format!(" {SEEN_AT} AS seen_at,")));
+    &SELECTED
 }
 
 impl ConversationProjection {

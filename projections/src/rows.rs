@@ -152,12 +152,12 @@ pub(crate) async fn insert_rows(
     let width = columns.len();
     debug_assert!(rows.iter().all(|row| row.len() == width));
     let mut rest = rows;
+    let columns = columns.join(", ");
+    let shape = format!("INSERT INTO {table} ({columns}) {conflict}");
     for size in statement_sizes(rows.len(), (parameters_per_statement(conn) / width.max(1)).max(1)) {
         let (chunk, after) = rest.split_at(size);
         rest = after;
-        let columns = columns.join(", ");
-        let shape = format!("INSERT INTO {table} ({columns}) {conflict}");
-        let sql = statement_text(shape, size, || {
+        let sql = statement_text(shape.clone(), size, || {
             let values: Vec<String> = (0..size)
                 .map(|i| format!("({})", placeholders(i * width + 1, width)))
                 .collect();
