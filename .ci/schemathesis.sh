@@ -15,7 +15,9 @@ fi
 admin="${NETIA_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 db="netia_schemathesis_$$"
 psql -q "$admin" -c "CREATE DATABASE $db"
-port=$((20000 + $$ % 20000))
+# A port the kernel says is free now: one derived from the pid fell in the ephemeral range, and a
+# run failed when another connection held it ("Address already in use").
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=target/schemathesis-server.log
 DATABASE_URL="${admin%/*}/$db" PORT=$port RUST_LOG=warn NETIA_SECRET_KEY="$(head -c 32 /dev/urandom | base64)" \
   RATE_LIMIT_IP_PER_MINUTE=1000000 RATE_LIMIT_CUSTOMER_PER_MINUTE=1000000 \
@@ -30,6 +32,7 @@ trap cleanup EXIT
 
 for _ in $(seq 1 60); do
   curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break
+  kill -0 "$server" 2>/dev/null || { echo "netia serve exited:"; tail -5 "$log"; exit 1; }
   sleep 0.5
 done
 token=$(curl -fs -X POST "http://127.0.0.1:$port/api/registration" -H 'Content-Type: application/json' \
