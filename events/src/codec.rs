@@ -22,6 +22,21 @@ pub trait DomainEvent: Sized {
     /// an older one is copied to be upcast.
     fn from_stored_ref(event_type: &str, version: i32, payload: &Value) -> Result<Self, DecodeError>;
 
+    /// [`DomainEvent::decode`], done once per event and shared: the first caller decodes and
+    /// keeps the result in the event ([`RecordedEvent::decoded`]), the next ones get it. Errors are
+    /// not kept: each caller gets its own.
+    fn decode_shared(event: &RecordedEvent) -> Result<std::sync::Arc<Self>, EventError>
+    where
+        Self: Send + Sync + 'static,
+    {
+        if event.stream_type == Self::STREAM_TYPE
+            && let Some(typed) = event.decoded.get_or_decode(|| Self::decode(event).ok())
+        {
+            return Ok(typed);
+        }
+        Self::decode(event).map(std::sync::Arc::new)
+    }
+
     /// Decodes a recorded event, naming its position on failure.
     fn decode(event: &RecordedEvent) -> Result<Self, EventError> {
         if event.stream_type != Self::STREAM_TYPE {
@@ -233,6 +248,7 @@ mod tests {
             metadata: json!({}),
             recorded_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             hash: vec![0; 32],
+            decoded: Default::default(),
         }
     }
 
@@ -396,6 +412,65 @@ mod tests {
         let stored = recorded("customer", event.event_type(), 1, event.to_payload().unwrap());
         let error = ConversationEvent::decode(&stored).unwrap_err();
         assert_eq!(error.position, 4242);
+        assert_eq!(
+            error.source,
+            DecodeError::WrongStream {
+                expected: "conversation"
+            }
+        );
+    }
+
+    #[test]
+    fn a_shared_decoding_is_done_once_and_equals_the_plain_one() {
+        let event = posted();
+        let stored = recorded("conversation", event.event_type(), 2, event.to_payload().unwrap());
+        let first = ConversationEvent::decode_shared(&stored).unwrap();
+        let again = ConversationEvent::decode_shared(&stored).unwrap();
+        assert_eq!(*first, event);
+        assert!(
+            std::sync::Arc::ptr_eq(&first, &again),
+            "the second reader gets the first one's"
+        );
+        let copy = stored.clone();
+        assert!(std::sync::Arc::ptr_eq(
+            &first,
+            &ConversationEvent::decode_shared(&copy).unwrap()
+        ));
+        assert_eq!(
+            copy,
+            recorded("conversation", event.event_type(), 2, event.to_payload().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_forgotten_decoding_is_done_again_from_the_changed_payload() {
+        let mut stored = recorded(
+            "conversation",
+            "CustomerMessagePosted",
+            2,
+            posted().to_payload().unwrap(),
+        );
+        let first = ConversationEvent::decode_shared(&stored).unwrap();
+        stored.payload["body"] = json!("changed");
+        stored.decoded.forget();
+        let ConversationEvent::CustomerMessagePosted(changed) = &*ConversationEvent::decode_shared(&stored).unwrap()
+        else {
+            panic!("a message")
+        };
+        assert_eq!(changed.body, "changed");
+        assert_ne!(*first, ConversationEvent::CustomerMessagePosted(changed.clone()));
+    }
+
+    #[test]
+    fn a_shared_decoding_reports_each_error_and_refuses_another_stream_type() {
+        let stored = recorded("conversation", "ConversationTeleported", 1, json!({}));
+        for _ in 0..2 {
+            let error = ConversationEvent::decode_shared(&stored).unwrap_err();
+            assert_eq!((error.position, error.source), (4242, DecodeError::UnknownType));
+        }
+        let event = posted();
+        let stored = recorded("customer", event.event_type(), 2, event.to_payload().unwrap());
+        let error = ConversationEvent::decode_shared(&stored).unwrap_err();
         assert_eq!(
             error.source,
             DecodeError::WrongStream {

@@ -160,6 +160,9 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
     /// `sha256(previous event's hash ‖ canonical form of this event)`.
     pub hash: Vec<u8>,
+    /// The typed form of `payload` once decoded ([`crate::DomainEvent::decode_shared`]); empty
+    /// (`Default`) in an event just read or built.
+    pub decoded: crate::decoded::Decoded,
 }
 
 impl RecordedEvent {

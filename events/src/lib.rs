@@ -5,6 +5,7 @@ pub mod chain;
 pub mod codec;
 pub mod conversation;
 pub mod customer;
+pub mod decoded;
 pub mod envelope;
 pub mod external_id;
 pub mod ids;

@@ -409,8 +409,9 @@ impl Projection for AiOutcomesProjection {
             if event.stream_type != ConversationEvent::STREAM_TYPE {
                 continue;
             }
-            let decoded = ConversationEvent::decode(event).map_err(|e| (event.global_position, e.into()))?;
-            if let ConversationEvent::ConversationCreated(e) = &decoded {
+            let decoded = ConversationEvent::decode_shared(event).map_err(|e| (event.global_position, e.into()))?;
+            let decoded = &*decoded;
+            if let ConversationEvent::ConversationCreated(e) = decoded {
                 rows.entry(event.stream_id.clone()).or_insert_with(|| {
                     let row = Outcome::opened(&event.stream_id, &e.account_id.to_string(), e.created_at, event.version);
                     (row, true)
@@ -419,7 +420,7 @@ impl Projection for AiOutcomesProjection {
             }
             if let Some((row, dirty)) = rows.get_mut(&event.stream_id) {
                 *dirty |= row
-                    .apply(event.version, &decoded)
+                    .apply(event.version, decoded)
                     .map_err(|e| (event.global_position, e))?;
             }
         }

@@ -491,8 +491,9 @@ impl Projection for ConversationProjection {
             if event.stream_type != ConversationEvent::STREAM_TYPE {
                 continue;
             }
-            let decoded = ConversationEvent::decode(event).map_err(|e| (event.global_position, e.into()))?;
-            match &decoded {
+            let decoded = ConversationEvent::decode_shared(event).map_err(|e| (event.global_position, e.into()))?;
+            let decoded = &*decoded;
+            match decoded {
                 ConversationCreated(e) => {
                     if !accounts.contains_key(&event.stream_id) {
                         accounts.insert(event.stream_id.clone(), e.account_id.to_string());
@@ -520,7 +521,7 @@ impl Projection for ConversationProjection {
                     if let Some(account) = accounts.get(&event.stream_id) {
                         email_ids.push(vec![account.clone().into(), id.into(), event.stream_id.clone().into()]);
                     }
-                    if let (Some(m), Some(account)) = (new_message(&decoded), accounts.get(&event.stream_id)) {
+                    if let (Some(m), Some(account)) = (new_message(decoded), accounts.get(&event.stream_id)) {
                         messages.push(m.into_row(event, account));
                     }
                 }
@@ -542,7 +543,7 @@ impl Projection for ConversationProjection {
                     }
                 }
                 _ => {
-                    if let (Some(m), Some(account)) = (new_message(&decoded), accounts.get(&event.stream_id)) {
+                    if let (Some(m), Some(account)) = (new_message(decoded), accounts.get(&event.stream_id)) {
                         messages.push(m.into_row(event, account));
                     }
                 }

@@ -180,7 +180,7 @@ impl Projection for CustomerProjection {
             } else if event.stream_type == ConversationEvent::STREAM_TYPE {
                 decoded.push((
                     event,
-                    Decoded::Conversation(ConversationEvent::decode(event).map_err(fail)?),
+                    Decoded::Conversation(ConversationEvent::decode_shared(event).map_err(fail)?),
                 ));
             }
         }
@@ -194,7 +194,8 @@ impl Projection for CustomerProjection {
 
 enum Decoded {
     Customer(CustomerEvent),
-    Conversation(ConversationEvent),
+    /// Shared with the batch's other readers ([`DomainEvent::decode_shared`]).
+    Conversation(std::sync::Arc<ConversationEvent>),
 }
 
 /// The customer an event of a conversation concerns, and when the customer was seen in it.
@@ -245,7 +246,7 @@ impl Batch {
                     if let Some((customer, _)) = seen_in(e) {
                         customer_ids.insert(customer.to_string());
                     }
-                    if let ConversationEvent::ConversationCreated(_) = e {
+                    if let ConversationEvent::ConversationCreated(_) = &**e {
                         created_conversations.insert(event.stream_id.clone());
                     }
                 }
@@ -290,7 +291,7 @@ impl Batch {
             return Ok(());
         };
         let customer = customer.to_string();
-        if let ConversationEvent::ConversationCreated(_) = event {
+        if let ConversationEvent::ConversationCreated(_) = *event {
             let link = (customer.clone(), recorded.stream_id.clone());
             if self.linked.insert(link.clone()) {
                 self.new_links.push(link);

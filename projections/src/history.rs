@@ -138,6 +138,7 @@ mod tests {
             metadata: json!({"actor": {"kind": "system", "component": "scheduler"}}),
             recorded_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
             hash: vec![0; 32],
+            decoded: Default::default(),
         }
     }
 

@@ -130,8 +130,8 @@ pub(crate) async fn apply_batch(
             }
             continue;
         }
-        let decoded = ConversationEvent::decode(event).map_err(|e| fail(e.into()))?;
-        apply_one(conn, &mut rows, event, decoded).await.map_err(fail)?;
+        let decoded = ConversationEvent::decode_shared(event).map_err(|e| fail(e.into()))?;
+        apply_one(conn, &mut rows, event, &decoded).await.map_err(fail)?;
     }
 
     write(conn, rows).await.map_err(|e| at_first(e.into()))?;
@@ -208,7 +208,7 @@ async fn apply_one(
     conn: &mut AnyConnection,
     rows: &mut HashMap<String, Loaded>,
     event: &RecordedEvent,
-    decoded: ConversationEvent,
+    decoded: &ConversationEvent,
 ) -> Result<(), ProjectionError> {
     use ConversationEvent::*;
     let id = &event.stream_id;
@@ -257,7 +257,7 @@ async fn apply_one(
     loaded.dirty = true;
     let row = &mut loaded.row;
     row.version = event.version;
-    let message = crate::inbox::message_of(&decoded);
+    let message = crate::inbox::message_of(decoded);
     if let Some((body, at, from_customer)) = message {
         let at = format_time(at);
         row.last_activity_at = at.clone();
@@ -294,7 +294,7 @@ async fn apply_one(
         AgentAssigned(e) => row.assignee_id = e.assignee.map(|u| u.to_string()),
         ConversationArchived(_) => row.archived = 1,
         ConversationTagged(e) => {
-            loaded.tags.insert(e.tag);
+            loaded.tags.insert(e.tag.clone());
             loaded.tags_dirty = true;
         }
         ConversationUntagged(e) => {

@@ -216,8 +216,8 @@ impl Projection for ReportingProjection {
         };
         for event in events {
             if event.stream_type == ConversationEvent::STREAM_TYPE {
-                let decoded = ConversationEvent::decode(event).map_err(|e| (event.global_position, e.into()))?;
-                batch.apply(event, decoded).map_err(|e| (event.global_position, e))?;
+                let decoded = ConversationEvent::decode_shared(event).map_err(|e| (event.global_position, e.into()))?;
+                batch.apply(event, &decoded).map_err(|e| (event.global_position, e))?;
             }
         }
         batch.write(conn).await.map_err(|e| (first, e.into()))
@@ -273,7 +273,7 @@ impl Batch {
             .or_default() += 1;
     }
 
-    fn apply(&mut self, event: &RecordedEvent, decoded: ConversationEvent) -> Result<(), ProjectionError> {
+    fn apply(&mut self, event: &RecordedEvent, decoded: &ConversationEvent) -> Result<(), ProjectionError> {
         use ConversationEvent::*;
         let id = &event.stream_id;
         if let ConversationCreated(e) = &decoded {

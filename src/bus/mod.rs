@@ -215,6 +215,7 @@ impl WireEvent {
             metadata: self.metadata,
             recorded_at: self.recorded_at,
             hash: hex::decode(&self.hash)?,
+            decoded: Default::default(),
         })
     }
 }

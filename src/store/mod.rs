@@ -426,6 +426,7 @@ pub(crate) fn to_recorded(stream: &StreamRef, p: PreparedEvent, global_position:
         metadata: p.metadata,
         recorded_at: p.recorded_at,
         hash: p.hash.to_vec(),
+        decoded: Default::default(),
     }
 }
 

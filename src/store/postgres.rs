@@ -243,6 +243,7 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, StoreError> 
         metadata: row.try_get("metadata")?,
         recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
         hash: row.try_get("hash")?,
+        decoded: Default::default(),
     })
 }
 

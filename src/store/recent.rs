@@ -168,6 +168,7 @@ mod tests {
             metadata: serde_json::json!({}),
             recorded_at: Utc::now(),
             hash: vec![0; 32],
+            decoded: Default::default(),
         }
     }
 

@@ -104,6 +104,7 @@ fn decode_row(row: &sqlx::sqlite::SqliteRow) -> Result<RecordedEvent, StoreError
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| corrupt("recorded_at", &e))?,
         hash: row.try_get("hash")?,
+        decoded: Default::default(),
     })
 }
 

@@ -141,6 +141,7 @@ mod tests {
                 metadata: Value::Null,
                 recorded_at: chrono::Utc::now(),
                 hash: Vec::new(),
+                decoded: Default::default(),
             };
             assert!(!names_of(&event).is_empty(), "{binding} has no webhook event");
         }
