@@ -103,6 +103,7 @@ pub(crate) async fn apply_batch(
     }
 
     let mut updated: HashMap<String, String> = HashMap::new();
+    let mut reads: Reads = HashMap::new();
     for event in events {
         let fail = |e: ProjectionError| (event.global_position, e);
         if event.stream_type == ConversationEvent::STREAM_TYPE {
@@ -131,10 +132,13 @@ pub(crate) async fn apply_batch(
             continue;
         }
         let decoded = ConversationEvent::decode_shared(event).map_err(|e| fail(e.into()))?;
-        apply_one(conn, &mut rows, event, &decoded).await.map_err(fail)?;
+        apply_one(conn, &mut rows, &mut reads, event, &decoded)
+            .await
+            .map_err(fail)?;
     }
 
     write(conn, rows).await.map_err(|e| at_first(e.into()))?;
+    write_reads(conn, reads).await.map_err(|e| at_first(e.into()))?;
     crate::inbox::record_updates(conn, updated)
         .await
         .map_err(|e| at_first(e.into()))
@@ -204,9 +208,29 @@ async fn write(conn: &mut AnyConnection, rows: HashMap<String, Loaded>) -> Resul
     Ok(())
 }
 
+/// Each `(conversation, user)`'s read version, the batch's last (what one statement per read
+/// receipt left behind, in a statement per batch: a row may appear once in it).
+type Reads = HashMap<(String, String), i64>;
+
+async fn write_reads(conn: &mut AnyConnection, reads: Reads) -> Result<(), sqlx::Error> {
+    let rows: Vec<Vec<Cell>> = reads
+        .into_iter()
+        .map(|((conversation, user), version)| vec![conversation.into(), user.into(), version.into()])
+        .collect();
+    insert_rows(
+        conn,
+        "inbox_reads",
+        &["conversation_id", "user_id", "read_version"],
+        &rows,
+        "ON CONFLICT (conversation_id, user_id) DO UPDATE SET read_version = excluded.read_version",
+    )
+    .await
+}
+
 async fn apply_one(
     conn: &mut AnyConnection,
     rows: &mut HashMap<String, Loaded>,
+    reads: &mut Reads,
     event: &RecordedEvent,
     decoded: &ConversationEvent,
 ) -> Result<(), ProjectionError> {
@@ -302,15 +326,7 @@ async fn apply_one(
             loaded.tags_dirty = true;
         }
         ConversationRead(e) => {
-            sqlx::query(
-                "INSERT INTO inbox_reads (conversation_id, user_id, read_version) VALUES ($1, $2, $3) \
-                 ON CONFLICT (conversation_id, user_id) DO UPDATE SET read_version = excluded.read_version",
-            )
-            .bind(id.clone())
-            .bind(e.user_id.to_string())
-            .bind(event.version)
-            .execute(conn)
-            .await?;
+            reads.insert((id.clone(), e.user_id.to_string()), event.version);
         }
         _ => {}
     }
