@@ -161,6 +161,8 @@ impl ShreddingStore {
                 }
             });
         }
+        // A typed form decoded from the sealed payload (a copy decoded before it was opened).
+        event.decoded.forget();
         Ok(())
     }
 
