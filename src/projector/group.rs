@@ -362,7 +362,12 @@ impl ProjectorGroup {
                 let (store, url) = (self.store.clone(), self.url.clone());
                 member.job = Some(Job {
                     handle: tokio::spawn(async move {
-                        let options = crate::rebuild::RebuildOptions::default();
+                        // A server rebuilds beside live traffic, perhaps several projections at
+                        // once: half the command's batch, for half its memory (~145 MB at 10k).
+                        let options = crate::rebuild::RebuildOptions {
+                            batch: 10_000,
+                            ..Default::default()
+                        };
                         let projections = vec![projector.projection().clone()];
                         let rebuilt = crate::rebuild::rebuild_all(store, &url, projections, &options).await;
                         let result = match rebuilt {

@@ -256,6 +256,7 @@ impl EventStore for ShreddingStore {
         let mut recorded = self.inner.append(stream, expected_version, events).await?;
         for (event, payload) in recorded.iter_mut().zip(seen) {
             event.payload = payload;
+            event.decoded.forget();
         }
         Ok(recorded)
     }
