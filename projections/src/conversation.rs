@@ -11,7 +11,7 @@ use netia_events::customer::CustomerEvent;
 use netia_events::{ConversationId, DomainEvent, RecordedEvent};
 use sqlx::{AnyConnection, FromRow};
 
-use crate::rows::{Cell, add_column_if_missing, insert_rows, select_in};
+use crate::rows::{Cell, add_column_if_missing, insert_new_rows, insert_rows, select_in};
 use crate::{Projection, ProjectionError};
 
 /// One message as the conversation view shows it.
@@ -576,7 +576,8 @@ impl Projection for ConversationProjection {
             .await?;
             let rows: Vec<Vec<Cell>> = messages.into_iter().map(MessageRow::into_cells).collect();
             let columns: Vec<&str> = COLUMNS.split(", ").collect();
-            insert_rows(
+            // Each message once in the log: a plain insert unless one is there already.
+            insert_new_rows(
                 conn,
                 "conversation_messages",
                 &columns,

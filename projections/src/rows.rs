@@ -140,6 +140,42 @@ pub(crate) fn statement_sizes(n: usize, max: usize) -> Vec<usize> {
     sizes
 }
 
+/// Rows from which [`insert_new_rows`] tries a plain `INSERT` first; fewer go straight in with
+/// their conflict clause, where the savepoint's two round trips would cost more than they save.
+const PLAIN_INSERT_FROM: usize = 256;
+
+/// Inserts `rows` that should all be new, leaving the table as [`insert_rows`] with `conflict`
+/// would. PostgreSQL inserts each row of an `INSERT … ON CONFLICT` speculatively (a probe of the
+/// unique index, the insert, then a confirmation): the 82,653 messages of a 100k-event rebuild
+/// took 664–764 ms that way against 405–543 ms plainly (`INSERT … SELECT` of the same rows into
+/// an empty table, three runs each). So a large set is first inserted plainly inside a savepoint;
+/// if any row is there already (a unique violation), the savepoint is rolled back and the rows go
+/// in again with `conflict`. `conn` is in a transaction (a projector's or a rebuild's).
+///
+/// # Errors
+/// What the statements return, except the unique violation that makes it fall back.
+pub(crate) async fn insert_new_rows(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: &[Vec<Cell>],
+    conflict: &str,
+) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    if rows.len() < PLAIN_INSERT_FROM {
+        return insert_rows(conn, table, columns, rows, conflict).await;
+    }
+    let mut savepoint = conn.begin().await?;
+    match insert_rows(&mut savepoint, table, columns, rows, "").await {
+        Ok(()) => savepoint.commit().await,
+        Err(e) if e.as_database_error().is_some_and(|e| e.is_unique_violation()) => {
+            savepoint.rollback().await?;
+            insert_rows(conn, table, columns, rows, conflict).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// `INSERT INTO table (columns) VALUES (…), … {conflict}`, as few statements as the parameter limit
 /// allows. Every row must have one cell per column.
 pub(crate) async fn insert_rows(
