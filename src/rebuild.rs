@@ -56,6 +56,36 @@ pub enum RebuildOutcome {
 /// The first read of a rebuild takes this fraction of a batch (see [`rebuild_all`]).
 const FIRST_READ_FRACTION: usize = 8;
 
+/// Batches each member may have waiting beside the one it applies: with the one the reader holds,
+/// at most three batches are in memory (~110 MB each at 20k events of the demo history).
+const QUEUED_BATCHES: usize = 1;
+
+/// A batch of the log, shared by every member.
+type Batch = Arc<Vec<netia_events::RecordedEvent>>;
+
+/// The progress bar of members that move at their own pace: it shows the events every member has
+/// applied.
+struct Progress {
+    bar: ProgressBar,
+    applied: std::sync::Mutex<Vec<u64>>,
+}
+
+impl Progress {
+    fn new(bar: ProgressBar, members: usize) -> Self {
+        Self {
+            bar,
+            applied: std::sync::Mutex::new(vec![0; members]),
+        }
+    }
+
+    /// Member `index` has applied `events` more.
+    fn applied(&self, index: usize, events: u64) {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        applied[index] += events;
+        self.bar.set_position(applied.iter().copied().min().unwrap_or(0));
+    }
+}
+
 /// Where the shadow lives.
 enum Shadow {
     Schema(String),
@@ -170,7 +200,7 @@ pub async fn rebuild_all(
     // Every shadow set up at once, each on its own connection (one after another this was ~0.13 s
     // of a 100k-event rebuild's 2.7 s).
     let backend = store.backend();
-    let mut members = futures_util::future::try_join_all(
+    let members = futures_util::future::try_join_all(
         projections
             .into_iter()
             .map(|projection| Member::open(backend, url, projection)),
@@ -199,45 +229,89 @@ pub async fn rebuild_all(
         ProgressBar::hidden()
     };
 
+    // Each member applies batches on a task of its own, from a queue of its own: a member that
+    // finishes a batch goes on to the next while a slower one still writes, instead of every
+    // member waiting for the slowest at each batch (in lockstep, one core idled ~20 % of a
+    // 100k-event rebuild, at the end of every batch, while the slowest member's server process
+    // finished alone). The reader reads ahead while the queues have room.
+    let progress = Arc::new(Progress::new(bar.clone(), members.len()));
+    let mut queues = Vec::with_capacity(members.len());
+    let mut tasks = Vec::with_capacity(members.len());
+    for (index, mut member) in members.into_iter().enumerate() {
+        let (queue, mut batches) = tokio::sync::mpsc::channel::<(Batch, Checkpoint)>(QUEUED_BATCHES);
+        let progress = Arc::clone(&progress);
+        queues.push(queue);
+        tasks.push(tokio::spawn(async move {
+            while let Some((batch, to)) = batches.recv().await {
+                let applied = member.apply(&batch, to).await;
+                let events = batch.len() as u64;
+                // The last member done with a batch frees it, on a thread of its own: 20k events
+                // take ~30 ms to drop, a time this member's next batch would otherwise wait for.
+                tokio::task::spawn_blocking(move || drop(batch));
+                if let Err(e) = applied {
+                    return (member, Err(e));
+                }
+                progress.applied(index, events);
+            }
+            (member, Ok(()))
+        }));
+    }
+
     let mut replayed = 0u64;
-    let mut batches = 0;
+    let mut sent = 0;
     let mut applied_to = start;
-    let mut pending = Arc::new(first?);
+    let mut pending = first.map_err(ProjectorError::from);
     let mut pending_to = tailer.checkpoint();
     tailer = tailer.with_batch(options.batch);
-    while !pending.is_empty() {
-        if options.max_batches.is_some_and(|max| batches >= max) {
-            bar.abandon();
-            return Ok(RebuildOutcome::Interrupted { at: applied_to });
-        }
-        // The next batch is read while this one is applied to every shadow, each member and the
-        // reader on a task of its own: decoding and building statements use every core.
-        let reading = tokio::spawn(async move {
-            let next = tailer.try_next_batch().await;
-            (tailer, next)
-        });
-        let applied = on_every_member(&mut members, |mut member| {
-            let batch = Arc::clone(&pending);
-            async move {
-                let applied = member.apply(&batch, pending_to).await;
-                (member, applied)
+    let mut interrupted = false;
+    let mut failed: Option<ProjectorError> = None;
+    loop {
+        let batch = match pending {
+            Ok(batch) if batch.is_empty() => break,
+            Ok(batch) => Arc::new(batch),
+            Err(e) => {
+                failed = Some(e);
+                break;
             }
-        })
-        .await;
-        let (returned, next) = reading
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        tailer = returned;
-        applied?;
-        replayed += pending.len() as u64;
-        batches += 1;
-        bar.inc(pending.len() as u64);
+        };
+        if options.max_batches.is_some_and(|max| sent >= max) {
+            interrupted = true;
+            break;
+        }
+        let events = batch.len() as u64;
+        let mut delivered = true;
+        for queue in &queues {
+            // A closed queue is a member that failed: its error is collected below.
+            delivered &= queue.send((Arc::clone(&batch), pending_to)).await.is_ok();
+        }
+        if !delivered {
+            break;
+        }
+        drop(batch);
+        replayed += events;
+        sent += 1;
         applied_to = pending_to;
-        // The applied batch is freed on a thread of its own: 20k events take ~30 ms to drop, a time
-        // the next batch's members and reader would otherwise wait for.
-        let applied = std::mem::replace(&mut pending, Arc::new(next?));
-        tokio::task::spawn_blocking(move || drop(applied));
+        pending = tailer.try_next_batch().await.map_err(ProjectorError::from);
         pending_to = tailer.checkpoint();
+    }
+    // Closed queues end each member once it has applied what it was sent.
+    drop(queues);
+    let mut members = Vec::with_capacity(tasks.len());
+    let mut member_failed = None;
+    for task in tasks {
+        let (member, done) = task.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        members.push(member);
+        if let Err(e) = done {
+            member_failed.get_or_insert(e);
+        }
+    }
+    // A member's failure first: the reader may only have stopped because of it.
+    if let Some(e) = member_failed.or(failed) {
+        return Err(e);
+    }
+    if interrupted {
+        bar.abandon();
+        return Ok(RebuildOutcome::Interrupted { at: applied_to });
     }
     // The indexes only queries use, each built in one sort over the full table; on PostgreSQL
     // every shadow's at once (their own connections and tables), on SQLite after the swap's copy.
@@ -257,14 +331,17 @@ pub async fn rebuild_all(
             let mut live = AnyConnection::connect(url).await?;
             Checkpoints::setup(&mut live).await?;
             live.close().await?;
-            futures_util::future::try_join_all(members.into_iter().map(|member| {
+            // Every swap runs to its end (commit or rollback) even when another fails: dropping
+            // one mid-transaction would leave its outcome to the server's timeout.
+            let swapped = futures_util::future::join_all(members.into_iter().map(|member| {
                 let to = reached(&member);
                 async move {
                     member.conn.close().await?;
                     swap(url, &member.shadow, member.projection.as_ref(), to).await
                 }
             }))
-            .await?;
+            .await;
+            swapped.into_iter().collect::<Result<Vec<()>, ProjectorError>>()?;
         }
         // One writer at a time on a SQLite file.
         Backend::Sqlite => {

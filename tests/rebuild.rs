@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestDb;
-use netia::projector::{Projector, projections, read_model_pool, wait_for};
+use netia::projector::{Projector, ProjectorError, projections, read_model_pool, wait_for};
 use netia::rebuild::{RebuildOptions, RebuildOutcome, rebuild, rebuild_all};
-use netia_events::ConversationId;
-use netia_projections::{ConversationProjection, CustomerProjection, InboxProjection, InboxQuery};
-use sqlx::AnyPool;
+use netia_events::{ConversationId, RecordedEvent};
+use netia_projections::{
+    ConversationProjection, CustomerProjection, InboxProjection, InboxQuery, Projection, ProjectionError,
+};
+use sqlx::{AnyConnection, AnyPool};
 
 /// Everything the three read models hold, in a comparable form.
 async fn snapshot(pool: &AnyPool) -> String {
@@ -201,7 +203,73 @@ async fn all_read_models_rebuild_in_one_pass(db: &TestDb) {
     assert_eq!(snapshot(&pool).await, before, "row for row");
 }
 
+/// The inbox read model, failing at the first event past `fail_after`.
+struct FailingInbox {
+    fail_after: i64,
+}
+
+#[async_trait::async_trait]
+impl Projection for FailingInbox {
+    fn name(&self) -> &'static str {
+        InboxProjection.name()
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        InboxProjection.tables()
+    }
+
+    async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+        InboxProjection.setup(conn).await
+    }
+
+    async fn apply(&self, conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        if event.global_position > self.fail_after {
+            return Err(ProjectionError::Invalid("failing on purpose".to_owned()));
+        }
+        InboxProjection.apply(conn, event).await
+    }
+}
+
+/// A member that fails ends the whole pass with its error, while the others (which apply at their
+/// own pace) stop once they have applied what was read; the live tables are untouched, and the
+/// next run resumes every shadow and equals the live read models.
+async fn a_failing_member_stops_the_pass_and_the_next_run_resumes(db: &TestDb) {
+    netia::seed::seed_demo(db.store.clone(), 2_000, 40, 23).await.unwrap();
+    let pool = live(db).await;
+    let before = snapshot(&pool).await;
+    let mut members: Vec<Arc<dyn Projection>> = projections()
+        .into_iter()
+        .filter(|p| p.name() != InboxProjection.name())
+        .collect();
+    members.insert(0, Arc::new(FailingInbox { fail_after: 900 }));
+    let options = RebuildOptions {
+        batch: 200,
+        max_batches: None,
+        progress: false,
+    };
+    let failed = tokio::time::timeout(
+        Duration::from_secs(120),
+        rebuild_all(db.store.clone(), &db.url, members, &options),
+    )
+    .await
+    .expect("the pass ends when a member fails");
+    match failed {
+        Err(ProjectorError::Apply { name, position, .. }) => {
+            assert_eq!(name, "inbox");
+            assert!(position > 900, "{position}");
+        }
+        other => panic!("expected the inbox's failure, got {other:?}"),
+    }
+    assert_eq!(snapshot(&pool).await, before, "nothing was swapped in");
+    let done = rebuild_all(db.store.clone(), &db.url, projections(), &options)
+        .await
+        .unwrap();
+    assert!(matches!(done, RebuildOutcome::Swapped { .. }), "{done:?}");
+    assert_eq!(snapshot(&pool).await, before, "row for row");
+}
+
 on_both_backends!(
+    a_failing_member_stops_the_pass_and_the_next_run_resumes,
     all_read_models_rebuild_in_one_pass,
     a_rebuilt_projection_equals_the_live_one,
     an_interrupted_rebuild_resumes_and_live_tables_keep_serving,
