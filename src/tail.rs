@@ -22,6 +22,8 @@ pub struct Tailer {
     batch: usize,
     poll: Duration,
     wake: watch::Receiver<u64>,
+    /// Whether events come with their metadata ([`EventStore::read_all_payloads`] when not).
+    metadata: bool,
 }
 
 impl Tailer {
@@ -33,7 +35,14 @@ impl Tailer {
             batch: DEFAULT_BATCH,
             poll: DEFAULT_POLL,
             wake,
+            metadata: true,
         }
+    }
+
+    /// Reads events without their metadata (`Value::Null`), for readers that use only payloads.
+    pub fn without_metadata(mut self) -> Self {
+        self.metadata = false;
+        self
     }
 
     pub fn with_batch(mut self, batch: usize) -> Self {
@@ -56,7 +65,11 @@ impl Tailer {
         // Mark the current wake-up as seen before reading, so that one arriving during the read
         // is not lost.
         self.wake.borrow_and_update();
-        let events = self.store.read_all(self.checkpoint, self.batch).await?;
+        let events = if self.metadata {
+            self.store.read_all(self.checkpoint, self.batch).await?
+        } else {
+            self.store.read_all_payloads(self.checkpoint, self.batch).await?
+        };
         if let Some(last) = events.last() {
             self.checkpoint = last.checkpoint();
         }

@@ -97,6 +97,32 @@ async fn appended_events_read_back_identically(db: &TestDb) {
     assert_eq!(db.store.streams().await.unwrap(), vec![s]);
 }
 
+/// A reader of payloads (a rebuild) gets every event as `read_all` does, metadata left out.
+async fn payload_reads_are_full_reads_without_metadata(db: &TestDb) {
+    let s = stream("payloads");
+    db.store
+        .append(&s, 0, vec![event(1), event(2), event(3)])
+        .await
+        .unwrap();
+    let full = db.store.read_all(Checkpoint::START, 10).await.unwrap();
+    assert_eq!(full.len(), 3);
+    assert!(full.iter().all(|e| e.metadata.is_object()), "{full:?}");
+    let payloads = db.store.read_all_payloads(Checkpoint::START, 10).await.unwrap();
+    let without: Vec<RecordedEvent> = full
+        .into_iter()
+        .map(|mut e| {
+            e.metadata = serde_json::Value::Null;
+            e
+        })
+        .collect();
+    assert_eq!(payloads, without);
+    let mut tailer = Tailer::new(db.store.clone(), Checkpoint::START)
+        .with_batch(2)
+        .without_metadata();
+    assert_eq!(tailer.try_next_batch().await.unwrap(), without[..2]);
+    assert_eq!(tailer.try_next_batch().await.unwrap(), without[2..]);
+}
+
 /// Numbers as clients send them survive storage and still verify: jsonb respells many of them.
 async fn numbers_in_any_spelling_read_back_and_verify(db: &TestDb) {
     let s = stream("numbers");
@@ -412,6 +438,7 @@ async fn a_tailer_wakes_for_new_events(db: &TestDb) {
 
 on_both_backends!(
     appended_events_read_back_identically,
+    payload_reads_are_full_reads_without_metadata,
     numbers_in_any_spelling_read_back_and_verify,
     a_stale_expected_version_is_a_conflict,
     invalid_appends_write_nothing,

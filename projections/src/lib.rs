@@ -92,7 +92,8 @@ pub trait Projection: Send + Sync + 'static {
     }
 
     /// Applies one event inside the caller's transaction. Events of streams it does not read are
-    /// ignored; applying an event a second time changes nothing.
+    /// ignored; applying an event a second time changes nothing. Read models are built from
+    /// payloads: a rebuild reads the log without metadata (`event.metadata` is `Null` there).
     async fn apply(&self, conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError>;
 
     /// Applies a batch in log order, inside the caller's transaction. The default applies one event

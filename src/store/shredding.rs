@@ -285,6 +285,11 @@ impl EventStore for ShreddingStore {
         self.open_all(events, &self.followers_keys).await
     }
 
+    async fn read_all_payloads(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self.inner.read_all_payloads(after, limit).await?;
+        self.open_all(events, &self.followers_keys).await
+    }
+
     async fn head(&self) -> Result<Checkpoint, StoreError> {
         self.inner.head().await
     }
