@@ -184,8 +184,9 @@ pub enum ProjectionsAction {
     Rebuild {
         /// Projections to rebuild (default: all).
         names: Vec<String>,
-        /// Events per transaction (of each projection's shadow). Memory grows with it: ~220 MB at
-        /// the default (three batches held at once: applied, being read, being freed).
+        /// Events per transaction (of each projection's shadow). Memory grows with it: ~200 MB at
+        /// the default over the demo history (at most three batches held: one being applied by
+        /// the slowest shadow, one waiting for it, one being read).
         #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         batch: u64,
     },
