@@ -57,7 +57,7 @@ pub enum RebuildOutcome {
 const FIRST_READ_FRACTION: usize = 8;
 
 /// Batches each member may have waiting beside the one it applies: with the one the reader holds,
-/// at most three batches are in memory (~110 MB each at 20k events of the demo history).
+/// at most three batches are in memory (~200 MB peak over the demo history at 20k events).
 const QUEUED_BATCHES: usize = 1;
 
 /// A batch of the log, shared by every member.
@@ -185,8 +185,8 @@ impl Member {
 }
 
 /// Rebuilds `projections` from the whole log in one pass, and swaps each in: the log is read once
-/// (the next batch read while the last one is applied), and each batch goes to every projection's
-/// shadow at once, each on its own connection. Each shadow keeps its own checkpoint, so an
+/// (ahead of the applying), and every projection's shadow applies each batch at its own pace, on
+/// its own task and connection. Each shadow keeps its own checkpoint, so an
 /// interrupted run resumes from the earliest of them, every projection skipping what it already
 /// has. Each swap is its own transaction (a projection is consistent on its own; they need not
 /// switch together).
@@ -238,13 +238,18 @@ pub async fn rebuild_all(
     // 100k-event rebuild, at the end of every batch, while the slowest member's server process
     // finished alone). The reader reads ahead while the queues have room.
     let progress = Arc::new(Progress::new(bar.clone(), members.len()));
-    let mut queues = Vec::with_capacity(members.len());
-    let mut tasks = Vec::with_capacity(members.len());
-    for (index, mut member) in members.into_iter().enumerate() {
-        let (queue, mut batches) = tokio::sync::mpsc::channel::<(Batch, Checkpoint)>(QUEUED_BATCHES);
+    let (queues, receivers): (Vec<_>, Vec<_>) = (0..members.len())
+        .map(|_| tokio::sync::mpsc::channel::<(Batch, Checkpoint)>(QUEUED_BATCHES))
+        .unzip();
+    let mut receivers: Vec<_> = receivers.into_iter().map(Some).collect();
+    let mut members = members;
+    let applying = on_every_member(&mut members, |index, mut member| {
+        let batches = receivers.get_mut(index).and_then(Option::take);
         let progress = Arc::clone(&progress);
-        queues.push(queue);
-        tasks.push(tokio::spawn(async move {
+        async move {
+            let Some(mut batches) = batches else {
+                return (member, Ok(()));
+            };
             while let Some((batch, to)) = batches.recv().await {
                 let applied = member.apply(&batch, to).await;
                 let events = batch.len() as u64;
@@ -257,68 +262,23 @@ pub async fn rebuild_all(
                 progress.applied(index, events);
             }
             (member, Ok(()))
-        }));
-    }
-
-    let mut replayed = 0u64;
-    let mut sent = 0;
-    let mut applied_to = start;
-    let mut pending = first.map_err(ProjectorError::from);
-    let mut pending_to = tailer.checkpoint();
-    tailer = tailer.with_batch(options.batch);
-    let mut interrupted = false;
-    let mut failed: Option<ProjectorError> = None;
-    loop {
-        let batch = match pending {
-            Ok(batch) if batch.is_empty() => break,
-            Ok(batch) => Arc::new(batch),
-            Err(e) => {
-                failed = Some(e);
-                break;
-            }
-        };
-        if options.max_batches.is_some_and(|max| sent >= max) {
-            interrupted = true;
-            break;
         }
-        let events = batch.len() as u64;
-        let mut delivered = true;
-        for queue in &queues {
-            // A closed queue is a member that failed: its error is collected below.
-            delivered &= queue.send((Arc::clone(&batch), pending_to)).await.is_ok();
-        }
-        if !delivered {
-            break;
-        }
-        drop(batch);
-        replayed += events;
-        sent += 1;
-        applied_to = pending_to;
-        pending = tailer.try_next_batch().await.map_err(ProjectorError::from);
-        pending_to = tailer.checkpoint();
-    }
-    // Closed queues end each member once it has applied what it was sent.
-    drop(queues);
-    let mut members = Vec::with_capacity(tasks.len());
-    let mut member_failed = None;
-    for task in tasks {
-        let (member, done) = task.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        members.push(member);
-        if let Err(e) = done {
-            member_failed.get_or_insert(e);
-        }
-    }
+    });
+    let reading = read_into(queues, tailer, first, start, options);
+    let (applied, read) = tokio::join!(applying, reading);
     // A member's failure first: the reader may only have stopped because of it.
-    if let Some(e) = member_failed.or(failed) {
+    if let Some(e) = applied.err().or(read.failed) {
+        bar.abandon();
         return Err(e);
     }
-    if interrupted {
+    if read.interrupted {
         bar.abandon();
-        return Ok(RebuildOutcome::Interrupted { at: applied_to });
+        return Ok(RebuildOutcome::Interrupted { at: read.to });
     }
+    let (replayed, applied_to) = (read.replayed, read.to);
     // The indexes only queries use, each built in one sort over the full table; on PostgreSQL
     // every shadow's at once (their own connections and tables), on SQLite after the swap's copy.
-    on_every_member(&mut members, |mut member| async move {
+    on_every_member(&mut members, |_, mut member| async move {
         let indexed = match member.shadow {
             Shadow::Schema(_) => member.projection.create_query_indexes(&mut member.conn).await,
             Shadow::File(_) => Ok(()),
@@ -334,13 +294,19 @@ pub async fn rebuild_all(
             let mut live = AnyConnection::connect(url).await?;
             Checkpoints::setup(&mut live).await?;
             live.close().await?;
-            // Every swap runs to its end (commit or rollback) even when another fails: dropping
-            // one mid-transaction would leave its outcome to the server's timeout.
+            // Every swap runs to its end (commit or rollback) even when another fails: one dropped
+            // mid-statement could be left waiting on a lock until the server noticed. The first
+            // failure is returned, the others logged.
             let swapped = futures_util::future::join_all(members.into_iter().map(|member| {
                 let to = reached(&member);
                 async move {
+                    let name = member.projection.name();
                     member.conn.close().await?;
-                    swap(url, &member.shadow, member.projection.as_ref(), to).await
+                    let swapped = swap(url, &member.shadow, member.projection.as_ref(), to).await;
+                    if let Err(e) = &swapped {
+                        tracing::warn!(projection = name, error = %e, "swap failed");
+                    }
+                    swapped
                 }
             }))
             .await;
@@ -364,21 +330,93 @@ pub async fn rebuild_all(
 
 /// Runs `work` on every member at once, each on a task of its own (every member has its own
 /// connection and tables), and puts the members back in their order; the first failure, if any.
-async fn on_every_member<F, Fut>(members: &mut Vec<Member>, work: F) -> Result<(), ProjectorError>
+/// The tasks are aborted if this future is dropped (a server's background rebuild that loses its
+/// leases), so no member writes on after it.
+async fn on_every_member<F, Fut>(members: &mut Vec<Member>, mut work: F) -> Result<(), ProjectorError>
 where
-    F: Fn(Member) -> Fut,
+    F: FnMut(usize, Member) -> Fut,
     Fut: std::future::Future<Output = (Member, Result<(), ProjectorError>)> + Send + 'static,
 {
-    let tasks: Vec<_> = members.drain(..).map(|member| tokio::spawn(work(member))).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, member) in members.drain(..).enumerate() {
+        let work = work(index, member);
+        tasks.spawn(async move {
+            let (member, done) = work.await;
+            (index, member, done)
+        });
+    }
+    let mut done: Vec<Option<Member>> = std::iter::repeat_with(|| None).take(tasks.len()).collect();
     let mut failed = None;
-    for task in tasks {
-        let (member, done) = task.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        members.push(member);
-        if let Err(e) = done {
+    while let Some(joined) = tasks.join_next().await {
+        let (index, member, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        done[index] = Some(member);
+        if let Err(e) = result {
             failed.get_or_insert(e);
         }
     }
+    members.extend(done.into_iter().flatten());
     failed.map_or(Ok(()), Err)
+}
+
+/// What [`read_into`] did.
+struct Read {
+    /// Events sent to every member.
+    replayed: u64,
+    /// The checkpoint of the last batch sent (or where the pass started).
+    to: Checkpoint,
+    /// Whether it stopped at `max_batches` with more to read.
+    interrupted: bool,
+    /// A read that failed.
+    failed: Option<ProjectorError>,
+}
+
+/// Sends `first` and the batches `tailer` reads after it to every member's queue, until the end of
+/// the log, `options.max_batches`, a read error or a closed queue (a member that failed). The
+/// queues close when it returns, so the members end once they have applied what they were sent.
+async fn read_into(
+    queues: Vec<tokio::sync::mpsc::Sender<(Batch, Checkpoint)>>,
+    tailer: Tailer,
+    first: Result<Vec<netia_events::RecordedEvent>, crate::store::StoreError>,
+    start: Checkpoint,
+    options: &RebuildOptions,
+) -> Read {
+    let mut read = Read {
+        replayed: 0,
+        to: start,
+        interrupted: false,
+        failed: None,
+    };
+    let mut pending = first;
+    let mut pending_to = tailer.checkpoint();
+    let mut tailer = tailer.with_batch(options.batch);
+    let mut sent = 0;
+    loop {
+        let batch = match pending {
+            Ok(batch) if batch.is_empty() => return read,
+            Ok(batch) => Arc::new(batch),
+            Err(e) => {
+                read.failed = Some(e.into());
+                return read;
+            }
+        };
+        if options.max_batches.is_some_and(|max| sent >= max) {
+            read.interrupted = true;
+            return read;
+        }
+        let events = batch.len() as u64;
+        for queue in &queues {
+            // A closed queue is a member that failed: its error is the pass's.
+            if queue.send((Arc::clone(&batch), pending_to)).await.is_err() {
+                return read;
+            }
+        }
+        drop(batch);
+        read.replayed += events;
+        read.to = pending_to;
+        sent += 1;
+        pending = tailer.try_next_batch().await;
+        pending_to = tailer.checkpoint();
+    }
 }
 
 /// Replaces the live tables with the shadow's and sets the live checkpoint, in one transaction.

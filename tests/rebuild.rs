@@ -268,7 +268,72 @@ async fn a_failing_member_stops_the_pass_and_the_next_run_resumes(db: &TestDb) {
     assert_eq!(snapshot(&pool).await, before, "row for row");
 }
 
+/// The customer read model, 300 ms slower per batch, counting the batches it has applied.
+struct SlowCustomers {
+    applied: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Projection for SlowCustomers {
+    fn name(&self) -> &'static str {
+        CustomerProjection.name()
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        CustomerProjection.tables()
+    }
+
+    async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
+        CustomerProjection.setup(conn).await
+    }
+
+    async fn apply(&self, conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        CustomerProjection.apply(conn, event).await
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), (i64, ProjectionError)> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        CustomerProjection.apply_batch(conn, events).await?;
+        self.applied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A rebuild that is dropped (a server's background rebuild whose leases are lost) stops its
+/// members: none goes on applying the batches it was sent.
+async fn a_dropped_rebuild_stops_every_member(db: &TestDb) {
+    netia::seed::seed_demo(db.store.clone(), 2_000, 40, 29).await.unwrap();
+    let applied = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let members: Vec<Arc<dyn Projection>> = vec![Arc::new(SlowCustomers {
+        applied: applied.clone(),
+    })];
+    let options = RebuildOptions {
+        batch: 100,
+        max_batches: None,
+        progress: false,
+    };
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(1_000),
+        rebuild_all(db.store.clone(), &db.url, members, &options),
+    )
+    .await;
+    assert!(dropped.is_err(), "20 slow batches take longer than a second");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let at_drop = applied.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        applied.load(std::sync::atomic::Ordering::SeqCst),
+        at_drop,
+        "a member applied batches after the rebuild was dropped"
+    );
+}
+
 on_both_backends!(
+    a_dropped_rebuild_stops_every_member,
     a_failing_member_stops_the_pass_and_the_next_run_resumes,
     all_read_models_rebuild_in_one_pass,
     a_rebuilt_projection_equals_the_live_one,

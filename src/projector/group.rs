@@ -363,7 +363,7 @@ impl ProjectorGroup {
                 member.job = Some(Job {
                     handle: tokio::spawn(async move {
                         // A server rebuilds beside live traffic, perhaps several projections at
-                        // once: half the command's batch, for half its memory (~145 MB at 10k).
+                        // once: half the command's batch, for about half its memory.
                         let options = crate::rebuild::RebuildOptions {
                             batch: 10_000,
                             ..Default::default()
