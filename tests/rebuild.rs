@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::TestDb;
@@ -203,30 +204,63 @@ async fn all_read_models_rebuild_in_one_pass(db: &TestDb) {
     assert_eq!(snapshot(&pool).await, before, "row for row");
 }
 
-/// The inbox read model, failing at the first event past `fail_after`.
-struct FailingInbox {
+/// A read model with hooks for tests: it fails at the first event past `fail_after`, and it
+/// sleeps `slow` before each batch and counts the batches it has applied.
+struct Hooked<P> {
+    inner: P,
     fail_after: i64,
+    slow: Duration,
+    applied: Arc<AtomicUsize>,
+}
+
+impl<P> Hooked<P> {
+    fn new(inner: P) -> Self {
+        Self {
+            inner,
+            fail_after: i64::MAX,
+            slow: Duration::ZERO,
+            applied: Arc::default(),
+        }
+    }
+
+    fn failed(&self, event: &RecordedEvent) -> Option<ProjectionError> {
+        (event.global_position > self.fail_after).then(|| ProjectionError::Invalid("failing on purpose".to_owned()))
+    }
 }
 
 #[async_trait::async_trait]
-impl Projection for FailingInbox {
+impl<P: Projection> Projection for Hooked<P> {
     fn name(&self) -> &'static str {
-        InboxProjection.name()
+        self.inner.name()
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        InboxProjection.tables()
+        self.inner.tables()
     }
 
     async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
-        InboxProjection.setup(conn).await
+        self.inner.setup(conn).await
     }
 
     async fn apply(&self, conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        if event.global_position > self.fail_after {
-            return Err(ProjectionError::Invalid("failing on purpose".to_owned()));
+        match self.failed(event) {
+            Some(e) => Err(e),
+            None => self.inner.apply(conn, event).await,
         }
-        InboxProjection.apply(conn, event).await
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), (i64, ProjectionError)> {
+        tokio::time::sleep(self.slow).await;
+        if let Some((event, e)) = events.iter().find_map(|event| Some((event, self.failed(event)?))) {
+            return Err((event.global_position, e));
+        }
+        self.inner.apply_batch(conn, events).await?;
+        self.applied.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 }
 
@@ -241,7 +275,11 @@ async fn a_failing_member_stops_the_pass_and_the_next_run_resumes(db: &TestDb) {
         .into_iter()
         .filter(|p| p.name() != InboxProjection.name())
         .collect();
-    members.insert(0, Arc::new(FailingInbox { fail_after: 900 }));
+    let failing = Hooked {
+        fail_after: 900,
+        ..Hooked::new(InboxProjection)
+    };
+    members.insert(0, Arc::new(failing));
     let options = RebuildOptions {
         batch: 200,
         max_batches: None,
@@ -268,49 +306,16 @@ async fn a_failing_member_stops_the_pass_and_the_next_run_resumes(db: &TestDb) {
     assert_eq!(snapshot(&pool).await, before, "row for row");
 }
 
-/// The customer read model, 300 ms slower per batch, counting the batches it has applied.
-struct SlowCustomers {
-    applied: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-#[async_trait::async_trait]
-impl Projection for SlowCustomers {
-    fn name(&self) -> &'static str {
-        CustomerProjection.name()
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        CustomerProjection.tables()
-    }
-
-    async fn setup(&self, conn: &mut AnyConnection) -> Result<(), ProjectionError> {
-        CustomerProjection.setup(conn).await
-    }
-
-    async fn apply(&self, conn: &mut AnyConnection, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        CustomerProjection.apply(conn, event).await
-    }
-
-    async fn apply_batch(
-        &self,
-        conn: &mut AnyConnection,
-        events: &[RecordedEvent],
-    ) -> Result<(), (i64, ProjectionError)> {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        CustomerProjection.apply_batch(conn, events).await?;
-        self.applied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
-}
-
 /// A rebuild that is dropped (a server's background rebuild whose leases are lost) stops its
 /// members: none goes on applying the batches it was sent.
 async fn a_dropped_rebuild_stops_every_member(db: &TestDb) {
     netia::seed::seed_demo(db.store.clone(), 2_000, 40, 29).await.unwrap();
-    let applied = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let members: Vec<Arc<dyn Projection>> = vec![Arc::new(SlowCustomers {
-        applied: applied.clone(),
-    })];
+    let slow = Hooked {
+        slow: Duration::from_millis(300),
+        ..Hooked::new(CustomerProjection)
+    };
+    let applied = slow.applied.clone();
+    let members: Vec<Arc<dyn Projection>> = vec![Arc::new(slow)];
     let options = RebuildOptions {
         batch: 100,
         max_batches: None,
@@ -323,10 +328,10 @@ async fn a_dropped_rebuild_stops_every_member(db: &TestDb) {
     .await;
     assert!(dropped.is_err(), "20 slow batches take longer than a second");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let at_drop = applied.load(std::sync::atomic::Ordering::SeqCst);
+    let at_drop = applied.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(
-        applied.load(std::sync::atomic::Ordering::SeqCst),
+        applied.load(Ordering::SeqCst),
         at_drop,
         "a member applied batches after the rebuild was dropped"
     );
