@@ -2,6 +2,7 @@
 
 mod failures;
 mod links;
+mod pg_listen;
 mod pg_writer;
 mod postgres;
 mod recent;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netia_events::chain::{Chain, ChainKey, GENESIS};
 use netia_events::{Checkpoint, NewEvent, RecordedEvent, StreamRef};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{ConnectOptions, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -118,7 +118,7 @@ impl PgStore {
         {
             let (pool, recent, node) = (pool.clone(), recent.clone(), node.clone());
             supervise(components.clone(), "store_listener", stop.subscribe(), move |stop| {
-                listen(pool.clone(), recent.clone(), node.clone(), stop)
+                super::pg_listen::listen(pool.clone(), recent.clone(), node.clone(), stop)
             });
         }
         let committed = pg_writer::Committed {
@@ -185,48 +185,6 @@ impl PgStore {
     }
 }
 
-/// Relays other nodes' NOTIFYs to the tailers, reconnecting after errors, until `stop`.
-async fn listen(pool: PgPool, recent: Arc<Recent>, node: String, mut stop: watch::Receiver<bool>) {
-    tokio::select! {
-        () = relay_notifications(pool, recent, node) => {}
-        _ = stop.wait_for(|stopped| *stopped) => {}
-    }
-}
-
-async fn relay_notifications(pool: PgPool, recent: Arc<Recent>, node: String) {
-    loop {
-        match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => {
-                if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
-                    tracing::warn!(error = %e, "LISTEN failed; retrying");
-                } else {
-                    // Anything committed while we were not listening is found by the next read.
-                    recent.foreign_commit();
-                    loop {
-                        match listener.try_recv().await {
-                            // Our own appends woke local tailers already.
-                            Ok(Some(note)) if note.payload() == node => {}
-                            Ok(Some(_)) => recent.foreign_commit(),
-                            // The connection dropped; the next call reconnects and re-LISTENs.
-                            // NOTIFYs sent meanwhile are lost, so wake readers to look.
-                            Ok(None) => {
-                                tracing::warn!("LISTEN connection lost; reconnecting");
-                                recent.foreign_commit();
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "LISTEN failed; reconnecting");
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot open LISTEN connection; retrying"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 fn decode_row(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, StoreError> {
     let position: i64 = row.try_get("global_position")?;
     let tx_text: String = row.try_get("tx_id")?;
@@ -252,6 +210,22 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, StoreError> 
 }
 
 impl PgStore {
+    /// Up to `limit` events after `after` in position order, with `columns` (a SELECT list).
+    async fn read_after(
+        &self,
+        columns: &str,
+        after: Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("SELECT {columns} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2");
+        let rows = sqlx::query(&sql)
+            .bind(after.position)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
     /// A connection as the events table's owner: `owner_url`, or the store's own.
     async fn owner(&self, owner_url: Option<&str>) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
         Ok(match owner_url {
@@ -403,14 +377,7 @@ impl EventStore for PgStore {
             return Ok(events);
         }
         let epoch = self.recent.epoch();
-        let rows = sqlx::query(&format!(
-            "SELECT {SELECT_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
-        ))
-        .bind(after.position)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        let events = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
+        let events = self.read_after(SELECT_COLUMNS, after, limit).await?;
         if events.len() < limit {
             self.recent.read_database(epoch, after, &events);
         }
@@ -419,14 +386,7 @@ impl EventStore for PgStore {
 
     async fn read_all_payloads(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         // Not through `recent`: what it keeps is read by readers that want the metadata.
-        let rows = sqlx::query(&format!(
-            "SELECT {PAYLOAD_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
-        ))
-        .bind(after.position)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode_row).collect()
+        self.read_after(PAYLOAD_COLUMNS, after, limit).await
     }
 
     async fn head(&self) -> Result<Checkpoint, StoreError> {

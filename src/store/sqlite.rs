@@ -112,6 +112,24 @@ fn decode_row(row: &sqlx::sqlite::SqliteRow) -> Result<RecordedEvent, StoreError
     })
 }
 
+impl SqliteStore {
+    /// Up to `limit` events after `after` in position order, with `columns` (a SELECT list).
+    async fn read_after(
+        &self,
+        columns: &str,
+        after: Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("SELECT {columns} FROM events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2");
+        let rows = sqlx::query(&sql)
+            .bind(after.position)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(decode_row).collect()
+    }
+}
+
 #[async_trait]
 impl EventStore for SqliteStore {
     fn backend(&self) -> Backend {
@@ -243,14 +261,7 @@ impl EventStore for SqliteStore {
             return Ok(events);
         }
         let epoch = self.recent.epoch();
-        let rows = sqlx::query(&format!(
-            "SELECT {SELECT_COLUMNS} FROM events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
-        ))
-        .bind(after.position)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.readers)
-        .await?;
-        let events = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
+        let events = self.read_after(SELECT_COLUMNS, after, limit).await?;
         if events.len() < limit {
             self.recent.read_database(epoch, after, &events);
         }
@@ -259,14 +270,7 @@ impl EventStore for SqliteStore {
 
     async fn read_all_payloads(&self, after: Checkpoint, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         // Not through `recent`: what it keeps is read by readers that want the metadata.
-        let rows = sqlx::query(&format!(
-            "SELECT {PAYLOAD_COLUMNS} FROM events WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
-        ))
-        .bind(after.position)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter().map(decode_row).collect()
+        self.read_after(PAYLOAD_COLUMNS, after, limit).await
     }
 
     async fn head(&self) -> Result<Checkpoint, StoreError> {
