@@ -470,22 +470,16 @@ async fn conversations_are_mirrored_and_thread_replies_come_back(db: &TestDb) {
 
     // A reply typed in the Slack thread reaches the customer's socket (the official client).
     let expected = "Fixed: **new chain** fitted";
-    let listener = {
-        let (base, token, conversation) = (w.api.base.clone(), customer_token.clone(), conversation.clone());
-        tokio::spawn(async move {
-            common::nodes::run_script(
-                "slack_reply.mjs",
-                &[
-                    ("NETIA_URL", base.as_str()),
-                    ("CUSTOMER_TOKEN", token.as_str()),
-                    ("CONVERSATION_ID", conversation.as_str()),
-                    ("EXPECTED_BODY", expected),
-                ],
-            )
-            .await;
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let listener = common::nodes::spawn_script_joined(
+        "slack_reply.mjs",
+        &[
+            ("NETIA_URL", w.api.base.as_str()),
+            ("CUSTOMER_TOKEN", customer_token.as_str()),
+            ("CONVERSATION_ID", conversation.as_str()),
+            ("EXPECTED_BODY", expected),
+        ],
+    )
+    .await;
     let now = chrono::Utc::now().timestamp();
     let event = reply_event("Ev0REPLY000001", &thread, AGENT_USER, "Fixed: *new chain* fitted");
     // Slack retries (X-Slack-Retry-Num) the same event: one message.

@@ -259,22 +259,16 @@ async fn an_sms_becomes_a_conversation_answered_by_sms(db: &TestDb) {
 
     // A signed SMS: a conversation the agent's socket hears of. Twilio retries: one message.
     let body = "Hi, is my bike ready?";
-    let listener = {
-        let (base, token, account) = (w.api.base.clone(), w.admin.token.clone(), w.admin.account_id.clone());
-        tokio::spawn(async move {
-            common::nodes::run_script(
-                "sms_inbox.mjs",
-                &[
-                    ("NETIA_URL", base.as_str()),
-                    ("AGENT_TOKEN", token.as_str()),
-                    ("ACCOUNT_ID", account.as_str()),
-                    ("EXPECTED_BODY", body),
-                ],
-            )
-            .await;
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let listener = common::nodes::spawn_script_joined(
+        "sms_inbox.mjs",
+        &[
+            ("NETIA_URL", w.api.base.as_str()),
+            ("AGENT_TOKEN", w.admin.token.as_str()),
+            ("ACCOUNT_ID", w.admin.account_id.as_str()),
+            ("EXPECTED_BODY", body),
+        ],
+    )
+    .await;
     let sms = incoming("SM11111111111111111111111111111111", body);
     for _ in 0..2 {
         let answer = post_signed(&w, "/api/twilio/webhook", &sms, Some(AUTH_TOKEN)).await;

@@ -117,6 +117,49 @@ pub async fn browser_script_as(api: &Api, admin: &super::api::Session, script: &
     run_script(script, &vars).await;
 }
 
+/// Starts `script` (in `tests/js`) with `vars` and returns once it prints the line `joined` (its
+/// channel is joined: it cannot miss a broadcast that follows), panicking if it does not within
+/// 30 s. The handle ends as [`run_script`] does: exit 0, "all checks passed" printed.
+pub async fn spawn_script_joined(script: &str, vars: &[(&str, &str)]) -> tokio::task::JoinHandle<()> {
+    use tokio::io::AsyncBufReadExt;
+    let dir = node_modules();
+    let mut child = tokio::process::Command::new("node")
+        .arg(dir.join(script))
+        .current_dir(&dir)
+        .envs(vars.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("its stdout")).lines();
+    let mut printed = String::new();
+    let joined = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("its stdout reads") {
+            printed.push_str(&line);
+            printed.push('\n');
+            if line == "joined" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(joined == Ok(true), "{script} did not join within 30 s:\n{printed}");
+    let script = script.to_owned();
+    tokio::spawn(async move {
+        while let Some(line) = lines.next_line().await.expect("its stdout reads") {
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+        let output = child.wait_with_output().await.expect("node runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        eprintln!("{printed}");
+        assert!(output.status.success(), "{script} failed:\n{printed}\n{stderr}");
+        assert!(printed.contains("all checks passed"), "{printed}");
+    })
+}
+
 /// Runs `script` (in `tests/js`) with `vars`; it must exit 0 having printed "all checks passed".
 pub async fn run_script(script: &str, vars: &[(&str, &str)]) {
     let dir = node_modules();

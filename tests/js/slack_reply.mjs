@@ -17,6 +17,7 @@ channel.on("shout", (message) => shouts.push(message));
 await new Promise((resolve, reject) =>
   channel.join().receive("ok", resolve).receive("error", (e) => reject(new Error(JSON.stringify(e)))),
 );
+console.log("joined");
 while (!shouts.some((m) => m.body === process.env.EXPECTED_BODY)) await new Promise((r) => setTimeout(r, 20));
 const reply = shouts.find((m) => m.body === process.env.EXPECTED_BODY);
 check("the Slack reply reaches the customer as the agent's message", reply.type === "slack" && reply.user_id, reply);
