@@ -423,6 +423,120 @@ async fn sqlite_embedded_consumers_retry_park_and_resume_without_repeating() {
     db.cleanup().await;
 }
 
+/// Bound to conversation events but concerned by none of them (as the outbound webhooks are
+/// when no subscription wants them): every one is an event it passes over. Counts its handlings.
+struct Unconcerned(&'static str, std::sync::atomic::AtomicU32);
+
+#[async_trait]
+impl Consumer for Unconcerned {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn bindings(&self) -> Vec<String> {
+        vec!["conversation.#".into()]
+    }
+
+    async fn concerns(&self, _event: &RecordedEvent) -> bool {
+        false
+    }
+
+    async fn handle(&self, _event: &RecordedEvent) -> Result<(), Failure> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Under a stream of events a consumer does not want, its checkpoint moves at most about once a
+/// second (a transaction each), not once per event; and once the stream stops, it reaches the end
+/// of the log anyway, within about a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_embedded_consumers_move_past_unwanted_events_about_once_a_second() {
+    let db = TestDb::sqlite().await.expect("a SQLite test database");
+    let pool = read_models(&db).await;
+    let name = format!("test_{}", Uuid::now_v7().simple());
+    let name: &'static str = Box::leak(name.into_boxed_str());
+    let checkpoint_name = format!("consumer:{name}");
+    let embedded = bus::embedded::Embedded {
+        store: db.store.clone(),
+        db: pool.clone(),
+        policy: fast_policy(3),
+    };
+    let (stop, _) = watch::channel(false);
+    let consumer = Arc::new(Unconcerned(name, Default::default()));
+    let running = tokio::spawn(embedded.run(consumer.clone(), stop.subscribe()));
+    let position = || async {
+        let mut conn = pool.acquire().await.unwrap();
+        netia_projections::Checkpoints::find(&mut conn, &checkpoint_name)
+            .await
+            .unwrap()
+    };
+    // Started (at the head), and moved once past the events written meanwhile.
+    for _ in 0..100 {
+        if position().await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(position().await.is_some(), "the consumer never started");
+
+    // 2 s of conversation events, one every ~40 ms, each its own batch; the checkpoint watched
+    // every 10 ms meanwhile.
+    let writing = {
+        let store = db.store.clone();
+        tokio::spawn(async move {
+            let bus = CommandBus::new(store);
+            let (id, account, customer) = (ConversationId::new(), AccountId::new(), CustomerId::new());
+            let meta = Metadata::new(Actor::Customer { customer_id: customer }).with_account(account);
+            let now = chrono::Utc::now();
+            bus.execute::<Conversation>(id, common::open_conversation(id, account, customer, now), &meta)
+                .await
+                .unwrap();
+            for i in 0..50 {
+                let body = format!("message {i}");
+                let command = common::message(Author::Customer { customer_id: customer }, &body, false, None, now);
+                bus.execute::<Conversation>(id, command, &meta).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+    let mut seen = HashSet::new();
+    while !writing.is_finished() {
+        seen.insert(position().await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    writing.await.unwrap();
+    assert!(
+        seen.len() <= 5,
+        "the checkpoint moved {} times in ~2 s of unwanted events: {seen:?}",
+        seen.len()
+    );
+
+    // Nothing more comes: the held-back move is made all the same.
+    let head = db.store.head().await.unwrap();
+    let mut reached = false;
+    for _ in 0..150 {
+        if position().await == Some(head) {
+            reached = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        reached,
+        "the checkpoint stayed at {:?}, the log ends at {head:?}",
+        position().await
+    );
+    assert_eq!(
+        consumer.1.load(Ordering::SeqCst),
+        0,
+        "handled an event it is not concerned by"
+    );
+    let _ = stop.send(true);
+    running.await.unwrap();
+    db.cleanup().await;
+}
+
 /// Counts its calls; takes 300 ms; fails while `failures` is above zero.
 struct Slow {
     calls: std::sync::atomic::AtomicU32,

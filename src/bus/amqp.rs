@@ -353,7 +353,7 @@ async fn handle(
         return Ok(());
     }
     match process(db, consumer, &event, attempt, policy).await {
-        Ok(Outcome::Handled | Outcome::Duplicate) => {}
+        Ok(Outcome::Handled | Outcome::NotConcerned | Outcome::Duplicate) => {}
         Ok(Outcome::RetryAfter(delay)) => {
             forward(channel, &delivery, retry_queue(prefix, name, delay), attempt + 1).await?
         }

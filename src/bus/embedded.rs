@@ -1,10 +1,12 @@
 //! Consumers without RabbitMQ: each follows the log itself, from its own checkpoint
 //! (`consumer:<name>`), handling the events its bindings match in log order. A failing event is
 //! retried after the same backoff as on RabbitMQ (the consumer waits meanwhile: its later events wait
-//! too), then parked; the checkpoint moves past an event once it is handled or parked.
+//! too), then parked; the checkpoint moves past an event once it is handled or parked. Past events
+//! it does not want (not bound, or not its concern: [`Consumer::concerns`]), the checkpoint moves
+//! at most once per [`SKIP_MOVE_EVERY`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use netia_events::{Checkpoint, RecordedEvent};
 use netia_projections::Checkpoints;
@@ -16,6 +18,15 @@ use crate::backoff::sleep_or_stop;
 use crate::projector::begin_statement;
 use crate::store::EventStore;
 use crate::tail::Tailer;
+
+/// How often, at most, a consumer's checkpoint moves past events it does not want (most events: a
+/// consumer of SMS replies wants none of a chat's messages, the outbound webhooks none of an
+/// account without subscriptions). Each move is a transaction; moving after every such event cost
+/// the two consumers that always run three statements each per chat message under load (a quarter
+/// of the database round trips a message caused). A move held back is made once this has
+/// passed, whether or not more events come; one lost in a crash or a stop only makes the consumer
+/// read those events again and pass over them again.
+pub const SKIP_MOVE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Embedded {
@@ -56,10 +67,24 @@ impl Embedded {
             }
         };
         let mut tailer = Tailer::new(self.store.clone(), at).with_batch(200);
+        // Where the checkpoint may move past unwanted events (held back), and when it last moved.
+        let mut skipped_to: Option<Checkpoint> = None;
+        let mut moved_at = Instant::now().checked_sub(SKIP_MOVE_EVERY).unwrap_or_else(Instant::now);
         loop {
+            let due = moved_at + SKIP_MOVE_EVERY;
             let events = tokio::select! {
-                events = tailer.next_batch() => events,
+                events = tailer.next_batch() => Some(events),
+                () = tokio::time::sleep_until(due.into()), if skipped_to.is_some() => None,
                 _ = stop.wait_for(|s| *s) => return,
+            };
+            let Some(events) = events else {
+                // Time to make the move held back.
+                let Some(to) = skipped_to.take() else { continue };
+                match self.move_to(checkpoint_name, at, to, stop).await {
+                    Some(next) => (at, moved_at) = (next, Instant::now()),
+                    None => return,
+                }
+                continue;
             };
             let events = match events {
                 Ok(events) => events,
@@ -77,9 +102,10 @@ impl Embedded {
                     continue;
                 }
                 let mut attempt = 1;
-                loop {
+                let wanted = loop {
                     match process(&self.db, consumer.as_ref(), event, attempt, &self.policy).await {
-                        Ok(Outcome::Handled | Outcome::Duplicate | Outcome::Parked) => break,
+                        Ok(Outcome::NotConcerned) => break false,
+                        Ok(Outcome::Handled | Outcome::Duplicate | Outcome::Parked) => break true,
                         Ok(Outcome::RetryAfter(wait)) => {
                             attempt += 1;
                             if sleep_or_stop(stop, wait).await {
@@ -99,17 +125,25 @@ impl Embedded {
                             }
                         }
                     }
+                };
+                if !wanted {
+                    continue;
                 }
                 // Moved past each handled event, so a restart does not run its effect again.
                 match self.move_to(checkpoint_name, at, event.checkpoint(), stop).await {
-                    Some(next) => at = next,
+                    Some(next) => (at, moved_at, skipped_to) = (next, Instant::now(), None),
                     None => return,
                 }
             }
-            // Past the events of the batch it does not want, with one write.
+            // Past the events of the batch it does not want: now if it has not moved for a while,
+            // else once it has not (the branch above).
             if let Some(last) = events.last().map(RecordedEvent::checkpoint).filter(|last| *last > at) {
+                if moved_at.elapsed() < SKIP_MOVE_EVERY {
+                    skipped_to = Some(last);
+                    continue;
+                }
                 match self.move_to(checkpoint_name, at, last, stop).await {
-                    Some(next) => at = next,
+                    Some(next) => (at, moved_at, skipped_to) = (next, Instant::now(), None),
                     None => return,
                 }
             }

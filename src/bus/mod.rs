@@ -224,6 +224,9 @@ impl WireEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Handled,
+    /// Not the consumer's business ([`Consumer::concerns`] said no): nothing done, nothing
+    /// recorded. Counted as handled.
+    NotConcerned,
     /// Handled before (a redelivery): nothing done.
     Duplicate,
     /// Failed; try again after this long (attempt `attempt + 1`).
@@ -255,7 +258,7 @@ pub async fn process(
     let name = consumer.name();
     let outcome = deliver(db, consumer, event, attempt, policy).await;
     let label = match &outcome {
-        Ok(Outcome::Handled) => "handled",
+        Ok(Outcome::Handled | Outcome::NotConcerned) => "handled",
         Ok(Outcome::Duplicate) => "duplicates",
         Ok(Outcome::RetryAfter(_)) => "retried",
         Ok(Outcome::Parked) => "parked",
@@ -277,7 +280,7 @@ async fn deliver(
     let name = consumer.name();
     let id = event.event_id.to_string();
     if !consumer.concerns(event).await {
-        return Ok(Outcome::Handled);
+        return Ok(Outcome::NotConcerned);
     }
     let ttl = consumer.claim_ttl().saturating_add(CLAIM_MARGIN);
     let token = match claims::claim(db, name, &id, ttl).await? {

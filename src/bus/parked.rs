@@ -114,7 +114,7 @@ pub async fn replay(
         }
     };
     match &outcome {
-        Outcome::Handled | Outcome::Duplicate => Ok(outcome),
+        Outcome::Handled | Outcome::NotConcerned | Outcome::Duplicate => Ok(outcome),
         // Another delivery of it holds a claim (perhaps a replay that died): back on the list, so
         // that it is not lost, to be replayed once the claim is over.
         Outcome::Busy(_) => {
