@@ -55,7 +55,7 @@ impl Embedded {
     async fn follow(&self, consumer: Arc<dyn Consumer>, checkpoint_name: &str, stop: &mut watch::Receiver<bool>) {
         let name = consumer.name();
         let bindings = consumer.bindings();
-        let mut at = loop {
+        let at = loop {
             match self.load(checkpoint_name).await {
                 Ok(at) => break at,
                 Err(e) => {
@@ -67,21 +67,19 @@ impl Embedded {
             }
         };
         let mut tailer = Tailer::new(self.store.clone(), at).with_batch(200);
-        // Where the checkpoint may move past unwanted events (held back), and when it last moved.
-        let mut skipped_to: Option<Checkpoint> = None;
-        let mut moved_at = Instant::now().checked_sub(SKIP_MOVE_EVERY).unwrap_or_else(Instant::now);
+        let mut pos = Position::new(at);
         loop {
-            let due = moved_at + SKIP_MOVE_EVERY;
+            let due = pos.moved_at + SKIP_MOVE_EVERY;
             let events = tokio::select! {
                 events = tailer.next_batch() => Some(events),
-                () = tokio::time::sleep_until(due.into()), if skipped_to.is_some() => None,
+                () = tokio::time::sleep_until(due.into()), if pos.skipped_to.is_some() => None,
                 _ = stop.wait_for(|s| *s) => return,
             };
             let Some(events) = events else {
                 // Time to make the move held back.
-                let Some(to) = skipped_to.take() else { continue };
-                match self.move_to(checkpoint_name, at, to, stop).await {
-                    Some(next) => (at, moved_at) = (next, Instant::now()),
+                let Some(to) = pos.skipped_to else { continue };
+                match self.move_to(checkpoint_name, pos.at, to, stop).await {
+                    Some(next) => pos.moved(next),
                     None => return,
                 }
                 continue;
@@ -130,20 +128,24 @@ impl Embedded {
                     continue;
                 }
                 // Moved past each handled event, so a restart does not run its effect again.
-                match self.move_to(checkpoint_name, at, event.checkpoint(), stop).await {
-                    Some(next) => (at, moved_at, skipped_to) = (next, Instant::now(), None),
+                match self.move_to(checkpoint_name, pos.at, event.checkpoint(), stop).await {
+                    Some(next) => pos.moved(next),
                     None => return,
                 }
             }
             // Past the events of the batch it does not want: now if it has not moved for a while,
             // else once it has not (the branch above).
-            if let Some(last) = events.last().map(RecordedEvent::checkpoint).filter(|last| *last > at) {
-                if moved_at.elapsed() < SKIP_MOVE_EVERY {
-                    skipped_to = Some(last);
+            if let Some(last) = events
+                .last()
+                .map(RecordedEvent::checkpoint)
+                .filter(|last| *last > pos.at)
+            {
+                if pos.moved_at.elapsed() < SKIP_MOVE_EVERY {
+                    pos.skipped_to = Some(last);
                     continue;
                 }
-                match self.move_to(checkpoint_name, at, last, stop).await {
-                    Some(next) => (at, moved_at, skipped_to) = (next, Instant::now(), None),
+                match self.move_to(checkpoint_name, pos.at, last, stop).await {
+                    Some(next) => pos.moved(next),
                     None => return,
                 }
             }
@@ -193,5 +195,30 @@ impl Embedded {
             tx.commit().await?;
         }
         Ok(moved)
+    }
+}
+
+/// A consumer's checkpoint as its loop knows it: where it is, when it last moved, and where it may
+/// move past unwanted events once [`SKIP_MOVE_EVERY`] has passed (held back).
+struct Position {
+    at: Checkpoint,
+    moved_at: Instant,
+    skipped_to: Option<Checkpoint>,
+}
+
+impl Position {
+    /// At `at`, free to move at once.
+    fn new(at: Checkpoint) -> Self {
+        let moved_at = Instant::now().checked_sub(SKIP_MOVE_EVERY).unwrap_or_else(Instant::now);
+        Self {
+            at,
+            moved_at,
+            skipped_to: None,
+        }
+    }
+
+    /// The checkpoint moved to `next` just now; nothing is held back any more.
+    fn moved(&mut self, next: Checkpoint) {
+        (self.at, self.moved_at, self.skipped_to) = (next, Instant::now(), None);
     }
 }

@@ -153,11 +153,17 @@ pub async fn spawn_script_joined(script: &str, vars: &[(&str, &str)]) -> tokio::
             printed.push('\n');
         }
         let output = child.wait_with_output().await.expect("node runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        eprintln!("{printed}");
-        assert!(output.status.success(), "{script} failed:\n{printed}\n{stderr}");
-        assert!(printed.contains("all checks passed"), "{printed}");
+        script_passed(&script, &printed, &output);
     })
+}
+
+/// The checks every script's end must pass: exit 0 having printed "all checks passed" (`stdout`
+/// is what it printed, `output.stdout` may have been read already).
+fn script_passed(script: &str, stdout: &str, output: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}");
+    assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("all checks passed"), "{stdout}");
 }
 
 /// Runs `script` (in `tests/js`) with `vars`; it must exit 0 having printed "all checks passed".
@@ -172,9 +178,5 @@ pub async fn run_script(script: &str, vars: &[(&str, &str)]) {
         .output()
         .await
         .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{stdout}");
-    assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    script_passed(script, &String::from_utf8_lossy(&output.stdout), &output);
 }
