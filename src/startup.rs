@@ -78,7 +78,7 @@ impl Application {
                         Projector::new(store.clone(), pool.clone(), projection).with_progress(sender)
                     })
                     .collect();
-                ProjectorGroup::new(store.clone(), pool.clone(), &url, members)
+                ProjectorGroup::new(store.clone(), pool.clone(), &url, members).with_waiting(progress.waiting())
             }
         };
         group().setup().await.context("cannot create read-model tables")?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use netia_events::{Checkpoint, RecordedEvent};
 use netia_projections::{Checkpoints, Projection, ProjectionError};
 use sqlx::{AnyConnection, AnyPool, Connection};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::backoff::{Backoff, sleep_or_stop};
 use crate::store::{EventStore, StoreError};
@@ -170,6 +170,8 @@ pub struct Projector {
 #[derive(Clone, Default)]
 pub struct Progress {
     senders: std::collections::HashMap<&'static str, watch::Sender<Checkpoint>>,
+    /// Told when a reader starts waiting, so that a projector group pacing itself applies at once.
+    waiting: Arc<Notify>,
 }
 
 impl Progress {
@@ -179,11 +181,18 @@ impl Progress {
                 .iter()
                 .map(|name| (*name, watch::channel(Checkpoint::default()).0))
                 .collect(),
+            waiting: Arc::new(Notify::new()),
         }
     }
 
     pub fn sender(&self, name: &str) -> Option<watch::Sender<Checkpoint>> {
         self.senders.get(name).cloned()
+    }
+
+    /// Notified each time a reader starts waiting for a projection of this process (a waiter is
+    /// a receiver of the projection's sender while it waits).
+    pub fn waiting(&self) -> Arc<Notify> {
+        self.waiting.clone()
     }
 
     /// Waits (at most `timeout`) until projection `name` has applied the event at `target`.
@@ -201,6 +210,7 @@ impl Progress {
         if *local.borrow() >= target {
             return Ok(true);
         }
+        self.waiting.notify_one();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             // The local projector reports at once; the database is asked now and then in case the
@@ -242,6 +252,14 @@ impl Projector {
     pub fn with_progress(mut self, progress: Option<watch::Sender<Checkpoint>>) -> Self {
         self.progress = progress;
         self
+    }
+
+    /// Whether a reader of this process waits for the projection to reach a checkpoint (see
+    /// [`Progress::wait_for`]).
+    pub(crate) fn awaited(&self) -> bool {
+        self.progress
+            .as_ref()
+            .is_some_and(|progress| progress.receiver_count() > 0)
     }
 
     pub fn with_batch(mut self, batch: usize) -> Self {
