@@ -12,10 +12,16 @@ asks for (Netia p50 / durable peer p50, Netia p99 / in-memory peer p99).
     python3 benches/side_by_side.py                 # shapes 1000x50 and 2000x50, 3 rounds
     SHAPES=1000x50 ROUNDS=1 SECS=5 python3 benches/side_by_side.py
 
+Each run also records the processor time its server used (`server_cpu_s`: user + system seconds
+of the server's process) and PostgreSQL's backends for its database used (`pg_cpu_s`) while the
+harness ran: less noisy than latency on a busy machine, and the cost of persisting side by side.
+
 Environment: SHARED_BENCH (default ../shared/bench beside the checkout), NETIA_BIN (default
-target/release/netia), PG_URL (default postgres://postgres@127.0.0.1:5432), SHAPES, ROUNDS, SECS,
-PAD (message padding, bytes). Everything it starts is stopped at the end; the databases
-`netia_side_by_side` and `peer_side_by_side` are dropped and created again on each run.
+target/release/netia), NETIA_BASE_BIN (another build, run as the target `netia-base` on a database
+of its own and compared with: two builds alternated in one run), PG_URL (default
+postgres://postgres@127.0.0.1:5432), SHAPES, ROUNDS, SECS, PAD (message padding, bytes). Everything
+it starts is stopped at the end; the databases `netia_side_by_side`, `netia_side_by_side_base` and
+`peer_side_by_side` are dropped and created again on each run.
 """
 
 import json
@@ -65,6 +71,47 @@ def wait_port(port, seconds=30):
     sys.exit(f"nothing listens on port {port} after {seconds} s")
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """User + system seconds process `pid` (all its threads) has used; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def backends_of(database):
+    """The PostgreSQL backends connected to `database` (their process titles name it)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                title = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("postgres:") and f" {database} " in title:
+            pids.append(int(entry))
+    return pids
+
+
+def cpu_of(pid, database):
+    """Processor seconds used so far by the server `pid` and by `database`'s backends."""
+    return cpu_seconds(pid), {b: cpu_seconds(b) for b in backends_of(database)}
+
+
+def cpu_since(before, pid, database):
+    server, backends = before
+    now_server, now_backends = cpu_of(pid, database)
+    pg = sum(t - backends.get(b, 0.0) for b, t in now_backends.items())
+    return round(now_server - server, 2), round(pg, 2)
+
+
 def recreate_db(pg, name):
     for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
         subprocess.run(["psql", f"{pg}/postgres", "-q", "-c", sql], check=True)
@@ -88,36 +135,55 @@ def main():
     same_frames(work)
     subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=work, check=True)
 
-    recreate_db(pg, "netia_side_by_side")
+    base_bin = os.environ.get("NETIA_BASE_BIN")
+    if base_bin and not os.access(base_bin, os.X_OK):
+        sys.exit(f"NETIA_BASE_BIN={base_bin} is not an executable")
+    netias = [("netia", netia_bin, "netia_side_by_side")]
+    if base_bin:
+        netias.append(("netia-base", base_bin, "netia_side_by_side_base"))
+    for _, _, database in netias:
+        recreate_db(pg, database)
     recreate_db(pg, "peer_side_by_side")
     children = []
     quiet = subprocess.DEVNULL
     try:
-        netia_port, durable_port, memory_port = free_port(), free_port(), free_port()
-        netia_env = dict(
-            os.environ,
-            DATABASE_URL=f"{pg}/netia_side_by_side",
-            PORT=str(netia_port),
-            RUST_LOG="warn",
-            RATE_LIMIT_IP_PER_MINUTE="1000000",
-            RATE_LIMIT_SOCKETS_PER_MINUTE="1000000",
-            RATE_LIMIT_FRAMES_PER_SECOND="1000000",
-        )
-        netia_env.pop("AMQP_URL", None)
-        children.append(subprocess.Popen([netia_bin, "serve"], env=netia_env, stdout=quiet, stderr=quiet))
+        servers = {}  # target name -> (its process, its database)
+        targets = []
+        for name, binary, database in netias:
+            port = free_port()
+            netia_env = dict(
+                os.environ,
+                DATABASE_URL=f"{pg}/{database}",
+                PORT=str(port),
+                RUST_LOG="warn",
+                RATE_LIMIT_IP_PER_MINUTE="1000000",
+                RATE_LIMIT_SOCKETS_PER_MINUTE="1000000",
+                RATE_LIMIT_FRAMES_PER_SECOND="1000000",
+            )
+            netia_env.pop("AMQP_URL", None)
+            child = subprocess.Popen([binary, "serve"], env=netia_env, stdout=quiet, stderr=quiet)
+            children.append(child)
+            wait_http(f"http://127.0.0.1:{port}/health/ready")
+            servers[name] = (child, database)
+            targets.append((name, "fanout.js", [f"http://127.0.0.1:{port}"]))
+        durable_port, memory_port = free_port(), free_port()
         peer = os.path.join(work, "peer_phoenix_server.js")
         durable_env = dict(os.environ, PORT=str(durable_port), QUIET="1", DATABASE_URL=f"{pg}/peer_side_by_side")
-        children.append(subprocess.Popen(["node", peer], env=durable_env, cwd=work, stdout=quiet))
+        durable_peer = subprocess.Popen(["node", peer], env=durable_env, cwd=work, stdout=quiet)
+        children.append(durable_peer)
         memory_env = dict(os.environ, PORT=str(memory_port), QUIET="1")
         memory_env.pop("DATABASE_URL", None)
-        children.append(subprocess.Popen(["node", peer], env=memory_env, cwd=work, stdout=quiet))
-        wait_http(f"http://127.0.0.1:{netia_port}/health/ready")
+        memory_peer = subprocess.Popen(["node", peer], env=memory_env, cwd=work, stdout=quiet)
+        children.append(memory_peer)
         wait_port(durable_port)
         wait_port(memory_port)
+        for name in ("durable-peer", "durable-peer-same-frames"):
+            servers[name] = (durable_peer, "peer_side_by_side")
+        for name in ("memory-peer", "memory-peer-same-frames"):
+            servers[name] = (memory_peer, "peer_side_by_side")
 
         durable, memory = f"ws://127.0.0.1:{durable_port}/socket", f"ws://127.0.0.1:{memory_port}/socket"
-        targets = [
-            ("netia", "fanout.js", [f"http://127.0.0.1:{netia_port}"]),
+        targets += [
             ("durable-peer", "fanout.js", ["x", durable]),
             ("memory-peer", "fanout.js", ["x", memory]),
             ("durable-peer-same-frames", "fanout_same_frames.js", ["x", durable]),
@@ -131,12 +197,19 @@ def main():
                 for name, script, args in order:
                     head, tail = args[:1], args[1:]
                     cmd = ["node", script, *head, str(clients), str(rate), secs, pad, *tail]
+                    server, database = servers[name]
+                    before = cpu_of(server.pid, database)
                     out = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
+                    server_cpu, pg_cpu = cpu_since(before, server.pid, database)
                     line = (out.stdout.strip().splitlines() or ["ERR no output"])[-1]
-                    print(json.dumps({"shape": f"{clients}x{rate}", "round": round_no, "target": name, "result": line}))
+                    record = {"shape": f"{clients}x{rate}", "round": round_no, "target": name, "result": line}
+                    record.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu)
+                    print(json.dumps(record))
                     sys.stdout.flush()
                     if line.startswith("{"):
-                        results.setdefault((clients, rate, name), []).append(json.loads(line))
+                        result = json.loads(line)
+                        result.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu)
+                        results.setdefault((clients, rate, name), []).append(result)
                     time.sleep(2)
         summarize(shapes, results)
     finally:
@@ -175,8 +248,18 @@ def same_frames(work):
 
 
 def summarize(shapes, results):
-    names = ("netia", "durable-peer", "memory-peer", "durable-peer-same-frames", "memory-peer-same-frames")
-    print(f"\n{'shape':<9} {'target':<25} runs  delivered   {'p50 ms (each run)':<22} p99 ms (each run)")
+    names = (
+        "netia",
+        "netia-base",
+        "durable-peer",
+        "memory-peer",
+        "durable-peer-same-frames",
+        "memory-peer-same-frames",
+    )
+    print(
+        f"\n{'shape':<9} {'target':<25} runs  delivered   {'p50 ms (each run)':<22} {'p99 ms (each run)':<22} "
+        "server / PostgreSQL CPU s (medians)"
+    )
     for clients, rate in shapes:
         medians = {}
         for name in names:
@@ -187,18 +270,25 @@ def summarize(shapes, results):
             p50 = [float(r["p50_ms"]) for r in runs]
             p99 = [float(r["p99_ms"]) for r in runs]
             share = sum(r["delivered"] for r in runs) / max(1, sum(r["expected"] for r in runs))
-            medians[name] = (statistics.median(p50), statistics.median(p99))
+            server_cpu = statistics.median(r["server_cpu_s"] for r in runs)
+            pg_cpu = statistics.median(r["pg_cpu_s"] for r in runs)
+            medians[name] = (statistics.median(p50), statistics.median(p99), server_cpu, pg_cpu)
             print(
                 f"{clients}x{rate:<6} {name:<25} {len(runs):<5} {share:>8.2%}   "
-                f"{' / '.join(f'{v:.1f}' for v in p50):<22} {' / '.join(f'{v:.1f}' for v in p99)}"
+                f"{' / '.join(f'{v:.1f}' for v in p50):<22} {' / '.join(f'{v:.1f}' for v in p99):<22} "
+                f"{server_cpu:.2f} / {pg_cpu:.2f}"
             )
         for peer, what, index in (
+            ("netia-base", "p50", 0),
+            ("netia-base", "p99", 1),
+            ("netia-base", "server CPU", 2),
+            ("netia-base", "PostgreSQL CPU", 3),
             ("durable-peer", "p50", 0),
             ("durable-peer-same-frames", "p50", 0),
             ("memory-peer", "p99", 1),
             ("memory-peer-same-frames", "p99", 1),
         ):
-            if "netia" in medians and peer in medians:
+            if "netia" in medians and peer in medians and medians[peer][index] > 0:
                 ratio = medians["netia"][index] / medians[peer][index]
                 print(f"  median {what} netia / {peer}: {ratio:.2f}")
 
