@@ -101,8 +101,10 @@ def backends_of(database):
 
 
 def cpu_of(pid, database):
-    """Processor seconds used so far by the server `pid` and by `database`'s backends."""
-    return cpu_seconds(pid), {b: cpu_seconds(b) for b in backends_of(database)}
+    """Processor seconds used so far by the server `pid` and by `database`'s backends (none when
+    `database` is None)."""
+    backends = backends_of(database) if database else []
+    return cpu_seconds(pid), {b: cpu_seconds(b) for b in backends}
 
 
 def cpu_since(before, pid, database):
@@ -180,7 +182,7 @@ def main():
         for name in ("durable-peer", "durable-peer-same-frames"):
             servers[name] = (durable_peer, "peer_side_by_side")
         for name in ("memory-peer", "memory-peer-same-frames"):
-            servers[name] = (memory_peer, "peer_side_by_side")
+            servers[name] = (memory_peer, None)  # no database: its PostgreSQL time is 0
 
         durable, memory = f"ws://127.0.0.1:{durable_port}/socket", f"ws://127.0.0.1:{memory_port}/socket"
         targets += [
@@ -265,7 +267,8 @@ def summarize(shapes, results):
         for name in names:
             runs = results.get((clients, rate, name), [])
             if not runs:
-                print(f"{clients}x{rate:<6} {name:<25} 0")
+                if name != "netia-base":  # a target only with NETIA_BASE_BIN
+                    print(f"{clients}x{rate:<6} {name:<25} 0")
                 continue
             p50 = [float(r["p50_ms"]) for r in runs]
             p99 = [float(r["p99_ms"]) for r in runs]
