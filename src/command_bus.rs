@@ -14,7 +14,7 @@ use std::time::Duration;
 use netia_commands::{Commutes, Decide};
 use netia_events::{DomainEvent, EventError, Metadata, RecordedEvent, StreamRef};
 
-use crate::store::{EventStore, StoreError, StreamBound};
+use crate::store::{EventStore, LogMark, StoreError, StreamBound};
 
 /// How many times a commuting command is decided at most (conflicts with other nodes' writers).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 1_000;
@@ -55,7 +55,15 @@ pub struct Executed {
 /// of events `1..=v`, whatever other writers do; it only needs the events after it.
 const CACHED_STATES: usize = 10_000;
 
-type StateCache = Mutex<HashMap<String, (Arc<dyn Any + Send + Sync>, i64)>>;
+type StateCache = Mutex<HashMap<String, Cached>>;
+
+/// A cached aggregate state: the fold of its stream's events `1..=version`, and where the log
+/// stood when that was the stream's version (none for stores that cannot tell).
+struct Cached {
+    state: Arc<dyn Any + Send + Sync>,
+    version: i64,
+    mark: Option<LogMark>,
+}
 
 /// One turn lock per stream with commands in flight (dropped entries are swept as the map grows).
 type StreamTurns = Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>;
@@ -102,64 +110,103 @@ impl CommandBus {
         &self.store
     }
 
-    /// Rebuilds an aggregate from its stream.
+    /// An aggregate's current state and version. A cached state is brought up to date from this
+    /// process's memory of its own appends when no other process has appended since (see
+    /// [`EventStore::stream_since`]), otherwise from the events stored after it.
     pub async fn load<A>(&self, id: impl Display) -> Result<(A, i64), CommandError<A::Error>>
     where
         A: Decide + Clone + 'static,
         A::Event: DomainEvent,
     {
         let stream = StreamRef::new(<A::Event as DomainEvent>::STREAM_TYPE, id);
-        self.load_stream(&stream).await
+        let cached = self.cached::<A>(&stream);
+        if let Some((state, version, Some(mark))) = cached {
+            let since = self
+                .store
+                .stream_since(&stream, version, &mark)
+                .await
+                .map_err(CommandError::Store)?;
+            if let Some((events, mark)) = since {
+                return self.caught_up(&stream, state, version, &events, Some(mark));
+            }
+        }
+        self.read::<A>(&stream).await
     }
 
-    async fn load_stream<A>(&self, stream: &StreamRef) -> Result<(A, i64), CommandError<A::Error>>
+    /// Reads the stream after its cached version (all of it when none is cached).
+    async fn read<A>(&self, stream: &StreamRef) -> Result<(A, i64), CommandError<A::Error>>
     where
         A: Decide + Clone + 'static,
         A::Event: DomainEvent,
     {
-        let key = stream.to_string();
-        let cached = self.cached::<A>(stream);
-        let (mut state, mut version) = cached.unwrap_or_default();
+        let (state, version, _) = self.cached::<A>(stream).unwrap_or_default();
         let bound = if version > 0 {
             StreamBound::After(version)
         } else {
             StreamBound::All
         };
+        // Taken before the read: whatever commits after it is this process's (kept in memory) or
+        // another's (a NOTIFY).
+        let mark = self.store.log_mark();
         let recorded = self
             .store
             .read_stream(stream, bound)
             .await
             .map_err(CommandError::Store)?;
-        for event in &recorded {
+        self.caught_up(stream, state, version, &recorded, mark)
+    }
+
+    /// Applies `events` (those after `version`) to `state` and caches the result at `mark`.
+    fn caught_up<A>(
+        &self,
+        stream: &StreamRef,
+        mut state: A,
+        mut version: i64,
+        events: &[RecordedEvent],
+        mark: Option<LogMark>,
+    ) -> Result<(A, i64), CommandError<A::Error>>
+    where
+        A: Decide + Clone + 'static,
+        A::Event: DomainEvent,
+    {
+        for event in events {
             cqrs_es::Aggregate::apply(&mut state, <A::Event as DomainEvent>::decode(event)?);
             version = event.version;
         }
-        if !recorded.is_empty() {
-            self.remember(key, state.clone(), version);
+        if version > 0 {
+            self.remember(stream.to_string(), state.clone(), version, mark);
         }
         Ok((state, version))
     }
 
     /// The cached state of `stream`, if any (possibly behind the store).
-    fn cached<A: Clone + 'static>(&self, stream: &StreamRef) -> Option<(A, i64)> {
+    fn cached<A: Clone + 'static>(&self, stream: &StreamRef) -> Option<(A, i64, Option<LogMark>)> {
         if !self.use_cache {
             return None;
         }
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(&stream.to_string())
-            .and_then(|(state, version)| state.downcast_ref::<A>().map(|s| (s.clone(), *version)))
+        cache.get(&stream.to_string()).and_then(|cached| {
+            cached
+                .state
+                .downcast_ref::<A>()
+                .map(|s| (s.clone(), cached.version, cached.mark))
+        })
     }
 
-    fn remember<A: Send + Sync + 'static>(&self, key: String, state: A, version: i64) {
+    /// Caches `state` at `version` unless a later version is cached already.
+    fn remember<A: Send + Sync + 'static>(&self, key: String, state: A, version: i64, mark: Option<LogMark>) {
+        if !self.use_cache {
+            return;
+        }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHED_STATES && !cache.contains_key(&key) {
             cache.clear();
         }
         match cache.get(&key) {
-            Some((_, known)) if *known >= version => {}
+            Some(cached) if cached.version > version => {}
             _ => {
-                cache.insert(key, (Arc::new(state), version));
+                let state = Arc::new(state);
+                cache.insert(key, Cached { state, version, mark });
             }
         }
     }
@@ -225,9 +272,10 @@ impl CommandBus {
             let cached = if optimistic { self.cached::<A>(&stream) } else { None };
             optimistic = false;
             let fresh = cached.is_none();
+            // Decided again: on the stream as stored, never on memory alone.
             let (mut state, version) = match cached {
-                Some(cached) => cached,
-                None => self.load_stream::<A>(&stream).await?,
+                Some((state, version, _)) => (state, version),
+                None => self.read::<A>(&stream).await?,
             };
             let mut decided = Vec::new();
             let mut refused = None;
@@ -265,10 +313,12 @@ impl CommandBus {
                 .into_iter()
                 .map(|e| e.with_subject(subject.clone()))
                 .collect();
+            let mark = self.store.log_mark();
             match self.store.append(&stream, version, new_events).await {
                 Ok(events) => {
                     let version = events.last().map_or(version, |e| e.version);
-                    self.remember(stream.to_string(), state, version);
+                    let mark = mark.zip(events.last()).map(|(m, e)| m.after_append(e.checkpoint()));
+                    self.remember(stream.to_string(), state, version, mark);
                     return Ok(Executed {
                         events,
                         version,

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use common::TestDb;
 use netia::command_bus::{CommandBus, CommandError};
-use netia::store::{Backend, EventStore, StoreError, StreamBound};
+use netia::store::{Backend, EventStore, LogMark, StoreError, StreamBound};
 use netia_commands::{Conversation, ConversationCommand, ConversationError};
 use netia_events::conversation::Author;
 use netia_events::{
@@ -47,10 +47,12 @@ fn message(customer_id: CustomerId, body: &str, client_message_id: Option<&str>)
     }
 }
 
-/// Appends a foreign event to the stream just before each of the next `races` appends.
+/// Appends a foreign event to the stream just before each of the next `races` appends, and
+/// counts the stream reads that reach the store.
 struct RacingStore {
     inner: Arc<dyn EventStore>,
     races: AtomicU32,
+    reads: AtomicU32,
 }
 
 #[async_trait]
@@ -79,7 +81,19 @@ impl EventStore for RacingStore {
         self.inner.append(stream, expected, events).await
     }
     async fn read_stream(&self, stream: &StreamRef, bound: StreamBound) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read_stream(stream, bound).await
+    }
+    fn log_mark(&self) -> Option<LogMark> {
+        self.inner.log_mark()
+    }
+    async fn stream_since(
+        &self,
+        stream: &StreamRef,
+        version: i64,
+        mark: &LogMark,
+    ) -> Result<Option<(Vec<RecordedEvent>, LogMark)>, StoreError> {
+        self.inner.stream_since(stream, version, mark).await
     }
     async fn read_event(&self, event_id: uuid::Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         self.inner.read_event(event_id).await
@@ -131,11 +145,18 @@ impl EventStore for RacingStore {
 }
 
 fn racing(db: &TestDb, races: u32) -> (CommandBus, Arc<RacingStore>) {
-    let store = Arc::new(RacingStore {
-        inner: db.store.clone(),
-        races: AtomicU32::new(races),
-    });
+    let store = counting(db.store.clone());
+    store.races.store(races, Ordering::SeqCst);
     (CommandBus::new(store.clone()).without_state_cache(), store)
+}
+
+/// `inner`, with its stream reads counted.
+fn counting(inner: Arc<dyn EventStore>) -> Arc<RacingStore> {
+    Arc::new(RacingStore {
+        inner,
+        races: AtomicU32::new(0),
+        reads: AtomicU32::new(0),
+    })
 }
 
 async fn a_commuting_command_is_decided_again_after_a_concurrent_append(db: &TestDb) {
@@ -381,7 +402,80 @@ async fn cached_states_catch_up_with_other_writers(db: &TestDb) {
     assert_eq!((reopened.events.len(), reopened.version), (1, 8), "{reopened:?}");
 }
 
+/// A load after this process's own appends (through any bus of it) is answered from memory; once
+/// the state was last confirmed by the database 200 ms ago or more, the stream is read again.
+async fn loads_after_this_process_s_appends_need_no_read(db: &TestDb) {
+    let store = counting(db.store.clone());
+    let (bus, consumer) = (CommandBus::new(store.clone()), CommandBus::new(store.clone()));
+    let customer = CustomerId::new();
+    let id = create(&bus, customer).await;
+    bus.execute::<Conversation>(id, message(customer, "one", None), &meta())
+        .await
+        .unwrap();
+    assert_eq!(consumer.load::<Conversation>(id).await.unwrap().1, 2);
+    let reads = store.reads.load(Ordering::SeqCst);
+    // The consumer appends; the first bus's cached state is behind it.
+    consumer
+        .execute::<Conversation>(id, message(customer, "two", Some("k2")), &meta())
+        .await
+        .unwrap();
+    let (state, version) = bus.load::<Conversation>(id).await.unwrap();
+    assert_eq!(version, 3);
+    assert!(
+        state.client_message_ids.iter().any(|key| key.ends_with(":k2")),
+        "{:?}",
+        state.client_message_ids
+    );
+    assert_eq!(consumer.load::<Conversation>(id).await.unwrap().1, 3);
+    assert_eq!(store.reads.load(Ordering::SeqCst), reads, "answered from memory");
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert_eq!(bus.load::<Conversation>(id).await.unwrap().1, 3);
+    assert_eq!(
+        store.reads.load(Ordering::SeqCst),
+        reads + 1,
+        "confirmed again by the database"
+    );
+    assert_eq!(bus.load::<Conversation>(id).await.unwrap().1, 3);
+    assert_eq!(store.reads.load(Ordering::SeqCst), reads + 1);
+}
+
 mod cache {
     use super::*;
-    on_both_backends!(cached_states_catch_up_with_other_writers);
+    on_both_backends!(
+        cached_states_catch_up_with_other_writers,
+        loads_after_this_process_s_appends_need_no_read
+    );
+
+    /// Another node's append is seen once its NOTIFY arrives: memory no longer answers, the stream
+    /// is read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn another_node_s_append_is_read_once_its_notify_arrives() {
+        let Some(db) = TestDb::postgres().await else { return };
+        let store = counting(db.store.clone());
+        let bus = CommandBus::new(store.clone());
+        let other_node = CommandBus::new(netia::store::connect(&db.url, 2).await.unwrap());
+        let customer = CustomerId::new();
+        let id = create(&bus, customer).await;
+        assert_eq!(bus.load::<Conversation>(id).await.unwrap().1, 1);
+        let reads = store.reads.load(Ordering::SeqCst);
+        other_node
+            .execute::<Conversation>(id, message(customer, "from b", Some("b")), &meta())
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let (state, version) = bus.load::<Conversation>(id).await.unwrap();
+            if version == 2 {
+                assert!(state.client_message_ids.iter().any(|key| key.ends_with(":b")));
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the other node's append never seen"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(store.reads.load(Ordering::SeqCst) > reads, "read from the database");
+        db.cleanup().await;
+    }
 }

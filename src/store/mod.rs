@@ -170,6 +170,24 @@ impl StoreError {
     }
 }
 
+/// Where a process stood in the log when it learnt a stream's version (see
+/// [`EventStore::stream_since`]): its last commit, the other processes' commits it had heard of
+/// (PostgreSQL NOTIFYs), and when the database last confirmed it.
+#[derive(Debug, Clone, Copy)]
+pub struct LogMark {
+    at: Checkpoint,
+    epoch: u64,
+    verified: std::time::Instant,
+}
+
+impl LogMark {
+    /// The mark of an append taken before it (`self`) that ended at `at`: nothing of its stream
+    /// can lie between the two, appends being serialized.
+    pub fn after_append(self, at: Checkpoint) -> LogMark {
+        LogMark { at, ..self }
+    }
+}
+
 /// The append-only log. Every method is safe to call from many tasks and many processes.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -217,6 +235,28 @@ pub trait EventStore: Send + Sync + 'static {
     /// A signal that changes whenever new events may have been committed (by this process or,
     /// on PostgreSQL, by any process through LISTEN/NOTIFY). Readers still poll as a fallback.
     fn wake(&self) -> watch::Receiver<u64>;
+
+    /// Where this process stands in the log now, for [`EventStore::stream_since`]: take it before
+    /// the read or append whose result it stands for. `None` for stores that keep no memory of
+    /// their commits.
+    fn log_mark(&self) -> Option<LogMark> {
+        None
+    }
+
+    /// The events of `stream` after `version` committed since `mark`, answered from this
+    /// process's memory of its own commits without reading the database, with the mark to use
+    /// next time; `Ok(None)` when memory cannot answer (another process committed since — a
+    /// PostgreSQL NOTIFY arrived —, a commit since is no longer kept, or the mark is older than
+    /// 200 ms): then read the stream. A commit by another process whose NOTIFY has not arrived
+    /// yet is not seen; an append decided on such a state fails its expected version.
+    async fn stream_since(
+        &self,
+        _stream: &StreamRef,
+        _version: i64,
+        _mark: &LogMark,
+    ) -> Result<Option<(Vec<RecordedEvent>, LogMark)>, StoreError> {
+        Ok(None)
+    }
 
     /// Brings the schema up to date (idempotent; safe with several nodes starting at once).
     async fn migrate(&self) -> Result<(), StoreError>;

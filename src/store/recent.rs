@@ -4,8 +4,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netia_events::{Checkpoint, RecordedEvent};
+use netia_events::{Checkpoint, RecordedEvent, StreamRef};
 use tokio::sync::watch;
+
+use super::LogMark;
 
 /// What this process knows of the log's latest events, so that tailers at the head (the usual
 /// case) rarely read the database:
@@ -127,6 +129,53 @@ impl Recent {
                 .flat_map(|(batch, take)| batch[..*take].iter().cloned())
                 .collect(),
         )
+    }
+
+    /// Where this process stands in the log now (its last commit, and the NOTIFYs heard so far),
+    /// for [`Recent::stream_since`]: taken before the read or append whose result it stands for.
+    pub(crate) fn mark(&self) -> LogMark {
+        let state = self.state();
+        LogMark {
+            at: state.local_head,
+            epoch: state.epoch,
+            verified: Instant::now(),
+        }
+    }
+
+    /// The events of `stream` after `version` committed since `mark`, when memory knows every
+    /// commit since then: no other process committed (no NOTIFY bumped the epoch), every commit of
+    /// this one since `mark.at` is still kept, and `mark` was verified against the database less
+    /// than [`NOTHING_NEW_FOR`] ago (for writers that send no NOTIFY). Returns them with the mark
+    /// to use next time (moved to this process's head, still verified when `mark` was); `None`
+    /// when the database must answer.
+    pub(crate) fn stream_since(
+        &self,
+        mark: &LogMark,
+        stream: &StreamRef,
+        version: i64,
+    ) -> Option<(Vec<RecordedEvent>, LogMark)> {
+        if mark.verified.elapsed() >= NOTHING_NEW_FOR {
+            return None;
+        }
+        let state = self.state();
+        if state.epoch != mark.epoch {
+            return None;
+        }
+        let (mut at, mut found) = (mark.at, Vec::new());
+        while at < state.local_head {
+            // A missing link: another process committed in between, or the batch was forgotten.
+            let batch = state.after.get(&at)?;
+            found.extend(
+                batch
+                    .iter()
+                    .filter(|e| {
+                        e.version > version && e.stream_id == stream.stream_id && e.stream_type == stream.stream_type
+                    })
+                    .cloned(),
+            );
+            at = batch.last()?.checkpoint();
+        }
+        Some((found, LogMark { at, ..*mark }))
     }
 
     /// The epoch to pass to [`Recent::read_database`], taken before the query starts.
@@ -259,6 +308,56 @@ mod tests {
         recent.committed(at(2), vec![event(7, 3)]);
         assert!(recent.read(at(1), 10).is_none(), "behind this node's own head");
         assert_eq!(positions(recent.read(at(3), 10)), Some(vec![]));
+    }
+
+    fn in_stream(stream: &str, version: i64, position: i64) -> RecordedEvent {
+        RecordedEvent {
+            stream_id: stream.into(),
+            version,
+            ..event(position as u64, position)
+        }
+    }
+
+    fn since(recent: &Recent, mark: &LogMark, version: i64) -> Option<Vec<i64>> {
+        recent
+            .stream_since(mark, &StreamRef::new("probe", "s"), version)
+            .map(|(events, _)| events.iter().map(|e| e.version).collect())
+    }
+
+    #[test]
+    fn a_stream_s_local_appends_since_a_mark_come_from_memory_and_move_the_mark() {
+        let recent = Recent::default();
+        recent.committed(at(0), vec![in_stream("s", 1, 1)]);
+        let mark = recent.mark();
+        assert_eq!(since(&recent, &mark, 1), Some(vec![]), "nothing since");
+        recent.committed(at(1), vec![in_stream("other", 1, 2)]);
+        recent.committed(at(2), vec![in_stream("s", 2, 3), in_stream("s", 3, 4)]);
+        assert_eq!(since(&recent, &mark, 1), Some(vec![2, 3]));
+        assert_eq!(
+            since(&recent, &mark, 2),
+            Some(vec![3]),
+            "what the caller has is left out"
+        );
+        let (_, moved) = recent.stream_since(&mark, &StreamRef::new("probe", "s"), 1).unwrap();
+        assert_eq!(moved.at, at(4));
+        assert_eq!(since(&recent, &moved, 3), Some(vec![]));
+    }
+
+    #[test]
+    fn a_mark_stands_for_nothing_once_another_process_commits_or_a_while_passes() {
+        let recent = Recent::default();
+        let mark = recent.mark();
+        recent.foreign_commit();
+        assert_eq!(since(&recent, &mark, 0), None, "a NOTIFY came");
+        let mark = recent.mark();
+        // Another node's commit (position 1) between two of this one's: the chain has a hole.
+        recent.committed(at(1), vec![in_stream("s", 2, 2)]);
+        assert_eq!(since(&recent, &mark, 0), None, "no batch follows the mark");
+        let old = LogMark {
+            verified: Instant::now() - NOTHING_NEW_FOR,
+            ..recent.mark()
+        };
+        assert_eq!(since(&recent, &old, 0), None, "verified too long ago");
     }
 
     #[test]

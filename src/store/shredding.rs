@@ -290,6 +290,22 @@ impl EventStore for ShreddingStore {
         self.open_all(events, &self.followers_keys).await
     }
 
+    fn log_mark(&self) -> Option<super::LogMark> {
+        self.inner.log_mark()
+    }
+
+    async fn stream_since(
+        &self,
+        stream: &StreamRef,
+        version: i64,
+        mark: &super::LogMark,
+    ) -> Result<Option<(Vec<RecordedEvent>, super::LogMark)>, StoreError> {
+        match self.inner.stream_since(stream, version, mark).await? {
+            Some((events, mark)) => Ok(Some((self.open_all(events, &self.keys).await?, mark))),
+            None => Ok(None),
+        }
+    }
+
     async fn head(&self) -> Result<Checkpoint, StoreError> {
         self.inner.head().await
     }

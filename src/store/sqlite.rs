@@ -306,6 +306,19 @@ impl EventStore for SqliteStore {
         self.recent.wake()
     }
 
+    fn log_mark(&self) -> Option<super::LogMark> {
+        Some(self.recent.mark())
+    }
+
+    async fn stream_since(
+        &self,
+        stream: &StreamRef,
+        version: i64,
+        mark: &super::LogMark,
+    ) -> Result<Option<(Vec<RecordedEvent>, super::LogMark)>, StoreError> {
+        Ok(self.recent.stream_since(mark, stream, version))
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/sqlite").run(&self.writer).await?;
         Ok(())
