@@ -1,7 +1,7 @@
 //! Topics and their members: joining, leaving, and broadcasting to a topic's members, each with
 //! one bounded, ordered outbox; a member whose outbox is full is told to close.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
@@ -30,7 +30,9 @@ pub(super) struct Member {
 
 #[derive(Default)]
 pub(super) struct Topic {
-    pub(super) members: HashMap<ConnId, Member>,
+    /// By connection id: in the order the connections opened, which is the order broadcasts are
+    /// written in.
+    pub(super) members: BTreeMap<ConnId, Member>,
     /// key → metas (each with the connection it belongs to).
     pub(super) presence: BTreeMap<String, Vec<(Origin, Value)>>,
 }
