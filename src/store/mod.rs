@@ -27,6 +27,7 @@ pub use roles::migrate_as_owner;
 pub use shredding::{KEY_CACHE_TTL, ShreddingStore};
 pub use sqlite::SqliteStore;
 
+pub use recent::LogMark;
 pub(crate) use recent::Recent;
 
 /// A pooled connection idle at least this long is pinged before it is handed out.
@@ -167,24 +168,6 @@ impl StoreError {
             StoreError::Database(e) if database_unavailable(&e) => StoreError::Unavailable(e.to_string()),
             other => other,
         }
-    }
-}
-
-/// Where a process stood in the log when it learnt a stream's version (see
-/// [`EventStore::stream_since`]): its last commit, the other processes' commits it had heard of
-/// (PostgreSQL NOTIFYs), and when the database last confirmed it.
-#[derive(Debug, Clone, Copy)]
-pub struct LogMark {
-    at: Checkpoint,
-    epoch: u64,
-    verified: std::time::Instant,
-}
-
-impl LogMark {
-    /// The mark of an append taken before it (`self`) that ended at `at`: nothing of its stream
-    /// can lie between the two, appends being serialized.
-    pub fn after_append(self, at: Checkpoint) -> LogMark {
-        LogMark { at, ..self }
     }
 }
 

@@ -7,7 +7,23 @@ use std::time::{Duration, Instant};
 use netia_events::{Checkpoint, RecordedEvent, StreamRef};
 use tokio::sync::watch;
 
-use super::LogMark;
+/// Where a process stood in the log when it learnt a stream's version (see
+/// [`super::EventStore::stream_since`]): its last commit, the other processes' commits it had heard of
+/// (PostgreSQL NOTIFYs), and when the database last confirmed it.
+#[derive(Debug, Clone, Copy)]
+pub struct LogMark {
+    at: Checkpoint,
+    epoch: u64,
+    verified: Instant,
+}
+
+impl LogMark {
+    /// The mark of an append taken before it (`self`) that ended at `at`: nothing of its stream
+    /// can lie between the two, appends being serialized.
+    pub fn after_append(self, at: Checkpoint) -> LogMark {
+        LogMark { at, ..self }
+    }
+}
 
 /// What this process knows of the log's latest events, so that tailers at the head (the usual
 /// case) rarely read the database:
