@@ -120,26 +120,30 @@ impl CommandBus {
     {
         let stream = StreamRef::new(<A::Event as DomainEvent>::STREAM_TYPE, id);
         let cached = self.cached::<A>(&stream);
-        if let Some((state, version, Some(mark))) = cached {
+        if let Some((state, version, Some(mark))) = &cached {
             let since = self
                 .store
-                .stream_since(&stream, version, &mark)
+                .stream_since(&stream, *version, mark)
                 .await
                 .map_err(CommandError::Store)?;
             if let Some((events, mark)) = since {
-                return self.caught_up(&stream, state, version, &events, Some(mark));
+                return self.caught_up(&stream, state.clone(), *version, &events, Some(mark));
             }
         }
-        self.read::<A>(&stream).await
+        self.read::<A>(&stream, cached).await
     }
 
-    /// Reads the stream after its cached version (all of it when none is cached).
-    async fn read<A>(&self, stream: &StreamRef) -> Result<(A, i64), CommandError<A::Error>>
+    /// Reads the stream after `cached`'s version (all of it when nothing is cached).
+    async fn read<A>(
+        &self,
+        stream: &StreamRef,
+        cached: Option<(A, i64, Option<LogMark>)>,
+    ) -> Result<(A, i64), CommandError<A::Error>>
     where
         A: Decide + Clone + 'static,
         A::Event: DomainEvent,
     {
-        let (state, version, _) = self.cached::<A>(stream).unwrap_or_default();
+        let (state, version, _) = cached.unwrap_or_default();
         let bound = if version > 0 {
             StreamBound::After(version)
         } else {
@@ -275,7 +279,7 @@ impl CommandBus {
             // Decided again: on the stream as stored, never on memory alone.
             let (mut state, version) = match cached {
                 Some((state, version, _)) => (state, version),
-                None => self.read::<A>(&stream).await?,
+                None => self.read::<A>(&stream, self.cached::<A>(&stream)).await?,
             };
             let mut decided = Vec::new();
             let mut refused = None;
