@@ -15,6 +15,11 @@ asks for (Netia p50 / durable peer p50, Netia p99 / in-memory peer p99).
 Each run also records the processor time its server used (`server_cpu_s`: user + system seconds
 of the server's process) and PostgreSQL's backends for its database used (`pg_cpu_s`) while the
 harness ran: less noisy than latency on a busy machine, and the cost of persisting side by side.
+It also records the TCP segments the machine sent per delivered frame while the customer shouted
+(`segments_per_delivery`, from /proc/net/snmp; the harness copy writes a line to stderr when it
+starts shouting): over loopback that is each frame plus the harness's ACKs. How often the harness
+ACKs depends on its sockets' delayed-ACK state, not on the server's bytes, and every ACK costs the
+harness's single thread the kernel's work on both ends (docs/adr/0004-real-time.md).
 
 Environment: SHARED_BENCH (default ../shared/bench beside the checkout), NETIA_BIN (default
 target/release/netia), NETIA_BASE_BIN (another build, run as the target `netia-base` on a database
@@ -114,6 +119,16 @@ def cpu_since(before, pid, database):
     return round(now_server - server, 2), round(pg, 2)
 
 
+def tcp_out_segments():
+    """The machine's TCP segments sent so far (/proc/net/snmp, Tcp OutSegs); None where unreadable."""
+    try:
+        with open("/proc/net/snmp") as snmp:
+            rows = [line.split() for line in snmp if line.startswith("Tcp:")]
+        return int(rows[1][rows[0].index("OutSegs")])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def recreate_db(pg, name):
     for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
         subprocess.run(["psql", f"{pg}/postgres", "-q", "-c", sql], check=True)
@@ -134,6 +149,7 @@ def main():
     work = tempfile.mkdtemp(prefix="netia-side-by-side-")
     for name in ("fanout.js", "peer_phoenix_server.js", "package.json"):
         shutil.copy(os.path.join(shared, name), work)
+    mark_shouting(work)
     same_frames(work)
     subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=work, check=True)
 
@@ -201,17 +217,19 @@ def main():
                     cmd = ["node", script, *head, str(clients), str(rate), secs, pad, *tail]
                     server, database = servers[name]
                     before = cpu_of(server.pid, database)
-                    out = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
+                    stdout, segments = run_harness(cmd, work)
                     server_cpu, pg_cpu = cpu_since(before, server.pid, database)
-                    line = (out.stdout.strip().splitlines() or ["ERR no output"])[-1]
+                    line = (stdout.strip().splitlines() or ["ERR no output"])[-1]
                     record = {"shape": f"{clients}x{rate}", "round": round_no, "target": name, "result": line}
                     record.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu)
-                    print(json.dumps(record))
-                    sys.stdout.flush()
                     if line.startswith("{"):
                         result = json.loads(line)
-                        result.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu)
+                        per = round(segments / result["delivered"], 2) if segments and result["delivered"] else None
+                        record.update(segments_per_delivery=per)
+                        result.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu, segments_per_delivery=per)
                         results.setdefault((clients, rate, name), []).append(result)
+                    print(json.dumps(record))
+                    sys.stdout.flush()
                     time.sleep(2)
         summarize(shapes, results)
     finally:
@@ -225,16 +243,54 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
 
-# A message as Netia broadcasts it (`MessageView`), minus the body: what the durable peer echoes in
-# the "same frames" runs, so that the harness's single-threaded client parses frames of the same
-# shape and size from every target (Papercups' own `shout` carries a full message view too).
+# A message as Netia broadcasts it (`MessageView`), key for key in Netia's order and of its length
+# (the body's place kept by a placeholder that the shout's body overwrites; `sent_at` with Netia's
+# microseconds): what the durable peer echoes in the "same frames" runs, so that the harness's
+# single-threaded client parses frames of the same shape and size from every target. Only the
+# topic, which the harness names, is shorter for the peers. Papercups' own `shout` carries a full
+# message view too.
 NETIA_SHAPED = (
     '{id: "01a231e5-2671-7696-9f67-785bd19c84ed", conversation_id: "01a231e5-2593-7260-94ab-38aefa85dd34", '
-    'account_id: "01a231e5-2568-7343-8be0-13068f0bb6be", type: "customer", private: false, source: "chat", '
-    'customer_id: "01a231e5-258a-74ed-9f18-92c34dc1c22b", user_id: null, '
+    'account_id: "01a231e5-2568-7343-8be0-13068f0bb6be", body: null, format: "text", type: "customer", '
+    'private: false, source: "chat", customer_id: "01a231e5-258a-74ed-9f18-92c34dc1c22b", user_id: null, '
     'customer: {id: "01a231e5-258a-74ed-9f18-92c34dc1c22b"}, user: null, author_name: null, '
-    'client_message_id: null, sent_at: new Date().toISOString(), seen_at: null, delivery_status: "sent", version: 2}'
+    'client_message_id: null, sent_at: new Date().toISOString().replace("Z", "000Z"), seen_at: null, '
+    'delivery_status: "sent", version: 2, attachments: []}'
 )
+
+
+SHOUTING = "shouting"
+
+
+def mark_shouting(work):
+    """Makes the harness copy in `work` write a line to stderr when its customer starts shouting,
+    so that what is counted over the shouting alone (the TCP segments) leaves the connecting and
+    joining out; nothing else of it changes."""
+    path = os.path.join(work, "fanout.js")
+    source = open(path).read()
+    start = "const t0 = now();"
+    if source.count(start) != 1:
+        sys.exit("fanout.js changed: cannot mark when it starts shouting")
+    with open(path, "w") as out:
+        out.write(source.replace(start, f'process.stderr.write("{SHOUTING}\\n"); {start}'))
+
+
+def run_harness(cmd, work):
+    """Runs one harness command; returns its stdout and the TCP segments the machine sent from the
+    harness's first shout to its exit (None if that was not seen or not readable)."""
+    harness = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    start = None
+    for line in harness.stderr:
+        if line.strip() == SHOUTING:
+            start = tcp_out_segments()
+            break
+    try:
+        stdout, _ = harness.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        harness.kill()
+        stdout, _ = harness.communicate()
+    end = tcp_out_segments()
+    return stdout, (None if None in (start, end) else end - start)
 
 
 def same_frames(work):
@@ -260,7 +316,7 @@ def summarize(shapes, results):
     )
     print(
         f"\n{'shape':<9} {'target':<25} runs  delivered   {'p50 ms (each run)':<22} {'p99 ms (each run)':<22} "
-        "server / PostgreSQL CPU s (medians)"
+        "server / PostgreSQL CPU s, TCP segments / delivery (medians)"
     )
     for clients, rate in shapes:
         medians = {}
@@ -275,11 +331,13 @@ def summarize(shapes, results):
             share = sum(r["delivered"] for r in runs) / max(1, sum(r["expected"] for r in runs))
             server_cpu = statistics.median(r["server_cpu_s"] for r in runs)
             pg_cpu = statistics.median(r["pg_cpu_s"] for r in runs)
+            per = [r["segments_per_delivery"] for r in runs if r.get("segments_per_delivery")]
+            segments = f"{statistics.median(per):.2f}" if per else "n/a"
             medians[name] = (statistics.median(p50), statistics.median(p99), server_cpu, pg_cpu)
             print(
                 f"{clients}x{rate:<6} {name:<25} {len(runs):<5} {share:>8.2%}   "
                 f"{' / '.join(f'{v:.1f}' for v in p50):<22} {' / '.join(f'{v:.1f}' for v in p99):<22} "
-                f"{server_cpu:.2f} / {pg_cpu:.2f}"
+                f"{server_cpu:.2f} / {pg_cpu:.2f}, {segments}"
             )
         for peer, what, index in (
             ("netia-base", "p50", 0),
