@@ -19,7 +19,8 @@ It also records the TCP segments the machine sent per delivered frame while the 
 (`segments_per_delivery`, from /proc/net/snmp; the harness copy writes a line to stderr when it
 starts shouting): over loopback that is each frame plus the harness's ACKs. How often the harness
 ACKs depends on its sockets' delayed-ACK state, not on the server's bytes, and every ACK costs the
-harness's single thread the kernel's work on both ends (docs/adr/0004-real-time.md).
+harness's single thread the kernel's work on both ends (docs/adr/0004-real-time.md); so it also
+records the processor seconds the harness itself used over the same span (`harness_cpu_s`).
 
 Environment: SHARED_BENCH (default ../shared/bench beside the checkout), NETIA_BIN (default
 target/release/netia), NETIA_BASE_BIN (another build, run as the target `netia-base` on a database
@@ -37,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -217,16 +219,17 @@ def main():
                     cmd = ["node", script, *head, str(clients), str(rate), secs, pad, *tail]
                     server, database = servers[name]
                     before = cpu_of(server.pid, database)
-                    stdout, segments = run_harness(cmd, work)
+                    stdout, segments, harness_cpu = run_harness(cmd, work)
                     server_cpu, pg_cpu = cpu_since(before, server.pid, database)
                     line = (stdout.strip().splitlines() or ["ERR no output"])[-1]
                     record = {"shape": f"{clients}x{rate}", "round": round_no, "target": name, "result": line}
-                    record.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu)
+                    record.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu, harness_cpu_s=harness_cpu)
                     if line.startswith("{"):
                         result = json.loads(line)
                         per = round(segments / result["delivered"], 2) if segments and result["delivered"] else None
                         record.update(segments_per_delivery=per)
-                        result.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu, segments_per_delivery=per)
+                        result.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu, harness_cpu_s=harness_cpu)
+                        result.update(segments_per_delivery=per)
                         results.setdefault((clients, rate, name), []).append(result)
                     print(json.dumps(record))
                     sys.stdout.flush()
@@ -276,21 +279,34 @@ def mark_shouting(work):
 
 
 def run_harness(cmd, work):
-    """Runs one harness command; returns its stdout and the TCP segments the machine sent from the
-    harness's first shout to its exit (None if that was not seen or not readable)."""
+    """Runs one harness command (killed after 600 s). Returns its stdout, the TCP segments the
+    machine sent from the harness's first shout to its exit, and the processor seconds the harness
+    used over the same span (each None if the first shout was not seen)."""
     harness = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    start = None
+    deadline = threading.Timer(600, harness.kill)
+    deadline.start()
+    segments = cpu = None
     for line in harness.stderr:
         if line.strip() == SHOUTING:
-            start = tcp_out_segments()
+            segments, cpu = tcp_out_segments(), cpu_seconds(harness.pid)
             break
-    try:
-        stdout, _ = harness.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        harness.kill()
-        stdout, _ = harness.communicate()
+    # The rest of stderr is drained beside stdout, so that neither pipe can fill and stall it.
+    rest = threading.Thread(target=harness.stderr.read)
+    rest.start()
+    stdout = harness.stdout.read()
+    rest.join()
+    harness.stdout.close()
+    harness.stderr.close()
+    # wait4 rather than wait: the exited harness's own processor time (all its threads).
+    _, status, usage = os.wait4(harness.pid, 0)
+    harness.returncode = os.waitstatus_to_exitcode(status)
+    deadline.cancel()
     end = tcp_out_segments()
-    return stdout, (None if None in (start, end) else end - start)
+    if segments is not None and end is not None:
+        segments = end - segments
+    if cpu is not None:
+        cpu = round(usage.ru_utime + usage.ru_stime - cpu, 2)
+    return stdout, segments, cpu
 
 
 def same_frames(work):
@@ -316,7 +332,7 @@ def summarize(shapes, results):
     )
     print(
         f"\n{'shape':<9} {'target':<25} runs  delivered   {'p50 ms (each run)':<22} {'p99 ms (each run)':<22} "
-        "server / PostgreSQL CPU s, TCP segments / delivery (medians)"
+        "CPU s: server / PostgreSQL / harness shouting, TCP segments / delivery (medians)"
     )
     for clients, rate in shapes:
         medians = {}
@@ -333,11 +349,13 @@ def summarize(shapes, results):
             pg_cpu = statistics.median(r["pg_cpu_s"] for r in runs)
             per = [r["segments_per_delivery"] for r in runs if r.get("segments_per_delivery")]
             segments = f"{statistics.median(per):.2f}" if per else "n/a"
+            harness = [r["harness_cpu_s"] for r in runs if r.get("harness_cpu_s") is not None]
+            harness_cpu = f"{statistics.median(harness):.2f}" if harness else "n/a"
             medians[name] = (statistics.median(p50), statistics.median(p99), server_cpu, pg_cpu)
             print(
                 f"{clients}x{rate:<6} {name:<25} {len(runs):<5} {share:>8.2%}   "
                 f"{' / '.join(f'{v:.1f}' for v in p50):<22} {' / '.join(f'{v:.1f}' for v in p99):<22} "
-                f"{server_cpu:.2f} / {pg_cpu:.2f}, {segments}"
+                f"{server_cpu:.2f} / {pg_cpu:.2f} / {harness_cpu}, {segments}"
             )
         for peer, what, index in (
             ("netia-base", "p50", 0),
