@@ -6,7 +6,7 @@ PostgreSQL, then broadcasts: Papercups' order) and the in-memory peer, then runs
 harness (`fanout.js`: N agent sockets on one conversation topic, one customer shouting RATE
 messages/s for SECS seconds) against each target in turn, alternating, ROUNDS times per shape.
 Prints one JSON line per run, then per shape the medians and the ratios the performance issue
-asks for (Netia p50 / durable peer p50, Netia p99 / in-memory peer p99).
+asks for (Netia p50 / durable peer p50, Netia p99 / in-memory peer p99), plainly and settled.
 
     cargo build --release
     python3 benches/side_by_side.py                 # shapes 1000x50 and 2000x50, 3 rounds
@@ -20,7 +20,15 @@ It also records the TCP segments the machine sent per delivered frame while the 
 starts shouting): over loopback that is each frame plus the harness's ACKs. How often the harness
 ACKs depends on its sockets' delayed-ACK state, not on the server's bytes, and every ACK costs the
 harness's single thread the kernel's work on both ends (docs/adr/0004-real-time.md); so it also
-records the processor seconds the harness itself used over the same span (`harness_cpu_s`).
+records the processor seconds the harness itself used over the same span (`harness_cpu_s`), how
+many of its sockets were in delayed-ACK interactive mode at the first shout
+(`interactive_ack_sockets`, from /proc/net/tcp), and each message's first delivery
+(`first_p50_ms`: the server's path, before the harness's own queue).
+
+Every server is also run with the harness settled (`-settled` targets): the same client conditions
+for all. The harness pauses twice before shouting so that none of its sockets is left in the
+interactive mode, and the peers are sent frames of Netia's exact shape on a topic of Netia's length,
+so that the harness parses the same bytes from every target (`settled_variants`).
 
 Environment: SHARED_BENCH (default ../shared/bench beside the checkout), NETIA_BIN (default
 target/release/netia), NETIA_BASE_BIN (another build, run as the target `netia-base` on a database
@@ -131,6 +139,30 @@ def tcp_out_segments():
         return None
 
 
+def interactive_sockets(port):
+    """Of the established TCP sockets connected to local port `port` (the harness's client
+    sockets), how many are in delayed-ACK interactive mode ("pingpong": they acknowledge every
+    second small segment, not each one) and how many there are in all: the last bit of the
+    /proc/net/tcp field after `ato`, (quick << 1) | pingpong (net/ipv4/tcp_ipv4.c). (None, None)
+    where unreadable."""
+    remote = f":{port:04X}"
+    pingpong = total = 0
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            if not os.path.exists(table):
+                continue
+            with open(table) as rows:
+                next(rows)
+                for row in rows:
+                    fields = row.split()
+                    if fields[2].endswith(remote) and fields[3] == "01":
+                        total += 1
+                        pingpong += int(fields[14]) & 1
+    except (OSError, IndexError, ValueError):
+        return None, None
+    return pingpong, total
+
+
 def recreate_db(pg, name):
     for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
         subprocess.run(["psql", f"{pg}/postgres", "-q", "-c", sql], check=True)
@@ -152,7 +184,7 @@ def main():
     for name in ("fanout.js", "peer_phoenix_server.js", "package.json"):
         shutil.copy(os.path.join(shared, name), work)
     mark_shouting(work)
-    same_frames(work)
+    settled_variants(work)
     subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=work, check=True)
 
     base_bin = os.environ.get("NETIA_BASE_BIN")
@@ -185,7 +217,9 @@ def main():
             children.append(child)
             wait_http(f"http://127.0.0.1:{port}/health/ready")
             servers[name] = (child, database)
-            targets.append((name, "fanout.js", [f"http://127.0.0.1:{port}"]))
+            targets.append((name, "fanout.js", [f"http://127.0.0.1:{port}"], port))
+            targets.append((f"{name}-settled", "fanout_settled.js", [f"http://127.0.0.1:{port}"], port))
+            servers[f"{name}-settled"] = servers[name]
         durable_port, memory_port = free_port(), free_port()
         peer = os.path.join(work, "peer_phoenix_server.js")
         durable_env = dict(os.environ, PORT=str(durable_port), QUIET="1", DATABASE_URL=f"{pg}/peer_side_by_side")
@@ -197,39 +231,40 @@ def main():
         children.append(memory_peer)
         wait_port(durable_port)
         wait_port(memory_port)
-        for name in ("durable-peer", "durable-peer-same-frames"):
+        for name in ("durable-peer", "durable-peer-same-settled"):
             servers[name] = (durable_peer, "peer_side_by_side")
-        for name in ("memory-peer", "memory-peer-same-frames"):
+        for name in ("memory-peer", "memory-peer-same-settled"):
             servers[name] = (memory_peer, None)  # no database: its PostgreSQL time is 0
 
         durable, memory = f"ws://127.0.0.1:{durable_port}/socket", f"ws://127.0.0.1:{memory_port}/socket"
         targets += [
-            ("durable-peer", "fanout.js", ["x", durable]),
-            ("memory-peer", "fanout.js", ["x", memory]),
-            ("durable-peer-same-frames", "fanout_same_frames.js", ["x", durable]),
-            ("memory-peer-same-frames", "fanout_same_frames.js", ["x", memory]),
+            ("durable-peer", "fanout.js", ["x", durable], durable_port),
+            ("memory-peer", "fanout.js", ["x", memory], memory_port),
+            ("durable-peer-same-settled", "fanout_same_settled.js", ["x", durable], durable_port),
+            ("memory-peer-same-settled", "fanout_same_settled.js", ["x", memory], memory_port),
         ]
         results = {}
         for clients, rate in shapes:
             for round_no in range(1, rounds + 1):
                 # Alternate the order each round, so no target always runs on a warmer machine.
                 order = targets if round_no % 2 else list(reversed(targets))
-                for name, script, args in order:
+                for name, script, args, port in order:
                     head, tail = args[:1], args[1:]
                     cmd = ["node", script, *head, str(clients), str(rate), secs, pad, *tail]
                     server, database = servers[name]
                     before = cpu_of(server.pid, database)
-                    stdout, segments, harness_cpu = run_harness(cmd, work)
+                    stdout, segments, harness_cpu, pingpong = run_harness(cmd, work, port)
                     server_cpu, pg_cpu = cpu_since(before, server.pid, database)
                     line = (stdout.strip().splitlines() or ["ERR no output"])[-1]
                     record = {"shape": f"{clients}x{rate}", "round": round_no, "target": name, "result": line}
                     record.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu, harness_cpu_s=harness_cpu)
+                    record.update(interactive_ack_sockets=pingpong)
                     if line.startswith("{"):
                         result = json.loads(line)
                         per = round(segments / result["delivered"], 2) if segments and result["delivered"] else None
                         record.update(segments_per_delivery=per)
                         result.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu, harness_cpu_s=harness_cpu)
-                        result.update(segments_per_delivery=per)
+                        result.update(segments_per_delivery=per, interactive_ack_sockets=pingpong)
                         results.setdefault((clients, rate, name), []).append(result)
                     print(json.dumps(record))
                     sys.stdout.flush()
@@ -265,30 +300,46 @@ NETIA_SHAPED = (
 SHOUTING = "shouting"
 
 
+def patch(source, old, new):
+    if source.count(old) != 1:
+        sys.exit(f"fanout.js changed: cannot find {old!r}")
+    return source.replace(old, new)
+
+
 def mark_shouting(work):
     """Makes the harness copy in `work` write a line to stderr when its customer starts shouting,
-    so that what is counted over the shouting alone (the TCP segments) leaves the connecting and
-    joining out; nothing else of it changes."""
+    so that what is counted over the shouting alone (TCP segments, processor time, ACK modes)
+    leaves the connecting and joining out, and print each message's first delivery too
+    (`first_p50_ms`: the median over messages of the earliest of its N deliveries, the server's
+    path from shout to first frame without the harness's queue behind it)."""
     path = os.path.join(work, "fanout.js")
     source = open(path).read()
-    start = "const t0 = now();"
-    if source.count(start) != 1:
-        sys.exit("fanout.js changed: cannot mark when it starts shouting")
+    source = patch(source, "const t0 = now();", f'process.stderr.write("{SHOUTING}\\n"); const t0 = now();')
+    source = patch(source, "const lats = [];", "const firsts = []; const lats = [];")
+    source = patch(
+        source,
+        "got++; lats.push(now() - p.t);",
+        "got++; const late = now() - p.t; lats.push(late); if (!(late >= firsts[p.seq])) firsts[p.seq] = late;",
+    )
+    first = "(() => { const f = firsts.filter((x) => x !== undefined).sort((a, b) => a - b); return f.length ? f[f.length >> 1].toFixed(2) : \"n/a\"; })()"
+    source = patch(source, "p50_ms: q(0.5),", f"first_p50_ms: {first}, p50_ms: q(0.5),")
     with open(path, "w") as out:
-        out.write(source.replace(start, f'process.stderr.write("{SHOUTING}\\n"); {start}'))
+        out.write(source)
 
 
-def run_harness(cmd, work):
-    """Runs one harness command (killed after 600 s). Returns its stdout, the TCP segments the
-    machine sent from the harness's first shout to its exit, and the processor seconds the harness
-    used over the same span (each None if the first shout was not seen)."""
+def run_harness(cmd, work, port):
+    """Runs one harness command (killed after 600 s) against the server on `port`. Returns its
+    stdout; the TCP segments the machine sent from the harness's first shout to its exit; the
+    processor seconds the harness used over the same span; and how many of its sockets were in
+    delayed-ACK interactive mode at the first shout (each None if the first shout was not seen)."""
     harness = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = threading.Timer(600, harness.kill)
     deadline.start()
-    segments = cpu = None
+    segments = cpu = pingpong = None
     for line in harness.stderr:
         if line.strip() == SHOUTING:
             segments, cpu = tcp_out_segments(), cpu_seconds(harness.pid)
+            pingpong, _ = interactive_sockets(port)
             break
     # The rest of stderr is drained beside stdout, so that neither pipe can fill and stall it.
     rest = threading.Thread(target=harness.stderr.read)
@@ -306,19 +357,42 @@ def run_harness(cmd, work):
         segments = end - segments
     if cpu is not None:
         cpu = round(usage.ru_utime + usage.ru_stime - cpu, 2)
-    return stdout, segments, cpu
+    return stdout, segments, cpu, pingpong
 
 
-def same_frames(work):
-    """Writes fanout_same_frames.js: the shared harness whose customer sends the peer a shout shaped
-    like Netia's broadcast (the peer broadcasts what it is sent; Netia builds its own frame)."""
+# Netia's conversation topics name the conversation by its UUID (as Papercups' do); the peers'
+# harness uses "conversation:bench". The settled peer runs use a topic of Netia's length.
+NETIA_TOPIC = "conversation:01a231e5-2593-7260-94ab-38aefa85dd34"
+
+
+def settled_variants(work):
+    """Writes two variants of the (marked) harness that compare the servers under the same client
+    conditions (docs/adr/0004-real-time.md, "Settled ACKs"):
+
+    - fanout_settled.js: once the customer has joined, it waits 300 ms, sends one `typing` event
+      (which every target broadcasts to the agents), and waits 300 ms again before shouting. Each
+      pause follows exactly one frame to every agent socket, so every socket still in delayed-ACK
+      interactive mode has a segment unacknowledged across one of them (whatever it had before),
+      its delayed-ACK timer fires and it leaves that mode (tcp_delack_timer_handler): every
+      target's harness then acknowledges each frame as it reads it, as it otherwise does for
+      Netia's sockets and for a varying share of the peers'.
+    - fanout_same_settled.js: the same, and the customer sends the peers a shout shaped like
+      Netia's broadcast (the peers broadcast what they are sent; Netia builds its own frame) on a
+      topic of Netia's length, so that the harness parses frames of the same bytes from every
+      target."""
     source = open(os.path.join(work, "fanout.js")).read()
+    settle = (
+        "const pause = (ms) => new Promise((r) => setTimeout(r, ms)); await pause(300); "
+        'sender.send(JSON.stringify(["1", "settle", topic, "typing", { typing: true }])); await pause(300); '
+    )
+    settled = patch(source, "let ref = 2, seq = 0;", settle + "let ref = 2, seq = 0;")
+    with open(os.path.join(work, "fanout_settled.js"), "w") as out:
+        out.write(settled)
     shout = "{ body: JSON.stringify({ seq: seq++, t: now(), pad }) }"
-    if source.count(shout) != 1:
-        sys.exit("fanout.js changed: cannot derive the same-frames variant")
-    shaped = f"Object.assign({NETIA_SHAPED}, {shout})"
-    with open(os.path.join(work, "fanout_same_frames.js"), "w") as out:
-        out.write(source.replace(shout, shaped))
+    same = patch(settled, shout, f"Object.assign({NETIA_SHAPED}, {shout})")
+    same = patch(same, 'topic = "conversation:bench";', f'topic = "{NETIA_TOPIC}";')
+    with open(os.path.join(work, "fanout_same_settled.js"), "w") as out:
+        out.write(same)
 
 
 def summarize(shapes, results):
@@ -327,49 +401,58 @@ def summarize(shapes, results):
         "netia-base",
         "durable-peer",
         "memory-peer",
-        "durable-peer-same-frames",
-        "memory-peer-same-frames",
+        "netia-settled",
+        "netia-base-settled",
+        "durable-peer-same-settled",
+        "memory-peer-same-settled",
     )
     print(
-        f"\n{'shape':<9} {'target':<25} runs  delivered   {'p50 ms (each run)':<22} {'p99 ms (each run)':<22} "
-        "CPU s: server / PostgreSQL / harness shouting, TCP segments / delivery (medians)"
+        f"\n{'shape':<9} {'target':<26} runs  delivered   {'p50 ms (each run)':<22} {'p99 ms (each run)':<22} "
+        "first ms, CPU s: server / PostgreSQL / harness shouting, TCP segments / delivery, "
+        "interactive-ACK sockets (medians)"
     )
     for clients, rate in shapes:
         medians = {}
         for name in names:
             runs = results.get((clients, rate, name), [])
             if not runs:
-                if name != "netia-base":  # a target only with NETIA_BASE_BIN
-                    print(f"{clients}x{rate:<6} {name:<25} 0")
+                if "netia-base" not in name:  # a target only with NETIA_BASE_BIN
+                    print(f"{clients}x{rate:<6} {name:<26} 0")
                 continue
+
+            def median_of(key, runs=runs):
+                values = [float(r[key]) for r in runs if r.get(key) not in (None, "n/a")]
+                return statistics.median(values) if values else None
+
+            def shown(value, digits=2):
+                return "n/a" if value is None else f"{value:.{digits}f}"
+
             p50 = [float(r["p50_ms"]) for r in runs]
             p99 = [float(r["p99_ms"]) for r in runs]
             share = sum(r["delivered"] for r in runs) / max(1, sum(r["expected"] for r in runs))
-            server_cpu = statistics.median(r["server_cpu_s"] for r in runs)
-            pg_cpu = statistics.median(r["pg_cpu_s"] for r in runs)
-            per = [r["segments_per_delivery"] for r in runs if r.get("segments_per_delivery")]
-            segments = f"{statistics.median(per):.2f}" if per else "n/a"
-            harness = [r["harness_cpu_s"] for r in runs if r.get("harness_cpu_s") is not None]
-            harness_cpu = f"{statistics.median(harness):.2f}" if harness else "n/a"
-            medians[name] = (statistics.median(p50), statistics.median(p99), server_cpu, pg_cpu)
+            server_cpu, pg_cpu = median_of("server_cpu_s"), median_of("pg_cpu_s")
+            first = median_of("first_p50_ms")
+            medians[name] = (statistics.median(p50), statistics.median(p99), server_cpu, pg_cpu, first)
             print(
-                f"{clients}x{rate:<6} {name:<25} {len(runs):<5} {share:>8.2%}   "
+                f"{clients}x{rate:<6} {name:<26} {len(runs):<5} {share:>8.2%}   "
                 f"{' / '.join(f'{v:.1f}' for v in p50):<22} {' / '.join(f'{v:.1f}' for v in p99):<22} "
-                f"{server_cpu:.2f} / {pg_cpu:.2f} / {harness_cpu}, {segments}"
+                f"{shown(first)}, {shown(server_cpu)} / {shown(pg_cpu)} / {shown(median_of('harness_cpu_s'))}, "
+                f"{shown(median_of('segments_per_delivery'))}, {shown(median_of('interactive_ack_sockets'), 0)}"
             )
-        for peer, what, index in (
-            ("netia-base", "p50", 0),
-            ("netia-base", "p99", 1),
-            ("netia-base", "server CPU", 2),
-            ("netia-base", "PostgreSQL CPU", 3),
-            ("durable-peer", "p50", 0),
-            ("durable-peer-same-frames", "p50", 0),
-            ("memory-peer", "p99", 1),
-            ("memory-peer-same-frames", "p99", 1),
+        for mine, peer, what, index in (
+            ("netia", "netia-base", "p50", 0),
+            ("netia", "netia-base", "p99", 1),
+            ("netia", "netia-base", "server CPU", 2),
+            ("netia", "netia-base", "PostgreSQL CPU", 3),
+            ("netia", "durable-peer", "p50", 0),
+            ("netia", "memory-peer", "p99", 1),
+            ("netia-settled", "durable-peer-same-settled", "p50", 0),
+            ("netia-settled", "durable-peer-same-settled", "first delivery", 4),
+            ("netia-settled", "memory-peer-same-settled", "p99", 1),
         ):
-            if "netia" in medians and peer in medians and medians[peer][index] > 0:
-                ratio = medians["netia"][index] / medians[peer][index]
-                print(f"  median {what} netia / {peer}: {ratio:.2f}")
+            if mine in medians and peer in medians and medians[peer][index] and medians[mine][index] is not None:
+                ratio = medians[mine][index] / medians[peer][index]
+                print(f"  median {what} {mine} / {peer}: {ratio:.2f}")
 
 
 if __name__ == "__main__":
