@@ -22,8 +22,9 @@ ACKs depends on its sockets' delayed-ACK state, not on the server's bytes, and e
 harness's single thread the kernel's work on both ends (docs/adr/0004-real-time.md); so it also
 records the processor seconds the harness itself used over the same span (`harness_cpu_s`), how
 many of its sockets were in delayed-ACK interactive mode at the first shout
-(`interactive_ack_sockets`, from /proc/net/tcp), and each message's first delivery
-(`first_p50_ms`: the server's path, before the harness's own queue).
+(`interactive_ack_sockets` of `harness_sockets`, from /proc/net/tcp), and the median over messages
+of each message's first delivery (`first_p50_ms`: the server's path, before the harness's own
+queue).
 
 Every server is also run with the harness settled (`-settled` targets): the same client conditions
 for all. The harness pauses twice before shouting so that none of its sockets is left in the
@@ -31,9 +32,10 @@ interactive mode, and the peers are sent frames of Netia's exact shape on a topi
 so that the harness parses the same bytes from every target (`settled_variants`).
 
 Environment: SHARED_BENCH (default ../shared/bench beside the checkout), NETIA_BIN (default
-target/release/netia), NETIA_BASE_BIN (another build, run as the target `netia-base` on a database
-of its own and compared with: two builds alternated in one run), PG_URL (default
-postgres://postgres@127.0.0.1:5432), SHAPES, ROUNDS, SECS, PAD (message padding, bytes). Everything
+target/release/netia), NETIA_BASE_BIN (another build, run as the targets `netia-base` and
+`netia-base-settled` on a database of its own and compared with: two builds alternated in one
+run), PG_URL (default postgres://postgres@127.0.0.1:5432), SHAPES, ROUNDS, SECS, PAD (message
+padding, bytes). Everything
 it starts is stopped at the end; the databases `netia_side_by_side`, `netia_side_by_side_base` and
 `peer_side_by_side` are dropped and created again on each run.
 """
@@ -140,11 +142,11 @@ def tcp_out_segments():
 
 
 def interactive_sockets(port):
-    """Of the established TCP sockets connected to local port `port` (the harness's client
-    sockets), how many are in delayed-ACK interactive mode ("pingpong": they acknowledge every
-    second small segment, not each one) and how many there are in all: the last bit of the
-    /proc/net/tcp field after `ato`, (quick << 1) | pingpong (net/ipv4/tcp_ipv4.c). (None, None)
-    where unreadable."""
+    """Of the established TCP sockets whose remote port is `port` (the harness's client sockets,
+    its customer's included), how many are in delayed-ACK interactive mode ("pingpong": they
+    acknowledge every second small segment, not each one) and how many there are in all: the last
+    bit of the /proc/net/tcp field after `ato`, (quick << 1) | pingpong (net/ipv4/tcp_ipv4.c).
+    (None, None) where unreadable."""
     remote = f":{port:04X}"
     pingpong = total = 0
     try:
@@ -253,12 +255,12 @@ def main():
                     cmd = ["node", script, *head, str(clients), str(rate), secs, pad, *tail]
                     server, database = servers[name]
                     before = cpu_of(server.pid, database)
-                    stdout, segments, harness_cpu, pingpong = run_harness(cmd, work, port)
+                    stdout, segments, harness_cpu, (pingpong, sockets) = run_harness(cmd, work, port)
                     server_cpu, pg_cpu = cpu_since(before, server.pid, database)
                     line = (stdout.strip().splitlines() or ["ERR no output"])[-1]
                     record = {"shape": f"{clients}x{rate}", "round": round_no, "target": name, "result": line}
                     record.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu, harness_cpu_s=harness_cpu)
-                    record.update(interactive_ack_sockets=pingpong)
+                    record.update(interactive_ack_sockets=pingpong, harness_sockets=sockets)
                     if line.startswith("{"):
                         result = json.loads(line)
                         per = round(segments / result["delivered"], 2) if segments and result["delivered"] else None
@@ -283,10 +285,9 @@ def main():
 
 # A message as Netia broadcasts it (`MessageView`), key for key in Netia's order and of its length
 # (the body's place kept by a placeholder that the shout's body overwrites; `sent_at` with Netia's
-# microseconds): what the durable peer echoes in the "same frames" runs, so that the harness's
-# single-threaded client parses frames of the same shape and size from every target. Only the
-# topic, which the harness names, is shorter for the peers. Papercups' own `shout` carries a full
-# message view too.
+# microseconds): what the peers echo in the `-same-settled` runs (on a topic of Netia's length,
+# NETIA_TOPIC), so that the harness's single-threaded client parses frames of the same shape and
+# size from every target. Papercups' own `shout` carries a full message view too.
 NETIA_SHAPED = (
     '{id: "01a231e5-2671-7696-9f67-785bd19c84ed", conversation_id: "01a231e5-2593-7260-94ab-38aefa85dd34", '
     'account_id: "01a231e5-2568-7343-8be0-13068f0bb6be", body: null, format: "text", type: "customer", '
@@ -330,16 +331,18 @@ def mark_shouting(work):
 def run_harness(cmd, work, port):
     """Runs one harness command (killed after 600 s) against the server on `port`. Returns its
     stdout; the TCP segments the machine sent from the harness's first shout to its exit; the
-    processor seconds the harness used over the same span; and how many of its sockets were in
-    delayed-ACK interactive mode at the first shout (each None if the first shout was not seen)."""
+    processor seconds the harness used over the same span; and, at the first shout, how many of
+    its sockets were in delayed-ACK interactive mode and how many it had (each None if the first
+    shout was not seen)."""
     harness = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = threading.Timer(600, harness.kill)
     deadline.start()
-    segments = cpu = pingpong = None
+    segments = cpu = None
+    modes = (None, None)
     for line in harness.stderr:
         if line.strip() == SHOUTING:
             segments, cpu = tcp_out_segments(), cpu_seconds(harness.pid)
-            pingpong, _ = interactive_sockets(port)
+            modes = interactive_sockets(port)
             break
     # The rest of stderr is drained beside stdout, so that neither pipe can fill and stall it.
     rest = threading.Thread(target=harness.stderr.read)
@@ -357,7 +360,7 @@ def run_harness(cmd, work, port):
         segments = end - segments
     if cpu is not None:
         cpu = round(usage.ru_utime + usage.ru_stime - cpu, 2)
-    return stdout, segments, cpu, pingpong
+    return stdout, segments, cpu, modes
 
 
 # Netia's conversation topics name the conversation by its UUID (as Papercups' do); the peers'
@@ -370,7 +373,8 @@ def settled_variants(work):
     conditions (docs/adr/0004-real-time.md, "Settled ACKs"):
 
     - fanout_settled.js: once the customer has joined, it waits 300 ms, sends one `typing` event
-      (which every target broadcasts to the agents), and waits 300 ms again before shouting. Each
+      (`typing: false`, which every target broadcasts to the agents; `true` would make Netia
+      broadcast a `typing: false` at the first shout), and waits 300 ms again before shouting. Each
       pause follows exactly one frame to every agent socket, so every socket still in delayed-ACK
       interactive mode has a segment unacknowledged across one of them (whatever it had before),
       its delayed-ACK timer fires and it leaves that mode (tcp_delack_timer_handler): every
@@ -383,7 +387,7 @@ def settled_variants(work):
     source = open(os.path.join(work, "fanout.js")).read()
     settle = (
         "const pause = (ms) => new Promise((r) => setTimeout(r, ms)); await pause(300); "
-        'sender.send(JSON.stringify(["1", "settle", topic, "typing", { typing: true }])); await pause(300); '
+        'sender.send(JSON.stringify(["1", "settle", topic, "typing", { typing: false }])); await pause(300); '
     )
     settled = patch(source, "let ref = 2, seq = 0;", settle + "let ref = 2, seq = 0;")
     with open(os.path.join(work, "fanout_settled.js"), "w") as out:
@@ -444,6 +448,8 @@ def summarize(shapes, results):
             ("netia", "netia-base", "p99", 1),
             ("netia", "netia-base", "server CPU", 2),
             ("netia", "netia-base", "PostgreSQL CPU", 3),
+            ("netia-settled", "netia-base-settled", "p50", 0),
+            ("netia-settled", "netia-base-settled", "p99", 1),
             ("netia", "durable-peer", "p50", 0),
             ("netia", "memory-peer", "p99", 1),
             ("netia-settled", "durable-peer-same-settled", "p50", 0),
