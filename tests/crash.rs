@@ -210,8 +210,12 @@ impl Deployment {
             vars,
             ports: [free_port(), free_port()],
             nodes: [None, None],
+            // Idle connections are dropped before actix-web's 5 s keep-alive closes them: a request
+            // sent on a connection the server is closing at that moment is reset (ECONNRESET), which
+            // failed one CI run while the chats were being prepared, before any fault.
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
+                .pool_idle_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
