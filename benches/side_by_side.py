@@ -258,16 +258,18 @@ def main():
                     stdout, segments, harness_cpu, (pingpong, sockets) = run_harness(cmd, work, port)
                     server_cpu, pg_cpu = cpu_since(before, server.pid, database)
                     line = (stdout.strip().splitlines() or ["ERR no output"])[-1]
+                    # What the script measured beside the harness: printed with the run, and kept
+                    # with its result for the summary.
+                    measured = dict(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu, harness_cpu_s=harness_cpu)
+                    measured.update(interactive_ack_sockets=pingpong, harness_sockets=sockets)
                     record = {"shape": f"{clients}x{rate}", "round": round_no, "target": name, "result": line}
-                    record.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu, harness_cpu_s=harness_cpu)
-                    record.update(interactive_ack_sockets=pingpong, harness_sockets=sockets)
                     if line.startswith("{"):
                         result = json.loads(line)
-                        per = round(segments / result["delivered"], 2) if segments and result["delivered"] else None
-                        record.update(segments_per_delivery=per)
-                        result.update(server_cpu_s=server_cpu, pg_cpu_s=pg_cpu, harness_cpu_s=harness_cpu)
-                        result.update(segments_per_delivery=per, interactive_ack_sockets=pingpong)
+                        delivered = result["delivered"]
+                        measured["segments_per_delivery"] = round(segments / delivered, 2) if segments and delivered else None
+                        result.update(measured)
                         results.setdefault((clients, rate, name), []).append(result)
+                    record.update(measured)
                     print(json.dumps(record))
                     sys.stdout.flush()
                     time.sleep(2)
