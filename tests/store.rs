@@ -618,3 +618,40 @@ async fn postgres_conflicts_inside_a_batch_are_answered_per_append_in_one_statem
     }
     db.cleanup().await;
 }
+
+/// An append alone is written by `netia_append_one`, which checks the expected version under the
+/// append lock as the batch statement does: once another node has appended to the stream, this
+/// node's append on its cached (stale) head is refused as a conflict with nothing written, and the
+/// events of an append alone are placed where the database put them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_append_alone_on_a_stale_head_is_a_conflict_and_writes_nothing() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let other_node = netia::store::PgStore::connect(&db.url, 2).await.unwrap();
+    let s = stream("two-nodes");
+    // This node caches the stream's head at version 2, then the other node appends version 3.
+    db.store.append(&s, 0, vec![event(1), event(2)]).await.unwrap();
+    other_node.append(&s, 2, vec![event(3)]).await.unwrap();
+    match db.store.append(&s, 2, vec![event(4), event(5)]).await {
+        Err(StoreError::Conflict {
+            expected: 2, actual: 3, ..
+        }) => {}
+        other => panic!("expected a conflict at version 3, got {other:?}"),
+    }
+    assert_eq!(db.store.stream_version(&s).await.unwrap(), 3, "nothing was written");
+    let placed = db.store.append(&s, 3, vec![event(4), event(5)]).await.unwrap();
+    let stored = db.store.read_stream(&s, StreamBound::All).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    let at = |events: &[RecordedEvent]| {
+        events
+            .iter()
+            .map(|e| (e.event_id, e.version, e.global_position, e.tx_id))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(at(&placed), at(&stored[3..]), "placed where the database put them");
+    assert!(placed[0].global_position < placed[1].global_position);
+    assert_eq!(db.store.verify_stream(&s).await.unwrap(), None);
+    db.cleanup().await;
+}

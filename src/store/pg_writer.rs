@@ -1,5 +1,6 @@
 //! Group commit for PostgreSQL: appends that arrive together share one append statement
-//! (`netia_append_each`), so one commit (one WAL flush) serves many of them. The statement checks
+//! (`netia_append_each`; `netia_append_one` for an append alone), so one commit (one WAL flush)
+//! serves many of them. The statement checks
 //! each append's expected version under the append lock and answers per append: a stale one is
 //! refused (a conflict) while the others commit. If the database refuses the statement as a whole,
 //! each append is tried alone so that only the offending ones fail. Committed events go to
@@ -218,7 +219,11 @@ async fn statement(
         Some(held) => held,
         None => conn.insert(pool.acquire().await.map_err(WriteError::from)?),
     };
-    let result = insert(&mut **held, appends, node).await.map_err(WriteError::from);
+    let result = match appends {
+        [append] => insert_one(&mut **held, append, node).await,
+        _ => insert(&mut **held, appends, node).await,
+    }
+    .map_err(WriteError::from);
     if let Err(WriteError::Unknown(_)) = &result
         && let Some(broken) = conn.take()
     {
@@ -257,6 +262,62 @@ impl Committed {
             let _ = reply.send(answer);
         }
     }
+}
+
+/// Appends one append's events if its expected version holds (`netia_append_one`: the same rules
+/// as [`insert`] for one stream, with less work in the database); returns the head they follow and
+/// the append's placements (`None`: refused as stale).
+async fn insert_one<'e, E>(executor: E, append: &Append, node: &str) -> Result<(Checkpoint, Vec<Placed>), sqlx::Error>
+where
+    E: Executor<'e, Database = Postgres>,
+{
+    let events = &append.prepared;
+    let rows = sqlx::query(
+        "SELECT placed_position, placed_tx, placed_version, head_position \
+         FROM netia_append_one($1::uuid[], $2, $3, $4::bigint[], $5::text[], $6::int[], $7::text[], \
+                               $8::text[], $9::timestamptz[], $10::bytea[], $11)",
+    )
+    .bind(events.iter().map(|p| p.event_id).collect::<Vec<_>>())
+    .bind(&append.stream.stream_type)
+    .bind(&append.stream.stream_id)
+    .bind(events.iter().map(|p| p.version).collect::<Vec<_>>())
+    .bind(events.iter().map(|p| p.event_type.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|p| p.event_version).collect::<Vec<_>>())
+    .bind(events.iter().map(|p| p.payload_text.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|p| p.metadata_text.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|p| p.recorded_at).collect::<Vec<_>>())
+    .bind(events.iter().map(|p| p.hash.as_slice()).collect::<Vec<_>>())
+    .bind(node)
+    .fetch_all(executor)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Err(sqlx::Error::Protocol("the append answered nothing".into()));
+    };
+    let head = Checkpoint::at(first.try_get("head_position")?);
+    if first.try_get::<Option<i64>, _>("placed_position")?.is_none() {
+        return Ok((head, vec![None]));
+    }
+    let mut placed = vec![(0, 0); events.len()];
+    let mut filled = 0;
+    for row in rows {
+        let version: i64 = row.try_get("placed_version")?;
+        // Versions are consecutive from the first (`prepare`).
+        let at = usize::try_from(version - events[0].version).ok();
+        let slot = at
+            .filter(|&e| events.get(e).is_some_and(|p| p.version == version))
+            .and_then(|e| placed.get_mut(e));
+        let Some(slot) = slot else {
+            return Err(sqlx::Error::Protocol(
+                "the append returned a row that was not sent".into(),
+            ));
+        };
+        *slot = (row.try_get("placed_position")?, parse_tx(row.try_get("placed_tx")?)?);
+        filled += 1;
+    }
+    if filled != events.len() {
+        return Err(sqlx::Error::Protocol("the append did not place every event".into()));
+    }
+    Ok((head, vec![Some(placed)]))
 }
 
 /// Appends every event of `appends` whose expected version holds in one statement; returns the
