@@ -1,10 +1,10 @@
 //! Group commit for PostgreSQL: appends that arrive together share one append statement
 //! (`netia_append_each`; `netia_append_one` for an append alone), so one commit (one WAL flush)
-//! serves many of them. The statement checks
-//! each append's expected version under the append lock and answers per append: a stale one is
-//! refused (a conflict) while the others commit. If the database refuses the statement as a whole,
-//! each append is tried alone so that only the offending ones fail. Committed events go to
-//! [`Recent`] with the head they follow, which wakes local tailers.
+//! serves many of them. The statement checks each append's expected version under the append lock
+//! and answers per append: a stale one is refused (a conflict) while the others commit. If the
+//! database refuses the statement as a whole, each append is tried alone so that only the
+//! offending ones fail. Committed events go to [`Recent`] with the head they follow, which wakes
+//! local tailers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -302,7 +302,8 @@ where
     for row in rows {
         let version: i64 = row.try_get("placed_version")?;
         // Versions are consecutive from the first (`prepare`).
-        let at = usize::try_from(version - events[0].version).ok();
+        let first_version = events.first().map_or(0, |p| p.version);
+        let at = usize::try_from(version - first_version).ok();
         let slot = at
             .filter(|&e| events.get(e).is_some_and(|p| p.version == version))
             .and_then(|e| placed.get_mut(e));
