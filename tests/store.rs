@@ -655,3 +655,48 @@ async fn postgres_an_append_alone_on_a_stale_head_is_a_conflict_and_writes_nothi
     assert_eq!(db.store.verify_stream(&s).await.unwrap(), None);
     db.cleanup().await;
 }
+
+/// `netia_append_one` itself refuses an append whose first version does not follow the stream's
+/// head — here one that skips a version, which the unique index alone would let in — with a single
+/// row without a position that carries the log's head, nothing inserted and no NOTIFY; the same
+/// call at the next version inserts and notifies (so the silence above is not a deaf listener).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_append_one_refuses_a_version_gap_with_the_log_head_and_no_notify() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Raw::Postgres(pool) = &db.raw else { unreachable!() };
+    let head = db.store.append(&stream("gap"), 0, vec![event(1)]).await.unwrap()[0].global_position;
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await.unwrap();
+    listener.listen("netia_events").await.unwrap();
+    let call = |version: i64| {
+        sqlx::query_as::<_, (Option<i64>, Option<String>, Option<i64>, i64)>(
+            "SELECT placed_position, placed_tx, placed_version, head_position \
+             FROM netia_append_one(ARRAY[$1::uuid], 'counter', 'gap', ARRAY[$2::bigint], '{Counted}', '{1}', \
+                                   '{\"{}\"}', '{\"{}\"}', ARRAY[now()], ARRAY[sha256('x')], 'probe')",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(version)
+        .fetch_all(pool)
+    };
+    assert_eq!(call(3).await.unwrap(), vec![(None, None, None, head)]);
+    assert_eq!(
+        db.store.stream_version(&stream("gap")).await.unwrap(),
+        1,
+        "nothing inserted"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.recv())
+            .await
+            .is_err(),
+        "a refused append notifies nobody"
+    );
+    let placed = call(2).await.unwrap();
+    assert_eq!(placed.len(), 1);
+    assert!(placed[0].0.is_some_and(|position| position > head), "{placed:?}");
+    assert_eq!((placed[0].2, placed[0].3), (Some(2), head));
+    let notified = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("an insert notifies")
+        .unwrap();
+    assert_eq!(notified.payload(), "probe");
+    db.cleanup().await;
+}

@@ -295,29 +295,35 @@ where
     };
     let head = Checkpoint::at(first.try_get("head_position")?);
     if first.try_get::<Option<i64>, _>("placed_position")?.is_none() {
+        // A refusal is one row and nothing else: anything more would make "nothing written"
+        // uncertain, and an unknown outcome is resolved from the log by the caller.
+        if rows.len() != 1 {
+            return Err(sqlx::Error::Protocol(
+                "the append both refused and placed events".into(),
+            ));
+        }
         return Ok((head, vec![None]));
     }
-    let mut placed = vec![(0, 0); events.len()];
-    let mut filled = 0;
+    // Versions are consecutive from the first (`prepare`).
+    let first_version = events.first().map_or(0, |p| p.version);
+    let mut slots: Vec<Option<(i64, u64)>> = vec![None; events.len()];
     for row in rows {
         let version: i64 = row.try_get("placed_version")?;
-        // Versions are consecutive from the first (`prepare`).
-        let first_version = events.first().map_or(0, |p| p.version);
         let at = usize::try_from(version - first_version).ok();
         let slot = at
             .filter(|&e| events.get(e).is_some_and(|p| p.version == version))
-            .and_then(|e| placed.get_mut(e));
+            .and_then(|e| slots.get_mut(e))
+            .filter(|slot| slot.is_none());
         let Some(slot) = slot else {
             return Err(sqlx::Error::Protocol(
-                "the append returned a row that was not sent".into(),
+                "the append returned a row that was not sent, or one twice".into(),
             ));
         };
-        *slot = (row.try_get("placed_position")?, parse_tx(row.try_get("placed_tx")?)?);
-        filled += 1;
+        *slot = Some((row.try_get("placed_position")?, parse_tx(row.try_get("placed_tx")?)?));
     }
-    if filled != events.len() {
+    let Some(placed) = slots.into_iter().collect::<Option<Vec<_>>>() else {
         return Err(sqlx::Error::Protocol("the append did not place every event".into()));
-    }
+    };
     Ok((head, vec![Some(placed)]))
 }
 
