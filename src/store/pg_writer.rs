@@ -309,9 +309,8 @@ where
     let mut slots: Vec<Option<(i64, u64)>> = vec![None; events.len()];
     for row in rows {
         let version: i64 = row.try_get("placed_version")?;
-        let at = usize::try_from(version - first_version).ok();
-        let slot = at
-            .filter(|&e| events.get(e).is_some_and(|p| p.version == version))
+        let slot = usize::try_from(version - first_version)
+            .ok()
             .and_then(|e| slots.get_mut(e))
             .filter(|slot| slot.is_none());
         let Some(slot) = slot else {
