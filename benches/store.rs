@@ -85,7 +85,7 @@ async fn raw_inserts(url: &str, writers: usize, total: usize, batch: usize) -> f
         "CREATE TABLE IF NOT EXISTS raw_events (global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
          tx_id xid8 NOT NULL DEFAULT pg_current_xact_id(), \
          event_id uuid NOT NULL UNIQUE, stream_type text NOT NULL, stream_id text NOT NULL, version bigint NOT NULL, \
-         event_type text NOT NULL, event_version integer NOT NULL, payload jsonb NOT NULL, metadata jsonb NOT NULL, \
+         event_type text NOT NULL, event_version integer NOT NULL, payload json NOT NULL, metadata json NOT NULL, \
          recorded_at timestamptz NOT NULL, hash bytea NOT NULL, UNIQUE (stream_type, stream_id, version))",
         // (events lost their (tx_id, position) index with ADR 0016; so does the ceiling)
         "DROP INDEX IF EXISTS raw_events_commit_order",
@@ -105,15 +105,15 @@ async fn raw_inserts(url: &str, writers: usize, total: usize, batch: usize) -> f
                         sqlx::query(
                             "INSERT INTO raw_events (event_id, stream_type, stream_id, version, event_type, \
                              event_version, payload, metadata, recorded_at, hash) \
-                             VALUES ($1, 'bench', $2, $3, $4, $5, $6, $7, now(), $8)",
+                             VALUES ($1, 'bench', $2, $3, $4, $5, $6::json, $7::json, now(), $8)",
                         )
                         .bind(uuid::Uuid::now_v7())
                         .bind(&stream)
                         .bind(i as i64 + 1)
                         .bind(e.event_type)
                         .bind(e.event_version)
-                        .bind(e.payload)
-                        .bind(e.metadata)
+                        .bind(e.payload.to_string())
+                        .bind(e.metadata.to_string())
                         .bind(vec![0u8; 32])
                         .execute(&pool)
                         .await
@@ -125,8 +125,8 @@ async fn raw_inserts(url: &str, writers: usize, total: usize, batch: usize) -> f
                     sqlx::query(
                         "INSERT INTO raw_events (event_id, stream_type, stream_id, version, event_type, event_version, \
                          payload, metadata, recorded_at, hash) \
-                         SELECT u.id, 'bench', $2, u.v, u.t, u.tv, u.p, u.m, now(), u.h \
-                         FROM UNNEST($1::uuid[], $3::bigint[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[], $8::bytea[]) \
+                         SELECT u.id, 'bench', $2, u.v, u.t, u.tv, u.p::json, u.m::json, now(), u.h \
+                         FROM UNNEST($1::uuid[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::text[], $8::bytea[]) \
                               AS u(id, v, t, tv, p, m, h)",
                     )
                     .bind((0..batch).map(|_| uuid::Uuid::now_v7()).collect::<Vec<_>>())
@@ -134,8 +134,8 @@ async fn raw_inserts(url: &str, writers: usize, total: usize, batch: usize) -> f
                     .bind(versions)
                     .bind(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>())
                     .bind(events.iter().map(|e| e.event_version).collect::<Vec<_>>())
-                    .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
-                    .bind(events.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.payload.to_string()).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.metadata.to_string()).collect::<Vec<_>>())
                     .bind(vec![vec![0u8; 32]; batch])
                     .execute(&pool)
                     .await

@@ -81,10 +81,12 @@ async fn verification_finds_the_first_broken_link(db: &TestDb) {
                 .execute(&mut *tx)
                 .await
                 .unwrap();
-            sqlx::query("UPDATE events SET payload = jsonb_set(payload, '{tag}', '\"refunds\"') WHERE version = 4")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+            sqlx::query(
+                "UPDATE events SET payload = jsonb_set(payload::jsonb, '{tag}', '\"refunds\"')::json WHERE version = 4",
+            )
+            .execute(&mut *tx)
+            .await
+            .unwrap();
             tx.commit().await.unwrap();
         }
         Raw::Sqlite(pool) => {

@@ -344,7 +344,7 @@ async fn the_hash_chain_verifies_and_detects_tampering(db: &TestDb) {
     // ...and an edit made around the guard (an owner disabling it) is detected at its version.
     tamper(
         db,
-        "UPDATE events SET payload = jsonb_set(payload, '{n}', '9') WHERE stream_id = 'chain' AND version = 2",
+        "UPDATE events SET payload = jsonb_set(payload::jsonb, '{n}', '9')::json WHERE stream_id = 'chain' AND version = 2",
         "UPDATE events SET payload = json_set(payload, '$.n', 9) WHERE stream_id = 'chain' AND version = 2",
     )
     .await;
@@ -698,5 +698,78 @@ async fn postgres_append_one_refuses_a_version_gap_with_the_log_head_and_no_noti
         .expect("an insert notifies")
         .unwrap();
     assert_eq!(notified.payload(), "probe");
+    db.cleanup().await;
+}
+
+/// The log keeps each document as the JSON text it was appended with (ADR 0025): PostgreSQL's
+/// `json` stores what the store sent, where `jsonb` printed its own spelling (`{"n": 1, …}`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_log_keeps_the_json_text_it_was_appended_with() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Raw::Postgres(pool) = &db.raw else { unreachable!() };
+    let written = db.store.append(&stream("verbatim"), 0, vec![event(7)]).await.unwrap();
+    let (payload, metadata): (String, String) =
+        sqlx::query_as("SELECT payload::text, metadata::text FROM events WHERE stream_id = 'verbatim'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(payload, serde_json::to_string(&written[0].payload).unwrap());
+    assert_eq!(metadata, serde_json::to_string(&written[0].metadata).unwrap());
+    assert_eq!(payload, r#"{"n":7,"nested":{"a":[1,2],"b":1.5},"text":"héllo ✓"}"#);
+    db.cleanup().await;
+}
+
+/// A log written before migration 20261205000002 (documents as `jsonb`) comes through it whole:
+/// every event reads back as it was written, the chains verify, and appends go on after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_log_written_as_jsonb_reads_back_and_verifies_after_the_json_migration() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Raw::Postgres(pool) = &db.raw else { unreachable!() };
+    // A second database, migrated up to the migration before: the log as earlier releases left it.
+    let old_url = format!("{}_old", db.url);
+    let old_name = old_url.rsplit_once('/').unwrap().1.to_owned();
+    sqlx::query(&format!("CREATE DATABASE {old_name}"))
+        .execute(pool)
+        .await
+        .unwrap();
+    let old_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&old_url)
+        .await
+        .unwrap();
+    let mut before = sqlx::migrate!("./migrations/postgres");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 20261205000002)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&old_pool).await.unwrap();
+    let column =
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'events' AND column_name = 'payload'";
+    let kind: String = sqlx::query_scalar(column).fetch_one(&old_pool).await.unwrap();
+    assert_eq!(kind, "jsonb");
+    let store = netia::store::PgStore::from_pool(old_pool.clone());
+    let s = stream("upgraded");
+    let mut written = store.append(&s, 0, vec![event(1)]).await.unwrap();
+    written.extend(store.append(&s, 1, vec![event(2), event(3)]).await.unwrap());
+    drop(store);
+
+    let store = netia::store::PgStore::from_pool(old_pool.clone());
+    store.migrate().await.unwrap();
+    let kind: String = sqlx::query_scalar(column).fetch_one(&old_pool).await.unwrap();
+    assert_eq!(kind, "json");
+    assert_eq!(store.read_stream(&s, StreamBound::All).await.unwrap(), written);
+    written.extend(store.append(&s, 3, vec![event(4)]).await.unwrap());
+    written.extend(store.append(&s, 4, vec![event(5), event(6)]).await.unwrap());
+    assert_eq!(store.read_stream(&s, StreamBound::All).await.unwrap(), written);
+    assert_eq!(store.verify_stream(&s).await.unwrap(), None);
+    drop(store);
+    old_pool.close().await;
+    sqlx::query(&format!("DROP DATABASE {old_name} WITH (FORCE)"))
+        .execute(pool)
+        .await
+        .unwrap();
     db.cleanup().await;
 }

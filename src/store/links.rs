@@ -252,12 +252,12 @@ pub(super) async fn relink_pg(
             let payload = rewrite(&event)?;
             hashes.push(relinker.relink(&event, payload.as_ref())?.to_vec());
             relinker.rewritten += u64::from(payload.is_some());
-            payloads.push(payload.map(sqlx::types::Json));
+            payloads.push(payload.map(|p| p.to_string()));
             ids.push(event.event_id);
         }
         sqlx::query(
-            "UPDATE events SET hash = u.h, payload = COALESCE(u.p, payload) \
-             FROM UNNEST($1::uuid[], $2::bytea[], $3::jsonb[]) AS u(id, h, p) WHERE event_id = u.id",
+            "UPDATE events SET hash = u.h, payload = COALESCE(u.p::json, payload) \
+             FROM UNNEST($1::uuid[], $2::bytea[], $3::text[]) AS u(id, h, p) WHERE event_id = u.id",
         )
         .bind(&ids)
         .bind(&hashes)

@@ -399,7 +399,8 @@ pub(crate) fn prepare(
         }
         let payload_text = serde_json::to_string(&event.payload).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let metadata_text = serde_json::to_string(&event.metadata).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        // PostgreSQL's jsonb cannot hold U+0000; refuse it on both backends alike.
+        // PostgreSQL's text and jsonb (the read models, the bus) cannot hold U+0000; refuse it on both
+        // backends alike.
         if payload_text.contains("\\u0000") || metadata_text.contains("\\u0000") {
             return Err(StoreError::Invalid("JSON text cannot contain U+0000".into()));
         }

@@ -27,7 +27,7 @@ const SELECT_COLUMNS: &str = "global_position, tx_id::text AS tx_id, event_id, s
 
 /// [`SELECT_COLUMNS`] without the metadata (read as JSON `null`): for `read_all_payloads`.
 const PAYLOAD_COLUMNS: &str = "global_position, tx_id::text AS tx_id, event_id, stream_type, stream_id, version, \
-     event_type, event_version, payload, 'null'::jsonb AS metadata, recorded_at, hash";
+     event_type, event_version, payload, 'null'::json AS metadata, recorded_at, hash";
 
 /// Heads remembered per stream; cleared when it grows past this many streams.
 const HEAD_CACHE_LIMIT: usize = 100_000;

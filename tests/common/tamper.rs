@@ -45,7 +45,7 @@ pub async fn rewrite_history(db: &TestDb, id: ConversationId, version: i64) {
                 .execute(pool)
                 .await
                 .unwrap();
-            sqlx::query("UPDATE events SET payload = jsonb_set(payload, '{body}', '\"rewritten\"') WHERE stream_id = $1 AND version = $2")
+            sqlx::query("UPDATE events SET payload = jsonb_set(payload::jsonb, '{body}', '\"rewritten\"')::json WHERE stream_id = $1 AND version = $2")
                 .bind(&id)
                 .bind(version)
                 .execute(pool)
