@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
+use netia_events::chain::truncate_to_micros;
 use netia_events::conversation::*;
 use netia_events::{AccountId, ConversationId, CustomerId, InboxId, MessageId, UserId};
 use serde::{Deserialize, Serialize};
@@ -123,10 +124,14 @@ impl Conversation {
         }
     }
 
-    /// When a message decided at `at` is dated: never before the previous message (clocks of
-    /// concurrent writers and retried commands can be behind the last append).
+    /// When a message decided at `at` is dated: to the microsecond, which is all PostgreSQL's
+    /// `timestamptz`, the SQLite read models and the API keep (`netia_events::chain::format_time`),
+    /// and at least a microsecond after the previous message (clocks of concurrent writers and
+    /// retried commands can be behind the last append). Compared at the nanosecond, two messages
+    /// decided within one microsecond read back with the same `sent_at`.
     fn message_time(&self, at: DateTime<Utc>) -> DateTime<Utc> {
-        match self.last_sent_at {
+        let at = truncate_to_micros(at);
+        match self.last_sent_at.map(truncate_to_micros) {
             Some(last) if at <= last => last + Duration::microseconds(1),
             _ => at,
         }

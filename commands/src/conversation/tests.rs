@@ -1537,6 +1537,52 @@ fn a_message_decided_with_an_earlier_clock_is_dated_after_the_last_message() {
 }
 
 #[test]
+fn a_message_decided_later_within_the_same_microsecond_is_dated_a_microsecond_after() {
+    // The read models and the API keep microseconds: a message decided 500 ns after the last one
+    // would read back with the same `sent_at`, so stored order and time order would disagree.
+    let last = now() + Duration::nanoseconds(100);
+    let mut command = post(agent(), "On its way.", false, None);
+    if let ConversationCommand::PostMessage { at: decided, .. } = &mut command {
+        *decided = now() + Duration::nanoseconds(600);
+    }
+    ConversationTest::with(())
+        .given(vec![created(), customer_posted_at(1, last)])
+        .when(command)
+        .then_expect_events(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
+            message_id: new_message(),
+            user_id: AGENT,
+            body: "On its way.".to_owned(),
+            attachments: Vec::new(),
+            format: netia_events::conversation::MessageFormat::Text,
+            client_message_id: None,
+            sent_at: now() + Duration::microseconds(1),
+        })]);
+}
+
+#[test]
+fn a_message_decided_in_a_later_microsecond_keeps_its_time_to_the_microsecond() {
+    let mut command = post(agent(), "On its way.", false, None);
+    if let ConversationCommand::PostMessage { at: decided, .. } = &mut command {
+        *decided = now() + Duration::nanoseconds(2_600);
+    }
+    ConversationTest::with(())
+        .given(vec![
+            created(),
+            customer_posted_at(1, now() + Duration::nanoseconds(100)),
+        ])
+        .when(command)
+        .then_expect_events(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
+            message_id: new_message(),
+            user_id: AGENT,
+            body: "On its way.".to_owned(),
+            attachments: Vec::new(),
+            format: netia_events::conversation::MessageFormat::Text,
+            client_message_id: None,
+            sent_at: now() + Duration::microseconds(2),
+        })]);
+}
+
+#[test]
 fn a_bot_reply_decided_with_an_earlier_clock_is_dated_after_the_last_message() {
     let last = now() + Duration::seconds(5);
     ConversationTest::with(())
