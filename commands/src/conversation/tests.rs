@@ -1519,12 +1519,15 @@ fn customer_posted_at(n: u128, sent_at: DateTime<Utc>) -> ConversationEvent {
     })
 }
 
-#[test]
-fn a_message_decided_with_an_earlier_clock_is_dated_after_the_last_message() {
-    let last = now() + Duration::seconds(5);
+/// Given a customer message dated `last`, an agent's reply decided at `decided` is dated `dated`.
+fn agent_reply_is_dated(last: DateTime<Utc>, decided: DateTime<Utc>, dated: DateTime<Utc>) {
+    let mut command = post(agent(), "On its way.", false, None);
+    if let ConversationCommand::PostMessage { at, .. } = &mut command {
+        *at = decided;
+    }
     ConversationTest::with(())
         .given(vec![created(), customer_posted_at(1, last)])
-        .when(post(agent(), "On its way.", false, None))
+        .when(command)
         .then_expect_events(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
             message_id: new_message(),
             user_id: AGENT,
@@ -1532,54 +1535,34 @@ fn a_message_decided_with_an_earlier_clock_is_dated_after_the_last_message() {
             attachments: Vec::new(),
             format: netia_events::conversation::MessageFormat::Text,
             client_message_id: None,
-            sent_at: last + Duration::microseconds(1),
+            sent_at: dated,
         })]);
+}
+
+#[test]
+fn a_message_decided_with_an_earlier_clock_is_dated_after_the_last_message() {
+    let last = now() + Duration::seconds(5);
+    agent_reply_is_dated(last, now(), last + Duration::microseconds(1));
 }
 
 #[test]
 fn a_message_decided_later_within_the_same_microsecond_is_dated_a_microsecond_after() {
     // The read models and the API keep microseconds: a message decided 500 ns after the last one
     // would read back with the same `sent_at`, so stored order and time order would disagree.
-    let last = now() + Duration::nanoseconds(100);
-    let mut command = post(agent(), "On its way.", false, None);
-    if let ConversationCommand::PostMessage { at: decided, .. } = &mut command {
-        *decided = now() + Duration::nanoseconds(600);
-    }
-    ConversationTest::with(())
-        .given(vec![created(), customer_posted_at(1, last)])
-        .when(command)
-        .then_expect_events(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
-            message_id: new_message(),
-            user_id: AGENT,
-            body: "On its way.".to_owned(),
-            attachments: Vec::new(),
-            format: netia_events::conversation::MessageFormat::Text,
-            client_message_id: None,
-            sent_at: now() + Duration::microseconds(1),
-        })]);
+    agent_reply_is_dated(
+        now() + Duration::nanoseconds(100),
+        now() + Duration::nanoseconds(600),
+        now() + Duration::microseconds(1),
+    );
 }
 
 #[test]
 fn a_message_decided_in_a_later_microsecond_keeps_its_time_to_the_microsecond() {
-    let mut command = post(agent(), "On its way.", false, None);
-    if let ConversationCommand::PostMessage { at: decided, .. } = &mut command {
-        *decided = now() + Duration::nanoseconds(2_600);
-    }
-    ConversationTest::with(())
-        .given(vec![
-            created(),
-            customer_posted_at(1, now() + Duration::nanoseconds(100)),
-        ])
-        .when(command)
-        .then_expect_events(vec![ConversationEvent::AgentMessagePosted(AgentMessagePosted {
-            message_id: new_message(),
-            user_id: AGENT,
-            body: "On its way.".to_owned(),
-            attachments: Vec::new(),
-            format: netia_events::conversation::MessageFormat::Text,
-            client_message_id: None,
-            sent_at: now() + Duration::microseconds(2),
-        })]);
+    agent_reply_is_dated(
+        now() + Duration::nanoseconds(100),
+        now() + Duration::nanoseconds(2_600),
+        now() + Duration::microseconds(2),
+    );
 }
 
 #[test]
