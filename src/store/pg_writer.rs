@@ -31,7 +31,7 @@ pub(super) struct Append {
     pub stream: StreamRef,
     pub prepared: Vec<PreparedEvent>,
     /// Gets the recorded events, or why they were not stored.
-    pub reply: oneshot::Sender<Result<Vec<RecordedEvent>, WriteError>>,
+    pub reply: oneshot::Sender<Result<Placement, WriteError>>,
     /// Who has the append: [`QUEUED`], then [`TAKEN`] by the writer just before its statement, or
     /// [`ABANDONED`] by a caller whose deadline passed first (then it is never written).
     pub state: Arc<AtomicU8>,
@@ -232,35 +232,68 @@ async fn statement(
     result
 }
 
+/// Where one append's recorded events are: in its statement's batch, shared with [`Recent`], so
+/// that the writer copies nothing for its callers; each caller copies its own events
+/// ([`Placement::events`]) on its own task, while the writer goes on to the next statement.
+#[derive(Debug)]
+pub(super) struct Placement {
+    batch: Arc<Vec<RecordedEvent>>,
+    /// Indexes into `batch` of the append's events, in version order.
+    at: Vec<usize>,
+}
+
+impl Placement {
+    /// The append's recorded events, in version order.
+    pub(super) fn events(&self) -> Vec<RecordedEvent> {
+        self.at.iter().map(|&i| self.batch[i].clone()).collect()
+    }
+}
+
 impl Committed {
-    /// Records one committed statement's appends, wakes local tailers, answers each append.
+    /// Records one committed statement's appends, wakes local tailers, answers each append. The
+    /// events go to [`Recent`] as they are and each caller gets their place there; the batches
+    /// `Recent` forgets are freed only once every caller has its answer.
     fn deliver(&self, head: Checkpoint, appends: Vec<Append>, placed: Vec<Placed>) {
-        let mut answers: Vec<(oneshot::Sender<_>, Result<Vec<RecordedEvent>, WriteError>)> = Vec::new();
-        for (append, placed) in appends.into_iter().zip(placed) {
-            let answer = match placed {
-                Some(placed) => Ok(append
-                    .prepared
-                    .into_iter()
-                    .zip(placed)
-                    .map(|(p, (position, tx_id))| to_recorded(&append.stream, p, position, tx_id))
-                    .collect()),
-                None => Err(WriteError::Conflict),
+        let mut in_log_order: Vec<(usize, RecordedEvent)> = Vec::new();
+        let mut accepted = Vec::with_capacity(appends.len());
+        let mut replies = Vec::with_capacity(appends.len());
+        for (a, (append, placed)) in appends.into_iter().zip(placed).enumerate() {
+            accepted.push(placed.is_some());
+            replies.push(append.reply);
+            if let Some(placed) = placed {
+                let stream = &append.stream;
+                in_log_order.extend(
+                    append
+                        .prepared
+                        .into_iter()
+                        .zip(placed)
+                        .map(|(p, (position, tx_id))| (a, to_recorded(stream, p, position, tx_id))),
+                );
+            }
+        }
+        // Already in log order (the statement inserts appends in the order sent); kept sorted
+        // whatever the statement did.
+        in_log_order.sort_by_key(|(_, event)| event.checkpoint());
+        let mut at: Vec<Vec<usize>> = vec![Vec::new(); replies.len()];
+        let mut events = Vec::with_capacity(in_log_order.len());
+        for (i, (a, event)) in in_log_order.into_iter().enumerate() {
+            at[a].push(i);
+            events.push(event);
+        }
+        let batch = Arc::new(events);
+        let forgotten = self.recent.committed(head, batch.clone());
+        for ((reply, accepted), at) in replies.into_iter().zip(accepted).zip(at) {
+            let answer = if accepted {
+                Ok(Placement {
+                    batch: batch.clone(),
+                    at,
+                })
+            } else {
+                Err(WriteError::Conflict)
             };
-            answers.push((append.reply, answer));
-        }
-        let mut in_log_order: Vec<RecordedEvent> = answers
-            .iter()
-            .filter_map(|(_, answer)| answer.as_ref().ok())
-            .flatten()
-            .cloned()
-            .collect();
-        if !in_log_order.is_empty() {
-            in_log_order.sort_by_key(RecordedEvent::checkpoint);
-            self.recent.committed(head, in_log_order);
-        }
-        for (reply, answer) in answers {
             let _ = reply.send(answer);
         }
+        drop(forgotten);
     }
 }
 

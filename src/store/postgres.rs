@@ -316,7 +316,7 @@ impl EventStore for PgStore {
             }
         };
         let recorded = match outcome {
-            Ok(Ok(recorded)) => recorded,
+            Ok(Ok(placement)) => placement.events(),
             Ok(Err(WriteError::Conflict)) => {
                 if let Ok(mut heads) = self.heads.lock() {
                     heads.remove(stream);

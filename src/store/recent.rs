@@ -75,18 +75,28 @@ impl Recent {
     }
 
     /// Records `events` (in log order), which this process committed right after `head`, and
-    /// wakes the tailers.
-    pub(crate) fn committed(&self, head: Checkpoint, events: Vec<RecordedEvent>) {
+    /// wakes the tailers. Returns the batches forgotten to make room (beyond [`RECENT_EVENTS`]),
+    /// for the caller to drop when it suits it: freeing thousands of events takes time, which the
+    /// append writer spends after answering its callers rather than before (ADR 0006, "The
+    /// append's client side").
+    pub(crate) fn committed(
+        &self,
+        head: Checkpoint,
+        events: impl Into<Arc<Vec<RecordedEvent>>>,
+    ) -> Vec<Arc<Vec<RecordedEvent>>> {
+        let events = events.into();
+        let mut forgotten = Vec::new();
         let Some(last) = events.last().map(RecordedEvent::checkpoint) else {
-            return;
+            return forgotten;
         };
         {
             let mut state = self.state();
             state.local_head = state.local_head.max(last);
             state.events += events.len();
-            if let Some(replaced) = state.after.insert(head, Arc::new(events)) {
+            if let Some(replaced) = state.after.insert(head, events) {
                 // Cannot happen (two commits after one head); keep the count right if it does.
                 state.events -= replaced.len();
+                forgotten.push(replaced);
             } else {
                 state.order.push_back(head);
             }
@@ -94,10 +104,12 @@ impl Recent {
                 let Some(oldest) = state.order.pop_front() else { break };
                 if let Some(batch) = state.after.remove(&oldest) {
                     state.events -= batch.len();
+                    forgotten.push(batch);
                 }
             }
         }
         self.wake.send_modify(|n| *n += 1);
+        forgotten
     }
 
     /// Another process may have committed (a NOTIFY, or a LISTEN connection lost): wakes the
@@ -380,10 +392,17 @@ mod tests {
     fn old_batches_are_forgotten_past_the_limit() {
         let recent = Recent::default();
         let mut head = at(0);
+        let mut forgotten = Vec::new();
         for i in 1..=(RECENT_EVENTS as i64 + 10) {
-            recent.committed(head, vec![event(i as u64, i)]);
+            forgotten.extend(recent.committed(head, vec![event(i as u64, i)]));
             head = at(i);
         }
+        // Handed back to the committer, oldest first, for it to free outside the lock.
+        let forgotten: Vec<i64> = forgotten
+            .iter()
+            .flat_map(|b| b.iter().map(|e| e.global_position))
+            .collect();
+        assert_eq!(forgotten, (1..=10).collect::<Vec<_>>());
         assert!(recent.read(at(0), 1).is_none(), "the oldest batch is gone");
         assert_eq!(positions(recent.read(at(10), 1)), Some(vec![11]));
         assert_eq!(recent.state().events, RECENT_EVENTS);
