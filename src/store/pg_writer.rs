@@ -280,6 +280,10 @@ impl Committed {
             at[a].push(i);
             events.push(event);
         }
+        // Each caller gets its events in version order, as it sent them.
+        for indexes in &mut at {
+            indexes.sort_by_key(|&i| events[i].version);
+        }
         let batch = Arc::new(events);
         let forgotten = self.recent.committed(head, batch.clone());
         for ((reply, accepted), at) in replies.into_iter().zip(accepted).zip(at) {
