@@ -479,6 +479,73 @@ fn parse_tx(text: String) -> Result<u64, sqlx::Error> {
 mod tests {
     use super::*;
 
+    fn append(
+        stream: &str,
+        versions: std::ops::RangeInclusive<i64>,
+    ) -> (Append, oneshot::Receiver<Result<Placement, WriteError>>) {
+        let (reply, answer) = oneshot::channel();
+        let prepared = versions
+            .map(|version| PreparedEvent {
+                event_id: uuid::Uuid::now_v7(),
+                version,
+                event_type: "Probed".into(),
+                event_version: 1,
+                payload: serde_json::json!({ "v": version }),
+                metadata: serde_json::json!({}),
+                payload_text: format!("{{\"v\":{version}}}"),
+                metadata_text: "{}".into(),
+                recorded_at: chrono::Utc::now(),
+                hash: [0; 32],
+            })
+            .collect();
+        let append = Append {
+            stream: StreamRef::new("probe", stream),
+            prepared,
+            reply,
+            state: Arc::new(AtomicU8::new(TAKEN)),
+        };
+        (append, answer)
+    }
+
+    fn placed(answer: &mut oneshot::Receiver<Result<Placement, WriteError>>) -> Vec<(String, i64, i64)> {
+        let placement = answer.try_recv().expect("answered").expect("placed");
+        placement
+            .events()
+            .into_iter()
+            .map(|e| (e.stream_id, e.version, e.global_position))
+            .collect()
+    }
+
+    #[test]
+    fn each_caller_gets_its_own_events_in_version_order_and_a_refused_one_a_conflict() {
+        // Given a statement after position 10 that placed a's two events (out of version order,
+        // which the database never does, but the answer must not depend on it), refused b, and
+        // placed c's one event between a's.
+        let committed = Committed {
+            recent: Arc::new(Recent::default()),
+            node: "node".into(),
+        };
+        let (a, mut a_answer) = append("a", 1..=2);
+        let (b, mut b_answer) = append("b", 5..=5);
+        let (c, mut c_answer) = append("c", 3..=3);
+        let placement = vec![Some(vec![(13, 7), (11, 7)]), None, Some(vec![(12, 7)])];
+        // When it is delivered
+        committed.deliver(Checkpoint::at(10), vec![a, b, c], placement);
+        // Then each caller has its own events, in version order, and b a conflict
+        assert_eq!(placed(&mut a_answer), [("a".into(), 1, 13), ("a".into(), 2, 11)]);
+        assert!(matches!(b_answer.try_recv(), Ok(Err(WriteError::Conflict))));
+        assert_eq!(placed(&mut c_answer), [("c".into(), 3, 12)]);
+        // and tailers at the head it followed read the batch from memory, in log order.
+        let positions: Vec<i64> = committed
+            .recent
+            .read(Checkpoint::at(10), 10)
+            .expect("from memory")
+            .iter()
+            .map(|e| e.global_position)
+            .collect();
+        assert_eq!(positions, [11, 12, 13]);
+    }
+
     #[test]
     fn a_broken_connection_leaves_the_outcome_unknown() {
         let io = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"));

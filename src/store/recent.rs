@@ -75,8 +75,9 @@ impl Recent {
     }
 
     /// Records `events` (in log order), which this process committed right after `head`, and
-    /// wakes the tailers. Returns the batches forgotten to make room (beyond [`RECENT_EVENTS`]),
-    /// for the caller to drop when it suits it: freeing thousands of events takes time, which the
+    /// wakes the tailers. Returns the batches forgotten to make room (beyond [`RECENT_EVENTS`],
+    /// oldest first; or one replaced at the same head, which cannot happen), for the caller to drop
+    /// when it suits it: freeing thousands of events takes time, which the
     /// append writer spends after answering its callers rather than before (ADR 0006, "The
     /// append's client side").
     pub(crate) fn committed(
