@@ -30,7 +30,8 @@ type Placed = Option<Vec<(i64, u64)>>;
 pub(super) struct Append {
     pub stream: StreamRef,
     pub prepared: Vec<PreparedEvent>,
-    /// Gets the recorded events, or why they were not stored.
+    /// Gets where its recorded events are in the statement's batch ([`Placement`]), or why they
+    /// were not stored.
     pub reply: oneshot::Sender<Result<Placement, WriteError>>,
     /// Who has the append: [`QUEUED`], then [`TAKEN`] by the writer just before its statement, or
     /// [`ABANDONED`] by a caller whose deadline passed first (then it is never written).
