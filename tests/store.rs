@@ -773,3 +773,238 @@ async fn postgres_a_log_written_as_jsonb_reads_back_and_verifies_after_the_json_
         .unwrap();
     db.cleanup().await;
 }
+
+/// Events in an append big enough to go by COPY alone (the writer copies statements of 256 rows or
+/// more, ADR 0026).
+const COPIED: usize = 300;
+
+/// A store on the test database whose sessions count calls of PL/pgSQL functions
+/// (`track_functions = pl`).
+async fn counting_store(db: &TestDb) -> Arc<dyn EventStore> {
+    let url = format!("{}?options[track_functions]=pl", db.url);
+    Arc::new(netia::store::PgStore::connect(&url, 8).await.unwrap())
+}
+
+/// How often `netia_append_copied` and the append statements (`netia_append_each`,
+/// `netia_append_one`) have been called on the database, once
+/// the counts have reached `at_least` and then stayed put for a while: a session publishes its
+/// counts when it goes idle, at most once a second.
+async fn statement_calls(pool: &sqlx::PgPool, at_least: (i64, i64)) -> (i64, i64) {
+    let read = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT coalesce(sum(calls) FILTER (WHERE funcname = 'netia_append_copied'), 0)::bigint, \
+                    coalesce(sum(calls) FILTER (WHERE funcname IN ('netia_append_each', 'netia_append_one')), 0)::bigint \
+             FROM pg_stat_user_functions",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut calls = read().await;
+    while (calls.0 < at_least.0 || calls.1 < at_least.1) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        calls = read().await;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let again = read().await;
+        if again == calls {
+            return calls;
+        }
+        calls = again;
+    }
+}
+
+/// Appends `count` appends of `events` events each to `streams[i]` at `expected[i]` while the
+/// append lock is held elsewhere, so that they queue into the writer's next statements; returns
+/// each append's outcome once the lock goes.
+async fn queued_behind_the_lock(
+    pool: &sqlx::PgPool,
+    store: &Arc<dyn EventStore>,
+    appends: Vec<(StreamRef, i64)>,
+    events: usize,
+) -> Vec<Result<Vec<RecordedEvent>, StoreError>> {
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(1852142689, 1)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = appends
+        .into_iter()
+        .enumerate()
+        .map(|(i, (s, expected))| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let batch = (0..events).map(|e| event(i * 1_000 + e)).collect();
+                store.append(&s, expected, batch).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await; // every append queued behind the lock
+    holder.commit().await.unwrap();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    outcomes
+}
+
+/// A statement of many rows goes by COPY (ADR 0026): eight appends of 300 events queued together
+/// are copied, checked by `netia_append_copied` (never `netia_append_each`), and each caller gets
+/// its events where the database put them: consecutive positions in the order sent, one
+/// transaction for the statement; the log reads them back identically, a tailer reads them in
+/// order and every stream's chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_large_batch_is_copied_and_each_append_placed_where_the_database_put_it() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Raw::Postgres(pool) = &db.raw else { unreachable!() };
+    let store = counting_store(&db).await;
+    let streams: Vec<StreamRef> = (0..8).map(|i| stream(&format!("copied-{i}"))).collect();
+    let outcomes = queued_behind_the_lock(pool, &store, streams.iter().map(|s| (s.clone(), 0)).collect(), COPIED).await;
+    let placed: Vec<Vec<RecordedEvent>> = outcomes.into_iter().map(|o| o.expect("appended")).collect();
+    for (s, events) in streams.iter().zip(&placed) {
+        assert_eq!(
+            events.iter().map(|e| e.version).collect::<Vec<_>>(),
+            (1..=300).collect::<Vec<i64>>()
+        );
+        for pair in events.windows(2) {
+            assert_eq!(
+                pair[1].global_position,
+                pair[0].global_position + 1,
+                "consecutive, in order"
+            );
+            assert_eq!(pair[1].tx_id, pair[0].tx_id);
+        }
+        let stored = db.store.read_stream(s, StreamBound::All).await.unwrap();
+        assert_eq!(&stored, events, "placed where the database put them");
+        assert_eq!(db.store.verify_stream(s).await.unwrap(), None);
+    }
+    let mut all: Vec<RecordedEvent> = placed.into_iter().flatten().collect();
+    all.sort_by_key(|e| e.global_position);
+    assert_eq!(tail_n(&db.store, all.len()).await, all, "tailed in log order");
+    let (copied, statements) = statement_calls(pool, (1, 0)).await;
+    assert!(copied >= 1, "netia_append_copied was called {copied} times");
+    assert_eq!(statements, 0, "no append statement");
+    db.cleanup().await;
+}
+
+/// A copied batch holding a stale append fails on the unique (stream, version) index as a whole;
+/// the writer rolls it back and sends the batch through the append statement, which refuses the
+/// stale append alone: its caller gets a conflict with nothing of it written, the others commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_stale_append_in_a_copied_batch_is_a_conflict_alone() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Raw::Postgres(pool) = &db.raw else { unreachable!() };
+    let store = counting_store(&db).await;
+    let raced = stream("raced");
+    // This node caches the stream's head at 300; another node appends 300 more.
+    let mine = store.append(&raced, 0, (0..300).map(event).collect()).await.unwrap();
+    db.store
+        .append(&raced, 300, (300..600).map(event).collect())
+        .await
+        .unwrap();
+    let mut appends: Vec<(StreamRef, i64)> = (0..6).map(|i| (stream(&format!("fresh-{i}")), 0)).collect();
+    appends.insert(3, (raced.clone(), 300));
+    let outcomes = queued_behind_the_lock(pool, &store, appends, COPIED).await;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match (i, outcome) {
+            (3, Err(StoreError::Conflict { actual: 600, .. })) => {}
+            (3, other) => panic!("the stale append: {other:?}"),
+            (_, Ok(events)) => assert_eq!(events.len(), COPIED),
+            (_, Err(e)) => panic!("append {i}: {e}"),
+        }
+    }
+    let stored = db.store.read_stream(&raced, StreamBound::All).await.unwrap();
+    assert_eq!(stored.len(), 600, "nothing of the stale append was written");
+    assert_eq!(stored[..300], mine[..]);
+    assert_eq!(db.store.verify_stream(&raced).await.unwrap(), None);
+    // The first append alone was copied; the stale append's statement (the batch, or the stale
+    // append alone if the writer took it first) was copied, then sent as an append statement.
+    let (copied, statements) = statement_calls(pool, (2, 1)).await;
+    assert!(
+        copied >= 2 && statements >= 1,
+        "copied {copied}, append statements {statements}"
+    );
+    db.cleanup().await;
+}
+
+/// `netia_append_copied` itself: it refuses to run outside the append lock; an append whose first
+/// version does not follow its stream's head as the rows before it left it — a skipped version,
+/// or a version copied before the one it follows — comes back as its index with no position, and
+/// nothing is notified; appends that hold get the first row's position, the transaction and the
+/// log's head before them, and a NOTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_append_copied_refuses_a_skipped_or_misordered_version() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Raw::Postgres(pool) = &db.raw else { unreachable!() };
+    let head = db.store.append(&stream("gap"), 0, vec![event(1)]).await.unwrap()[0].global_position;
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await.unwrap();
+    listener.listen("netia_events").await.unwrap();
+    // Rows written in this transaction (by INSERT here: the function cares only that they hold
+    // the last positions under the lock), then the check of appends starting at `firsts`.
+    let check = |versions: Vec<i64>, firsts: Vec<i64>, offsets: Vec<i64>| async move {
+        let mut tx = pool.begin().await.unwrap();
+        for version in &versions {
+            sqlx::query(
+                "INSERT INTO events (event_id, stream_type, stream_id, version, event_type, event_version, \
+                                     payload, metadata, recorded_at, hash) \
+                 VALUES ($1, 'counter', 'gap', $2, 'Counted', 1, '{}', '{}', now(), sha256('x'))",
+            )
+            .bind(uuid::Uuid::now_v7())
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        let n = firsts.len();
+        let rows = sqlx::query_as::<_, (Option<i64>, Option<String>, i64, Option<i32>)>(
+            "SELECT first_position, placed_tx, head_position, refused_append \
+             FROM netia_append_copied($1, $2, $3, $4, $5, 'probe')",
+        )
+        .bind(vec!["counter"; n])
+        .bind(vec!["gap"; n])
+        .bind(firsts)
+        .bind(offsets)
+        .bind(i64::try_from(versions.len()).unwrap())
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        (tx, rows)
+    };
+    let outside = sqlx::query("SELECT * FROM netia_append_copied('{counter}', '{gap}', '{2}', '{0}', 1, 'probe')")
+        .fetch_all(pool)
+        .await
+        .unwrap_err();
+    assert!(outside.to_string().contains("under the append lock"), "{outside}");
+    // Version 3 on a stream whose head is 1.
+    let (tx, rows) = check(vec![3], vec![3], vec![0]).await;
+    assert_eq!(rows, vec![(None, None, head, Some(0))]);
+    tx.rollback().await.unwrap();
+    // Version 3 copied before version 2, as two appends: the first one does not follow the head.
+    let (tx, rows) = check(vec![3, 2], vec![3, 2], vec![0, 1]).await;
+    assert_eq!(rows, vec![(None, None, head, Some(0))]);
+    tx.rollback().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.recv())
+            .await
+            .is_err(),
+        "a refused copy notifies nobody"
+    );
+    // Versions 2 and 3, two appends in order: both hold.
+    let (tx, rows) = check(vec![2, 3], vec![2, 3], vec![0, 1]).await;
+    tx.commit().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let (first, placed_tx, at, refused) = rows[0].clone();
+    assert_eq!((at, refused), (head, None));
+    let stored = db.store.read_stream(&stream("gap"), StreamBound::All).await.unwrap();
+    assert_eq!(first, Some(stored[1].global_position));
+    assert_eq!(stored[2].global_position, stored[1].global_position + 1);
+    assert_eq!(placed_tx, Some(stored[1].tx_id.to_string()));
+    let notified = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a copy that holds notifies")
+        .unwrap();
+    assert_eq!(notified.payload(), "probe");
+    db.cleanup().await;
+}

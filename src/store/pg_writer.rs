@@ -19,7 +19,9 @@ use crate::supervisor::{Components, supervise};
 
 use super::{PreparedEvent, Recent, to_recorded};
 
+mod copy;
 mod statements;
+use copy::{COPY_MIN_ROWS, insert_copied};
 use statements::{insert, insert_one};
 
 const MAX_APPENDS_PER_BATCH: usize = 256;
@@ -222,9 +224,21 @@ async fn statement(
         Some(held) => held,
         None => conn.insert(pool.acquire().await.map_err(WriteError::from)?),
     };
-    let result = match appends {
-        [append] => insert_one(&mut **held, append, node).await,
-        _ => insert(&mut **held, appends, node).await,
+    let rows: usize = appends.iter().map(|a| a.prepared.len()).sum();
+    let copied = if rows >= COPY_MIN_ROWS {
+        insert_copied(held, appends, node).await
+    } else {
+        Ok(None)
+    };
+    let result = match copied {
+        Ok(Some(done)) => Ok(done),
+        // Too few rows to copy, or an append that did not hold rolled the copy back: the append
+        // statement answers per append.
+        Ok(None) => match appends {
+            [append] => insert_one(&mut **held, append, node).await,
+            _ => insert(&mut **held, appends, node).await,
+        },
+        Err(e) => Err(e),
     }
     .map_err(WriteError::from);
     if let Err(WriteError::Unknown(_)) = &result

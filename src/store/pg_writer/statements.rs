@@ -185,7 +185,7 @@ where
     Ok((head, placed))
 }
 
-fn parse_tx(text: String) -> Result<u64, sqlx::Error> {
+pub(super) fn parse_tx(text: String) -> Result<u64, sqlx::Error> {
     text.parse::<u64>()
         .map_err(|e| sqlx::Error::Decode(format!("tx_id {text:?}: {e}").into()))
 }
