@@ -6,8 +6,9 @@
 --
 -- The COPY's statement trigger (events_serialized) takes the append lock before its first row,
 -- so every row it inserts draws the next value of the log's sequence and nothing else inserts
--- meanwhile: the copied rows hold the positions last - copied + 1 .. last, in the order sent
--- (checked below, not assumed). Duplicated versions were refused by the unique index during the
+-- meanwhile: the copied rows hold the positions last - copied + 1 .. last, in the order sent.
+-- Checked below, not assumed: that this transaction holds exactly that many rows in that range,
+-- and that each append's first row is at its place in it. Duplicated versions were refused by the unique index during the
 -- COPY; what the index cannot see is a gap: an append whose first version does not follow its
 -- stream's head as it stood just before that append's first row. The rules are those of
 -- netia_append_each (20261201000004_log_order_by_position.sql): appends in the order sent, each
@@ -42,6 +43,15 @@ BEGIN
     IF ours IS DISTINCT FROM copied THEN
         RAISE EXCEPTION 'the copied rows are not positions % to % of this transaction (% of % are)',
             first, last_position, ours, copied;
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM UNNEST(stream_types, stream_ids, first_versions, offsets) AS u(st, si, v, o)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM events e
+            WHERE e.global_position = first + u.o
+              AND e.stream_type = u.st AND e.stream_id = u.si AND e.version = u.v))
+    THEN
+        RAISE EXCEPTION 'the copied rows are not in the order of the appends given';
     END IF;
     SELECT h.global_position INTO head FROM events h
         WHERE h.global_position < first ORDER BY h.global_position DESC LIMIT 1;

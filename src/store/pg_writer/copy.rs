@@ -6,10 +6,10 @@
 //!
 //! The rules are the append statements' (each append's first version must follow its stream's
 //! head as the appends before it in the batch left it), but the COPY cannot refuse one append and
-//! keep the others: a stale append fails the COPY on the unique `(stream, version)` index, and an
-//! append ahead of its stream is found by `netia_append_copied`. Either way the transaction is
-//! rolled back, nothing of it stays, and the caller sends the batch through the append statement,
-//! which answers per append.
+//! keep the others: a stale append fails the COPY on the unique `(stream, version)` index (a
+//! reused event id on the event-id index), and an append ahead of its stream is found by
+//! `netia_append_copied`. Either way the transaction is rolled back, nothing of it stays, and the
+//! caller sends the batch through the append statement, which answers per append.
 
 use netia_events::Checkpoint;
 use sqlx::encode::IsNull;
@@ -65,11 +65,9 @@ pub(super) async fn insert_copied(
         Ok(rows) => {
             return Err(sqlx::Error::Protocol(format!("COPY inserted {rows} rows of {copied}")));
         }
-        Err(sqlx::Error::Database(db))
-            if db.code().as_deref() == Some("23505") && db.constraint() == Some("events_stream_version") =>
-        {
-            return Ok(None);
-        }
+        // Any unique violation (a stale version, or a reused event id, which the event-id index
+        // may report first): the append statements say which append and why.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => return Ok(None),
         Err(e) => return Err(e),
     }
     let rows = sqlx::query(
