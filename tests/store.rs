@@ -571,30 +571,17 @@ async fn postgres_appends_fail_fast_while_the_database_is_unreachable_and_resume
 async fn postgres_conflicts_inside_a_batch_are_answered_per_append_in_one_statement() {
     let Some(db) = TestDb::postgres().await else { return };
     let Raw::Postgres(pool) = &db.raw else { unreachable!() };
-    let mut holder = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(1852142689, 1)")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
     let mut streams: Vec<String> = (0..31).map(|i| format!("fresh-{i}")).collect();
     for i in 0..11 {
         streams.push(format!("raced-{i}"));
         streams.push(format!("raced-{i}"));
     }
-    let tasks: Vec<_> = streams
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let (store, s) = (db.store.clone(), stream(id));
-            tokio::spawn(async move { store.append(&s, 0, vec![event(i)]).await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await; // every append queued behind the lock
-    holder.commit().await.unwrap();
+    let appends = streams.iter().map(|id| (stream(id), 0)).collect();
+    let outcomes = queued_behind_the_lock(pool, &db.store, appends, 1).await;
     let mut transactions: BTreeMap<u64, usize> = BTreeMap::new();
     let mut conflicts = 0;
-    for task in tasks {
-        match task.await.unwrap() {
+    for outcome in outcomes {
+        match outcome {
             Ok(recorded) => *transactions.entry(recorded[0].tx_id).or_default() += 1,
             Err(StoreError::Conflict { actual, .. }) => {
                 assert_eq!(actual, 1, "the pair's winner is the stream's head");
@@ -826,9 +813,9 @@ async fn statement_calls(pool: &sqlx::PgPool) -> (i64, i64) {
     .unwrap()
 }
 
-/// Appends `count` appends of `events` events each to `streams[i]` at `expected[i]` while the
-/// append lock is held elsewhere, so that they queue into the writer's next statements; returns
-/// each append's outcome once the lock goes.
+/// Appends `events` events to each `(stream, expected version)` of `appends`, all at once, while
+/// the append lock is held elsewhere, so that they queue into the writer's next statements;
+/// returns each append's outcome, in the same order, once the lock goes.
 async fn queued_behind_the_lock(
     pool: &sqlx::PgPool,
     store: &Arc<dyn EventStore>,
