@@ -21,8 +21,8 @@ use super::{Append, Placed};
 
 /// Statements of at least this many rows go by COPY. The transaction costs four more round trips
 /// than an append statement (BEGIN, the COPY's start, the check, COMMIT), about as much as COPY
-/// saves on a hundred rows: one writer of 100-event appends ran at 0.9x by COPY, eight writers'
-/// 800-row statements at about 1.15x (ADR 0026).
+/// saves on a hundred rows: one writer of 100-event appends ran at about 0.9x by COPY, eight
+/// writers' 700-800-row statements at 1.18-1.32x (ADR 0026).
 pub(super) const COPY_MIN_ROWS: usize = 256;
 
 const COPY_EVENTS: &str = "COPY events (event_id, stream_type, stream_id, version, event_type, event_version, \
@@ -36,8 +36,9 @@ const FIELDS: i16 = 10;
 const TRAILER: i16 = -1;
 
 /// Copies every event of `appends` in one transaction. `Ok(None)`: some append did not hold (a
-/// stale or skipped version); the transaction was rolled back (when the connection is next used)
-/// and nothing was stored. Otherwise the head the rows follow and each append's placements.
+/// stale or skipped version, or a reused event id); the transaction was rolled back (when the
+/// connection is next used) and nothing was stored. Otherwise the head the rows follow and each
+/// append's placements.
 pub(super) async fn insert_copied(
     conn: &mut PgConnection,
     appends: &[Append],
@@ -94,7 +95,8 @@ pub(super) async fn insert_copied(
     };
     let tx_id = parse_tx(row.try_get("placed_tx")?)?;
     tx.commit().await?;
-    // The rows hold consecutive positions in the order sent (checked by netia_append_copied).
+    // The rows hold consecutive positions in the order sent (netia_append_copied checked the
+    // range and where each append starts in it).
     let placed = appends
         .iter()
         .zip(offsets)
